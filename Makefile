@@ -1,0 +1,63 @@
+# mproc - this Makefile only drives CMake; the build is defined in
+# CMakeLists.txt.
+#
+#   make demo     build and run the tour of examples
+#   make test     build and run every test, plain and under ASan+UBSan
+#   make bench    run the benchmarks beside ../shared/anchors, with ratios
+#   make install  install into PREFIX (default /usr/local)
+#
+# On a fresh Debian machine scripts/deps.sh installs what is missing first.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PREFIX     ?= /usr/local
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+.PHONY: all build build-asan demo test test-plain test-asan bench install format lint clean deps
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMPROC_SANITIZE=ON \
+	      -DMPROC_BUILD_BENCH=OFF $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+demo: build
+	scripts/demo.sh $(BUILD)
+
+test: test-plain test-asan
+
+test-plain: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench:
+	@scripts/deps.sh bench
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	scripts/bench.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+format:
+	clang-format -i include/mproc.h include/mproc/*.h src/*.c src/*.h src/platform/*.h \
+	  src/platform/linux/*.c tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h
+
+lint: build
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src
+	clang-tidy -p $(BUILD) --quiet src/*.c src/platform/linux/*.c
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

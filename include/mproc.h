@@ -1,0 +1,28 @@
+/*
+ * mproc.h - the one public header of mproc, process-based parallelism for C.
+ *
+ * mproc gives C programs what Python's multiprocessing, concurrent.futures
+ * and mpi4py give Python programs: processes, pipes, queues, shared memory,
+ * process-shared locks and events, a worker pool with futures, and
+ * MPI-style collectives - at C speed, with fault isolation: a child that
+ * crashes or hangs is reported to its parent as an error value, never as a
+ * crash or a hang of the parent.
+ *
+ * Conventions, everywhere:
+ *   - Calls that can fail return int: 0 or a count on success, a negative
+ *     MP_E* code on failure (mproc/common.h).
+ *   - Calls that can block take a timeout in seconds (double); MP_FOREVER
+ *     waits without limit, 0 polls.
+ *   - _new/_free for objects the library allocates; _init/_destroy for
+ *     objects the caller places (for instance in shared memory).
+ *
+ * Each part is declared and documented in its own header below.
+ */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include "mproc/common.h"
+#include "mproc/log.h"
+#include "mproc/process.h"
+
+#endif /* MPROC_H */

@@ -1,0 +1,119 @@
+/*
+ * mproc/common.h - what every part of mproc shares: the export macro, the
+ * timeout convention and the error model.
+ *
+ * Included by <mproc.h>; not meant to be included on its own.
+ */
+#ifndef MPROC_COMMON_H
+#define MPROC_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Symbols are hidden by default; MP_EXTERN marks the public API. */
+#if defined(MPROC_BUILDING) && defined(__GNUC__)
+#define MP_EXTERN __attribute__((visibility("default")))
+#else
+#define MP_EXTERN
+#endif
+
+/*
+ * Timeouts.  Every call that can block takes a timeout in seconds as a
+ * double: MP_FOREVER (any negative value) waits without limit, 0 polls once,
+ * and a positive value is a limit measured on CLOCK_MONOTONIC, so that
+ * changes to the wall clock never shorten or stretch a wait.  A wait that
+ * runs out returns MP_ETIMEDOUT.
+ */
+#define MP_FOREVER (-1.0)
+
+/*
+ * Errors.  A call that can fail returns int: 0 (or a non-negative count) on
+ * success, a negative MP_E* code on failure.  Where an errno value fits, the
+ * code is -errno (as in libuv), so that system call failures pass through
+ * unchanged; the library's own conditions live in a reserved range below
+ * -4000 that no errno reaches.  mp_strerror() and mp_err_name() describe any
+ * code, including -errno values not listed here.
+ *
+ * XX(name, code, message) - the one table both functions are generated from.
+ */
+#define MP_ERRNO_MAP(XX)                                                                           \
+    XX(EPERM, -EPERM, "operation not permitted")                                                   \
+    XX(ENOENT, -ENOENT, "no such file or directory")                                               \
+    XX(ESRCH, -ESRCH, "no such process")                                                           \
+    XX(EINTR, -EINTR, "interrupted system call")                                                   \
+    XX(EIO, -EIO, "input/output error")                                                            \
+    XX(E2BIG, -E2BIG, "argument list too long")                                                    \
+    XX(EBADF, -EBADF, "bad file descriptor")                                                       \
+    XX(ECHILD, -ECHILD, "no child process")                                                        \
+    XX(EAGAIN, -EAGAIN, "resource temporarily unavailable")                                        \
+    XX(ENOMEM, -ENOMEM, "not enough memory")                                                       \
+    XX(EACCES, -EACCES, "permission denied")                                                       \
+    XX(EFAULT, -EFAULT, "bad address")                                                             \
+    XX(EBUSY, -EBUSY, "resource busy")                                                             \
+    XX(EEXIST, -EEXIST, "already exists")                                                          \
+    XX(EINVAL, -EINVAL, "invalid argument")                                                        \
+    XX(ENFILE, -ENFILE, "too many open files in the system")                                       \
+    XX(EMFILE, -EMFILE, "too many open files")                                                     \
+    XX(ENOSPC, -ENOSPC, "no space left")                                                           \
+    XX(EPIPE, -EPIPE, "broken pipe: the other end is closed")                                      \
+    XX(ERANGE, -ERANGE, "result out of range")                                                     \
+    XX(EDEADLK, -EDEADLK, "resource deadlock avoided")                                             \
+    XX(ENAMETOOLONG, -ENAMETOOLONG, "name too long")                                               \
+    XX(ENOSYS, -ENOSYS, "function not implemented")                                                \
+    XX(EPROTO, -EPROTO, "protocol error")                                                          \
+    XX(EOVERFLOW, -EOVERFLOW, "value too large")                                                   \
+    XX(EMSGSIZE, -EMSGSIZE, "message larger than the buffer")                                      \
+    XX(ENOTSUP, -ENOTSUP, "operation not supported")                                               \
+    XX(EADDRINUSE, -EADDRINUSE, "address already in use")                                          \
+    XX(ECONNRESET, -ECONNRESET, "connection reset by peer")                                        \
+    XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                                         \
+    XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                                          \
+    XX(ECANCELED, -ECANCELED, "operation canceled")                                                \
+    XX(EOWNERDEAD, -EOWNERDEAD, "the previous owner died holding the lock")                        \
+    XX(ENOTRECOVERABLE, -ENOTRECOVERABLE, "state not recoverable")                                 \
+    XX(EOF, -4095, "end of stream: every writer has closed its end")                               \
+    XX(ECLOSED, -4094, "the object is closed")                                                     \
+    XX(EWORKER, -4093, "the process running the task died")                                        \
+    XX(EBROKEN, -4092, "the barrier is broken")                                                    \
+    XX(EAUTH, -4091, "authentication failed")                                                      \
+    XX(ETASK, -4090, "the task reported an error")                                                 \
+    XX(EINIT, -4089, "the worker initializer failed")                                              \
+    XX(ESTATE, -4088, "the object is not in a state that allows this call")
+
+/* The codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ... */
+typedef enum mp_errno {
+#define MP__ERRNO_ENUM(name, code, msg) MP_##name = (code),
+    MP_ERRNO_MAP(MP__ERRNO_ENUM)
+#undef MP__ERRNO_ENUM
+} mp_errno;
+
+/*
+ * A message for an error code: "timed out" for MP_ETIMEDOUT.  Codes outside
+ * the table that are -errno values get the C library's text; anything else
+ * gets "unknown error".  The string is static; never NULL; thread-safe.
+ */
+MP_EXTERN const char *mp_strerror(int code);
+
+/*
+ * The name of an error code: "MP_ETIMEDOUT" for MP_ETIMEDOUT, "OK" for 0 and
+ * for positive counts.  Unlisted -errno values get "E..." names from the C
+ * library; anything else "MP_EUNKNOWN".  Static string; thread-safe.
+ */
+MP_EXTERN const char *mp_err_name(int code);
+
+/* The library's version as "MAJOR.MINOR.PATCH" (the one it was built as). */
+MP_EXTERN const char *mp_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_COMMON_H */

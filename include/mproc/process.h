@@ -1,0 +1,230 @@
+/*
+ * mproc/process.h - child processes (Python's multiprocessing.Process).
+ *
+ * Included by <mproc.h>.
+ *
+ * A process object runs one target function in a child process.  The child
+ * is isolated: whatever it does - crash, abort, _exit(), loop forever - the
+ * parent learns it as an exit code and a report, never as a crash or a hang
+ * of its own.
+ *
+ * Lifetime and reaping.  A started child is reaped exactly once, by join,
+ * is_alive, exitcode or free, whichever notices its end first.  Every child
+ * has PR_SET_PDEATHSIG set to SIGKILL, so it dies when its parent dies, even
+ * by SIGKILL; grandchildren started through mproc die in turn.  Linux ties
+ * that signal to the thread that called mp_process_start(): start children
+ * from a thread that outlives them (the main thread, or a pool's own thread).
+ *
+ * At normal exit (exit() or a return from main) the library terminates the
+ * daemon children that are still running (SIGTERM, a grace period, then
+ * SIGKILL) and joins the others, as Python does.
+ *
+ * Start methods.
+ *   MP_START_FORK        fork() the caller.  The child sees a copy of the
+ *                        caller's memory, so target and arg are used as
+ *                        they are.  Fastest; unsafe when other threads of
+ *                        the caller hold locks the target needs.
+ *   MP_START_SPAWN       execute the program afresh (/proc/self/exe) and run
+ *                        the target in the new image before main().  Nothing
+ *                        of the caller's memory is inherited: arg must point
+ *                        to opts.arg_size bytes, which are copied.
+ *   MP_START_FORKSERVER  ask a server process - started once, by exec, as a
+ *                        clean single-threaded image - to fork the child.
+ *                        Safe in programs with threads, far cheaper than
+ *                        spawn.  arg is copied as for spawn.
+ * With spawn and forkserver the target runs in a fresh image of the same
+ * executable: globals hold their load-time values, main() has not run, and
+ * neither have the executable's own constructors.  The target function is
+ * found again by its offset inside the executable or shared library that
+ * holds it, so any function of the program works, static ones included.
+ */
+#ifndef MPROC_PROCESS_H
+#define MPROC_PROCESS_H
+
+#include <sys/types.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mp_process mp_process;
+
+/*
+ * The function a child runs.  Its return value becomes the exit code:
+ * 0..255 exit with that status; a negative value (an MP_E* code) is
+ * reported to the parent (mp_process_error, mp_process_report) and the
+ * child exits with status 1; a value above 255 exits with status 1 and is
+ * reported the same way.
+ */
+typedef int (*mp_target_fn)(void *arg);
+
+typedef enum mp_start_method {
+    MP_START_FORK = 0,
+    MP_START_SPAWN = 1,
+    MP_START_FORKSERVER = 2
+} mp_start_method;
+
+/* Options for mp_process_new_opts().  Always start from MP_PROCESS_OPTS_INIT. */
+typedef struct mp_process_opts {
+    /* The child's name, shown in logs, reports and `ps` (the first 15
+     * bytes).  NULL: "Process-N", numbered per parent as Python does.
+     * Copied; at most 63 bytes are kept. */
+    const char *name;
+    /* A daemon child is terminated when its parent exits or frees it;
+     * a non-daemon child is joined at exit. */
+    bool daemon;
+    mp_start_method start_method;
+    /* For spawn and forkserver: the number of bytes at arg to copy to the
+     * child, which receives a pointer to its own copy (NULL when 0).
+     * Ignored for fork, where arg is passed as it is.  At most 16 MiB. */
+    size_t arg_size;
+    /* Descriptors handed to the child: inherited with fork, duplicated
+     * across exec with spawn, sent over a Unix socket with forkserver.  In
+     * the child, mp_process_inherited_fd(i) names the descriptor that
+     * stands for fds[i].  The array is copied; at most 64. */
+    const int *fds;
+    size_t nfds;
+} mp_process_opts;
+
+#define MP_PROCESS_OPTS_INIT {NULL, false, MP_START_FORK, 0, NULL, 0}
+
+/*
+ * Creates a process object that will run target(arg) with the fork start
+ * method, not yet started.  name may be NULL ("Process-N").
+ * Returns NULL when target is NULL or memory runs out.  Does not block.
+ */
+MP_EXTERN mp_process *mp_process_new(mp_target_fn target, void *arg, const char *name);
+
+/*
+ * As mp_process_new(), with options.  opts may be NULL (the defaults).
+ * Returns NULL on a NULL target, an invalid option (an unknown start method,
+ * arg_size too large, too many fds) or out of memory.
+ */
+MP_EXTERN mp_process *mp_process_new_opts(mp_target_fn target, void *arg,
+                                          const mp_process_opts *opts);
+
+/*
+ * Starts the child.  Returns 0 once the child exists (it may not have run
+ * yet), MP_ESTATE if the object was started before, or the fork/exec error
+ * (MP_EAGAIN, MP_ENOMEM, ...).  Signals are blocked around fork, so the
+ * child never runs a handler of the parent's before its set-up.  Blocks
+ * only for the fork (and, for forkserver, a reply from the server).
+ * Thread-safe for distinct objects.
+ */
+MP_EXTERN int mp_process_start(mp_process *p);
+
+/*
+ * Waits up to timeout seconds for the child to end, then reaps it.  Returns
+ * 0 when it has ended (at once if it had already), MP_ETIMEDOUT if it is
+ * still running when the time is up, MP_ESTATE if it was never started.
+ * Never blocks past the timeout; retries on EINTR.  A crash report of the
+ * child is collected here and logged at MP_LOG_ERROR.
+ */
+MP_EXTERN int mp_process_join(mp_process *p, double timeout);
+
+/* True while the child runs.  Does not block; reaps the child if it ended. */
+MP_EXTERN bool mp_process_is_alive(mp_process *p);
+
+/*
+ * The exit code, as Python reports it: the status the child exited with, or
+ * -SIGNUM if a signal ended it.  MP_ESTATE while the child has not ended (or
+ * was never started).  Does not block; reaps the child if it ended.
+ */
+MP_EXTERN int mp_process_exitcode(mp_process *p);
+
+/*
+ * The error a target reported by returning a negative code (or a value
+ * above 255), or that the child's set-up failed with; 0 if none, or if the
+ * child has not ended.
+ */
+MP_EXTERN int mp_process_error(const mp_process *p);
+
+/*
+ * What went wrong, as text, once an ended child ended abnormally: the
+ * signal's name and meaning, the faulting address where there is one, and a
+ * symbolized backtrace of the crashing thread; or the error the target
+ * returned; or its exit status.  NULL while the child runs or when it exited
+ * with status 0.  The string belongs to the object and lives until free.
+ */
+MP_EXTERN const char *mp_process_report(const mp_process *p);
+
+/* The child's pid; 0 before start. */
+MP_EXTERN pid_t mp_process_pid(const mp_process *p);
+
+/* The child's name (never NULL). */
+MP_EXTERN const char *mp_process_name(const mp_process *p);
+
+/* Whether the process is a daemon (see mp_process_opts.daemon). */
+MP_EXTERN bool mp_process_daemon(const mp_process *p);
+
+/*
+ * Sends SIGTERM (terminate), SIGKILL (kill), or any signal (signal).
+ * Returns 0, also when the child has already ended (nothing is sent then);
+ * MP_ESTATE before start.  Signals go through a pidfd where the kernel has
+ * them, so a recycled pid is never hit.
+ */
+MP_EXTERN int mp_process_terminate(mp_process *p);
+MP_EXTERN int mp_process_kill(mp_process *p);
+MP_EXTERN int mp_process_signal(mp_process *p, int signo);
+
+/*
+ * Stops a child the way a shutdown should: SIGTERM, up to grace seconds
+ * for it to end, then SIGKILL, then a join.  Returns 0 once the child is
+ * reaped, MP_ESTATE before start.  Blocks for at most grace seconds plus
+ * the kernel's time to tear the child down.
+ */
+MP_EXTERN int mp_process_stop(mp_process *p, double grace);
+
+/*
+ * Frees the object.  Never waits for a running child: a daemon child is
+ * killed (SIGKILL) and reaped; a non-daemon child is left to run, is reaped
+ * in the background by later calls of the library, and is joined at exit,
+ * so that it never stays a zombie.  NULL is a no-op.
+ */
+MP_EXTERN void mp_process_free(mp_process *p);
+
+/*
+ * In a child started by mproc: the descriptor that stands for opts.fds[i]
+ * of the parent, or MP_EBADF when i is out of range or this process was not
+ * started by mproc.
+ */
+MP_EXTERN int mp_process_inherited_fd(size_t i);
+
+/* The calling process's name: "MainProcess" unless mproc started it. */
+MP_EXTERN const char *mp_process_current_name(void);
+
+/*
+ * Starts the forkserver now rather than at its first use, so that its start
+ * (an exec of the program) is paid at a chosen moment.  Returns 0 (also if
+ * it runs already) or the exec error.  The server is shared by the whole
+ * process, dies with it, and serves every thread.  Thread-safe.
+ */
+MP_EXTERN int mp_forkserver_start(void);
+
+/*
+ * Stops the forkserver if it runs; children it started keep running and
+ * remain joinable.  Returns 0.  Called at exit by the library itself.
+ */
+MP_EXTERN int mp_forkserver_stop(void);
+
+/*
+ * The number of CPUs this process may use: the CPUs in its affinity mask,
+ * capped by a cgroup CPU quota (cgroup v2 cpu.max, or v1 cfs_quota), rounded
+ * up.  What a pool should size itself by.  Always >= 1.
+ */
+MP_EXTERN int mp_cpu_count(void);
+
+/*
+ * The number of distinct physical cores among the CPUs this process may
+ * use (hyper-threads of one core count once), from sysfs topology.  Falls
+ * back to mp_cpu_count() when the topology is unknown.  Always >= 1.
+ */
+MP_EXTERN int mp_physical_cores(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_PROCESS_H */

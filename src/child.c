@@ -1,0 +1,275 @@
+/*
+ * child.c - the child's side of a process: set-up, the crash handler, and
+ * the report a dying child leaves for its parent.
+ *
+ * DESIGN
+ * A child reports to its parent through a pipe created for it alone: the
+ * parent keeps the read end, the child the write end.  A crash handler runs
+ * on an alternate stack (so that a stack overflow is reported too) and
+ * writes one binary record: the signal, its si_code, the faulting address,
+ * the raw backtrace, and for each frame the module and offset it lies in.
+ * Everything the handler does is async-signal-safe: backtrace() (its
+ * unwinder is loaded beforehand, in mp__crash_prepare), lookups in a module
+ * table captured before the crash, and write(2).  Naming the functions -
+ * which needs malloc and file I/O - is the parent's work, done after the
+ * child is gone (report.c).  The handler then re-raises the signal with its
+ * default action, so the parent still sees "killed by SIGSEGV".
+ *
+ * The parent never waits on the pipe: it reads what is there, without
+ * blocking, once it has reaped the child.  Liveness is judged from the
+ * child's pidfd, never from the pipe's end (a grandchild may hold the write
+ * end).  Records carry the writer's pid for the same reason.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <execinfo.h>
+#include <link.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define MAX_MODULES 64
+#define MAX_PATH 256
+
+/* The module table the crash handler reads.  Built in the parent and
+ * inherited by fork; rebuilt when the dynamic linker's counters show that
+ * modules were loaded or unloaded since. */
+static struct module {
+    uintptr_t lo, hi, bias;
+    char path[MAX_PATH];
+} modules[MAX_MODULES];
+static int nmodules;
+static unsigned long long module_gen = ~0ull;
+static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t unwinder_once = PTHREAD_ONCE_INIT;
+
+static int report_fd = -1;
+
+static int gen_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    *(unsigned long long *)data = info->dlpi_adds * 1000003ull + info->dlpi_subs;
+    return 1; /* the counters are the same in every entry: one is enough */
+}
+
+static int collect_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    (void)data;
+    if (nmodules >= MAX_MODULES)
+        return 1;
+    struct module *m = &modules[nmodules];
+    m->lo = UINTPTR_MAX;
+    m->hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (lo < m->lo)
+            m->lo = lo;
+        if (hi > m->hi)
+            m->hi = hi;
+    }
+    if (m->hi == 0)
+        return 0;
+    m->bias = info->dlpi_addr;
+    if (info->dlpi_name && info->dlpi_name[0]) {
+        snprintf(m->path, sizeof m->path, "%s", info->dlpi_name);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", m->path, sizeof m->path - 1);
+        m->path[n > 0 ? n : 0] = '\0';
+    }
+    nmodules++;
+    return 0;
+}
+
+static void load_unwinder(void)
+{
+    /* The first backtrace() loads libgcc_s with dlopen, which must not
+     * happen inside a signal handler. */
+    void *frames[2];
+    (void)backtrace(frames, 2);
+}
+
+void mp__crash_prepare(void)
+{
+    pthread_once(&unwinder_once, load_unwinder);
+    unsigned long long gen = 0;
+    dl_iterate_phdr(gen_cb, &gen);
+    pthread_mutex_lock(&module_lock);
+    if (gen != module_gen) {
+        nmodules = 0;
+        dl_iterate_phdr(collect_cb, NULL);
+        module_gen = gen;
+    }
+    pthread_mutex_unlock(&module_lock);
+}
+
+static uintptr_t context_pc(void *uctx)
+{
+    const ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#elif defined(__i386__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_EIP];
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+/* Static: the handler must not allocate. */
+static unsigned char crash_buf[sizeof(mp__report_hdr) +
+                               MP__REPORT_MAX_FRAMES * sizeof(mp__report_frame) +
+                               MP__REPORT_MAX_FRAMES * (2 + MAX_PATH)];
+
+static void crash_handler(int signo, siginfo_t *si, void *uctx)
+{
+    static _Atomic int entered;
+    int saved_errno = errno;
+    if (atomic_exchange(&entered, 1) == 0 && report_fd >= 0) {
+        void *raw[MP__REPORT_MAX_FRAMES + 8];
+        int n = backtrace(raw, (int)MP__ARRAY_SIZE(raw));
+        /* Drop the handler's own frames and the signal trampoline: the
+         * interrupted code starts at the frame whose address is the pc of
+         * the signal context. */
+        uintptr_t pc = context_pc(uctx);
+        int first = n > 2 ? 2 : 0;
+        for (int i = 0; i < n; i++) {
+            if ((uintptr_t)raw[i] == pc) {
+                first = i;
+                break;
+            }
+        }
+        int nframes = n - first;
+        if (nframes > MP__REPORT_MAX_FRAMES)
+            nframes = MP__REPORT_MAX_FRAMES;
+
+        mp__report_hdr *h = (mp__report_hdr *)crash_buf;
+        mp__report_frame *fr = (mp__report_frame *)(crash_buf + sizeof *h);
+        unsigned char *tail = (unsigned char *)(fr + nframes);
+        int used[MAX_MODULES]; /* module index -> index in this record, or -1 */
+        for (int m = 0; m < MAX_MODULES; m++)
+            used[m] = -1;
+        int nused = 0;
+        for (int i = 0; i < nframes; i++) {
+            uintptr_t a = (uintptr_t)raw[first + i];
+            fr[i].addr = a;
+            fr[i].offset = a;
+            fr[i].module = -1;
+            fr[i].pad = 0;
+            for (int m = 0; m < nmodules; m++) {
+                if (a >= modules[m].lo && a < modules[m].hi) {
+                    if (used[m] < 0) {
+                        used[m] = nused++;
+                        size_t len = strnlen(modules[m].path, MAX_PATH - 1);
+                        uint16_t l16 = (uint16_t)len;
+                        memcpy(tail, &l16, 2);
+                        memcpy(tail + 2, modules[m].path, len);
+                        tail += 2 + len;
+                    }
+                    fr[i].module = used[m];
+                    fr[i].offset = a - modules[m].bias;
+                    break;
+                }
+            }
+        }
+        h->magic = MP__REPORT_MAGIC;
+        h->kind = MP__REPORT_CRASH;
+        h->pid = (int32_t)getpid();
+        h->signo = signo;
+        h->code = si ? si->si_code : 0;
+        h->nframes = nframes;
+        h->nmodules = nused;
+        h->addr = (si && (signo == SIGSEGV || signo == SIGBUS || signo == SIGFPE ||
+                          signo == SIGILL || signo == SIGTRAP))
+                      ? (uint64_t)(uintptr_t)si->si_addr
+                      : 0;
+        h->size = (uint32_t)(tail - crash_buf);
+        (void)mp__write_all(report_fd, crash_buf, h->size);
+    }
+    errno = saved_errno;
+    /* SA_RESETHAND restored the default action, SA_NODEFER lets the signal
+     * in again at once: this ends the process by the same signal. */
+    raise(signo);
+}
+
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+
+/* Installs the crash handler on an alternate stack.  Returns 0 or -errno. */
+static int install_crash_handlers(void)
+{
+    /* Room for backtrace()'s unwinder (and a sanitizer's larger frames). */
+    size_t size = 256 * 1024;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                       -1, 0);
+    if (stack == MAP_FAILED)
+        return -errno;
+    stack_t ss = {.ss_sp = stack, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0)
+        return -errno;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = crash_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < MP__ARRAY_SIZE(fatal_signals); i++) {
+        if (sigaction(fatal_signals[i], &sa, NULL) != 0)
+            return -errno;
+    }
+    return 0;
+}
+
+/* Writes an ERROR or SETUP record. */
+static void write_record(uint32_t kind, int code)
+{
+    if (report_fd < 0)
+        return;
+    mp__report_hdr h;
+    memset(&h, 0, sizeof h);
+    h.magic = MP__REPORT_MAGIC;
+    h.kind = kind;
+    h.pid = (int32_t)getpid();
+    h.code = code;
+    h.size = sizeof h;
+    (void)mp__write_all(report_fd, &h, sizeof h);
+}
+
+_Noreturn void mp__child_main(const mp__child_spec *s)
+{
+    report_fd = s->report_fd;
+    /* Die with the parent.  The parent may have died before this call
+     * took effect, in which case no signal will ever come: check. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != s->parent)
+        raise(SIGKILL);
+    (void)prctl(PR_SET_NAME, s->name, 0, 0, 0);
+    mp__self_enter_child(s->name, s->ident, s->session);
+    mp__self_set_inherited_fds(s->fds, s->nfds);
+    int rc = s->setup_error ? s->setup_error : install_crash_handlers();
+    if (rc < 0) {
+        write_record(MP__REPORT_SETUP, rc);
+        _exit(127);
+    }
+    if (s->mask)
+        mp__signals_restore(s->mask);
+
+    int r = s->target(s->arg);
+
+    int status = r;
+    if (r < 0 || r > 255) {
+        write_record(MP__REPORT_ERROR, r);
+        status = 1;
+    }
+    /* Flush what the target printed, but skip atexit handlers and
+     * destructors inherited from the parent: they belong to the parent's
+     * state (its temporary files, its shared segments), as in Python. */
+    fflush(NULL);
+    _exit(status);
+}

@@ -1,0 +1,222 @@
+/*
+ * log.c - one time-stamped line per call, shared by every process.
+ *
+ * DESIGN
+ * A line is formatted completely in memory and handed to the kernel in a
+ * single write(2).  That is what keeps lines whole when many processes log
+ * to the same place: writes to an O_APPEND file are atomic with respect to
+ * each other, and writes of at most PIPE_BUF bytes to a pipe are never
+ * split.  No lock is taken, so a child that dies while logging cannot
+ * wedge the others.
+ *
+ * The destination is a descriptor.  Once the log owns a descriptor of its
+ * own (mp_log_set_file), a later change dup2()s the new file onto that same
+ * number, so a thread logging concurrently never writes to a descriptor
+ * that was closed and reused for something else.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LEVEL_UNSET (-1)
+
+static _Atomic int log_level = LEVEL_UNSET;
+static _Atomic int log_fd = STDERR_FILENO;
+static int owned_fd = -1; /* the descriptor the log opened itself */
+static pthread_mutex_t set_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+int mp_log_parse_level(const char *text, mp_log_level *level)
+{
+    static const struct {
+        const char *name;
+        mp_log_level level;
+    } names[] = {{"debug", MP_LOG_DEBUG},       {"info", MP_LOG_INFO},
+                 {"warning", MP_LOG_WARNING},   {"warn", MP_LOG_WARNING},
+                 {"error", MP_LOG_ERROR},       {"critical", MP_LOG_CRITICAL},
+                 {"off", MP_LOG_OFF},           {"none", MP_LOG_OFF}};
+    if (!text || !level)
+        return MP_EINVAL;
+    for (size_t i = 0; i < MP__ARRAY_SIZE(names); i++) {
+        if (strcasecmp(text, names[i].name) == 0) {
+            *level = names[i].level;
+            return 0;
+        }
+    }
+    return MP_EINVAL;
+}
+
+static int open_log_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Installs fd (opened by the log) as the destination. */
+static void adopt_owned(int fd)
+{
+    pthread_mutex_lock(&set_lock);
+    if (owned_fd >= 0) {
+        dup3(fd, owned_fd, O_CLOEXEC);
+        mp__close(fd);
+    } else {
+        owned_fd = fd;
+    }
+    atomic_store(&log_fd, owned_fd);
+    pthread_mutex_unlock(&set_lock);
+}
+
+static void read_env(void)
+{
+    const char *lv = getenv("MPROC_LOG");
+    mp_log_level level = MP_LOG_WARNING;
+    if (lv && *lv)
+        (void)mp_log_parse_level(lv, &level);
+    int unset = LEVEL_UNSET;
+    atomic_compare_exchange_strong(&log_level, &unset, (int)level);
+    const char *path = getenv("MPROC_LOG_FILE");
+    if (path && *path) {
+        int fd = open_log_file(path);
+        if (fd >= 0)
+            adopt_owned(fd);
+    }
+}
+
+static int current_level(void)
+{
+    int lv = atomic_load_explicit(&log_level, memory_order_relaxed);
+    if (lv == LEVEL_UNSET) {
+        pthread_once(&env_once, read_env);
+        lv = atomic_load(&log_level);
+    }
+    return lv;
+}
+
+bool mp_log_enabled(mp_log_level level)
+{
+    return (int)level >= current_level() && level < MP_LOG_OFF;
+}
+
+void mp_log_set_level(mp_log_level level)
+{
+    pthread_once(&env_once, read_env);
+    atomic_store(&log_level, (int)level);
+}
+
+mp_log_level mp_log_get_level(void)
+{
+    return (mp_log_level)current_level();
+}
+
+int mp_log_set_file(const char *path)
+{
+    pthread_once(&env_once, read_env);
+    if (!path) {
+        atomic_store(&log_fd, STDERR_FILENO);
+        return 0;
+    }
+    int fd = open_log_file(path);
+    if (fd < 0)
+        return fd;
+    adopt_owned(fd);
+    return 0;
+}
+
+int mp_log_set_fd(int fd)
+{
+    if (fd < 0)
+        return MP_EBADF;
+    pthread_once(&env_once, read_env);
+    atomic_store(&log_fd, fd);
+    return 0;
+}
+
+int mp__log_fd(bool *custom)
+{
+    int fd = atomic_load(&log_fd);
+    *custom = fd != STDERR_FILENO;
+    return fd;
+}
+
+void mp__log_adopt(int fd, int level)
+{
+    if (level != LEVEL_UNSET)
+        atomic_store(&log_level, level);
+    if (fd >= 0)
+        adopt_owned(fd);
+}
+
+static const char *level_name(mp_log_level level)
+{
+    if (level >= MP_LOG_CRITICAL)
+        return "CRITICAL";
+    if (level >= MP_LOG_ERROR)
+        return "ERROR";
+    if (level >= MP_LOG_WARNING)
+        return "WARNING";
+    if (level >= MP_LOG_INFO)
+        return "INFO";
+    return "DEBUG";
+}
+
+void mp_vlog(mp_log_level level, const char *fmt, va_list ap)
+{
+    if (!fmt || !mp_log_enabled(level))
+        return;
+    int saved_errno = errno;
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+
+    char stackbuf[4096];
+    char *buf = stackbuf;
+    int head = snprintf(stackbuf, sizeof stackbuf,
+                        "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %s [pid %d %s] ", tm.tm_year + 1900,
+                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                        ts.tv_nsec / 1000, level_name(level), (int)getpid(), mp__self_name());
+    if (head < 0 || (size_t)head >= sizeof stackbuf)
+        head = 0;
+    va_list ap2;
+    va_copy(ap2, ap);
+    int body = vsnprintf(stackbuf + head, sizeof stackbuf - (size_t)head, fmt, ap2);
+    va_end(ap2);
+    if (body < 0) {
+        errno = saved_errno;
+        return;
+    }
+    size_t len = (size_t)head + (size_t)body;
+    if (len + 1 >= sizeof stackbuf) {
+        /* A long line gets a buffer of its own, so it still goes out in one
+         * write (atomic on an O_APPEND file). */
+        buf = malloc(len + 2);
+        if (!buf) {
+            buf = stackbuf;
+            len = sizeof stackbuf - 2;
+        } else {
+            memcpy(buf, stackbuf, (size_t)head);
+            vsnprintf(buf + head, len + 2 - (size_t)head, fmt, ap);
+        }
+    }
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    buf[len++] = '\n';
+    (void)mp__write_all(atomic_load(&log_fd), buf, len);
+    if (buf != stackbuf)
+        free(buf);
+    errno = saved_errno;
+}
+
+void mp_log(mp_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mp_vlog(level, fmt, ap);
+    va_end(ap);
+}

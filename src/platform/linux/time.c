@@ -1,0 +1,58 @@
+/*
+ * time.c - monotonic time and deadlines.
+ *
+ * Every wait in mproc is expressed as an absolute CLOCK_MONOTONIC deadline,
+ * computed once from the caller's timeout, so that retrying after EINTR or
+ * a spurious wake-up never extends the total wait.
+ */
+#define _GNU_SOURCE
+#include "../platform.h"
+
+#include <errno.h>
+#include <math.h>
+#include <time.h>
+
+int64_t mp__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t mp__deadline(double timeout)
+{
+    if (timeout < 0)
+        return MP__NO_DEADLINE;
+    int64_t now = mp__now_ns();
+    if (!(timeout > 0)) /* 0 and NaN: poll */
+        return now;
+    /* Beyond about 292 years the sum would overflow; that is forever. */
+    if (timeout >= (double)(MP__NO_DEADLINE - now) / 1e9)
+        return MP__NO_DEADLINE;
+    return now + (int64_t)llround(timeout * 1e9);
+}
+
+int64_t mp__remaining_ns(int64_t deadline)
+{
+    if (deadline == MP__NO_DEADLINE)
+        return INT64_MAX;
+    return deadline - mp__now_ns();
+}
+
+bool mp__deadline_timespec(int64_t deadline, struct timespec *abs)
+{
+    if (deadline == MP__NO_DEADLINE)
+        return false;
+    abs->tv_sec = (time_t)(deadline / 1000000000);
+    abs->tv_nsec = (long)(deadline % 1000000000);
+    return true;
+}
+
+void mp__sleep_ns(int64_t ns)
+{
+    if (ns <= 0)
+        return;
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}

@@ -1,0 +1,180 @@
+/*
+ * platform.h - what the platform layer must provide to the rest of mproc.
+ *
+ * The modules in src/ use the operating system only through these calls
+ * (and through plain POSIX that every target has: read, write, close,
+ * mmap).  src/platform/linux/ implements them for Linux; a port implements
+ * this file and nothing else.
+ *
+ * Contract, for every call here:
+ *   - errors come back as negative MP_E* codes (-errno), never through errno;
+ *   - EINTR is retried inside, except where a call says it returns it;
+ *   - every descriptor created is close-on-exec, so that a concurrent exec
+ *     in another thread never leaks it;
+ *   - time is CLOCK_MONOTONIC nanoseconds; a deadline is absolute, with
+ *     MP__NO_DEADLINE for "forever".
+ */
+#ifndef MPROC_PLATFORM_H
+#define MPROC_PLATFORM_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* ---- time (time.c) ------------------------------------------------------ */
+
+#define MP__NO_DEADLINE INT64_MAX
+
+/* CLOCK_MONOTONIC, in nanoseconds. */
+int64_t mp__now_ns(void);
+
+/* The absolute deadline for a timeout in seconds: MP__NO_DEADLINE for a
+ * negative timeout (MP_FOREVER), now for 0, NaN treated as 0. */
+int64_t mp__deadline(double timeout);
+
+/* Nanoseconds left until deadline: <= 0 once it passed, INT64_MAX for none. */
+int64_t mp__remaining_ns(int64_t deadline);
+
+/* A deadline as a timespec for FUTEX_WAIT_BITSET / ppoll-style calls.
+ * Returns false for MP__NO_DEADLINE (no timespec needed). */
+bool mp__deadline_timespec(int64_t deadline, struct timespec *abs);
+
+/* Sleeps ns nanoseconds, retrying on EINTR.  For back-off only, never for
+ * synchronisation. */
+void mp__sleep_ns(int64_t ns);
+
+/* CPU hint for spin loops. */
+static inline void mp__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* ---- futex (futex.c) ---------------------------------------------------- */
+/* Futexes here are always process-shared (never FUTEX_PRIVATE_FLAG): the
+ * words they wait on live in memory shared between processes. */
+
+/* Sleeps while *word == expected, until woken or the deadline passes.
+ * Returns 0 when woken, when *word differed, or on a spurious wake-up (the
+ * caller re-checks its condition); MP_ETIMEDOUT at the deadline; MP_EINTR
+ * when a signal handler ran (so callers can check cancellation). */
+int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline);
+
+/* Wakes up to n waiters (INT32_MAX: all).  Returns the number woken. */
+int mp__futex_wake(_Atomic uint32_t *word, int n);
+
+/* ---- descriptors (fd.c) ------------------------------------------------- */
+
+/* pipe2(O_CLOEXEC | flags).  Returns 0 or -errno. */
+int mp__pipe(int fds[2], int flags);
+
+/* socketpair(AF_UNIX, type | SOCK_CLOEXEC | flags).  Returns 0 or -errno. */
+int mp__socketpair(int type, int fds[2]);
+
+/* Writes all len bytes, retrying on EINTR and short writes; waits in poll()
+ * on EAGAIN (for non-blocking descriptors).  Returns 0 or -errno (MP_EPIPE
+ * for a closed reader; SIGPIPE is never raised for sockets, and callers
+ * writing to pipes must block SIGPIPE or ignore it). */
+int mp__write_all(int fd, const void *buf, size_t len);
+
+/* Reads exactly len bytes.  Returns 0, MP_EOF when the stream ends before
+ * the first byte, MP_EPROTO when it ends midway, or -errno. */
+int mp__read_all(int fd, void *buf, size_t len);
+
+/* Waits until fd is ready for events (POLLIN / POLLOUT) or the deadline
+ * passes.  Returns the revents (> 0), MP_ETIMEDOUT, or -errno. */
+int mp__poll_fd(int fd, short events, int64_t deadline);
+
+/* O_NONBLOCK on or off.  Returns 0 or -errno. */
+int mp__set_nonblock(int fd, bool on);
+
+/* FD_CLOEXEC on or off.  Returns 0 or -errno. */
+int mp__set_cloexec(int fd, bool on);
+
+/* Duplicates fd to a descriptor >= min_fd, close-on-exec.  Returns it or
+ * -errno. */
+int mp__dup_cloexec(int fd, int min_fd);
+
+/* close() that keeps errno and ignores EINTR (on Linux the descriptor is
+ * gone even then; retrying could close a descriptor another thread just
+ * opened).  Negative fds are ignored. */
+void mp__close(int fd);
+
+/* Sends len bytes and up to nfds descriptors in one message over a Unix
+ * socket (SCM_RIGHTS).  Returns 0 or -errno.  MSG_NOSIGNAL is always set. */
+int mp__send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds);
+
+/* Receives one message of at most cap bytes and up to *nfds descriptors
+ * (close-on-exec).  On return *nfds holds how many arrived.  Returns the
+ * byte count (0 means the peer closed), or -errno.  Descriptors beyond
+ * *nfds that arrived anyway are closed, never leaked. */
+ssize_t mp__recv_fds(int sock, void *buf, size_t cap, int *fds, size_t *nfds);
+
+/* ---- shared memory (shm.c) ---------------------------------------------- */
+
+/* An anonymous memory file of size bytes (memfd_create, close-on-exec,
+ * sealable).  name only shows in /proc/<pid>/fd and maps; it is prefixed
+ * "mproc-".  Returns the descriptor or -errno. */
+int mp__memfd_new(const char *name, size_t size);
+
+/* Maps size bytes of fd shared and read-write.  With hint non-NULL the
+ * mapping is placed exactly there or fails (MAP_FIXED_NOREPLACE).  Returns
+ * 0 and sets *addr, or -errno. */
+int mp__map_fd(int fd, size_t size, void *hint, void **addr);
+
+/* Maps size bytes of anonymous shared memory, zero-filled, inherited by
+ * fork.  Returns 0 and sets *addr, or -errno. */
+int mp__map_anon_shared(size_t size, void **addr);
+
+/* munmap; NULL is ignored. */
+void mp__unmap(void *addr, size_t size);
+
+/* The page size. */
+size_t mp__page_size(void);
+
+/* ---- processes and signals (proc.c) ------------------------------------- */
+
+/* A pidfd for pid (pidfd_open), close-on-exec.  Returns it or -errno
+ * (MP_ENOSYS on kernels before 5.3). */
+int mp__pidfd_open(pid_t pid);
+
+/* Sends signo through a pidfd, so a recycled pid is never hit.  Returns 0,
+ * MP_ESRCH once the process is gone, or -errno. */
+int mp__pidfd_send_signal(int pidfd, int signo);
+
+/* The calling thread's id. */
+pid_t mp__gettid(void);
+
+/* Blocks every signal in the calling thread; *old receives the previous
+ * mask for mp__signals_restore(). */
+void mp__signals_block_all(sigset_t *old);
+void mp__signals_restore(const sigset_t *old);
+
+/* The name of a signal ("SIGSEGV") and of a si_code for it ("address not
+ * mapped to object"); never NULL. */
+const char *mp__signal_name(int signo);
+const char *mp__signal_code_text(int signo, int code);
+
+/* ---- CPUs (cpu.c) ------------------------------------------------------- */
+
+int mp__cpu_count(void);
+int mp__physical_cores(void);
+
+/* ---- symbols (symbol.c) ------------------------------------------------- */
+
+/* Finds the function containing offset (an address minus its module's load
+ * bias) in the ELF file at path, from .symtab or else .dynsym.  Writes the
+ * name to buf and the distance from its start to *delta.  Returns 0 or
+ * MP_ENOENT.  Reads the file; not async-signal-safe. */
+int mp__symbolize(const char *path, uint64_t offset, char *buf, size_t cap, uint64_t *delta);
+
+#endif /* MPROC_PLATFORM_H */

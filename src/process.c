@@ -1,0 +1,620 @@
+/*
+ * process.c - child processes: start, join, signal, reap, and the registry
+ * that makes sure none is left behind.
+ *
+ * DESIGN
+ * Starting (fork).  The child's report pipe is made close-on-exec before
+ * fork, stdio is flushed (or buffered output would be printed twice), and
+ * every signal is blocked around fork(), so that the child cannot run one
+ * of the parent's handlers before its own set-up is done; the child
+ * restores the parent's mask just before calling the target.
+ *
+ * Waiting.  A join without a limit blocks in waitid().  A join with one
+ * polls a pidfd, opened at the first such join: safe from pid reuse,
+ * because an unreaped child keeps its pid.  Without pidfds (kernels before
+ * 5.3) it polls waitpid(WNOHANG) with a growing back-off.
+ * Children of the forkserver are not ours to wait for: their wait status
+ * arrives on a channel from the server, and the server's pidfd lets us
+ * signal them.  waitpid(-1) is never used: other children of the program
+ * are none of mproc's business.
+ *
+ * The registry.  Every started, unreaped child is on one list.  It lets
+ * mp_process_free() leave a running non-daemon child to be reaped later
+ * instead of waiting for it, and lets the exit handler terminate daemon
+ * children and join the rest, as Python does.  The list is emptied in a
+ * forked child (pthread_atfork): the parent's children are not its own.
+ *
+ * After fork, in a child: process objects inherited from the parent
+ * belong to the parent; every call on them returns MP_ESTATE (they record
+ * the pid of the process that may use them).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { ST_NEW, ST_RUNNING, ST_DONE };
+
+struct mp_process {
+    mp_target_fn target;
+    void *arg;
+    size_t arg_size;
+    char name[MP__MAX_NAME];
+    char ident[MP__MAX_NAME];
+    bool daemon;
+    bool freed; /* the user freed it while running: reap, then destroy */
+    mp_start_method method;
+    int fds[MP__MAX_FDS];
+    size_t nfds;
+
+    int state;
+    pid_t owner; /* the process that started it, the only one that may use it */
+    pid_t pid;
+    int pidfd;     /* -1 without pidfd support */
+    int chan;      /* forkserver status channel, -1 for own children */
+    int report_fd; /* read end of the report pipe */
+    mp__outcome out;
+    pthread_mutex_t lock; /* serialises reaping */
+
+    struct mp_process *prev, *next; /* registry links while running */
+};
+
+static struct {
+    pthread_mutex_t lock;   /* the list */
+    pthread_mutex_t reaper; /* destroying detached objects */
+    mp_process *head;
+    pthread_once_t once;
+} reg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, PTHREAD_ONCE_INIT};
+
+/* ---- registry ----------------------------------------------------------- */
+
+static void reg_atfork_prepare(void)
+{
+    pthread_mutex_lock(&reg.lock);
+}
+
+static void reg_atfork_parent(void)
+{
+    pthread_mutex_unlock(&reg.lock);
+}
+
+static void reg_atfork_child(void)
+{
+    /* The parent's children are not this process's: forget them (their
+     * memory stays with the parent's objects, which this process must not
+     * use). */
+    reg.head = NULL;
+    pthread_mutex_init(&reg.lock, NULL);
+    pthread_mutex_init(&reg.reaper, NULL);
+}
+
+static void at_exit(void);
+
+static void reg_init(void)
+{
+    pthread_atfork(reg_atfork_prepare, reg_atfork_parent, reg_atfork_child);
+    atexit(at_exit);
+}
+
+static void reg_add(mp_process *p)
+{
+    pthread_mutex_lock(&reg.lock);
+    p->prev = NULL;
+    p->next = reg.head;
+    if (reg.head)
+        reg.head->prev = p;
+    reg.head = p;
+    pthread_mutex_unlock(&reg.lock);
+}
+
+/* Caller holds reg.lock. */
+static void reg_unlink_locked(mp_process *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (reg.head == p)
+        reg.head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+/* ---- reaping ------------------------------------------------------------ */
+
+static void close_handles(mp_process *p)
+{
+    mp__close(p->pidfd);
+    mp__close(p->chan);
+    mp__close(p->report_fd);
+    p->pidfd = p->chan = p->report_fd = -1;
+}
+
+/* Reaps the child if it has ended, without blocking.  Returns true once it
+ * is reaped (now or before). */
+static bool try_reap(mp_process *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->state != ST_RUNNING) {
+        pthread_mutex_unlock(&p->lock);
+        return p->state == ST_DONE;
+    }
+    int st = 0;
+    bool done = false;
+    if (p->chan >= 0) {
+        int rc = mp__forkserver_status(p->chan, &st);
+        if (rc == 1) {
+            done = true;
+        } else if (rc < 0) {
+            /* The channel closed without a status: the server died, and
+             * its death killed the child (PR_SET_PDEATHSIG). */
+            st = SIGKILL;
+            done = true;
+        }
+    } else {
+        pid_t r;
+        do {
+            r = waitpid(p->pid, &st, WNOHANG);
+        } while (r < 0 && errno == EINTR);
+        if (r == p->pid) {
+            done = true;
+        } else if (r < 0) {
+            /* ECHILD: someone else reaped it (SIGCHLD set to SIG_IGN, or a
+             * waitpid(-1) elsewhere in the program).  Its status is lost;
+             * report what is known. */
+            mp_log(MP_LOG_WARNING, "process '%s' (pid %d) was reaped outside mproc", p->name,
+                   (int)p->pid);
+            st = 0;
+            done = true;
+        }
+    }
+    if (done) {
+        mp__outcome_build(&p->out, p->name, p->pid, st, p->report_fd, true);
+        close_handles(p);
+        p->state = ST_DONE;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (done) {
+        pthread_mutex_lock(&reg.lock);
+        reg_unlink_locked(p);
+        pthread_mutex_unlock(&reg.lock);
+    }
+    return done;
+}
+
+/* Waits until the child ends or the deadline passes.  Returns 0 once it is
+ * reaped, MP_ETIMEDOUT otherwise. */
+static int wait_reap(mp_process *p, int64_t deadline)
+{
+    if (try_reap(p))
+        return 0;
+    if (p->chan < 0 && deadline == MP__NO_DEADLINE) {
+        /* No limit: block in the kernel.  WNOWAIT leaves the reaping to
+         * try_reap, under the object's lock, so concurrent joins agree. */
+        for (;;) {
+            siginfo_t si;
+            int rc = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOWAIT);
+            if (try_reap(p))
+                return 0;
+            if (rc < 0 && errno != EINTR)
+                return try_reap(p) ? 0 : -errno;
+        }
+    }
+    if (p->chan < 0) {
+        /* A pidfd turns the timed wait into a poll().  It is opened on
+         * first need - most joins have no limit - and it is safe to open
+         * now: the child is not reaped, so its pid cannot have been
+         * reused. */
+        pthread_mutex_lock(&p->lock);
+        if (p->pidfd < 0 && p->state == ST_RUNNING)
+            p->pidfd = mp__pidfd_open(p->pid);
+        pthread_mutex_unlock(&p->lock);
+    }
+    int64_t backoff = 20000; /* ns, for the waitpid polling fallback */
+    for (;;) {
+        if (try_reap(p))
+            return 0;
+        int fd = p->chan >= 0 ? p->chan : p->pidfd;
+        if (fd >= 0) {
+            int rc = mp__poll_fd(fd, POLLIN, deadline);
+            if (rc == MP_ETIMEDOUT)
+                return try_reap(p) ? 0 : MP_ETIMEDOUT;
+            if (rc >= 0 || rc == MP_EINTR)
+                continue;
+            /* The descriptor cannot be polled: poll waitpid instead. */
+        }
+        int64_t left = mp__remaining_ns(deadline);
+        if (left <= 0)
+            return try_reap(p) ? 0 : MP_ETIMEDOUT;
+        mp__sleep_ns(backoff < left ? backoff : left);
+        if (backoff < 10000000)
+            backoff *= 2;
+    }
+}
+
+int mp__process_wait_fd(mp_process *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int fd = MP_ESTATE;
+    if (p->state == ST_RUNNING) {
+        if (p->chan >= 0) {
+            fd = p->chan;
+        } else {
+            if (p->pidfd < 0)
+                p->pidfd = mp__pidfd_open(p->pid);
+            fd = p->pidfd;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return fd;
+}
+
+/* ---- the API ------------------------------------------------------------ */
+
+mp_process *mp_process_new_opts(mp_target_fn target, void *arg, const mp_process_opts *opts)
+{
+    mp_process_opts defaults = MP_PROCESS_OPTS_INIT;
+    if (!opts)
+        opts = &defaults;
+    if (!target || opts->nfds > MP__MAX_FDS || (opts->nfds && !opts->fds) ||
+        opts->arg_size > MP__MAX_ARG ||
+        (opts->start_method != MP_START_FORK && opts->start_method != MP_START_SPAWN &&
+         opts->start_method != MP_START_FORKSERVER))
+        return NULL;
+    if (opts->start_method != MP_START_FORK && opts->arg_size && !arg)
+        return NULL;
+    mp_process *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->target = target;
+    p->arg = arg;
+    p->arg_size = opts->arg_size;
+    p->daemon = opts->daemon;
+    p->method = opts->start_method;
+    p->nfds = opts->nfds;
+    if (p->nfds)
+        memcpy(p->fds, opts->fds, p->nfds * sizeof(int));
+    mp__self_next_child_name(p->name, sizeof p->name, p->ident, sizeof p->ident);
+    if (opts->name)
+        snprintf(p->name, sizeof p->name, "%s", opts->name);
+    p->pidfd = p->chan = p->report_fd = -1;
+    p->state = ST_NEW;
+    pthread_mutex_init(&p->lock, NULL);
+    return p;
+}
+
+mp_process *mp_process_new(mp_target_fn target, void *arg, const char *name)
+{
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.name = name;
+    return mp_process_new_opts(target, arg, &o);
+}
+
+static int start_fork(mp_process *p, int report_w)
+{
+    pid_t parent = getpid();
+    /* Output buffered in stdio would otherwise be written twice, once by
+     * each process. */
+    fflush(NULL);
+    sigset_t old;
+    mp__signals_block_all(&old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        mp__close(p->report_fd);
+        mp__child_spec spec = {
+            .target = p->target,
+            .arg = p->arg,
+            .name = p->name,
+            .ident = p->ident,
+            .parent = parent,
+            .session = mp__session(),
+            .report_fd = report_w,
+            .fds = p->fds,
+            .nfds = p->nfds,
+            .mask = &old,
+        };
+        mp__child_main(&spec);
+    }
+    int err = errno;
+    mp__signals_restore(&old);
+    if (pid < 0)
+        return -err;
+    p->pid = pid;
+    return 0;
+}
+
+static int start_spawn(mp_process *p, int report_w)
+{
+    int sv[2];
+    int rc = mp__socketpair(SOCK_STREAM, sv);
+    if (rc < 0)
+        return rc;
+    pid_t pid;
+    rc = mp__spawn_exec(sv[1], &pid);
+    mp__close(sv[1]);
+    if (rc == 0) {
+        mp__request_out r = {
+            .fn = p->target,
+            .arg = p->arg,
+            .arg_len = p->arg_size,
+            .name = p->name,
+            .ident = p->ident,
+            .report_fd = report_w,
+            .chan_fd = -1,
+            .fds = p->fds,
+            .nfds = p->nfds,
+        };
+        p->pid = pid;
+        rc = mp__request_send(sv[0], &r);
+        if (rc < 0) {
+            /* The fresh image cannot run anything now: end it. */
+            kill(pid, SIGKILL);
+            int st;
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+            }
+        }
+    }
+    mp__close(sv[0]);
+    return rc;
+}
+
+static int start_forkserver(mp_process *p, int report_w)
+{
+    mp__request_out r = {
+        .fn = p->target,
+        .arg = p->arg,
+        .arg_len = p->arg_size,
+        .name = p->name,
+        .ident = p->ident,
+        .report_fd = report_w,
+        .chan_fd = -1,
+        .fds = p->fds,
+        .nfds = p->nfds,
+    };
+    return mp__forkserver_spawn(&r, &p->pid, &p->pidfd, &p->chan);
+}
+
+int mp_process_start(mp_process *p)
+{
+    if (!p)
+        return MP_EINVAL;
+    if (p->state != ST_NEW)
+        return MP_ESTATE;
+    pthread_once(&reg.once, reg_init);
+    mp__registry_reap_detached();
+    mp__crash_prepare();
+
+    int rp[2];
+    /* Non-blocking both ends: the parent drains the pipe without waiting,
+     * and the child's writes wait in poll() if it ever fills. */
+    int rc = mp__pipe(rp, O_NONBLOCK);
+    if (rc < 0)
+        return rc;
+    p->report_fd = rp[0];
+    p->owner = getpid();
+    switch (p->method) {
+    case MP_START_SPAWN:
+        rc = start_spawn(p, rp[1]);
+        break;
+    case MP_START_FORKSERVER:
+        rc = start_forkserver(p, rp[1]);
+        break;
+    default:
+        rc = start_fork(p, rp[1]);
+        break;
+    }
+    mp__close(rp[1]);
+    if (rc < 0) {
+        close_handles(p);
+        p->pid = 0;
+        return rc;
+    }
+    p->state = ST_RUNNING;
+    reg_add(p);
+    return 0;
+}
+
+/* Whether the calling process may act on p (it started it). */
+static bool ours(const mp_process *p)
+{
+    return p->state == ST_NEW || p->owner == getpid();
+}
+
+int mp_process_join(mp_process *p, double timeout)
+{
+    if (!p)
+        return MP_EINVAL;
+    if (p->state == ST_NEW || !ours(p))
+        return MP_ESTATE;
+    return wait_reap(p, mp__deadline(timeout));
+}
+
+bool mp_process_is_alive(mp_process *p)
+{
+    if (!p || p->state != ST_RUNNING || !ours(p))
+        return false;
+    return !try_reap(p);
+}
+
+int mp_process_exitcode(mp_process *p)
+{
+    if (!p)
+        return MP_EINVAL;
+    if (p->state == ST_RUNNING && ours(p))
+        try_reap(p);
+    return p->state == ST_DONE ? p->out.exitcode : MP_ESTATE;
+}
+
+int mp_process_error(const mp_process *p)
+{
+    return p && p->state == ST_DONE ? p->out.error : 0;
+}
+
+const char *mp_process_report(const mp_process *p)
+{
+    return p && p->state == ST_DONE ? p->out.report : NULL;
+}
+
+pid_t mp_process_pid(const mp_process *p)
+{
+    return p ? p->pid : 0;
+}
+
+const char *mp_process_name(const mp_process *p)
+{
+    return p ? p->name : "";
+}
+
+bool mp_process_daemon(const mp_process *p)
+{
+    return p && p->daemon;
+}
+
+int mp_process_signal(mp_process *p, int signo)
+{
+    if (!p || signo < 0 || signo >= NSIG)
+        return MP_EINVAL;
+    if (p->state == ST_NEW || !ours(p))
+        return MP_ESTATE;
+    pthread_mutex_lock(&p->lock);
+    int rc = 0;
+    if (p->state == ST_RUNNING) {
+        /* An own child holds its pid until reaped, and reaping takes this
+         * lock: kill() cannot hit a recycled pid.  A forkserver child is
+         * reaped by the server, so it is signalled through its pidfd. */
+        if (p->chan < 0)
+            rc = kill(p->pid, signo) == 0 ? 0 : -errno;
+        else if (p->pidfd >= 0)
+            rc = mp__pidfd_send_signal(p->pidfd, signo);
+        else
+            rc = MP_ENOSYS;
+        if (rc == MP_ESRCH)
+            rc = 0; /* it ended already */
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+int mp_process_terminate(mp_process *p)
+{
+    return mp_process_signal(p, SIGTERM);
+}
+
+int mp_process_kill(mp_process *p)
+{
+    return mp_process_signal(p, SIGKILL);
+}
+
+int mp_process_stop(mp_process *p, double grace)
+{
+    int rc = mp_process_terminate(p);
+    if (rc < 0)
+        return rc;
+    if (mp_process_join(p, grace) == 0)
+        return 0;
+    rc = mp_process_kill(p);
+    if (rc < 0)
+        return rc;
+    return mp_process_join(p, MP_FOREVER);
+}
+
+static void destroy(mp_process *p)
+{
+    close_handles(p);
+    free(p->out.report);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+void mp_process_free(mp_process *p)
+{
+    if (!p)
+        return;
+    if (p->state == ST_RUNNING && ours(p) && !try_reap(p)) {
+        if (p->daemon) {
+            /* A daemon dies with its handle.  SIGKILL cannot be refused,
+             * so the join below is short. */
+            mp_process_kill(p);
+            wait_reap(p, MP__NO_DEADLINE);
+        } else {
+            /* Leave it running; the registry reaps it later. */
+            pthread_mutex_lock(&reg.lock);
+            p->freed = true;
+            pthread_mutex_unlock(&reg.lock);
+            mp__registry_reap_detached();
+            return;
+        }
+    }
+    /* An object inherited from the parent through fork holds copies of the
+     * parent's handles; closing them is all there is to do here. */
+    destroy(p);
+}
+
+void mp__registry_reap_detached(void)
+{
+    /* One reaper at a time, and never a wait: whoever finds the lock
+     * taken leaves the work to its holder.  Detached objects are destroyed
+     * only under this lock, so none is destroyed twice. */
+    if (pthread_mutex_trylock(&reg.reaper) != 0)
+        return;
+    mp_process *list[64];
+    size_t n = 0;
+    pthread_mutex_lock(&reg.lock);
+    for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next)
+        if (q->freed)
+            list[n++] = q;
+    pthread_mutex_unlock(&reg.lock);
+    for (size_t i = 0; i < n; i++)
+        if (try_reap(list[i]))
+            destroy(list[i]);
+    pthread_mutex_unlock(&reg.reaper);
+}
+
+int mp_cpu_count(void)
+{
+    return mp__cpu_count();
+}
+
+int mp_physical_cores(void)
+{
+    return mp__physical_cores();
+}
+
+/* At exit, as Python does: terminate daemon children, join the others. */
+static void at_exit(void)
+{
+    pthread_mutex_lock(&reg.reaper);
+    mp_process *list[256];
+    for (;;) {
+        size_t n = 0;
+        pthread_mutex_lock(&reg.lock);
+        for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next)
+            if (q->owner == getpid())
+                list[n++] = q;
+        pthread_mutex_unlock(&reg.lock);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            if (list[i]->daemon)
+                mp_process_terminate(list[i]);
+        int64_t grace = mp__deadline(2.0);
+        for (size_t i = 0; i < n; i++) {
+            mp_process *q = list[i];
+            if (q->daemon && wait_reap(q, grace) == MP_ETIMEDOUT) {
+                mp_process_kill(q);
+                wait_reap(q, MP__NO_DEADLINE);
+            } else if (!q->daemon) {
+                wait_reap(q, MP__NO_DEADLINE);
+            }
+            if (q->freed)
+                destroy(q);
+        }
+    }
+    pthread_mutex_unlock(&reg.reaper);
+    mp_forkserver_stop();
+}

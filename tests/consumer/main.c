@@ -1,0 +1,21 @@
+/* A program outside the project that uses the installed library. */
+#include <mproc.h>
+#include <stdio.h>
+
+static int square(void *arg)
+{
+    int x = *(int *)arg;
+    return x * x;
+}
+
+int main(void)
+{
+    int x = 7;
+    mp_process *p = mp_process_new(square, &x, "consumer");
+    if (!p || mp_process_start(p) != 0 || mp_process_join(p, 30.0) != 0)
+        return 1;
+    int code = mp_process_exitcode(p);
+    mp_process_free(p);
+    printf("mproc %s: 7 squared in a child is %d\n", mp_version_string(), code);
+    return code == 49 ? 0 : 1;
+}

@@ -1,0 +1,779 @@
+/* Tests of child processes: start, join, exit codes, signals, crash
+ * reports, start methods, reaping, and death with the parent. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "mp_test.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* A gate: a pipe a child waits on until the test writes a byte or closes
+ * it.  Every wait has a limit, so a bug fails instead of hanging. */
+typedef struct gate {
+    int r, w;
+} gate;
+
+static void gate_init(gate *g)
+{
+    int fds[2];
+    CHECK_OK(pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno);
+    g->r = fds[0];
+    g->w = fds[1];
+}
+
+/* In the child: wait up to secs for the gate to open.  Returns 0 when it
+ * opened, -1 on timeout. */
+static int gate_wait(gate *g, double secs)
+{
+    close(g->w);
+    struct pollfd p = {.fd = g->r, .events = POLLIN};
+    int n;
+    do {
+        n = poll(&p, 1, (int)(secs * 1000));
+    } while (n < 0 && errno == EINTR);
+    return n > 0 ? 0 : -1;
+}
+
+static void gate_open(gate *g)
+{
+    char c = 1;
+    CHECK_EQ(write(g->w, &c, 1), 1);
+}
+
+static void gate_close(gate *g)
+{
+    close(g->r);
+    close(g->w);
+}
+
+/* Reads one int from fd, waiting at most secs.  Returns 0 or -1. */
+static int read_int(int fd, int *v, double secs)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, (int)(secs * 1000)) <= 0)
+        return -1;
+    return read(fd, v, sizeof *v) == (ssize_t)sizeof *v ? 0 : -1;
+}
+
+static int ret_arg(void *arg)
+{
+    return *(int *)arg;
+}
+
+/* ---- the basics --------------------------------------------------------- */
+
+TEST(start_join_exitcode)
+{
+    int v = 42;
+    mp_process *p = mp_process_new(ret_arg, &v, NULL);
+    CHECK(p != NULL);
+    CHECK_EQ(mp_process_pid(p), 0);
+    CHECK_ERR(mp_process_exitcode(p), MP_ESTATE);
+    CHECK_OK(mp_process_start(p));
+    CHECK(mp_process_pid(p) > 0);
+    CHECK_OK(mp_process_join(p, 10.0));
+    CHECK_EQ(mp_process_exitcode(p), 42);
+    CHECK(!mp_process_is_alive(p));
+    CHECK(mp_process_report(p) == NULL || strstr(mp_process_report(p), "status 42"));
+    CHECK_EQ(mp_process_error(p), 0);
+    /* A second join returns at once; the child was reaped exactly once. */
+    CHECK_OK(mp_process_join(p, 0));
+    CHECK_EQ(waitpid(mp_process_pid(p), NULL, WNOHANG), -1);
+    CHECK_EQ(errno, ECHILD);
+    mp_process_free(p);
+}
+
+TEST(default_names_count_like_python)
+{
+    int v = 0;
+    mp_process *a = mp_process_new(ret_arg, &v, NULL);
+    mp_process *b = mp_process_new(ret_arg, &v, NULL);
+    mp_process *c = mp_process_new(ret_arg, &v, "worker");
+    CHECK_CONTAINS(mp_process_name(a), "Process-");
+    CHECK(strcmp(mp_process_name(a), mp_process_name(b)) != 0);
+    CHECK_STREQ(mp_process_name(c), "worker");
+    CHECK_STREQ(mp_process_current_name(), "MainProcess");
+    mp_process_free(a);
+    mp_process_free(b);
+    mp_process_free(c);
+}
+
+static int name_child(void *arg)
+{
+    (void)arg;
+    return strcmp(mp_process_current_name(), "named-kid") == 0 ? 7 : 1;
+}
+
+TEST(child_knows_its_name)
+{
+    mp_process *p = mp_process_new(name_child, NULL, "named-kid");
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 10.0));
+    CHECK_EQ(mp_process_exitcode(p), 7);
+    mp_process_free(p);
+}
+
+TEST(bad_input)
+{
+    int v = 0;
+    CHECK(mp_process_new(NULL, &v, NULL) == NULL);
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = (mp_start_method)99;
+    CHECK(mp_process_new_opts(ret_arg, &v, &o) == NULL);
+    o = (mp_process_opts)MP_PROCESS_OPTS_INIT;
+    o.nfds = MP__MAX_FDS + 1;
+    int fds[MP__MAX_FDS + 1] = {0};
+    o.fds = fds;
+    CHECK(mp_process_new_opts(ret_arg, &v, &o) == NULL);
+    o = (mp_process_opts)MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_SPAWN;
+    o.arg_size = MP__MAX_ARG + 1;
+    CHECK(mp_process_new_opts(ret_arg, &v, &o) == NULL);
+
+    CHECK_ERR(mp_process_start(NULL), MP_EINVAL);
+    CHECK_ERR(mp_process_join(NULL, 0), MP_EINVAL);
+    CHECK_ERR(mp_process_signal(NULL, SIGTERM), MP_EINVAL);
+    CHECK(!mp_process_is_alive(NULL));
+    mp_process_free(NULL);
+
+    mp_process *p = mp_process_new(ret_arg, &v, NULL);
+    CHECK_ERR(mp_process_join(p, 0), MP_ESTATE);
+    CHECK_ERR(mp_process_terminate(p), MP_ESTATE);
+    CHECK_ERR(mp_process_signal(p, 12345), MP_EINVAL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_ERR(mp_process_start(p), MP_ESTATE);
+    CHECK_OK(mp_process_join(p, 10.0));
+    CHECK_EQ(mp_process_exitcode(p), 0);
+    /* Signalling an ended child is not an error, and sends nothing. */
+    CHECK_OK(mp_process_terminate(p));
+    mp_process_free(p);
+}
+
+static int exit_directly(void *arg)
+{
+    _exit(*(int *)arg);
+}
+
+TEST(exit_status_and_errors)
+{
+    int five = 5;
+    mp_process *p = mp_process_new(exit_directly, &five, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 10.0));
+    CHECK_EQ(mp_process_exitcode(p), 5);
+    CHECK_CONTAINS(mp_process_report(p), "exited with status 5");
+    CHECK_EQ(mp_process_error(p), 0);
+    mp_process_free(p);
+
+    int err = MP_ETIMEDOUT;
+    p = mp_process_new(ret_arg, &err, "erring");
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 10.0));
+    CHECK_EQ(mp_process_exitcode(p), 1);
+    CHECK_ERR(mp_process_error(p), MP_ETIMEDOUT);
+    CHECK_CONTAINS(mp_process_report(p), "MP_ETIMEDOUT");
+    CHECK_CONTAINS(mp_process_report(p), "'erring'");
+    mp_process_free(p);
+
+    int big = 300;
+    p = mp_process_new(ret_arg, &big, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 10.0));
+    CHECK_EQ(mp_process_exitcode(p), 1);
+    CHECK_EQ(mp_process_error(p), 300);
+    CHECK_CONTAINS(mp_process_report(p), "returned 300");
+    mp_process_free(p);
+}
+
+/* ---- waiting with time limits --------------------------------------------- */
+
+static int wait_gate(void *arg)
+{
+    return gate_wait(arg, 30.0) == 0 ? 3 : 99;
+}
+
+TEST(join_timeout_never_blocks_past_it)
+{
+    gate g;
+    gate_init(&g);
+    mp_process *p = mp_process_new(wait_gate, &g, NULL);
+    CHECK_OK(mp_process_start(p));
+
+    double t0 = mpt_now();
+    CHECK_ERR(mp_process_join(p, 0.2), MP_ETIMEDOUT);
+    double dt = mpt_now() - t0;
+    CHECK(dt >= 0.2);  /* strict lower bound */
+    CHECK(dt < 10.0);  /* loose upper bound: the machine may be busy */
+
+    t0 = mpt_now();
+    CHECK_ERR(mp_process_join(p, 0), MP_ETIMEDOUT);
+    CHECK(mpt_now() - t0 < 5.0);
+    CHECK(mp_process_is_alive(p));
+    CHECK_ERR(mp_process_exitcode(p), MP_ESTATE);
+
+    gate_open(&g);
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), 3);
+    CHECK(!mp_process_is_alive(p));
+    gate_close(&g);
+    mp_process_free(p);
+}
+
+TEST(terminate_and_kill)
+{
+    gate g;
+    gate_init(&g);
+    mp_process *p = mp_process_new(wait_gate, &g, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_terminate(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), -SIGTERM);
+    CHECK_CONTAINS(mp_process_report(p), "killed by SIGTERM");
+    mp_process_free(p);
+
+    p = mp_process_new(wait_gate, &g, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_kill(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    mp_process_free(p);
+
+    p = mp_process_new(wait_gate, &g, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_signal(p, SIGUSR1));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), -SIGUSR1);
+    mp_process_free(p);
+    gate_close(&g);
+}
+
+typedef struct stubborn_arg {
+    gate g;
+    int ready_w;
+} stubborn_arg;
+
+static int stubborn(void *arg)
+{
+    stubborn_arg *a = arg;
+    signal(SIGTERM, SIG_IGN);
+    int one = 1;
+    if (write(a->ready_w, &one, sizeof one) != sizeof one)
+        return 2;
+    return gate_wait(&a->g, 30.0) == 0 ? 0 : 98;
+}
+
+TEST(stop_escalates_to_sigkill)
+{
+    stubborn_arg a;
+    gate_init(&a.g);
+    int ready[2];
+    CHECK_EQ(pipe2(ready, O_CLOEXEC), 0);
+    a.ready_w = ready[1];
+    mp_process *p = mp_process_new(stubborn, &a, NULL);
+    CHECK_OK(mp_process_start(p));
+    int v;
+    CHECK_EQ(read_int(ready[0], &v, 30.0), 0); /* SIGTERM is ignored from here on */
+    double t0 = mpt_now();
+    CHECK_OK(mp_process_stop(p, 0.2));
+    CHECK(mpt_now() - t0 >= 0.2);
+    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    mp_process_free(p);
+    gate_close(&a.g);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+/* ---- crash reports -------------------------------------------------------- */
+
+/* An address the compiler cannot see through, so it emits the store. */
+static volatile uintptr_t bad_address = 16;
+
+__attribute__((noinline, no_sanitize("undefined"))) static int crash_segv(void *arg)
+{
+    (void)arg;
+    *(volatile int *)bad_address = 1;
+    return 0;
+}
+
+__attribute__((noinline, no_sanitize("undefined"))) static int crash_fpe(void *arg)
+{
+    volatile int zero = 0;
+    return *(int *)arg / zero;
+}
+
+__attribute__((noinline)) static int crash_ill(void *arg)
+{
+    (void)arg;
+    __builtin_trap();
+}
+
+__attribute__((noinline)) static int crash_abrt(void *arg)
+{
+    (void)arg;
+    abort();
+}
+
+__attribute__((noinline)) static int crash_bus(void *arg)
+{
+    (void)arg;
+    /* Touching a page of a mapping beyond the end of its file. */
+    int fd = memfd_create("mproc-test-bus", MFD_CLOEXEC);
+    volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return 2;
+    p[0] = 1;
+    return 0;
+}
+
+static void check_crash(mp_target_fn fn, int signo, const char *signame, const char *fname,
+                        mp_start_method method)
+{
+    int one = 1;
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.name = "crasher";
+    o.start_method = method;
+    o.arg_size = method == MP_START_FORK ? 0 : sizeof one;
+    mp_process *p = mp_process_new_opts(fn, &one, &o);
+    CHECK(p != NULL);
+    mp_log_set_level(MP_LOG_OFF); /* the report is checked here, not printed */
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), -signo);
+    const char *r = mp_process_report(p);
+    CHECK_CONTAINS(r, "'crasher'");
+    CHECK_CONTAINS(r, signame);
+    CHECK_CONTAINS(r, "backtrace:");
+    CHECK_CONTAINS(r, fname);
+    if (signo == SIGSEGV)
+        CHECK_CONTAINS(r, "at address 0x10");
+    mp_process_free(p);
+}
+
+TEST(crash_report_for_each_fatal_signal)
+{
+    check_crash(crash_segv, SIGSEGV, "SIGSEGV (address not mapped", "crash_segv", MP_START_FORK);
+    check_crash(crash_fpe, SIGFPE, "SIGFPE (integer divide by zero)", "crash_fpe", MP_START_FORK);
+    check_crash(crash_ill, SIGILL, "SIGILL", "crash_ill", MP_START_FORK);
+    check_crash(crash_abrt, SIGABRT, "SIGABRT", "crash_abrt", MP_START_FORK);
+    check_crash(crash_bus, SIGBUS, "SIGBUS (nonexistent physical address", "crash_bus",
+                MP_START_FORK);
+}
+
+TEST(crash_report_from_fresh_images)
+{
+    check_crash(crash_segv, SIGSEGV, "SIGSEGV", "crash_segv", MP_START_SPAWN);
+    check_crash(crash_abrt, SIGABRT, "SIGABRT", "crash_abrt", MP_START_FORKSERVER);
+}
+
+/* Recursion with a stop the compiler cannot prove unreachable. */
+static volatile int recursion_limit = 1 << 30;
+
+__attribute__((noinline)) static int recurse_forever(void *arg)
+{
+    volatile char pad[4096];
+    uintptr_t depth = (uintptr_t)arg;
+    pad[0] = (char)depth;
+    if ((int)depth >= recursion_limit)
+        return pad[0];
+    return recurse_forever((void *)(depth + 1)) + pad[0];
+}
+
+TEST(stack_overflow_is_reported)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_process *p = mp_process_new(recurse_forever, NULL, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 60.0));
+    CHECK_EQ(mp_process_exitcode(p), -SIGSEGV);
+    CHECK_CONTAINS(mp_process_report(p), "SIGSEGV");
+    CHECK_CONTAINS(mp_process_report(p), "recurse_forever");
+    mp_process_free(p);
+}
+
+TEST(crash_report_goes_to_the_log)
+{
+    char path[] = "/tmp/mproc-test-log-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK_OK(mp_log_set_fd(fd));
+    mp_log_set_level(MP_LOG_WARNING);
+    mp_process *p = mp_process_new(crash_segv, NULL, "logged");
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    mp_process_free(p);
+    char buf[8192] = {0};
+    CHECK(pread(fd, buf, sizeof buf - 1, 0) > 0);
+    CHECK_CONTAINS(buf, "ERROR");
+    CHECK_CONTAINS(buf, "'logged'");
+    CHECK_CONTAINS(buf, "SIGSEGV");
+    CHECK_CONTAINS(buf, "crash_segv");
+    CHECK_OK(mp_log_set_fd(STDERR_FILENO));
+    close(fd);
+    unlink(path);
+}
+
+/* ---- no zombies, no orphans ---------------------------------------------- */
+
+TEST(many_children_all_reaped)
+{
+    enum { N = 64 };
+    mp_process *ps[N];
+    int vals[N];
+    for (int i = 0; i < N; i++) {
+        vals[i] = i;
+        ps[i] = mp_process_new(ret_arg, &vals[i], NULL);
+        CHECK_OK(mp_process_start(ps[i]));
+    }
+    for (int i = N - 1; i >= 0; i--) {
+        CHECK_OK(mp_process_join(ps[i], 30.0));
+        CHECK_EQ(mp_process_exitcode(ps[i]), i);
+        mp_process_free(ps[i]);
+    }
+}
+
+TEST(free_kills_a_running_daemon)
+{
+    gate g;
+    gate_init(&g);
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.daemon = true;
+    mp_process *p = mp_process_new_opts(wait_gate, &g, &o);
+    CHECK(mp_process_daemon(p));
+    CHECK_OK(mp_process_start(p));
+    pid_t pid = mp_process_pid(p);
+    mp_process_free(p);
+    /* Killed and reaped: not even a zombie is left. */
+    CHECK_EQ(waitpid(pid, NULL, WNOHANG), -1);
+    CHECK_EQ(errno, ECHILD);
+    CHECK_EQ(kill(pid, 0), -1);
+    gate_close(&g);
+}
+
+TEST(free_leaves_a_running_child_and_reaps_it_later)
+{
+    gate g;
+    gate_init(&g);
+    mp_process *p = mp_process_new(wait_gate, &g, NULL);
+    CHECK_OK(mp_process_start(p));
+    pid_t pid = mp_process_pid(p);
+    double t0 = mpt_now();
+    mp_process_free(p); /* never waits */
+    CHECK(mpt_now() - t0 < 5.0);
+    CHECK_EQ(kill(pid, 0), 0); /* still running */
+    gate_open(&g);
+    CHECK(mpt_wait_gone(pid, 30.0)); /* it ended (a zombie until reaped) */
+    mp__registry_reap_detached();
+    CHECK_EQ(waitpid(pid, NULL, WNOHANG), -1);
+    CHECK_EQ(errno, ECHILD);
+    gate_close(&g);
+}
+
+/* Parent -> child -> grandchild, each started through mproc.  The
+ * grandchild and the child report their pids and wait; the test then
+ * SIGKILLs the parent, and both must die. */
+typedef struct tree_arg {
+    int pids_w;
+    gate g;
+} tree_arg;
+
+static int tree_grandchild(void *arg)
+{
+    tree_arg *a = arg;
+    int me = getpid();
+    if (write(a->pids_w, &me, sizeof me) != sizeof me)
+        return 2;
+    return gate_wait(&a->g, 60.0) == 0 ? 0 : 97;
+}
+
+static int tree_child(void *arg)
+{
+    tree_arg *a = arg;
+    mp_process *gc = mp_process_new(tree_grandchild, a, "grandchild");
+    if (!gc || mp_process_start(gc) != 0)
+        return 2;
+    int me = getpid();
+    if (write(a->pids_w, &me, sizeof me) != sizeof me)
+        return 2;
+    gate_wait(&a->g, 60.0);
+    mp_process_join(gc, 60.0);
+    return 0;
+}
+
+static int tree_parent(void *arg)
+{
+    tree_arg *a = arg;
+    mp_process *c = mp_process_new(tree_child, a, "child");
+    if (!c || mp_process_start(c) != 0)
+        return 2;
+    gate_wait(&a->g, 60.0);
+    mp_process_join(c, 60.0);
+    return 0;
+}
+
+TEST(killed_parent_takes_children_and_grandchildren)
+{
+    tree_arg a;
+    int fds[2];
+    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
+    a.pids_w = fds[1];
+    gate_init(&a.g);
+    mp_process *p = mp_process_new(tree_parent, &a, "parent");
+    CHECK_OK(mp_process_start(p));
+    int pid1, pid2;
+    CHECK_EQ(read_int(fds[0], &pid1, 30.0), 0);
+    CHECK_EQ(read_int(fds[0], &pid2, 30.0), 0);
+    CHECK_EQ(kill(pid1, 0), 0);
+    CHECK_EQ(kill(pid2, 0), 0);
+
+    CHECK_OK(mp_process_kill(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    CHECK(mpt_wait_gone(pid1, 30.0));
+    CHECK(mpt_wait_gone(pid2, 30.0));
+    mp_process_free(p);
+    gate_close(&a.g);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* A program that exits with children running: daemons are terminated,
+ * the others joined (Python's rule).  Markers on a pipe show the test what
+ * happened to each child; the daemon tells the program it is ready on a
+ * pipe of its own. */
+static int marker_w, ready_w;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    char m = 'T';
+    (void)!write(marker_w, &m, 1);
+    _exit(0);
+}
+
+static int exit_daemon(void *arg)
+{
+    gate *g = arg;
+    signal(SIGTERM, on_term);
+    char m = 'd';
+    (void)!write(ready_w, &m, 1); /* running, SIGTERM handled */
+    gate_wait(g, 60.0);
+    return 0;
+}
+
+static int exit_worker(void *arg)
+{
+    gate *g = arg;
+    if (gate_wait(g, 60.0) != 0)
+        return 1;
+    char m = 'W';
+    (void)!write(marker_w, &m, 1); /* ran to completion */
+    return 0;
+}
+
+TEST(exit_terminates_daemons_and_joins_the_rest)
+{
+    int marks[2], ready[2];
+    CHECK_EQ(pipe2(marks, O_CLOEXEC), 0);
+    CHECK_EQ(pipe2(ready, O_CLOEXEC), 0);
+    marker_w = marks[1];
+    ready_w = ready[1];
+    gate daemon_gate, worker_gate;
+    gate_init(&daemon_gate);
+    gate_init(&worker_gate);
+    fflush(NULL);
+    pid_t prog = fork();
+    if (prog == 0) {
+        mp_process_opts o = MP_PROCESS_OPTS_INIT;
+        o.daemon = true;
+        mp_process *d = mp_process_new_opts(exit_daemon, &daemon_gate, &o);
+        mp_process *w = mp_process_new(exit_worker, &worker_gate, NULL);
+        if (mp_process_start(d) || mp_process_start(w))
+            _exit(3);
+        struct pollfd rp = {.fd = ready[0], .events = POLLIN};
+        char c;
+        if (poll(&rp, 1, 30000) != 1 || read(ready[0], &c, 1) != 1)
+            _exit(4);
+        char e = 'E';
+        (void)!write(marker_w, &e, 1);
+        exit(0); /* the library's exit handler takes over */
+    }
+    char m = 0;
+    struct pollfd pf = {.fd = marks[0], .events = POLLIN};
+    /* The program announces its exit ... */
+    CHECK(poll(&pf, 1, 30000) == 1);
+    CHECK_EQ(read(marks[0], &m, 1), 1);
+    CHECK_EQ(m, 'E');
+    /* ... its daemon is terminated ... */
+    CHECK(poll(&pf, 1, 30000) == 1);
+    CHECK_EQ(read(marks[0], &m, 1), 1);
+    CHECK_EQ(m, 'T');
+    /* ... and it waits for its worker, which finishes when let go. */
+    gate_open(&worker_gate);
+    CHECK(poll(&pf, 1, 30000) == 1);
+    CHECK_EQ(read(marks[0], &m, 1), 1);
+    CHECK_EQ(m, 'W');
+    CHECK(mpt_wait_gone(prog, 30.0));
+    int st;
+    CHECK_EQ(waitpid(prog, &st, 0), prog);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    gate_close(&daemon_gate);
+    gate_close(&worker_gate);
+    close(marks[0]);
+    close(marks[1]);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+/* ---- start methods -------------------------------------------------------- */
+
+static int global_mark = 1; /* the parent changes it; a fresh image does not see that */
+
+typedef struct job {
+    int a, b;
+    char text[32];
+} job;
+
+static int fresh_job(void *arg)
+{
+    job *j = arg;
+    int fd = mp_process_inherited_fd(0);
+    if (fd < 0)
+        return 10;
+    if (mp_process_inherited_fd(1) != MP_EBADF)
+        return 11;
+    int sum = j->a + j->b;
+    if (write(fd, &sum, sizeof sum) != sizeof sum)
+        return 12;
+    if (strcmp(j->text, "hello") != 0)
+        return 13;
+    if (strcmp(mp_process_current_name(), "fresh") != 0)
+        return 14;
+    return global_mark; /* 1 in a fresh image, 2 in a fork */
+}
+
+static void check_method(mp_start_method m, int expect_mark)
+{
+    global_mark = 2;
+    int fds[2];
+    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
+    job j = {20, 22, "hello"};
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.name = "fresh";
+    o.start_method = m;
+    o.arg_size = sizeof j;
+    o.fds = &fds[1];
+    o.nfds = 1;
+    mp_process *p = mp_process_new_opts(fresh_job, &j, &o);
+    CHECK(p != NULL);
+    CHECK_OK(mp_process_start(p));
+    memset(&j, 0, sizeof j); /* the child has its own copy */
+    CHECK_OK(mp_process_join(p, 60.0));
+    CHECK_EQ(mp_process_exitcode(p), expect_mark);
+    int sum = 0;
+    CHECK_EQ(read_int(fds[0], &sum, 10.0), 0);
+    CHECK_EQ(sum, 42);
+    mp_process_free(p);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST(fork_method)
+{
+    check_method(MP_START_FORK, 2);
+}
+
+TEST(spawn_method_runs_a_fresh_image)
+{
+    check_method(MP_START_SPAWN, 1);
+}
+
+TEST(forkserver_method_runs_a_fresh_image)
+{
+    check_method(MP_START_FORKSERVER, 1);
+    check_method(MP_START_FORKSERVER, 1); /* the server is reused */
+}
+
+/* Waits on the descriptor handed over as fds[0]. */
+static int wait_gate_inherited(void *arg)
+{
+    (void)arg;
+    struct pollfd p = {.fd = mp_process_inherited_fd(0), .events = POLLIN};
+    if (p.fd < 0)
+        return 10;
+    int n;
+    do {
+        n = poll(&p, 1, 30000);
+    } while (n < 0 && errno == EINTR);
+    return n > 0 ? 3 : 99;
+}
+
+TEST(forkserver_children_can_be_signalled_and_timed_out)
+{
+    gate g;
+    gate_init(&g);
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_FORKSERVER;
+    o.fds = &g.r;
+    o.nfds = 1;
+    /* The child waits on the inherited read end of the gate. */
+    mp_process *p = mp_process_new_opts(wait_gate_inherited, NULL, &o);
+    CHECK_OK(mp_process_start(p));
+    CHECK_ERR(mp_process_join(p, 0.1), MP_ETIMEDOUT);
+    CHECK(mp_process_is_alive(p));
+    CHECK_OK(mp_process_terminate(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), -SIGTERM);
+    mp_process_free(p);
+
+    p = mp_process_new_opts(wait_gate_inherited, NULL, &o);
+    CHECK_OK(mp_process_start(p));
+    gate_open(&g);
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), 3);
+    mp_process_free(p);
+    gate_close(&g);
+}
+
+TEST(forkserver_stop_kills_what_it_started)
+{
+    gate g;
+    gate_init(&g);
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_FORKSERVER;
+    o.fds = &g.r;
+    o.nfds = 1;
+    mp_process *p = mp_process_new_opts(wait_gate_inherited, NULL, &o);
+    CHECK_OK(mp_process_start(p));
+    pid_t pid = mp_process_pid(p);
+    CHECK_OK(mp_forkserver_stop());
+    CHECK(mpt_wait_gone(pid, 30.0));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    mp_process_free(p);
+    gate_close(&g);
+}
+
+/* ---- the machine ---------------------------------------------------------- */
+
+TEST(cpu_counts)
+{
+    int n = mp_cpu_count();
+    int cores = mp_physical_cores();
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    CHECK_GE(n, 1);
+    CHECK_LE(n, online);
+    CHECK_GE(cores, 1);
+    CHECK_LE(cores, n);
+    /* Narrowing the affinity mask narrows the count. */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    CHECK_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    CHECK_EQ(mp_cpu_count(), 1);
+    CHECK_EQ(mp_physical_cores(), 1);
+}
+
+MPT_MAIN()
