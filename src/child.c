@@ -49,6 +49,8 @@ static pthread_once_t unwinder_once = PTHREAD_ONCE_INIT;
 
 static int report_fd = -1;
 
+static int ensure_alt_stack(void);
+
 static int gen_cb(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
@@ -102,6 +104,7 @@ void mp__crash_prepare(void)
     unsigned long long gen = 0;
     dl_iterate_phdr(gen_cb, &gen);
     pthread_mutex_lock(&module_lock);
+    (void)ensure_alt_stack(); /* a failure is reported by the child */
     if (gen != module_gen) {
         nmodules = 0;
         dl_iterate_phdr(collect_cb, NULL);
@@ -203,16 +206,33 @@ static void crash_handler(int signo, siginfo_t *si, void *uctx)
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
 
-/* Installs the crash handler on an alternate stack.  Returns 0 or -errno. */
+/* The alternate stack crash handlers run on: room for backtrace()'s
+ * unwinder (and a sanitizer's larger frames).  Allocated once in the parent
+ * (mp__crash_prepare) and inherited by every forked child, so a start costs
+ * no mapping; it is only written to when a child crashes, so the pages are
+ * never copied otherwise. */
+#define ALT_STACK_SIZE (256 * 1024)
+static void *alt_stack;
+
+static int ensure_alt_stack(void)
+{
+    if (alt_stack)
+        return 0;
+    void *s = mmap(NULL, ALT_STACK_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (s == MAP_FAILED)
+        return -errno;
+    alt_stack = s;
+    return 0;
+}
+
+/* Installs the crash handler on the alternate stack.  Returns 0 or -errno. */
 static int install_crash_handlers(void)
 {
-    /* Room for backtrace()'s unwinder (and a sanitizer's larger frames). */
-    size_t size = 256 * 1024;
-    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-                       -1, 0);
-    if (stack == MAP_FAILED)
-        return -errno;
-    stack_t ss = {.ss_sp = stack, .ss_size = size, .ss_flags = 0};
+    int rc = ensure_alt_stack();
+    if (rc < 0)
+        return rc;
+    stack_t ss = {.ss_sp = alt_stack, .ss_size = ALT_STACK_SIZE, .ss_flags = 0};
     if (sigaltstack(&ss, NULL) != 0)
         return -errno;
     struct sigaction sa;

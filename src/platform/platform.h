@@ -17,6 +17,7 @@
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -71,6 +72,38 @@ int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline);
 
 /* Wakes up to n waiters (INT32_MAX: all).  Returns the number woken. */
 int mp__futex_wake(_Atomic uint32_t *word, int n);
+
+/* ---- robust process-shared mutex (mutex.c) ------------------------------ */
+/* A mutex that lives in shared memory and survives the death of its
+ * holder: the next locker gets it with MP_EOWNERDEAD and decides whether
+ * the state it protects can be repaired.  The kernel does the bookkeeping
+ * (robust futex lists), so a SIGKILLed holder is noticed too. */
+
+typedef struct mp__mutex {
+    pthread_mutex_t m;
+} mp__mutex;
+
+/* Initialises a mutex placed by the caller (in shared memory, zeroed or
+ * not).  Returns 0 or -errno. */
+int mp__mutex_init(mp__mutex *m);
+
+/* Locks, spinning briefly before sleeping, until the deadline.  Returns 0;
+ * MP_EOWNERDEAD when the previous holder died holding it (the caller now
+ * holds it and must call mp__mutex_consistent() once the protected state
+ * is repaired, or unlock without that to make it unrecoverable);
+ * MP_ENOTRECOVERABLE; MP_ETIMEDOUT; MP_EDEADLK if the caller holds it. */
+int mp__mutex_lock(mp__mutex *m, int64_t deadline);
+
+/* One attempt.  Returns 0, MP_EOWNERDEAD, MP_EBUSY or MP_ENOTRECOVERABLE. */
+int mp__mutex_trylock(mp__mutex *m);
+
+/* Unlocks.  Returns 0, or MP_EPERM when the caller does not hold it. */
+int mp__mutex_unlock(mp__mutex *m);
+
+/* Marks the state consistent after MP_EOWNERDEAD.  Returns 0 or -errno. */
+int mp__mutex_consistent(mp__mutex *m);
+
+void mp__mutex_destroy(mp__mutex *m);
 
 /* ---- descriptors (fd.c) ------------------------------------------------- */
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# bench.sh BUILD_DIR - runs mproc's benchmarks beside the anchors in
+# ../shared/anchors, in the same run, and prints every figure with the
+# anchor it is held against and the ratio.
+#
+# Each bench/bench_*.c program prints lines
+#     bench <name> <value> <unit> <anchor>[,<anchor>...]
+# and the anchors print
+#     anchor <name> <value> <unit>
+# The ratio is oriented so that > 1 means mproc is ahead: anchor/mproc for
+# times (us, ns), mproc/anchor for rates and ratios.
+#
+# Environment:
+#   BENCH='process queue'    only these benchmarks (bench_<name>), default all
+#   ANCHOR_GROUPS='c py'     anchor groups to run (run_all.sh), default: c py,
+#                            and mpi when mpirun is installed
+#   ANCHORS_DIR=...          where the anchors are (default ../shared/anchors)
+set -u
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+anchors=${ANCHORS_DIR:-$root/../shared/anchors}
+out=$(mktemp -d /tmp/mproc-bench.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+if [ -z "${ANCHOR_GROUPS:-}" ]; then
+    ANCHOR_GROUPS="c py"
+    command -v mpirun >/dev/null 2>&1 && ANCHOR_GROUPS="$ANCHOR_GROUPS mpi"
+fi
+
+echo "# mproc benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $(uname -r)"
+if [ -x "$anchors/run_all.sh" ]; then
+    echo "# ---- anchors ($ANCHOR_GROUPS) from $anchors"
+    # shellcheck disable=SC2086
+    "$anchors/run_all.sh" $ANCHOR_GROUPS 2>&1 | tee "$out/anchors.log" | grep -a '^# .*trials' || true
+else
+    echo "# no anchors at $anchors: ratios will be missing" >&2
+    : >"$out/anchors.log"
+fi
+
+echo "# ---- mproc"
+for prog in "$build"/bench/bench_*; do
+    [ -x "$prog" ] || continue
+    name=$(basename "$prog")
+    name=${name#bench_}
+    if [ -n "${BENCH:-}" ] && ! echo " $BENCH " | grep -q " $name "; then
+        continue
+    fi
+    echo "# running bench_$name"
+    timeout 600 "$prog" 2>&1 | tee -a "$out/mproc.log" | grep -a '^# .*trials' || echo "# bench_$name FAILED" >&2
+done
+
+echo
+echo "# ==== figures (ratio > 1: mproc ahead)"
+awk '
+    FNR == NR { if ($1 == "anchor") { av[$2] = $3; au[$2] = $4 } next }
+    $1 == "bench" {
+        n = split($5, list, ",")
+        lower = ($4 == "us" || $4 == "ns" || $4 == "ms" || $4 == "s")
+        if (n == 0 || $5 == "-") { printf "%-44s %12s %-7s (no anchor)\n", $2, $3, $4; next }
+        for (i = 1; i <= n; i++) {
+            a = list[i]
+            if (!(a in av)) { printf "%-44s %12s %-7s vs %-40s (not measured)\n", $2, $3, $4, a; continue }
+            r = lower ? (av[a] / $3) : ($3 / av[a])
+            printf "%-44s %12s %-7s vs %-40s %12s %-7s ratio %8.2fx\n", $2, $3, $4, a, av[a], au[a], r
+        }
+    }
+' "$out/anchors.log" "$out/mproc.log"
