@@ -51,8 +51,7 @@ int main(void)
         return 1;
     int rc = mp_process_join(p, 10.0);
     int code = mp_process_exitcode(p);
-    printf("parent: join -> %s, exit code %d (-SIGSEGV is %d)\n", mp_err_name(rc), code,
-           -SIGSEGV);
+    printf("parent: join -> %s, exit code %d (-SIGSEGV is %d)\n", mp_err_name(rc), code, -SIGSEGV);
     printf("parent: the child's report:\n%s\n", mp_process_report(p));
     int ok = code == -SIGSEGV && strstr(mp_process_report(p), "parse_record");
     mp_process_free(p);

@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #define MAX_MODULES 64
-#define MAX_PATH 256
+#define MAX_PATH    256
 
 /* The module table the crash handler reads.  Built in the parent and
  * inherited by fork; rebuilt when the dynamic linker's counters show that
@@ -131,7 +131,7 @@ static uintptr_t context_pc(void *uctx)
 /* Static: the handler must not allocate. */
 static unsigned char crash_buf[sizeof(mp__report_hdr) +
                                MP__REPORT_MAX_FRAMES * sizeof(mp__report_frame) +
-                               MP__REPORT_MAX_FRAMES * (2 + MAX_PATH)];
+                               (size_t)MP__REPORT_MAX_FRAMES * (2 + MAX_PATH)];
 
 static void crash_handler(int signo, siginfo_t *si, void *uctx)
 {
@@ -211,7 +211,7 @@ static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SI
  * (mp__crash_prepare) and inherited by every forked child, so a start costs
  * no mapping; it is only written to when a child crashes, so the pages are
  * never copied otherwise. */
-#define ALT_STACK_SIZE (256 * 1024)
+#define ALT_STACK_SIZE ((size_t)256 * 1024)
 static void *alt_stack;
 
 static int ensure_alt_stack(void)

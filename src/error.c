@@ -10,8 +10,8 @@
 const char *mp_strerror(int code)
 {
     switch (code) {
-#define MP__ERRNO_MSG(name, val, msg)                                                              \
-    case (val):                                                                                    \
+#define MP__ERRNO_MSG(name, val, msg) \
+    case (val):                       \
         return msg;
         MP_ERRNO_MAP(MP__ERRNO_MSG)
 #undef MP__ERRNO_MSG
@@ -31,8 +31,8 @@ const char *mp_strerror(int code)
 const char *mp_err_name(int code)
 {
     switch (code) {
-#define MP__ERRNO_NAME(name, val, msg)                                                             \
-    case (val):                                                                                    \
+#define MP__ERRNO_NAME(name, val, msg) \
+    case (val):                        \
         return "MP_" #name;
         MP_ERRNO_MAP(MP__ERRNO_NAME)
 #undef MP__ERRNO_NAME
@@ -52,7 +52,7 @@ const char *mp_err_name(int code)
 const char *mp_version_string(void)
 {
 #define MP__STR2(x) #x
-#define MP__STR(x) MP__STR2(x)
+#define MP__STR(x)  MP__STR2(x)
     return MP__STR(MP_VERSION_MAJOR) "." MP__STR(MP_VERSION_MINOR) "." MP__STR(MP_VERSION_PATCH);
 #undef MP__STR
 #undef MP__STR2

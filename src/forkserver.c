@@ -44,10 +44,10 @@
 
 extern char **environ;
 
-#define REQ_MAGIC 0x6d707271u /* "mprq" */
+#define REQ_MAGIC  0x6d707271u /* "mprq" */
 #define REQ_REPORT 1u
-#define REQ_CHAN 2u
-#define REQ_LOG 4u
+#define REQ_CHAN   2u
+#define REQ_LOG    4u
 
 typedef struct req_hdr {
     uint32_t magic;
@@ -148,8 +148,8 @@ int mp__request_recv(int sock, mp__request *req)
     int rc = 0;
     if ((size_t)n < sizeof h)
         rc = mp__read_all(sock, (char *)&h + n, sizeof h - (size_t)n);
-    size_t expect = __builtin_popcount(h.flags & (REQ_REPORT | REQ_CHAN | REQ_LOG)) +
-                    (size_t)h.nuser_fds;
+    size_t expect =
+        __builtin_popcount(h.flags & (REQ_REPORT | REQ_CHAN | REQ_LOG)) + (size_t)h.nuser_fds;
     if (rc == 0 && (h.magic != REQ_MAGIC || h.path_len >= PATH_MAX || h.arg_len > MP__MAX_ARG ||
                     h.nuser_fds > MP__MAX_FDS || nfds != expect))
         rc = MP_EPROTO;
@@ -484,8 +484,10 @@ _Noreturn void mp__forkserver_serve(int sock)
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     mp__crash_prepare();
 
-    served *kids = NULL;
-    size_t nkids = 0, cap = 0;
+    size_t nkids = 0, cap = 16;
+    served *kids = calloc(cap, sizeof *kids);
+    if (!kids)
+        _exit(127);
     for (;;) {
         struct pollfd pfd[2] = {{.fd = sock, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
         int np = poll(pfd, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 100);
@@ -505,8 +507,8 @@ _Noreturn void mp__forkserver_serve(int sock)
             break; /* the client is gone, or the stream cannot be trusted */
         if (rc < 0)
             continue;
-        if (nkids == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
+        if (nkids >= cap) {
+            size_t ncap = cap * 2;
             served *nk = realloc(kids, ncap * sizeof *nk);
             if (!nk) {
                 chan_msg m = {1, MP_ENOMEM};
@@ -514,6 +516,7 @@ _Noreturn void mp__forkserver_serve(int sock)
                 mp__request_release(&req);
                 continue;
             }
+            memset(nk + cap, 0, (ncap - cap) * sizeof *nk);
             kids = nk;
             cap = ncap;
         }

@@ -16,9 +16,9 @@
 #include <string.h>
 
 #define MP__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MP__MAX_NAME 64
-#define MP__MAX_FDS 64
-#define MP__MAX_ARG ((size_t)16 << 20)
+#define MP__MAX_NAME      64
+#define MP__MAX_FDS       64
+#define MP__MAX_ARG       ((size_t)16 << 20)
 
 /* ---- this process (self.c) ---------------------------------------------- */
 
@@ -67,7 +67,7 @@ typedef struct mp__child_spec {
     void *arg;
     const char *name;
     const char *ident;
-    pid_t parent;   /* the pid whose death must kill this child */
+    pid_t parent; /* the pid whose death must kill this child */
     pid_t session;
     int report_fd;  /* write end of the report pipe */
     const int *fds; /* for mp_process_inherited_fd() */
@@ -89,7 +89,7 @@ void mp__crash_prepare(void);
 
 /* Records a child writes to its report pipe. */
 enum { MP__REPORT_CRASH = 1, MP__REPORT_ERROR = 2, MP__REPORT_SETUP = 3 };
-#define MP__REPORT_MAGIC 0x6d707270u /* "mprp" */
+#define MP__REPORT_MAGIC      0x6d707270u /* "mprp" */
 #define MP__REPORT_MAX_FRAMES 48
 
 typedef struct mp__report_hdr {
@@ -97,7 +97,7 @@ typedef struct mp__report_hdr {
     uint32_t kind;
     int32_t pid;
     int32_t signo;
-    int32_t code;  /* si_code for a crash; the error for ERROR and SETUP */
+    int32_t code; /* si_code for a crash; the error for ERROR and SETUP */
     int32_t nframes;
     int32_t nmodules;
     uint32_t size; /* of the whole record, header included */
@@ -122,8 +122,8 @@ typedef struct mp__outcome {
 /* Builds the outcome of child pid from its wait status and whatever its
  * report pipe holds (read without blocking; fd may be -1).  Logs crash
  * and error reports at MP_LOG_ERROR when log is true. */
-void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus,
-                       int report_fd, bool log);
+void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus, int report_fd,
+                       bool log);
 
 /* ---- the registry of children (process.c) ------------------------------- */
 

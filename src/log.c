@@ -37,10 +37,9 @@ int mp_log_parse_level(const char *text, mp_log_level *level)
     static const struct {
         const char *name;
         mp_log_level level;
-    } names[] = {{"debug", MP_LOG_DEBUG},       {"info", MP_LOG_INFO},
-                 {"warning", MP_LOG_WARNING},   {"warn", MP_LOG_WARNING},
-                 {"error", MP_LOG_ERROR},       {"critical", MP_LOG_CRITICAL},
-                 {"off", MP_LOG_OFF},           {"none", MP_LOG_OFF}};
+    } names[] = {{"debug", MP_LOG_DEBUG},  {"info", MP_LOG_INFO},   {"warning", MP_LOG_WARNING},
+                 {"warn", MP_LOG_WARNING}, {"error", MP_LOG_ERROR}, {"critical", MP_LOG_CRITICAL},
+                 {"off", MP_LOG_OFF},      {"none", MP_LOG_OFF}};
     if (!text || !level)
         return MP_EINVAL;
     for (size_t i = 0; i < MP__ARRAY_SIZE(names); i++) {
@@ -177,14 +176,15 @@ void mp_vlog(mp_log_level level, const char *fmt, va_list ap)
 
     char stackbuf[4096];
     char *buf = stackbuf;
-    int head = snprintf(stackbuf, sizeof stackbuf,
-                        "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %s [pid %d %s] ", tm.tm_year + 1900,
-                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                        ts.tv_nsec / 1000, level_name(level), (int)getpid(), mp__self_name());
+    int head =
+        snprintf(stackbuf, sizeof stackbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %s [pid %d %s] ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 ts.tv_nsec / 1000, level_name(level), (int)getpid(), mp__self_name());
     if (head < 0 || (size_t)head >= sizeof stackbuf)
         head = 0;
     va_list ap2;
     va_copy(ap2, ap);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): ap2 is a va_copy of the caller's list */
     int body = vsnprintf(stackbuf + head, sizeof stackbuf - (size_t)head, fmt, ap2);
     va_end(ap2);
     if (body < 0) {

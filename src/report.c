@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -29,13 +30,16 @@ static void text_add(text *t, const char *fmt, ...)
         size_t room = t->cap - t->len;
         va_list ap;
         va_start(ap, fmt);
-        int n = t->s ? vsnprintf(t->s + t->len, room, fmt, ap) : -1;
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
+        int n = vsnprintf(t->s ? t->s + t->len : NULL, room, fmt, ap);
         va_end(ap);
-        if (n >= 0 && (size_t)n < room) {
+        if (n < 0)
+            return;
+        if (t->s && (size_t)n < room) {
             t->len += (size_t)n;
             return;
         }
-        size_t need = t->len + (n > 0 ? (size_t)n : 0) + 256;
+        size_t need = t->len + (size_t)n + 256;
         size_t cap = t->cap ? t->cap * 2 : 512;
         while (cap < need)
             cap *= 2;
@@ -115,19 +119,18 @@ static void add_frames(text *t, const mp__report_hdr *h, const unsigned char *re
          * the caller even when the call was its last instruction. */
         uint64_t look = fr[i].offset - (i > 0 ? 1 : 0);
         if (path && mp__symbolize(path, look, name, sizeof name, &delta) == 0)
-            text_add(t, "\n    #%-2d 0x%012llx in %s+0x%llx (%s)", i,
-                     (unsigned long long)fr[i].addr, name,
-                     (unsigned long long)(delta + (i > 0 ? 1 : 0)), path);
+            text_add(t, "\n    #%-2d 0x%012" PRIx64 " in %s+0x%" PRIx64 " (%s)", i, fr[i].addr,
+                     name, delta + (i > 0 ? 1 : 0), path);
         else if (path)
-            text_add(t, "\n    #%-2d 0x%012llx in %s+0x%llx", i, (unsigned long long)fr[i].addr,
-                     path, (unsigned long long)fr[i].offset);
+            text_add(t, "\n    #%-2d 0x%012" PRIx64 " in %s+0x%" PRIx64, i, fr[i].addr, path,
+                     fr[i].offset);
         else
-            text_add(t, "\n    #%-2d 0x%012llx", i, (unsigned long long)fr[i].addr);
+            text_add(t, "\n    #%-2d 0x%012" PRIx64, i, fr[i].addr);
     }
 }
 
-void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus,
-                       int report_fd, bool log)
+void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus, int report_fd,
+                       bool log)
 {
     memset(out, 0, sizeof *out);
     if (WIFEXITED(wstatus))
@@ -169,7 +172,7 @@ void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatu
         text_add(&t, "process '%s' (pid %d) was killed by %s (%s)", name, (int)pid,
                  mp__signal_name(crash->signo), mp__signal_code_text(crash->signo, crash->code));
         if (crash->addr || crash->signo == SIGSEGV || crash->signo == SIGBUS)
-            text_add(&t, " at address 0x%llx", (unsigned long long)crash->addr);
+            text_add(&t, " at address 0x%" PRIx64, crash->addr);
         add_frames(&t, crash, crash_rec);
     } else if (error) {
         out->error = error->code;
@@ -186,8 +189,7 @@ void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatu
         text_add(&t, "process '%s' (pid %d) was killed by %s", name, (int)pid,
                  mp__signal_name(-out->exitcode));
     } else if (out->exitcode > 0) {
-        text_add(&t, "process '%s' (pid %d) exited with status %d", name, (int)pid,
-                 out->exitcode);
+        text_add(&t, "process '%s' (pid %d) exited with status %d", name, (int)pid, out->exitcode);
     }
     out->report = t.s;
     if (log && t.s && (crash || error))

@@ -90,8 +90,7 @@ static int take_socket(const char *name)
     long fd = strtol(v, &end, 10);
     unsetenv(name);
     struct stat st;
-    if (*end != '\0' || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 ||
-        !S_ISSOCK(st.st_mode))
+    if (*end != '\0' || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
         return -1;
     /* Close-on-exec again, as every descriptor of the library is. */
     (void)mp__set_cloexec((int)fd, true);

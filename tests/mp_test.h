@@ -47,7 +47,7 @@
 
 typedef void (*mpt_fn)(void);
 
-#define MPT_MAX_CASES 256
+#define MPT_MAX_CASES       256
 #define MPT_DEFAULT_TIMEOUT 60.0
 
 static struct mpt_case {
@@ -65,18 +65,18 @@ static void mpt_register(const char *name, mpt_fn fn, double timeout)
         mpt_cases[mpt_ncases++] = (struct mpt_case){name, fn, timeout};
 }
 
-#define TEST_TIMEOUT(name, secs)                                                                   \
-    static void name(void);                                                                        \
-    __attribute__((constructor)) static void mpt_reg_##name(void)                                  \
-    {                                                                                              \
-        mpt_register(#name, name, (secs));                                                         \
-    }                                                                                              \
+#define TEST_TIMEOUT(name, secs)                                  \
+    static void name(void);                                       \
+    __attribute__((constructor)) static void mpt_reg_##name(void) \
+    {                                                             \
+        mpt_register(#name, name, (secs));                        \
+    }                                                             \
     static void name(void)
 
 #define TEST(name) TEST_TIMEOUT(name, MPT_DEFAULT_TIMEOUT)
 
 __attribute__((noreturn, format(printf, 3, 4))) static void mpt_fail(const char *file, int line,
-                                                                   const char *fmt, ...)
+                                                                     const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "%s:%d: FAILED: ", file, line);
@@ -88,79 +88,79 @@ __attribute__((noreturn, format(printf, 3, 4))) static void mpt_fail(const char 
     exit(1);
 }
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            mpt_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);                                      \
+#define CHECK(cond)                                           \
+    do {                                                      \
+        if (!(cond))                                          \
+            mpt_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                                \
-        if (mpt_a_ != mpt_b_)                                                                      \
-            mpt_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, mpt_a_, mpt_b_);        \
+#define CHECK_EQ(a, b)                                                                      \
+    do {                                                                                    \
+        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                         \
+        if (mpt_a_ != mpt_b_)                                                               \
+            mpt_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, mpt_a_, mpt_b_); \
     } while (0)
 
-#define CHECK_NE(a, b)                                                                             \
-    do {                                                                                           \
-        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                                \
-        if (mpt_a_ == mpt_b_)                                                                      \
-            mpt_fail(__FILE__, __LINE__, "%s != %s: both %lld", #a, #b, mpt_a_);                   \
+#define CHECK_NE(a, b)                                                           \
+    do {                                                                         \
+        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);              \
+        if (mpt_a_ == mpt_b_)                                                    \
+            mpt_fail(__FILE__, __LINE__, "%s != %s: both %lld", #a, #b, mpt_a_); \
     } while (0)
 
-#define CHECK_GE(a, b)                                                                             \
-    do {                                                                                           \
-        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                                \
-        if (!(mpt_a_ >= mpt_b_))                                                                   \
-            mpt_fail(__FILE__, __LINE__, "%s >= %s: %lld < %lld", #a, #b, mpt_a_, mpt_b_);         \
+#define CHECK_GE(a, b)                                                                     \
+    do {                                                                                   \
+        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                        \
+        if (!(mpt_a_ >= mpt_b_))                                                           \
+            mpt_fail(__FILE__, __LINE__, "%s >= %s: %lld < %lld", #a, #b, mpt_a_, mpt_b_); \
     } while (0)
 
-#define CHECK_LE(a, b)                                                                             \
-    do {                                                                                           \
-        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                                \
-        if (!(mpt_a_ <= mpt_b_))                                                                   \
-            mpt_fail(__FILE__, __LINE__, "%s <= %s: %lld > %lld", #a, #b, mpt_a_, mpt_b_);         \
+#define CHECK_LE(a, b)                                                                     \
+    do {                                                                                   \
+        long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                        \
+        if (!(mpt_a_ <= mpt_b_))                                                           \
+            mpt_fail(__FILE__, __LINE__, "%s <= %s: %lld > %lld", #a, #b, mpt_a_, mpt_b_); \
     } while (0)
 
-#define CHECK_DBL_NEAR(a, b, eps)                                                                  \
-    do {                                                                                           \
-        double mpt_a_ = (double)(a), mpt_b_ = (double)(b);                                         \
-        if (!(mpt_a_ - mpt_b_ <= (eps) && mpt_b_ - mpt_a_ <= (eps)))                               \
-            mpt_fail(__FILE__, __LINE__, "%s ~= %s: %.17g vs %.17g", #a, #b, mpt_a_, mpt_b_);      \
+#define CHECK_DBL_NEAR(a, b, eps)                                                             \
+    do {                                                                                      \
+        double mpt_a_ = (double)(a), mpt_b_ = (double)(b);                                    \
+        if (!(mpt_a_ - mpt_b_ <= (eps) && mpt_b_ - mpt_a_ <= (eps)))                          \
+            mpt_fail(__FILE__, __LINE__, "%s ~= %s: %.17g vs %.17g", #a, #b, mpt_a_, mpt_b_); \
     } while (0)
 
 /* An mproc call that must succeed (return >= 0). */
-#define CHECK_OK(expr)                                                                             \
-    do {                                                                                           \
-        int mpt_rc_ = (int)(expr);                                                                 \
-        if (mpt_rc_ < 0)                                                                           \
-            mpt_fail(__FILE__, __LINE__, "%s failed: %d %s (%s)", #expr, mpt_rc_,                  \
-                     mp_err_name(mpt_rc_), mp_strerror(mpt_rc_));                                  \
+#define CHECK_OK(expr)                                                            \
+    do {                                                                          \
+        int mpt_rc_ = (int)(expr);                                                \
+        if (mpt_rc_ < 0)                                                          \
+            mpt_fail(__FILE__, __LINE__, "%s failed: %d %s (%s)", #expr, mpt_rc_, \
+                     mp_err_name(mpt_rc_), mp_strerror(mpt_rc_));                 \
     } while (0)
 
 /* An mproc call that must fail with exactly code. */
-#define CHECK_ERR(expr, code)                                                                      \
-    do {                                                                                           \
-        int mpt_rc_ = (int)(expr), mpt_want_ = (int)(code);                                        \
-        if (mpt_rc_ != mpt_want_)                                                                  \
-            mpt_fail(__FILE__, __LINE__, "%s returned %d %s, expected %d %s", #expr, mpt_rc_,      \
-                     mp_err_name(mpt_rc_), mpt_want_, mp_err_name(mpt_want_));                     \
+#define CHECK_ERR(expr, code)                                                                 \
+    do {                                                                                      \
+        int mpt_rc_ = (int)(expr), mpt_want_ = (int)(code);                                   \
+        if (mpt_rc_ != mpt_want_)                                                             \
+            mpt_fail(__FILE__, __LINE__, "%s returned %d %s, expected %d %s", #expr, mpt_rc_, \
+                     mp_err_name(mpt_rc_), mpt_want_, mp_err_name(mpt_want_));                \
     } while (0)
 
-#define CHECK_STREQ(a, b)                                                                          \
-    do {                                                                                           \
-        const char *mpt_a_ = (a), *mpt_b_ = (b);                                                   \
-        if (!mpt_a_ || !mpt_b_ || strcmp(mpt_a_, mpt_b_) != 0)                                     \
-            mpt_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,                     \
-                     mpt_a_ ? mpt_a_ : "(null)", mpt_b_ ? mpt_b_ : "(null)");                      \
+#define CHECK_STREQ(a, b)                                                      \
+    do {                                                                       \
+        const char *mpt_a_ = (a), *mpt_b_ = (b);                               \
+        if (!mpt_a_ || !mpt_b_ || strcmp(mpt_a_, mpt_b_) != 0)                 \
+            mpt_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, \
+                     mpt_a_ ? mpt_a_ : "(null)", mpt_b_ ? mpt_b_ : "(null)");  \
     } while (0)
 
-#define CHECK_CONTAINS(hay, needle)                                                                \
-    do {                                                                                           \
-        const char *mpt_h_ = (hay), *mpt_n_ = (needle);                                            \
-        if (!mpt_h_ || !strstr(mpt_h_, mpt_n_))                                                    \
-            mpt_fail(__FILE__, __LINE__, "%s contains \"%s\": it is \"%s\"", #hay, mpt_n_,         \
-                     mpt_h_ ? mpt_h_ : "(null)");                                                  \
+#define CHECK_CONTAINS(hay, needle)                                                        \
+    do {                                                                                   \
+        const char *mpt_h_ = (hay), *mpt_n_ = (needle);                                    \
+        if (!mpt_h_ || !strstr(mpt_h_, mpt_n_))                                            \
+            mpt_fail(__FILE__, __LINE__, "%s contains \"%s\": it is \"%s\"", #hay, mpt_n_, \
+                     mpt_h_ ? mpt_h_ : "(null)");                                          \
     } while (0)
 
 /* A name unique to this run and call: "t<runner pid>-<pid>-<n>-<tag>". */
@@ -418,10 +418,10 @@ static int mpt_run(int argc, char **argv)
     return failed == 0 && passed > 0 ? 0 : 1;
 }
 
-#define MPT_MAIN()                                                                                 \
-    int main(int argc, char **argv)                                                                \
-    {                                                                                              \
-        return mpt_run(argc, argv);                                                                \
+#define MPT_MAIN()                  \
+    int main(int argc, char **argv) \
+    {                               \
+        return mpt_run(argc, argv); \
     }
 
 #endif /* MPROC_TEST_H */

@@ -12,8 +12,8 @@ TEST(errno_codes_are_negative_errno)
 
 TEST(own_codes_live_below_errno)
 {
-    int own[] = {MP_EOF, MP_ECLOSED, MP_EWORKER, MP_EBROKEN, MP_EAUTH, MP_ETASK, MP_EINIT,
-                 MP_ESTATE};
+    int own[] = {MP_EOF,   MP_ECLOSED, MP_EWORKER, MP_EBROKEN,
+                 MP_EAUTH, MP_ETASK,   MP_EINIT,   MP_ESTATE};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         CHECK_LE(own[i], -4000);
         for (size_t j = i + 1; j < sizeof own / sizeof own[0]; j++)

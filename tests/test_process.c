@@ -205,8 +205,8 @@ TEST(join_timeout_never_blocks_past_it)
     double t0 = mpt_now();
     CHECK_ERR(mp_process_join(p, 0.2), MP_ETIMEDOUT);
     double dt = mpt_now() - t0;
-    CHECK(dt >= 0.2);  /* strict lower bound */
-    CHECK(dt < 10.0);  /* loose upper bound: the machine may be busy */
+    CHECK(dt >= 0.2); /* strict lower bound */
+    CHECK(dt < 10.0); /* loose upper bound: the machine may be busy */
 
     t0 = mpt_now();
     CHECK_ERR(mp_process_join(p, 0), MP_ETIMEDOUT);

@@ -53,7 +53,7 @@ typedef enum mp_log_level {
  * async-signal-safe.
  */
 MP_EXTERN void mp_log(mp_log_level level, const char *fmt, ...) MP__PRINTF(2, 3);
-MP_EXTERN void mp_vlog(mp_log_level level, const char *fmt, va_list ap);
+MP_EXTERN void mp_vlog(mp_log_level level, const char *fmt, va_list ap) MP__PRINTF(2, 0);
 
 /* Whether a line at level would be written. */
 MP_EXTERN bool mp_log_enabled(mp_log_level level);

@@ -88,7 +88,10 @@ typedef struct mp_process_opts {
     size_t nfds;
 } mp_process_opts;
 
-#define MP_PROCESS_OPTS_INIT {NULL, false, MP_START_FORK, 0, NULL, 0}
+#define MP_PROCESS_OPTS_INIT                   \
+    {                                          \
+        NULL, false, MP_START_FORK, 0, NULL, 0 \
+    }
 
 /*
  * Creates a process object that will run target(arg) with the fork start

@@ -190,10 +190,8 @@ ssize_t mp__recv_fds(int sock, void *buf, size_t cap, int *fds, size_t *nfds)
         char buf[CMSG_SPACE(sizeof(int) * MP__MAX_PASS_FDS)];
     } ctl;
     struct iovec iov = {.iov_base = buf, .iov_len = cap};
-    struct msghdr msg = {.msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = ctl.buf,
-                         .msg_controllen = sizeof ctl.buf};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     size_t want = *nfds;
     *nfds = 0;
     ssize_t n;
