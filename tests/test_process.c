@@ -756,6 +756,39 @@ TEST(forkserver_stop_kills_what_it_started)
     gate_close(&g);
 }
 
+TEST(setup_failure_is_reported_over_the_report_pipe)
+{
+    /* A request naming code that does not exist in the fresh image: the
+     * child reports MP_ENOENT as a set-up failure and exits 127 without
+     * running anything. */
+    int rp[2];
+    CHECK_OK(mp__pipe(rp, O_NONBLOCK));
+    pid_t pid = fork();
+    if (pid == 0) {
+        mp__request req;
+        memset(&req, 0, sizeof req);
+        snprintf(req.fn.path, sizeof req.fn.path, "/nonexistent/libgone.so");
+        snprintf(req.name, sizeof req.name, "lost");
+        req.parent = getppid();
+        req.session = mp__session();
+        req.log_level = MP_LOG_OFF;
+        req.report_fd = rp[1];
+        req.chan_fd = req.log_fd = -1;
+        mp__request_run(&req);
+    }
+    close(rp[1]);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    mp__outcome out;
+    mp__outcome_build(&out, "lost", pid, st, rp[0], false);
+    CHECK_EQ(out.exitcode, 127);
+    CHECK_ERR(out.error, MP_ENOENT);
+    CHECK_CONTAINS(out.report, "failed to set up");
+    CHECK_CONTAINS(out.report, "MP_ENOENT");
+    free(out.report);
+    close(rp[0]);
+}
+
 /* ---- the machine ---------------------------------------------------------- */
 
 TEST(cpu_counts)
