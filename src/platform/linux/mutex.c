@@ -34,6 +34,14 @@
  * by this thread?" without a system call and without trusting a stored pid
  * that a new process may have inherited by pid reuse.  The layout is glibc's
  * ABI (static initializers depend on it); it is checked at compile time.
+ *
+ * A glibc defect.  pthread_mutex_trylock() on a robust mutex that was made
+ * unrecoverable takes the lock word, returns ENOTRECOVERABLE, and leaves
+ * the word holding the caller's tid (glibc 2.36 compares the word's old
+ * value, 0, with the tid to decide whether to unlock).  The next trylock
+ * then says EDEADLK, or for a recursive mutex succeeds.  So trylock is not
+ * called on a mutex already marked unrecoverable, and when the marking
+ * races with it, the word is released here.
  */
 #define _GNU_SOURCE
 #include "../platform.h"
@@ -106,14 +114,39 @@ static inline uint32_t lock_word(const mp__mutex *m)
     return (uint32_t)__atomic_load_n(&m->m.__data.__lock, __ATOMIC_RELAXED);
 }
 
+/* glibc's marker in __owner of a mutex that can no longer be used. */
+#define OWNER_NOTRECOVERABLE (INT32_MAX - 1)
+
+static bool unrecoverable(const mp__mutex *m)
+{
+    return __atomic_load_n(&m->m.__data.__owner, __ATOMIC_RELAXED) == OWNER_NOTRECOVERABLE;
+}
+
+/* pthread_mutex_trylock, minus the defect described above. */
+static int try_once(mp__mutex *m)
+{
+    if (unrecoverable(m))
+        return ENOTRECOVERABLE;
+    int rc = pthread_mutex_trylock(&m->m);
+    if (rc == ENOTRECOVERABLE && (lock_word(m) & FUTEX_TID_MASK) == (uint32_t)mp__self_tid()) {
+        /* Not on this thread's robust list (glibc bailed out before
+         * adding it): just give the word back, waking a sleeper if the
+         * word says there is one. */
+        int *word = &m->m.__data.__lock;
+        if ((uint32_t)__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) & FUTEX_WAITERS)
+            mp__futex_wake((_Atomic uint32_t *)word, 1);
+    }
+    return rc;
+}
+
 int mp__mutex_trylock(mp__mutex *m)
 {
-    return map_rc(pthread_mutex_trylock(&m->m));
+    return map_rc(try_once(m));
 }
 
 int mp__mutex_lock(mp__mutex *m, int64_t deadline)
 {
-    int rc = pthread_mutex_trylock(&m->m);
+    int rc = try_once(m);
     if (rc != EBUSY)
         return map_rc(rc);
     /* A timeout of 0 asks for one attempt, not for a spin. */
@@ -123,7 +156,7 @@ int mp__mutex_lock(mp__mutex *m, int64_t deadline)
     for (int i = 0; i < budget; i++) {
         /* Free (no tid), or free after a death (OWNER_DIED, no tid): try. */
         if ((lock_word(m) & FUTEX_TID_MASK) == 0) {
-            rc = pthread_mutex_trylock(&m->m);
+            rc = try_once(m);
             if (rc != EBUSY)
                 return map_rc(rc);
         }
@@ -135,7 +168,7 @@ int mp__mutex_lock(mp__mutex *m, int64_t deadline)
     for (;;) {
         int64_t now = mp__now_ns();
         if (deadline != MP__NO_DEADLINE && deadline <= now) {
-            rc = map_rc(pthread_mutex_trylock(&m->m));
+            rc = map_rc(try_once(m));
             return rc == MP_EBUSY ? MP_ETIMEDOUT : rc;
         }
         int64_t slice = now + SLICE_NS;
