@@ -25,5 +25,6 @@
 #include "mproc/log.h"
 #include "mproc/process.h"
 #include "mproc/shm.h"
+#include "mproc/sync.h"
 
 #endif /* MPROC_H */
