@@ -26,5 +26,6 @@
 #include "mproc/process.h"
 #include "mproc/shm.h"
 #include "mproc/sync.h"
+#include "mproc/value.h"
 
 #endif /* MPROC_H */
