@@ -234,11 +234,12 @@ void mp__arena_crash_in_alloc(mp_arena *a);
 #define MP__ARRAY_MAGIC 0x6d706172u /* "mpar" */
 
 /* Lock internals shared with value.c: take / release a lock for one short
- * access.  mp__lock_enter returns 0 or MP_EOWNERDEAD with the lock held
- * (marked consistent: the access is atomic-sized or a copy), or an error
- * without it. */
+ * access.  mp__lock_enter returns 0 or MP_EOWNERDEAD with the lock taken
+ * (marked consistent: the access is atomic-sized or a copy), 1 when the
+ * caller held it already (nothing taken), or an error.  mp__lock_leave
+ * takes what enter returned and releases only what enter took. */
 int mp__lock_enter(mp_lock *l);
-void mp__lock_leave(mp_lock *l);
+void mp__lock_leave(mp_lock *l, int entered);
 
 /* A barrier's internal mutex, for tests that die holding it. */
 mp__mutex *mp__barrier_mutex(mp_barrier *b);

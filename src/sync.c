@@ -272,19 +272,26 @@ int mp__lock_enter(mp_lock *l)
     lock_impl *li = lock_of(l);
     if (!li)
         return MP_EINVAL;
+    /* Inside the caller's own critical section (Python's "with
+     * v.get_lock(): v.value += 1"), taking an RLock again would only count
+     * up and down: skip it.  Ownership is read from the lock word, without
+     * a system call. */
+    if (mp__mutex_is_mine(&li->mutex))
+        return 1;
     int rc = mp__mutex_trylock(&li->mutex);
     if (rc == MP_EBUSY)
-        rc = lock_take(li, MP__NO_DEADLINE);
-    else if (rc == 0 || rc == MP_EOWNERDEAD)
+        rc = mp__mutex_lock(&li->mutex, MP__NO_DEADLINE);
+    if (rc == 0 || rc == MP_EOWNERDEAD)
         atomic_store_explicit(&li->owner_pid, mp__self_pid(), memory_order_relaxed);
     if (rc == MP_EOWNERDEAD)
         (void)mp__mutex_consistent(&li->mutex);
     return rc;
 }
 
-void mp__lock_leave(mp_lock *l)
+void mp__lock_leave(mp_lock *l, int entered)
 {
-    (void)mp__mutex_unlock(&((lock_impl *)l)->mutex);
+    if (entered == 0 || entered == MP_EOWNERDEAD)
+        (void)mp__mutex_unlock(&((lock_impl *)l)->mutex);
 }
 
 /* ---- Semaphore ------------------------------------------------------------------ */

@@ -263,16 +263,24 @@ static void destroy(value_impl *v)
 }
 
 /* Takes v's lock, if it has one, for one access.  Returns 0 or
- * MP_EOWNERDEAD with it held (or without a lock), or an error. */
+ * MP_EOWNERDEAD with it held, 1 when the caller held it already or there
+ * is none, or an error (see mp__lock_enter). */
 static int enter(value_impl *v)
 {
-    return (v->flags & VF_LOCKED) ? mp__lock_enter(&v->lock) : 0;
+    return (v->flags & VF_LOCKED) ? mp__lock_enter(&v->lock) : 1;
 }
 
-static void leave(value_impl *v)
+static void leave(value_impl *v, int entered)
 {
     if (v->flags & VF_LOCKED)
-        mp__lock_leave(&v->lock);
+        mp__lock_leave(&v->lock, entered);
+}
+
+/* What an accessor returns after enter() gave rc: 0, or MP_EOWNERDEAD to
+ * say the lock came from a dead holder. */
+static int done(int rc)
+{
+    return rc == MP_EOWNERDEAD ? rc : 0;
 }
 
 /* The element i of v, checked; NULL with *rc set otherwise. */
@@ -301,9 +309,9 @@ static int get_buf(value_impl *v, size_t i, void *buf)
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     uint64_t bits = load_bits(p, v->elem_size);
-    leave(v);
+    leave(v, rc);
     bits_to_buf(buf, v->elem_size, bits);
-    return rc;
+    return done(rc);
 }
 
 static int set_bits(value_impl *v, size_t i, uint64_t bits)
@@ -316,8 +324,8 @@ static int set_bits(value_impl *v, size_t i, uint64_t bits)
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     store_bits(p, v->elem_size, bits);
-    leave(v);
-    return rc;
+    leave(v, rc);
+    return done(rc);
 }
 
 static int set_buf(value_impl *v, size_t i, const void *buf)
@@ -352,11 +360,11 @@ static int get_i64(value_impl *v, size_t i, int64_t *out)
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     int64_t x = extend(ti, load_bits(p, ti->size));
-    leave(v);
+    leave(v, rc);
     if (!ti->is_signed && x < 0)
         return MP_ERANGE; /* an unsigned 64-bit value beyond INT64_MAX */
     *out = x;
-    return rc;
+    return done(rc);
 }
 
 static int get_u64(value_impl *v, size_t i, uint64_t *out)
@@ -372,11 +380,11 @@ static int get_u64(value_impl *v, size_t i, uint64_t *out)
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     int64_t x = extend(ti, load_bits(p, ti->size));
-    leave(v);
+    leave(v, rc);
     if (ti->is_signed && x < 0)
         return MP_ERANGE;
     *out = (uint64_t)x;
-    return rc;
+    return done(rc);
 }
 
 static int set_i64(value_impl *v, size_t i, int64_t x)
@@ -671,8 +679,8 @@ static int bulk(value_impl *v, size_t start, size_t n, void *out, const void *in
                 store_bits(p + i * es, es, buf_to_bits((const unsigned char *)in + i * es, es));
         }
     }
-    leave(v);
-    return rc;
+    leave(v, rc);
+    return done(rc);
 }
 
 int mp_array_read(mp_array *a, size_t start, size_t n, void *buf)
