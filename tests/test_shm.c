@@ -192,6 +192,13 @@ TEST(arena_bad_input)
     close(mfd);
 }
 
+TEST(default_arena_has_the_default_size)
+{
+    if (getenv("MPROC_ARENA_SIZE"))
+        return; /* the environment chose another size */
+    CHECK_EQ(mp_arena_size(mp_arena_default()), MP_ARENA_DEFAULT_SIZE);
+}
+
 TEST(default_arena_size_is_set_before_first_use)
 {
     CHECK_ERR(mp_arena_set_default_size(100), MP_EINVAL);

@@ -246,9 +246,10 @@ MP_EXTERN int mp_cond_release(mp_cond *c);
  * depth before returning - in every case, even after the timeout, so a
  * lock held forever by a live process can hold this call beyond the
  * timeout.  Returns 0 when notified (or spuriously woken), MP_ETIMEDOUT,
- * MP_EPERM when the caller does not hold the lock, or MP_EOWNERDEAD when
- * the lock's holder died while this caller waited (the caller holds the
- * lock; see mp_lock_acquire).
+ * MP_EPERM when the caller does not hold the lock, MP_EOWNERDEAD when the
+ * lock's holder died while this caller waited (the caller holds the lock;
+ * see mp_lock_acquire), or MP_ENOTRECOVERABLE when the lock was given up
+ * meanwhile (the caller does not hold it then).
  */
 MP_EXTERN int mp_cond_wait(mp_cond *c, double timeout);
 
