@@ -21,7 +21,7 @@
 
 #include <unistd.h>
 
-static _Thread_local pid_t tid_cache;
+static _Thread_local pid_t tid_cache __attribute__((tls_model("initial-exec")));
 static _Atomic pid_t pid_cache;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
