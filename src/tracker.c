@@ -252,9 +252,14 @@ static int send_msg(uint32_t op, const char *path, uint64_t ino)
     m.op = op;
     m.ino = ino;
     snprintf(m.path, sizeof m.path, "%s", path);
+    /* A tracker that stopped reading must not block this process for
+     * ever: its queue is full only if it is stuck. */
+    int rc = mp__poll_fd(cl.fd, POLLOUT, mp__deadline(REPLY_TIMEOUT));
+    if (rc < 0)
+        return rc;
     ssize_t n;
     do {
-        n = send(cl.fd, &m, sizeof m, MSG_NOSIGNAL);
+        n = send(cl.fd, &m, sizeof m, MSG_NOSIGNAL | MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     return n == (ssize_t)sizeof m ? 0 : n < 0 ? -errno : MP_EPROTO;
 }
@@ -456,8 +461,16 @@ static void add_hold(uint64_t cid, size_t i)
 
 static void reply(int fd, int result, int pass_fd)
 {
+    /* A client sends one request at a time and reads each answer, so its
+     * socket always has room; if not, it is not one of ours: hang up
+     * rather than block every other client. */
+    if (mp__poll_fd(fd, POLLOUT, mp__deadline(0)) <= 0) {
+        shutdown(fd, SHUT_RDWR);
+        return;
+    }
     trk_reply r = {TRK_MAGIC, result};
-    (void)mp__send_fds(fd, &r, sizeof r, &pass_fd, pass_fd >= 0 ? 1 : 0);
+    if (mp__send_fds(fd, &r, sizeof r, &pass_fd, pass_fd >= 0 ? 1 : 0) < 0)
+        shutdown(fd, SHUT_RDWR);
 }
 
 static void op_create(const client *c, const trk_msg *m)

@@ -7,6 +7,7 @@
 #include "mp_test.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/time.h>
@@ -230,6 +231,36 @@ TEST(lock_exact_count_under_contention)
     mp_rlock *r = mp_rlock_new();
     check_exact_count(r);
     mp_lock_free(r);
+}
+
+/* Two threads in each of two processes, all on one lock. */
+static void *thread_adds(void *arg)
+{
+    return (void *)(intptr_t)add_under_lock(arg);
+}
+
+static int threads_add(void *arg)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, thread_adds, arg) != 0)
+        return 10;
+    int mine = add_under_lock(arg);
+    void *theirs;
+    pthread_join(t, &theirs);
+    return mine ? mine : (int)(intptr_t)theirs;
+}
+
+TEST(lock_exact_count_between_threads_and_processes)
+{
+    mp_rlock *l = mp_rlock_new();
+    volatile long *count = mp_arena_alloc(NULL, sizeof(long));
+    counter_arg a = {l, count, 10000};
+    mp_process *p = start(threads_add, &a);
+    CHECK_EQ(threads_add(&a), 0);
+    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(*count, 40000);
+    CHECK_OK(mp_arena_dealloc(NULL, (void *)count));
+    mp_lock_free(l);
 }
 
 typedef struct holder_arg {
