@@ -64,12 +64,50 @@
 
 enum { KIND_LOCK = 1, KIND_RLOCK = 2 };
 
-/* Polls cond for the spin budget; leaves the loop as soon as it holds. */
-#define SPIN_WHILE_NOT(cond)                                        \
-    do {                                                            \
-        int mp_budget_ = mp__spin_get();                            \
-        for (int mp_i_ = 0; mp_i_ < mp_budget_ && !(cond); mp_i_++) \
-            mp__cpu_relax();                                        \
+/* Each object keeps a score of how often spinning on it has paid off
+ * lately, 0 .. SCORE_MAX (see spin_budget). */
+#define SCORE_MAX 1024
+
+/* Spinning pays when the process that will end the wait runs on another
+ * CPU and acts soon; when it does not - the CPUs are busy with other work,
+ * the two share one, or the wait is simply long - every poll only delays
+ * the sleep that has to come, and a ping-pong between two processes on one
+ * CPU doubles its latency.  So the budget follows the recent success of
+ * spins on the object, an exponentially weighted score kept in the object
+ * (waits on one object tend to look alike; waits on different objects do
+ * not): the full budget while spins succeed, down to a sixteenth (a few
+ * hundred nanoseconds) while they fail.  Relaxed accesses: a lost update
+ * only nudges a heuristic. */
+static int spin_budget(_Atomic uint32_t *score)
+{
+    int budget = mp__spin_get();
+    int sc = (int)atomic_load_explicit(score, memory_order_relaxed);
+    int scaled = (int)((int64_t)budget * sc / SCORE_MAX);
+    return scaled > budget / 16 ? scaled : budget / 16;
+}
+
+static void spin_feedback(_Atomic uint32_t *score, bool paid)
+{
+    uint32_t sc = atomic_load_explicit(score, memory_order_relaxed);
+    if (sc > SCORE_MAX)
+        sc = SCORE_MAX;
+    sc = paid ? sc + (SCORE_MAX - sc) / 8 : sc - sc / 8;
+    atomic_store_explicit(score, sc, memory_order_relaxed);
+}
+
+/* Polls cond for the object's spin budget; leaves the loop as soon as it
+ * holds, and scores the outcome. */
+#define SPIN_WHILE_NOT(score, cond)                   \
+    do {                                              \
+        int mp_budget_ = spin_budget(score);          \
+        if (mp_budget_ > 0) {                         \
+            int mp_i_ = 0;                            \
+            while (mp_i_ < mp_budget_ && !(cond)) {   \
+                mp__cpu_relax();                      \
+                mp_i_++;                              \
+            }                                         \
+            spin_feedback(score, mp_i_ < mp_budget_); \
+        }                                             \
     } while (0)
 
 static bool aligned8(const void *p)
@@ -301,6 +339,8 @@ typedef struct sem_impl {
     uint32_t max; /* the bound: the initial value, or MP_SEM_VALUE_MAX if unbounded */
     _Atomic uint32_t value;
     _Atomic uint32_t nwaiters;
+    _Atomic uint32_t spin_score;
+    uint32_t pad;
 } sem_impl;
 
 _Static_assert(sizeof(sem_impl) <= sizeof(mp_sem), "mp_sem is large enough");
@@ -320,6 +360,7 @@ static int sem_init(mp_sem *s, unsigned value, bool bounded)
     sem_impl *si = (sem_impl *)s;
     memset(s, 0, sizeof *s);
     si->max = bounded ? value : MP_SEM_VALUE_MAX;
+    atomic_store_explicit(&si->spin_score, SCORE_MAX, memory_order_relaxed);
     atomic_store_explicit(&si->value, value, memory_order_relaxed);
     atomic_store_explicit(&si->magic, SEM_MAGIC, memory_order_release);
     return 0;
@@ -393,7 +434,7 @@ int mp_sem_acquire(mp_sem *s, double timeout)
     int64_t deadline = mp__deadline(timeout);
     if (passed(deadline))
         return MP_ETIMEDOUT;
-    SPIN_WHILE_NOT(atomic_load_explicit(&si->value, memory_order_relaxed) > 0);
+    SPIN_WHILE_NOT(&si->spin_score, atomic_load_explicit(&si->value, memory_order_relaxed) > 0);
     if (sem_try(si))
         return 0;
     atomic_fetch_add(&si->nwaiters, 1);
@@ -444,7 +485,7 @@ typedef struct event_impl {
     _Atomic uint32_t magic;
     _Atomic uint32_t flag;
     _Atomic uint32_t nwaiters;
-    uint32_t pad;
+    _Atomic uint32_t spin_score;
 } event_impl;
 
 _Static_assert(sizeof(event_impl) <= sizeof(mp_event), "mp_event is large enough");
@@ -462,6 +503,7 @@ int mp_event_init(mp_event *e)
     if (!aligned8(e))
         return MP_EINVAL;
     memset(e, 0, sizeof *e);
+    atomic_store_explicit(&((event_impl *)e)->spin_score, SCORE_MAX, memory_order_relaxed);
     atomic_store_explicit(&((event_impl *)e)->magic, EVENT_MAGIC, memory_order_release);
     return 0;
 }
@@ -527,7 +569,7 @@ int mp_event_wait(mp_event *e, double timeout)
     int64_t deadline = mp__deadline(timeout);
     if (passed(deadline))
         return MP_ETIMEDOUT;
-    SPIN_WHILE_NOT(atomic_load_explicit(&ei->flag, memory_order_relaxed));
+    SPIN_WHILE_NOT(&ei->spin_score, atomic_load_explicit(&ei->flag, memory_order_relaxed));
     atomic_fetch_add(&ei->nwaiters, 1);
     int rc = 0;
     while (!atomic_load(&ei->flag)) {
@@ -544,7 +586,7 @@ int mp_event_wait(mp_event *e, double timeout)
 
 typedef struct cond_impl {
     _Atomic uint32_t magic;
-    uint32_t pad;
+    _Atomic uint32_t spin_score;
     int64_t lock_rel; /* the lock's address minus the condition's */
     _Atomic uint32_t seq;
     _Atomic uint32_t nwaiters;
@@ -581,6 +623,7 @@ int mp_cond_init(mp_cond *c, mp_lock *lock)
         lock = &ci->own;
     }
     ci->lock_rel = (int64_t)((intptr_t)lock - (intptr_t)ci);
+    atomic_store_explicit(&ci->spin_score, SCORE_MAX, memory_order_relaxed);
     atomic_store_explicit(&ci->magic, COND_MAGIC, memory_order_release);
     return 0;
 }
@@ -655,7 +698,7 @@ static int cond_wait(cond_impl *ci, int64_t deadline)
         (void)mp__mutex_unlock(&li->mutex);
 
     int rc = 0;
-    SPIN_WHILE_NOT(atomic_load_explicit(&ci->seq, memory_order_relaxed) != s);
+    SPIN_WHILE_NOT(&ci->spin_score, atomic_load_explicit(&ci->seq, memory_order_relaxed) != s);
     while (atomic_load(&ci->seq) == s) {
         if (mp__futex_wait(&ci->seq, s, deadline) == MP_ETIMEDOUT) {
             rc = atomic_load(&ci->seq) == s ? MP_ETIMEDOUT : 0;
@@ -742,7 +785,7 @@ typedef struct barrier_impl {
     _Atomic uint32_t count;  /* arrivals in the current generation */
     _Atomic uint32_t broken; /* the current generation is broken */
     _Atomic uint32_t breaks; /* generations that ended broken, ever */
-    uint32_t pad;
+    _Atomic uint32_t spin_score;
     _Atomic uint64_t outcome; /* bit g % 64: generation g ended broken */
     mp__mutex mutex;
 } barrier_impl;
@@ -767,6 +810,7 @@ int mp_barrier_init(mp_barrier *b, unsigned parties)
     if (rc < 0)
         return rc;
     bi->parties = parties;
+    atomic_store_explicit(&bi->spin_score, SCORE_MAX, memory_order_relaxed);
     atomic_store_explicit(&bi->magic, BARRIER_MAGIC, memory_order_release);
     return 0;
 }
@@ -877,8 +921,8 @@ int mp_barrier_wait(mp_barrier *b, double timeout)
     }
     mp__mutex_unlock(&bi->mutex);
 
-    SPIN_WHILE_NOT(atomic_load_explicit(&bi->gen, memory_order_relaxed) != g ||
-                   atomic_load_explicit(&bi->broken, memory_order_relaxed));
+    SPIN_WHILE_NOT(&bi->spin_score, atomic_load_explicit(&bi->gen, memory_order_relaxed) != g ||
+                                        atomic_load_explicit(&bi->broken, memory_order_relaxed));
     for (;;) {
         uint32_t s = atomic_load(&bi->seq);
         if (atomic_load(&bi->gen) != g) {

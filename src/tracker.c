@@ -73,7 +73,7 @@
 
 #define TRK_MAGIC 0x6d70746bu /* "mptk" */
 #define PATH_CAP  256
-#define IDLE_MS   30000
+#define IDLE_MS   5000
 /* How long a process waits for the tracker's answer: starting it is an
  * exec, slow under sanitizers or on a loaded machine, never this slow. */
 #define REPLY_TIMEOUT 30.0
