@@ -55,7 +55,9 @@ extern "C" {
  * Sets how many times a wait polls before it sleeps in the kernel (each
  * poll followed by a CPU pause of a few tens of nanoseconds).  0 never
  * spins; a negative value restores the default (100).  Process-wide.
- * Returns the previous value.
+ * Semaphores, events, conditions and barriers scale it down, each by how
+ * often spinning on it has paid off lately (when the CPUs are busy, a
+ * spin only delays the sleep).  Returns the previous value.
  */
 MP_EXTERN int mp_sync_set_spin(int polls);
 
