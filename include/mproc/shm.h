@@ -175,9 +175,11 @@ MP_EXTERN int mp_shm_create(const char *name, size_t size, mp_shm **out);
 /*
  * Attaches the segment called name (as given to mp_shm_create) and maps
  * it, whoever created it.  Returns 0 and sets *out; MP_ENOENT if there is
- * none; MP_EINVAL / MP_ENAMETOOLONG for a bad name; or the system's error.
- * A process of the creating program is counted as a holder until it
- * closes the handle or ends.  Thread-safe.
+ * none; MP_EAGAIN for a segment still being created (not sized yet);
+ * MP_EINVAL / MP_ENAMETOOLONG for a bad name; or the system's error.  A
+ * process of the creating program is counted as a holder from the moment
+ * this returns until it closes the handle or ends (a round trip to the
+ * tracker, when the program has one).  Thread-safe.
  */
 MP_EXTERN int mp_shm_attach(const char *name, mp_shm **out);
 
@@ -199,7 +201,7 @@ MP_EXTERN int mp_shm_unlink(mp_shm *s);
  * Unmaps the segment and frees the handle.  This process stops being a
  * holder; if it was the last holder in the creating program, the tracker
  * unlinks the segment.  A handle inherited through fork is only unmapped.
- * Returns 0 (NULL is a no-op).  Never blocks.
+ * Returns 0 (NULL is a no-op).  Does not wait for the tracker's answer.
  */
 MP_EXTERN int mp_shm_close(mp_shm *s);
 
