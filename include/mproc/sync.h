@@ -57,7 +57,9 @@ extern "C" {
  * spins; a negative value restores the default (100).  Process-wide.
  * Semaphores, events, conditions and barriers scale it down, each by how
  * often spinning on it has paid off lately (when the CPUs are busy, a
- * spin only delays the sleep).  Returns the previous value.
+ * spin only delays the sleep); locks poll an eighth as often, with longer
+ * pauses, so as to leave the holder's cache lines alone.  Returns the
+ * previous value.
  */
 MP_EXTERN int mp_sync_set_spin(int polls);
 
