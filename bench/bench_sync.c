@@ -28,10 +28,21 @@
  *                                   the anchors'
  *                                   vs limit_futex_wake_us,
  *                                      limit_eventfd_pingpong_us
+ *
+ * The anchors run minutes before or after, and this machine's wake-up
+ * latency moves by several times with its load; so the event figures are
+ * followed by a "# " line with the raw futex ping-pong of limits_ipc.c,
+ * measured the same way in this run, for a ratio under equal conditions.
  */
 #include "bench_util.h"
 
 #include <mproc.h>
+
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define TRIALS 5
 
@@ -205,6 +216,57 @@ static void bench_events(const char *name, bool nospin)
     bench_report(name, us, TRIALS, "us", "limit_futex_wake_us,limit_eventfd_pingpong_us");
 }
 
+/* ---- the raw futex reference (limits_ipc.c's futex_pingpong) ----------- */
+
+static long futex_op(_Atomic uint32_t *word, int op, uint32_t val)
+{
+    return syscall(SYS_futex, (uint32_t *)word, op, val, NULL, NULL, 0);
+}
+
+typedef struct raw_pp {
+    _Atomic uint32_t seq;
+    uint32_t total;
+} raw_pp;
+
+static int raw_ponger(void *arg)
+{
+    raw_pp *r = arg;
+    for (uint32_t g = 0; g < r->total; g++) {
+        uint32_t idle = 2 * g;
+        while (atomic_load_explicit(&r->seq, memory_order_acquire) == idle)
+            futex_op(&r->seq, FUTEX_WAIT, idle);
+        atomic_store_explicit(&r->seq, 2 * g + 2, memory_order_release);
+        futex_op(&r->seq, FUTEX_WAKE, 1);
+    }
+    return 0;
+}
+
+static double raw_futex_us(void)
+{
+    raw_pp *r = mp_arena_alloc(NULL, sizeof *r);
+    if (!r)
+        die("allocate", MP_ENOMEM);
+    r->total = PP_ROUNDS * (TRIALS + 1);
+    mp_process *p = start(raw_ponger, r);
+    double us[TRIALS];
+    uint32_t g = 0;
+    for (int t = -1; t < TRIALS; t++) {
+        double t0 = bench_now();
+        for (int i = 0; i < PP_ROUNDS; i++, g++) {
+            uint32_t mine = 2 * g + 1;
+            atomic_store_explicit(&r->seq, mine, memory_order_release);
+            futex_op(&r->seq, FUTEX_WAKE, 1);
+            while (atomic_load_explicit(&r->seq, memory_order_acquire) == mine)
+                futex_op(&r->seq, FUTEX_WAIT, mine);
+        }
+        if (t >= 0)
+            us[t] = (bench_now() - t0) * 1e6 / (2.0 * PP_ROUNDS);
+    }
+    finish(p);
+    mp_arena_dealloc(NULL, r);
+    return bench_median(us, TRIALS);
+}
+
 int main(void)
 {
     printf("# bench_sync: mproc %s, %d CPUs\n", mp_version_string(), mp_cpu_count());
@@ -215,5 +277,7 @@ int main(void)
     bench_uncontended();
     bench_events("mproc_event_wake_us", false);
     bench_events("mproc_event_wake_us_nospin", true);
+    printf("# raw futex ping-pong in this run (limit_futex_wake_us's method): %.4g us\n",
+           raw_futex_us());
     return 0;
 }
