@@ -68,7 +68,7 @@
  * pause instructions (20-40 ns each on x86), and the share of the spin
  * budget a locker polls; see "Spinning" above. */
 #define BACKOFF_MAX 64
-#define POLL_SHARE 8
+#define POLL_SHARE  8
 
 _Static_assert(sizeof(((pthread_mutex_t *)0)->__data.__lock) == 4, "glibc mutex word");
 
