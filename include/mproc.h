@@ -24,5 +24,8 @@
 #include "mproc/common.h"
 #include "mproc/log.h"
 #include "mproc/process.h"
+#include "mproc/shm.h"
+#include "mproc/sync.h"
+#include "mproc/value.h"
 
 #endif /* MPROC_H */

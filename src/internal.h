@@ -218,4 +218,47 @@ int mp__log_fd(bool *custom);
 /* Adopts a log destination in a fresh image. */
 void mp__log_adopt(int fd, int level);
 
+/* ---- shared memory and synchronisation (arena.c, sync.c, shm.c, tracker.c) */
+
+/* The arena mapped in this process that contains p, or NULL. */
+mp_arena *mp__arena_find(const void *p);
+
+/* For tests: leaves a's allocator as a process killed in the middle of an
+ * allocation would (lock held, lists half-changed).  The caller must then
+ * end without touching the arena. */
+void mp__arena_crash_in_alloc(mp_arena *a);
+
+/* Objects in shared memory begin with a 32-bit magic number naming their
+ * type; destroy clears it.  Values and arrays use these two. */
+#define MP__VALUE_MAGIC 0x6d707661u /* "mpva" */
+#define MP__ARRAY_MAGIC 0x6d706172u /* "mpar" */
+
+/* Lock internals shared with value.c: take / release a lock for one short
+ * access.  mp__lock_enter returns 0 or MP_EOWNERDEAD with the lock taken
+ * (marked consistent: the access is atomic-sized or a copy), 1 when the
+ * caller held it already (nothing taken), or an error.  mp__lock_leave
+ * takes what enter returned and releases only what enter took. */
+int mp__lock_enter(mp_lock *l);
+void mp__lock_leave(mp_lock *l, int entered);
+
+/* A barrier's internal mutex, for tests that die holding it. */
+mp__mutex *mp__barrier_mutex(mp_barrier *b);
+
+/* The tracker of named segments (tracker.c).  Names are full names,
+ * "/mproc-...".  create asks the tracker to create the segment (O_EXCL)
+ * and returns its descriptor, or an error; attach reports a hold taken by
+ * this process and waits until it is counted, close reports one dropped
+ * without waiting (both ignored for segments the tracker does not track,
+ * and skipped when no tracker runs); unlink asks the tracker to unlink a
+ * segment it tracks and returns 0, MP_ENOENT, or MP_ESRCH when this
+ * program does not track it. */
+int mp__tracker_create(const char *path, int *fd);
+void mp__tracker_attach(const char *path, uint64_t ino);
+void mp__tracker_close(const char *path, uint64_t ino);
+int mp__tracker_unlink(const char *path, uint64_t ino);
+
+/* The entry point of a fresh image started as the tracker (from the
+ * library's constructor).  Never returns. */
+_Noreturn void mp__tracker_serve(int listen_fd);
+
 #endif /* MPROC_INTERNAL_H */

@@ -105,6 +105,34 @@ int mp__mutex_consistent(mp__mutex *m);
 
 void mp__mutex_destroy(mp__mutex *m);
 
+/* As mp__mutex_init(), for a recursive mutex: its holder may lock it again
+ * (each lock needs an unlock) instead of getting MP_EDEADLK. */
+int mp__mutex_init_recursive(mp__mutex *m);
+
+/* The thread id of the holder, 0 when free (also once the kernel has
+ * marked a dead holder's mutex).  A snapshot: exact only for the holder. */
+pid_t mp__mutex_owner_tid(const mp__mutex *m);
+
+/* Whether the calling thread holds the mutex.  No system call. */
+bool mp__mutex_is_mine(const mp__mutex *m);
+
+/* How many times the calling thread holds the mutex: 0 when it does not,
+ * 1 for a non-recursive mutex it holds, the depth for a recursive one. */
+unsigned mp__mutex_depth(const mp__mutex *m);
+
+/* ---- thread and process ids, spinning (thread.c) ------------------------ */
+
+/* The calling thread's id and process's id, cached (no system call after
+ * the first) and correct in a child after fork(). */
+pid_t mp__self_tid(void);
+pid_t mp__self_pid(void);
+
+/* How many times a wait polls its condition before it sleeps in the
+ * kernel (each poll followed by a short CPU pause).  Process-wide; set
+ * returns the previous value, and a negative value restores the default. */
+int mp__spin_get(void);
+int mp__spin_set(int polls);
+
 /* ---- descriptors (fd.c) ------------------------------------------------- */
 
 /* pipe2(O_CLOEXEC | flags).  Returns 0 or -errno. */

@@ -1,0 +1,738 @@
+/*
+ * value.c - Value and Array in shared memory, with Python's typecodes.
+ *
+ * DESIGN
+ * A value is an array of one element; both are one block of a shared
+ * arena: a header cache line (magic, type, length - written once, then
+ * only read, so it stays cached in every CPU), the lock's cache line (an
+ * RLock, as Python's Value has; absent in raw values), and the elements.
+ * The lock and the elements are apart so that a process spinning on the
+ * lock does not take the cache line of the data from the holder.
+ *
+ * Every element type is at most 8 bytes, so single elements are read and
+ * written with relaxed atomic loads and stores of their width: a raw value
+ * read while another process does fetch_add on it is never torn, and the
+ * program has no data race in C11's terms.  The lock, where there is one,
+ * orders those accesses with the critical sections of other processes, as
+ * in Python, where each .value access takes the lock.  Atomic read-modify-
+ * write operations work on the unsigned representation, so overflow wraps
+ * instead of being undefined.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <float.h>
+
+#define VF_LOCKED 1u
+
+typedef struct value_impl {
+    _Atomic uint32_t magic; /* MP__VALUE_MAGIC or MP__ARRAY_MAGIC */
+    uint16_t type;
+    uint16_t flags;
+    uint32_t elem_size;
+    uint32_t pad;
+    uint64_t n;
+    uint8_t pad1[40];
+    mp_lock lock; /* cache line 1; meaningful with VF_LOCKED */
+    /* cache line 2 and on: the elements */
+} value_impl;
+
+_Static_assert(offsetof(value_impl, lock) == 64, "the lock has its own cache line");
+_Static_assert(sizeof(value_impl) == 128, "elements start on a cache line");
+
+static const struct type_info {
+    char code;
+    uint8_t size;
+    bool is_signed;
+    bool is_float;
+} types[] = {
+    [MP_TYPE_b] = {'b', sizeof(signed char), true, false},
+    [MP_TYPE_B] = {'B', sizeof(unsigned char), false, false},
+    [MP_TYPE_h] = {'h', sizeof(short), true, false},
+    [MP_TYPE_H] = {'H', sizeof(unsigned short), false, false},
+    [MP_TYPE_i] = {'i', sizeof(int), true, false},
+    [MP_TYPE_I] = {'I', sizeof(unsigned int), false, false},
+    [MP_TYPE_l] = {'l', sizeof(long), true, false},
+    [MP_TYPE_L] = {'L', sizeof(unsigned long), false, false},
+    [MP_TYPE_q] = {'q', sizeof(long long), true, false},
+    [MP_TYPE_Q] = {'Q', sizeof(unsigned long long), false, false},
+    [MP_TYPE_f] = {'f', sizeof(float), true, true},
+    [MP_TYPE_d] = {'d', sizeof(double), true, true},
+    /* Python's 'c' holds a byte: 0..255 whatever the signedness of char. */
+    [MP_TYPE_c] = {'c', sizeof(char), false, false},
+};
+
+static const struct type_info *info_of(int type)
+{
+    if (type < MP_TYPE_b || type > MP_TYPE_c)
+        return NULL;
+    return &types[type];
+}
+
+int mp_type_from_code(char code)
+{
+    for (int t = MP_TYPE_b; t <= MP_TYPE_c; t++)
+        if (types[t].code == code)
+            return t;
+    return MP_EINVAL;
+}
+
+char mp_type_code(mp_type type)
+{
+    const struct type_info *ti = info_of((int)type);
+    return ti ? ti->code : '\0';
+}
+
+size_t mp_type_size(mp_type type)
+{
+    const struct type_info *ti = info_of((int)type);
+    return ti ? ti->size : 0;
+}
+
+bool mp_type_is_integer(mp_type type)
+{
+    const struct type_info *ti = info_of((int)type);
+    return ti && !ti->is_float;
+}
+
+/* ---- element access --------------------------------------------------------- */
+
+static uint64_t load_bits(const void *p, size_t size)
+{
+    switch (size) {
+    case 1:
+        return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED);
+    case 2:
+        return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+    case 4:
+        return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+    default:
+        return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+    }
+}
+
+static void store_bits(void *p, size_t size, uint64_t bits)
+{
+    switch (size) {
+    case 1:
+        __atomic_store_n((uint8_t *)p, (uint8_t)bits, __ATOMIC_RELAXED);
+        break;
+    case 2:
+        __atomic_store_n((uint16_t *)p, (uint16_t)bits, __ATOMIC_RELAXED);
+        break;
+    case 4:
+        __atomic_store_n((uint32_t *)p, (uint32_t)bits, __ATOMIC_RELAXED);
+        break;
+    default:
+        __atomic_store_n((uint64_t *)p, bits, __ATOMIC_RELAXED);
+        break;
+    }
+}
+
+/* An element's bits to / from its bytes in a caller's buffer.  The value
+ * sits in the low-order bits of the uint64_t; going through a variable of
+ * the element's own width puts the bytes right on any byte order. */
+static void bits_to_buf(void *buf, size_t size, uint64_t bits)
+{
+    switch (size) {
+    case 1: {
+        uint8_t x = (uint8_t)bits;
+        memcpy(buf, &x, 1);
+        break;
+    }
+    case 2: {
+        uint16_t x = (uint16_t)bits;
+        memcpy(buf, &x, 2);
+        break;
+    }
+    case 4: {
+        uint32_t x = (uint32_t)bits;
+        memcpy(buf, &x, 4);
+        break;
+    }
+    default:
+        memcpy(buf, &bits, 8);
+        break;
+    }
+}
+
+static uint64_t buf_to_bits(const void *buf, size_t size)
+{
+    switch (size) {
+    case 1: {
+        uint8_t x;
+        memcpy(&x, buf, 1);
+        return x;
+    }
+    case 2: {
+        uint16_t x;
+        memcpy(&x, buf, 2);
+        return x;
+    }
+    case 4: {
+        uint32_t x;
+        memcpy(&x, buf, 4);
+        return x;
+    }
+    default: {
+        uint64_t x;
+        memcpy(&x, buf, 8);
+        return x;
+    }
+    }
+}
+
+/* The bits of an element of ti's type as an int64_t: sign-extended for
+ * signed types, zero-extended (and possibly negative for 64-bit unsigned
+ * types) otherwise. */
+static int64_t extend(const struct type_info *ti, uint64_t bits)
+{
+    unsigned shift = 64u - 8u * ti->size;
+    if (shift == 0)
+        return (int64_t)bits;
+    if (ti->is_signed) {
+        uint64_t sign = (uint64_t)1 << (8u * ti->size - 1);
+        return (int64_t)((bits ^ sign) - sign);
+    }
+    return (int64_t)(bits & ((uint64_t)-1 >> shift));
+}
+
+static int64_t type_min(const struct type_info *ti)
+{
+    /* -(2^(bits-1) - 1) - 1: never negates INT64_MIN. */
+    return ti->is_signed ? -(int64_t)(((uint64_t)1 << (8u * ti->size - 1)) - 1) - 1 : 0;
+}
+
+static uint64_t type_max(const struct type_info *ti)
+{
+    if (ti->is_signed)
+        return ((uint64_t)1 << (8u * ti->size - 1)) - 1;
+    return ti->size == 8 ? UINT64_MAX : ((uint64_t)1 << (8u * ti->size)) - 1;
+}
+
+/* ---- objects ----------------------------------------------------------------- */
+
+static value_impl *impl_of(const void *p, uint32_t magic)
+{
+    value_impl *v = (value_impl *)p;
+    if (!p || ((uintptr_t)p & 63u) ||
+        atomic_load_explicit(&v->magic, memory_order_acquire) != magic)
+        return NULL;
+    return v;
+}
+
+static inline unsigned char *elems(value_impl *v)
+{
+    return (unsigned char *)v + sizeof *v;
+}
+
+static void *create(mp_arena *a, mp_type type, size_t n, const void *init, bool lock,
+                    uint32_t magic)
+{
+    const struct type_info *ti = info_of((int)type);
+    if (!ti || n == 0 || n > (SIZE_MAX - sizeof(value_impl)) / ti->size)
+        return NULL;
+    value_impl *v = mp_arena_alloc(a, sizeof *v + n * ti->size);
+    if (!v)
+        return NULL;
+    v->type = (uint16_t)type;
+    v->elem_size = ti->size;
+    v->n = n;
+    if (lock) {
+        if (mp_rlock_init(&v->lock) < 0) {
+            mp_arena_dealloc(NULL, v);
+            return NULL;
+        }
+        v->flags = VF_LOCKED;
+    }
+    if (init)
+        memcpy(elems(v), init, n * ti->size);
+    /* Published last: the object is valid for whoever sees the magic. */
+    atomic_store_explicit(&v->magic, magic, memory_order_release);
+    return v;
+}
+
+static void destroy(value_impl *v)
+{
+    if (!v)
+        return;
+    atomic_store_explicit(&v->magic, 0, memory_order_release);
+    if (v->flags & VF_LOCKED)
+        (void)mp_lock_destroy(&v->lock);
+    (void)mp_arena_dealloc(NULL, v);
+}
+
+/* Takes v's lock, if it has one, for one access.  Returns 0 or
+ * MP_EOWNERDEAD with it held, 1 when the caller held it already or there
+ * is none, or an error (see mp__lock_enter). */
+static int enter(value_impl *v)
+{
+    return (v->flags & VF_LOCKED) ? mp__lock_enter(&v->lock) : 1;
+}
+
+static void leave(value_impl *v, int entered)
+{
+    if (v->flags & VF_LOCKED)
+        mp__lock_leave(&v->lock, entered);
+}
+
+/* What an accessor returns after enter() gave rc: 0, or MP_EOWNERDEAD to
+ * say the lock came from a dead holder. */
+static int done(int rc)
+{
+    return rc == MP_EOWNERDEAD ? rc : 0;
+}
+
+/* The element i of v, checked; NULL with *rc set otherwise. */
+static void *elem(value_impl *v, size_t i, int *rc)
+{
+    if (!v) {
+        *rc = MP_EINVAL;
+        return NULL;
+    }
+    if (i >= v->n) {
+        *rc = MP_ERANGE;
+        return NULL;
+    }
+    return elems(v) + i * v->elem_size;
+}
+
+static int get_buf(value_impl *v, size_t i, void *buf)
+{
+    int rc;
+    void *p = elem(v, i, &rc);
+    if (!p)
+        return rc;
+    if (!buf)
+        return MP_EINVAL;
+    rc = enter(v);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    uint64_t bits = load_bits(p, v->elem_size);
+    leave(v, rc);
+    bits_to_buf(buf, v->elem_size, bits);
+    return done(rc);
+}
+
+static int set_bits(value_impl *v, size_t i, uint64_t bits)
+{
+    int rc;
+    void *p = elem(v, i, &rc);
+    if (!p)
+        return rc;
+    rc = enter(v);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    store_bits(p, v->elem_size, bits);
+    leave(v, rc);
+    return done(rc);
+}
+
+static int set_buf(value_impl *v, size_t i, const void *buf)
+{
+    if (!v || !buf)
+        return MP_EINVAL;
+    return set_bits(v, i, buf_to_bits(buf, v->elem_size));
+}
+
+static const struct type_info *int_info(const value_impl *v)
+{
+    const struct type_info *ti = v ? info_of(v->type) : NULL;
+    return ti && !ti->is_float ? ti : NULL;
+}
+
+static const struct type_info *float_info(const value_impl *v)
+{
+    const struct type_info *ti = v ? info_of(v->type) : NULL;
+    return ti && ti->is_float ? ti : NULL;
+}
+
+static int get_i64(value_impl *v, size_t i, int64_t *out)
+{
+    const struct type_info *ti = int_info(v);
+    if (!ti || !out)
+        return MP_EINVAL;
+    int rc;
+    void *p = elem(v, i, &rc);
+    if (!p)
+        return rc;
+    rc = enter(v);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    int64_t x = extend(ti, load_bits(p, ti->size));
+    leave(v, rc);
+    if (!ti->is_signed && x < 0)
+        return MP_ERANGE; /* an unsigned 64-bit value beyond INT64_MAX */
+    *out = x;
+    return done(rc);
+}
+
+static int get_u64(value_impl *v, size_t i, uint64_t *out)
+{
+    const struct type_info *ti = int_info(v);
+    if (!ti || !out)
+        return MP_EINVAL;
+    int rc;
+    void *p = elem(v, i, &rc);
+    if (!p)
+        return rc;
+    rc = enter(v);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    int64_t x = extend(ti, load_bits(p, ti->size));
+    leave(v, rc);
+    if (ti->is_signed && x < 0)
+        return MP_ERANGE;
+    *out = (uint64_t)x;
+    return done(rc);
+}
+
+static int set_i64(value_impl *v, size_t i, int64_t x)
+{
+    const struct type_info *ti = int_info(v);
+    if (!ti)
+        return MP_EINVAL;
+    if (x < type_min(ti) || (x > 0 && (uint64_t)x > type_max(ti)))
+        return MP_ERANGE;
+    return set_bits(v, i, (uint64_t)x);
+}
+
+static int set_u64(value_impl *v, size_t i, uint64_t x)
+{
+    const struct type_info *ti = int_info(v);
+    if (!ti)
+        return MP_EINVAL;
+    if (x > type_max(ti))
+        return MP_ERANGE;
+    return set_bits(v, i, x);
+}
+
+static int get_double(value_impl *v, size_t i, double *out)
+{
+    const struct type_info *ti = float_info(v);
+    if (!ti || !out)
+        return MP_EINVAL;
+    unsigned char buf[8];
+    int rc = get_buf(v, i, buf);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    if (ti->size == sizeof(float)) {
+        float f;
+        memcpy(&f, buf, sizeof f);
+        *out = f;
+    } else {
+        memcpy(out, buf, sizeof *out);
+    }
+    return rc;
+}
+
+static int set_double(value_impl *v, size_t i, double x)
+{
+    const struct type_info *ti = float_info(v);
+    if (!ti)
+        return MP_EINVAL;
+    if (ti->size == sizeof(float)) {
+        float f = (float)x;
+        return set_buf(v, i, &f);
+    }
+    return set_buf(v, i, &x);
+}
+
+static int fetch_add(value_impl *v, size_t i, int64_t delta, int64_t *old)
+{
+    const struct type_info *ti = int_info(v);
+    if (!ti)
+        return MP_EINVAL;
+    int rc;
+    void *p = elem(v, i, &rc);
+    if (!p)
+        return rc;
+    uint64_t d = (uint64_t)delta, prev;
+    /* Sequentially consistent, so that these can also serve as flags and
+     * counters that order other accesses. */
+    switch (ti->size) {
+    case 1:
+        prev = __atomic_fetch_add((uint8_t *)p, (uint8_t)d, __ATOMIC_SEQ_CST);
+        break;
+    case 2:
+        prev = __atomic_fetch_add((uint16_t *)p, (uint16_t)d, __ATOMIC_SEQ_CST);
+        break;
+    case 4:
+        prev = __atomic_fetch_add((uint32_t *)p, (uint32_t)d, __ATOMIC_SEQ_CST);
+        break;
+    default:
+        prev = __atomic_fetch_add((uint64_t *)p, d, __ATOMIC_SEQ_CST);
+        break;
+    }
+    if (old)
+        *old = extend(ti, prev);
+    return 0;
+}
+
+static int compare_exchange(value_impl *v, size_t i, int64_t *expected, int64_t desired)
+{
+    const struct type_info *ti = int_info(v);
+    if (!ti || !expected)
+        return MP_EINVAL;
+    int rc;
+    void *p = elem(v, i, &rc);
+    if (!p)
+        return rc;
+    uint64_t e = (uint64_t)*expected, d = (uint64_t)desired;
+    bool ok;
+    switch (ti->size) {
+    case 1: {
+        uint8_t x = (uint8_t)e;
+        ok = __atomic_compare_exchange_n((uint8_t *)p, &x, (uint8_t)d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+        e = x;
+        break;
+    }
+    case 2: {
+        uint16_t x = (uint16_t)e;
+        ok = __atomic_compare_exchange_n((uint16_t *)p, &x, (uint16_t)d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+        e = x;
+        break;
+    }
+    case 4: {
+        uint32_t x = (uint32_t)e;
+        ok = __atomic_compare_exchange_n((uint32_t *)p, &x, (uint32_t)d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+        e = x;
+        break;
+    }
+    default:
+        ok = __atomic_compare_exchange_n((uint64_t *)p, &e, d, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST);
+        break;
+    }
+    if (!ok)
+        *expected = extend(ti, e);
+    return ok ? 1 : 0;
+}
+
+/* ---- Value ------------------------------------------------------------------------ */
+
+#define VAL(v) impl_of((v), MP__VALUE_MAGIC)
+
+mp_value *mp_value_new_in(mp_arena *a, mp_type type, const void *init, bool lock)
+{
+    return create(a, type, 1, init, lock, MP__VALUE_MAGIC);
+}
+
+mp_value *mp_value_new(mp_type type, const void *init, bool lock)
+{
+    return mp_value_new_in(NULL, type, init, lock);
+}
+
+void mp_value_free(mp_value *v)
+{
+    destroy(VAL(v));
+}
+
+int mp_value_type(const mp_value *v)
+{
+    value_impl *vi = VAL(v);
+    return vi ? vi->type : MP_EINVAL;
+}
+
+mp_lock *mp_value_get_lock(mp_value *v)
+{
+    value_impl *vi = VAL(v);
+    return vi && (vi->flags & VF_LOCKED) ? &vi->lock : NULL;
+}
+
+void *mp_value_ptr(mp_value *v)
+{
+    value_impl *vi = VAL(v);
+    return vi ? elems(vi) : NULL;
+}
+
+int mp_value_get(mp_value *v, void *buf)
+{
+    return get_buf(VAL(v), 0, buf);
+}
+
+int mp_value_set(mp_value *v, const void *buf)
+{
+    return set_buf(VAL(v), 0, buf);
+}
+
+int mp_value_get_i64(mp_value *v, int64_t *out)
+{
+    return get_i64(VAL(v), 0, out);
+}
+
+int mp_value_set_i64(mp_value *v, int64_t x)
+{
+    return set_i64(VAL(v), 0, x);
+}
+
+int mp_value_get_u64(mp_value *v, uint64_t *out)
+{
+    return get_u64(VAL(v), 0, out);
+}
+
+int mp_value_set_u64(mp_value *v, uint64_t x)
+{
+    return set_u64(VAL(v), 0, x);
+}
+
+int mp_value_get_double(mp_value *v, double *out)
+{
+    return get_double(VAL(v), 0, out);
+}
+
+int mp_value_set_double(mp_value *v, double x)
+{
+    return set_double(VAL(v), 0, x);
+}
+
+int mp_value_fetch_add(mp_value *v, int64_t delta, int64_t *old)
+{
+    return fetch_add(VAL(v), 0, delta, old);
+}
+
+int mp_value_compare_exchange(mp_value *v, int64_t *expected, int64_t desired)
+{
+    return compare_exchange(VAL(v), 0, expected, desired);
+}
+
+/* ---- Array ------------------------------------------------------------------------ */
+
+#define ARR(a) impl_of((a), MP__ARRAY_MAGIC)
+
+mp_array *mp_array_new_in(mp_arena *ar, mp_type type, size_t n, const void *init, bool lock)
+{
+    return create(ar, type, n, init, lock, MP__ARRAY_MAGIC);
+}
+
+mp_array *mp_array_new(mp_type type, size_t n, const void *init, bool lock)
+{
+    return mp_array_new_in(NULL, type, n, init, lock);
+}
+
+void mp_array_free(mp_array *a)
+{
+    destroy(ARR(a));
+}
+
+int mp_array_type(const mp_array *a)
+{
+    value_impl *vi = ARR(a);
+    return vi ? vi->type : MP_EINVAL;
+}
+
+size_t mp_array_len(const mp_array *a)
+{
+    value_impl *vi = ARR(a);
+    return vi ? (size_t)vi->n : 0;
+}
+
+mp_lock *mp_array_get_lock(mp_array *a)
+{
+    value_impl *vi = ARR(a);
+    return vi && (vi->flags & VF_LOCKED) ? &vi->lock : NULL;
+}
+
+void *mp_array_ptr(mp_array *a)
+{
+    value_impl *vi = ARR(a);
+    return vi ? elems(vi) : NULL;
+}
+
+int mp_array_get(mp_array *a, size_t i, void *buf)
+{
+    return get_buf(ARR(a), i, buf);
+}
+
+int mp_array_set(mp_array *a, size_t i, const void *buf)
+{
+    return set_buf(ARR(a), i, buf);
+}
+
+/* Bulk copies: one memcpy under the lock, or element by element with
+ * atomic accesses for a raw array, which other processes may be updating
+ * atomically at the same time. */
+static int bulk(value_impl *v, size_t start, size_t n, void *out, const void *in)
+{
+    if (!v || (n && !out && !in))
+        return MP_EINVAL;
+    if (start > v->n || n > v->n - start)
+        return MP_ERANGE;
+    size_t es = v->elem_size;
+    unsigned char *p = elems(v) + start * es;
+    int rc = enter(v);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    if (v->flags & VF_LOCKED) {
+        if (out)
+            memcpy(out, p, n * es);
+        else
+            memcpy(p, in, n * es);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            if (out)
+                bits_to_buf((unsigned char *)out + i * es, es, load_bits(p + i * es, es));
+            else
+                store_bits(p + i * es, es, buf_to_bits((const unsigned char *)in + i * es, es));
+        }
+    }
+    leave(v, rc);
+    return done(rc);
+}
+
+int mp_array_read(mp_array *a, size_t start, size_t n, void *buf)
+{
+    if (!buf)
+        return MP_EINVAL;
+    return bulk(ARR(a), start, n, buf, NULL);
+}
+
+int mp_array_write(mp_array *a, size_t start, size_t n, const void *buf)
+{
+    if (!buf)
+        return MP_EINVAL;
+    return bulk(ARR(a), start, n, NULL, buf);
+}
+
+int mp_array_get_i64(mp_array *a, size_t i, int64_t *out)
+{
+    return get_i64(ARR(a), i, out);
+}
+
+int mp_array_set_i64(mp_array *a, size_t i, int64_t x)
+{
+    return set_i64(ARR(a), i, x);
+}
+
+int mp_array_get_u64(mp_array *a, size_t i, uint64_t *out)
+{
+    return get_u64(ARR(a), i, out);
+}
+
+int mp_array_set_u64(mp_array *a, size_t i, uint64_t x)
+{
+    return set_u64(ARR(a), i, x);
+}
+
+int mp_array_get_double(mp_array *a, size_t i, double *out)
+{
+    return get_double(ARR(a), i, out);
+}
+
+int mp_array_set_double(mp_array *a, size_t i, double x)
+{
+    return set_double(ARR(a), i, x);
+}
+
+int mp_array_fetch_add(mp_array *a, size_t i, int64_t delta, int64_t *old)
+{
+    return fetch_add(ARR(a), i, delta, old);
+}
+
+int mp_array_compare_exchange(mp_array *a, size_t i, int64_t *expected, int64_t desired)
+{
+    return compare_exchange(ARR(a), i, expected, desired);
+}
