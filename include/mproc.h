@@ -23,6 +23,8 @@
 
 #include "mproc/common.h"
 #include "mproc/log.h"
+#include "mproc/pipe.h"
 #include "mproc/process.h"
+#include "mproc/queue.h"
 
 #endif /* MPROC_H */
