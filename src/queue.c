@@ -120,17 +120,20 @@
 #define SPIN_PAUSE_MAX 16u
 #define SPIN_NS        5000
 #define YIELD_NS       20000
-/* Prefetch distances, in bytes ahead of the record being read or written.
- * A consumer fetches published records before it reaches them, so that its
- * copies do not wait on misses; a producer asks for ownership of the free
- * bytes it will write soon, which the consumer's cache may still hold from
- * the previous lap, so that its locked instructions find no store waiting
- * on another CPU. */
-#define READ_AHEAD  1024u
-#define WRITE_AHEAD 2048u
 /* Sleeps are cut into slices this long (see DESIGN: wake-ups owed by a
  * process that died). */
 #define RECHECK_NS 100000000LL
+
+/* Read-ahead.  The locked instructions of a get (mutex, commit) wait for
+ * its loads, and the records were last written on another CPU: without
+ * help every get would wait one cross-CPU miss.  So a get asks for the
+ * cache lines of the next few records while it copies its own; prefetches
+ * are not held up by locked instructions.  Never the line holding tail,
+ * which the producer is still writing: taking it would stall the producer.
+ * Measured: 4 lines ahead doubles 1P1C throughput on the reference machine
+ * (6 to 12 M msgs/s); prefetching for writing on the producer's side helped
+ * as much alone and hurt combined with this, so it is not done. */
+#define READ_AHEAD_LINES 4
 
 /* Intel CPUs fetch cache lines in adjacent pairs: 128 bytes keep apart
  * what different processes write. */
@@ -252,6 +255,20 @@ static void ring_read(const mp_queue *q, uint32_t pos, void *dst, size_t n)
     memcpy(dst, q->ring + off, first);
     if (n > first)
         memcpy((char *)dst + first, q->ring, n - first);
+}
+
+/* Prefetches the lines from position next on, up to the line that holds
+ * tail t (see READ_AHEAD_LINES). */
+static inline void read_ahead(const mp_queue *q, uint32_t next, uint64_t t)
+{
+    uint32_t tline = w_pos(t) & ~63u;
+    for (unsigned k = 0; k < READ_AHEAD_LINES; k++) {
+        uint32_t a = (next & ~63u) + 64 * k;
+        /* a must lie before tail's line, in modular positions. */
+        if (a == tline || ((tline - a) & POS_MASK) > q->cap)
+            break;
+        __builtin_prefetch(q->ring + (a & q->mask), 0);
+    }
 }
 
 /* ---- waiting --------------------------------------------------------------- */
@@ -454,10 +471,6 @@ int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
     if (rc == 0) {
         uint64_t hdr = len;
         uint32_t pos = w_pos(t);
-        if (used_bytes(t, s->put.head_cache) + need + WRITE_AHEAD + 128 <= q->cap) {
-            __builtin_prefetch(q->ring + ((pos + WRITE_AHEAD) & q->mask), 1);
-            __builtin_prefetch(q->ring + ((pos + WRITE_AHEAD + 64) & q->mask), 1);
-        }
         memcpy(q->ring + (pos & q->mask), &hdr, HDR);
         if (len > 0)
             ring_write(q, pos + HDR, buf, len);
@@ -547,10 +560,6 @@ static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf
     uint64_t mlen = 0;
     if (rc == 0) {
         uint32_t pos = w_pos(h);
-        if (READ_AHEAD + 128 <= used_bytes(t, h)) {
-            __builtin_prefetch(q->ring + ((pos + READ_AHEAD) & q->mask), 0);
-            __builtin_prefetch(q->ring + ((pos + READ_AHEAD + 64) & q->mask), 0);
-        }
         memcpy(&mlen, q->ring + (pos & q->mask), HDR);
         if (mlen > q->cap - HDR || record_size(mlen) > used_bytes(t, h))
             rc = MP_EPROTO; /* only a stray write into the ring does this */
@@ -568,6 +577,7 @@ static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf
     }
     if (rc == 0) {
         uint32_t pos = w_pos(h);
+        read_ahead(q, pos + (uint32_t)record_size(mlen), t);
         if (mlen > 0)
             ring_read(q, pos + HDR, buf, (size_t)mlen);
         fault_point(MP__QP_GET_COPIED);
