@@ -453,7 +453,8 @@ static int recv_locked(mp_conn *c, void *buf, size_t cap, size_t *len, void **ab
         rc = fill(c, HDR + mlen, &w);
     size_t have = rc == 0 ? c->rend - c->rpos - HDR : 0;
     if (rc == 0 && have >= mlen) {
-        memcpy(buf, c->rbuf + c->rpos + HDR, mlen);
+        if (mlen > 0) /* buf may be NULL for an empty message */
+            memcpy(buf, c->rbuf + c->rpos + HDR, mlen);
         c->rpos += HDR + mlen;
     } else if (rc == 0) {
         /* A large frame: what is buffered, then the rest straight from the

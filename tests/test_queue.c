@@ -548,8 +548,11 @@ static int consume(mp_queue *q, mpmc *m, size_t max)
 {
     unsigned char *buf = malloc(max);
     int64_t *last = malloc(sizeof(int64_t) * m->producers);
-    if (!buf || !last)
+    if (!buf || !last) {
+        free(buf);
+        free(last);
         return MP_ENOMEM;
+    }
     for (uint32_t p = 0; p < m->producers; p++)
         last[p] = -1;
     int rc;
@@ -683,28 +686,26 @@ TEST(threads_and_processes_together)
 static int spawned_worker(void *arg)
 {
     (void)arg;
-    mp_queue *in, *out;
+    mp_queue *in = NULL, *out = NULL;
     int rc = mp_queue_attach(mp_process_inherited_fd(0), &in);
     if (rc == 0)
         rc = mp_queue_attach(mp_process_inherited_fd(1), &out);
-    if (rc < 0)
-        return rc;
-    for (;;) {
+    while (rc == 0) {
         int v;
         size_t len;
         rc = mp_queue_get(in, &v, sizeof v, &len, 30.0);
-        if (rc == MP_EOF)
+        if (rc == MP_EOF) {
+            rc = 0;
             break;
-        if (rc < 0)
-            return rc;
-        v = v * v * v;
-        rc = mp_queue_put(out, &v, sizeof v, 30.0);
-        if (rc < 0)
-            return rc;
+        }
+        if (rc == 0) {
+            v = v * v * v;
+            rc = mp_queue_put(out, &v, sizeof v, 30.0);
+        }
     }
     mp_queue_free(in);
     mp_queue_free(out);
-    return 0;
+    return rc;
 }
 
 static void run_attached_worker(mp_start_method method)
