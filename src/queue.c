@@ -63,9 +63,10 @@
  * re-read sees the new tail, or the producer's read of data_wait sees 1 and
  * bumps data_seq after the consumer read it, so the futex_wait returns at
  * once.  Space waits mirror this with space_wait/space_seq, head's store as
- * the consumer's barrier.  Before sleeping, a waiter spins for a few
- * microseconds (not on a single CPU), which is what gives sub-microsecond
- * hand-offs; a kernel wake-up costs about 5 us here.  Sleeps are cut into
+ * the consumer's barrier.  Before sleeping, a waiter polls for a few
+ * microseconds, then yields for a few more (SPIN_NS, YIELD_NS), which is
+ * what gives sub-microsecond hand-offs; a kernel wake-up costs about 5 us
+ * here.  Sleeps are cut into
  * slices of RECHECK_NS and the condition is re-read after each: a process
  * killed between its commit and its wake-up call cannot leave anyone asleep
  * for longer than that.

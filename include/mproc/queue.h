@@ -34,9 +34,9 @@
  * memory goes away with the last process that has the queue open.
  *
  * Speed.  An uncontended put or get makes no system call.  A consumer (or a
- * producer facing a full ring) spins for a few microseconds before it
- * sleeps in the kernel, so a message reaches a waiting consumer in well
- * under a microsecond on another CPU.
+ * producer facing a full ring) polls for about 20 microseconds before it
+ * sleeps in the kernel, so a message reaches a waiting consumer on another
+ * CPU in under a microsecond.
  */
 #ifndef MPROC_QUEUE_H
 #define MPROC_QUEUE_H
