@@ -227,7 +227,8 @@ typedef enum mp__queue_point {
     MP__QP_PUT_PUBLISHED, /* published, put lock still held */
     MP__QP_GET_COPIED,    /* record copied out, head not yet moved */
     MP__QP_GET_COMMITTED, /* head moved, get lock still held */
-    MP__QP_GET_WAITING    /* about to sleep for data, get lock held */
+    MP__QP_GET_WAITING,   /* about to sleep for data, get lock held */
+    MP__QP_PUT_WAITING    /* about to sleep for room, put lock held */
 } mp__queue_point;
 
 /* Called, when set, at each of those instants (in the process that is

@@ -406,46 +406,57 @@ static int lock_side(mp_queue *q, mp__mutex *m, qwait *w, void (*repair)(mp_queu
 
 /* ---- put ------------------------------------------------------------------- */
 
-/* Waits, holding the put lock, until need bytes fit.  *t is the tail word
- * read under the lock.  Returns 0, MP_ECLOSED, MP_EAGAIN or MP_ETIMEDOUT. */
-static int wait_space(mp_queue *q, uint64_t *t, uint64_t need, qwait *w)
+/* Waits, holding one side's lock, until ready(q, arg) returns 1 (go on) or
+ * an error; 0 means not yet.  Polls, then sleeps on seq with *waiting
+ * raised (the protocol in DESIGN: ready's reads are sequentially
+ * consistent, after the store of *waiting).  Returns 0, ready's error,
+ * MP_EAGAIN or MP_ETIMEDOUT. */
+static int await(mp_queue *q, _Atomic uint32_t *waiting, _Atomic uint32_t *seq,
+                 int (*ready)(mp_queue *, void *), void *arg, mp__queue_point where, qwait *w)
 {
-    qshared *s = q->s;
     spin sp = {0, 0, 0, 0};
-    do {
-        uint64_t h = atomic_load_explicit(&s->head, memory_order_acquire);
-        *t = atomic_load_explicit(&s->tail, memory_order_relaxed);
-        if (*t & CLOSED_BIT)
-            return MP_ECLOSED;
-        if (room(q, *t, h, need)) {
-            s->put.head_cache = h;
-            return 0;
-        }
-    } while (!qwait_nowait(w) && spin_more(q, &sp));
-    if (qwait_nowait(w))
-        return MP_EAGAIN;
-    int rc = 0;
+    int rc;
+    while ((rc = ready(q, arg)) == 0) {
+        if (qwait_nowait(w))
+            return MP_EAGAIN;
+        if (!spin_more(q, &sp))
+            break;
+    }
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     for (;;) {
-        atomic_store(&s->space_wait, 1);
-        uint32_t seq = atomic_load(&s->space_seq);
-        uint64_t h = atomic_load(&s->head);
-        *t = atomic_load(&s->tail);
-        if (*t & CLOSED_BIT) {
-            rc = MP_ECLOSED;
+        atomic_store(waiting, 1);
+        uint32_t seen = atomic_load(seq);
+        if ((rc = ready(q, arg)) != 0)
             break;
-        }
-        if (room(q, *t, h, need)) {
-            s->put.head_cache = h;
-            break;
-        }
         if (qwait_expired(w)) {
             rc = MP_ETIMEDOUT;
             break;
         }
-        mp__futex_wait(&s->space_seq, seq, qwait_slice(w));
+        fault_point(where);
+        mp__futex_wait(seq, seen, qwait_slice(w));
     }
-    atomic_store_explicit(&s->space_wait, 0, memory_order_relaxed);
-    return rc;
+    atomic_store_explicit(waiting, 0, memory_order_relaxed);
+    return rc < 0 ? rc : 0;
+}
+
+/* For a put waiting for room: *t receives the tail word. */
+typedef struct space_arg {
+    uint64_t *t;
+    uint64_t need;
+} space_arg;
+
+static int space_ready(mp_queue *q, void *arg)
+{
+    space_arg *a = arg;
+    uint64_t h = atomic_load(&q->s->head);
+    *a->t = atomic_load(&q->s->tail);
+    if (*a->t & CLOSED_BIT)
+        return MP_ECLOSED;
+    if (!room(q, *a->t, h, a->need))
+        return 0;
+    q->s->put.head_cache = h;
+    return 1;
 }
 
 int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
@@ -468,8 +479,10 @@ int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
     } else if (!room(q, t, s->put.head_cache, need)) {
         /* The cache says full: look at the real head before waiting. */
         s->put.head_cache = atomic_load_explicit(&s->head, memory_order_acquire);
-        if (!room(q, t, s->put.head_cache, need))
-            rc = wait_space(q, &t, need, &w);
+        if (!room(q, t, s->put.head_cache, need)) {
+            space_arg a = {&t, need};
+            rc = await(q, &s->space_wait, &s->space_seq, space_ready, &a, MP__QP_PUT_WAITING, &w);
+        }
     }
     if (rc == 0) {
         uint64_t hdr = len;
@@ -495,46 +508,17 @@ int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
 
 /* ---- get ------------------------------------------------------------------- */
 
-/* Waits, holding the get lock, until a message is there after head h.
- * Leaves the tail seen in get.tail_cache.  Returns 0, MP_EOF, MP_EAGAIN or
- * MP_ETIMEDOUT. */
-static int wait_data(mp_queue *q, uint64_t h, qwait *w)
+/* For a get waiting for a message after head *arg: leaves the tail seen in
+ * get.tail_cache. */
+static int data_ready(mp_queue *q, void *arg)
 {
-    qshared *s = q->s;
-    spin sp = {0, 0, 0, 0};
-    do {
-        uint64_t t = atomic_load_explicit(&s->tail, memory_order_acquire);
-        if (w_pos(t) != w_pos(h)) {
-            s->get.tail_cache = t;
-            return 0;
-        }
-        if (t & CLOSED_BIT)
-            return MP_EOF;
-    } while (!qwait_nowait(w) && spin_more(q, &sp));
-    if (qwait_nowait(w))
-        return MP_EAGAIN;
-    int rc = 0;
-    for (;;) {
-        atomic_store(&s->data_wait, 1);
-        uint32_t seq = atomic_load(&s->data_seq);
-        uint64_t t = atomic_load(&s->tail);
-        if (w_pos(t) != w_pos(h)) {
-            s->get.tail_cache = t;
-            break;
-        }
-        if (t & CLOSED_BIT) {
-            rc = MP_EOF;
-            break;
-        }
-        if (qwait_expired(w)) {
-            rc = MP_ETIMEDOUT;
-            break;
-        }
-        fault_point(MP__QP_GET_WAITING);
-        mp__futex_wait(&s->data_seq, seq, qwait_slice(w));
+    uint64_t h = *(const uint64_t *)arg;
+    uint64_t t = atomic_load(&q->s->tail);
+    if (w_pos(t) != w_pos(h)) {
+        q->s->get.tail_cache = t;
+        return 1;
     }
-    atomic_store_explicit(&s->data_wait, 0, memory_order_relaxed);
-    return rc;
+    return (t & CLOSED_BIT) ? MP_EOF : 0;
 }
 
 static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf, double timeout)
@@ -556,7 +540,7 @@ static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf
         t = atomic_load_explicit(&s->tail, memory_order_acquire);
         s->get.tail_cache = t;
         if (w_pos(t) == w_pos(h)) {
-            rc = wait_data(q, h, &w);
+            rc = await(q, &s->data_wait, &s->data_seq, data_ready, &h, MP__QP_GET_WAITING, &w);
             t = s->get.tail_cache;
         }
     }

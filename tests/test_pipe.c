@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "mpt_gate.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -12,49 +13,6 @@
 /* ---- helpers ------------------------------------------------------------ */
 
 /* A gate: a pipe one process waits on until the other writes a byte. */
-typedef struct gate {
-    int r, w;
-} gate;
-
-static void gate_init(gate *g)
-{
-    int fds[2];
-    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
-    g->r = fds[0];
-    g->w = fds[1];
-}
-
-static int gate_wait(const gate *g, double secs)
-{
-    struct pollfd p = {.fd = g->r, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, (int)(secs * 1000));
-    } while (n < 0 && errno == EINTR);
-    char c;
-    return n > 0 && read(g->r, &c, 1) == 1 ? 0 : -1;
-}
-
-static void gate_open(const gate *g)
-{
-    char c = 1;
-    CHECK_EQ(write(g->w, &c, 1), 1);
-}
-
-static void gate_close(gate *g)
-{
-    close(g->r);
-    close(g->w);
-}
-
-static void reap_ok(pid_t pid)
-{
-    int st;
-    CHECK_EQ(waitpid(pid, &st, 0), pid);
-    CHECK(WIFEXITED(st));
-    CHECK_EQ(WEXITSTATUS(st), 0);
-}
-
 /* Byte i of message m: a pattern that makes misplaced bytes visible. */
 static unsigned char pat(uint64_t m, uint64_t i)
 {

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "mpt_gate.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -12,51 +13,6 @@
 #include <sys/mman.h>
 
 /* ---- helpers ------------------------------------------------------------ */
-
-typedef struct gate {
-    int r, w;
-} gate;
-
-static void gate_init(gate *g)
-{
-    int fds[2];
-    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
-    g->r = fds[0];
-    g->w = fds[1];
-}
-
-static int gate_wait(const gate *g, double secs)
-{
-    struct pollfd p = {.fd = g->r, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, (int)(secs * 1000));
-    } while (n < 0 && errno == EINTR);
-    char c;
-    return n > 0 && read(g->r, &c, 1) == 1 ? 0 : -1;
-}
-
-static void gate_open(const gate *g)
-{
-    char c = 1;
-    CHECK_EQ(write(g->w, &c, 1), 1);
-}
-
-static void gate_close(gate *g)
-{
-    close(g->r);
-    close(g->w);
-}
-
-static void reap_ok(pid_t pid)
-{
-    int st;
-    CHECK_EQ(waitpid(pid, &st, 0), pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fprintf(stderr, "child %d: status %#x\n", (int)pid, st);
-    CHECK(WIFEXITED(st));
-    CHECK_EQ(WEXITSTATUS(st), 0);
-}
 
 /* Reaps a child that must end within secs: a wedged one fails the test
  * instead of hanging it. */
@@ -1004,6 +960,20 @@ TEST(a_producer_killed_while_waiting_for_room)
     mp_queue_stats st;
     CHECK_OK(mp_queue_stat(q, &st));
     CHECK_EQ(st.dead_producers, 1);
+    /* Again, dying at the instant it goes to sleep. */
+    CHECK_OK(mp_queue_put(q, big, sizeof big, 0));
+    CHECK_OK(mp_queue_put(q, big, 40, 0)); /* 208 + 48 bytes: full */
+    CHECK(mp_queue_full(q));
+    killed_in(q, MP__QP_PUT_WAITING, true);
+    CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 0));
+    CHECK_OK(mp_queue_put(q, "z", 1, 1.0));
+    CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 0));
+    CHECK_EQ(len, 40);
+    CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 0));
+    CHECK_EQ(len, 1);
+    CHECK_ERR(mp_queue_get(q, buf, sizeof buf, &len, 0), MP_EAGAIN);
+    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_EQ(st.dead_producers, 2);
     gate_close(&g);
     mp_queue_free(q);
 }
