@@ -16,7 +16,10 @@
  * once every holder of the other end - in every process - has closed it,
  * so an unused copy left open keeps a reader waiting.  For spawn and
  * forkserver children, hand the descriptor over in mp_process_opts.fds and
- * wrap it in the child with mp_conn_from_fd().
+ * wrap it in the child with mp_conn_from_fd().  A child must not use a
+ * connection that another thread of its parent was inside a call on at
+ * the moment of fork (its copy of the lock stays taken); the end a child
+ * uses is normally one its parent does not touch.
  *
  * Sharing.  Each call is thread-safe: threads of one process may send and
  * receive on one end at once (sends are serialised with each other, and so
@@ -54,9 +57,10 @@ MP_EXTERN int mp_pipe(mp_conn **a, mp_conn **b, bool duplex);
  * Wraps a descriptor that is one end of a connection - typically one
  * inherited by a spawn or forkserver child (mp_process_inherited_fd) - in a
  * new mp_conn.  flags: MP_CONN_READABLE and/or MP_CONN_WRITABLE.  The
- * connection takes ownership of fd (closing the connection closes it).
- * Returns 0, MP_EINVAL (NULL out, no flags, or fd is not an AF_UNIX stream
- * socket), or MP_ENOMEM.
+ * connection takes ownership of fd (closing the connection closes it) and
+ * makes it close-on-exec.  Returns 0, MP_EINVAL (NULL out, a negative fd,
+ * no flags, or fd is not an AF_UNIX stream socket), MP_EBADF (fd is not
+ * open), or MP_ENOMEM.
  */
 MP_EXTERN int mp_conn_from_fd(int fd, int flags, mp_conn **out);
 
