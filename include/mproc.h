@@ -23,9 +23,11 @@
 
 #include "mproc/common.h"
 #include "mproc/log.h"
+#include "mproc/pipe.h"
 #include "mproc/process.h"
 #include "mproc/shm.h"
 #include "mproc/sync.h"
 #include "mproc/value.h"
+#include "mproc/queue.h"
 
 #endif /* MPROC_H */

@@ -260,5 +260,21 @@ int mp__tracker_unlink(const char *path, uint64_t ino);
 /* The entry point of a fresh image started as the tracker (from the
  * library's constructor).  Never returns. */
 _Noreturn void mp__tracker_serve(int listen_fd);
+/* ---- queues (queue.c) ---------------------------------------------------- */
+
+/* The instants of a put or a get where a process may die, for tests that
+ * must kill one exactly there. */
+typedef enum mp__queue_point {
+    MP__QP_PUT_WRITTEN,   /* record written past tail, not yet published */
+    MP__QP_PUT_PUBLISHED, /* published, put lock still held */
+    MP__QP_GET_COPIED,    /* record copied out, head not yet moved */
+    MP__QP_GET_COMMITTED, /* head moved, get lock still held */
+    MP__QP_GET_WAITING,   /* about to sleep for data, get lock held */
+    MP__QP_PUT_WAITING    /* about to sleep for room, put lock held */
+} mp__queue_point;
+
+/* Called, when set, at each of those instants (in the process that is
+ * there).  NULL in normal use; a test sets it in a child that must die. */
+extern void (*mp__queue_fault)(mp__queue_point where);
 
 #endif /* MPROC_INTERNAL_H */

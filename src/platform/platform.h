@@ -202,6 +202,16 @@ void mp__unmap(void *addr, size_t size);
 /* The page size. */
 size_t mp__page_size(void);
 
+/* ---- memory files (memfile.c) ------------------------------------------- */
+
+/* Forbids any later change of a memfd's size (F_SEAL_SHRINK and
+ * F_SEAL_GROW), so that no process holding it can make the others' mappings
+ * fault by truncating it.  Returns 0 or -errno. */
+int mp__memfd_seal_size(int fd);
+
+/* The size of the file behind fd (fstat).  Returns 0 or -errno. */
+int mp__fd_size(int fd, size_t *size);
+
 /* ---- processes and signals (proc.c) ------------------------------------- */
 
 /* A pidfd for pid (pidfd_open), close-on-exec.  Returns it or -errno

@@ -1,0 +1,845 @@
+/*
+ * queue.c - a queue of variable-size messages in shared memory, for many
+ * producers and consumers in many processes, that survives their deaths.
+ *
+ * DESIGN
+ * Memory.  One memory file (memfd, size sealed) holds a control block and,
+ * from offset QHDR_SIZE, the ring: a power-of-two number of bytes.  A
+ * message is a record: an 8-byte length, the payload, padding to 8 bytes;
+ * records are contiguous in ring order and wrap around the end (copies are
+ * split in two there, still one copy).  A header never straddles the end,
+ * because records and the ring are multiples of 8.  The control block holds
+ * no pointers, only numbers: every process maps it where it likes.
+ *
+ * Positions.  Producers own one 64-bit word, `tail`; consumers own `head`.
+ * Each packs a byte position (modulo 2^31) and a message count (modulo
+ * 2^32); tail has the closed flag in bit 63.  Bytes in use are
+ * tail.pos - head.pos, messages tail.count - head.count, both in modular
+ * arithmetic; the capacity is at most 2^30, so the differences never wrap.
+ * Packing matters: a message and its count are published by one atomic
+ * write, so a process that dies between two writes can never leave the
+ * count disagreeing with the ring.
+ *
+ * Locks.  Producers take `put.lock` and consumers `get.lock`: robust,
+ * process-shared mutexes (mp__mutex).  One put and one get run at once, and
+ * they share nothing but the two words, so 1 producer + 1 consumer run as a
+ * classic single-producer single-consumer ring, each side keeping a cached
+ * copy of the other's word (head_cache, tail_cache) and reading the real one
+ * only when the cache says full or empty; every lock stays in its own
+ * cache line on its own CPU.  Waiting for room or for data happens while
+ * holding one's lock: so at most one process waits on each futex word, and
+ * its "waiting" flag is exactly repairable (below).  The others queue on
+ * the mutex, with their own deadlines.
+ *
+ * Commit points.  A put writes the record past tail, where no consumer
+ * looks, then publishes it with one compare-and-swap of tail (position +
+ * need, count + 1).  The CAS fails only if close() set the closed bit in
+ * between: the put then reports MP_ECLOSED and the record is never seen, so
+ * a close can never strand a message that a put reported as sent.  A get
+ * copies the record out, then commits with one store of head.  Hence:
+ *   - a producer killed before its CAS leaves nothing visible; after it,
+ *     its message is whole in the queue.  No repair is needed for the ring.
+ *   - a consumer killed before its store of head leaves the message first in
+ *     the queue: the next get delivers it (once: the dead one never
+ *     returned it).  Killed after the store, it took the message with it:
+ *     lost, never duplicated.
+ * To count such losses, a consumer records the head it started from and
+ * raises get.rec_valid once it holds the lock, and lowers it just before
+ * unlocking.  When a consumer's lock comes back MP_EOWNERDEAD, a raised
+ * flag with head != rec_head means the dead consumer committed and did not
+ * return: `lost` is set to rec_lost + 1.  That is an assignment from the
+ * record, not an increment, so a repairer that dies mid-repair and is
+ * repaired in turn does not count the loss twice.  (A death between
+ * lowering the flag and the unlock - the get had all but returned - counts
+ * as a delivery, as a death just after returning would.)  Repairs also
+ * clear the dead holder's waiting flag and wake the other side, which the
+ * dead process may have owed a wake-up.
+ *
+ * Wake-ups.  Futex words with a waiting flag, so that an uncontended put or
+ * get makes no system call:
+ *   consumer:  data_wait = 1; s = data_seq; re-read tail; futex_wait(data_seq, s)
+ *   producer:  CAS tail; if (data_wait) { data_seq++; futex_wake(data_seq) }
+ * All four accesses are sequentially consistent: either the consumer's
+ * re-read sees the new tail, or the producer's read of data_wait sees 1 and
+ * bumps data_seq after the consumer read it, so the futex_wait returns at
+ * once.  Space waits mirror this with space_wait/space_seq, head's store as
+ * the consumer's barrier.  Before sleeping, a waiter polls for a few
+ * microseconds, then yields for a few more (SPIN_NS, YIELD_NS), which is
+ * what gives sub-microsecond hand-offs; a kernel wake-up costs about 5 us
+ * here.  Sleeps are cut into
+ * slices of RECHECK_NS and the condition is re-read after each: a process
+ * killed between its commit and its wake-up call cannot leave anyone asleep
+ * for longer than that.
+ *
+ * Close sets bit 63 of tail with one atomic OR, then wakes every waiter.
+ * Consumers read "closed" and "empty" from the same word, so they return
+ * MP_EOF only when nothing is left.
+ *
+ * Joinable queues count done messages in `ndone`; unfinished is
+ * tail.count - ndone - lost (modulo 2^32): messages a dead consumer took
+ * away count as done, so join is not blocked by a crash.  Joiners wait on
+ * done_seq with a waiter count; a killed joiner leaves the count raised,
+ * which costs only a spare wake-up call each time the queue becomes idle.
+ *
+ * After fork: the mapping and descriptor are inherited; a child uses the
+ * parent's mp_queue as it is.  Locks are owned by threads (robust mutexes
+ * record thread ids), so a lock held by a parent's thread during fork is
+ * simply released later by that thread.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <unistd.h>
+
+#define QMAGIC      0x3176717270706d00ULL /* "\0mpprqv1" */
+#define QVERSION    1u
+#define QHDR_SIZE   4096u
+#define HDR         8u
+#define MIN_CAP     ((uint64_t)256)
+#define MAX_CAP     ((uint64_t)1 << 30)
+#define DEFAULT_CAP ((uint64_t)1 << 20)
+#define MAX_MSGS    ((uint64_t)1 << 30)
+#define F_JOINABLE  1u
+
+#define CLOSED_BIT ((uint64_t)1 << 63)
+#define POS_MASK   0x7fffffffu
+
+/* Waiting before sleeping.  A waiter first polls, with pauses that grow to
+ * SPIN_PAUSE_MAX between polls: the first polls come quickly, so that a
+ * hand-off takes a few hundred nanoseconds; later ones come less often,
+ * because each poll takes the cache line the other side is writing away
+ * from it, and the locked instructions of its next put or get then wait a
+ * whole cross-CPU transfer (about 90 ns here) to get it back.  After
+ * SPIN_NS it polls between sched_yield() calls, so that the other side runs
+ * at once if it shares this CPU (more processes than CPUs), and after
+ * YIELD_NS it sleeps in the kernel.  20 us of polling is about the cost of
+ * the kernel sleep and wake-up it may save. */
+#define SPIN_PAUSE_MAX 16u
+#define SPIN_NS        5000
+#define YIELD_NS       20000
+/* Sleeps are cut into slices this long (see DESIGN: wake-ups owed by a
+ * process that died). */
+#define RECHECK_NS 100000000LL
+
+/* Read-ahead.  The locked instructions of a get (mutex, commit) wait for
+ * its loads, and the records were last written on another CPU: without
+ * help every get would wait one cross-CPU miss.  So a get asks for the
+ * cache lines of the next few records while it copies its own; prefetches
+ * are not held up by locked instructions.  Never the line holding tail,
+ * which the producer is still writing: taking it would stall the producer.
+ * Measured: 4 lines ahead doubles 1P1C throughput on the reference machine
+ * (6 to 12 M msgs/s); prefetching for writing on the producer's side helped
+ * as much alone and hurt combined with this, so it is not done. */
+#define READ_AHEAD_LINES 4
+
+/* Intel CPUs fetch cache lines in adjacent pairs: 128 bytes keep apart
+ * what different processes write. */
+#define LINE 128
+
+/* The padding is the point: what different processes write lives in
+ * different cache-line pairs. */
+typedef struct qshared { /* NOLINT(clang-analyzer-optin.performance.Padding) */
+    /* Set by mp_queue_new_opts(), read-only afterwards. */
+    _Atomic uint64_t magic; /* written last */
+    uint32_t version;
+    uint32_t flags;
+    uint64_t cap; /* ring bytes, a power of two */
+    uint64_t max_msgs;
+    uint64_t map_size;
+
+    /* {closed:1, pos:31, count:32}: written by the put-lock holder (and by
+     * close's OR), read by consumers. */
+    alignas(LINE) _Atomic uint64_t tail;
+    /* {0:1, pos:31, count:32}: written by the get-lock holder. */
+    alignas(LINE) _Atomic uint64_t head;
+
+    alignas(LINE) struct {
+        mp__mutex lock;
+        uint64_t head_cache; /* last head seen */
+        _Atomic uint64_t dead;
+    } put;
+
+    alignas(LINE) struct {
+        mp__mutex lock;
+        uint64_t tail_cache; /* last tail seen */
+        _Atomic uint32_t rec_valid;
+        uint32_t rec_lost;
+        uint64_t rec_head;
+        _Atomic uint64_t dead;
+        _Atomic uint32_t lost; /* modulo 2^32, like the counts */
+    } get;
+
+    /* Read by every put, written only when the get-lock holder sleeps. */
+    alignas(LINE) _Atomic uint32_t data_wait;
+    _Atomic uint32_t data_seq;
+    /* Read by every get, written only when the put-lock holder sleeps. */
+    alignas(LINE) _Atomic uint32_t space_wait;
+    _Atomic uint32_t space_seq;
+
+    alignas(LINE) _Atomic uint32_t ndone;
+    _Atomic uint32_t done_seq;
+    _Atomic uint32_t done_waiters;
+} qshared;
+
+_Static_assert(sizeof(qshared) <= QHDR_SIZE, "control block larger than its page");
+
+struct mp_queue {
+    qshared *s;
+    char *ring;
+    uint64_t cap, mask;
+    size_t map_size;
+    int fd;
+    bool multi_cpu; /* on one CPU, pausing only delays the other side: yield at once */
+};
+
+void (*mp__queue_fault)(mp__queue_point where);
+
+static inline void fault_point(mp__queue_point where)
+{
+    if (__builtin_expect(mp__queue_fault != NULL, 0))
+        mp__queue_fault(where);
+}
+
+/* ---- words ----------------------------------------------------------------- */
+
+static inline uint32_t w_pos(uint64_t w)
+{
+    return (uint32_t)(w >> 32) & POS_MASK;
+}
+
+static inline uint32_t w_count(uint64_t w)
+{
+    return (uint32_t)w;
+}
+
+static inline uint64_t w_make(uint32_t pos, uint32_t count)
+{
+    return (uint64_t)(pos & POS_MASK) << 32 | count;
+}
+
+static inline uint64_t used_bytes(uint64_t t, uint64_t h)
+{
+    return (w_pos(t) - w_pos(h)) & POS_MASK;
+}
+
+static inline uint32_t used_msgs(uint64_t t, uint64_t h)
+{
+    return w_count(t) - w_count(h);
+}
+
+static inline uint64_t record_size(uint64_t len)
+{
+    return HDR + ((len + 7) & ~(uint64_t)7);
+}
+
+/* Whether a record of need bytes fits between head h and tail t. */
+static inline bool room(const mp_queue *q, uint64_t t, uint64_t h, uint64_t need)
+{
+    if (used_bytes(t, h) + need > q->cap)
+        return false;
+    return q->s->max_msgs == 0 || used_msgs(t, h) < q->s->max_msgs;
+}
+
+static void ring_write(const mp_queue *q, uint32_t pos, const void *src, size_t n)
+{
+    size_t off = pos & q->mask, first = q->cap - off < n ? q->cap - off : n;
+    memcpy(q->ring + off, src, first);
+    if (n > first)
+        memcpy(q->ring, (const char *)src + first, n - first);
+}
+
+static void ring_read(const mp_queue *q, uint32_t pos, void *dst, size_t n)
+{
+    size_t off = pos & q->mask, first = q->cap - off < n ? q->cap - off : n;
+    memcpy(dst, q->ring + off, first);
+    if (n > first)
+        memcpy((char *)dst + first, q->ring, n - first);
+}
+
+/* Prefetches the lines from position next on, up to the line that holds
+ * tail t (see READ_AHEAD_LINES). */
+static inline void read_ahead(const mp_queue *q, uint32_t next, uint64_t t)
+{
+    uint32_t tline = w_pos(t) & ~63u;
+    for (unsigned k = 0; k < READ_AHEAD_LINES; k++) {
+        uint32_t a = (next & ~63u) + 64 * k;
+        /* a must lie before tail's line, in modular positions. */
+        if (a == tline || ((tline - a) & POS_MASK) > q->cap)
+            break;
+        __builtin_prefetch(q->ring + (a & q->mask), 0);
+    }
+}
+
+/* ---- waiting --------------------------------------------------------------- */
+
+/* A call's timeout.  The deadline is computed at the first wait, so that the
+ * fast path never reads the clock. */
+typedef struct qwait {
+    double timeout;
+    int64_t deadline;
+    bool have;
+} qwait;
+
+static bool qwait_nowait(const qwait *w)
+{
+    return !(w->timeout < 0) && !(w->timeout > 0);
+}
+
+static int64_t qwait_deadline(qwait *w)
+{
+    if (!w->have) {
+        w->deadline = mp__deadline(w->timeout);
+        w->have = true;
+    }
+    return w->deadline;
+}
+
+/* The end of the next sleep slice. */
+static int64_t qwait_slice(qwait *w)
+{
+    int64_t dl = qwait_deadline(w), now = mp__now_ns();
+    return dl - now > RECHECK_NS ? now + RECHECK_NS : dl;
+}
+
+static bool qwait_expired(qwait *w)
+{
+    return mp__remaining_ns(qwait_deadline(w)) <= 0;
+}
+
+/* The error for a wait that ran out. */
+static int qwait_error(const qwait *w)
+{
+    return qwait_nowait(w) ? MP_EAGAIN : MP_ETIMEDOUT;
+}
+
+/* One waiter's progress through the phases above. */
+typedef struct spin {
+    unsigned polls;
+    unsigned pause;
+    int64_t start;
+    int64_t elapsed;
+} spin;
+
+/* Waits before the next poll.  Returns false once it is time to sleep. */
+static bool spin_more(const mp_queue *q, spin *sp)
+{
+    if ((sp->polls++ & 7) == 0) {
+        int64_t now = mp__now_ns();
+        if (sp->start == 0)
+            sp->start = now;
+        sp->elapsed = now - sp->start;
+        if (sp->elapsed >= YIELD_NS)
+            return false;
+    }
+    if (!q->multi_cpu || sp->elapsed >= SPIN_NS) {
+        sched_yield();
+        return true;
+    }
+    unsigned n = sp->pause ? sp->pause * 2 : 1;
+    sp->pause = n > SPIN_PAUSE_MAX ? SPIN_PAUSE_MAX : n;
+    for (unsigned i = 0; i < sp->pause; i++)
+        mp__cpu_relax();
+    return true;
+}
+
+static void wake(_Atomic uint32_t *seq, int n)
+{
+    atomic_fetch_add(seq, 1);
+    mp__futex_wake(seq, n);
+}
+
+/* ---- repairs --------------------------------------------------------------- */
+
+static void repair_put(mp_queue *q)
+{
+    qshared *s = q->s;
+    atomic_fetch_add(&s->put.dead, 1);
+    atomic_store(&s->space_wait, 0);
+    /* It may have published and died before waking a sleeping consumer. */
+    wake(&s->data_seq, 1);
+    mp_log(MP_LOG_WARNING, "queue: a producer died inside a put; its message is in the queue "
+                           "whole or not at all");
+}
+
+static void repair_get(mp_queue *q)
+{
+    qshared *s = q->s;
+    atomic_fetch_add(&s->get.dead, 1);
+    bool lost = false;
+    if (atomic_load(&s->get.rec_valid)) {
+        lost = atomic_load(&s->head) != s->get.rec_head;
+        if (lost)
+            atomic_store(&s->get.lost, s->get.rec_lost + 1);
+        atomic_store(&s->get.rec_valid, 0);
+    }
+    atomic_store(&s->data_wait, 0);
+    wake(&s->space_seq, 1);
+    if (lost && (s->flags & F_JOINABLE))
+        wake(&s->done_seq, INT32_MAX);
+    mp_log(MP_LOG_WARNING, "queue: a consumer died inside a get; %s",
+           lost ? "the message it had taken is lost" : "its message stays in the queue");
+}
+
+/* Takes one side's lock, repairing after a dead holder.  Returns 0 with the
+ * lock held, or an error without it. */
+static int lock_side(mp_queue *q, mp__mutex *m, qwait *w, void (*repair)(mp_queue *))
+{
+    int rc = mp__mutex_trylock(m);
+    if (rc == MP_EBUSY)
+        rc = mp__mutex_lock(m, qwait_deadline(w));
+    if (rc == MP_EOWNERDEAD) {
+        repair(q);
+        rc = mp__mutex_consistent(m);
+        if (rc < 0) {
+            mp__mutex_unlock(m);
+            return rc;
+        }
+    }
+    if (rc == MP_ETIMEDOUT)
+        rc = qwait_error(w);
+    return rc;
+}
+
+/* ---- put ------------------------------------------------------------------- */
+
+/* Waits, holding one side's lock, until ready(q, arg) returns 1 (go on) or
+ * an error; 0 means not yet.  Polls, then sleeps on seq with *waiting
+ * raised (the protocol in DESIGN: ready's reads are sequentially
+ * consistent, after the store of *waiting).  Returns 0, ready's error,
+ * MP_EAGAIN or MP_ETIMEDOUT. */
+static int await(mp_queue *q, _Atomic uint32_t *waiting, _Atomic uint32_t *seq,
+                 int (*ready)(mp_queue *, void *), void *arg, mp__queue_point where, qwait *w)
+{
+    spin sp = {0, 0, 0, 0};
+    int rc;
+    while ((rc = ready(q, arg)) == 0) {
+        if (qwait_nowait(w))
+            return MP_EAGAIN;
+        if (!spin_more(q, &sp))
+            break;
+    }
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    for (;;) {
+        atomic_store(waiting, 1);
+        uint32_t seen = atomic_load(seq);
+        if ((rc = ready(q, arg)) != 0)
+            break;
+        if (qwait_expired(w)) {
+            rc = MP_ETIMEDOUT;
+            break;
+        }
+        fault_point(where);
+        mp__futex_wait(seq, seen, qwait_slice(w));
+    }
+    atomic_store_explicit(waiting, 0, memory_order_relaxed);
+    return rc < 0 ? rc : 0;
+}
+
+/* For a put waiting for room: *t receives the tail word. */
+typedef struct space_arg {
+    uint64_t *t;
+    uint64_t need;
+} space_arg;
+
+static int space_ready(mp_queue *q, void *arg)
+{
+    space_arg *a = arg;
+    uint64_t h = atomic_load(&q->s->head);
+    *a->t = atomic_load(&q->s->tail);
+    if (*a->t & CLOSED_BIT)
+        return MP_ECLOSED;
+    if (!room(q, *a->t, h, a->need))
+        return 0;
+    q->s->put.head_cache = h;
+    return 1;
+}
+
+int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
+{
+    if (!q || (!buf && len > 0))
+        return MP_EINVAL;
+    if (len > q->cap - HDR)
+        return MP_EMSGSIZE;
+    qshared *s = q->s;
+    uint64_t need = record_size(len);
+    qwait w = {timeout, 0, false};
+    int rc = lock_side(q, &s->put.lock, &w, repair_put);
+    if (rc < 0)
+        return rc;
+    /* Only put-lock holders move tail; close may set its flag at any time,
+     * which the CAS below catches. */
+    uint64_t t = atomic_load_explicit(&s->tail, memory_order_relaxed);
+    if (t & CLOSED_BIT) {
+        rc = MP_ECLOSED;
+    } else if (!room(q, t, s->put.head_cache, need)) {
+        /* The cache says full: look at the real head before waiting. */
+        s->put.head_cache = atomic_load_explicit(&s->head, memory_order_acquire);
+        if (!room(q, t, s->put.head_cache, need)) {
+            space_arg a = {&t, need};
+            rc = await(q, &s->space_wait, &s->space_seq, space_ready, &a, MP__QP_PUT_WAITING, &w);
+        }
+    }
+    if (rc == 0) {
+        uint64_t hdr = len;
+        uint32_t pos = w_pos(t);
+        memcpy(q->ring + (pos & q->mask), &hdr, HDR);
+        if (len > 0)
+            ring_write(q, pos + HDR, buf, len);
+        fault_point(MP__QP_PUT_WRITTEN);
+        /* The commit.  Sequentially consistent: it releases the record to
+         * consumers and orders the read of data_wait below after it (the
+         * wake-up protocol in DESIGN). */
+        uint64_t nt = w_make(pos + (uint32_t)need, w_count(t) + 1);
+        if (!atomic_compare_exchange_strong(&s->tail, &t, nt))
+            rc = MP_ECLOSED; /* closed meanwhile: the record stays unseen */
+        else if (atomic_load(&s->data_wait))
+            wake(&s->data_seq, 1);
+        if (rc == 0)
+            fault_point(MP__QP_PUT_PUBLISHED);
+    }
+    mp__mutex_unlock(&s->put.lock);
+    return rc;
+}
+
+/* ---- get ------------------------------------------------------------------- */
+
+/* For a get waiting for a message after head *arg: leaves the tail seen in
+ * get.tail_cache. */
+static int data_ready(mp_queue *q, void *arg)
+{
+    uint64_t h = *(const uint64_t *)arg;
+    uint64_t t = atomic_load(&q->s->tail);
+    if (w_pos(t) != w_pos(h)) {
+        q->s->get.tail_cache = t;
+        return 1;
+    }
+    return (t & CLOSED_BIT) ? MP_EOF : 0;
+}
+
+static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf, double timeout)
+{
+    qshared *s = q->s;
+    qwait w = {timeout, 0, false};
+    int rc = lock_side(q, &s->get.lock, &w, repair_get);
+    if (rc < 0)
+        return rc;
+    uint64_t h = atomic_load_explicit(&s->head, memory_order_relaxed);
+    /* The record a repair reads if this process dies before unlocking. */
+    s->get.rec_head = h;
+    s->get.rec_lost = atomic_load_explicit(&s->get.lost, memory_order_relaxed);
+    atomic_store_explicit(&s->get.rec_valid, 1, memory_order_release);
+
+    uint64_t t = s->get.tail_cache;
+    if (w_pos(t) == w_pos(h)) {
+        /* The cache says empty: look at the real tail before waiting. */
+        t = atomic_load_explicit(&s->tail, memory_order_acquire);
+        s->get.tail_cache = t;
+        if (w_pos(t) == w_pos(h)) {
+            rc = await(q, &s->data_wait, &s->data_seq, data_ready, &h, MP__QP_GET_WAITING, &w);
+            t = s->get.tail_cache;
+        }
+    }
+    uint64_t mlen = 0;
+    if (rc == 0) {
+        uint32_t pos = w_pos(h);
+        memcpy(&mlen, q->ring + (pos & q->mask), HDR);
+        if (mlen > q->cap - HDR || record_size(mlen) > used_bytes(t, h))
+            rc = MP_EPROTO; /* only a stray write into the ring does this */
+    }
+    if (rc == 0) {
+        if (len)
+            *len = (size_t)mlen;
+        if (abuf) {
+            buf = malloc(mlen ? (size_t)mlen : 1);
+            if (!buf)
+                rc = MP_ENOMEM;
+        } else if (mlen > cap) {
+            rc = MP_EMSGSIZE;
+        }
+    }
+    if (rc == 0) {
+        uint32_t pos = w_pos(h);
+        read_ahead(q, pos + (uint32_t)record_size(mlen), t);
+        if (mlen > 0)
+            ring_read(q, pos + HDR, buf, (size_t)mlen);
+        fault_point(MP__QP_GET_COPIED);
+        /* The commit.  Sequentially consistent: the reads above happen
+         * before a producer may reuse the bytes, and the read of space_wait
+         * below comes after it. */
+        atomic_store(&s->head, w_make(pos + (uint32_t)record_size(mlen), w_count(h) + 1));
+        if (atomic_load(&s->space_wait))
+            wake(&s->space_seq, 1);
+        fault_point(MP__QP_GET_COMMITTED);
+        if (abuf)
+            *abuf = buf;
+    }
+    atomic_store_explicit(&s->get.rec_valid, 0, memory_order_release);
+    mp__mutex_unlock(&s->get.lock);
+    return rc;
+}
+
+int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout)
+{
+    if (!q || (!buf && cap > 0))
+        return MP_EINVAL;
+    return get_impl(q, buf, cap, len, NULL, timeout);
+}
+
+int mp_queue_get_alloc(mp_queue *q, void **buf, size_t *len, double timeout)
+{
+    if (!q || !buf)
+        return MP_EINVAL;
+    return get_impl(q, NULL, 0, len, buf, timeout);
+}
+
+/* ---- state ----------------------------------------------------------------- */
+
+int mp_queue_qsize(const mp_queue *q)
+{
+    if (!q)
+        return MP_EINVAL;
+    /* head first: tail is then at least as new, so the difference is not
+     * negative. */
+    uint64_t h = atomic_load(&q->s->head);
+    uint64_t t = atomic_load(&q->s->tail);
+    uint32_t n = used_msgs(t, h);
+    return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+bool mp_queue_empty(const mp_queue *q)
+{
+    if (!q)
+        return true;
+    uint64_t h = atomic_load(&q->s->head);
+    return w_pos(atomic_load(&q->s->tail)) == w_pos(h);
+}
+
+bool mp_queue_full(const mp_queue *q)
+{
+    if (!q)
+        return false;
+    uint64_t h = atomic_load(&q->s->head);
+    return !room(q, atomic_load(&q->s->tail), h, HDR);
+}
+
+size_t mp_queue_capacity(const mp_queue *q)
+{
+    return q ? (size_t)q->cap : 0;
+}
+
+size_t mp_queue_max_message(const mp_queue *q)
+{
+    return q ? (size_t)(q->cap - HDR) : 0;
+}
+
+int mp_queue_close(mp_queue *q)
+{
+    if (!q)
+        return MP_EINVAL;
+    qshared *s = q->s;
+    atomic_fetch_or(&s->tail, CLOSED_BIT);
+    /* After the flag: a waiter that read the old tail also read the old
+     * sequence number, so its sleep ends at once. */
+    wake(&s->data_seq, INT32_MAX);
+    wake(&s->space_seq, INT32_MAX);
+    return 0;
+}
+
+bool mp_queue_closed(const mp_queue *q)
+{
+    return !q || (atomic_load(&q->s->tail) & CLOSED_BIT) != 0;
+}
+
+/* Messages put and not yet done, for joinable queues. */
+static uint32_t unfinished(const qshared *s)
+{
+    uint32_t done = atomic_load(&s->ndone);
+    uint32_t lost = atomic_load(&s->get.lost);
+    return w_count(atomic_load(&s->tail)) - done - lost;
+}
+
+int mp_queue_task_done(mp_queue *q)
+{
+    if (!q)
+        return MP_EINVAL;
+    qshared *s = q->s;
+    if (!(s->flags & F_JOINABLE))
+        return MP_ENOTSUP;
+    uint32_t d = atomic_load(&s->ndone);
+    for (;;) {
+        uint32_t left = w_count(atomic_load(&s->tail)) - d - atomic_load(&s->get.lost);
+        if (left == 0 || left > INT32_MAX)
+            return MP_ESTATE;
+        if (atomic_compare_exchange_weak(&s->ndone, &d, d + 1))
+            break;
+    }
+    if (unfinished(s) == 0 && atomic_load(&s->done_waiters) > 0)
+        wake(&s->done_seq, INT32_MAX);
+    return 0;
+}
+
+int mp_queue_join(mp_queue *q, double timeout)
+{
+    if (!q)
+        return MP_EINVAL;
+    qshared *s = q->s;
+    if (!(s->flags & F_JOINABLE))
+        return MP_ENOTSUP;
+    qwait w = {timeout, 0, false};
+    for (;;) {
+        if (unfinished(s) == 0)
+            return 0;
+        if (qwait_expired(&w))
+            return MP_ETIMEDOUT;
+        atomic_fetch_add(&s->done_waiters, 1);
+        uint32_t seq = atomic_load(&s->done_seq);
+        if (unfinished(s) != 0)
+            mp__futex_wait(&s->done_seq, seq, qwait_slice(&w));
+        atomic_fetch_sub(&s->done_waiters, 1);
+    }
+}
+
+int mp_queue_stat(const mp_queue *q, mp_queue_stats *out)
+{
+    if (!q || !out)
+        return MP_EINVAL;
+    const qshared *s = q->s;
+    uint64_t h = atomic_load(&s->head);
+    uint64_t t = atomic_load(&s->tail);
+    out->messages = used_msgs(t, h);
+    out->bytes = (size_t)used_bytes(t, h);
+    out->dead_producers = atomic_load(&s->put.dead);
+    out->dead_consumers = atomic_load(&s->get.dead);
+    out->lost = atomic_load(&s->get.lost);
+    out->unfinished = (s->flags & F_JOINABLE) ? unfinished(s) : 0;
+    return 0;
+}
+
+/* ---- lifetime -------------------------------------------------------------- */
+
+static mp_queue *handle_new(int fd, void *base, size_t map_size)
+{
+    mp_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->s = base;
+    q->ring = (char *)base + QHDR_SIZE;
+    q->cap = q->s->cap;
+    q->mask = q->cap - 1;
+    q->map_size = map_size;
+    q->fd = fd;
+    q->multi_cpu = mp_cpu_count() > 1;
+    return q;
+}
+
+mp_queue *mp_queue_new_opts(const mp_queue_opts *opts)
+{
+    mp_queue_opts o = MP_QUEUE_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    uint64_t cap = o.capacity ? (uint64_t)o.capacity : DEFAULT_CAP;
+    if (cap > MAX_CAP || o.max_messages > MAX_MSGS)
+        return NULL;
+    uint64_t c = MIN_CAP;
+    while (c < cap)
+        c <<= 1;
+    size_t map_size = QHDR_SIZE + (size_t)c;
+    int fd = mp__memfd_new("queue", map_size);
+    if (fd < 0)
+        return NULL;
+    void *base = NULL;
+    if (mp__memfd_seal_size(fd) < 0 || mp__map_fd(fd, map_size, NULL, &base) < 0) {
+        mp__close(fd);
+        return NULL;
+    }
+    /* The file is fresh, so every byte is zero: counters, words and flags
+     * start at zero. */
+    qshared *s = base;
+    s->version = QVERSION;
+    s->flags = o.joinable ? F_JOINABLE : 0;
+    s->cap = c;
+    s->max_msgs = o.max_messages;
+    s->map_size = map_size;
+    if (mp__mutex_init(&s->put.lock) < 0 || mp__mutex_init(&s->get.lock) < 0) {
+        mp__unmap(base, map_size);
+        mp__close(fd);
+        return NULL;
+    }
+    /* Last, and with release: an attacher that sees the magic sees the
+     * rest. */
+    atomic_store_explicit(&s->magic, QMAGIC, memory_order_release);
+    mp_queue *q = handle_new(fd, base, map_size);
+    if (!q) {
+        mp__unmap(base, map_size);
+        mp__close(fd);
+    }
+    return q;
+}
+
+mp_queue *mp_queue_new(size_t capacity)
+{
+    mp_queue_opts o = MP_QUEUE_OPTS_INIT;
+    o.capacity = capacity;
+    return mp_queue_new_opts(&o);
+}
+
+int mp_queue_attach(int fd, mp_queue **out)
+{
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
+    if (fd < 0)
+        return MP_EBADF;
+    size_t size;
+    int rc = mp__fd_size(fd, &size);
+    if (rc < 0)
+        return rc;
+    if (size < QHDR_SIZE + MIN_CAP)
+        return MP_EINVAL;
+    int own = mp__dup_cloexec(fd, 0);
+    if (own < 0)
+        return own;
+    void *base = NULL;
+    rc = mp__map_fd(own, size, NULL, &base);
+    if (rc < 0) {
+        mp__close(own);
+        return rc;
+    }
+    qshared *s = base;
+    uint64_t magic = atomic_load_explicit(&s->magic, memory_order_acquire);
+    uint64_t cap = s->cap;
+    bool ok = magic == QMAGIC && s->version == QVERSION && s->map_size == size && cap >= MIN_CAP &&
+              cap <= MAX_CAP && (cap & (cap - 1)) == 0 && QHDR_SIZE + cap == size;
+    if (!ok) {
+        mp__unmap(base, size);
+        mp__close(own);
+        return MP_EINVAL;
+    }
+    mp_queue *q = handle_new(own, base, size);
+    if (!q) {
+        mp__unmap(base, size);
+        mp__close(own);
+        return MP_ENOMEM;
+    }
+    *out = q;
+    return 0;
+}
+
+int mp_queue_fd(const mp_queue *q)
+{
+    return q ? q->fd : MP_EINVAL;
+}
+
+void mp_queue_free(mp_queue *q)
+{
+    if (!q)
+        return;
+    mp__unmap(q->s, q->map_size);
+    mp__close(q->fd);
+    free(q);
+}
