@@ -24,5 +24,6 @@
 #include "mproc/common.h"
 #include "mproc/log.h"
 #include "mproc/process.h"
+#include "mproc/future.h"
 
 #endif /* MPROC_H */
