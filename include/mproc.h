@@ -25,5 +25,6 @@
 #include "mproc/log.h"
 #include "mproc/process.h"
 #include "mproc/future.h"
+#include "mproc/pool.h"
 
 #endif /* MPROC_H */
