@@ -31,7 +31,7 @@ endif()
 file(GLOB pcdirs ${prefix}/lib*/pkgconfig)
 string(REPLACE ";" ":" pcpath "${pcdirs}")
 set(ENV{PKG_CONFIG_PATH} "${pcpath}")
-execute_process(COMMAND ${PKG_CONFIG} --cflags --libs mproc
+execute_process(COMMAND ${PKG_CONFIG} --define-prefix --cflags --libs mproc
                 OUTPUT_VARIABLE flags OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "pkg-config does not know mproc")
