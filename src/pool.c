@@ -831,7 +831,10 @@ static size_t items_done(mp_pool *p, uint32_t e)
             continue;
         uint64_t u = atomic_load(&s->intent_unit), item = atomic_load(&s->item);
         uint64_t base = u * pj->chunk;
-        if (u < pj->nunits && item != UINT64_MAX && item >= base && item < base + pj->chunk)
+        /* Only a unit still running counts here: one its worker finished
+         * is in items_final already, though the worker may still name it. */
+        if (u < pj->nunits && item != UINT64_MAX && item >= base && item < base + pj->chunk &&
+            atomic_load(&units_of(p, e)[u].state) == MP__U_RUNNING_BY(w))
             done += (size_t)(item - base);
     }
     return done < pj->n ? done : (size_t)pj->n;
@@ -844,6 +847,10 @@ static void progress_emit(mp_pool *p, uint32_t e, bool final)
         return;
     int64_t now = mp__now_ns();
     size_t done = final ? (size_t)pj->n : items_done(p, e);
+    /* A dead worker's partial chunk drops out of the count until another
+     * resumes it; reports never go backwards. */
+    if (done < pj->progress_done)
+        done = pj->progress_done;
     if (!final && (now - pj->progress_ns < (int64_t)(p->opts.progress_interval * 1e9) ||
                    done == pj->progress_done))
         return;
