@@ -70,6 +70,12 @@
 #define DATA_RELEASE  ((size_t)256 << 20)
 #define COPY_UNLOCKED ((size_t)64 << 10)
 #define MAX_CTX       ((size_t)16 << 20)
+/* Maps with more input bytes than this are published after their first
+ * slice, and copied in the rest of the way in slices of this size. */
+#ifndef PIPELINE_MIN
+#define PIPELINE_MIN ((size_t)256 << 10)
+#endif
+#define PIPELINE_SLICE ((size_t)128 << 10)
 
 enum { ST_OPEN, ST_CLOSED, ST_TERMINATING, ST_TERMINATED };
 
@@ -77,7 +83,7 @@ enum { ST_OPEN, ST_CLOSED, ST_TERMINATING, ST_TERMINATED };
 #define TOK_PENDING  1u
 #define TOK_ENTRY(e) ((uint64_t)((e) + 1) << 1)
 
-/* ---- the parent's records ------------------------------------------------- */
+/* ---- the parent's records ------------------------------------------------ */
 
 /* A run of failed map items. */
 typedef struct failure {
@@ -132,6 +138,7 @@ typedef struct wstate {
 
 typedef struct blk {
     size_t off, len;
+    unsigned refs; /* live blocks: a map's job and the thread copying into it */
 } blk;
 
 typedef struct ev {
@@ -145,7 +152,8 @@ typedef struct waitword {
     _Atomic uint32_t *word;
 } waitword;
 
-struct mp_pool {
+/* One per pool, its fields grouped by purpose rather than packed. */
+struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     pid_t owner;
     _Atomic int refs;
     mp_pool_opts opts;
@@ -240,7 +248,7 @@ struct mp_imap {
 
 static const mp__future_ops pool_future_ops;
 
-/* ---- live pools, for the exit handler ------------------------------------------ */
+/* ---- live pools, for the exit handler ------------------------------------ */
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static mp_pool *live_pools;
@@ -295,11 +303,28 @@ static void register_exit_handler(void)
     atexit(pools_at_exit);
 }
 
-/* ---- helpers ------------------------------------------------------------------- */
+/* ---- helpers ------------------------------------------------------------- */
+
+/* This process's pid, kept here because every call checks it and
+ * getpid() is a system call; a forked child refreshes it. */
+static pid_t self_pid;
+static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
+
+static void self_pid_refresh(void)
+{
+    self_pid = getpid();
+}
+
+static void self_pid_init(void)
+{
+    self_pid = getpid();
+    pthread_atfork(NULL, NULL, self_pid_refresh);
+}
 
 static bool ours(const mp_pool *p)
 {
-    return p && p->owner == getpid();
+    pthread_once(&self_pid_once, self_pid_init);
+    return p && p->owner == self_pid;
 }
 
 static size_t align_up(size_t v, size_t a)
@@ -331,7 +356,7 @@ static void wake_joiners(mp_pool *p)
         mp__waiter_wake(w->word);
 }
 
-/* ---- the data region (under lock) -------------------------------------------- */
+/* ---- the data region (under lock) ---------------------------------------- */
 
 static int data_grow(mp_pool *p, size_t need)
 {
@@ -374,7 +399,7 @@ static int used_insert(mp_pool *p, size_t off, size_t len)
         p->used[i] = p->used[i - 1];
         i--;
     }
-    p->used[i] = (blk){off, len};
+    p->used[i] = (blk){off, len, 1};
     p->nused++;
     return 0;
 }
@@ -451,10 +476,20 @@ static int data_alloc(mp_pool *p, size_t len, size_t *off)
     return 0;
 }
 
+/* Takes another reference on the block at off, so that it outlives its
+ * job (a map whose inputs are still being copied in). */
+static void data_ref(mp_pool *p, size_t off)
+{
+    long i = used_find(p, off);
+    if (i >= 0)
+        p->used[i].refs++;
+}
+
+/* Drops a reference; the last one frees the block. */
 static void data_free(mp_pool *p, size_t off)
 {
     long i = used_find(p, off);
-    if (i < 0)
+    if (i < 0 || --p->used[i].refs > 0)
         return;
     size_t len = p->used[i].len;
     memmove(&p->used[i], &p->used[i + 1], (p->nused - (size_t)i - 1) * sizeof(blk));
@@ -489,7 +524,7 @@ static void data_free(mp_pool *p, size_t off)
             p->capfreel = cap;
         }
         memmove(&p->freel[k + 1], &p->freel[k], (p->nfreel - k) * sizeof(blk));
-        p->freel[k] = (blk){off, len};
+        p->freel[k] = (blk){off, len, 0};
         p->nfreel++;
     }
     /* The last free block touching the top goes back to the top. */
@@ -499,7 +534,7 @@ static void data_free(mp_pool *p, size_t off)
     }
 }
 
-/* ---- functions ------------------------------------------------------------------- */
+/* ---- functions ----------------------------------------------------------- */
 
 static int fn_id(mp_pool *p, const void *fn, uint32_t *id)
 {
@@ -523,7 +558,7 @@ static int fn_id(mp_pool *p, const void *fn, uint32_t *id)
     return 0;
 }
 
-/* ---- dispatch (under lock) ---------------------------------------------------------- */
+/* ---- dispatch (under lock) ----------------------------------------------- */
 
 static bool can_publish(mp_pool *p)
 {
@@ -552,8 +587,17 @@ static bool publish(mp_pool *p, uint32_t e, uint32_t wake)
      * idle is read; idle workers sample work_seq before they look. */
     atomic_store(&h->job_tail, pos + 1);
     atomic_fetch_add(&h->work_seq, 1);
-    if (atomic_load(&h->idle))
-        (void)mp__futex_wake(&h->work_seq, (int)wake);
+    /* Wake sleepers only, and take their registrations as we do: a worker
+     * woken but not yet running is not woken again (see Sleeping in
+     * pool_shm.h). */
+    uint32_t idle = atomic_load(&h->idle);
+    while (idle > 0) {
+        uint32_t k = idle < wake ? idle : wake;
+        if (atomic_compare_exchange_weak(&h->idle, &idle, idle - k)) {
+            (void)mp__futex_wake(&h->work_seq, (int)k);
+            break;
+        }
+    }
     return true;
 }
 
@@ -679,7 +723,7 @@ static void retry_retired(mp_pool *p)
     p->nretired = k;
 }
 
-/* ---- the callback thread -------------------------------------------------------------- */
+/* ---- the callback thread ------------------------------------------------- */
 
 static void *ev_main(void *arg)
 {
@@ -753,7 +797,7 @@ static bool in_callback_thread(mp_pool *p)
     return r;
 }
 
-/* ---- progress ---------------------------------------------------------------------------- */
+/* ---- progress ------------------------------------------------------------ */
 
 typedef struct progress_ev {
     mp_progress_fn fn;
@@ -870,7 +914,7 @@ static void progress_emit(mp_pool *p, uint32_t e, bool final)
         free(pe);
 }
 
-/* ---- finishing work (supervisor, under lock) ------------------------------------------------ */
+/* ---- finishing work (supervisor, under lock) ----------------------------- */
 
 static void imap_unit_final(mp_pool *p, struct mp_imap *it, uint64_t u);
 static void imap_add_failure(struct mp_imap *it, const failure *f);
@@ -1120,7 +1164,7 @@ static bool drain_slot(mp_pool *p, uint32_t w)
     return true;
 }
 
-/* ---- failures (supervisor, under lock) -------------------------------------------------------- */
+/* ---- failures (supervisor, under lock) ----------------------------------- */
 
 /* Gives a unit back to the queue: lowers the claim cursor to it and
  * publishes the job again. */
@@ -1297,7 +1341,7 @@ static void cancel_queued(mp_pool *p, int status, const char *report)
     }
 }
 
-/* ---- workers (supervisor, under lock) -------------------------------------------------------- */
+/* ---- workers (supervisor, under lock) ------------------------------------ */
 
 static void reset_slot(mp_pool *p, uint32_t w)
 {
@@ -1558,7 +1602,7 @@ static int64_t watchdog(mp_pool *p, int64_t now)
     return next;
 }
 
-/* ---- terminate and close (supervisor, under lock) ------------------------------------------- */
+/* ---- terminate and close (supervisor, under lock) ------------------------ */
 
 static void stop_workers_now(mp_pool *p)
 {
@@ -1615,7 +1659,7 @@ static void end_terminate(mp_pool *p)
     wake_joiners(p);
 }
 
-/* ---- the supervisor --------------------------------------------------------------------------- */
+/* ---- the supervisor ------------------------------------------------------ */
 
 static void *supervisor(void *arg)
 {
@@ -1783,7 +1827,7 @@ static void sup_kick(mp_pool *p)
     mp__eventfd_signal(p->ev_fd);
 }
 
-/* ---- references -------------------------------------------------------------------------------- */
+/* ---- references ---------------------------------------------------------- */
 
 static void pool_destroy(mp_pool *p);
 
@@ -1799,7 +1843,7 @@ static void pool_release(void *owner)
         pool_destroy(p);
 }
 
-/* ---- creation ------------------------------------------------------------------------------------ */
+/* ---- creation ------------------------------------------------------------ */
 
 static int layout(mp_pool *p)
 {
@@ -1922,6 +1966,7 @@ mp_pool *mp_pool_new(const mp_pool_opts *opts)
     mp_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    pthread_once(&self_pid_once, self_pid_init);
     p->owner = getpid();
     atomic_init(&p->refs, 1);
     p->opts = o;
@@ -1931,7 +1976,13 @@ mp_pool *mp_pool_new(const mp_pool_opts *opts)
     p->opts.name = NULL;
     if (p->opts.progress_interval <= 0)
         p->opts.progress_interval = 0.1;
-    pthread_mutex_init(&p->lock, NULL);
+    /* Adaptive: the supervisor and submitters hold the lock briefly, and
+     * a short spin beats sleeping in the kernel and being woken. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&p->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -2044,7 +2095,7 @@ const char *mp_pool_report(const mp_pool *p)
     return r;
 }
 
-/* ---- close, terminate, join, free ---------------------------------------------------------------- */
+/* ---- close, terminate, join, free ---------------------------------------- */
 
 int mp_pool_close(mp_pool *p)
 {
@@ -2100,6 +2151,9 @@ int mp_pool_join(mp_pool *p, double timeout)
     mp__waiter w;
     mp__waiter_begin(&w);
     waitword ww = {p->joiners, w.word};
+    /* On this thread's stack only while it waits: unlinked below, under
+     * the same lock, before the function returns. */
+    // cppcheck-suppress autoVariables
     p->joiners = &ww;
     int rc = 0;
     for (;;) {
@@ -2202,7 +2256,7 @@ void mp_pool_free(mp_pool *p)
     pool_release(p);
 }
 
-/* ---- the future's operations ------------------------------------------------------------------------ */
+/* ---- the future's operations --------------------------------------------- */
 
 static int op_cancel(void *owner, mp_future *f)
 {
@@ -2296,7 +2350,7 @@ static int op_dispatch(void *owner, void (*fn)(void *), void *arg)
 static const mp__future_ops pool_future_ops = {pool_hold,  pool_release, op_cancel,
                                                op_running, op_interrupt, op_dispatch};
 
-/* ---- apply ------------------------------------------------------------------------------------------- */
+/* ---- apply --------------------------------------------------------------- */
 
 /* The error a submission gets from the pool's state, or 0. */
 static int refusal(mp_pool *p)
@@ -2426,7 +2480,7 @@ int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t len, void *
     return rc;
 }
 
-/* ---- map ---------------------------------------------------------------------------------------------- */
+/* ---- map ----------------------------------------------------------------- */
 
 enum { MAP_ASYNC, MAP_IMAP };
 
@@ -2508,11 +2562,12 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
         rc == 0 && s->in_size && used_contains(p, s->in, (size_t)(n * s->in_size), &in_off);
     bool out_place = rc == 0 && mode == MAP_ASYNC && s->out_size &&
                      used_contains(p, s->out, (size_t)(n * s->out_size), &out_off);
+    size_t ready_len = sizeof(mp__map_ready);
     size_t units_len = align_up((size_t)nunits * sizeof(mp__unit), DATA_ALIGN);
     size_t ctx_len = align_up(s->ctx_size, DATA_ALIGN);
     size_t in_len = in_place ? 0 : align_up((size_t)(n * s->in_size), DATA_ALIGN);
     size_t out_len = out_place ? 0 : align_up((size_t)(n * s->out_size), DATA_ALIGN);
-    size_t total = units_len + ctx_len + in_len + out_len, base = 0;
+    size_t total = ready_len + units_len + ctx_len + in_len + out_len, base = 0;
     if (rc == 0)
         rc = data_alloc(p, total, &base);
     pthread_mutex_unlock(&p->lock);
@@ -2520,23 +2575,35 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
         return rc;
     pj.data_off = base;
     pj.data_len = total;
-    job.u.map.units_off = base;
-    job.u.map.ctx_off = base + units_len;
-    job.u.map.in_off = in_place ? in_off : base + units_len + ctx_len;
-    job.u.map.out_off = out_place ? out_off : base + units_len + ctx_len + in_len;
+    job.u.map.ready_off = base;
+    job.u.map.units_off = base + ready_len;
+    job.u.map.ctx_off = base + ready_len + units_len;
+    job.u.map.in_off = in_place ? in_off : base + ready_len + units_len + ctx_len;
+    job.u.map.out_off = out_place ? out_off : base + ready_len + units_len + ctx_len + in_len;
     if (mode == MAP_ASYNC && !out_place && s->out_size)
         pj.user_out = s->out;
 
     /* The block is ours alone until published: fill it without the lock. */
-    mp__unit *units = (mp__unit *)(p->data + base);
+    mp__unit *units = (mp__unit *)(p->data + job.u.map.units_off);
     for (uint64_t u = 0; u < nunits; u++) {
         atomic_init(&units[u].state, MP__U_QUEUED);
         units[u].resume = 0;
     }
     if (s->ctx_size)
         memcpy(p->data + job.u.map.ctx_off, s->ctx, s->ctx_size);
-    if (!in_place && s->in_size)
-        memcpy(p->data + job.u.map.in_off, s->in, (size_t)(n * s->in_size));
+    /* Inputs: a small map is copied whole before it is published; a large
+     * one is published after its first slice, and the rest is copied while
+     * the workers compute, behind the watermark they wait on. */
+    mp__map_ready *ready = (mp__map_ready *)(p->data + base);
+    size_t in_bytes = in_place || !s->in_size ? 0 : (size_t)(n * s->in_size);
+    uint64_t copied = n;
+    if (in_bytes > PIPELINE_MIN) {
+        copied = PIPELINE_SLICE / s->in_size + 1;
+        memcpy(p->data + job.u.map.in_off, s->in, (size_t)(copied * s->in_size));
+    } else if (in_bytes) {
+        memcpy(p->data + job.u.map.in_off, s->in, in_bytes);
+    }
+    atomic_init(&ready->items, copied);
     if (it) {
         it->outs = p->data + job.u.map.out_off;
         it->data_off = base;
@@ -2554,9 +2621,26 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
     }
     if (rc < 0)
         data_free(p, base);
+    else if (copied < n)
+        data_ref(p, base); /* the block outlives a cancel while we copy */
     pthread_mutex_unlock(&p->lock);
     if (rc == 0 && (pj.progress || pj.bar))
         sup_kick(p);
+    if (rc == 0 && copied < n) {
+        const unsigned char *src = s->in;
+        unsigned char *dst = p->data + job.u.map.in_off;
+        uint64_t step = PIPELINE_SLICE / s->in_size + 1;
+        while (copied < n) {
+            uint64_t k = n - copied < step ? n - copied : step;
+            memcpy(dst + copied * s->in_size, src + copied * s->in_size, (size_t)(k * s->in_size));
+            copied += k;
+            /* seq_cst, so release: the bytes before the count. */
+            atomic_store(&ready->items, copied);
+        }
+        pthread_mutex_lock(&p->lock);
+        data_free(p, base);
+        pthread_mutex_unlock(&p->lock);
+    }
     return rc;
 }
 
@@ -2636,7 +2720,7 @@ mp_future *mp_pool_starmap_async(mp_pool *p, mp_map_fn fn, const void *args, siz
     return mp_pool_map_async(p, fn, args, n, args_size, out, out_size, chunksize);
 }
 
-/* ---- imap ------------------------------------------------------------------------------------------------ */
+/* ---- imap ---------------------------------------------------------------- */
 
 /* Called by the supervisor under p->lock. */
 static void imap_unit_final(mp_pool *p, struct mp_imap *it, uint64_t u)
@@ -2882,7 +2966,7 @@ void mp_imap_free(mp_imap *it)
     free(it);
 }
 
-/* ---- shared memory, inspection --------------------------------------------------------------------------- */
+/* ---- shared memory, inspection ------------------------------------------- */
 
 void *mp_pool_shared_alloc(mp_pool *p, size_t size)
 {

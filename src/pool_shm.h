@@ -58,8 +58,14 @@
  * DONE -> FINAL transition, which it alone makes, so nothing is counted
  * twice.
  *
- * Sleeping.  Idle workers sleep on the futex hdr.work_seq, counted in
- * hdr.idle so that the parent wakes them only when someone sleeps.  The
+ * Sleeping.  An idle worker registers in hdr.idle, then sleeps on the
+ * futex hdr.work_seq.  Whoever publishes work wakes sleepers only while
+ * registrations remain, and takes one per worker it wakes, so a worker
+ * woken but not yet running is not woken again for every job that follows.
+ * Registrations can only outnumber the sleepers (a worker that found work
+ * after registering withdraws its own only when it never slept; one whose
+ * futex wait ended for another reason leaves it behind), so a wake-up is
+ * at worst wasted, never lost.  The
  * supervisor sleeps in poll() on an eventfd and the workers' exit
  * descriptors; a worker writes the eventfd only when hdr.sup_sleeping says
  * the supervisor is (about to be) asleep.  Both follow the store - fence -
@@ -112,6 +118,14 @@ enum {
 /* hdr.stop */
 enum { MP__STOP_NONE = 0, MP__STOP_DRAIN = 1, MP__STOP_NOW = 2 };
 
+/* How many of a map's inputs are in place, in the data region.  The
+ * parent publishes a large map before its inputs are all copied, and
+ * raises this as it copies, so that workers start on the first chunks
+ * while it copies the rest. */
+typedef struct mp__map_ready {
+    alignas(MP__LINE) _Atomic uint64_t items;
+} mp__map_ready;
+
 /* A unit of a map, in the data region. */
 typedef struct mp__unit {
     _Atomic uint32_t state;
@@ -154,6 +168,7 @@ typedef struct mp__job {
             uint64_t n, nunits, chunk;
             uint64_t units_off, in_off, out_off, ctx_off;
             uint64_t in_size, out_size, ctx_len;
+            uint64_t ready_off; /* the inputs' watermark (mp__map_ready) */
         } map;
     } u;
     unsigned char pad[128 - 32 - sizeof(union mp__job_u)];
@@ -191,7 +206,7 @@ typedef struct mp__pool_hdr {
     alignas(MP__LINE) _Atomic uint64_t job_head;
     alignas(MP__LINE) _Atomic uint64_t job_tail;
     alignas(MP__LINE) _Atomic uint32_t work_seq; /* futex for idle workers */
-    _Atomic uint32_t idle;
+    _Atomic uint32_t idle;                       /* sleepers' registrations, taken by wakers */
     _Atomic uint32_t stop;
     alignas(MP__LINE) _Atomic uint32_t sup_sleeping;
     alignas(MP__LINE) _Atomic uint64_t data_size; /* of the data region, published */

@@ -29,6 +29,7 @@
 #define _GNU_SOURCE
 #include "pool_shm.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdio_ext.h>
 #include <sys/mman.h>
@@ -420,6 +421,25 @@ static void run_apply(wctx *c, uint32_t e)
     push_rec(c, MP__REC_DONE, e, 0, 0, 0);
 }
 
+/* Waits until the parent has copied the inputs up to item `end`.  It
+ * copies at memory speed, ahead of the computing workers, so this rarely
+ * waits, and briefly: yielding lets the copying thread have the CPU on a
+ * machine with few cores; sleeps after a while bound the waste should it
+ * be descheduled.  A worker killed here held the unit but began no item,
+ * so its unit is simply run again. */
+static bool wait_inputs(wctx *c, mp__map_ready *ready, uint64_t end)
+{
+    for (unsigned spins = 0; atomic_load(&ready->items) < end; spins++) {
+        if (atomic_load(&c->hdr->stop) == MP__STOP_NOW)
+            return false;
+        if (spins < 64)
+            sched_yield();
+        else
+            mp__sleep_ns(50000);
+    }
+    return true;
+}
+
 /* Runs fn over items [i, end) and returns end, or the first item whose
  * call failed, with what it returned in *rc.  A function of its own, kept
  * out of line, so that the loop's values stay in registers across the
@@ -441,7 +461,10 @@ run_items(mp_map_fn fn, const unsigned char *ip, uint64_t istep, unsigned char *
     return end;
 }
 
-static void run_map(wctx *c, uint32_t e, uint64_t u)
+/* Runs unit u of map job e.  Returns false when the pool stopped before
+ * the unit's inputs were all there: the unit is left unfinished, for the
+ * supervisor to cancel. */
+static bool run_map(wctx *c, uint32_t e, uint64_t u)
 {
     mp__job *j = &c->jobs[e];
     const uint64_t n = j->u.map.n, chunk = j->u.map.chunk;
@@ -450,6 +473,8 @@ static void run_map(wctx *c, uint32_t e, uint64_t u)
     uint64_t start = u * chunk + unit->resume;
     uint64_t end = (u + 1) * chunk < n ? (u + 1) * chunk : n;
     uint64_t need = j->u.map.units_off + j->u.map.nunits * sizeof(mp__unit);
+    if (j->u.map.ready_off + sizeof(mp__map_ready) > need)
+        need = j->u.map.ready_off + sizeof(mp__map_ready);
     if (isz && j->u.map.in_off + n * isz > need)
         need = j->u.map.in_off + n * isz;
     if (osz && j->u.map.out_off + n * osz > need)
@@ -461,6 +486,8 @@ static void run_map(wctx *c, uint32_t e, uint64_t u)
     unsigned char *out = osz ? c->data + j->u.map.out_off : NULL;
     const void *ctx = j->u.map.ctx_len ? c->data + j->u.map.ctx_off : NULL;
     mp__wslot *s = c->slot;
+    if (rc == 0 && in && !wait_inputs(c, (mp__map_ready *)(c->data + j->u.map.ready_off), end))
+        return false;
     if (j->flags & MP__JOB_RANGE) {
         mp_map_range_fn fn = (mp_map_range_fn)resolve_fn(c, j->fn);
         atomic_store_explicit(&s->item, start, memory_order_release);
@@ -493,6 +520,7 @@ static void run_map(wctx *c, uint32_t e, uint64_t u)
     }
     atomic_store(&unit->state, MP__U_DONE);
     push_rec(c, MP__REC_DONE, e, u, 0, 0);
+    return true;
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -510,9 +538,16 @@ static void wait_for_work(wctx *c)
      * bumps the sequence, then reads idle (see pool_shm.h). */
     uint32_t seq = atomic_load(&h->work_seq);
     atomic_fetch_add(&h->idle, 1);
-    if (!has_work(h) && !atomic_load(&h->stop))
+    if (!has_work(h) && !atomic_load(&h->stop)) {
+        /* Whoever wakes us takes the registration. */
         (void)mp__futex_wait(&h->work_seq, seq, MP__NO_DEADLINE);
-    atomic_fetch_sub(&h->idle, 1);
+        return;
+    }
+    /* Never slept: withdraw the registration, unless a waker took one
+     * meanwhile - then it stands for us, and its wake-up was wasted. */
+    uint32_t idle = atomic_load(&h->idle);
+    while (idle > 0 && !atomic_compare_exchange_weak(&h->idle, &idle, idle - 1)) {
+    }
 }
 
 static int serve(wctx *c)
@@ -545,8 +580,9 @@ static int serve(wctx *c)
             if (c->res_cap > RES_KEEP_CAP && res_empty(c))
                 (void)res_resize(c, RES_MIN_CAP); /* give a huge result's memory back */
             run_apply(c, e);
-        } else {
-            run_map(c, e, u);
+        } else if (!run_map(c, e, u)) {
+            atomic_store(&s->state, MP__W_EXITING);
+            return 0;
         }
         atomic_store(&s->state, MP__W_READY);
         if (c->maxtasks && ++c->tasks >= c->maxtasks) {

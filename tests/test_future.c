@@ -504,10 +504,21 @@ TEST(many_threads_wait_for_one_future)
 
 /* ---- Ctrl-C -------------------------------------------------------------------------------- */
 
+/* Waits until a thread waits under the library's SIGINT handler (the
+ * disposition is no longer the default), then sends SIGINT. */
+static void send_sigint_once_waiting(void)
+{
+    double end = mpt_now() + 30.0;
+    struct sigaction sa;
+    while (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL && mpt_now() < end)
+        mp__sleep_ns(100000); /* polls a state, bounded */
+    kill(getpid(), SIGINT);
+}
+
 static void *sigint_when_running(void *arg)
 {
     wait_running(arg);
-    kill(getpid(), SIGINT);
+    send_sigint_once_waiting();
     return NULL;
 }
 

@@ -1342,8 +1342,15 @@ static void *send_sigint_when_started(void *arg)
 {
     sigint_args *a = arg;
     int v;
-    if (read_int(a->started_fd, &v, 30.0) == 0)
-        kill(getpid(), SIGINT);
+    if (read_int(a->started_fd, &v, 30.0) != 0)
+        return NULL;
+    /* The map waits under the library's handler once SIGINT is no longer
+     * at its default. */
+    double end = mpt_now() + 30.0;
+    struct sigaction sa;
+    while (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL && mpt_now() < end)
+        mp__sleep_ns(100000); /* polls a state, bounded */
+    kill(getpid(), SIGINT);
     return NULL;
 }
 
