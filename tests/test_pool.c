@@ -510,6 +510,48 @@ TEST(apply_and_apply_async_return_bytes)
     mp_pool_free(p);
 }
 
+/* Builds "hello, world" in place, then cuts it back to "hello". */
+static int buf_api_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    if (mp_buf_len(out) != 0 || mp_buf_append(out, "hello", 5) != 0)
+        return 1;
+    char *more = mp_buf_alloc(out, 7);
+    if (!more)
+        return 2;
+    memcpy(more, ", world", 7);
+    if (mp_buf_len(out) != 12 || memcmp(mp_buf_data(out), "hello, world", 12) != 0)
+        return 3;
+    /* Past the inline space and back. */
+    if (!mp_buf_alloc(out, 5000))
+        return 4;
+    if (memcmp(mp_buf_data(out), "hello, world", 12) != 0)
+        return 5;
+    mp_buf_truncate(out, 5);
+    mp_buf_truncate(out, 50); /* not longer: no effect */
+    if (mp_buf_append(NULL, "x", 1) != MP_EINVAL || mp_buf_alloc(NULL, 1) != NULL)
+        return 6;
+    return mp_buf_len(out) == 5 ? 0 : 7;
+}
+
+TEST(result_buffer_api)
+{
+    mp_pool *p = pool_with(1);
+    CHECK_EQ(mp_pool_size(p), 1);
+    CHECK_ERR(mp_pool_size(NULL), MP_EINVAL);
+    char out[16] = {0};
+    size_t len = 0;
+    CHECK_OK(mp_pool_apply(p, buf_api_task, NULL, 0, out, sizeof out, &len, 30.0));
+    CHECK_EQ(len, 5);
+    CHECK(memcmp(out, "hello", 5) == 0);
+    mp_pool_free(p);
+    /* The default size is the CPU count. */
+    p = mp_pool_new(NULL);
+    CHECK_EQ(mp_pool_size(p), mp_cpu_count());
+    mp_pool_free(p);
+}
+
 TEST(many_more_tasks_than_slots_all_complete)
 {
     mp_pool *p = pool_with(2);
