@@ -109,7 +109,7 @@ enum {
     MP__W_STARTING = 0, /* set by the parent before the start */
     MP__W_INIT = 1,     /* running the initializer */
     MP__W_READY = 2,    /* looking for work, or waiting for it */
-    MP__W_BUSY = 3,     /* running a unit */
+    MP__W_BUSY = 3,     /* running a unit's own code (what time limits measure) */
     MP__W_INIT_FAILED = 4,
     MP__W_RECYCLE = 5, /* done its maxtasksperchild: exits cleanly */
     MP__W_EXITING = 6  /* leaving because the pool closed */

@@ -401,6 +401,8 @@ static void run_apply(wctx *c, uint32_t e)
         arg = j->arg;
     }
     mp_buf b = {.c = c, .data = j->res, .cap = MP__POOL_INLINE, .where = MP__RES_INLINE};
+    /* BUSY while the task's own code runs: what the time limit measures. */
+    atomic_store(&c->slot->state, MP__W_BUSY);
     if (rc == 0)
         rc = fn ? fn(arg, len, &b) : MP_ENOENT;
     if (rc == 0 && b.failed)
@@ -488,6 +490,9 @@ static bool run_map(wctx *c, uint32_t e, uint64_t u)
     mp__wslot *s = c->slot;
     if (rc == 0 && in && !wait_inputs(c, (mp__map_ready *)(c->data + j->u.map.ready_off), end))
         return false;
+    /* BUSY from the first item on: waiting for the inputs is not the
+     * items' time. */
+    atomic_store(&s->state, MP__W_BUSY);
     if (j->flags & MP__JOB_RANGE) {
         mp_map_range_fn fn = (mp_map_range_fn)resolve_fn(c, j->fn);
         atomic_store_explicit(&s->item, start, memory_order_release);
@@ -575,7 +580,6 @@ static int serve(wctx *c)
         }
         atomic_store_explicit(&s->hazard, 0, memory_order_release);
         atomic_store(&s->claims, ++c->claims);
-        atomic_store(&s->state, MP__W_BUSY);
         if (c->jobs[e].kind == MP__JOB_APPLY) {
             if (c->res_cap > RES_KEEP_CAP && res_empty(c))
                 (void)res_resize(c, RES_MIN_CAP); /* give a huge result's memory back */
