@@ -204,6 +204,7 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     uint32_t nlive;
     unsigned worker_counter;
     int start_failures;
+    int init_kills; /* workers SIGKILLed in their initializer, in a row */
     bool terminate_req;
     int64_t term_deadline;
     bool term_killed;
@@ -1450,6 +1451,15 @@ static void on_worker_exit(mp_pool *p, uint32_t w)
     if (!clean && !ws->doomed)
         p->stats.workers_died++;
 
+    /* A SIGKILL during the initializer came from outside (the OOM killer,
+     * an operator): replace the worker - but three in a row is the
+     * initializer's doing, and breaks the pool rather than loop. */
+    bool killed_in_init = state == MP__W_INIT && code == -SIGKILL && !ws->doomed;
+    if (killed_in_init && ++p->init_kills < 3) {
+        state = MP__W_STARTING;
+    } else if (state >= MP__W_READY) {
+        p->init_kills = 0;
+    }
     if (state == MP__W_INIT_FAILED || state == MP__W_INIT) {
         int ie = atomic_load(&s->init_error);
         char *text;

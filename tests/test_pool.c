@@ -1186,6 +1186,60 @@ TEST(initializer_runs_before_tasks_and_crashes_break_the_pool)
     mp_pool_free(p);
 }
 
+static int init_kills_itself(void *arg)
+{
+    (void)arg;
+    raise(SIGKILL);
+    return 0;
+}
+
+static int init_pipe_fds[2];
+
+static int init_waits_for_gate(void *arg)
+{
+    int me = (int)getpid();
+    (void)!write(init_pipe_fds[1], &me, sizeof me);
+    return gate_wait(*(int *)arg, 30.0) < 0 ? 1 : 0;
+}
+
+TEST(initializer_killed_from_outside_is_replaced_until_it_repeats)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    /* One SIGKILL in an initializer: the OOM killer's, say.  Replaced. */
+    gate g = gate_new();
+    CHECK_EQ(pipe2(init_pipe_fds, O_CLOEXEC), 0);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 1;
+    o.initializer = init_waits_for_gate;
+    o.initarg = &g.r;
+    mp_pool *p = mp_pool_new(&o);
+    int pid;
+    CHECK_OK(read_int(init_pipe_fds[0], &pid, 30.0));
+    CHECK_EQ(kill(pid, SIGKILL), 0);
+    gate_open(g);
+    int v = 0;
+    CHECK_OK(mp_pool_apply(p, pid_task, NULL, 0, &v, sizeof v, NULL, 30.0));
+    CHECK_NE(v, pid);
+    CHECK_EQ(mp_pool_error(p), 0);
+    mp_pool_free(p);
+    gate_close(g);
+    close(init_pipe_fds[0]);
+    close(init_pipe_fds[1]);
+
+    /* Killed every time: the initializer's doing.  Reported, not looped. */
+    o.processes = 2;
+    o.initializer = init_kills_itself;
+    o.initarg = NULL;
+    p = mp_pool_new(&o);
+    CHECK_ERR(mp_pool_apply(p, pid_task, NULL, 0, &v, sizeof v, NULL, 30.0), MP_EINIT);
+    CHECK_CONTAINS(mp_pool_report(p), "SIGKILL");
+    CHECK_OK(mp_pool_join(p, 10.0));
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_LE(st.workers_started, 4);
+    mp_pool_free(p);
+}
+
 /* ---- stopping -------------------------------------------------------------------------- */
 
 static int gate_task(const void *arg, size_t len, mp_buf *out)
