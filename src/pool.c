@@ -1076,7 +1076,9 @@ static void map_unit_final(mp_pool *p, uint32_t e, uint64_t u, bool copy)
 {
     pjob *pj = &p->pjobs[e];
     mp__unit *unit = &units_of(p, e)[u];
-    atomic_store(&unit->state, MP__U_FINAL);
+    /* Relaxed: FINAL only tells workers' CASes to fail, which they do for
+     * DONE alike. */
+    atomic_store_explicit(&unit->state, MP__U_FINAL, memory_order_relaxed);
     uint64_t base = u * pj->chunk;
     uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
     if (copy && pj->user_out && pj->out_size) {

@@ -348,8 +348,10 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
             continue;
         }
         if (j->kind == MP__JOB_APPLY) {
-            atomic_store(&s->intent_unit, 0);
-            atomic_store(&s->intent_job, e + 1);
+            /* Relaxed: the CAS below is a release, so whoever sees the
+             * unit RUNNING by this worker sees the intent too. */
+            atomic_store_explicit(&s->intent_unit, 0, memory_order_relaxed);
+            atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
             uint32_t expect = MP__U_QUEUED;
             bool ok = atomic_compare_exchange_strong(&j->state, &expect, MP__U_RUNNING_BY(c->w));
             advance_head(h, head);
@@ -370,11 +372,12 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
             advance_head(h, head);
             continue;
         }
-        atomic_store(&s->intent_unit, u);
-        atomic_store(&s->intent_job, e + 1);
+        /* Relaxed, as above: published by the CAS that follows. */
+        atomic_store_explicit(&s->intent_unit, u, memory_order_relaxed);
+        atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
         /* No item of this unit has begun: the supervisor must not take an
          * index left from an earlier unit for this one's. */
-        atomic_store(&s->item, UINT64_MAX);
+        atomic_store_explicit(&s->item, UINT64_MAX, memory_order_relaxed);
         uint32_t expect = MP__U_QUEUED;
         if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_RUNNING_BY(c->w))) {
             *entry = e;
@@ -401,8 +404,9 @@ static void run_apply(wctx *c, uint32_t e)
         arg = j->arg;
     }
     mp_buf b = {.c = c, .data = j->res, .cap = MP__POOL_INLINE, .where = MP__RES_INLINE};
-    /* BUSY while the task's own code runs: what the time limit measures. */
-    atomic_store(&c->slot->state, MP__W_BUSY);
+    /* BUSY while the task's own code runs: what the time limit measures
+     * (read by the watchdog, for which a late view is harmless). */
+    atomic_store_explicit(&c->slot->state, MP__W_BUSY, memory_order_relaxed);
     if (rc == 0)
         rc = fn ? fn(arg, len, &b) : MP_ENOENT;
     if (rc == 0 && b.failed)
@@ -419,7 +423,7 @@ static void run_apply(wctx *c, uint32_t e)
         c->res_head = b.off + b.len;
     }
     /* Result first, then DONE (release), then the record. */
-    atomic_store(&j->state, MP__U_DONE);
+    atomic_store_explicit(&j->state, MP__U_DONE, memory_order_release);
     push_rec(c, MP__REC_DONE, e, 0, 0, 0);
 }
 
@@ -492,7 +496,7 @@ static bool run_map(wctx *c, uint32_t e, uint64_t u)
         return false;
     /* BUSY from the first item on: waiting for the inputs is not the
      * items' time. */
-    atomic_store(&s->state, MP__W_BUSY);
+    atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
     if (j->flags & MP__JOB_RANGE) {
         mp_map_range_fn fn = (mp_map_range_fn)resolve_fn(c, j->fn);
         atomic_store_explicit(&s->item, start, memory_order_release);
@@ -523,7 +527,8 @@ static bool run_map(wctx *c, uint32_t e, uint64_t u)
             i = stop + 1;
         }
     }
-    atomic_store(&unit->state, MP__U_DONE);
+    /* Release: the outputs before DONE. */
+    atomic_store_explicit(&unit->state, MP__U_DONE, memory_order_release);
     push_rec(c, MP__REC_DONE, e, u, 0, 0);
     return true;
 }
@@ -578,8 +583,10 @@ static int serve(wctx *c)
             wait_for_work(c);
             continue;
         }
+        /* The unit is ours now: its job cannot be retired under us.  The
+         * watchdog's key needs no ordering: it only looks for a change. */
         atomic_store_explicit(&s->hazard, 0, memory_order_release);
-        atomic_store(&s->claims, ++c->claims);
+        atomic_store_explicit(&s->claims, ++c->claims, memory_order_relaxed);
         if (c->jobs[e].kind == MP__JOB_APPLY) {
             if (c->res_cap > RES_KEEP_CAP && res_empty(c))
                 (void)res_resize(c, RES_MIN_CAP); /* give a huge result's memory back */
@@ -588,7 +595,7 @@ static int serve(wctx *c)
             atomic_store(&s->state, MP__W_EXITING);
             return 0;
         }
-        atomic_store(&s->state, MP__W_READY);
+        atomic_store_explicit(&s->state, MP__W_READY, memory_order_relaxed);
         if (c->maxtasks && ++c->tasks >= c->maxtasks) {
             atomic_store(&s->state, MP__W_RECYCLE);
             return 0;
