@@ -110,7 +110,10 @@ MP_EXTERN int mp_future_status(const mp_future *f);
  * Cancels f if no worker has taken its work yet.  Returns 0 when f is now
  * cancelled (also when it was before); MP_EBUSY when a worker runs it or
  * it has finished.  A cancelled future finishes at once with MP_ECANCELED
- * and its callbacks run.  Thread-safe.
+ * and its callbacks run.  For a map's future, the items no worker has
+ * started are cancelled either way (MP_ECANCELED in their errors); the
+ * call returns 0 only when none had started, and the future finishes once
+ * the items already running have.  Thread-safe.
  */
 MP_EXTERN int mp_future_cancel(mp_future *f);
 

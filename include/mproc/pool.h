@@ -31,8 +31,10 @@
  * with MP_ETASK; the other items go on.  When the worker running a chunk
  * dies, the item it was running fails (or is retried, with opts.retries);
  * the items before it in the chunk keep their results, and the items after
- * it are run again on another worker.  No item is ever lost, and no item's
- * result is delivered twice.  The per-item outcome is available through
+ * it are run again on another worker; a worker that dies after claiming a
+ * chunk but before starting its first item fails nothing, the chunk is
+ * simply run again.  No item is ever lost, and no item's result is
+ * delivered twice.  Outputs of failed items are unspecified.  The per-item outcome is available through
  * mp_map_spec.errors; the map's return value (or its future's status) is
  * the error of the first failed item.
  *
@@ -47,7 +49,9 @@
  * Start methods (opts.start_method).  MP_START_FORK (the default) forks
  * the parent: task functions and the initializer argument are used as they
  * are, and a worker sees the parent's memory as it was when the worker
- * started (workers replaced later see it as it is then).  Forking a
+ * started (workers replaced later see it as it is then) - so a task
+ * function from a library the parent loads (dlopen) after the workers
+ * started is not in them: load it first, or use forkserver.  Forking a
  * program whose other threads hold locks (inside malloc, stdio, or the
  * program's own) is unsafe; such programs should use MP_START_FORKSERVER:
  * a clean single-threaded server, started when the pool is created, forks
