@@ -46,7 +46,8 @@
  * unit records, ctx bytes, the copied inputs and the outputs; it is freed
  * when the map is done (or when its iterator is).  Freed blocks of 256 MiB
  * or more are given back to the system at once; smaller ones stay, so that
- * repeated maps run on memory that is already faulted in.
+ * repeated maps run on memory that is already faulted in - up to 256 MiB
+ * in all, beyond which every free block is given back.
  *
  * After fork, in a child: a pool belongs to the process that created it;
  * in any other process every call returns MP_ESTATE (or does nothing), and
@@ -68,6 +69,7 @@
 #define DATA_INITIAL  ((size_t)1 << 20)
 #define DATA_ALIGN    ((size_t)64)
 #define DATA_RELEASE  ((size_t)256 << 20)
+#define DATA_RETAIN   ((size_t)256 << 20)
 #define COPY_UNLOCKED ((size_t)64 << 10)
 #define MAX_CTX       ((size_t)16 << 20)
 /* Maps with more input bytes than this are published after their first
@@ -200,6 +202,7 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     blk *used;
     size_t nused, capused;
     size_t top;
+    size_t retained; /* freed bytes kept in memory since the last purge */
     wstate *ws;
     uint32_t nlive;
     unsigned worker_counter;
@@ -457,6 +460,7 @@ static int data_alloc(mp_pool *p, size_t len, size_t *off)
                 return rc;
             p->freel[i].off += len;
             p->freel[i].len -= len;
+            p->retained -= p->retained < len ? p->retained : len;
             if (p->freel[i].len == 0) {
                 memmove(&p->freel[i], &p->freel[i + 1], (p->nfreel - i - 1) * sizeof(blk));
                 p->nfreel--;
@@ -487,6 +491,16 @@ static void data_ref(mp_pool *p, size_t off)
 }
 
 /* Drops a reference; the last one frees the block. */
+/* Gives the memory of every free block, and of the region beyond the
+ * top, back to the system; the mappings stay, reading zeros. */
+static void data_purge(mp_pool *p)
+{
+    for (size_t i = 0; i < p->nfreel; i++)
+        (void)mp__file_release(p->data_fd, p->freel[i].off, p->freel[i].len);
+    (void)mp__file_release(p->data_fd, p->top, p->data_size - p->top);
+    p->retained = 0;
+}
+
 static void data_free(mp_pool *p, size_t off)
 {
     long i = used_find(p, off);
@@ -497,6 +511,8 @@ static void data_free(mp_pool *p, size_t off)
     p->nused--;
     if (len >= DATA_RELEASE)
         (void)mp__file_release(p->data_fd, off, len);
+    else
+        p->retained += len;
     /* Insert into the sorted free list, merging with neighbours. */
     size_t k = 0;
     while (k < p->nfreel && p->freel[k].off < off)
@@ -533,6 +549,9 @@ static void data_free(mp_pool *p, size_t off)
         p->top = p->freel[p->nfreel - 1].off;
         p->nfreel--;
     }
+    /* Memory freed and kept warm for the next maps, up to a bound. */
+    if (p->retained > DATA_RETAIN)
+        data_purge(p);
 }
 
 /* ---- functions ----------------------------------------------------------- */

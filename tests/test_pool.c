@@ -6,9 +6,11 @@
 #include "internal.h"
 #include "mp_test.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -337,6 +339,57 @@ TEST(map_in_place_in_shared_memory)
     mp_pool_shared_free(p, out);
     mp_pool_shared_free(p, NULL);
     CHECK(mp_pool_shared_alloc(p, 0) == NULL);
+    mp_pool_free(p);
+}
+
+/* Bytes of memory the pool's data file holds, found through /proc. */
+static long long data_file_bytes(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    long long bytes = -1;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], target[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%.255s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        struct stat st;
+        if (strstr(target, "mproc-pool-data") && stat(path, &st) == 0)
+            bytes = (long long)st.st_blocks * 512;
+    }
+    if (d)
+        closedir(d);
+    return bytes;
+}
+
+TEST(freed_shared_memory_goes_back_beyond_a_bound)
+{
+    mp_pool *p = pool_with(1);
+    enum { K = 3 };
+    size_t sz = (size_t)100 << 20;
+    unsigned char *b[K];
+    for (int k = 0; k < K; k++) {
+        b[k] = mp_pool_shared_alloc(p, sz);
+        CHECK(b[k] != NULL);
+        memset(b[k], k + 1, sz);
+    }
+    CHECK_GE(data_file_bytes(), (long long)(K * sz));
+    /* The first two stay warm (200 MiB); the third passes the bound. */
+    mp_pool_shared_free(p, b[0]);
+    mp_pool_shared_free(p, b[1]);
+    CHECK_GE(data_file_bytes(), (long long)(K * sz));
+    mp_pool_shared_free(p, b[2]);
+    CHECK_LE(data_file_bytes(), (long long)(64 << 20));
+    /* The region still works, and reads zeros where it was given back. */
+    int *in = mp_pool_shared_alloc(p, 1000 * sizeof *in);
+    long *out = mp_pool_shared_alloc(p, 1000 * sizeof *out);
+    CHECK_EQ(in[999], 0);
+    for (int i = 0; i < 1000; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, square_item, in, 1000, sizeof *in, out, sizeof *out, 0));
+    CHECK_EQ(out[999], 999L * 999);
     mp_pool_free(p);
 }
 
