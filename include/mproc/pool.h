@@ -228,8 +228,9 @@ MP_EXTERN int mp_pool_shutdown(mp_pool *p, bool cancel_pending, double timeout);
  * Frees the pool.  A pool that still has workers is terminated first (as
  * leaving Python's `with Pool()` block does).  Futures and iterators of the
  * pool stay valid (unfinished ones are cancelled).  Callbacks still queued
- * run before it returns.  NULL is a no-op.  Must not be called from the
- * pool's own callback thread.
+ * run before it returns.  NULL is a no-op.  No other thread may be using
+ * the pool, or start to, once this is called; nor may it be called from
+ * the pool's own callback thread (it then does nothing but log).
  */
 MP_EXTERN void mp_pool_free(mp_pool *p);
 
