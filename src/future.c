@@ -467,6 +467,11 @@ bool mp_future_done(const mp_future *f)
     return f && atomic_load_explicit(&f->done, memory_order_acquire);
 }
 
+bool mp_future_ready(const mp_future *f)
+{
+    return mp_future_done(f);
+}
+
 bool mp_future_cancelled(const mp_future *f)
 {
     return mp_future_done(f) && f->cancelled;

@@ -109,6 +109,7 @@ TEST(get_waits_with_a_limit_and_returns_the_result)
     mp_pool *p = pool_with(1);
     mp_future *f = gated(p, &g, 0, 4242);
     CHECK(!mp_future_done(f));
+    CHECK(!mp_future_ready(f));
     CHECK_ERR(mp_future_status(f), MP_ESTATE);
     CHECK_ERR(mp_future_successful(f), MP_ESTATE);
     CHECK(mp_future_result(f, NULL) == NULL);
@@ -126,6 +127,7 @@ TEST(get_waits_with_a_limit_and_returns_the_result)
     CHECK_EQ(v, 4242);
     CHECK_EQ(len, sizeof v);
     CHECK(mp_future_done(f));
+    CHECK(mp_future_ready(f));
     CHECK_EQ(mp_future_successful(f), 1);
     CHECK_OK(mp_future_status(f));
     CHECK(!mp_future_running(f));

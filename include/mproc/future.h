@@ -86,9 +86,11 @@ MP_EXTERN const void *mp_future_result(const mp_future *f, size_t *len);
  */
 MP_EXTERN int mp_future_wait(mp_future *f, double timeout);
 
-/* True once f is finished (successfully, with an error, or cancelled).
- * Python's ready() / done(). */
+/* True once f is finished (successfully, with an error, or cancelled):
+ * Python's Future.done().  mp_future_ready() is the same, by the name
+ * Pool's AsyncResult.ready() gives it.  Never blocks. */
 MP_EXTERN bool mp_future_done(const mp_future *f);
+MP_EXTERN bool mp_future_ready(const mp_future *f);
 
 /* True while a worker runs f's task. */
 MP_EXTERN bool mp_future_running(const mp_future *f);
