@@ -1699,6 +1699,35 @@ TEST(many_threads_share_one_pool)
 
 static int cb_done_pipe[2];
 
+TEST(a_forked_child_cannot_use_its_parents_pool)
+{
+    mp_pool *p = pool_with(1);
+    long x = 4, v = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &v, sizeof v, NULL, 30.0));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The pool, its threads and its workers are the parent's. */
+        mp_future *f = mp_pool_apply_async(p, square_task, &x, sizeof x);
+        int ok = mp_future_get(f, NULL, 0, NULL, 1.0) == MP_ESTATE;
+        mp_future_free(f);
+        ok &= mp_pool_map(p, square_item, &x, 1, sizeof(int), &v, sizeof v, 0) == MP_ESTATE;
+        ok &= mp_pool_close(p) == MP_ESTATE && mp_pool_terminate(p) == MP_ESTATE;
+        ok &= mp_pool_shared_alloc(p, 64) == NULL;
+        mp_pool_free(p); /* releases the child's copy only */
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 0);
+    /* The parent's pool is untouched. */
+    x = 6;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &v, sizeof v, NULL, 30.0));
+    CHECK_EQ(v, 36);
+    mp_pool_free(p);
+}
+
 static void resubmit_cb(mp_future *f, void *ctx)
 {
     mp_pool *p = ctx;
