@@ -29,5 +29,7 @@
 #include "mproc/sync.h"
 #include "mproc/value.h"
 #include "mproc/queue.h"
+#include "mproc/future.h"
+#include "mproc/pool.h"
 
 #endif /* MPROC_H */

@@ -248,4 +248,46 @@ int mp__physical_cores(void);
  * MP_ENOENT.  Reads the file; not async-signal-safe. */
 int mp__symbolize(const char *path, uint64_t offset, char *buf, size_t cap, uint64_t *delta);
 
+/* ---- reservations and growable shared files (vm.c) ---------------------- */
+/* A shared file that grows while processes map it: address space is
+ * reserved once (nothing is committed), and each process maps the file's
+ * new parts into its reservation when it needs them, so that addresses
+ * handed out never move. */
+
+/* Reserves size bytes of address space, inaccessible and uncommitted.
+ * Returns 0 and sets *addr, or -errno. */
+int mp__vm_reserve(size_t size, void **addr);
+
+/* Maps len bytes of fd from offset off, shared and read-write, exactly at
+ * addr (inside a reservation of the caller's).  Returns 0 or -errno. */
+int mp__vm_map_fixed(int fd, size_t off, size_t len, void *addr);
+
+/* Sets the size of the file behind fd (ftruncate).  Returns 0 or -errno. */
+int mp__file_resize(int fd, size_t size);
+
+/* The size of the file behind fd.  Returns 0 and sets *size, or -errno. */
+int mp__file_size(int fd, size_t *size);
+
+/* Gives the memory behind [off, off + len) of a memory file back to the
+ * system; the range reads as zeros afterwards and the file keeps its size,
+ * so mappings of it stay valid.  Returns 0 or -errno. */
+int mp__file_release(int fd, size_t off, size_t len);
+
+/* Maps len bytes of fd from offset 0, shared and read-write, anywhere.
+ * Returns 0 and sets *addr, or -errno. */
+int mp__vm_map(int fd, size_t len, void **addr);
+
+/* ---- eventfd (event.c) -------------------------------------------------- */
+
+/* A non-blocking, close-on-exec eventfd starting at 0.  Returns it or
+ * -errno. */
+int mp__eventfd_new(void);
+
+/* Adds 1 to the counter: wakes whoever polls it.  Async-signal-safe.
+ * Errors are ignored: a full counter is already readable. */
+void mp__eventfd_signal(int fd);
+
+/* Resets the counter to 0 without blocking. */
+void mp__eventfd_drain(int fd);
+
 #endif /* MPROC_PLATFORM_H */

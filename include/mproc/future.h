@@ -1,0 +1,201 @@
+/*
+ * mproc/future.h - results that arrive later (Python's concurrent.futures).
+ *
+ * Included by <mproc.h>.
+ *
+ * A future stands for the outcome of one piece of work run elsewhere: a
+ * task submitted to a pool (mp_pool_apply_async, mp_pool_submit) or a whole
+ * map (mp_pool_map_async).  It lives in the parent process; it is
+ * thread-safe, so any thread may wait on it, query it or cancel it.
+ *
+ * Outcomes.  A finished future holds a status:
+ *   0             the work succeeded; its result bytes are in the future
+ *   MP_ETASK      the task ran and returned a nonzero code
+ *                 (mp_future_task_error() gives it)
+ *   MP_EWORKER    the worker process died while running it (segfault,
+ *                 abort, SIGKILL from the OOM killer, _exit()):
+ *                 mp_future_exitcode() gives its exit status or -SIGNUM and
+ *                 mp_future_report() the crash report
+ *   MP_ETIMEDOUT  it ran past the pool's task timeout; its worker was
+ *                 killed and replaced
+ *   MP_ECANCELED  it was cancelled, or the pool was terminated first
+ *   MP_EINIT      the pool's worker initializer failed, so nothing runs
+ *   MP_ECLOSED    it was submitted to a closed pool
+ *   other codes   a resource failure at submission (MP_ENOMEM, ...)
+ *
+ * Ownership.  The function that made a future returns it with one
+ * reference, which the caller drops with mp_future_free().  Freeing does
+ * not cancel: the work still runs and its result is discarded.  A future
+ * may outlive its pool.
+ *
+ * Callbacks.  Done callbacks run once the future is finished.  For futures
+ * of a pool they run in that pool's callback thread, one at a time, in the
+ * order the futures finished; never in a worker process and never in the
+ * pool's supervisor, so a slow callback delays other callbacks but never
+ * crash detection or timeouts.  A callback may query any future, submit
+ * new work, or wait for other futures; it must not free or join its own
+ * pool (those return MP_EDEADLK from there).  A callback added to a future
+ * that is already finished runs at once, in the thread that adds it.
+ *
+ * Ctrl-C.  While a thread waits in mp_future_get/mp_future_wait/mp_wait/
+ * mp_as_completed_next and SIGINT has its default action, a SIGINT does not
+ * kill the program: the wait returns MP_ECANCELED, and the pools of the
+ * futures waited on are terminated (their workers stopped, their pending
+ * work cancelled).  The default action is restored when the wait returns.
+ * A program that installed its own SIGINT handler, or ignores SIGINT,
+ * keeps exactly that behaviour.
+ */
+#ifndef MPROC_FUTURE_H
+#define MPROC_FUTURE_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mp_future mp_future;
+
+/* A done callback: runs once, when f finishes, with the ctx given. */
+typedef void (*mp_future_cb)(mp_future *f, void *ctx);
+
+/*
+ * Waits up to timeout seconds for f to finish, then copies its result into
+ * out (at most cap bytes) and stores the result's full length in *len.
+ * out may be NULL when cap is 0, len may be NULL.  Returns f's status (see
+ * above), or, while it is not finished, MP_ETIMEDOUT; MP_EMSGSIZE when the
+ * result is longer than cap (nothing is copied; *len tells the size
+ * needed); MP_ECANCELED when SIGINT interrupted the wait; MP_EINVAL for a
+ * NULL f.  A pool's task timeout also ends in MP_ETIMEDOUT:
+ * mp_future_done() tells the two apart.  Blocks; thread-safe.
+ */
+MP_EXTERN int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeout);
+
+/*
+ * The result bytes of a finished, successful future, owned by it and
+ * valid until mp_future_free(); *len receives their length (may be NULL).
+ * NULL while f is not finished, when it failed, or when the result is
+ * empty.  Does not block.
+ */
+MP_EXTERN const void *mp_future_result(const mp_future *f, size_t *len);
+
+/*
+ * Waits up to timeout seconds for f to finish, whatever its outcome.
+ * Returns 0 once it is finished, MP_ETIMEDOUT if it is not, MP_ECANCELED
+ * when SIGINT interrupted the wait.
+ */
+MP_EXTERN int mp_future_wait(mp_future *f, double timeout);
+
+/* True once f is finished (successfully, with an error, or cancelled):
+ * Python's Future.done().  mp_future_ready() is the same, by the name
+ * Pool's AsyncResult.ready() gives it.  Never blocks. */
+MP_EXTERN bool mp_future_done(const mp_future *f);
+MP_EXTERN bool mp_future_ready(const mp_future *f);
+
+/* True while a worker runs f's task. */
+MP_EXTERN bool mp_future_running(const mp_future *f);
+
+/* True when f was cancelled (by mp_future_cancel or a pool's terminate). */
+MP_EXTERN bool mp_future_cancelled(const mp_future *f);
+
+/*
+ * 1 if f finished successfully, 0 if it finished with an error, MP_ESTATE
+ * while it is not finished (Python raises ValueError there).
+ */
+MP_EXTERN int mp_future_successful(const mp_future *f);
+
+/* f's status once finished (0 or an error, as listed above); MP_ESTATE
+ * while it is not finished. */
+MP_EXTERN int mp_future_status(const mp_future *f);
+
+/*
+ * Cancels f if no worker has taken its work yet.  Returns 0 when f is now
+ * cancelled (also when it was before); MP_EBUSY when a worker runs it or
+ * it has finished.  A cancelled future finishes at once with MP_ECANCELED
+ * and its callbacks run.  For a map's future, the items no worker has
+ * started are cancelled either way (MP_ECANCELED in their errors); the
+ * call returns 0 only when none had started, and the future finishes once
+ * the items already running have.  Thread-safe.
+ */
+MP_EXTERN int mp_future_cancel(mp_future *f);
+
+/* For MP_ETASK: the nonzero code the task returned.  0 otherwise. */
+MP_EXTERN int mp_future_task_error(const mp_future *f);
+
+/*
+ * For MP_EWORKER and MP_ETIMEDOUT: the worker's exit status, or -SIGNUM
+ * when a signal ended it (-SIGSEGV, -SIGKILL, ...).  0 otherwise.
+ */
+MP_EXTERN int mp_future_exitcode(const mp_future *f);
+
+/*
+ * What went wrong, as text: the crash report of the worker (signal,
+ * faulting address, symbolized backtrace) for MP_EWORKER, the time limit
+ * for MP_ETIMEDOUT, the initializer's failure for MP_EINIT.  NULL for a
+ * success, and while f is not finished.  Owned by f.
+ */
+MP_EXTERN const char *mp_future_report(const mp_future *f);
+
+/*
+ * For a map future: the index of the first item that failed (the one whose
+ * error the future's status reports), or -1 when none did.
+ */
+MP_EXTERN long long mp_future_failed_index(const mp_future *f);
+
+/*
+ * Adds a done callback (see "Callbacks" above).  Callbacks run in the order
+ * they were added.  Returns 0, MP_EINVAL for NULL arguments, MP_ENOMEM.
+ */
+MP_EXTERN int mp_future_add_done_callback(mp_future *f, mp_future_cb fn, void *ctx);
+
+/* Drops the caller's reference.  Never waits, never cancels.  NULL is a
+ * no-op. */
+MP_EXTERN void mp_future_free(mp_future *f);
+
+/* What mp_wait waits for (Python's FIRST_COMPLETED, ALL_COMPLETED,
+ * FIRST_EXCEPTION). */
+typedef enum mp_wait_mode {
+    MP_ALL_COMPLETED = 0,
+    MP_FIRST_COMPLETED = 1,
+    /* The first future that finishes with an error (cancelled ones do
+     * not count, as in Python), or all of them. */
+    MP_FIRST_EXCEPTION = 2
+} mp_wait_mode;
+
+/*
+ * Waits up to timeout seconds until the condition mode names holds for the
+ * n futures in fs.  Returns how many of them are finished (> 0, or 0 for
+ * n == 0) once it holds; MP_ETIMEDOUT when the time ran out first (check
+ * each future with mp_future_done); MP_ECANCELED when SIGINT interrupted
+ * the wait; MP_EINVAL for a NULL array or entry, or an unknown mode.  The
+ * same future may appear more than once.  Thread-safe.
+ */
+MP_EXTERN int mp_wait(mp_future *const *fs, size_t n, mp_wait_mode mode, double timeout);
+
+/* Iteration over futures in the order they finish (Python's as_completed). */
+typedef struct mp_as_completed mp_as_completed;
+
+/*
+ * Starts an iteration over the n futures in fs, which it references (they
+ * may be freed by the caller meanwhile).  Returns NULL for bad arguments
+ * or out of memory.
+ */
+MP_EXTERN mp_as_completed *mp_as_completed_new(mp_future *const *fs, size_t n);
+
+/*
+ * Waits up to timeout seconds for the next future to finish and stores it
+ * in *f (borrowed from the iteration: valid until mp_as_completed_free).
+ * Futures finished already come first, in the order given.  Returns 0,
+ * MP_EOF once every future was returned, MP_ETIMEDOUT, or MP_ECANCELED on
+ * SIGINT.  One thread at a time per iteration.
+ */
+MP_EXTERN int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout);
+
+/* Ends the iteration and drops its references.  NULL is a no-op. */
+MP_EXTERN void mp_as_completed_free(mp_as_completed *it);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_FUTURE_H */

@@ -1,0 +1,422 @@
+/*
+ * mproc/pool.h - a pool of worker processes (Python's multiprocessing.Pool
+ * and concurrent.futures.ProcessPoolExecutor), with fault isolation.
+ *
+ * Included by <mproc.h>.
+ *
+ * A pool starts N worker processes once and runs many tasks on them:
+ *
+ *   apply / apply_async / submit   one function call with argument bytes,
+ *                                  answering with result bytes (a future)
+ *   map / map_async / starmap      one function over an array of
+ *                                  fixed-size elements, into an array
+ *   imap / imap_unordered          the same, results taken one by one
+ *
+ * Data.  Task arguments, map inputs and outputs travel through shared
+ * memory that the pool owns, never as a message per item: a worker claims
+ * a chunk of a map with one atomic operation and writes its outputs in
+ * place.  mp_pool_shared_alloc() hands out memory the workers already see;
+ * a map whose input or output lies there is not copied at all.
+ *
+ * Fault isolation.  A worker that crashes (segfault, abort, bus error),
+ * is killed (the OOM killer's SIGKILL) or calls _exit() in the middle of a
+ * task fails that task alone, with MP_EWORKER, its exit status and its
+ * crash report; the worker is replaced and every other task completes.  A
+ * task that runs past opts.task_timeout has its worker killed and replaced
+ * and fails with MP_ETIMEDOUT.  opts.retries re-runs such a task on a fresh
+ * worker before giving up.  A worker initializer that fails breaks the
+ * pool once (MP_EINIT), instead of being retried forever.
+ *
+ * Map items and failures.  A map item whose function returns nonzero fails
+ * with MP_ETASK; the other items go on.  When the worker running a chunk
+ * dies, the item it was running fails (or is retried, with opts.retries);
+ * the items before it in the chunk keep their results, and the items after
+ * it are run again on another worker; a worker that dies after claiming a
+ * chunk but before starting its first item fails nothing, the chunk is
+ * simply run again.  No item is ever lost, and no item's result is
+ * delivered twice.  Outputs of failed items are unspecified.  The per-item outcome is available through
+ * mp_map_spec.errors; the map's return value (or its future's status) is
+ * the error of the first failed item.
+ *
+ * Threads.  A pool runs two threads of its own in the parent: a supervisor
+ * that starts and watches the workers (it reaps dead ones, fails and
+ * re-queues their work, enforces time limits, starts replacements, and
+ * collects results) and, when needed, a callback thread that runs done
+ * callbacks and progress reports.  Every call on a pool is thread-safe.
+ * Workers are started by the supervisor thread, which lives as long as the
+ * pool, so they die with the parent (PR_SET_PDEATHSIG) however it ends.
+ *
+ * Start methods (opts.start_method).  MP_START_FORK (the default) forks
+ * the parent: task functions and the initializer argument are used as they
+ * are, and a worker sees the parent's memory as it was when the worker
+ * started (workers replaced later see it as it is then) - so a task
+ * function from a library the parent loads (dlopen) after the workers
+ * started is not in them: load it first, or use forkserver.  Forking a
+ * program whose other threads hold locks (inside malloc, stdio, or the
+ * program's own) is unsafe; such programs should use MP_START_FORKSERVER:
+ * a clean single-threaded server, started when the pool is created, forks
+ * the workers, and functions are found again in that fresh image by their
+ * place in their executable or library (static functions work too).  With
+ * forkserver (and MP_START_SPAWN) nothing of the parent's memory reaches
+ * the workers except what the pool copies: initarg_size bytes of initarg,
+ * task arguments, map inputs and ctx bytes.
+ *
+ * Worker processes ignore SIGINT: a Ctrl-C reaches the parent, which
+ * coordinates (see mproc/future.h): a SIGINT while a thread waits in map,
+ * imap_next or a future's get terminates the pool and returns MP_ECANCELED.
+ */
+#ifndef MPROC_POOL_H
+#define MPROC_POOL_H
+
+#include <sys/types.h>
+
+#include "common.h"
+#include "future.h"
+#include "process.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mp_pool mp_pool;
+
+/*
+ * The result of an apply task under construction, in the worker: bytes
+ * appended to it come back to the parent as the future's result.  Small
+ * results travel inside the task's slot; larger ones through a shared
+ * file of the worker's, without a message.  Only valid inside the task.
+ */
+typedef struct mp_buf mp_buf;
+
+/*
+ * Grows the result by len bytes and returns a pointer to them (to be
+ * filled), valid until the next call on b.  NULL when memory runs out
+ * (the task may then return an error).
+ */
+MP_EXTERN void *mp_buf_alloc(mp_buf *b, size_t len);
+
+/* Appends len bytes.  Returns 0 or MP_ENOMEM. */
+MP_EXTERN int mp_buf_append(mp_buf *b, const void *data, size_t len);
+
+/* The result so far: its bytes (valid until the next call on b) and its
+ * length. */
+MP_EXTERN void *mp_buf_data(mp_buf *b);
+MP_EXTERN size_t mp_buf_len(const mp_buf *b);
+
+/* Shortens the result to len bytes (no effect when it is not longer). */
+MP_EXTERN void mp_buf_truncate(mp_buf *b, size_t len);
+
+/*
+ * An apply task: runs in a worker with the argument bytes the parent gave
+ * (arg is NULL when len is 0) and appends its result to out.  Returns 0 on
+ * success; any other value fails the task with MP_ETASK, the value being
+ * available as mp_future_task_error().
+ */
+typedef int (*mp_task_fn)(const void *arg, size_t len, mp_buf *out);
+
+/*
+ * A map function: computes one output element from one input element.
+ * ctx points to the map's ctx bytes (NULL when there are none).  Returns 0,
+ * or nonzero to fail this item alone with MP_ETASK.
+ */
+typedef int (*mp_map_fn)(const void *in, void *out, const void *ctx);
+
+/*
+ * A map function over a contiguous range of n elements (in[0..n), out
+ * [0..n)), for loops the compiler can vectorise.  A worker death fails the
+ * whole range that was running, since the function's progress inside it
+ * is unknown.  Returns 0, or nonzero to fail the range's items with
+ * MP_ETASK.
+ */
+typedef int (*mp_map_range_fn)(const void *in, void *out, size_t n, const void *ctx);
+
+/* A worker initializer: runs once in each worker before its first task.
+ * Nonzero fails it: the pool breaks with MP_EINIT (reported once). */
+typedef int (*mp_init_fn)(void *arg);
+
+/* A progress report: done of total items of one map finished. */
+typedef void (*mp_progress_fn)(size_t done, size_t total, void *ctx);
+
+/* Options for mp_pool_new().  Always start from MP_POOL_OPTS_INIT. */
+typedef struct mp_pool_opts {
+    /* Number of worker processes; 0: mp_cpu_count().  At most 1024. */
+    int processes;
+    /* Run once in each worker before its first task, with initarg.  With
+     * fork, initarg is passed as it is; otherwise initarg_size bytes of it
+     * are copied (at most 16 MiB). */
+    mp_init_fn initializer;
+    void *initarg;
+    size_t initarg_size;
+    /* A worker exits after this many tasks (a map chunk counts as one) and
+     * is replaced by a fresh one; 0: never. */
+    unsigned maxtasksperchild;
+    /* Seconds one task (or one map item) may run; its worker is killed
+     * past that and the task fails with MP_ETIMEDOUT.  <= 0: no limit. */
+    double task_timeout;
+    /* How many times a task whose worker died or timed out is run again
+     * on a fresh worker before it fails.  A task that returns an error is
+     * not retried: that is its answer. */
+    unsigned retries;
+    mp_start_method start_method;
+    /* Called with the progress of every map and imap, from the pool's
+     * callback thread, at most every progress_interval seconds and once at
+     * the end. */
+    mp_progress_fn progress;
+    void *progress_ctx;
+    /* Draws a progress bar of every map and imap on stderr (a line redrawn
+     * in place on a terminal; a line a second otherwise). */
+    bool progress_bar;
+    double progress_interval;
+    /* Workers are named "<name>Worker-<n>" (default "PoolWorker-<n>").
+     * Copied; at most 40 bytes are kept. */
+    const char *name;
+    /* mp_pool_terminate() sends SIGTERM, waits this long for the workers to
+     * end, then sends SIGKILL.  0: SIGKILL at once. */
+    double terminate_grace;
+} mp_pool_opts;
+
+#define MP_POOL_OPTS_INIT                                                             \
+    {                                                                                 \
+        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_FORK, NULL, NULL, false, 0.1, NULL, 1.0 \
+    }
+
+/*
+ * Creates a pool and starts its workers (in the background: the call does
+ * not wait for them, nor for their initializer).  opts may be NULL (the
+ * defaults).  Returns NULL on an invalid option (processes out of range, an
+ * unknown start method, initarg_size too large, a negative interval), when
+ * the shared memory, the threads or the forkserver cannot be created, or
+ * out of memory; the reason is logged at MP_LOG_ERROR.
+ */
+MP_EXTERN mp_pool *mp_pool_new(const mp_pool_opts *opts);
+
+/* The number of worker processes the pool keeps running. */
+MP_EXTERN int mp_pool_size(const mp_pool *p);
+
+/*
+ * Stops accepting work: later submissions fail with MP_ECLOSED.  Work
+ * already submitted completes, then the workers exit.  Returns 0 (also
+ * when closed already), MP_EINVAL.  Does not block.
+ */
+MP_EXTERN int mp_pool_close(mp_pool *p);
+
+/*
+ * Stops the pool now: pending and running work fails with MP_ECANCELED
+ * (and callbacks run), the workers get SIGTERM and, after
+ * opts.terminate_grace seconds, SIGKILL.  Returns 0 once every worker is
+ * reaped - so within the grace period plus the kernel's time to end them
+ * - MP_EINVAL.  Idempotent.
+ */
+MP_EXTERN int mp_pool_terminate(mp_pool *p);
+
+/*
+ * Waits up to timeout seconds for a closed or terminated pool to finish
+ * its work and for every worker to exit.  Returns 0, MP_ETIMEDOUT,
+ * MP_ESTATE when the pool was neither closed nor terminated (as Python),
+ * MP_EDEADLK from the pool's callback thread, MP_ECANCELED on SIGINT.
+ */
+MP_EXTERN int mp_pool_join(mp_pool *p, double timeout);
+
+/*
+ * Python's executor shutdown: closes the pool, cancels the work no worker
+ * has started when cancel_pending is true, and waits up to timeout seconds
+ * as mp_pool_join() does.
+ */
+MP_EXTERN int mp_pool_shutdown(mp_pool *p, bool cancel_pending, double timeout);
+
+/*
+ * Frees the pool.  A pool that still has workers is terminated first (as
+ * leaving Python's `with Pool()` block does).  Futures and iterators of the
+ * pool stay valid (unfinished ones are cancelled).  Callbacks still queued
+ * run before it returns.  NULL is a no-op.  No other thread may be using
+ * the pool, or start to, once this is called; nor may it be called from
+ * the pool's own callback thread (it then does nothing but log).
+ */
+MP_EXTERN void mp_pool_free(mp_pool *p);
+
+/*
+ * 0 while the pool can run work; the error that broke it otherwise:
+ * MP_EINIT when a worker's initializer failed, or the error that kept
+ * workers from starting.  mp_pool_report() says more.
+ */
+MP_EXTERN int mp_pool_error(const mp_pool *p);
+
+/* The report of what broke the pool, or NULL.  Owned by the pool. */
+MP_EXTERN const char *mp_pool_report(const mp_pool *p);
+
+/* ---- apply and submit ------------------------------------------------------- */
+
+/*
+ * Runs fn(arg, len) in a worker and waits up to timeout seconds for it.
+ * The result is copied to out (cap bytes), its length stored in *out_len.
+ * Returns the task's status as mp_future_get() does; MP_ETIMEDOUT when the
+ * wait ran out (the task is then cancelled if it has not started).
+ */
+MP_EXTERN int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t len, void *out,
+                            size_t cap, size_t *out_len, double timeout);
+
+/*
+ * Submits fn(arg, len) and returns its future at once.  The len bytes at
+ * arg are copied before the call returns.  Never blocks: when more work is
+ * queued than the shared task table holds, the rest waits in the parent.
+ * Errors are reported through the future (MP_ECLOSED for a closed pool,
+ * MP_EINIT for a broken one, MP_EINVAL for a NULL fn or arg); NULL only
+ * when memory for the future itself runs out.
+ */
+MP_EXTERN mp_future *mp_pool_apply_async(mp_pool *p, mp_task_fn fn, const void *arg, size_t len);
+
+/*
+ * As mp_pool_apply_async(), with Python's callback and error_callback:
+ * callback(f, ctx) runs when the task succeeds, error_callback(f, ctx)
+ * when it fails or is cancelled, in the pool's callback thread.  Either
+ * may be NULL.
+ */
+MP_EXTERN mp_future *mp_pool_apply_async_cb(mp_pool *p, mp_task_fn fn, const void *arg, size_t len,
+                                            mp_future_cb callback, mp_future_cb error_callback,
+                                            void *ctx);
+
+/* The executor's submit(): mp_pool_apply_async() by another name. */
+MP_EXTERN mp_future *mp_pool_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_t len);
+
+/* ---- map --------------------------------------------------------------------- */
+
+/* A map call in full.  Start from MP_MAP_SPEC_INIT. */
+typedef struct mp_map_spec {
+    mp_map_fn fn; /* one of fn and range_fn */
+    mp_map_range_fn range_fn;
+    const void *in; /* n elements of in_size bytes (in_size may be 0) */
+    size_t n;
+    size_t in_size;
+    void *out; /* n elements of out_size bytes (out_size may be 0) */
+    size_t out_size;
+    /* Items per chunk a worker claims at once; 0: as Python chooses,
+     * ceil(n / (4 * workers)). */
+    size_t chunksize;
+    /* ctx_size bytes copied once for the whole map and passed to every
+     * call (at most 16 MiB); NULL for none. */
+    const void *ctx;
+    size_t ctx_size;
+    /* Optional: n ints that receive each item's outcome, 0 or an error
+     * (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED). */
+    int *errors;
+    /* Progress of this map; NULL: the pool's (opts.progress). */
+    mp_progress_fn progress;
+    void *progress_ctx;
+} mp_map_spec;
+
+#define MP_MAP_SPEC_INIT                                              \
+    {                                                                 \
+        NULL, NULL, NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL, NULL \
+    }
+
+/*
+ * Runs fn over n input elements of in_size bytes, writing n outputs of
+ * out_size bytes, in order, and waits for all of them.  Returns 0 when
+ * every item succeeded; otherwise the error of the first failed item (by
+ * index) - the other outputs are valid all the same; MP_EINVAL for bad
+ * arguments; MP_ECLOSED, MP_EINIT; MP_ECANCELED after a SIGINT or a
+ * terminate.  Inputs are copied into shared memory unless they lie in
+ * memory from mp_pool_shared_alloc(); so are outputs.
+ */
+MP_EXTERN int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
+                          void *out, size_t out_size, size_t chunksize);
+
+/*
+ * As mp_pool_map(), returning at once with a future that finishes when
+ * every item has.  Inputs are copied before the call returns; out must stay
+ * valid, and untouched, until the future is finished.  The future carries
+ * no result bytes; its status is the map's.
+ */
+MP_EXTERN mp_future *mp_pool_map_async(mp_pool *p, mp_map_fn fn, const void *in, size_t n,
+                                       size_t in_size, void *out, size_t out_size,
+                                       size_t chunksize);
+
+/*
+ * Python's starmap: in C a tuple of arguments is a struct, so starmap is a
+ * map over an array of argument structs, each of args_size bytes; fn
+ * receives a pointer to one struct.  Same results and errors as map.
+ */
+MP_EXTERN int mp_pool_starmap(mp_pool *p, mp_map_fn fn, const void *args, size_t n,
+                              size_t args_size, void *out, size_t out_size, size_t chunksize);
+MP_EXTERN mp_future *mp_pool_starmap_async(mp_pool *p, mp_map_fn fn, const void *args, size_t n,
+                                           size_t args_size, void *out, size_t out_size,
+                                           size_t chunksize);
+
+/* mp_pool_map() and mp_pool_map_async() with every option. */
+MP_EXTERN int mp_pool_map_ex(mp_pool *p, const mp_map_spec *spec);
+MP_EXTERN mp_future *mp_pool_map_async_ex(mp_pool *p, const mp_map_spec *spec);
+
+/* ---- imap ---------------------------------------------------------------------- */
+
+/* Results of a map taken one at a time, as they are ready. */
+typedef struct mp_imap mp_imap;
+
+/*
+ * Starts a map whose results are taken with mp_imap_next(): in order of
+ * index (imap) or as they finish (imap_unordered).  Inputs are copied
+ * before the call returns.  Errors of the submission come back from the
+ * first mp_imap_next(); NULL only when memory runs out.
+ */
+MP_EXTERN mp_imap *mp_pool_imap(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
+                                size_t out_size, size_t chunksize);
+MP_EXTERN mp_imap *mp_pool_imap_unordered(mp_pool *p, mp_map_fn fn, const void *in, size_t n,
+                                          size_t in_size, size_t out_size, size_t chunksize);
+
+/* As above with every option; spec->out and spec->errors are not used. */
+MP_EXTERN mp_imap *mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ordered);
+
+/*
+ * Waits up to timeout seconds for the next item: copies its output
+ * (out_size bytes) to out and its index to *index (either may be NULL).
+ * Returns 0; the item's error (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT,
+ * MP_ECANCELED) with *index set, when that item failed - the iteration
+ * goes on after it; MP_EOF once all n items were returned; MP_ETIMEDOUT
+ * when no item was ready in time; MP_ECANCELED when SIGINT interrupted
+ * the wait (the pool is then terminated); the submission's error.
+ * One thread at a time per iterator.
+ */
+MP_EXTERN int mp_imap_next(mp_imap *it, void *out, size_t *index, double timeout);
+
+/* Frees the iterator; items not taken are discarded (the map still runs to
+ * its end).  NULL is a no-op. */
+MP_EXTERN void mp_imap_free(mp_imap *it);
+
+/* ---- shared memory ---------------------------------------------------------------- */
+
+/*
+ * size bytes of memory the pool's workers see too (64-byte aligned): map
+ * inputs and outputs placed here are used in place, never copied.  The
+ * memory lives until mp_pool_shared_free() or the pool's free.  Returns
+ * NULL for size 0, a closed pool, or when memory runs out.  Thread-safe.
+ */
+MP_EXTERN void *mp_pool_shared_alloc(mp_pool *p, size_t size);
+
+/* Returns memory from mp_pool_shared_alloc().  NULL is a no-op. */
+MP_EXTERN void mp_pool_shared_free(mp_pool *p, void *ptr);
+
+/* ---- inspection ---------------------------------------------------------------------- */
+
+typedef struct mp_pool_stats {
+    uint64_t tasks_done;      /* tasks and map chunks run to their end */
+    uint64_t tasks_failed;    /* failed by a worker's death or a timeout */
+    uint64_t tasks_retried;   /* run again after a worker's death or a timeout */
+    uint64_t tasks_timed_out; /* ran past task_timeout */
+    uint64_t workers_started;
+    uint64_t workers_died;     /* ended abnormally: crashed, killed, timed out */
+    uint64_t workers_recycled; /* exited after maxtasksperchild tasks */
+} mp_pool_stats;
+
+/* Fills *st.  Returns 0 or MP_EINVAL.  Thread-safe. */
+MP_EXTERN int mp_pool_stats_get(mp_pool *p, mp_pool_stats *st);
+
+/*
+ * Stores the pids of the running workers in pids (at most cap) and
+ * returns how many run.  Thread-safe.
+ */
+MP_EXTERN int mp_pool_worker_pids(mp_pool *p, pid_t *pids, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_POOL_H */

@@ -1,0 +1,815 @@
+/*
+ * future.c - futures, waits on many of them, iteration in order of
+ * completion, and waits that a Ctrl-C can interrupt.
+ *
+ * DESIGN
+ * A future is a small object in the parent: a mutex, an outcome written
+ * once, a list of watchers and a list of done callbacks.  Whoever finishes
+ * it (a pool's supervisor) writes the outcome, sets `done` with release
+ * ordering, and notifies the watchers under the future's lock; a reader
+ * that sees `done` needs no lock to read the outcome, which never changes
+ * afterwards.
+ *
+ * Every wait - on one future, on many (mp_wait), for the next completion
+ * (as_completed), for an imap item - is a waiter: a 32-bit word the thread
+ * sleeps on with a futex, which each awaited event bumps.  So one thread
+ * can wait for any number of things without a condition variable per
+ * pair, and a wait is one futex call once registered.
+ *
+ * Ctrl-C.  A wait that starts while SIGINT has its default action installs
+ * the library's handler for its duration (reference-counted across
+ * threads, the original disposition restored by the last one out).  The
+ * handler bumps a generation count and the words of every registered
+ * waiter, so a waiter in any thread wakes up, sees the count moved, and
+ * returns MP_ECANCELED after asking the owners of what it waited for to
+ * stop (a pool terminates).  The words live in a static table: the handler
+ * may run in another thread at any moment, and must never touch memory a
+ * returning waiter has released.  A program with a SIGINT handler of its
+ * own, or that ignores SIGINT, is left exactly as it is.
+ *
+ * Lock order: a future's lock, then an as_completed iterator's lock; an
+ * owner's (pool's) locks come before a future's, so calls into the owner
+ * (cancel, running, interrupt) are made with no future lock held.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <signal.h>
+
+typedef struct mp__watch {
+    struct mp__watch *prev, *next;
+    bool linked;
+    void (*notify)(struct mp__watch *w, mp_future *f);
+    _Atomic uint32_t *word; /* for plain waiters */
+    void *ctx;              /* for as_completed: the iterator */
+    size_t index;
+} mp__watch;
+
+typedef struct cb_node {
+    struct cb_node *next;
+    mp_future_cb fn;
+    void *ctx;
+} cb_node;
+
+struct mp_future {
+    pthread_mutex_t lock;
+    _Atomic int refs;
+    _Atomic uint32_t done;
+    int status;
+    int task_error;
+    int exitcode;
+    long long failed_index;
+    char *report;
+    void *result;
+    size_t len;
+    bool cancelled;
+    mp__watch *watchers;
+    cb_node *cbs, **cbs_tail;
+    const mp__future_ops *ops; /* NULL once finished */
+    void *owner;
+    uint64_t token;
+};
+
+/* ---- interruptible waits ----------------------------------------------- */
+
+#define WAIT_SLOTS 128
+
+static struct {
+    pthread_mutex_t lock;
+    int users; /* waits counting on the handler */
+    bool installed;
+    struct sigaction old;
+} intr = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Atomic uint32_t intr_gen;
+static _Atomic uint32_t slot_used[WAIT_SLOTS];
+static _Atomic uint32_t slot_word[WAIT_SLOTS];
+
+static void intr_handler(int signo)
+{
+    (void)signo;
+    int saved = errno;
+    atomic_fetch_add(&intr_gen, 1);
+    for (int i = 0; i < WAIT_SLOTS; i++) {
+        if (atomic_load(&slot_used[i])) {
+            atomic_fetch_add(&slot_word[i], 1);
+            (void)mp__futex_wake(&slot_word[i], INT32_MAX);
+        }
+    }
+    errno = saved;
+}
+
+void mp__waiter_begin(mp__waiter *w)
+{
+    w->slot = -1;
+    w->catching = false;
+    w->word = NULL;
+    for (int i = 0; i < WAIT_SLOTS; i++) {
+        uint32_t expect = 0;
+        if (atomic_load_explicit(&slot_used[i], memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&slot_used[i], &expect, 1)) {
+            w->slot = i;
+            w->word = &slot_word[i];
+            break;
+        }
+    }
+    if (w->slot < 0) {
+        /* More waits at once than the table holds: this one waits without
+         * Ctrl-C support, on a word of its own. */
+        w->word = malloc(sizeof *w->word);
+        if (w->word)
+            atomic_init(w->word, 0);
+        return;
+    }
+    pthread_mutex_lock(&intr.lock);
+    if (intr.users == 0) {
+        struct sigaction cur;
+        if (sigaction(SIGINT, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+            cur.sa_handler == SIG_DFL) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = intr_handler;
+            sigemptyset(&sa.sa_mask);
+            /* No SA_RESTART: a futex wait in the receiving thread returns
+             * at once instead of being restarted. */
+            sa.sa_flags = 0;
+            intr.installed = sigaction(SIGINT, &sa, &intr.old) == 0;
+        } else {
+            intr.installed = false;
+        }
+    }
+    if (intr.installed) {
+        intr.users++;
+        w->catching = true;
+    }
+    w->gen = atomic_load(&intr_gen);
+    pthread_mutex_unlock(&intr.lock);
+}
+
+void mp__waiter_end(mp__waiter *w)
+{
+    if (w->slot < 0) {
+        free((void *)w->word);
+        w->word = NULL;
+        return;
+    }
+    if (w->catching) {
+        pthread_mutex_lock(&intr.lock);
+        if (--intr.users == 0 && intr.installed) {
+            sigaction(SIGINT, &intr.old, NULL);
+            intr.installed = false;
+        }
+        pthread_mutex_unlock(&intr.lock);
+    }
+    atomic_store(&slot_used[w->slot], 0);
+    w->word = NULL;
+}
+
+bool mp__waiter_interrupted(const mp__waiter *w)
+{
+    return w->catching && atomic_load(&intr_gen) != w->gen;
+}
+
+void mp__waiter_wake(_Atomic uint32_t *word)
+{
+    if (!word)
+        return;
+    atomic_fetch_add(word, 1);
+    (void)mp__futex_wake(word, INT32_MAX);
+}
+
+/* Sleeps until the word moves past seen or the deadline.  Returns
+ * MP_ETIMEDOUT at the deadline, 0 otherwise.  A waiter without a word
+ * (out of memory) polls. */
+static int waiter_sleep(mp__waiter *w, uint32_t seen, int64_t deadline)
+{
+    if (!w->word) {
+        int64_t left = mp__remaining_ns(deadline);
+        if (left <= 0)
+            return MP_ETIMEDOUT;
+        mp__sleep_ns(left < 1000000 ? left : 1000000);
+        return 0;
+    }
+    int rc = mp__futex_wait(w->word, seen, deadline);
+    return rc == MP_ETIMEDOUT ? MP_ETIMEDOUT : 0;
+}
+
+static uint32_t waiter_seen(const mp__waiter *w)
+{
+    return w->word ? atomic_load(w->word) : 0;
+}
+
+/* ---- futures ------------------------------------------------------------- */
+
+static mp_future *future_alloc(void)
+{
+    mp_future *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    pthread_mutex_init(&f->lock, NULL);
+    f->cbs_tail = &f->cbs;
+    f->failed_index = -1;
+    return f;
+}
+
+mp_future *mp__future_new(const mp__future_ops *ops, void *owner)
+{
+    mp_future *f = future_alloc();
+    if (!f)
+        return NULL;
+    atomic_init(&f->refs, 2);
+    f->ops = ops;
+    f->owner = owner;
+    return f;
+}
+
+mp_future *mp__future_new_failed(int status, const char *report)
+{
+    mp_future *f = future_alloc();
+    if (!f)
+        return NULL;
+    atomic_init(&f->refs, 1);
+    f->status = status;
+    f->cancelled = status == MP_ECANCELED;
+    f->report = report ? strdup(report) : NULL;
+    atomic_store(&f->done, 1);
+    return f;
+}
+
+void mp__future_set_token(mp_future *f, uint64_t token)
+{
+    f->token = token;
+}
+
+uint64_t mp__future_token(const mp_future *f)
+{
+    return f->token;
+}
+
+void mp__future_ref(mp_future *f)
+{
+    atomic_fetch_add(&f->refs, 1);
+}
+
+void mp_future_free(mp_future *f)
+{
+    if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
+        return;
+    /* The last reference: nothing can reach f any more (watchers are
+     * removed by their waiters before those drop their references). */
+    for (cb_node *c = f->cbs, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(f->result);
+    free(f->report);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+typedef struct cb_batch {
+    mp_future *f;
+    cb_node *cbs;
+} cb_batch;
+
+static void run_callbacks(void *arg)
+{
+    cb_batch *b = arg;
+    for (cb_node *c = b->cbs, *next; c; c = next) {
+        next = c->next;
+        c->fn(b->f, c->ctx);
+        free(c);
+    }
+    mp_future_free(b->f);
+    free(b);
+}
+
+void mp__future_finish(mp_future *f, int status, void *result, size_t len, int task_error,
+                       int exitcode, char *report, long long failed_index)
+{
+    pthread_mutex_lock(&f->lock);
+    if (atomic_load(&f->done)) {
+        pthread_mutex_unlock(&f->lock);
+        free(result);
+        free(report);
+        return;
+    }
+    f->status = status;
+    f->result = status == 0 ? result : NULL;
+    f->len = status == 0 ? len : 0;
+    if (status != 0)
+        free(result);
+    f->task_error = task_error;
+    f->exitcode = exitcode;
+    f->report = report;
+    f->failed_index = failed_index;
+    f->cancelled = status == MP_ECANCELED;
+    const mp__future_ops *ops = f->ops;
+    void *owner = f->owner;
+    f->ops = NULL;
+    f->owner = NULL;
+    cb_node *cbs = f->cbs;
+    f->cbs = NULL;
+    f->cbs_tail = &f->cbs;
+    atomic_store_explicit(&f->done, 1, memory_order_release);
+    for (mp__watch *w = f->watchers, *next; w; w = next) {
+        next = w->next;
+        w->linked = false;
+        w->prev = w->next = NULL;
+        w->notify(w, f);
+    }
+    f->watchers = NULL;
+    pthread_mutex_unlock(&f->lock);
+
+    if (cbs) {
+        cb_batch *b = malloc(sizeof *b);
+        if (b) {
+            b->f = f;
+            b->cbs = cbs;
+            mp__future_ref(f); /* dropped by run_callbacks */
+            if (!ops || !ops->dispatch || ops->dispatch(owner, run_callbacks, b) != 0)
+                run_callbacks(b);
+        } else {
+            /* Out of memory for the hand-over: run them here. */
+            for (cb_node *c = cbs, *next; c; c = next) {
+                next = c->next;
+                c->fn(f, c->ctx);
+                free(c);
+            }
+        }
+    }
+    mp_future_free(f); /* the owner's reference */
+}
+
+static void watch_add(mp_future *f, mp__watch *w)
+{
+    w->prev = NULL;
+    w->next = f->watchers;
+    if (f->watchers)
+        f->watchers->prev = w;
+    f->watchers = w;
+    w->linked = true;
+}
+
+static void watch_remove(mp_future *f, mp__watch *w)
+{
+    if (!w->linked)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        f->watchers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->linked = false;
+}
+
+static void notify_word(mp__watch *w, mp_future *f)
+{
+    (void)f;
+    mp__waiter_wake(w->word);
+}
+
+/* Tells the owner of an unfinished f that a SIGINT came. */
+static void interrupt_owner(mp_future *f)
+{
+    pthread_mutex_lock(&f->lock);
+    const mp__future_ops *ops = f->ops;
+    void *owner = f->owner;
+    if (ops)
+        ops->hold(owner);
+    pthread_mutex_unlock(&f->lock);
+    if (ops) {
+        ops->interrupt(owner);
+        ops->release(owner);
+    }
+}
+
+/* Waits for f until the deadline.  Returns 0 when finished, MP_ETIMEDOUT,
+ * or MP_ECANCELED on SIGINT (after interrupting f's owner). */
+static int future_wait(mp_future *f, int64_t deadline)
+{
+    if (atomic_load_explicit(&f->done, memory_order_acquire))
+        return 0;
+    if (mp__remaining_ns(deadline) <= 0)
+        return MP_ETIMEDOUT;
+    mp__waiter w;
+    mp__waiter_begin(&w);
+    mp__watch node = {.notify = notify_word, .word = w.word};
+    pthread_mutex_lock(&f->lock);
+    if (!atomic_load(&f->done))
+        watch_add(f, &node);
+    pthread_mutex_unlock(&f->lock);
+    int rc = 0;
+    for (;;) {
+        uint32_t seen = waiter_seen(&w);
+        if (atomic_load_explicit(&f->done, memory_order_acquire))
+            break;
+        if (mp__waiter_interrupted(&w)) {
+            rc = MP_ECANCELED;
+            break;
+        }
+        if (waiter_sleep(&w, seen, deadline) == MP_ETIMEDOUT) {
+            rc = atomic_load(&f->done) ? 0 : MP_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_lock(&f->lock);
+    watch_remove(f, &node);
+    pthread_mutex_unlock(&f->lock);
+    mp__waiter_end(&w);
+    if (rc == MP_ECANCELED)
+        interrupt_owner(f);
+    return rc;
+}
+
+int mp_future_wait(mp_future *f, double timeout)
+{
+    if (!f)
+        return MP_EINVAL;
+    return future_wait(f, mp__deadline(timeout));
+}
+
+int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeout)
+{
+    if (!f || (cap && !out))
+        return MP_EINVAL;
+    /* Finished already (the common case when draining many): no clock. */
+    int rc = atomic_load_explicit(&f->done, memory_order_acquire)
+                 ? 0
+                 : future_wait(f, mp__deadline(timeout));
+    if (rc < 0)
+        return rc;
+    if (len)
+        *len = f->len;
+    if (f->status != 0)
+        return f->status;
+    if (f->len > cap)
+        return MP_EMSGSIZE;
+    if (f->len)
+        memcpy(out, f->result, f->len);
+    return 0;
+}
+
+const void *mp_future_result(const mp_future *f, size_t *len)
+{
+    if (len)
+        *len = 0;
+    if (!f || !atomic_load_explicit(&f->done, memory_order_acquire) || f->status != 0)
+        return NULL;
+    if (len)
+        *len = f->len;
+    return f->result;
+}
+
+bool mp_future_done(const mp_future *f)
+{
+    return f && atomic_load_explicit(&f->done, memory_order_acquire);
+}
+
+bool mp_future_ready(const mp_future *f)
+{
+    return mp_future_done(f);
+}
+
+bool mp_future_cancelled(const mp_future *f)
+{
+    return mp_future_done(f) && f->cancelled;
+}
+
+int mp_future_status(const mp_future *f)
+{
+    if (!f)
+        return MP_EINVAL;
+    return mp_future_done(f) ? f->status : MP_ESTATE;
+}
+
+int mp_future_successful(const mp_future *f)
+{
+    if (!f)
+        return MP_EINVAL;
+    if (!mp_future_done(f))
+        return MP_ESTATE;
+    return f->status == 0;
+}
+
+int mp_future_task_error(const mp_future *f)
+{
+    return mp_future_done(f) ? f->task_error : 0;
+}
+
+int mp_future_exitcode(const mp_future *f)
+{
+    return mp_future_done(f) ? f->exitcode : 0;
+}
+
+const char *mp_future_report(const mp_future *f)
+{
+    return mp_future_done(f) ? f->report : NULL;
+}
+
+long long mp_future_failed_index(const mp_future *f)
+{
+    return mp_future_done(f) ? f->failed_index : -1;
+}
+
+bool mp_future_running(const mp_future *f)
+{
+    if (!f)
+        return false;
+    mp_future *mf = (mp_future *)f;
+    pthread_mutex_lock(&mf->lock);
+    const mp__future_ops *ops = mf->ops;
+    void *owner = mf->owner;
+    if (ops)
+        ops->hold(owner);
+    pthread_mutex_unlock(&mf->lock);
+    if (!ops)
+        return false;
+    bool r = ops->running(owner, f);
+    ops->release(owner);
+    return r;
+}
+
+int mp_future_cancel(mp_future *f)
+{
+    if (!f)
+        return MP_EINVAL;
+    pthread_mutex_lock(&f->lock);
+    if (atomic_load(&f->done)) {
+        int rc = f->cancelled ? 0 : MP_EBUSY;
+        pthread_mutex_unlock(&f->lock);
+        return rc;
+    }
+    const mp__future_ops *ops = f->ops;
+    void *owner = f->owner;
+    if (ops)
+        ops->hold(owner);
+    pthread_mutex_unlock(&f->lock);
+    if (!ops)
+        return MP_EBUSY;
+    int rc = ops->cancel(owner, f);
+    ops->release(owner);
+    return rc;
+}
+
+int mp_future_add_done_callback(mp_future *f, mp_future_cb fn, void *ctx)
+{
+    if (!f || !fn)
+        return MP_EINVAL;
+    cb_node *c = malloc(sizeof *c);
+    if (!c)
+        return MP_ENOMEM;
+    c->fn = fn;
+    c->ctx = ctx;
+    c->next = NULL;
+    pthread_mutex_lock(&f->lock);
+    if (!atomic_load(&f->done)) {
+        *f->cbs_tail = c;
+        f->cbs_tail = &c->next;
+        pthread_mutex_unlock(&f->lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&f->lock);
+    fn(f, ctx);
+    free(c);
+    return 0;
+}
+
+/* ---- waiting for many ------------------------------------------------------- */
+
+static bool is_exception(const mp_future *f)
+{
+    return f->status != 0 && !f->cancelled;
+}
+
+/* Whether the condition holds; *ndone receives the finished count. */
+static bool wait_met(mp_future *const *fs, size_t n, mp_wait_mode mode, size_t *ndone)
+{
+    size_t done = 0;
+    bool exception = false;
+    for (size_t i = 0; i < n; i++) {
+        if (mp_future_done(fs[i])) {
+            done++;
+            exception |= is_exception(fs[i]);
+        }
+    }
+    *ndone = done;
+    switch (mode) {
+    case MP_FIRST_COMPLETED:
+        return done > 0 || n == 0;
+    case MP_FIRST_EXCEPTION:
+        return exception || done == n;
+    default:
+        return done == n;
+    }
+}
+
+int mp_wait(mp_future *const *fs, size_t n, mp_wait_mode mode, double timeout)
+{
+    if ((n && !fs) ||
+        (mode != MP_ALL_COMPLETED && mode != MP_FIRST_COMPLETED && mode != MP_FIRST_EXCEPTION))
+        return MP_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i])
+            return MP_EINVAL;
+    int64_t deadline = mp__deadline(timeout);
+    size_t ndone;
+    if (wait_met(fs, n, mode, &ndone))
+        return (int)(ndone > INT32_MAX ? INT32_MAX : ndone);
+    if (mp__remaining_ns(deadline) <= 0)
+        return MP_ETIMEDOUT;
+
+    mp__watch stack_nodes[16];
+    mp__watch *nodes = n <= 16 ? stack_nodes : calloc(n, sizeof *nodes);
+    if (!nodes)
+        return MP_ENOMEM;
+    mp__waiter w;
+    mp__waiter_begin(&w);
+    for (size_t i = 0; i < n; i++) {
+        nodes[i] = (mp__watch){.notify = notify_word, .word = w.word};
+        pthread_mutex_lock(&fs[i]->lock);
+        if (!atomic_load(&fs[i]->done))
+            watch_add(fs[i], &nodes[i]);
+        pthread_mutex_unlock(&fs[i]->lock);
+    }
+    int rc = 0;
+    for (;;) {
+        uint32_t seen = waiter_seen(&w);
+        if (wait_met(fs, n, mode, &ndone))
+            break;
+        if (mp__waiter_interrupted(&w)) {
+            rc = MP_ECANCELED;
+            break;
+        }
+        if (waiter_sleep(&w, seen, deadline) == MP_ETIMEDOUT) {
+            rc = wait_met(fs, n, mode, &ndone) ? 0 : MP_ETIMEDOUT;
+            break;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&fs[i]->lock);
+        watch_remove(fs[i], &nodes[i]);
+        pthread_mutex_unlock(&fs[i]->lock);
+    }
+    mp__waiter_end(&w);
+    if (nodes != stack_nodes)
+        free(nodes);
+    if (rc == MP_ECANCELED) {
+        for (size_t i = 0; i < n; i++)
+            interrupt_owner(fs[i]);
+        return rc;
+    }
+    if (rc < 0)
+        return rc;
+    return (int)(ndone > INT32_MAX ? INT32_MAX : ndone);
+}
+
+/* ---- as_completed ------------------------------------------------------------- */
+
+struct mp_as_completed {
+    pthread_mutex_t lock;
+    size_t n;
+    mp_future **fs;
+    mp__watch *nodes;
+    size_t *ready; /* indices in order of completion, a queue */
+    size_t ready_head, ready_tail;
+    size_t yielded;
+    _Atomic uint32_t *word; /* of the thread waiting in next, if any */
+};
+
+static void notify_iter(mp__watch *w, mp_future *f)
+{
+    (void)f;
+    mp_as_completed *it = w->ctx;
+    pthread_mutex_lock(&it->lock);
+    it->ready[it->ready_tail++] = w->index;
+    mp__waiter_wake(it->word);
+    pthread_mutex_unlock(&it->lock);
+}
+
+mp_as_completed *mp_as_completed_new(mp_future *const *fs, size_t n)
+{
+    if (n && !fs)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i])
+            return NULL;
+    mp_as_completed *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    size_t cnt = n ? n : 1;
+    it->fs = calloc(cnt, sizeof *it->fs);
+    it->nodes = calloc(cnt, sizeof *it->nodes);
+    it->ready = calloc(cnt, sizeof *it->ready);
+    if (!it->fs || !it->nodes || !it->ready) {
+        free(it->fs);
+        free(it->nodes);
+        free(it->ready);
+        free(it);
+        return NULL;
+    }
+    pthread_mutex_init(&it->lock, NULL);
+    it->n = n;
+    for (size_t i = 0; i < n; i++) {
+        mp_future *f = fs[i];
+        mp__future_ref(f);
+        it->fs[i] = f;
+        it->nodes[i] = (mp__watch){.notify = notify_iter, .ctx = it, .index = i};
+        pthread_mutex_lock(&f->lock);
+        if (atomic_load(&f->done)) {
+            pthread_mutex_lock(&it->lock);
+            it->ready[it->ready_tail++] = i;
+            pthread_mutex_unlock(&it->lock);
+        } else {
+            watch_add(f, &it->nodes[i]);
+        }
+        pthread_mutex_unlock(&f->lock);
+    }
+    return it;
+}
+
+int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout)
+{
+    if (!it || !f)
+        return MP_EINVAL;
+    int64_t deadline = mp__deadline(timeout);
+    mp__waiter w = {.slot = -1};
+    bool waiting = false;
+    int rc = 0;
+    for (;;) {
+        pthread_mutex_lock(&it->lock);
+        if (it->ready_head < it->ready_tail) {
+            *f = it->fs[it->ready[it->ready_head++]];
+            it->yielded++;
+            it->word = NULL;
+            pthread_mutex_unlock(&it->lock);
+            rc = 0;
+            break;
+        }
+        if (it->yielded == it->n) {
+            it->word = NULL;
+            pthread_mutex_unlock(&it->lock);
+            rc = MP_EOF;
+            break;
+        }
+        if (!waiting) {
+            pthread_mutex_unlock(&it->lock);
+            if (mp__remaining_ns(deadline) <= 0) {
+                rc = MP_ETIMEDOUT;
+                break;
+            }
+            mp__waiter_begin(&w);
+            waiting = true;
+            pthread_mutex_lock(&it->lock);
+            it->word = w.word;
+            pthread_mutex_unlock(&it->lock);
+            continue;
+        }
+        uint32_t seen = waiter_seen(&w);
+        pthread_mutex_unlock(&it->lock);
+        /* The word was read under the lock that notify_iter bumps it
+         * under, after the queue was found empty: no wake-up is lost. */
+        if (mp__waiter_interrupted(&w)) {
+            rc = MP_ECANCELED;
+            break;
+        }
+        if (waiter_sleep(&w, seen, deadline) == MP_ETIMEDOUT) {
+            pthread_mutex_lock(&it->lock);
+            bool any = it->ready_head < it->ready_tail;
+            pthread_mutex_unlock(&it->lock);
+            if (!any) {
+                rc = MP_ETIMEDOUT;
+                break;
+            }
+        }
+    }
+    if (waiting) {
+        pthread_mutex_lock(&it->lock);
+        it->word = NULL;
+        pthread_mutex_unlock(&it->lock);
+        mp__waiter_end(&w);
+    }
+    if (rc == MP_ECANCELED)
+        for (size_t i = 0; i < it->n; i++)
+            interrupt_owner(it->fs[i]);
+    return rc;
+}
+
+void mp_as_completed_free(mp_as_completed *it)
+{
+    if (!it)
+        return;
+    for (size_t i = 0; i < it->n; i++) {
+        mp_future *f = it->fs[i];
+        pthread_mutex_lock(&f->lock);
+        watch_remove(f, &it->nodes[i]);
+        pthread_mutex_unlock(&f->lock);
+        mp_future_free(f);
+    }
+    pthread_mutex_destroy(&it->lock);
+    free(it->fs);
+    free(it->nodes);
+    free(it->ready);
+    free(it);
+}

@@ -1,0 +1,1766 @@
+/* Tests of the pool: every method and its result order, callbacks,
+ * progress, shared memory, recycling, time limits, crashes of every kind,
+ * workers killed at random moments, failing initializers, terminate,
+ * close/join, Ctrl-C, and the forkserver and spawn start methods. */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "mp_test.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* A gate: tasks in workers wait (poll, never read) until the test writes a
+ * byte; once open it stays open for everyone.  Workers inherit it by fork,
+ * so it is made before the pool. */
+typedef struct gate {
+    int r, w;
+} gate;
+
+static gate gate_new(void)
+{
+    int fds[2];
+    CHECK_OK(pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno);
+    return (gate){fds[0], fds[1]};
+}
+
+static void gate_open(gate g)
+{
+    char c = 1;
+    CHECK_EQ(write(g.w, &c, 1), 1);
+}
+
+static int gate_wait(int fd, double secs)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n;
+    do {
+        n = poll(&p, 1, (int)(secs * 1000));
+    } while (n < 0 && errno == EINTR);
+    return n > 0 ? 0 : -1;
+}
+
+static void gate_close(gate g)
+{
+    close(g.r);
+    close(g.w);
+}
+
+/* Reads one int a worker sent, waiting at most secs. */
+static int read_int(int fd, int *v, double secs)
+{
+    if (gate_wait(fd, secs) < 0)
+        return -1;
+    return read(fd, v, sizeof *v) == (ssize_t)sizeof *v ? 0 : -1;
+}
+
+/* Shared counters workers increment: made before the pool, inherited. */
+static _Atomic int *shared_ints(size_t n)
+{
+    void *m = NULL;
+    CHECK_OK(mp__map_anon_shared(n * sizeof(int), &m));
+    return m;
+}
+
+static mp_pool *pool_with(int workers)
+{
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = workers;
+    mp_pool *p = mp_pool_new(&o);
+    CHECK(p != NULL);
+    return p;
+}
+
+/* Waits until the pool has `want` live workers (replacements take a
+ * moment); returns how many it has. */
+static int wait_workers(mp_pool *p, int want, double secs)
+{
+    double end = mpt_now() + secs;
+    int n;
+    while ((n = mp_pool_worker_pids(p, NULL, 0)) != want && mpt_now() < end)
+        mp__sleep_ns(1000000); /* bounded polling of a count, not a handshake */
+    return n;
+}
+
+static int square_item(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    long v = *(const int *)in;
+    *(long *)out = v * v;
+    return 0;
+}
+
+static int square_task(const void *arg, size_t len, mp_buf *out)
+{
+    if (len != sizeof(long))
+        return MP_EINVAL;
+    long v = *(const long *)arg;
+    v *= v;
+    return mp_buf_append(out, &v, sizeof v);
+}
+
+static int pid_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    int pid = (int)getpid();
+    return mp_buf_append(out, &pid, sizeof pid);
+}
+
+/* ---- map and friends ------------------------------------------------------ */
+
+TEST(map_results_in_order_for_any_chunksize)
+{
+    mp_pool *p = pool_with(2);
+    enum { N = 10007 };
+    int *in = malloc(N * sizeof *in);
+    long *out = malloc(N * sizeof *out);
+    for (int i = 0; i < N; i++)
+        in[i] = i - 500;
+    size_t chunks[] = {0, 1, 3, 64, 5000, N, 2 * N};
+    for (size_t k = 0; k < MP__ARRAY_SIZE(chunks); k++) {
+        memset(out, 0xff, N * sizeof *out);
+        CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, chunks[k]));
+        for (int i = 0; i < N; i++)
+            CHECK_EQ(out[i], (long)(i - 500) * (i - 500));
+    }
+    /* n == 0 is a success that runs nothing. */
+    CHECK_OK(mp_pool_map(p, square_item, in, 0, sizeof *in, out, sizeof *out, 0));
+    free(in);
+    free(out);
+    mp_pool_free(p);
+}
+
+typedef struct pow_args {
+    int base, exp;
+} pow_args;
+
+static int ipow(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    const pow_args *a = in;
+    long r = 1;
+    for (int i = 0; i < a->exp; i++)
+        r *= a->base;
+    *(long *)out = r;
+    return 0;
+}
+
+TEST(starmap_over_argument_structs)
+{
+    mp_pool *p = pool_with(2);
+    pow_args pairs[] = {{2, 3}, {4, 5}, {6, 7}, {3, 0}, {-2, 5}};
+    long out[5];
+    CHECK_OK(mp_pool_starmap(p, ipow, pairs, 5, sizeof pairs[0], out, sizeof out[0], 0));
+    CHECK_EQ(out[0], 8);
+    CHECK_EQ(out[1], 1024);
+    CHECK_EQ(out[2], 279936);
+    CHECK_EQ(out[3], 1);
+    CHECK_EQ(out[4], -32);
+    mp_future *f = mp_pool_starmap_async(p, ipow, pairs, 3, sizeof pairs[0], out, sizeof out[0], 1);
+    CHECK_OK(mp_future_get(f, NULL, 0, NULL, 30.0));
+    CHECK_EQ(out[2], 279936);
+    mp_future_free(f);
+    mp_pool_free(p);
+}
+
+static int scaled(const void *in, void *out, const void *ctx)
+{
+    *(double *)out = *(const double *)in * *(const double *)ctx;
+    return 0;
+}
+
+static int range_square(const void *in, void *out, size_t n, const void *ctx)
+{
+    (void)ctx;
+    const int *a = in;
+    long *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (long)a[i] * a[i];
+    return 0;
+}
+
+static int count_calls(const void *in, void *out, const void *ctx)
+{
+    (void)out;
+    (void)ctx;
+    (void)in;
+    return 0;
+}
+
+TEST(map_ctx_range_functions_and_empty_elements)
+{
+    mp_pool *p = pool_with(2);
+    double in[100], out[100], factor = 2.5;
+    for (int i = 0; i < 100; i++)
+        in[i] = i;
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = scaled;
+    s.in = in;
+    s.n = 100;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    s.ctx = &factor;
+    s.ctx_size = sizeof factor;
+    s.chunksize = 7;
+    CHECK_OK(mp_pool_map_ex(p, &s));
+    for (int i = 0; i < 100; i++)
+        CHECK_DBL_NEAR(out[i], i * 2.5, 1e-12);
+
+    enum { N = 100000 };
+    int *a = malloc(N * sizeof *a);
+    long *b = malloc(N * sizeof *b);
+    for (int i = 0; i < N; i++)
+        a[i] = i;
+    mp_map_spec r = MP_MAP_SPEC_INIT;
+    r.range_fn = range_square;
+    r.in = a;
+    r.n = N;
+    r.in_size = sizeof *a;
+    r.out = b;
+    r.out_size = sizeof *b;
+    CHECK_OK(mp_pool_map_ex(p, &r));
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(b[i], (long)i * i);
+
+    /* No input and no output: the function runs n times for its effects. */
+    mp_map_spec z = MP_MAP_SPEC_INIT;
+    z.fn = count_calls;
+    z.n = 1000;
+    CHECK_OK(mp_pool_map_ex(p, &z));
+    free(a);
+    free(b);
+    mp_pool_free(p);
+}
+
+TEST(map_bad_arguments)
+{
+    mp_log_set_level(MP_LOG_OFF); /* mp_pool_new logs why it refuses */
+    mp_pool *p = pool_with(1);
+    int in[4] = {1, 2, 3, 4};
+    long out[4];
+    CHECK_ERR(mp_pool_map(NULL, square_item, in, 4, sizeof in[0], out, sizeof out[0], 0),
+              MP_EINVAL);
+    CHECK_ERR(mp_pool_map(p, NULL, in, 4, sizeof in[0], out, sizeof out[0], 0), MP_EINVAL);
+    CHECK_ERR(mp_pool_map(p, square_item, NULL, 4, sizeof in[0], out, sizeof out[0], 0), MP_EINVAL);
+    CHECK_ERR(mp_pool_map(p, square_item, in, 4, sizeof in[0], NULL, sizeof out[0], 0), MP_EINVAL);
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = square_item;
+    s.range_fn = range_square; /* both */
+    s.in = in;
+    s.n = 4;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    CHECK_ERR(mp_pool_map_ex(p, &s), MP_EINVAL);
+    s.range_fn = NULL;
+    s.ctx_size = 8; /* without ctx */
+    CHECK_ERR(mp_pool_map_ex(p, &s), MP_EINVAL);
+    CHECK_ERR(mp_pool_map_ex(p, NULL), MP_EINVAL);
+    mp_future *f = mp_pool_apply_async(p, NULL, NULL, 0);
+    CHECK(f != NULL);
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 0), MP_EINVAL);
+    mp_future_free(f);
+    CHECK(mp_pool_new(&(mp_pool_opts){.processes = -1}) == NULL);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.start_method = (mp_start_method)42;
+    CHECK(mp_pool_new(&o) == NULL);
+    mp_pool_free(p);
+}
+
+static int item_fails_on_multiples_of_7(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    int v = *(const int *)in;
+    if (v % 7 == 0)
+        return 100 + v;
+    *(int *)out = v;
+    return 0;
+}
+
+TEST(map_item_errors_fail_those_items_only)
+{
+    mp_pool *p = pool_with(2);
+    enum { N = 500 };
+    int in[N], out[N], errs[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i + 1;
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = item_fails_on_multiples_of_7;
+    s.in = in;
+    s.n = N;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    s.errors = errs;
+    s.chunksize = 13;
+    mp_future *f = mp_pool_map_async_ex(p, &s);
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_EQ(mp_future_failed_index(f), 6); /* value 7 */
+    CHECK_EQ(mp_future_task_error(f), 107);
+    for (int i = 0; i < N; i++) {
+        if ((i + 1) % 7 == 0) {
+            CHECK_ERR(errs[i], MP_ETASK);
+        } else {
+            CHECK_EQ(errs[i], 0);
+            CHECK_EQ(out[i], i + 1);
+        }
+    }
+    mp_future_free(f);
+    mp_pool_free(p);
+}
+
+TEST(map_in_place_in_shared_memory)
+{
+    mp_pool *p = pool_with(2);
+    enum { N = 300000 };
+    int *in = mp_pool_shared_alloc(p, N * sizeof *in);
+    long *out = mp_pool_shared_alloc(p, N * sizeof *out);
+    CHECK(in && out);
+    CHECK_EQ((uintptr_t)in % 64, 0);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, 0));
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(out[i], (long)i * i);
+    /* A part of a block works too, and growth keeps old pointers valid. */
+    void *big = mp_pool_shared_alloc(p, (size_t)64 << 20);
+    CHECK(big != NULL);
+    CHECK_OK(mp_pool_map(p, square_item, in + 10, 100, sizeof *in, out + 10, sizeof *out, 3));
+    CHECK_EQ(out[109], 109L * 109);
+    CHECK_EQ(in[N - 1], N - 1);
+    mp_pool_shared_free(p, big);
+    mp_pool_shared_free(p, in);
+    mp_pool_shared_free(p, out);
+    mp_pool_shared_free(p, NULL);
+    CHECK(mp_pool_shared_alloc(p, 0) == NULL);
+    mp_pool_free(p);
+}
+
+/* Bytes of memory the pool's data file holds, found through /proc. */
+static long long data_file_bytes(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    long long bytes = -1;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], target[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%.255s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        struct stat st;
+        if (strstr(target, "mproc-pool-data") && stat(path, &st) == 0)
+            bytes = (long long)st.st_blocks * 512;
+    }
+    if (d)
+        closedir(d);
+    return bytes;
+}
+
+TEST(freed_shared_memory_goes_back_beyond_a_bound)
+{
+    mp_pool *p = pool_with(1);
+    enum { K = 3 };
+    size_t sz = (size_t)100 << 20;
+    unsigned char *b[K];
+    for (int k = 0; k < K; k++) {
+        b[k] = mp_pool_shared_alloc(p, sz);
+        CHECK(b[k] != NULL);
+        memset(b[k], k + 1, sz);
+    }
+    CHECK_GE(data_file_bytes(), (long long)(K * sz));
+    /* The first two stay warm (200 MiB); the third passes the bound. */
+    mp_pool_shared_free(p, b[0]);
+    mp_pool_shared_free(p, b[1]);
+    CHECK_GE(data_file_bytes(), (long long)(K * sz));
+    mp_pool_shared_free(p, b[2]);
+    CHECK_LE(data_file_bytes(), (long long)(64 << 20));
+    /* The region still works, and reads zeros where it was given back. */
+    int *in = mp_pool_shared_alloc(p, 1000 * sizeof *in);
+    long *out = mp_pool_shared_alloc(p, 1000 * sizeof *out);
+    CHECK_EQ(in[999], 0);
+    for (int i = 0; i < 1000; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, square_item, in, 1000, sizeof *in, out, sizeof *out, 0));
+    CHECK_EQ(out[999], 999L * 999);
+    mp_pool_free(p);
+}
+
+/* ---- imap ------------------------------------------------------------------- */
+
+TEST(imap_yields_in_order)
+{
+    mp_pool *p = pool_with(2);
+    enum { N = 3001 };
+    int *in = malloc(N * sizeof *in);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    mp_imap *it = mp_pool_imap(p, square_item, in, N, sizeof *in, sizeof(long), 17);
+    CHECK(it != NULL);
+    free(in); /* copied before imap returned */
+    for (int i = 0; i < N; i++) {
+        long v = -1;
+        size_t idx = 99999;
+        CHECK_OK(mp_imap_next(it, &v, &idx, 30.0));
+        CHECK_EQ(idx, i);
+        CHECK_EQ(v, (long)i * i);
+    }
+    CHECK_ERR(mp_imap_next(it, NULL, NULL, 0), MP_EOF);
+    CHECK_ERR(mp_imap_next(it, NULL, NULL, 5.0), MP_EOF);
+    mp_imap_free(it);
+    mp_pool_free(p);
+}
+
+TEST(imap_unordered_yields_each_index_once)
+{
+    mp_pool *p = pool_with(3);
+    enum { N = 5000 };
+    int *in = malloc(N * sizeof *in);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    mp_imap *it = mp_pool_imap_unordered(p, square_item, in, N, sizeof *in, sizeof(long), 1);
+    char *seen = calloc(N, 1);
+    for (int k = 0; k < N; k++) {
+        long v;
+        size_t idx;
+        CHECK_OK(mp_imap_next(it, &v, &idx, 30.0));
+        CHECK(idx < N);
+        CHECK_EQ(seen[idx], 0);
+        seen[idx] = 1;
+        CHECK_EQ(v, (long)idx * (long)idx);
+    }
+    CHECK_ERR(mp_imap_next(it, NULL, NULL, 1.0), MP_EOF);
+    free(seen);
+    free(in);
+    mp_imap_free(it);
+    mp_pool_free(p);
+}
+
+static int wait_gate_item(const void *in, void *out, const void *ctx)
+{
+    int fd = *(const int *)ctx;
+    if (gate_wait(fd, 30.0) < 0)
+        return 1;
+    *(int *)out = *(const int *)in;
+    return 0;
+}
+
+TEST(imap_next_times_out_then_continues)
+{
+    gate g = gate_new();
+    mp_pool *p = pool_with(2);
+    int in[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = wait_gate_item;
+    s.in = in;
+    s.n = 8;
+    s.in_size = sizeof in[0];
+    s.out_size = sizeof(int);
+    s.ctx = &g.r;
+    s.ctx_size = sizeof g.r;
+    mp_imap *it = mp_pool_imap_ex(p, &s, true);
+    double t0 = mpt_now();
+    CHECK_ERR(mp_imap_next(it, NULL, NULL, 0.2), MP_ETIMEDOUT);
+    CHECK(mpt_now() - t0 >= 0.2);
+    CHECK(mpt_now() - t0 < 10.0);
+    gate_open(g);
+    for (int i = 0; i < 8; i++) {
+        int v;
+        CHECK_OK(mp_imap_next(it, &v, NULL, 30.0));
+        CHECK_EQ(v, i);
+    }
+    mp_imap_free(it);
+    /* Freed before it is consumed: the map still ends cleanly. */
+    it = mp_pool_imap(p, square_item, in, 8, sizeof in[0], sizeof(long), 1);
+    mp_imap_free(it);
+    mp_pool_free(p);
+    gate_close(g);
+}
+
+/* ---- apply and callbacks ---------------------------------------------------- */
+
+static int echo_task(const void *arg, size_t len, mp_buf *out)
+{
+    return mp_buf_append(out, arg, len);
+}
+
+/* Builds a result of *arg bytes in small appends, a pattern of its index. */
+static int pattern_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    size_t n = *(const size_t *)arg;
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i < 1000 ? n - i : 1000;
+        unsigned char *b = mp_buf_alloc(out, k);
+        if (!b)
+            return MP_ENOMEM;
+        for (size_t j = 0; j < k; j++)
+            b[j] = (unsigned char)((i + j) * 31 + 7);
+        i += k;
+    }
+    if (mp_buf_len(out) != n)
+        return 1;
+    return 0;
+}
+
+TEST(apply_and_apply_async_return_bytes)
+{
+    mp_pool *p = pool_with(2);
+    long x = 12, r = 0;
+    size_t len = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, &len, 30.0));
+    CHECK_EQ(r, 144);
+    CHECK_EQ(len, sizeof r);
+    /* A result larger than the buffer: nothing copied, the size told. */
+    char big[300];
+    memset(big, 'x', sizeof big);
+    char small[10];
+    CHECK_ERR(mp_pool_apply(p, echo_task, big, sizeof big, small, sizeof small, &len, 30.0),
+              MP_EMSGSIZE);
+    CHECK_EQ(len, sizeof big);
+
+    /* Many results of every size, from inline to the worker's result file
+     * growing several times; the ring wraps as results are read. */
+    size_t sizes[] = {0, 1, 63, 64, 65, 4000, 70000, 300000, 5 << 20, 17, 100000};
+    enum { ROUNDS = 4 };
+    mp_future *fs[ROUNDS * MP__ARRAY_SIZE(sizes)];
+    size_t nf = 0;
+    for (int k = 0; k < ROUNDS; k++)
+        for (size_t i = 0; i < MP__ARRAY_SIZE(sizes); i++)
+            fs[nf++] = mp_pool_apply_async(p, pattern_task, &sizes[i], sizeof sizes[i]);
+    for (size_t k = 0; k < nf; k++) {
+        size_t want = sizes[k % MP__ARRAY_SIZE(sizes)];
+        CHECK_OK(mp_future_wait(fs[k], 60.0));
+        CHECK_OK(mp_future_status(fs[k]));
+        const unsigned char *b = mp_future_result(fs[k], &len);
+        CHECK_EQ(len, want);
+        CHECK(want == 0 || b != NULL);
+        for (size_t j = 0; j < len; j++)
+            if (b[j] != (unsigned char)(j * 31 + 7))
+                CHECK_EQ(b[j], (unsigned char)(j * 31 + 7));
+        mp_future_free(fs[k]);
+    }
+    /* Large arguments go through the data region. */
+    size_t alen = 3 << 20;
+    unsigned char *arg = malloc(alen);
+    for (size_t i = 0; i < alen; i++)
+        arg[i] = (unsigned char)(i * 13);
+    mp_future *f = mp_pool_apply_async(p, echo_task, arg, alen);
+    free(arg);
+    CHECK_OK(mp_future_wait(f, 60.0));
+    const unsigned char *b = mp_future_result(f, &len);
+    CHECK_EQ(len, alen);
+    for (size_t i = 0; i < alen; i += 4099)
+        CHECK_EQ(b[i], (unsigned char)(i * 13));
+    mp_future_free(f);
+    mp_pool_free(p);
+}
+
+/* Builds "hello, world" in place, then cuts it back to "hello". */
+static int buf_api_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    if (mp_buf_len(out) != 0 || mp_buf_append(out, "hello", 5) != 0)
+        return 1;
+    char *more = mp_buf_alloc(out, 7);
+    if (!more)
+        return 2;
+    memcpy(more, ", world", 7);
+    if (mp_buf_len(out) != 12 || memcmp(mp_buf_data(out), "hello, world", 12) != 0)
+        return 3;
+    /* Past the inline space and back. */
+    if (!mp_buf_alloc(out, 5000))
+        return 4;
+    if (memcmp(mp_buf_data(out), "hello, world", 12) != 0)
+        return 5;
+    mp_buf_truncate(out, 5);
+    mp_buf_truncate(out, 50); /* not longer: no effect */
+    if (mp_buf_append(NULL, "x", 1) != MP_EINVAL || mp_buf_alloc(NULL, 1) != NULL)
+        return 6;
+    return mp_buf_len(out) == 5 ? 0 : 7;
+}
+
+TEST(result_buffer_api)
+{
+    mp_pool *p = pool_with(1);
+    CHECK_EQ(mp_pool_size(p), 1);
+    CHECK_ERR(mp_pool_size(NULL), MP_EINVAL);
+    char out[16] = {0};
+    size_t len = 0;
+    CHECK_OK(mp_pool_apply(p, buf_api_task, NULL, 0, out, sizeof out, &len, 30.0));
+    CHECK_EQ(len, 5);
+    CHECK(memcmp(out, "hello", 5) == 0);
+    mp_pool_free(p);
+    /* The default size is the CPU count. */
+    p = mp_pool_new(NULL);
+    CHECK_EQ(mp_pool_size(p), mp_cpu_count());
+    mp_pool_free(p);
+}
+
+TEST(many_more_tasks_than_slots_all_complete)
+{
+    mp_pool *p = pool_with(2);
+    enum { N = 20000 };
+    mp_future **fs = malloc(N * sizeof *fs);
+    for (long i = 0; i < N; i++)
+        fs[i] = mp_pool_submit(p, square_task, &i, sizeof i);
+    for (long i = 0; i < N; i++) {
+        long v = 0;
+        CHECK_OK(mp_future_get(fs[i], &v, sizeof v, NULL, 60.0));
+        CHECK_EQ(v, i * i);
+        mp_future_free(fs[i]);
+    }
+    free(fs);
+    mp_pool_free(p);
+}
+
+static _Atomic int cb_ok, cb_err;
+static pthread_t cb_thread_seen;
+
+static void on_ok(mp_future *f, void *ctx)
+{
+    long v = 0;
+    CHECK_OK(mp_future_get(f, &v, sizeof v, NULL, 0));
+    CHECK_EQ(v, *(long *)ctx * *(long *)ctx);
+    cb_thread_seen = pthread_self();
+    atomic_fetch_add(&cb_ok, 1);
+}
+
+static void on_err(mp_future *f, void *ctx)
+{
+    (void)ctx;
+    CHECK_ERR(mp_future_status(f), MP_ETASK);
+    atomic_fetch_add(&cb_err, 1);
+}
+
+static int fail_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    (void)out;
+    return -77;
+}
+
+TEST(apply_async_callbacks_run_in_the_parent)
+{
+    mp_pool *p = pool_with(2);
+    enum { N = 200 };
+    long xs[N];
+    mp_future *fs[N];
+    for (int i = 0; i < N; i++) {
+        xs[i] = i;
+        fs[i] = mp_pool_apply_async_cb(p, i % 4 ? square_task : fail_task, &xs[i], sizeof xs[i],
+                                       on_ok, on_err, &xs[i]);
+    }
+    CHECK_EQ(mp_wait(fs, N, MP_ALL_COMPLETED, 60.0), N);
+    /* Callbacks run on the pool's callback thread, after the future is
+     * finished; free drains them. */
+    mp_pool_close(p);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    mp_pool_free(p);
+    CHECK_EQ(atomic_load(&cb_ok), N - N / 4);
+    CHECK_EQ(atomic_load(&cb_err), N / 4);
+    CHECK(!pthread_equal(cb_thread_seen, pthread_self()));
+    for (int i = 0; i < N; i++)
+        mp_future_free(fs[i]);
+}
+
+static _Atomic int progress_calls;
+static _Atomic size_t progress_last, progress_total;
+static _Atomic int progress_backwards;
+
+static void on_progress(size_t done, size_t total, void *ctx)
+{
+    (void)ctx;
+    if (done < atomic_load(&progress_last))
+        atomic_store(&progress_backwards, 1);
+    atomic_store(&progress_last, done);
+    atomic_store(&progress_total, total);
+    atomic_fetch_add(&progress_calls, 1);
+}
+
+static int slow_item(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    /* ~0.2 ms of work, so the map lasts long enough for several reports. */
+    volatile unsigned long x = 0;
+    for (int i = 0; i < 100000; i++)
+        x += (unsigned long)i * (unsigned)*(const int *)in;
+    *(int *)out = *(const int *)in + (int)(x & 0);
+    return 0;
+}
+
+TEST(progress_callback_and_bar)
+{
+    /* The bar goes to stderr: catch it in a pipe. */
+    int pfd[2];
+    CHECK_EQ(pipe2(pfd, O_CLOEXEC | O_NONBLOCK), 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(pfd[1], STDERR_FILENO);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.progress = on_progress;
+    o.progress_bar = true;
+    o.progress_interval = 0.01;
+    mp_pool *p = mp_pool_new(&o);
+    enum { N = 1000 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, slow_item, in, N, sizeof in[0], out, sizeof out[0], 10));
+    mp_pool_free(p); /* runs the reports still queued */
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[4096];
+    ssize_t n = read(pfd[0], buf, sizeof buf - 1);
+    close(pfd[0]);
+    close(pfd[1]);
+    CHECK(n > 0);
+    buf[n] = '\0';
+    CHECK_CONTAINS(buf, "100%|");
+    CHECK_CONTAINS(buf, "1000/1000");
+    CHECK_GE(atomic_load(&progress_calls), 2);
+    CHECK_EQ(atomic_load(&progress_last), N);
+    CHECK_EQ(atomic_load(&progress_total), N);
+    CHECK_EQ(atomic_load(&progress_backwards), 0);
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(out[i], i);
+}
+
+/* ---- worker lifecycle -------------------------------------------------------- */
+
+TEST(maxtasksperchild_recycles_workers)
+{
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 1;
+    o.maxtasksperchild = 2;
+    mp_pool *p = mp_pool_new(&o);
+    int pids[6];
+    for (int i = 0; i < 6; i++)
+        CHECK_OK(mp_pool_apply(p, pid_task, NULL, 0, &pids[i], sizeof pids[i], NULL, 30.0));
+    /* Two tasks per worker, then a fresh one. */
+    CHECK_EQ(pids[0], pids[1]);
+    CHECK_NE(pids[1], pids[2]);
+    CHECK_EQ(pids[2], pids[3]);
+    CHECK_NE(pids[3], pids[4]);
+    CHECK_EQ(pids[4], pids[5]);
+    CHECK_NE(pids[0], getpid());
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_GE(st.workers_recycled, 2);
+    CHECK_EQ(st.workers_died, 0);
+    mp_pool_free(p);
+}
+
+static int spin_forever(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    (void)out;
+    volatile int forever = 1;
+    while (forever) {
+    }
+    return 0;
+}
+
+static int item_loops_on_negative(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    int v = *(const int *)in;
+    while (v < 0) {
+    }
+    *(int *)out = v * 10;
+    return 0;
+}
+
+TEST(task_timeout_kills_and_replaces)
+{
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.task_timeout = 0.3;
+    mp_pool *p = mp_pool_new(&o);
+    double t0 = mpt_now();
+    mp_future *hang = mp_pool_apply_async(p, spin_forever, NULL, 0);
+    long x = 9;
+    mp_future *ok = mp_pool_apply_async(p, square_task, &x, sizeof x);
+    CHECK_ERR(mp_future_get(hang, NULL, 0, NULL, 30.0), MP_ETIMEDOUT);
+    double dt = mpt_now() - t0;
+    CHECK(mp_future_done(hang)); /* the task's limit, not the wait's */
+    CHECK(dt >= 0.3);
+    CHECK(dt < 10.0);
+    CHECK_EQ(mp_future_exitcode(hang), -SIGKILL);
+    CHECK_CONTAINS(mp_future_report(hang), "time limit");
+    long v = 0;
+    CHECK_OK(mp_future_get(ok, &v, sizeof v, NULL, 30.0));
+    CHECK_EQ(v, 81);
+    mp_future_free(hang);
+    mp_future_free(ok);
+
+    /* Map items are timed one by one: the looping item fails, the others
+     * of its chunk, before and after it, succeed. */
+    int in[6] = {1, 2, 3, -1, 5, 6};
+    int out[6], errs[6];
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = item_loops_on_negative;
+    s.in = in;
+    s.n = 6;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    s.errors = errs;
+    s.chunksize = 6;
+    t0 = mpt_now();
+    CHECK_ERR(mp_pool_map_ex(p, &s), MP_ETIMEDOUT);
+    CHECK(mpt_now() - t0 >= 0.3);
+    for (int i = 0; i < 6; i++) {
+        if (i == 3) {
+            CHECK_ERR(errs[i], MP_ETIMEDOUT);
+        } else {
+            CHECK_EQ(errs[i], 0);
+            CHECK_EQ(out[i], in[i] * 10);
+        }
+    }
+    CHECK_EQ(wait_workers(p, 2, 10.0), 2);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_EQ(st.tasks_timed_out, 2);
+    mp_pool_free(p);
+}
+
+/* ---- crashes -------------------------------------------------------------------- */
+
+/* An address the compiler cannot see through, so it emits the store
+ * (and UndefinedBehaviorSanitizer, told to look away, lets it fault). */
+static volatile uintptr_t bad_address = 16;
+
+__attribute__((noinline, no_sanitize("undefined"))) static int crash_by(int how)
+{
+    switch (how) {
+    case 1:
+        *(volatile int *)bad_address = 1;
+        break;
+    case 2:
+        abort();
+    case 3:
+        _exit(7);
+    case 4:
+        raise(SIGKILL);
+        break;
+    case 5:
+        raise(SIGBUS);
+        break;
+    case 6:
+        /* Not 1 / 0: some hypervisors do not trap integer division. */
+        raise(SIGFPE);
+        break;
+    }
+    return 0;
+}
+
+static int crash_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    int how = *(const int *)arg;
+    int r = crash_by(how);
+    return mp_buf_append(out, &r, sizeof r);
+}
+
+TEST(every_kind_of_crash_fails_one_task)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_pool *p = pool_with(2);
+    struct {
+        int how, exitcode;
+        const char *text;
+    } kinds[] = {{1, -SIGSEGV, "SIGSEGV"}, {2, -SIGABRT, "SIGABRT"}, {3, 7, "status 7"},
+                 {4, -SIGKILL, "SIGKILL"}, {5, -SIGBUS, "SIGBUS"},   {6, -SIGFPE, "SIGFPE"}};
+    enum { K = MP__ARRAY_SIZE(kinds) };
+    mp_future *bad[K], *good[3 * K];
+    long xs[3 * K];
+    for (int k = 0; k < K; k++) {
+        for (int j = 0; j < 3; j++) {
+            xs[3 * k + j] = 3 * k + j;
+            good[3 * k + j] = mp_pool_apply_async(p, square_task, &xs[3 * k + j], sizeof(long));
+        }
+        bad[k] = mp_pool_apply_async(p, crash_task, &kinds[k].how, sizeof(int));
+    }
+    for (int k = 0; k < K; k++) {
+        CHECK_ERR(mp_future_get(bad[k], NULL, 0, NULL, 30.0), MP_EWORKER);
+        CHECK_EQ(mp_future_exitcode(bad[k]), kinds[k].exitcode);
+        CHECK_CONTAINS(mp_future_report(bad[k]), kinds[k].text);
+        mp_future_free(bad[k]);
+    }
+    for (int i = 0; i < 3 * K; i++) {
+        long v;
+        CHECK_OK(mp_future_get(good[i], &v, sizeof v, NULL, 30.0));
+        CHECK_EQ(v, xs[i] * xs[i]);
+        mp_future_free(good[i]);
+    }
+    /* The segfault's report names the function that crashed. */
+    int how = 1;
+    mp_future *f = mp_pool_apply_async(p, crash_task, &how, sizeof how);
+    CHECK_ERR(mp_future_wait(f, 30.0), 0);
+    CHECK_CONTAINS(mp_future_report(f), "crash_by");
+    CHECK_CONTAINS(mp_future_report(f), "address 0x10");
+    mp_future_free(f);
+    CHECK_EQ(wait_workers(p, 2, 10.0), 2);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_EQ(st.workers_died, K + 1);
+    CHECK_EQ(st.tasks_failed, K + 1);
+    mp_pool_free(p);
+}
+
+/* Counts each item's runs in shared memory; crashes on the items that
+ * ctx marks. */
+typedef struct crash_ctx {
+    _Atomic int *runs;
+    int crash_every; /* 0: never */
+} crash_ctx;
+
+static int counted_item(const void *in, void *out, const void *ctx)
+{
+    const crash_ctx *c = ctx;
+    int v = *(const int *)in;
+    atomic_fetch_add(&c->runs[v], 1);
+    if (c->crash_every && v % c->crash_every == c->crash_every - 1)
+        crash_by(1);
+    *(long *)out = (long)v * 3;
+    return 0;
+}
+
+TEST(map_chunk_with_a_crash_splits_at_the_item)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    enum { N = 1000 };
+    _Atomic int *runs = shared_ints(N);
+    mp_pool *p = pool_with(2);
+    int in[N], errs[N];
+    long out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    crash_ctx c = {runs, 100};
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = counted_item;
+    s.in = in;
+    s.n = N;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    s.errors = errs;
+    s.ctx = &c;
+    s.ctx_size = sizeof c;
+    s.chunksize = 250;
+    mp_future *f = mp_pool_map_async_ex(p, &s);
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 60.0), MP_EWORKER);
+    CHECK_EQ(mp_future_failed_index(f), 99);
+    CHECK_EQ(mp_future_exitcode(f), -SIGSEGV);
+    CHECK_CONTAINS(mp_future_report(f), "SIGSEGV");
+    for (int i = 0; i < N; i++) {
+        /* Every item ran exactly once: before the crash, the crashing one,
+         * and after it on a fresh worker. */
+        CHECK_EQ(atomic_load(&runs[i]), 1);
+        if (i % 100 == 99) {
+            CHECK_ERR(errs[i], MP_EWORKER);
+        } else {
+            CHECK_EQ(errs[i], 0);
+            CHECK_EQ(out[i], 3L * i);
+        }
+    }
+    mp_future_free(f);
+    mp_pool_free(p);
+    mp__unmap((void *)runs, N * sizeof(int));
+}
+
+static int crash_once_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    _Atomic int *tries = *(_Atomic int *const *)arg;
+    if (atomic_fetch_add(tries, 1) == 0)
+        crash_by(2);
+    int ok = 42;
+    return mp_buf_append(out, &ok, sizeof ok);
+}
+
+TEST(retries_run_a_crashed_task_again)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    _Atomic int *tries = shared_ints(2);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.retries = 1;
+    mp_pool *p = mp_pool_new(&o);
+    int v = 0;
+    CHECK_OK(mp_pool_apply(p, crash_once_task, &tries, sizeof tries, &v, sizeof v, NULL, 30.0));
+    CHECK_EQ(v, 42);
+    CHECK_EQ(atomic_load(tries), 2);
+    /* A task that always crashes fails after 1 + retries runs. */
+    atomic_store(&tries[1], 0);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_EQ(st.tasks_retried, 1);
+    int how = 1;
+    CHECK_ERR(mp_pool_apply(p, crash_task, &how, sizeof how, NULL, 0, NULL, 30.0), MP_EWORKER);
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_EQ(st.tasks_retried, 2);
+    mp_pool_free(p);
+    mp__unmap((void *)tries, 2 * sizeof(int));
+}
+
+typedef struct killer_args {
+    mp_pool *pool;
+    _Atomic int stop;
+    _Atomic int kills;
+    unsigned seed;
+} killer_args;
+
+static void *killer(void *arg)
+{
+    killer_args *k = arg;
+    while (!atomic_load(&k->stop)) {
+        /* Random moments: anywhere from inside a task to the middle of the
+         * pool's own bookkeeping.  This sleep is the stimulus, not a
+         * synchronisation. */
+        mp__sleep_ns((int64_t)(rand_r(&k->seed) % 3000) * 1000);
+        pid_t pids[8];
+        int n = mp_pool_worker_pids(k->pool, pids, 8);
+        if (n > 0 && kill(pids[rand_r(&k->seed) % (unsigned)n], SIGKILL) == 0)
+            atomic_fetch_add(&k->kills, 1);
+    }
+    return NULL;
+}
+
+static int busy_counted_item(const void *in, void *out, const void *ctx)
+{
+    const crash_ctx *c = ctx;
+    int v = *(const int *)in;
+    atomic_fetch_add(&c->runs[v], 1);
+    volatile unsigned x = 0;
+    for (int i = 0; i < 8000; i++)
+        x += (unsigned)i;
+    *(long *)out = (long)v * 7 + 1 + (long)(x & 0);
+    return 0;
+}
+
+TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    enum { N = 6000, ROUNDS = 30 };
+    _Atomic int *runs = shared_ints(N);
+    mp_pool *p = pool_with(3);
+    int *in = malloc(N * sizeof *in), *errs = malloc(N * sizeof *errs);
+    long *out = malloc(N * sizeof *out);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    crash_ctx c = {runs, 0};
+    size_t chunks[] = {1, 7, 0, 250};
+    int total_failed = 0, total_kills = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++)
+            atomic_store(&runs[i], 0);
+        memset(out, 0, N * sizeof *out);
+        mp_map_spec s = MP_MAP_SPEC_INIT;
+        s.fn = busy_counted_item;
+        s.in = in;
+        s.n = N;
+        s.in_size = sizeof *in;
+        s.out = out;
+        s.out_size = sizeof *out;
+        s.errors = errs;
+        s.ctx = &c;
+        s.ctx_size = sizeof c;
+        s.chunksize = chunks[r % MP__ARRAY_SIZE(chunks)];
+        killer_args k = {.pool = p, .seed = (unsigned)(r * 7919 + 1)};
+        pthread_t t;
+        CHECK_EQ(pthread_create(&t, NULL, killer, &k), 0);
+        mp_future *f = mp_pool_map_async_ex(p, &s);
+        int rc = mp_future_wait(f, 90.0);
+        atomic_store(&k.stop, 1);
+        pthread_join(t, NULL);
+        CHECK_OK(rc); /* no hang */
+        int failed = 0;
+        for (int i = 0; i < N; i++) {
+            int n = atomic_load(&runs[i]);
+            if (errs[i] == 0) {
+                /* Exact, and computed exactly once. */
+                CHECK_EQ(out[i], (long)i * 7 + 1);
+                CHECK_EQ(n, 1);
+            } else {
+                CHECK_ERR(errs[i], MP_EWORKER);
+                CHECK_LE(n, 1);
+                failed++;
+            }
+        }
+        CHECK_EQ(mp_future_status(f), failed ? MP_EWORKER : 0);
+        total_failed += failed;
+        total_kills += atomic_load(&k.kills);
+        mp_future_free(f);
+    }
+    printf("  %d kills, %d items failed over %d rounds\n", total_kills, total_failed, ROUNDS);
+    /* Kills land between items too; each failed item is one kill. */
+    CHECK_LE(total_failed, total_kills);
+    CHECK_GE(total_kills, ROUNDS);
+    /* The pool is still whole and correct afterwards. */
+    CHECK_EQ(wait_workers(p, 3, 10.0), 3);
+    CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, 0));
+    CHECK_EQ(out[N - 1], (long)(N - 1) * (N - 1));
+    mp_pool_free(p);
+    free(in);
+    free(out);
+    free(errs);
+    mp__unmap((void *)runs, N * sizeof(int));
+}
+
+TEST_TIMEOUT(random_sigkills_during_apply_async, 120)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_pool *p = pool_with(2);
+    enum { N = 20000 };
+    mp_future **fs = malloc(N * sizeof *fs);
+    killer_args k = {.pool = p, .seed = 12345};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, killer, &k), 0);
+    size_t sz[] = {8, 200, 9000};
+    for (long i = 0; i < N; i++) {
+        size_t n = sz[i % 3];
+        fs[i] = mp_pool_apply_async(p, pattern_task, &n, sizeof n);
+    }
+    int failed = 0;
+    for (long i = 0; i < N; i++) {
+        CHECK_OK(mp_future_wait(fs[i], 60.0));
+        int st = mp_future_status(fs[i]);
+        if (st == 0) {
+            size_t len;
+            const unsigned char *b = mp_future_result(fs[i], &len);
+            CHECK_EQ(len, sz[i % 3]);
+            CHECK_EQ(b[len - 1], (unsigned char)((len - 1) * 31 + 7));
+        } else {
+            CHECK_ERR(st, MP_EWORKER);
+            failed++;
+        }
+        mp_future_free(fs[i]);
+    }
+    atomic_store(&k.stop, 1);
+    pthread_join(t, NULL);
+    CHECK_LE(failed, atomic_load(&k.kills));
+    free(fs);
+    mp_pool_free(p);
+}
+
+/* ---- initializers ------------------------------------------------------------------ */
+
+static _Atomic int *init_runs;
+
+static int failing_init(void *arg)
+{
+    atomic_fetch_add(init_runs, 1);
+    return *(int *)arg;
+}
+
+TEST(failing_initializer_is_reported_once)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    init_runs = shared_ints(1);
+    int code = MP_ENOENT;
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.initializer = failing_init;
+    o.initarg = &code;
+    mp_pool *p = mp_pool_new(&o);
+    CHECK(p != NULL);
+    long x = 3;
+    mp_future *f = mp_pool_apply_async(p, square_task, &x, sizeof x);
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 30.0), MP_EINIT);
+    CHECK_CONTAINS(mp_future_report(f), "initializer");
+    mp_future_free(f);
+    CHECK_ERR(mp_pool_error(p), MP_EINIT);
+    CHECK_CONTAINS(mp_pool_report(p), "MP_ENOENT");
+    /* Later work fails at once; no worker is started again. */
+    CHECK_ERR(mp_pool_apply(p, square_task, &x, sizeof x, NULL, 0, NULL, 5.0), MP_EINIT);
+    int in[3] = {1, 2, 3};
+    long out[3];
+    CHECK_ERR(mp_pool_map(p, square_item, in, 3, sizeof in[0], out, sizeof out[0], 0), MP_EINIT);
+    CHECK_OK(mp_pool_join(p, 10.0)); /* a broken pool needs no close */
+    CHECK_LE(atomic_load(init_runs), 2);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_LE(st.workers_started, 2);
+    mp_pool_free(p);
+    mp__unmap((void *)init_runs, sizeof(int));
+}
+
+static int crashing_init(void *arg)
+{
+    (void)arg;
+    return crash_by(1);
+}
+
+static int ok_init(void *arg)
+{
+    *(int *)arg = 1234; /* seen by tasks in this worker */
+    return 0;
+}
+
+static int init_value;
+
+static int read_init_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    return mp_buf_append(out, &init_value, sizeof init_value);
+}
+
+TEST(initializer_runs_before_tasks_and_crashes_break_the_pool)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.initializer = ok_init;
+    o.initarg = &init_value;
+    mp_pool *p = mp_pool_new(&o);
+    int v = 0;
+    CHECK_OK(mp_pool_apply(p, read_init_task, NULL, 0, &v, sizeof v, NULL, 30.0));
+    CHECK_EQ(v, 1234);
+    CHECK_EQ(init_value, 0); /* the parent's copy is untouched */
+    mp_pool_free(p);
+
+    o.initializer = crashing_init;
+    p = mp_pool_new(&o);
+    CHECK_ERR(mp_pool_apply(p, read_init_task, NULL, 0, &v, sizeof v, NULL, 30.0), MP_EINIT);
+    CHECK_CONTAINS(mp_pool_report(p), "SIGSEGV");
+    mp_pool_free(p);
+}
+
+static int init_kills_itself(void *arg)
+{
+    (void)arg;
+    raise(SIGKILL);
+    return 0;
+}
+
+static int init_pipe_fds[2];
+
+static int init_waits_for_gate(void *arg)
+{
+    int me = (int)getpid();
+    (void)!write(init_pipe_fds[1], &me, sizeof me);
+    return gate_wait(*(int *)arg, 30.0) < 0 ? 1 : 0;
+}
+
+TEST(initializer_killed_from_outside_is_replaced_until_it_repeats)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    /* One SIGKILL in an initializer: the OOM killer's, say.  Replaced. */
+    gate g = gate_new();
+    CHECK_EQ(pipe2(init_pipe_fds, O_CLOEXEC), 0);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 1;
+    o.initializer = init_waits_for_gate;
+    o.initarg = &g.r;
+    mp_pool *p = mp_pool_new(&o);
+    int pid;
+    CHECK_OK(read_int(init_pipe_fds[0], &pid, 30.0));
+    CHECK_EQ(kill(pid, SIGKILL), 0);
+    gate_open(g);
+    int v = 0;
+    CHECK_OK(mp_pool_apply(p, pid_task, NULL, 0, &v, sizeof v, NULL, 30.0));
+    CHECK_NE(v, pid);
+    CHECK_EQ(mp_pool_error(p), 0);
+    mp_pool_free(p);
+    gate_close(g);
+    close(init_pipe_fds[0]);
+    close(init_pipe_fds[1]);
+
+    /* Killed every time: the initializer's doing.  Reported, not looped. */
+    o.processes = 2;
+    o.initializer = init_kills_itself;
+    o.initarg = NULL;
+    p = mp_pool_new(&o);
+    CHECK_ERR(mp_pool_apply(p, pid_task, NULL, 0, &v, sizeof v, NULL, 30.0), MP_EINIT);
+    CHECK_CONTAINS(mp_pool_report(p), "SIGKILL");
+    CHECK_OK(mp_pool_join(p, 10.0));
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_LE(st.workers_started, 4);
+    mp_pool_free(p);
+}
+
+/* ---- stopping -------------------------------------------------------------------------- */
+
+static int gate_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    (void)out;
+    const int *fds = arg; /* gate to wait on, pipe to say "started" on */
+    int me = (int)getpid();
+    (void)!write(fds[1], &me, sizeof me);
+    return gate_wait(fds[0], 60.0) < 0 ? 1 : 0;
+}
+
+TEST(terminate_while_busy_is_prompt_and_leaves_nothing)
+{
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    mp_pool *p = pool_with(2);
+    int fds[2] = {g.r, started[1]};
+    mp_future *fs[6];
+    for (int i = 0; i < 6; i++)
+        fs[i] = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+    int pid1, pid2;
+    CHECK_OK(read_int(started[0], &pid1, 30.0));
+    CHECK_OK(read_int(started[0], &pid2, 30.0));
+    double t0 = mpt_now();
+    CHECK_OK(mp_pool_terminate(p));
+    CHECK(mpt_now() - t0 < 3.0);
+    for (int i = 0; i < 6; i++) {
+        CHECK(mp_future_done(fs[i]));
+        CHECK_ERR(mp_future_status(fs[i]), MP_ECANCELED);
+        CHECK(mp_future_cancelled(fs[i]));
+    }
+    CHECK_EQ(mp_pool_worker_pids(p, NULL, 0), 0);
+    CHECK(mpt_wait_gone(pid1, 5.0));
+    CHECK(mpt_wait_gone(pid2, 5.0));
+    CHECK_OK(mp_pool_terminate(p)); /* idempotent */
+    CHECK_OK(mp_pool_join(p, 1.0));
+    mp_future *late = mp_pool_apply_async(p, pid_task, NULL, 0);
+    CHECK_ERR(mp_future_get(late, NULL, 0, NULL, 1.0), MP_ECLOSED);
+    mp_future_free(late);
+    mp_pool_free(p);
+    /* Futures outlive their pool. */
+    for (int i = 0; i < 6; i++) {
+        CHECK_ERR(mp_future_get(fs[i], NULL, 0, NULL, 0), MP_ECANCELED);
+        mp_future_free(fs[i]);
+    }
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
+}
+
+static int ignore_term_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)out;
+    (void)len;
+    signal(SIGTERM, SIG_IGN);
+    const int *fds = arg;
+    int me = (int)getpid();
+    (void)!write(fds[1], &me, sizeof me);
+    return gate_wait(fds[0], 60.0) < 0 ? 1 : 0;
+}
+
+TEST(terminate_kills_what_ignores_sigterm_after_the_grace)
+{
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 1;
+    o.terminate_grace = 0.3;
+    mp_pool *p = mp_pool_new(&o);
+    int fds[2] = {g.r, started[1]};
+    mp_future *f = mp_pool_apply_async(p, ignore_term_task, fds, sizeof fds);
+    int pid;
+    CHECK_OK(read_int(started[0], &pid, 30.0));
+    double t0 = mpt_now();
+    CHECK_OK(mp_pool_terminate(p));
+    double dt = mpt_now() - t0;
+    CHECK(dt >= 0.3);
+    CHECK(dt < 5.0);
+    CHECK_ERR(mp_future_status(f), MP_ECANCELED);
+    CHECK(mpt_wait_gone(pid, 5.0));
+    mp_future_free(f);
+    mp_pool_free(p);
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
+}
+
+TEST(close_then_join_finishes_the_work)
+{
+    mp_pool *p = pool_with(2);
+    enum { N = 300 };
+    mp_future *fs[N];
+    for (long i = 0; i < N; i++)
+        fs[i] = mp_pool_apply_async(p, square_task, &i, sizeof i);
+    CHECK_ERR(mp_pool_join(p, 0.1), MP_ESTATE); /* not closed: as Python */
+    CHECK_OK(mp_pool_close(p));
+    CHECK_OK(mp_pool_close(p));
+    mp_future *late = mp_pool_apply_async(p, square_task, &(long){1}, sizeof(long));
+    CHECK_ERR(mp_future_get(late, NULL, 0, NULL, 1.0), MP_ECLOSED);
+    mp_future_free(late);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    CHECK_EQ(mp_pool_worker_pids(p, NULL, 0), 0);
+    for (long i = 0; i < N; i++) {
+        long v;
+        CHECK_OK(mp_future_get(fs[i], &v, sizeof v, NULL, 0));
+        CHECK_EQ(v, i * i);
+        mp_future_free(fs[i]);
+    }
+    mp_pool_free(p);
+}
+
+TEST(join_times_out_while_work_runs)
+{
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    mp_pool *p = pool_with(1);
+    int fds[2] = {g.r, started[1]};
+    mp_future *f = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+    int pid;
+    CHECK_OK(read_int(started[0], &pid, 30.0));
+    CHECK_OK(mp_pool_close(p));
+    double t0 = mpt_now();
+    CHECK_ERR(mp_pool_join(p, 0.2), MP_ETIMEDOUT);
+    CHECK(mpt_now() - t0 >= 0.2);
+    gate_open(g);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    CHECK_OK(mp_future_status(f));
+    mp_future_free(f);
+    mp_pool_free(p);
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
+}
+
+TEST(shutdown_cancels_pending_work)
+{
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    mp_pool *p = pool_with(1);
+    int fds[2] = {g.r, started[1]};
+    mp_future *running = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+    mp_future *queued[5];
+    for (int i = 0; i < 5; i++)
+        queued[i] = mp_pool_apply_async(p, pid_task, NULL, 0);
+    int pid;
+    CHECK_OK(read_int(started[0], &pid, 30.0));
+    gate_open(g);
+    CHECK_OK(mp_pool_shutdown(p, true, 30.0));
+    CHECK_OK(mp_future_status(running));
+    for (int i = 0; i < 5; i++) {
+        /* Each was either cancelled or, if the worker was quick, run. */
+        int st = mp_future_status(queued[i]);
+        CHECK(st == 0 || st == MP_ECANCELED);
+        mp_future_free(queued[i]);
+    }
+    mp_future_free(running);
+    mp_pool_free(p);
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
+}
+
+TEST(free_with_work_pending_cancels_it)
+{
+    gate g = gate_new();
+    mp_pool *p = pool_with(2);
+    int fds[2] = {g.r, -1};
+    int dummy[2];
+    CHECK_EQ(pipe2(dummy, O_CLOEXEC), 0);
+    fds[1] = dummy[1];
+    mp_future *fs[10];
+    for (int i = 0; i < 10; i++)
+        fs[i] = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+    mp_pool_free(p);
+    for (int i = 0; i < 10; i++) {
+        CHECK_ERR(mp_future_get(fs[i], NULL, 0, NULL, 0), MP_ECANCELED);
+        mp_future_free(fs[i]);
+    }
+    gate_close(g);
+    close(dummy[0]);
+    close(dummy[1]);
+}
+
+/* ---- Ctrl-C ----------------------------------------------------------------------------- */
+
+typedef struct sigint_args {
+    int started_fd;
+} sigint_args;
+
+static void *send_sigint_when_started(void *arg)
+{
+    sigint_args *a = arg;
+    int v;
+    if (read_int(a->started_fd, &v, 30.0) != 0)
+        return NULL;
+    /* The map waits under the library's handler once SIGINT is no longer
+     * at its default. */
+    double end = mpt_now() + 30.0;
+    struct sigaction sa;
+    while (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL && mpt_now() < end)
+        mp__sleep_ns(100000); /* polls a state, bounded */
+    kill(getpid(), SIGINT);
+    return NULL;
+}
+
+static int started_then_wait(const void *in, void *out, const void *ctx)
+{
+    const int *fds = ctx;
+    int v = *(const int *)in;
+    if (v == 0)
+        (void)!write(fds[1], &v, sizeof v);
+    *(int *)out = gate_wait(fds[0], 60.0);
+    return 0;
+}
+
+TEST(sigint_during_map_cancels_and_stops_the_workers)
+{
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    mp_pool *p = pool_with(2);
+    pid_t pids[2];
+    CHECK_EQ(wait_workers(p, 2, 10.0), 2);
+    CHECK_EQ(mp_pool_worker_pids(p, pids, 2), 2);
+    /* A Ctrl-C reaches the whole process group: workers ignore it. */
+    kill(pids[0], SIGINT);
+    kill(pids[1], SIGINT);
+    int in[64], out[64];
+    for (int i = 0; i < 64; i++)
+        in[i] = i;
+    int fds[2] = {g.r, started[1]};
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = started_then_wait;
+    s.in = in;
+    s.n = 64;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    s.ctx = fds;
+    s.ctx_size = sizeof fds;
+    s.chunksize = 1;
+    sigint_args a = {started[0]};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, send_sigint_when_started, &a), 0);
+    double t0 = mpt_now();
+    CHECK_ERR(mp_pool_map_ex(p, &s), MP_ECANCELED);
+    CHECK(mpt_now() - t0 < 20.0);
+    pthread_join(t, NULL);
+    CHECK_EQ(mp_pool_worker_pids(p, NULL, 0), 0);
+    CHECK(mpt_wait_gone(pids[0], 5.0));
+    CHECK(mpt_wait_gone(pids[1], 5.0));
+    /* The default action is back. */
+    struct sigaction sa;
+    CHECK_EQ(sigaction(SIGINT, NULL, &sa), 0);
+    CHECK(sa.sa_handler == SIG_DFL);
+    mp_pool_free(p);
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
+}
+
+static _Atomic int user_sigints;
+
+static void user_handler(int signo)
+{
+    (void)signo;
+    atomic_fetch_add(&user_sigints, 1);
+}
+
+TEST(sigint_with_a_user_handler_is_left_to_it)
+{
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = user_handler;
+    CHECK_EQ(sigaction(SIGINT, &sa, NULL), 0);
+    mp_pool *p = pool_with(1);
+    int fds[2] = {g.r, started[1]};
+    mp_future *f = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+    int pid;
+    CHECK_OK(read_int(started[0], &pid, 30.0));
+    kill(getpid(), SIGINT);
+    /* The wait goes on: the program handles SIGINT its own way. */
+    CHECK_ERR(mp_future_wait(f, 0.2), MP_ETIMEDOUT);
+    CHECK_EQ(atomic_load(&user_sigints), 1);
+    gate_open(g);
+    CHECK_OK(mp_future_get(f, NULL, 0, NULL, 30.0));
+    struct sigaction now;
+    CHECK_EQ(sigaction(SIGINT, NULL, &now), 0);
+    CHECK(now.sa_handler == user_handler);
+    mp_future_free(f);
+    mp_pool_free(p);
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
+}
+
+/* ---- start methods ------------------------------------------------------------------------ */
+
+static int fs_init(void *arg)
+{
+    /* A fresh image: the value comes from the copied argument only. */
+    init_value = *(int *)arg;
+    return 0;
+}
+
+static void check_fresh_image_pool(mp_start_method method)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    int seed = 77;
+    init_value = 5;
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.start_method = method;
+    o.initializer = fs_init;
+    o.initarg = &seed;
+    o.initarg_size = sizeof seed;
+    mp_pool *p = mp_pool_new(&o);
+    CHECK(p != NULL);
+    int v = 0;
+    CHECK_OK(mp_pool_apply(p, read_init_task, NULL, 0, &v, sizeof v, NULL, 30.0));
+    CHECK_EQ(v, 77);
+    enum { N = 20000 };
+    int *in = malloc(N * sizeof *in);
+    long *out = malloc(N * sizeof *out);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, 0));
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(out[i], (long)i * i);
+    /* Growth of the data region after the workers started. */
+    size_t big = (size_t)8 << 20;
+    unsigned char *arg = malloc(big);
+    memset(arg, 0x5a, big);
+    unsigned char res[16];
+    size_t len = 0;
+    CHECK_ERR(mp_pool_apply(p, echo_task, arg, big, res, sizeof res, &len, 30.0), MP_EMSGSIZE);
+    CHECK_EQ(len, big);
+    free(arg);
+    int how = 1;
+    CHECK_ERR(mp_pool_apply(p, crash_task, &how, sizeof how, NULL, 0, NULL, 30.0), MP_EWORKER);
+    long x = 6, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
+    CHECK_EQ(r, 36);
+    free(in);
+    free(out);
+    mp_pool_free(p);
+}
+
+TEST(forkserver_workers)
+{
+    check_fresh_image_pool(MP_START_FORKSERVER);
+}
+
+TEST(spawn_workers)
+{
+    check_fresh_image_pool(MP_START_SPAWN);
+}
+
+/* ---- threads ------------------------------------------------------------------------------- */
+
+static void *submitter(void *arg)
+{
+    mp_pool *p = arg;
+    for (long i = 0; i < 2000; i++) {
+        mp_future *f = mp_pool_apply_async(p, square_task, &i, sizeof i);
+        long v = 0;
+        if (mp_future_get(f, &v, sizeof v, NULL, 60.0) != 0 || v != i * i)
+            return (void *)1;
+        mp_future_free(f);
+    }
+    int in[500];
+    long out[500];
+    for (int i = 0; i < 500; i++)
+        in[i] = i;
+    for (int k = 0; k < 20; k++) {
+        if (mp_pool_map(p, square_item, in, 500, sizeof in[0], out, sizeof out[0], 3) != 0 ||
+            out[499] != 499L * 499)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+TEST(many_threads_share_one_pool)
+{
+    mp_pool *p = pool_with(2);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(pthread_create(&t[i], NULL, submitter, p), 0);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        CHECK(r == NULL);
+    }
+    mp_pool_free(p);
+}
+
+static int cb_done_pipe[2];
+
+TEST(a_forked_child_cannot_use_its_parents_pool)
+{
+    mp_pool *p = pool_with(1);
+    long x = 4, v = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &v, sizeof v, NULL, 30.0));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The pool, its threads and its workers are the parent's. */
+        mp_future *f = mp_pool_apply_async(p, square_task, &x, sizeof x);
+        int ok = mp_future_get(f, NULL, 0, NULL, 1.0) == MP_ESTATE;
+        mp_future_free(f);
+        ok &= mp_pool_map(p, square_item, &x, 1, sizeof(int), &v, sizeof v, 0) == MP_ESTATE;
+        ok &= mp_pool_close(p) == MP_ESTATE && mp_pool_terminate(p) == MP_ESTATE;
+        ok &= mp_pool_shared_alloc(p, 64) == NULL;
+        mp_pool_free(p); /* releases the child's copy only */
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 0);
+    /* The parent's pool is untouched. */
+    x = 6;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &v, sizeof v, NULL, 30.0));
+    CHECK_EQ(v, 36);
+    mp_pool_free(p);
+}
+
+static void resubmit_cb(mp_future *f, void *ctx)
+{
+    mp_pool *p = ctx;
+    /* A callback may submit more work and wait for it; joining its own
+     * pool is refused. */
+    long x = 5, v = 0;
+    mp_future *g = mp_pool_apply_async(p, square_task, &x, sizeof x);
+    if (mp_future_get(g, &v, sizeof v, NULL, 30.0) == 0 && v == 25)
+        atomic_fetch_add(&cb_ok, 100);
+    mp_future_free(g);
+    if (mp_pool_join(p, 0) == MP_EDEADLK)
+        atomic_fetch_add(&cb_ok, 1000);
+    (void)f;
+    int one = 1;
+    (void)!write(cb_done_pipe[1], &one, sizeof one);
+}
+
+TEST(callbacks_may_submit_work)
+{
+    atomic_store(&cb_ok, 0);
+    CHECK_EQ(pipe2(cb_done_pipe, O_CLOEXEC), 0);
+    mp_pool *p = pool_with(2);
+    long x = 2;
+    mp_future *f = mp_pool_apply_async_cb(p, square_task, &x, sizeof x, resubmit_cb, NULL, p);
+    int one;
+    CHECK_OK(read_int(cb_done_pipe[0], &one, 30.0));
+    mp_future_free(f);
+    close(cb_done_pipe[0]);
+    close(cb_done_pipe[1]);
+    mp_pool_close(p);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    mp_pool_free(p);
+    CHECK_EQ(atomic_load(&cb_ok), 1100);
+}
+
+MPT_MAIN()
