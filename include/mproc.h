@@ -22,14 +22,14 @@
 #define MPROC_H
 
 #include "mproc/common.h"
+#include "mproc/future.h"
 #include "mproc/log.h"
 #include "mproc/pipe.h"
+#include "mproc/pool.h"
 #include "mproc/process.h"
+#include "mproc/queue.h"
 #include "mproc/shm.h"
 #include "mproc/sync.h"
 #include "mproc/value.h"
-#include "mproc/queue.h"
-#include "mproc/future.h"
-#include "mproc/pool.h"
 
 #endif /* MPROC_H */

@@ -103,7 +103,6 @@ int mp__fnref_resolve(const mp__fnref *ref, void **fn)
         return MP_ENOENT;
     if (!m.exec)
         return MP_EINVAL;
-    *fn =
-        (void *)m.addr; /* NOLINT(performance-no-int-to-ptr): an address computed from the module */
+    *fn = (void *)m.addr;
     return 0;
 }

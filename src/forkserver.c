@@ -4,7 +4,7 @@
  *
  * DESIGN
  * Both methods execute the program afresh (/proc/self/exe) with a socket
- * named in the environment; the library's constructor (boot.c) sees it and
+ * named in the environment; the library's constructor (self.c) sees it and
  * serves, before main() runs.  The request on that socket names the target
  * as (module file, offset) - see fnref.c - and carries the argument bytes,
  * the child's name, and descriptors: the report pipe's write end, a status

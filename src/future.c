@@ -699,7 +699,8 @@ mp_as_completed *mp_as_completed_new(mp_future *const *fs, size_t n)
     if (!it)
         return NULL;
     size_t cnt = n ? n : 1;
-    it->fs = calloc(cnt, sizeof *it->fs);
+    it->fs =
+        calloc(cnt, sizeof *it->fs); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
     it->nodes = calloc(cnt, sizeof *it->nodes);
     it->ready = calloc(cnt, sizeof *it->ready);
     if (!it->fs || !it->nodes || !it->ready) {

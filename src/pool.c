@@ -1892,7 +1892,7 @@ static int layout(mp_pool *p)
     if (fd < 0)
         return fd;
     void *m = NULL;
-    int rc = mp__vm_map(fd, off, &m);
+    int rc = mp__map_fd(fd, off, NULL, &m);
     if (rc < 0) {
         mp__close(fd);
         return rc;

@@ -347,10 +347,13 @@ static const struct type_info *float_info(const value_impl *v)
     return ti && ti->is_float ? ti : NULL;
 }
 
-static int get_i64(value_impl *v, size_t i, int64_t *out)
+/* Reads element i of an integer value under its lock, sign-extended into
+ * *x, and its type into *tip.  Returns 0 or MP_EOWNERDEAD (for done()), or
+ * an error. */
+static int read_int(value_impl *v, size_t i, const struct type_info **tip, int64_t *x)
 {
     const struct type_info *ti = int_info(v);
-    if (!ti || !out)
+    if (!ti)
         return MP_EINVAL;
     int rc;
     void *p = elem(v, i, &rc);
@@ -359,8 +362,19 @@ static int get_i64(value_impl *v, size_t i, int64_t *out)
     rc = enter(v);
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
-    int64_t x = extend(ti, load_bits(p, ti->size));
+    *x = extend(ti, load_bits(p, ti->size));
     leave(v, rc);
+    *tip = ti;
+    return rc;
+}
+
+static int get_i64(value_impl *v, size_t i, int64_t *out)
+{
+    const struct type_info *ti;
+    int64_t x;
+    int rc = out ? read_int(v, i, &ti, &x) : MP_EINVAL;
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
     if (!ti->is_signed && x < 0)
         return MP_ERANGE; /* an unsigned 64-bit value beyond INT64_MAX */
     *out = x;
@@ -369,18 +383,11 @@ static int get_i64(value_impl *v, size_t i, int64_t *out)
 
 static int get_u64(value_impl *v, size_t i, uint64_t *out)
 {
-    const struct type_info *ti = int_info(v);
-    if (!ti || !out)
-        return MP_EINVAL;
-    int rc;
-    void *p = elem(v, i, &rc);
-    if (!p)
-        return rc;
-    rc = enter(v);
+    const struct type_info *ti;
+    int64_t x;
+    int rc = out ? read_int(v, i, &ti, &x) : MP_EINVAL;
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
-    int64_t x = extend(ti, load_bits(p, ti->size));
-    leave(v, rc);
     if (ti->is_signed && x < 0)
         return MP_ERANGE;
     *out = (uint64_t)x;

@@ -152,7 +152,7 @@ static int res_resize(wctx *c, size_t cap)
     if (rc < 0)
         return rc;
     void *p = NULL;
-    rc = mp__vm_map(c->res_fd, cap, &p);
+    rc = mp__map_fd(c->res_fd, cap, NULL, &p);
     if (rc < 0)
         return rc;
     if (c->res)
@@ -639,7 +639,7 @@ int mp__pool_worker_main(void *arg)
                 return MP_EBADF;
         }
         void *ctrl = NULL;
-        int rc = mp__vm_map(fds[MP__WFD_CTRL], (size_t)b->ctrl_size, &ctrl);
+        int rc = mp__map_fd(fds[MP__WFD_CTRL], (size_t)b->ctrl_size, NULL, &ctrl);
         if (rc < 0)
             return rc;
         c.hdr = ctrl;

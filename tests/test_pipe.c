@@ -4,7 +4,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
-#include "mpt_gate.h"
+#include "mpt_helpers.h"
 
 #include <fcntl.h>
 #include <pthread.h>

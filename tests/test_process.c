@@ -3,51 +3,13 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "mpt_helpers.h"
 
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* A gate: a pipe a child waits on until the test writes a byte or closes
- * it.  Every wait has a limit, so a bug fails instead of hanging. */
-typedef struct gate {
-    int r, w;
-} gate;
-
-static void gate_init(gate *g)
-{
-    int fds[2];
-    CHECK_OK(pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno);
-    g->r = fds[0];
-    g->w = fds[1];
-}
-
-/* In the child: wait up to secs for the gate to open.  Returns 0 when it
- * opened, -1 on timeout. */
-static int gate_wait(gate *g, double secs)
-{
-    close(g->w);
-    struct pollfd p = {.fd = g->r, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, (int)(secs * 1000));
-    } while (n < 0 && errno == EINTR);
-    return n > 0 ? 0 : -1;
-}
-
-static void gate_open(gate *g)
-{
-    char c = 1;
-    CHECK_EQ(write(g->w, &c, 1), 1);
-}
-
-static void gate_close(gate *g)
-{
-    close(g->r);
-    close(g->w);
-}
 
 /* Reads one int from fd, waiting at most secs.  Returns 0 or -1. */
 static int read_int(int fd, int *v, double secs)

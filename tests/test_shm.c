@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "mpt_helpers.h"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -15,57 +16,6 @@
 extern char **environ;
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static mp_process *start(mp_target_fn fn, void *arg)
-{
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    CHECK(p != NULL);
-    CHECK_OK(mp_process_start(p));
-    return p;
-}
-
-static int finish(mp_process *p)
-{
-    CHECK_OK(mp_process_join(p, 60.0));
-    int code = mp_process_exitcode(p);
-    mp_process_free(p);
-    return code;
-}
-
-typedef struct signal_pipe {
-    int r, w;
-} signal_pipe;
-
-static void sp_init(signal_pipe *s)
-{
-    int fds[2];
-    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
-    s->r = fds[0];
-    s->w = fds[1];
-}
-
-static void sp_post(signal_pipe *s)
-{
-    char c = 1;
-    (void)!write(s->w, &c, 1);
-}
-
-static int sp_wait(signal_pipe *s, double secs)
-{
-    struct pollfd p = {.fd = s->r, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, (int)(secs * 1000));
-    } while (n < 0 && errno == EINTR);
-    char c;
-    return n > 0 && read(s->r, &c, 1) == 1 ? 0 : -1;
-}
-
-static void sp_close(signal_pipe *s)
-{
-    close(s->r);
-    close(s->w);
-}
 
 static bool shm_exists(const char *name)
 {
@@ -226,7 +176,7 @@ TEST(default_arena_size_from_the_environment)
     o.start_method = MP_START_SPAWN;
     mp_process *p = mp_process_new_opts(default_size_from_env, NULL, &o);
     CHECK_OK(mp_process_start(p));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     unsetenv("MPROC_ARENA_SIZE");
 }
 
@@ -310,12 +260,12 @@ TEST(arena_is_shared_and_safe_across_processes)
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++) {
         args[i] = (churn_arg){i + 1, 5000};
-        ps[i] = start(churn, &args[i]);
+        ps[i] = mpt_start(churn, &args[i]);
     }
     churn_arg mine = {PROCS + 1, 5000};
     CHECK_EQ(churn(&mine), 0);
     for (int i = 0; i < PROCS; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     size_t used;
     CHECK_OK(mp_arena_usage(d, &used, NULL));
     CHECK_EQ(used, used0);
@@ -336,7 +286,7 @@ TEST(arena_recovers_from_a_death_inside_the_allocator)
     size_t used0, big0;
     CHECK_OK(mp_arena_usage(a, &used0, &big0));
     mp_log_set_level(MP_LOG_OFF); /* the repair is logged as a warning */
-    CHECK_EQ(finish(start(crash_in_alloc, a)), 0);
+    CHECK_EQ(mpt_finish(mpt_start(crash_in_alloc, a)), 0);
     /* The next user repairs: same usage, same free space, data intact. */
     size_t used, big;
     CHECK_OK(mp_arena_usage(a, &used, &big));
@@ -396,7 +346,7 @@ static void check_fresh_image(mp_start_method m)
     o.nfds = 1;
     mp_process *p = mp_process_new_opts(fresh_image_attaches, &f, &o);
     CHECK_OK(mp_process_start(p));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     CHECK_STREQ(text, "from the child");
     char *q;
     memcpy(&q, text + 32, sizeof q);
@@ -504,7 +454,7 @@ TEST(segment_names_made_by_the_library)
 
 typedef struct hold_arg {
     char name[128];
-    signal_pipe ready, go;
+    gate ready, go;
 } hold_arg;
 
 /* Attaches by name, checks the data, says so, holds until told. */
@@ -516,8 +466,8 @@ static int attach_and_hold(void *arg)
         return 1;
     if (strcmp(mp_shm_addr(s), "data") != 0)
         return 2;
-    sp_post(&h->ready);
-    if (sp_wait(&h->go, 60.0) != 0)
+    gate_open(&h->ready);
+    if (gate_wait(&h->go, 60.0) != 0)
         return 3;
     mp_shm_close(s);
     return 0;
@@ -527,22 +477,22 @@ TEST(segment_lives_while_a_process_of_the_program_holds_it)
 {
     hold_arg h;
     mpt_name(h.name, sizeof h.name, "held");
-    sp_init(&h.ready);
-    sp_init(&h.go);
+    gate_init(&h.ready);
+    gate_init(&h.go);
     mp_shm *s;
     CHECK_OK(mp_shm_create(h.name, 4096, &s));
     strcpy(mp_shm_addr(s), "data");
-    mp_process *p = start(attach_and_hold, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    mp_process *p = mpt_start(attach_and_hold, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     /* The creator lets go; the child still holds: the name stays. */
     CHECK_OK(mp_shm_close(s));
     tracker_sync();
     CHECK(shm_exists(h.name));
-    sp_post(&h.go);
-    CHECK_EQ(finish(p), 0);
+    gate_open(&h.go);
+    CHECK_EQ(mpt_finish(p), 0);
     CHECK(wait_shm_gone(h.name, 30.0));
-    sp_close(&h.ready);
-    sp_close(&h.go);
+    gate_close(&h.ready);
+    gate_close(&h.go);
 }
 
 static int create_and_hold(void *arg)
@@ -552,8 +502,8 @@ static int create_and_hold(void *arg)
     if (mp_shm_create(h->name, 4096, &s) != 0)
         return 1;
     strcpy(mp_shm_addr(s), "data");
-    sp_post(&h->ready);
-    sp_wait(&h->go, 120.0); /* until SIGKILLed */
+    gate_open(&h->ready);
+    gate_wait(&h->go, 120.0); /* until SIGKILLed */
     return 2;
 }
 
@@ -561,38 +511,38 @@ TEST(sigkilled_creator_leaves_nothing_in_dev_shm)
 {
     hold_arg h;
     mpt_name(h.name, sizeof h.name, "killed");
-    sp_init(&h.ready);
-    sp_init(&h.go);
-    mp_process *p = start(create_and_hold, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    gate_init(&h.ready);
+    gate_init(&h.go);
+    mp_process *p = mpt_start(create_and_hold, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     CHECK(shm_exists(h.name));
     CHECK_OK(mp_process_kill(p));
-    CHECK_EQ(finish(p), -SIGKILL);
+    CHECK_EQ(mpt_finish(p), -SIGKILL);
     CHECK(wait_shm_gone(h.name, 30.0));
-    sp_close(&h.ready);
-    sp_close(&h.go);
+    gate_close(&h.ready);
+    gate_close(&h.go);
 }
 
 TEST(sigkilled_creator_does_not_unlink_under_another_holder)
 {
     hold_arg h;
     mpt_name(h.name, sizeof h.name, "shared-kill");
-    sp_init(&h.ready);
-    sp_init(&h.go);
-    mp_process *creator = start(create_and_hold, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    gate_init(&h.ready);
+    gate_init(&h.go);
+    mp_process *creator = mpt_start(create_and_hold, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     hold_arg h2 = h; /* same name and pipes: the holder waits on go too */
-    mp_process *holder = start(attach_and_hold, &h2);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    mp_process *holder = mpt_start(attach_and_hold, &h2);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     CHECK_OK(mp_process_kill(creator));
-    CHECK_EQ(finish(creator), -SIGKILL);
+    CHECK_EQ(mpt_finish(creator), -SIGKILL);
     tracker_sync(); /* the creator's death is accounted for now */
     CHECK(shm_exists(h.name));
-    sp_post(&h.go);
-    CHECK_EQ(finish(holder), 0);
+    gate_open(&h.go);
+    CHECK_EQ(mpt_finish(holder), 0);
     CHECK(wait_shm_gone(h.name, 30.0));
-    sp_close(&h.ready);
-    sp_close(&h.go);
+    gate_close(&h.ready);
+    gate_close(&h.go);
 }
 
 static int close_inherited(void *arg)
@@ -607,7 +557,7 @@ TEST(forked_child_closing_an_inherited_handle_drops_no_hold)
     mpt_name(name, sizeof name, "inherited");
     mp_shm *s;
     CHECK_OK(mp_shm_create(name, 4096, &s));
-    CHECK_EQ(finish(start(close_inherited, s)), 0);
+    CHECK_EQ(mpt_finish(mpt_start(close_inherited, s)), 0);
     tracker_sync();
     CHECK(shm_exists(name));
     CHECK_OK(mp_shm_close(s));
@@ -656,7 +606,7 @@ TEST(spawned_child_attaches_by_name)
     o.arg_size = sizeof h;
     mp_process *p = mp_process_new_opts(spawned_attach, &h, &o);
     CHECK_OK(mp_process_start(p));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     CHECK_STREQ((char *)mp_shm_addr(s) + 100, "seen by a fresh image");
     CHECK_OK(mp_shm_unlink(s));
     CHECK_OK(mp_shm_close(s));

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "mpt_helpers.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -14,62 +15,11 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static mp_process *start(mp_target_fn fn, void *arg)
-{
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    CHECK(p != NULL);
-    CHECK_OK(mp_process_start(p));
-    return p;
-}
-
 /* Joins p (a generous limit: a bug fails instead of hanging), frees it
  * and returns its exit code. */
-static int finish(mp_process *p)
-{
-    CHECK_OK(mp_process_join(p, 60.0));
-    int code = mp_process_exitcode(p);
-    mp_process_free(p);
-    return code;
-}
-
 /* A one-way signal between processes over a pipe, independent of the
  * objects under test. */
-typedef struct signal_pipe {
-    int r, w;
-} signal_pipe;
-
-static void sp_init(signal_pipe *s)
-{
-    int fds[2];
-    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
-    s->r = fds[0];
-    s->w = fds[1];
-}
-
-static void sp_post(signal_pipe *s)
-{
-    char c = 1;
-    (void)!write(s->w, &c, 1);
-}
-
 /* Waits up to secs for one post.  Returns 0, or -1 on timeout. */
-static int sp_wait(signal_pipe *s, double secs)
-{
-    struct pollfd p = {.fd = s->r, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, (int)(secs * 1000));
-    } while (n < 0 && errno == EINTR);
-    char c;
-    return n > 0 && read(s->r, &c, 1) == 1 ? 0 : -1;
-}
-
-static void sp_close(signal_pipe *s)
-{
-    close(s->r);
-    close(s->w);
-}
-
 /* Waits until fn(arg) holds, polling without sleeping, for at most secs.
  * For states that no event announces (a process asleep in a wait). */
 static bool eventually(bool (*fn)(void *), void *arg, double secs)
@@ -216,9 +166,9 @@ static void check_exact_count(mp_lock *lock)
     counter_arg a = {lock, count, N};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
-        ps[i] = start(add_under_lock, &a);
+        ps[i] = mpt_start(add_under_lock, &a);
     for (int i = 0; i < PROCS; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     CHECK_EQ(*count, (long)PROCS * N);
     CHECK_OK(mp_arena_dealloc(NULL, (void *)count));
 }
@@ -255,9 +205,9 @@ TEST(lock_exact_count_between_threads_and_processes)
     mp_rlock *l = mp_rlock_new();
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
     counter_arg a = {l, count, 10000};
-    mp_process *p = start(threads_add, &a);
+    mp_process *p = mpt_start(threads_add, &a);
     CHECK_EQ(threads_add(&a), 0);
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     CHECK_EQ(*count, 40000);
     CHECK_OK(mp_arena_dealloc(NULL, (void *)count));
     mp_lock_free(l);
@@ -265,7 +215,7 @@ TEST(lock_exact_count_between_threads_and_processes)
 
 typedef struct holder_arg {
     mp_lock *lock;
-    signal_pipe ready, go;
+    gate ready, go;
     int depth;
 } holder_arg;
 
@@ -277,8 +227,8 @@ static int hold_lock(void *arg)
     for (int i = 0; i < h->depth; i++)
         if (mp_lock_acquire(h->lock, 30.0) != 0)
             return 1;
-    sp_post(&h->ready);
-    if (sp_wait(&h->go, 60.0) != 0)
+    gate_open(&h->ready);
+    if (gate_wait(&h->go, 60.0) != 0)
         return 2;
     for (int i = 0; i < h->depth; i++)
         mp_lock_release(h->lock);
@@ -288,10 +238,10 @@ static int hold_lock(void *arg)
 TEST(lock_timeouts)
 {
     holder_arg h = {.lock = mp_lock_new(), .depth = 1};
-    sp_init(&h.ready);
-    sp_init(&h.go);
-    mp_process *p = start(hold_lock, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    gate_init(&h.ready);
+    gate_init(&h.go);
+    mp_process *p = mpt_start(hold_lock, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     /* Held elsewhere: a poll fails at once, a wait at its deadline. */
     double t0 = mpt_now();
     CHECK_ERR(mp_lock_acquire(h.lock, 0), MP_ETIMEDOUT);
@@ -306,13 +256,13 @@ TEST(lock_timeouts)
     CHECK_EQ(mp_lock_is_owned(h.lock), 0);
     /* Not ours to release. */
     CHECK_ERR(mp_lock_release(h.lock), MP_EPERM);
-    sp_post(&h.go);
+    gate_open(&h.go);
     CHECK_OK(mp_lock_acquire(h.lock, 30.0)); /* woken when it lets go */
     CHECK_OK(mp_lock_release(h.lock));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     mp_lock_free(h.lock);
-    sp_close(&h.ready);
-    sp_close(&h.go);
+    gate_close(&h.ready);
+    gate_close(&h.go);
 }
 
 static volatile sig_atomic_t alarms;
@@ -336,10 +286,10 @@ TEST(waits_survive_signals_without_stretching)
     CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
 
     holder_arg h = {.lock = mp_lock_new(), .depth = 1};
-    sp_init(&h.ready);
-    sp_init(&h.go);
-    mp_process *p = start(hold_lock, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    gate_init(&h.ready);
+    gate_init(&h.go);
+    mp_process *p = mpt_start(hold_lock, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     double t0 = mpt_now();
     CHECK_ERR(mp_lock_acquire(h.lock, 0.2), MP_ETIMEDOUT);
     double dt = mpt_now() - t0;
@@ -362,26 +312,26 @@ TEST(waits_survive_signals_without_stretching)
 
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
-    sp_post(&h.go);
-    CHECK_EQ(finish(p), 0);
+    gate_open(&h.go);
+    CHECK_EQ(mpt_finish(p), 0);
     mp_lock_free(h.lock);
     mp_sem_free(s);
     mp_event_free(e);
     mp_barrier_free(b);
     mp_cond_free(c);
-    sp_close(&h.ready);
-    sp_close(&h.go);
+    gate_close(&h.ready);
+    gate_close(&h.go);
 }
 
 static void check_owner_death(int depth)
 {
     holder_arg h = {.lock = depth > 1 ? mp_rlock_new() : mp_lock_new(), .depth = depth};
-    sp_init(&h.ready);
-    sp_init(&h.go);
-    mp_process *p = start(hold_lock, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    gate_init(&h.ready);
+    gate_init(&h.go);
+    mp_process *p = mpt_start(hold_lock, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     CHECK_OK(mp_process_kill(p));
-    CHECK_EQ(finish(p), -SIGKILL);
+    CHECK_EQ(mpt_finish(p), -SIGKILL);
     /* The holder died: the next acquirer is told, holds it, and repairs. */
     CHECK_ERR(mp_lock_acquire(h.lock, 10.0), MP_EOWNERDEAD);
     CHECK_EQ(mp_lock_is_owned(h.lock), 1);
@@ -396,10 +346,10 @@ static void check_owner_death(int depth)
     CHECK_OK(mp_lock_release(h.lock));
 
     /* Again, and this time the state is declared lost. */
-    p = start(hold_lock, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    p = mpt_start(hold_lock, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     CHECK_OK(mp_process_kill(p));
-    CHECK_EQ(finish(p), -SIGKILL);
+    CHECK_EQ(mpt_finish(p), -SIGKILL);
     CHECK_ERR(mp_lock_acquire(h.lock, 10.0), MP_EOWNERDEAD);
     CHECK_OK(mp_lock_release(h.lock));
     CHECK_ERR(mp_lock_acquire(h.lock, 10.0), MP_ENOTRECOVERABLE);
@@ -410,8 +360,8 @@ static void check_owner_death(int depth)
     CHECK_OK(mp_lock_acquire(h.lock, 0));
     CHECK_OK(mp_lock_release(h.lock));
     mp_lock_free(h.lock);
-    sp_close(&h.ready);
-    sp_close(&h.go);
+    gate_close(&h.ready);
+    gate_close(&h.go);
 }
 
 TEST(lock_owner_death_is_recovered)
@@ -426,13 +376,13 @@ TEST(rlock_owner_death_is_recovered)
 
 typedef struct waiter_arg {
     mp_lock *lock;
-    signal_pipe ready;
+    gate ready;
 } waiter_arg;
 
 static int acquire_expect_owner_dead(void *arg)
 {
     waiter_arg *w = arg;
-    sp_post(&w->ready);
+    gate_open(&w->ready);
     int rc = mp_lock_acquire(w->lock, 60.0);
     if (rc != MP_EOWNERDEAD)
         return 10;
@@ -444,25 +394,25 @@ static int acquire_expect_owner_dead(void *arg)
 TEST(sleeping_waiter_gets_a_dead_holders_lock)
 {
     holder_arg h = {.lock = mp_lock_new(), .depth = 1};
-    sp_init(&h.ready);
-    sp_init(&h.go);
-    mp_process *holder = start(hold_lock, &h);
-    CHECK_EQ(sp_wait(&h.ready, 30.0), 0);
+    gate_init(&h.ready);
+    gate_init(&h.go);
+    mp_process *holder = mpt_start(hold_lock, &h);
+    CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     waiter_arg w = {.lock = h.lock};
-    sp_init(&w.ready);
-    mp_process *waiter = start(acquire_expect_owner_dead, &w);
-    CHECK_EQ(sp_wait(&w.ready, 30.0), 0);
+    gate_init(&w.ready);
+    mp_process *waiter = mpt_start(acquire_expect_owner_dead, &w);
+    CHECK_EQ(gate_wait(&w.ready, 30.0), 0);
     /* Kill the holder once the waiter sleeps in the kernel. */
     CHECK(eventually(in_futex_wait, pid_arg(waiter), 30.0));
     CHECK_OK(mp_process_kill(holder));
-    CHECK_EQ(finish(holder), -SIGKILL);
-    CHECK_EQ(finish(waiter), 0);
+    CHECK_EQ(mpt_finish(holder), -SIGKILL);
+    CHECK_EQ(mpt_finish(waiter), 0);
     CHECK_OK(mp_lock_acquire(h.lock, 10.0));
     CHECK_OK(mp_lock_release(h.lock));
     mp_lock_free(h.lock);
-    sp_close(&h.ready);
-    sp_close(&h.go);
-    sp_close(&w.ready);
+    gate_close(&h.ready);
+    gate_close(&h.go);
+    gate_close(&w.ready);
 }
 
 static int child_of_holder(void *arg)
@@ -483,7 +433,7 @@ TEST(fork_child_inherits_no_lock)
     mp_rlock *l = mp_rlock_new();
     CHECK_OK(mp_lock_acquire(l, 0));
     CHECK_OK(mp_lock_acquire(l, 0));
-    CHECK_EQ(finish(start(child_of_holder, l)), 0);
+    CHECK_EQ(mpt_finish(mpt_start(child_of_holder, l)), 0);
     CHECK_EQ(mp_lock_count(l), 2);
     CHECK_OK(mp_lock_release(l));
     CHECK_OK(mp_lock_release(l));
@@ -557,9 +507,9 @@ TEST(semaphore_as_mutex_exact_count)
     sem_arg a = {s, count, N, NULL, 0};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
-        ps[i] = start(add_under_sem, &a);
+        ps[i] = mpt_start(add_under_sem, &a);
     for (int i = 0; i < PROCS; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     CHECK_EQ(*count, (long)PROCS * N);
     CHECK_EQ(mp_sem_value(s), 1);
     mp_arena_dealloc(NULL, (void *)count);
@@ -601,11 +551,11 @@ TEST(bounded_semaphore_over_release_is_always_refused)
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++) {
         a[i] = (sem_arg){s, NULL, 1000, succ, i};
-        ps[i] = start(release_many, &a[i]);
+        ps[i] = mpt_start(release_many, &a[i]);
     }
     int total = 0;
     for (int i = 0; i < PROCS; i++) {
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
         total += succ[i];
     }
     CHECK_EQ(total, 3);
@@ -623,13 +573,13 @@ TEST(bounded_semaphore_over_release_is_always_refused)
 
 typedef struct sem_wait_arg {
     mp_sem *sem;
-    signal_pipe ready;
+    gate ready;
 } sem_wait_arg;
 
 static int sem_wait_child(void *arg)
 {
     sem_wait_arg *w = arg;
-    sp_post(&w->ready);
+    gate_open(&w->ready);
     return mp_sem_acquire(w->sem, 60.0) == 0 ? 0 : 1;
 }
 
@@ -637,23 +587,23 @@ TEST(semaphore_waiter_killed_does_not_block_others)
 {
     mp_sem *s = mp_sem_new(0);
     sem_wait_arg w = {.sem = s};
-    sp_init(&w.ready);
-    mp_process *victim = start(sem_wait_child, &w);
-    CHECK_EQ(sp_wait(&w.ready, 30.0), 0);
-    mp_process *other = start(sem_wait_child, &w);
-    CHECK_EQ(sp_wait(&w.ready, 30.0), 0);
+    gate_init(&w.ready);
+    mp_process *victim = mpt_start(sem_wait_child, &w);
+    CHECK_EQ(gate_wait(&w.ready, 30.0), 0);
+    mp_process *other = mpt_start(sem_wait_child, &w);
+    CHECK_EQ(gate_wait(&w.ready, 30.0), 0);
     CHECK(eventually(in_futex_wait, pid_arg(victim), 30.0));
     CHECK(eventually(in_futex_wait, pid_arg(other), 30.0));
     CHECK_OK(mp_process_kill(victim));
-    CHECK_EQ(finish(victim), -SIGKILL);
+    CHECK_EQ(mpt_finish(victim), -SIGKILL);
     /* The count still says two waiters; only a useless wake-up is lost. */
     CHECK_OK(mp_sem_release(s));
-    CHECK_EQ(finish(other), 0);
+    CHECK_EQ(mpt_finish(other), 0);
     CHECK_EQ(mp_sem_value(s), 0);
     CHECK_OK(mp_sem_release(s));
     CHECK_OK(mp_sem_acquire(s, 0));
     mp_sem_free(s);
-    sp_close(&w.ready);
+    gate_close(&w.ready);
 }
 
 /* ---- Event -------------------------------------------------------------------- */
@@ -686,13 +636,13 @@ TEST(event_basics_and_timeouts)
 
 typedef struct event_arg {
     mp_event *e;
-    signal_pipe ready;
+    gate ready;
 } event_arg;
 
 static int event_waiter(void *arg)
 {
     event_arg *a = arg;
-    sp_post(&a->ready);
+    gate_open(&a->ready);
     return mp_event_wait(a->e, 60.0) == 0 && mp_event_is_set(a->e) == 1 ? 0 : 1;
 }
 
@@ -700,21 +650,21 @@ TEST(event_wakes_every_waiter_even_after_a_death)
 {
     mp_event *e = mp_event_new();
     event_arg a = {.e = e};
-    sp_init(&a.ready);
+    gate_init(&a.ready);
     mp_process *ps[4];
     for (int i = 0; i < 4; i++) {
-        ps[i] = start(event_waiter, &a);
-        CHECK_EQ(sp_wait(&a.ready, 30.0), 0);
+        ps[i] = mpt_start(event_waiter, &a);
+        CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
     }
     for (int i = 0; i < 4; i++)
         CHECK(eventually(in_futex_wait, pid_arg(ps[i]), 30.0));
     CHECK_OK(mp_process_kill(ps[0]));
-    CHECK_EQ(finish(ps[0]), -SIGKILL);
+    CHECK_EQ(mpt_finish(ps[0]), -SIGKILL);
     CHECK_OK(mp_event_set(e));
     for (int i = 1; i < 4; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     mp_event_free(e);
-    sp_close(&a.ready);
+    gate_close(&a.ready);
 }
 
 TEST(waits_without_spinning)
@@ -722,15 +672,15 @@ TEST(waits_without_spinning)
     CHECK_EQ(mp_sync_set_spin(0), 100);
     mp_event *e = mp_event_new();
     event_arg a = {.e = e};
-    sp_init(&a.ready);
-    mp_process *p = start(event_waiter, &a);
-    CHECK_EQ(sp_wait(&a.ready, 30.0), 0);
+    gate_init(&a.ready);
+    mp_process *p = mpt_start(event_waiter, &a);
+    CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
     CHECK_OK(mp_event_set(e));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     CHECK_EQ(mp_sync_set_spin(-1), 0);
     CHECK_EQ(mp_sync_set_spin(-1), 100);
     mp_event_free(e);
-    sp_close(&a.ready);
+    gate_close(&a.ready);
 }
 
 /* ---- Condition ----------------------------------------------------------------- */
@@ -853,10 +803,10 @@ TEST(condition_producers_and_consumers)
     CHECK(mp_cond_get_lock(&b->not_empty) == &b->lock);
     enum { N = 3000 };
     box_arg pa = {b, 1, N}, pb = {b, N + 1, N}, ca = {b, 0, N}, cb = {b, 0, N};
-    mp_process *ps[4] = {start(producer, &pa), start(producer, &pb), start(consumer, &ca),
-                         start(consumer, &cb)};
+    mp_process *ps[4] = {mpt_start(producer, &pa), mpt_start(producer, &pb),
+                         mpt_start(consumer, &ca), mpt_start(consumer, &cb)};
     for (int i = 0; i < 4; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     /* Every item 1 .. 2N consumed exactly once. */
     CHECK_EQ(b->consumed, 2 * N);
     CHECK_EQ(b->consumed_sum, (long)(2 * N) * (2 * N + 1) / 2);
@@ -871,7 +821,7 @@ typedef struct flag_arg {
     mp_cond *c;
     volatile int *flag;
     int *ready;
-    signal_pipe sp;
+    gate sp;
 } flag_arg;
 
 static bool flag_is_set(void *arg)
@@ -888,7 +838,7 @@ static bool never(void *arg)
 static int set_flag_and_notify(void *arg)
 {
     flag_arg *a = arg;
-    if (sp_wait(&a->sp, 30.0) != 0 || mp_cond_acquire(a->c, 30.0) != 0)
+    if (gate_wait(&a->sp, 30.0) != 0 || mp_cond_acquire(a->c, 30.0) != 0)
         return 1;
     *a->flag = 1;
     mp_cond_notify_all(a->c);
@@ -915,17 +865,17 @@ TEST(condition_wait_for_a_predicate)
 
     /* Made true by another process while this one waits. */
     flag_arg a = {c, flag, NULL, {0, 0}};
-    sp_init(&a.sp);
-    mp_process *p = start(set_flag_and_notify, &a);
+    gate_init(&a.sp);
+    mp_process *p = mpt_start(set_flag_and_notify, &a);
     CHECK_OK(mp_cond_acquire(c, 30.0));
-    sp_post(&a.sp); /* the child needs the lock, which wait_for gives up */
+    gate_open(&a.sp); /* the child needs the lock, which wait_for gives up */
     CHECK_OK(mp_cond_wait_for(c, flag_is_set, (void *)flag, 30.0));
     CHECK_EQ(*flag, 1);
     CHECK_OK(mp_cond_release(c));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     mp_arena_dealloc(NULL, (void *)flag);
     mp_cond_free(c);
-    sp_close(&a.sp);
+    gate_close(&a.sp);
 }
 
 /* Waiters count themselves in under the lock, then wait; once the test
@@ -966,7 +916,7 @@ TEST(condition_waiter_killed_leaves_no_trace)
                 mp_arena_alloc(NULL, sizeof(int))};
     mp_process *ps[3];
     for (int i = 0; i < 3; i++)
-        ps[i] = start(gather_waiter, &g);
+        ps[i] = mpt_start(gather_waiter, &g);
     CHECK_OK(mp_cond_acquire(g.all_in, 30.0));
     CHECK_OK(mp_cond_wait_for(g.all_in, ready_is_3, g.ready, 30.0));
     CHECK_OK(mp_cond_release(g.all_in));
@@ -974,7 +924,7 @@ TEST(condition_waiter_killed_leaves_no_trace)
      * waiter, and then a notify_all the last one.  (Python's Condition
      * would block the notify on the dead waiter's acknowledgement.) */
     CHECK_OK(mp_process_kill(ps[0]));
-    CHECK_EQ(finish(ps[0]), -SIGKILL);
+    CHECK_EQ(mpt_finish(ps[0]), -SIGKILL);
     CHECK_OK(mp_lock_acquire(l, 30.0));
     *g.go = 1;
     CHECK_OK(mp_cond_notify(g.c, 1));
@@ -983,8 +933,8 @@ TEST(condition_waiter_killed_leaves_no_trace)
     CHECK_OK(mp_lock_acquire(l, 30.0));
     CHECK_OK(mp_cond_notify(g.c, 1));
     CHECK_OK(mp_lock_release(l));
-    CHECK_EQ(finish(ps[1]), 0);
-    CHECK_EQ(finish(ps[2]), 0);
+    CHECK_EQ(mpt_finish(ps[1]), 0);
+    CHECK_EQ(mpt_finish(ps[2]), 0);
     mp_cond_free(g.c);
     mp_cond_free(g.all_in);
     mp_lock_free(l);
@@ -995,7 +945,7 @@ TEST(condition_waiter_killed_leaves_no_trace)
 typedef struct reacq_arg {
     mp_cond *c;
     int *waiting;
-    signal_pipe dying;
+    gate dying;
 } reacq_arg;
 
 static bool is_one(void *arg)
@@ -1031,7 +981,7 @@ static int notify_and_die(void *arg)
 TEST(condition_waiter_gets_the_lock_of_a_dead_notifier)
 {
     reacq_arg a = {mp_cond_new(NULL), mp_arena_alloc(NULL, sizeof(int)), {0, 0}};
-    mp_process *w = start(cond_waiter_expect_dead_lock, &a);
+    mp_process *w = mpt_start(cond_waiter_expect_dead_lock, &a);
     /* Once the flag is set under the lock and the lock is free again, the
      * waiter is inside wait. */
     for (double end = mpt_now() + 30.0; mpt_now() < end;) {
@@ -1042,8 +992,8 @@ TEST(condition_waiter_gets_the_lock_of_a_dead_notifier)
             break;
         sched_yield();
     }
-    CHECK_EQ(finish(start(notify_and_die, &a)), 0);
-    CHECK_EQ(finish(w), 0);
+    CHECK_EQ(mpt_finish(mpt_start(notify_and_die, &a)), 0);
+    CHECK_EQ(mpt_finish(w), 0);
     CHECK_OK(mp_cond_acquire(a.c, 10.0));
     CHECK_OK(mp_cond_release(a.c));
     mp_cond_free(a.c);
@@ -1079,10 +1029,10 @@ TEST(barrier_gives_each_party_its_index)
     CHECK_EQ(mp_barrier_parties(a.b), PARTIES);
     CHECK_EQ(mp_barrier_n_waiting(a.b), 0);
     CHECK_EQ(mp_barrier_broken(a.b), 0);
-    mp_process *ps[2] = {start(barrier_rounds, &a), start(barrier_rounds, &a)};
+    mp_process *ps[2] = {mpt_start(barrier_rounds, &a), mpt_start(barrier_rounds, &a)};
     CHECK_EQ(barrier_rounds(&a), 0);
     for (int i = 0; i < 2; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     /* In every round the three parties got 0, 1 and 2, once each. */
     for (int r = 0; r < ROUNDS; r++)
         for (int i = 0; i < PARTIES; i++)
@@ -1110,14 +1060,14 @@ TEST(barrier_gives_each_party_its_index)
 
 typedef struct bwait_arg {
     mp_barrier *b;
-    signal_pipe ready;
+    gate ready;
     int expect;
 } bwait_arg;
 
 static int barrier_wait_expect(void *arg)
 {
     bwait_arg *a = arg;
-    sp_post(&a->ready);
+    gate_open(&a->ready);
     int rc = mp_barrier_wait(a->b, 60.0);
     if (a->expect == 0)
         return rc >= 0 ? 0 : 1;
@@ -1133,9 +1083,9 @@ TEST(barrier_timeout_breaks_it_until_reset)
 {
     mp_barrier *b = mp_barrier_new(2);
     bwait_arg a = {.b = b, .expect = MP_EBROKEN};
-    sp_init(&a.ready);
-    mp_process *p = start(barrier_wait_expect, &a);
-    CHECK_EQ(sp_wait(&a.ready, 30.0), 0);
+    gate_init(&a.ready);
+    mp_process *p = mpt_start(barrier_wait_expect, &a);
+    CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
     CHECK(eventually(one_waiting, b, 30.0));
     /* A party alone times out, and breaks its barrier. */
     mp_barrier *lonely = mp_barrier_new(2);
@@ -1151,7 +1101,7 @@ TEST(barrier_timeout_breaks_it_until_reset)
 
     /* The waiting child is broken by abort, and so is everyone after. */
     CHECK_OK(mp_barrier_abort(b));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     CHECK_EQ(mp_barrier_broken(b), 1);
     CHECK_EQ(mp_barrier_n_waiting(b), 0);
     CHECK_ERR(mp_barrier_wait(b, 0), MP_EBROKEN);
@@ -1159,48 +1109,48 @@ TEST(barrier_timeout_breaks_it_until_reset)
     CHECK_OK(mp_barrier_reset(b));
     /* Usable again. */
     a.expect = 0;
-    p = start(barrier_wait_expect, &a);
+    p = mpt_start(barrier_wait_expect, &a);
     CHECK(mp_barrier_wait(b, 30.0) >= 0);
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     mp_barrier_free(b);
-    sp_close(&a.ready);
+    gate_close(&a.ready);
 }
 
 TEST(barrier_reset_breaks_present_waiters)
 {
     mp_barrier *b = mp_barrier_new(3);
     bwait_arg a = {.b = b, .expect = MP_EBROKEN};
-    sp_init(&a.ready);
-    mp_process *p = start(barrier_wait_expect, &a);
-    CHECK_EQ(sp_wait(&a.ready, 30.0), 0);
+    gate_init(&a.ready);
+    mp_process *p = mpt_start(barrier_wait_expect, &a);
+    CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
     CHECK(eventually(one_waiting, b, 30.0));
     CHECK_OK(mp_barrier_reset(b));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     CHECK_EQ(mp_barrier_broken(b), 0);
     CHECK_EQ(mp_barrier_n_waiting(b), 0);
     mp_barrier_free(b);
-    sp_close(&a.ready);
+    gate_close(&a.ready);
 }
 
 TEST(barrier_party_killed_while_waiting_has_arrived)
 {
     mp_barrier *b = mp_barrier_new(3);
     bwait_arg a = {.b = b, .expect = 0};
-    sp_init(&a.ready);
-    mp_process *victim = start(barrier_wait_expect, &a);
-    CHECK_EQ(sp_wait(&a.ready, 30.0), 0);
+    gate_init(&a.ready);
+    mp_process *victim = mpt_start(barrier_wait_expect, &a);
+    CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
     CHECK(eventually(one_waiting, b, 30.0));
     CHECK_OK(mp_process_kill(victim));
-    CHECK_EQ(finish(victim), -SIGKILL);
+    CHECK_EQ(mpt_finish(victim), -SIGKILL);
     /* The dead party counted: two more arrivals trip the barrier. */
-    mp_process *other = start(barrier_wait_expect, &a);
+    mp_process *other = mpt_start(barrier_wait_expect, &a);
     int idx = mp_barrier_wait(b, 30.0);
     CHECK(idx == 1 || idx == 2);
-    CHECK_EQ(finish(other), 0);
+    CHECK_EQ(mpt_finish(other), 0);
     CHECK_EQ(mp_barrier_broken(b), 0);
     CHECK_EQ(mp_barrier_n_waiting(b), 0);
     mp_barrier_free(b);
-    sp_close(&a.ready);
+    gate_close(&a.ready);
 }
 
 static int die_inside_barrier_lock(void *arg)
@@ -1214,17 +1164,17 @@ static int die_inside_barrier_lock(void *arg)
 TEST(barrier_death_inside_its_lock_breaks_it)
 {
     mp_barrier *b = mp_barrier_new(2);
-    CHECK_EQ(finish(start(die_inside_barrier_lock, b)), 0);
+    CHECK_EQ(mpt_finish(mpt_start(die_inside_barrier_lock, b)), 0);
     CHECK_ERR(mp_barrier_wait(b, 1.0), MP_EBROKEN);
     CHECK_EQ(mp_barrier_broken(b), 1);
     CHECK_OK(mp_barrier_reset(b));
     bwait_arg a = {.b = b, .expect = 0};
-    sp_init(&a.ready);
-    mp_process *p = start(barrier_wait_expect, &a);
+    gate_init(&a.ready);
+    mp_process *p = mpt_start(barrier_wait_expect, &a);
     CHECK(mp_barrier_wait(b, 30.0) >= 0);
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mpt_finish(p), 0);
     mp_barrier_free(b);
-    sp_close(&a.ready);
+    gate_close(&a.ready);
 }
 
 /* ---- placement ----------------------------------------------------------------------- */
@@ -1278,13 +1228,13 @@ TEST(objects_work_in_a_named_segment)
     CHECK_OK(mp_event_init(&e->ev));
     CHECK_OK(mp_cond_init(&e->cond, &e->lock));
     CHECK_OK(mp_barrier_init(&e->bar, 3));
-    mp_process *ps[2] = {start(use_segment, &a), start(use_segment, &a)};
+    mp_process *ps[2] = {mpt_start(use_segment, &a), mpt_start(use_segment, &a)};
     CHECK_OK(mp_sem_acquire(&e->sem, 30.0));
     CHECK_OK(mp_sem_acquire(&e->sem, 30.0));
     CHECK(mp_barrier_wait(&e->bar, 30.0) >= 0);
     CHECK_OK(mp_event_set(&e->ev));
     for (int i = 0; i < 2; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     CHECK_EQ(e->total, 2000);
     CHECK_OK(mp_cond_destroy(&e->cond));
     CHECK_OK(mp_lock_destroy(&e->lock));

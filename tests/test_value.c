@@ -4,24 +4,9 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "mpt_helpers.h"
 
 #include <float.h>
-
-static mp_process *start(mp_target_fn fn, void *arg)
-{
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    CHECK(p != NULL);
-    CHECK_OK(mp_process_start(p));
-    return p;
-}
-
-static int finish(mp_process *p)
-{
-    CHECK_OK(mp_process_join(p, 60.0));
-    int code = mp_process_exitcode(p);
-    mp_process_free(p);
-    return code;
-}
 
 /* ---- types -------------------------------------------------------------- */
 
@@ -218,7 +203,7 @@ TEST(value_cubed_in_a_child)
 {
     double four = 4;
     mp_value *num = mp_value_new(MP_TYPE_d, &four, true);
-    CHECK_EQ(finish(start(cube, num)), 0);
+    CHECK_EQ(mpt_finish(mpt_start(cube, num)), 0);
     double got;
     CHECK_OK(mp_value_get_double(num, &got));
     CHECK_DBL_NEAR(got, 64.0, 0);
@@ -277,9 +262,9 @@ static void check_increments(mp_type t, bool lock, mp_target_fn fn, int n)
     incr_arg a = {mp_value_new(t, NULL, lock), n};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
-        ps[i] = start(fn, &a);
+        ps[i] = mpt_start(fn, &a);
     for (int i = 0; i < PROCS; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     int64_t x;
     CHECK_OK(mp_value_get_i64(a.v, &x));
     CHECK_EQ(x, (int64_t)PROCS * n);
@@ -350,7 +335,7 @@ static int die_holding_value_lock(void *arg)
 TEST(value_lock_holder_dies)
 {
     die_arg a = {mp_value_new(MP_TYPE_i, NULL, true)};
-    CHECK_EQ(finish(start(die_holding_value_lock, &a)), 0);
+    CHECK_EQ(mpt_finish(mpt_start(die_holding_value_lock, &a)), 0);
     /* The access is done, and the caller learns a holder died. */
     int64_t x = 0;
     CHECK_ERR(mp_value_get_i64(a.v, &x), MP_EOWNERDEAD);
@@ -382,7 +367,7 @@ TEST(array_each_element_plus_one_in_a_child)
     CHECK(arr != NULL);
     CHECK_EQ(mp_array_len(arr), 3);
     CHECK_EQ(mp_array_type(arr), MP_TYPE_i);
-    CHECK_EQ(finish(start(add_one_to_each, arr)), 0);
+    CHECK_EQ(mpt_finish(mpt_start(add_one_to_each, arr)), 0);
     int out[3];
     CHECK_OK(mp_array_read(arr, 0, 3, out));
     for (int i = 0; i < 3; i++)
@@ -480,9 +465,9 @@ TEST(array_atomic_adds_from_four_processes)
     arr_arg a = {mp_array_new(MP_TYPE_l, LEN, NULL, false), N};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
-        ps[i] = start(add_to_every_element, &a);
+        ps[i] = mpt_start(add_to_every_element, &a);
     for (int i = 0; i < PROCS; i++)
-        CHECK_EQ(finish(ps[i]), 0);
+        CHECK_EQ(mpt_finish(ps[i]), 0);
     for (size_t i = 0; i < LEN; i++) {
         int64_t x;
         CHECK_OK(mp_array_get_i64(a.a, i, &x));
@@ -541,7 +526,7 @@ TEST(fresh_images_update_values_after_attaching)
         o.nfds = 1;
         mp_process *p = mp_process_new_opts(fresh_update, &f, &o);
         CHECK_OK(mp_process_start(p));
-        CHECK_EQ(finish(p), 0);
+        CHECK_EQ(mpt_finish(p), 0);
     }
     int64_t x;
     CHECK_OK(mp_value_get_i64(f.v, &x));

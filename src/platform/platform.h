@@ -265,17 +265,10 @@ int mp__vm_map_fixed(int fd, size_t off, size_t len, void *addr);
 /* Sets the size of the file behind fd (ftruncate).  Returns 0 or -errno. */
 int mp__file_resize(int fd, size_t size);
 
-/* The size of the file behind fd.  Returns 0 and sets *size, or -errno. */
-int mp__file_size(int fd, size_t *size);
-
 /* Gives the memory behind [off, off + len) of a memory file back to the
  * system; the range reads as zeros afterwards and the file keeps its size,
  * so mappings of it stay valid.  Returns 0 or -errno. */
 int mp__file_release(int fd, size_t off, size_t len);
-
-/* Maps len bytes of fd from offset 0, shared and read-write, anywhere.
- * Returns 0 and sets *addr, or -errno. */
-int mp__vm_map(int fd, size_t len, void **addr);
 
 /* ---- eventfd (event.c) -------------------------------------------------- */
 

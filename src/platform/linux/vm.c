@@ -35,15 +35,6 @@ int mp__vm_map_fixed(int fd, size_t off, size_t len, void *addr)
     return p == MAP_FAILED ? -errno : 0;
 }
 
-int mp__vm_map(int fd, size_t len, void **addr)
-{
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-        return -errno;
-    *addr = p;
-    return 0;
-}
-
 int mp__file_resize(int fd, size_t size)
 {
     int rc;
@@ -51,15 +42,6 @@ int mp__file_resize(int fd, size_t size)
         rc = ftruncate(fd, (off_t)size);
     } while (rc != 0 && errno == EINTR);
     return rc == 0 ? 0 : -errno;
-}
-
-int mp__file_size(int fd, size_t *size)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    *size = (size_t)st.st_size;
-    return 0;
 }
 
 int mp__file_release(int fd, size_t off, size_t len)

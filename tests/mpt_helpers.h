@@ -1,10 +1,10 @@
 /*
- * mpt_gate.h - helpers shared by the pipe and queue tests: a gate that one
- * process waits on until another opens it, and reaping with a verdict.
- * Include after mp_test.h.
+ * mpt_helpers.h - helpers shared by the test programs: a gate that one
+ * process waits on until another opens it, starting and finishing a child
+ * with checks, and reaping with a verdict.  Include after mp_test.h.
  */
-#ifndef MPROC_TEST_GATE_H
-#define MPROC_TEST_GATE_H
+#ifndef MPROC_TEST_HELPERS_H
+#define MPROC_TEST_HELPERS_H
 
 #include <fcntl.h>
 
@@ -46,6 +46,24 @@ static inline void gate_close(gate *g)
     close(g->w);
 }
 
+/* Starts fn(arg) in a child (fork), checked. */
+static inline mp_process *mpt_start(mp_target_fn fn, void *arg)
+{
+    mp_process *p = mp_process_new(fn, arg, NULL);
+    CHECK(p != NULL);
+    CHECK_OK(mp_process_start(p));
+    return p;
+}
+
+/* Joins p (at most 60 s), frees it, and returns its exit code. */
+static inline int mpt_finish(mp_process *p)
+{
+    CHECK_OK(mp_process_join(p, 60.0));
+    int code = mp_process_exitcode(p);
+    mp_process_free(p);
+    return code;
+}
+
 /* Reaps child pid, which must have exited with status 0. */
 static inline void reap_ok(pid_t pid)
 {
@@ -57,4 +75,4 @@ static inline void reap_ok(pid_t pid)
     CHECK_EQ(WEXITSTATUS(st), 0);
 }
 
-#endif /* MPROC_TEST_GATE_H */
+#endif /* MPROC_TEST_HELPERS_H */
