@@ -78,6 +78,10 @@
 #define PIPELINE_MIN ((size_t)256 << 10)
 #endif
 #define PIPELINE_SLICE ((size_t)128 << 10)
+/* Workers use a waiting caller's arrays in place when their chunks move
+ * at least this many bytes: below it, the two system calls a chunk costs
+ * them exceed what copying it through shared memory does. */
+#define DIRECT_MIN ((size_t)4 << 10)
 
 enum { ST_OPEN, ST_CLOSED, ST_TERMINATING, ST_TERMINATED };
 
@@ -103,6 +107,7 @@ typedef struct pjob {
     uint32_t attempts;         /* apply: runs after a worker death */
     /* map */
     unsigned char *user_out;
+    bool out_remote; /* ROUT: workers deliver the outputs of finished units */
     int *errors;
     uint64_t n, chunk, nunits, in_size, out_size;
     uint64_t units_final, items_final;
@@ -202,7 +207,8 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     blk *used;
     size_t nused, capused;
     size_t top;
-    size_t retained; /* freed bytes kept in memory since the last purge */
+    size_t retained;   /* freed bytes kept in memory since the last purge */
+    uint64_t vm_probe; /* what a worker must read here to use our memory */
     wstate *ws;
     uint32_t nlive;
     unsigned worker_counter;
@@ -1133,7 +1139,9 @@ static void collect_unit(mp_pool *p, uint32_t e, uint64_t u)
     if (atomic_load(&unit->state) != MP__U_DONE)
         return;
     p->stats.tasks_done++;
-    map_unit_final(p, e, u, true);
+    /* A worker that wrote its outputs to the caller finished the unit
+     * only after they were all there. */
+    map_unit_final(p, e, u, !p->pjobs[e].out_remote);
 }
 
 static void handle_rec(mp_pool *p, const mp__rec *r)
@@ -1149,13 +1157,15 @@ static void handle_rec(mp_pool *p, const mp__rec *r)
         } else if (pj->kind == MP__JOB_MAP) {
             collect_unit(p, e, r->unit);
         }
-    } else if (r->kind == MP__REC_ITEM_ERROR && pj->kind == MP__JOB_MAP && r->unit < pj->nunits) {
+    } else if ((r->kind == MP__REC_ITEM_ERROR || r->kind == MP__REC_REST_ERROR) &&
+               pj->kind == MP__JOB_MAP && r->unit < pj->nunits) {
         uint64_t base = r->unit * pj->chunk;
         uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
         if (r->item < base || r->item >= end)
             return;
         /* A range function fails its whole remaining range at once. */
-        uint64_t count = (p->jobs[e].flags & MP__JOB_RANGE) ? end - r->item : 1;
+        bool rest = r->kind == MP__REC_REST_ERROR || (p->jobs[e].flags & MP__JOB_RANGE);
+        uint64_t count = rest ? end - r->item : 1;
         map_fail_items(p, e, r->item, count, MP_ETASK, (int)r->code, 0, NULL);
     }
 }
@@ -1242,8 +1252,6 @@ static void fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, int
         }
         return;
     }
-    if (range)
-        item = start;
     if (!pj->uattempts) {
         pj->uattempts = calloc((size_t)pj->nunits, sizeof *pj->uattempts);
         pj->ufailed = calloc((size_t)pj->nunits, sizeof *pj->ufailed);
@@ -1908,6 +1916,15 @@ static int layout(mp_pool *p)
     h->fns_off = fns_off;
     h->jobs_off = jobs_off;
     h->slots_off = slots_off;
+    /* Workers find out whether they may use this process's memory in
+     * place (see MP__JOB_RIN) by reading this value at this address;
+     * MPROC_POOL_VM=0 forbids it, and so copies everything. */
+    p->vm_probe = (mp__now_ns() ^ (uint64_t)(uintptr_t)p) | 1;
+    h->vm_pid = (int32_t)getpid();
+    h->vm_probe_addr = (uint64_t)(uintptr_t)&p->vm_probe;
+    h->vm_probe_val = p->vm_probe;
+    const char *vm = getenv("MPROC_POOL_VM");
+    atomic_init(&h->vm, vm && strcmp(vm, "0") == 0 ? MP__VM_DENIED : MP__VM_UNKNOWN);
     p->order = mp__pool_order(h);
     p->fns = mp__pool_fns(h);
     p->jobs = mp__pool_jobs(h);
@@ -2513,7 +2530,10 @@ int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t len, void *
 
 /* ---- map ----------------------------------------------------------------- */
 
-enum { MAP_ASYNC, MAP_IMAP };
+/* MODE_SYNC: the caller waits for the map (its arrays are valid until the
+ * map is final, so workers may use them in place); MODE_ASYNC: it does
+ * not; MODE_IMAP: the results stay in shared memory. */
+enum { MODE_SYNC, MODE_ASYNC, MODE_IMAP };
 
 static uint64_t default_chunk(mp_pool *p, uint64_t n)
 {
@@ -2539,7 +2559,7 @@ static int check_spec(const mp_map_spec *s, int mode)
         return MP_EINVAL;
     if (s->n && s->in_size && !s->in)
         return MP_EINVAL;
-    if (mode == MAP_ASYNC && s->n && s->out_size && !s->out)
+    if (mode != MODE_IMAP && s->n && s->out_size && !s->out)
         return MP_EINVAL;
     if (s->ctx_size > MAX_CTX || (s->ctx_size && !s->ctx))
         return MP_EINVAL;
@@ -2549,8 +2569,8 @@ static int check_spec(const mp_map_spec *s, int mode)
     return 0;
 }
 
-/* Prepares and submits a map.  For MAP_IMAP, it receives the staging
- * block; for MAP_ASYNC, f is finished or submitted. */
+/* Prepares and submits a map.  For MODE_IMAP, it receives the staging
+ * block; for MODE_ASYNC, f is finished or submitted. */
 static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, struct mp_imap *it)
 {
     uint64_t n = s->n, chunk, nunits;
@@ -2571,7 +2591,7 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
     pj.fut = f;
     pj.it = it;
     pj.keep_data = it != NULL;
-    pj.errors = mode == MAP_ASYNC ? s->errors : NULL;
+    pj.errors = mode != MODE_IMAP ? s->errors : NULL;
     pj.n = n;
     pj.chunk = chunk;
     pj.nunits = nunits;
@@ -2591,13 +2611,28 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
     size_t in_off = 0, out_off = 0;
     bool in_place =
         rc == 0 && s->in_size && used_contains(p, s->in, (size_t)(n * s->in_size), &in_off);
-    bool out_place = rc == 0 && mode == MAP_ASYNC && s->out_size &&
+    bool out_place = rc == 0 && mode != MODE_IMAP && s->out_size &&
                      used_contains(p, s->out, (size_t)(n * s->out_size), &out_off);
+    /* A map the caller waits for leaves its arrays where they are, when
+     * the workers can reach them there: each reads and writes its own
+     * share, in parallel, in one kernel copy each way, instead of this
+     * thread copying everything in and the supervisor everything out. */
+    bool vm = rc == 0 && mode == MODE_SYNC && atomic_load(&p->hdr->vm) == MP__VM_OK &&
+              chunk * (s->in_size + s->out_size) >= DIRECT_MIN;
+    if (vm && s->in_size && !in_place)
+        job.flags |= MP__JOB_RIN;
+    if (vm && s->out_size && !out_place)
+        job.flags |= MP__JOB_ROUT;
+    /* A range function's outputs go straight to the caller; an item
+     * function's also through the data region, where a worker that dies
+     * leaves those it finished. */
+    bool out_direct = (job.flags & MP__JOB_ROUT) && (job.flags & MP__JOB_RANGE);
     size_t ready_len = sizeof(mp__map_ready);
     size_t units_len = align_up((size_t)nunits * sizeof(mp__unit), DATA_ALIGN);
     size_t ctx_len = align_up(s->ctx_size, DATA_ALIGN);
-    size_t in_len = in_place ? 0 : align_up((size_t)(n * s->in_size), DATA_ALIGN);
-    size_t out_len = out_place ? 0 : align_up((size_t)(n * s->out_size), DATA_ALIGN);
+    size_t in_len =
+        in_place || (job.flags & MP__JOB_RIN) ? 0 : align_up((size_t)(n * s->in_size), DATA_ALIGN);
+    size_t out_len = out_place || out_direct ? 0 : align_up((size_t)(n * s->out_size), DATA_ALIGN);
     size_t total = ready_len + units_len + ctx_len + in_len + out_len, base = 0;
     if (rc == 0)
         rc = data_alloc(p, total, &base);
@@ -2611,8 +2646,9 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
     job.u.map.ctx_off = base + ready_len + units_len;
     job.u.map.in_off = in_place ? in_off : base + ready_len + units_len + ctx_len;
     job.u.map.out_off = out_place ? out_off : base + ready_len + units_len + ctx_len + in_len;
-    if (mode == MAP_ASYNC && !out_place && s->out_size)
+    if (mode != MODE_IMAP && !out_place && !out_direct && s->out_size)
         pj.user_out = s->out;
+    pj.out_remote = job.flags & MP__JOB_ROUT;
 
     /* The block is ours alone until published: fill it without the lock. */
     mp__unit *units = (mp__unit *)(p->data + job.u.map.units_off);
@@ -2626,7 +2662,11 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
      * one is published after its first slice, and the rest is copied while
      * the workers compute, behind the watermark they wait on. */
     mp__map_ready *ready = (mp__map_ready *)(p->data + base);
-    size_t in_bytes = in_place || !s->in_size ? 0 : (size_t)(n * s->in_size);
+    ready->rin = (uint64_t)(uintptr_t)s->in;
+    ready->rout = (uint64_t)(uintptr_t)s->out;
+    ready->rpid = p->hdr->vm_pid;
+    size_t in_bytes =
+        in_place || !s->in_size || (job.flags & MP__JOB_RIN) ? 0 : (size_t)(n * s->in_size);
     uint64_t copied = n;
     if (in_bytes > PIPELINE_MIN) {
         copied = PIPELINE_SLICE / s->in_size + 1;
@@ -2649,6 +2689,8 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
         rc = submit_job(p, &job, &pj);
         if (rc == 0 && (pj.progress || pj.bar))
             p->has_progress_jobs = true;
+        if (rc == 0 && (job.flags & (MP__JOB_RIN | MP__JOB_ROUT)))
+            p->stats.maps_direct++;
     }
     if (rc < 0)
         data_free(p, base);
@@ -2675,9 +2717,9 @@ static int map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f, 
     return rc;
 }
 
-mp_future *mp_pool_map_async_ex(mp_pool *p, const mp_map_spec *s)
+static mp_future *map_start(mp_pool *p, const mp_map_spec *s, int mode)
 {
-    if (!p || check_spec(s, MAP_ASYNC) < 0)
+    if (!p || check_spec(s, mode) < 0)
         return mp__future_new_failed(MP_EINVAL, NULL);
     if (!ours(p))
         return mp__future_new_failed(MP_ESTATE, NULL);
@@ -2690,7 +2732,7 @@ mp_future *mp_pool_map_async_ex(mp_pool *p, const mp_map_spec *s)
     mp_future *f = mp__future_new(&pool_future_ops, p);
     if (!f)
         return NULL;
-    int rc = map_submit(p, s, MAP_ASYNC, f, NULL);
+    int rc = map_submit(p, s, mode, f, NULL);
     if (rc < 0) {
         pthread_mutex_lock(&p->lock);
         const char *rep = p->broken ? p->broken_report : NULL;
@@ -2701,9 +2743,14 @@ mp_future *mp_pool_map_async_ex(mp_pool *p, const mp_map_spec *s)
     return f;
 }
 
+mp_future *mp_pool_map_async_ex(mp_pool *p, const mp_map_spec *s)
+{
+    return map_start(p, s, MODE_ASYNC);
+}
+
 int mp_pool_map_ex(mp_pool *p, const mp_map_spec *s)
 {
-    mp_future *f = mp_pool_map_async_ex(p, s);
+    mp_future *f = map_start(p, s, MODE_SYNC);
     if (!f)
         return MP_ENOMEM;
     int rc = mp_future_get(f, NULL, 0, NULL, MP_FOREVER);
@@ -2810,7 +2857,7 @@ mp_imap *mp_pool_imap_ex(mp_pool *p, const mp_map_spec *s, bool ordered)
         return NULL;
     pthread_mutex_init(&it->lock, NULL);
     it->ordered = ordered;
-    int rc = !p || check_spec(s, MAP_IMAP) < 0 ? MP_EINVAL : 0;
+    int rc = !p || check_spec(s, MODE_IMAP) < 0 ? MP_EINVAL : 0;
     if (rc == 0 && !ours(p))
         rc = MP_ESTATE;
     if (rc == 0) {
@@ -2828,7 +2875,7 @@ mp_imap *mp_pool_imap_ex(mp_pool *p, const mp_map_spec *s, bool ordered)
         pool_hold(p);
         if (s->n) {
             it->job_active = true;
-            rc = map_submit(p, s, MAP_IMAP, NULL, it);
+            rc = map_submit(p, s, MODE_IMAP, NULL, it);
             if (rc < 0) {
                 it->job_active = false;
                 it->data_len = 0;

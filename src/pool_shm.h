@@ -19,7 +19,13 @@
  *            space.  The parent reads them with pread(), so it never maps
  *            them and never cares about their size.
  *
- * Nothing in shared memory is a pointer: offsets and indices only.
+ * Nothing in shared memory is a pointer: offsets and indices only - but
+ * one kind of address: a map whose caller waits for it may leave its
+ * arrays in the caller's memory (RIN, ROUT), and workers copy their own
+ * chunks' share from and to there with process_vm_readv/writev.  That is
+ * safe because the caller's arrays outlive every worker's use of them: the
+ * call returns only once every unit is final, and a unit is final only
+ * when its worker finished it or is dead (see below).
  *
  * Jobs and units.  A job is one apply task (one unit) or one map (n items
  * in nunits chunks).  Each unit has a state word; a worker takes a unit by
@@ -100,7 +106,11 @@ enum {
 #define MP__U_RUNNING_BY(w) ((uint32_t)MP__U_RUNNING | ((uint32_t)(w) + 1u) << 8)
 
 enum { MP__JOB_APPLY = 1, MP__JOB_MAP = 2 };
-enum { MP__JOB_RANGE = 1 }; /* flags: range_fn instead of fn */
+/* Job flags.  RANGE: range_fn instead of fn.  RIN, ROUT: the map's
+ * inputs (outputs) stay in the caller's memory, and each worker reads
+ * (writes) its own units' share there itself, with process_vm_readv
+ * (writev), instead of the parent copying them through the data region. */
+enum { MP__JOB_RANGE = 1, MP__JOB_RIN = 2, MP__JOB_ROUT = 4 };
 enum { MP__RES_INLINE = 0, MP__RES_RING = 1 };
 #define MP__SEQ_RETIRED UINT64_MAX
 
@@ -121,9 +131,12 @@ enum { MP__STOP_NONE = 0, MP__STOP_DRAIN = 1, MP__STOP_NOW = 2 };
 /* How many of a map's inputs are in place, in the data region.  The
  * parent publishes a large map before its inputs are all copied, and
  * raises this as it copies, so that workers start on the first chunks
- * while it copies the rest. */
+ * while it copies the rest.  For RIN and ROUT maps, where the caller's
+ * arrays are, in the parent's address space. */
 typedef struct mp__map_ready {
     alignas(MP__LINE) _Atomic uint64_t items;
+    uint64_t rin, rout;
+    int32_t rpid;
 } mp__map_ready;
 
 /* A unit of a map, in the data region. */
@@ -133,7 +146,8 @@ typedef struct mp__unit {
 } mp__unit;
 
 /* A completion record. */
-enum { MP__REC_DONE = 1, MP__REC_ITEM_ERROR = 2 };
+/* REST_ERROR: every item of the unit from `item` on failed with `code`. */
+enum { MP__REC_DONE = 1, MP__REC_ITEM_ERROR = 2, MP__REC_REST_ERROR = 3 };
 typedef struct mp__rec {
     uint32_t entry;
     uint32_t kind;
@@ -210,7 +224,15 @@ typedef struct mp__pool_hdr {
     _Atomic uint32_t stop;
     alignas(MP__LINE) _Atomic uint32_t sup_sleeping;
     alignas(MP__LINE) _Atomic uint64_t data_size; /* of the data region, published */
+    /* Whether workers may read and write the parent's memory (MP__VM_*):
+     * the first worker to start finds out by reading vm_probe_val at
+     * vm_probe_addr in vm_pid, and any worker refused later says so. */
+    alignas(MP__LINE) _Atomic uint32_t vm;
+    int32_t vm_pid;
+    uint64_t vm_probe_addr, vm_probe_val;
 } mp__pool_hdr;
+
+enum { MP__VM_UNKNOWN = 0, MP__VM_OK = 1, MP__VM_DENIED = 2 };
 
 _Static_assert(sizeof(mp__job) == 256, "a job entry is four cache lines");
 

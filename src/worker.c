@@ -38,6 +38,11 @@
 #define SPIN_ROUNDS  200
 #define RES_MIN_CAP  ((size_t)64 << 10)
 #define RES_KEEP_CAP ((size_t)16 << 20)
+/* A RIN/ROUT map moves its items between the parent's memory and the
+ * worker's in slices of about this many bytes: small enough that a slice
+ * read is still in the cache when the function runs over it, and written
+ * back while it still is. */
+#define SLICE_BYTES ((size_t)64 << 10)
 
 typedef struct wctx {
     mp__pool_hdr *hdr;
@@ -60,7 +65,9 @@ typedef struct wctx {
     uint64_t maxtasks, tasks;
     uint32_t done_head;
     uint64_t claims;
-    uint64_t res_seen; /* res_consumed when a wait for result space began */
+    uint64_t res_seen;      /* res_consumed when a wait for result space began */
+    unsigned char *scratch; /* a RIN/ROUT map's slice buffers */
+    size_t scratch_cap;
 } wctx;
 
 struct mp_buf {
@@ -467,6 +474,117 @@ run_items(mp_map_fn fn, const unsigned char *ip, uint64_t istep, unsigned char *
     return end;
 }
 
+/* A scratch buffer of at least len bytes, or NULL. */
+static unsigned char *scratch(wctx *c, size_t len)
+{
+    if (len > c->scratch_cap) {
+        unsigned char *b = realloc(c->scratch, len);
+        if (!b)
+            return NULL;
+        c->scratch = b;
+        c->scratch_cap = len;
+    }
+    return c->scratch;
+}
+
+/* The parent's memory cannot be read or written: maps that follow are
+ * copied through shared memory instead. */
+static void vm_refused(wctx *c, int rc)
+{
+    if (rc == -EPERM || rc == -ENOSYS || rc == -EACCES)
+        atomic_store(&c->hdr->vm, MP__VM_DENIED);
+}
+
+/* Runs items [start, end) of a RIN or ROUT map, a slice at a time: reads
+ * the slice's inputs from the parent's memory (RIN), runs the function,
+ * writes the slice's outputs there (ROUT).  An item function writes into
+ * the data region (out, item by item, as for any map), so that what a
+ * dying worker finished is still there for the supervisor; a range
+ * function, which fails as a whole, into scratch.  Returns 0, or the
+ * first failure, already reported. */
+static int run_remote(wctx *c, uint32_t e, uint64_t u, const mp__map_ready *r, uint64_t base,
+                      uint64_t start, uint64_t end, unsigned char *out, const void *ctx)
+{
+    mp__job *j = &c->jobs[e];
+    const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
+    const bool rin = j->flags & MP__JOB_RIN, rout = j->flags & MP__JOB_ROUT;
+    const bool range = j->flags & MP__JOB_RANGE;
+    mp__wslot *s = c->slot;
+    uint64_t big = isz > osz ? isz : osz;
+    uint64_t step = big ? SLICE_BYTES / big : 0;
+    if (step == 0)
+        step = 1;
+    if (step > end - start)
+        step = end - start;
+    size_t in_len = rin ? (size_t)(step * isz) : 0;
+    size_t out_len = range && rout ? (size_t)(step * osz) : 0;
+    unsigned char *buf = scratch(c, in_len + out_len + 1);
+    int rc = buf ? 0 : MP_ENOMEM;
+    void *fn = resolve_fn(c, j->fn);
+    if (rc == 0 && !fn)
+        rc = MP_ENOENT;
+    /* A run resumed after a death: the items before start finished in
+     * out, in the data region, and may not have reached the caller. */
+    if (rc == 0 && rout && !range && start > base)
+        rc = mp__vm_write(r->rpid, r->rout + base * osz, out + base * osz,
+                          (size_t)((start - base) * osz));
+    atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
+    uint64_t i = start;
+    while (rc == 0 && i < end) {
+        uint64_t k = end - i < step ? end - i : step;
+        /* The slice's first item is in progress from here: a worker
+         * killed while reading it fails it (a range: the slice). */
+        atomic_store_explicit(&s->item, i, memory_order_release);
+        const unsigned char *ip = NULL;
+        if (rin) {
+            rc = mp__vm_read(r->rpid, r->rin + i * isz, buf, (size_t)(k * isz));
+            if (rc < 0)
+                break;
+            ip = buf;
+        } else if (isz) {
+            ip = c->data + j->u.map.in_off + i * isz;
+        }
+        unsigned char *op = NULL;
+        if (osz)
+            op = range && rout ? buf + in_len : out + i * osz;
+        if (range) {
+            int r2 = ((mp_map_range_fn)fn)(ip, op, (size_t)k, ctx);
+            if (r2 != 0) {
+                push_rec(c, MP__REC_ITEM_ERROR, e, u, i, r2);
+                return r2;
+            }
+        } else {
+            const uint64_t istep = ip ? isz : 0, ostep = op ? osz : 0;
+            uint64_t at = i, lim = i + k;
+            while (at < lim) {
+                int r2 = 0;
+                uint64_t stop =
+                    run_items((mp_map_fn)fn, ip, istep, op, ostep, ctx, &s->item, at, lim, &r2);
+                if (stop == lim)
+                    break;
+                push_rec(c, MP__REC_ITEM_ERROR, e, u, stop, r2);
+                ip = ip ? ip + (stop + 1 - at) * istep : NULL;
+                op = op ? op + (stop + 1 - at) * ostep : NULL;
+                at = stop + 1;
+            }
+        }
+        if (rout && osz) {
+            rc = mp__vm_write(r->rpid, r->rout + i * osz, range ? buf + in_len : out + i * osz,
+                              (size_t)(k * osz));
+            if (rc < 0)
+                break;
+        }
+        i += k;
+    }
+    if (rc < 0 && i < end) {
+        /* The rest of the unit cannot be done here: its items fail with
+         * the reason, as if the function had returned it. */
+        vm_refused(c, rc);
+        push_rec(c, MP__REC_REST_ERROR, e, u, i, rc);
+    }
+    return rc;
+}
+
 /* Runs unit u of map job e.  Returns false when the pool stopped before
  * the unit's inputs were all there: the unit is left unfinished, for the
  * supervisor to cancel. */
@@ -475,29 +593,36 @@ static bool run_map(wctx *c, uint32_t e, uint64_t u)
     mp__job *j = &c->jobs[e];
     const uint64_t n = j->u.map.n, chunk = j->u.map.chunk;
     const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
+    const bool rin = j->flags & MP__JOB_RIN;
+    const bool remote = j->flags & (MP__JOB_RIN | MP__JOB_ROUT);
+    const bool shm_out = osz && !((j->flags & MP__JOB_ROUT) && (j->flags & MP__JOB_RANGE));
     mp__unit *unit = (mp__unit *)(c->data + j->u.map.units_off) + u;
-    uint64_t start = u * chunk + unit->resume;
+    uint64_t base = u * chunk;
+    uint64_t start = base + unit->resume;
     uint64_t end = (u + 1) * chunk < n ? (u + 1) * chunk : n;
     uint64_t need = j->u.map.units_off + j->u.map.nunits * sizeof(mp__unit);
     if (j->u.map.ready_off + sizeof(mp__map_ready) > need)
         need = j->u.map.ready_off + sizeof(mp__map_ready);
-    if (isz && j->u.map.in_off + n * isz > need)
+    if (isz && !rin && j->u.map.in_off + n * isz > need)
         need = j->u.map.in_off + n * isz;
-    if (osz && j->u.map.out_off + n * osz > need)
+    if (shm_out && j->u.map.out_off + n * osz > need)
         need = j->u.map.out_off + n * osz;
     if (j->u.map.ctx_len && j->u.map.ctx_off + j->u.map.ctx_len > need)
         need = j->u.map.ctx_off + j->u.map.ctx_len;
     int rc = ensure_data(c, need);
-    const unsigned char *in = isz ? c->data + j->u.map.in_off : NULL;
-    unsigned char *out = osz ? c->data + j->u.map.out_off : NULL;
+    const unsigned char *in = isz && !rin ? c->data + j->u.map.in_off : NULL;
+    unsigned char *out = shm_out ? c->data + j->u.map.out_off : NULL;
     const void *ctx = j->u.map.ctx_len ? c->data + j->u.map.ctx_off : NULL;
     mp__wslot *s = c->slot;
+    const mp__map_ready *ready = (const mp__map_ready *)(c->data + j->u.map.ready_off);
     if (rc == 0 && in && !wait_inputs(c, (mp__map_ready *)(c->data + j->u.map.ready_off), end))
         return false;
-    /* BUSY from the first item on: waiting for the inputs is not the
-     * items' time. */
-    atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
-    if (j->flags & MP__JOB_RANGE) {
+    if (rc == 0 && remote) {
+        (void)run_remote(c, e, u, ready, base, start, end, out, ctx);
+    } else if (j->flags & MP__JOB_RANGE) {
+        /* BUSY from the first item on: waiting for the inputs is not the
+         * items' time. */
+        atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
         mp_map_range_fn fn = (mp_map_range_fn)resolve_fn(c, j->fn);
         atomic_store_explicit(&s->item, start, memory_order_release);
         if (rc == 0 && start < end)
@@ -507,6 +632,7 @@ static bool run_map(wctx *c, uint32_t e, uint64_t u)
         if (rc != 0 && start < end)
             push_rec(c, MP__REC_ITEM_ERROR, e, u, start, rc == 0 ? MP_EPROTO : rc);
     } else {
+        atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
         mp_map_fn fn = (mp_map_fn)resolve_fn(c, j->fn);
         if (rc == 0 && !fn)
             rc = MP_ENOENT;
@@ -668,6 +794,13 @@ int mp__pool_worker_main(void *arg)
     c.fns = mp__pool_fns(h);
     c.jobs = mp__pool_jobs(h);
     c.done_head = atomic_load(&c.slot->done_head);
+    if (atomic_load(&h->vm) == MP__VM_UNKNOWN) {
+        uint64_t v = 0;
+        int rc = mp__vm_read(h->vm_pid, h->vm_probe_addr, &v, sizeof v);
+        uint32_t expect = MP__VM_UNKNOWN;
+        (void)atomic_compare_exchange_strong(
+            &h->vm, &expect, rc == 0 && v == h->vm_probe_val ? MP__VM_OK : MP__VM_DENIED);
+    }
 
     if (init) {
         atomic_store(&c.slot->state, MP__W_INIT);
@@ -679,5 +812,7 @@ int mp__pool_worker_main(void *arg)
         }
     }
     atomic_store(&c.slot->state, MP__W_READY);
-    return serve(&c);
+    int rc = serve(&c);
+    free(c.scratch);
+    return rc;
 }

@@ -937,47 +937,220 @@ static int counted_item(const void *in, void *out, const void *ctx)
     return 0;
 }
 
+/* Whether a child may read its parent's memory here, found out as the
+ * pool's workers find it out: a forked child reads a value of ours. */
+static bool children_read_parent_memory(void)
+{
+    static volatile uint64_t probe = 0x5eed5eed5eed5eedu;
+    pid_t parent = getpid();
+    pid_t c = fork();
+    CHECK(c >= 0);
+    if (c == 0) {
+        uint64_t v = 0;
+        int rc = mp__vm_read(parent, (uint64_t)(uintptr_t)&probe, &v, sizeof v);
+        _exit(rc == 0 && v == probe ? 0 : 1);
+    }
+    int st = 0;
+    CHECK_EQ(waitpid(c, &st, 0), c);
+    CHECK(WIFEXITED(st));
+    return WEXITSTATUS(st) == 0;
+}
+
+/* A pool whose workers have started, so that whether they may use the
+ * caller's memory in place is settled before the first map. */
+static mp_pool *pool_settled(int workers, bool copy_only)
+{
+    if (copy_only)
+        CHECK_EQ(setenv("MPROC_POOL_VM", "0", 1), 0);
+    mp_pool *p = pool_with(workers);
+    unsetenv("MPROC_POOL_VM");
+    long v = 3, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &v, sizeof v, &r, sizeof r, NULL, 60.0));
+    CHECK_EQ(r, 9);
+    return p;
+}
+
+static int square32_range(const void *in, void *out, size_t n, const void *ctx)
+{
+    (void)ctx;
+    const uint32_t *a = in;
+    uint32_t *b = out;
+    for (size_t i = 0; i < n; i++)
+        b[i] = a[i] * a[i];
+    return 0;
+}
+
+TEST(map_uses_the_callers_arrays_in_place_where_allowed)
+{
+    enum { N = 300000 };
+    bool allowed = children_read_parent_memory();
+    printf("  children may read their parent's memory: %s\n", allowed ? "yes" : "no");
+    uint32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    int *iin = malloc(N * sizeof *iin);
+    long *iout = malloc(N * sizeof *iout);
+    for (uint32_t i = 0; i < N; i++) {
+        in[i] = i;
+        iin[i] = (int)i;
+    }
+    for (int copy_only = 0; copy_only < 2; copy_only++) {
+        mp_pool *p = pool_settled(2, copy_only);
+        /* Chunks of a few KiB and more; small ones are always copied. */
+        size_t chunks[] = {0, 5000, 99999};
+        for (size_t k = 0; k < MP__ARRAY_SIZE(chunks); k++) {
+            memset(out, 0, N * sizeof *out);
+            mp_map_spec s = MP_MAP_SPEC_INIT;
+            s.range_fn = square32_range;
+            s.in = in;
+            s.n = N;
+            s.in_size = sizeof *in;
+            s.out = out;
+            s.out_size = sizeof *out;
+            s.chunksize = chunks[k];
+            CHECK_OK(mp_pool_map_ex(p, &s));
+            for (uint32_t i = 0; i < N; i++)
+                CHECK_EQ(out[i], i * i);
+            memset(iout, 0, N * sizeof *iout);
+            CHECK_OK(
+                mp_pool_map(p, square_item, iin, N, sizeof *iin, iout, sizeof *iout, chunks[k]));
+            for (long i = 0; i < N; i++)
+                CHECK_EQ(iout[i], i * i);
+        }
+        CHECK_OK(mp_pool_map(p, square_item, iin, 5000, sizeof *iin, iout, sizeof *iout, 1));
+        for (long i = 0; i < 5000; i++)
+            CHECK_EQ(iout[i], i * i);
+        /* Asynchronous maps copy: the caller may reuse its inputs at once. */
+        mp_future *f =
+            mp_pool_map_async(p, square_item, iin, N, sizeof *iin, iout, sizeof *iout, 0);
+        CHECK_OK(mp_future_get(f, NULL, 0, NULL, 60.0));
+        mp_future_free(f);
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ(st.maps_direct, allowed && !copy_only ? 2 * MP__ARRAY_SIZE(chunks) : 0);
+        mp_pool_free(p);
+    }
+    free(in);
+    free(out);
+    free(iin);
+    free(iout);
+}
+
 TEST(map_chunk_with_a_crash_splits_at_the_item)
 {
     mp_log_set_level(MP_LOG_OFF);
     enum { N = 1000 };
     _Atomic int *runs = shared_ints(N);
-    mp_pool *p = pool_with(2);
     int in[N], errs[N];
     long out[N];
     for (int i = 0; i < N; i++)
         in[i] = i;
     crash_ctx c = {runs, 100};
-    mp_map_spec s = MP_MAP_SPEC_INIT;
-    s.fn = counted_item;
-    s.in = in;
-    s.n = N;
-    s.in_size = sizeof in[0];
-    s.out = out;
-    s.out_size = sizeof out[0];
-    s.errors = errs;
-    s.ctx = &c;
-    s.ctx_size = sizeof c;
-    s.chunksize = 250;
-    mp_future *f = mp_pool_map_async_ex(p, &s);
-    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 60.0), MP_EWORKER);
-    CHECK_EQ(mp_future_failed_index(f), 99);
-    CHECK_EQ(mp_future_exitcode(f), -SIGSEGV);
-    CHECK_CONTAINS(mp_future_report(f), "SIGSEGV");
-    for (int i = 0; i < N; i++) {
-        /* Every item ran exactly once: before the crash, the crashing one,
-         * and after it on a fresh worker. */
-        CHECK_EQ(atomic_load(&runs[i]), 1);
-        if (i % 100 == 99) {
-            CHECK_ERR(errs[i], MP_EWORKER);
+    /* Waited for (the caller's arrays used in place where allowed) and
+     * asynchronous (copied), then waited for with copies forced. */
+    for (int mode = 0; mode < 3; mode++) {
+        mp_pool *p = pool_settled(2, mode == 2);
+        for (int i = 0; i < N; i++)
+            atomic_store(&runs[i], 0);
+        memset(out, 0, sizeof out);
+        mp_map_spec s = MP_MAP_SPEC_INIT;
+        s.fn = counted_item;
+        s.in = in;
+        s.n = N;
+        s.in_size = sizeof in[0];
+        s.out = out;
+        s.out_size = sizeof out[0];
+        s.errors = errs;
+        s.ctx = &c;
+        s.ctx_size = sizeof c;
+        s.chunksize = 500;
+        if (mode == 1) {
+            mp_future *f = mp_pool_map_async_ex(p, &s);
+            CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 60.0), MP_EWORKER);
+            CHECK_EQ(mp_future_failed_index(f), 99);
+            CHECK_EQ(mp_future_exitcode(f), -SIGSEGV);
+            CHECK_CONTAINS(mp_future_report(f), "SIGSEGV");
+            mp_future_free(f);
         } else {
-            CHECK_EQ(errs[i], 0);
-            CHECK_EQ(out[i], 3L * i);
+            CHECK_ERR(mp_pool_map_ex(p, &s), MP_EWORKER);
         }
+        for (int i = 0; i < N; i++) {
+            /* Every item ran exactly once: before the crash, the crashing
+             * one, and after it on a fresh worker. */
+            CHECK_EQ(atomic_load(&runs[i]), 1);
+            if (i % 100 == 99) {
+                CHECK_ERR(errs[i], MP_EWORKER);
+            } else {
+                CHECK_EQ(errs[i], 0);
+                CHECK_EQ(out[i], 3L * i);
+            }
+        }
+        mp_pool_free(p);
     }
-    mp_future_free(f);
-    mp_pool_free(p);
     mp__unmap((void *)runs, N * sizeof(int));
+}
+
+/* Squares a range; crashes once, at item *ctx, the first time it is run. */
+static int crashing_range(const void *in, void *out, size_t n, const void *ctx)
+{
+    const uint32_t *a = in;
+    _Atomic int *once = *(_Atomic int *const *)ctx;
+    uint32_t at = (uint32_t)atomic_load(&once[1]);
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] == at && atomic_fetch_add(&once[0], 1) == 0)
+            crash_by(1);
+        ((uint32_t *)out)[i] = a[i] * a[i];
+    }
+    return 0;
+}
+
+TEST(map_range_crash_fails_the_range_that_was_running)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    enum { N = 100000, CRASH = 70000 };
+    _Atomic int *once = shared_ints(2);
+    uint32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    int *errs = malloc(N * sizeof *errs);
+    for (uint32_t i = 0; i < N; i++)
+        in[i] = i;
+    for (int copy_only = 0; copy_only < 2; copy_only++) {
+        mp_pool *p = pool_settled(2, copy_only);
+        atomic_store(&once[0], 0);
+        atomic_store(&once[1], CRASH);
+        memset(out, 0, N * sizeof *out);
+        _Atomic int *ctx = once;
+        mp_map_spec s = MP_MAP_SPEC_INIT;
+        s.range_fn = crashing_range;
+        s.in = in;
+        s.n = N;
+        s.in_size = sizeof *in;
+        s.out = out;
+        s.out_size = sizeof *out;
+        s.errors = errs;
+        s.ctx = &ctx;
+        s.ctx_size = sizeof ctx;
+        s.chunksize = N / 2;
+        CHECK_ERR(mp_pool_map_ex(p, &s), MP_EWORKER);
+        /* The first unit whole; the second up to the start of the range
+         * that crashed (the unit's start, or a slice of it), then failed
+         * to its end. */
+        uint32_t b = N / 2;
+        while (b < N && errs[b] == 0)
+            b++;
+        CHECK(b <= CRASH);
+        for (uint32_t i = 0; i < N; i++) {
+            if (i < b) {
+                CHECK_EQ(errs[i], 0);
+                CHECK_EQ(out[i], i * i);
+            } else {
+                CHECK_ERR(errs[i], MP_EWORKER);
+            }
+        }
+        printf("  %s: items %u..%d failed\n", copy_only ? "copied" : "in place", b, N - 1);
+        mp_pool_free(p);
+    }
+    free(in);
+    free(out);
+    free(errs);
+    mp__unmap((void *)once, 2 * sizeof(int));
 }
 
 static int crash_once_task(const void *arg, size_t len, mp_buf *out)
@@ -1061,7 +1234,7 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
     for (int i = 0; i < N; i++)
         in[i] = i;
     crash_ctx c = {runs, 0};
-    size_t chunks[] = {1, 7, 0, 250};
+    size_t chunks[] = {1, 7, 0, 250, 2000};
     int total_failed = 0, total_kills = 0;
     for (int r = 0; r < ROUNDS; r++) {
         for (int i = 0; i < N; i++)
@@ -1081,8 +1254,18 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
         killer_args k = {.pool = p, .seed = (unsigned)(r * 7919 + 1)};
         pthread_t t;
         CHECK_EQ(pthread_create(&t, NULL, killer, &k), 0);
-        mp_future *f = mp_pool_map_async_ex(p, &s);
-        int rc = mp_future_wait(f, 90.0);
+        /* Odd rounds wait in the map: the caller's arrays are then used
+         * in place where allowed.  Even rounds copy them. */
+        mp_future *f = NULL;
+        int rc, status;
+        if (r % 2) {
+            status = mp_pool_map_ex(p, &s);
+            rc = 0;
+        } else {
+            f = mp_pool_map_async_ex(p, &s);
+            rc = mp_future_wait(f, 90.0);
+            status = mp_future_status(f);
+        }
         atomic_store(&k.stop, 1);
         pthread_join(t, NULL);
         CHECK_OK(rc); /* no hang */
@@ -1099,7 +1282,7 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
                 failed++;
             }
         }
-        CHECK_EQ(mp_future_status(f), failed ? MP_EWORKER : 0);
+        CHECK_EQ(status, failed ? MP_EWORKER : 0);
         total_failed += failed;
         total_kills += atomic_load(&k.kills);
         mp_future_free(f);

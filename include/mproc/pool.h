@@ -315,8 +315,11 @@ typedef struct mp_map_spec {
  * every item succeeded; otherwise the error of the first failed item (by
  * index) - the other outputs are valid all the same; MP_EINVAL for bad
  * arguments; MP_ECLOSED, MP_EINIT; MP_ECANCELED after a SIGINT or a
- * terminate.  Inputs are copied into shared memory unless they lie in
- * memory from mp_pool_shared_alloc(); so are outputs.
+ * terminate.  Arrays in memory from mp_pool_shared_alloc() are used in
+ * place.  Other arrays the workers read and write where they are, each
+ * its own share, when the system allows it (see mp_pool_stats.
+ * maps_direct); otherwise they are copied through shared memory.  Either
+ * way no worker touches them once the call has returned.
  */
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
                           void *out, size_t out_size, size_t chunksize);
@@ -404,6 +407,13 @@ typedef struct mp_pool_stats {
     uint64_t workers_started;
     uint64_t workers_died;     /* ended abnormally: crashed, killed, timed out */
     uint64_t workers_recycled; /* exited after maxtasksperchild tasks */
+    /* mp_pool_map() calls whose workers read and wrote the caller's arrays
+     * where they are (one kernel copy each way, by process_vm_readv and
+     * process_vm_writev) instead of through shared memory.  They do when
+     * chunks hold a few KiB or more, and the system lets a process read
+     * its parent's memory as a debugger would: not under Yama's
+     * ptrace_scope >= 1, nor with MPROC_POOL_VM=0 in the environment. */
+    uint64_t maps_direct;
 } mp_pool_stats;
 
 /* Fills *st.  Returns 0 or MP_EINVAL.  Thread-safe. */

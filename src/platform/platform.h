@@ -270,6 +270,14 @@ int mp__file_resize(int fd, size_t size);
  * so mappings of it stay valid.  Returns 0 or -errno. */
 int mp__file_release(int fd, size_t off, size_t len);
 
+/* Copies len bytes between the address space of process pid (at the
+ * address remote there) and ours, in one kernel copy (process_vm_readv /
+ * process_vm_writev).  The kernel allows it as it would allow ptrace: the
+ * same credentials, a dumpable target, and whatever Yama and the security
+ * modules add.  Returns 0, or -errno (EPERM, ESRCH, EFAULT, ENOSYS). */
+int mp__vm_read(pid_t pid, uint64_t remote, void *local, size_t len);
+int mp__vm_write(pid_t pid, uint64_t remote, const void *local, size_t len);
+
 /* ---- eventfd (event.c) -------------------------------------------------- */
 
 /* A non-blocking, close-on-exec eventfd starting at 0.  Returns it or

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int mp__vm_reserve(size_t size, void **addr)
@@ -50,4 +51,36 @@ int mp__file_release(int fd, size_t off, size_t len)
         return 0;
     int rc = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
     return rc == 0 ? 0 : -errno;
+}
+
+/* process_vm_readv/writev move at most what the kernel chooses per call
+ * (a partial count at a page it could not reach, or after a signal): go on
+ * until everything moved or an error stops it. */
+static int vm_move(pid_t pid, void *local, uint64_t remote, size_t len, bool write)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct iovec l = {(char *)local + done, len - done};
+        struct iovec r = {(void *)(uintptr_t)(remote + done), len - done};
+        ssize_t n = write ? process_vm_writev(pid, &l, 1, &r, 1, 0)
+                          : process_vm_readv(pid, &l, 1, &r, 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EFAULT;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int mp__vm_read(pid_t pid, uint64_t remote, void *local, size_t len)
+{
+    return vm_move(pid, local, remote, len, false);
+}
+
+int mp__vm_write(pid_t pid, uint64_t remote, const void *local, size_t len)
+{
+    return vm_move(pid, (void *)(uintptr_t)local, remote, len, true);
 }
