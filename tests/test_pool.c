@@ -86,6 +86,18 @@ static int wait_workers(mp_pool *p, int want, double secs)
     return n;
 }
 
+/* A map spec over n elements of in, to out. */
+static mp_map_spec map_spec(const void *in, size_t n, size_t in_size, void *out, size_t out_size)
+{
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.in = in;
+    s.n = n;
+    s.in_size = in_size;
+    s.out = out;
+    s.out_size = out_size;
+    return s;
+}
+
 static int square_item(const void *in, void *out, const void *ctx)
 {
     (void)ctx;
@@ -198,13 +210,8 @@ TEST(map_ctx_range_functions_and_empty_elements)
     double in[100], out[100], factor = 2.5;
     for (int i = 0; i < 100; i++)
         in[i] = i;
-    mp_map_spec s = MP_MAP_SPEC_INIT;
+    mp_map_spec s = map_spec(in, 100, sizeof in[0], out, sizeof out[0]);
     s.fn = scaled;
-    s.in = in;
-    s.n = 100;
-    s.in_size = sizeof in[0];
-    s.out = out;
-    s.out_size = sizeof out[0];
     s.ctx = &factor;
     s.ctx_size = sizeof factor;
     s.chunksize = 7;
@@ -249,14 +256,9 @@ TEST(map_bad_arguments)
     CHECK_ERR(mp_pool_map(p, NULL, in, 4, sizeof in[0], out, sizeof out[0], 0), MP_EINVAL);
     CHECK_ERR(mp_pool_map(p, square_item, NULL, 4, sizeof in[0], out, sizeof out[0], 0), MP_EINVAL);
     CHECK_ERR(mp_pool_map(p, square_item, in, 4, sizeof in[0], NULL, sizeof out[0], 0), MP_EINVAL);
-    mp_map_spec s = MP_MAP_SPEC_INIT;
+    mp_map_spec s = map_spec(in, 4, sizeof in[0], out, sizeof out[0]);
     s.fn = square_item;
     s.range_fn = range_square; /* both */
-    s.in = in;
-    s.n = 4;
-    s.in_size = sizeof in[0];
-    s.out = out;
-    s.out_size = sizeof out[0];
     CHECK_ERR(mp_pool_map_ex(p, &s), MP_EINVAL);
     s.range_fn = NULL;
     s.ctx_size = 8; /* without ctx */
@@ -290,13 +292,8 @@ TEST(map_item_errors_fail_those_items_only)
     int in[N], out[N], errs[N];
     for (int i = 0; i < N; i++)
         in[i] = i + 1;
-    mp_map_spec s = MP_MAP_SPEC_INIT;
+    mp_map_spec s = map_spec(in, N, sizeof in[0], out, sizeof out[0]);
     s.fn = item_fails_on_multiples_of_7;
-    s.in = in;
-    s.n = N;
-    s.in_size = sizeof in[0];
-    s.out = out;
-    s.out_size = sizeof out[0];
     s.errors = errs;
     s.chunksize = 13;
     mp_future *f = mp_pool_map_async_ex(p, &s);
@@ -808,13 +805,8 @@ TEST(task_timeout_kills_and_replaces)
      * of its chunk, before and after it, succeed. */
     int in[6] = {1, 2, 3, -1, 5, 6};
     int out[6], errs[6];
-    mp_map_spec s = MP_MAP_SPEC_INIT;
+    mp_map_spec s = map_spec(in, 6, sizeof in[0], out, sizeof out[0]);
     s.fn = item_loops_on_negative;
-    s.in = in;
-    s.n = 6;
-    s.in_size = sizeof in[0];
-    s.out = out;
-    s.out_size = sizeof out[0];
     s.errors = errs;
     s.chunksize = 6;
     t0 = mpt_now();
@@ -998,13 +990,8 @@ TEST(map_uses_the_callers_arrays_in_place_where_allowed)
         size_t chunks[] = {0, 5000, 99999};
         for (size_t k = 0; k < MP__ARRAY_SIZE(chunks); k++) {
             memset(out, 0, N * sizeof *out);
-            mp_map_spec s = MP_MAP_SPEC_INIT;
+            mp_map_spec s = map_spec(in, N, sizeof *in, out, sizeof *out);
             s.range_fn = square32_range;
-            s.in = in;
-            s.n = N;
-            s.in_size = sizeof *in;
-            s.out = out;
-            s.out_size = sizeof *out;
             s.chunksize = chunks[k];
             CHECK_OK(mp_pool_map_ex(p, &s));
             for (uint32_t i = 0; i < N; i++)
@@ -1051,13 +1038,8 @@ TEST(map_chunk_with_a_crash_splits_at_the_item)
         for (int i = 0; i < N; i++)
             atomic_store(&runs[i], 0);
         memset(out, 0, sizeof out);
-        mp_map_spec s = MP_MAP_SPEC_INIT;
+        mp_map_spec s = map_spec(in, N, sizeof in[0], out, sizeof out[0]);
         s.fn = counted_item;
-        s.in = in;
-        s.n = N;
-        s.in_size = sizeof in[0];
-        s.out = out;
-        s.out_size = sizeof out[0];
         s.errors = errs;
         s.ctx = &c;
         s.ctx_size = sizeof c;
@@ -1117,13 +1099,8 @@ TEST(map_range_crash_fails_the_range_that_was_running)
         atomic_store(&once[1], CRASH);
         memset(out, 0, N * sizeof *out);
         _Atomic int *ctx = once;
-        mp_map_spec s = MP_MAP_SPEC_INIT;
+        mp_map_spec s = map_spec(in, N, sizeof *in, out, sizeof *out);
         s.range_fn = crashing_range;
-        s.in = in;
-        s.n = N;
-        s.in_size = sizeof *in;
-        s.out = out;
-        s.out_size = sizeof *out;
         s.errors = errs;
         s.ctx = &ctx;
         s.ctx_size = sizeof ctx;
@@ -1240,13 +1217,8 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
         for (int i = 0; i < N; i++)
             atomic_store(&runs[i], 0);
         memset(out, 0, N * sizeof *out);
-        mp_map_spec s = MP_MAP_SPEC_INIT;
+        mp_map_spec s = map_spec(in, N, sizeof *in, out, sizeof *out);
         s.fn = busy_counted_item;
-        s.in = in;
-        s.n = N;
-        s.in_size = sizeof *in;
-        s.out = out;
-        s.out_size = sizeof *out;
         s.errors = errs;
         s.ctx = &c;
         s.ctx_size = sizeof c;
@@ -1712,13 +1684,8 @@ TEST(sigint_during_map_cancels_and_stops_the_workers)
     for (int i = 0; i < 64; i++)
         in[i] = i;
     int fds[2] = {g.r, started[1]};
-    mp_map_spec s = MP_MAP_SPEC_INIT;
+    mp_map_spec s = map_spec(in, 64, sizeof in[0], out, sizeof out[0]);
     s.fn = started_then_wait;
-    s.in = in;
-    s.n = 64;
-    s.in_size = sizeof in[0];
-    s.out = out;
-    s.out_size = sizeof out[0];
     s.ctx = fds;
     s.ctx_size = sizeof fds;
     s.chunksize = 1;
