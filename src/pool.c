@@ -1166,7 +1166,12 @@ static void handle_rec(mp_pool *p, const mp__rec *r)
         /* A range function fails its whole remaining range at once. */
         bool rest = r->kind == MP__REC_REST_ERROR || (p->jobs[e].flags & MP__JOB_RANGE);
         uint64_t count = rest ? end - r->item : 1;
-        map_fail_items(p, e, r->item, count, MP_ETASK, (int)r->code, 0, NULL);
+        /* REST_ERROR: the worker could not reach the caller's arrays; the
+         * items fail with that reason itself. */
+        if (r->kind == MP__REC_REST_ERROR)
+            map_fail_items(p, e, r->item, count, (int)r->code, 0, 0, NULL);
+        else
+            map_fail_items(p, e, r->item, count, MP_ETASK, (int)r->code, 0, NULL);
     }
 }
 

@@ -487,6 +487,19 @@ static unsigned char *scratch(wctx *c, size_t len)
     return c->scratch;
 }
 
+struct mp__pool_vm_fault mp__pool_vm_fault;
+
+/* One copy from (write false) or to the caller's memory. */
+static int vm_copy(const mp__map_ready *r, uint64_t remote, void *local, size_t len, bool write)
+{
+    if (__builtin_expect(mp__pool_vm_fault.err != 0, 0) && mp__pool_vm_fault.after-- == 0) {
+        mp__pool_vm_fault.after = 0;
+        return mp__pool_vm_fault.err;
+    }
+    return write ? mp__vm_write(r->rpid, remote, local, len)
+                 : mp__vm_read(r->rpid, remote, local, len);
+}
+
 /* The parent's memory cannot be read or written: maps that follow are
  * copied through shared memory instead. */
 static void vm_refused(wctx *c, int rc)
@@ -525,11 +538,14 @@ static int run_remote(wctx *c, uint32_t e, uint64_t u, const mp__map_ready *r, u
         rc = MP_ENOENT;
     /* A run resumed after a death: the items before start finished in
      * out, in the data region, and may not have reached the caller. */
-    if (rc == 0 && rout && !range && start > base)
-        rc = mp__vm_write(r->rpid, r->rout + base * osz, out + base * osz,
-                          (size_t)((start - base) * osz));
-    atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
     uint64_t i = start;
+    if (rc == 0 && rout && !range && start > base) {
+        rc = vm_copy(r, r->rout + base * osz, out + base * osz, (size_t)((start - base) * osz),
+                     true);
+        if (rc < 0)
+            i = base; /* those outputs are lost too */
+    }
+    atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
     while (rc == 0 && i < end) {
         uint64_t k = end - i < step ? end - i : step;
         /* The slice's first item is in progress from here: a worker
@@ -537,7 +553,7 @@ static int run_remote(wctx *c, uint32_t e, uint64_t u, const mp__map_ready *r, u
         atomic_store_explicit(&s->item, i, memory_order_release);
         const unsigned char *ip = NULL;
         if (rin) {
-            rc = mp__vm_read(r->rpid, r->rin + i * isz, buf, (size_t)(k * isz));
+            rc = vm_copy(r, r->rin + i * isz, buf, (size_t)(k * isz), false);
             if (rc < 0)
                 break;
             ip = buf;
@@ -569,8 +585,8 @@ static int run_remote(wctx *c, uint32_t e, uint64_t u, const mp__map_ready *r, u
             }
         }
         if (rout && osz) {
-            rc = mp__vm_write(r->rpid, r->rout + i * osz, range ? buf + in_len : out + i * osz,
-                              (size_t)(k * osz));
+            rc = vm_copy(r, r->rout + i * osz, range ? buf + in_len : out + i * osz,
+                         (size_t)(k * osz), true);
             if (rc < 0)
                 break;
         }

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "pool_shm.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -1019,6 +1020,53 @@ TEST(map_uses_the_callers_arrays_in_place_where_allowed)
     free(out);
     free(iin);
     free(iout);
+}
+
+TEST(map_in_place_refused_midway_fails_the_rest_then_copies)
+{
+    enum { N = 300000 };
+    if (!children_read_parent_memory()) {
+        printf("  skipped: children may not read their parent's memory here\n");
+        return;
+    }
+    mp_log_set_level(MP_LOG_OFF);
+    /* Each worker's third copy is refused, as a change of credentials or a
+     * security module would refuse it. */
+    mp__pool_vm_fault = (struct mp__pool_vm_fault){MP_EPERM, 2};
+    mp_pool *p = pool_settled(2, false);
+    uint32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    int *errs = malloc(N * sizeof *errs);
+    for (uint32_t i = 0; i < N; i++)
+        in[i] = i;
+    memset(out, 0, N * sizeof *out);
+    mp_map_spec s = map_spec(in, N, sizeof *in, out, sizeof *out);
+    s.range_fn = square32_range;
+    s.errors = errs;
+    s.chunksize = N / 2;
+    CHECK_ERR(mp_pool_map_ex(p, &s), MP_EPERM);
+    /* Each unit: done up to where its worker was refused, failed with the
+     * reason from there on. */
+    size_t failed = 0;
+    for (uint32_t u = 0; u < 2; u++) {
+        uint32_t i = u * (N / 2), end = i + N / 2;
+        for (; i < end && errs[i] == 0; i++)
+            CHECK_EQ(out[i], i * i);
+        for (; i < end; i++, failed++)
+            CHECK_ERR(errs[i], MP_EPERM);
+    }
+    CHECK(failed > 0);
+    /* Later maps copy through shared memory, and succeed. */
+    memset(out, 0, N * sizeof *out);
+    CHECK_OK(mp_pool_map_ex(p, &s));
+    for (uint32_t i = 0; i < N; i++)
+        CHECK_EQ(out[i], i * i);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_EQ(st.maps_direct, 1);
+    mp_pool_free(p);
+    free(in);
+    free(out);
+    free(errs);
 }
 
 TEST(map_chunk_with_a_crash_splits_at_the_item)

@@ -297,7 +297,9 @@ typedef struct mp_map_spec {
     const void *ctx;
     size_t ctx_size;
     /* Optional: n ints that receive each item's outcome, 0 or an error
-     * (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED). */
+     * (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED; for a map whose
+     * workers use the caller's arrays in place, also what stopped them
+     * from reaching those: MP_EFAULT for a bad address, MP_EPERM). */
     int *errors;
     /* Progress of this map; NULL: the pool's (opts.progress). */
     mp_progress_fn progress;
