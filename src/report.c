@@ -62,7 +62,7 @@ static unsigned char *drain(int fd, unsigned char *stackbuf, size_t stackcap, si
     unsigned char *buf = stackbuf;
     size_t cap = stackcap;
     for (;;) {
-        if (cap - *len < 4096) {
+        if (*len == cap) {
             if (cap >= MAX_REPORT_BYTES)
                 break;
             size_t ncap = cap * 2;
@@ -139,7 +139,9 @@ void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatu
         out->exitcode = -WTERMSIG(wstatus);
 
     size_t len;
-    unsigned char stackbuf[8192];
+    /* Small: a clean exit leaves nothing to read, and every stack page
+     * touched here is one more page fault after each fork. */
+    unsigned char stackbuf[512];
     unsigned char *buf = drain(report_fd, stackbuf, sizeof stackbuf, &len);
     /* Copies, not pointers into buf: records after a crash record's
      * variable-length tail are not aligned. */
