@@ -661,47 +661,68 @@ int mp_array_set(mp_array *a, size_t i, const void *buf)
 
 /* Bulk copies: one memcpy under the lock, or element by element with
  * atomic accesses for a raw array, which other processes may be updating
- * atomically at the same time. */
-static int bulk(value_impl *v, size_t start, size_t n, void *out, const void *in)
+ * atomically at the same time.  Reading and writing are separate functions
+ * over one checked span, so that no path - inlined or not - hands memcpy
+ * a NULL standing for "the other direction". */
+static unsigned char *span(value_impl *v, size_t start, size_t n, const void *buf, int *rc)
 {
-    if (!v || (n && !out && !in))
-        return MP_EINVAL;
-    if (start > v->n || n > v->n - start)
-        return MP_ERANGE;
+    if (!v || !buf) {
+        *rc = MP_EINVAL;
+        return NULL;
+    }
+    if (start > v->n || n > v->n - start) {
+        *rc = MP_ERANGE;
+        return NULL;
+    }
+    return elems(v) + start * v->elem_size;
+}
+
+static int bulk_read(value_impl *v, size_t start, size_t n, unsigned char *buf)
+{
+    int rc;
+    const unsigned char *p = span(v, start, n, buf, &rc);
+    if (!p)
+        return rc;
     size_t es = v->elem_size;
-    unsigned char *p = elems(v) + start * es;
-    int rc = enter(v);
+    rc = enter(v);
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
-    if (v->flags & VF_LOCKED) {
-        if (out)
-            memcpy(out, p, n * es);
-        else
-            memcpy(p, in, n * es);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            if (out)
-                bits_to_buf((unsigned char *)out + i * es, es, load_bits(p + i * es, es));
-            else
-                store_bits(p + i * es, es, buf_to_bits((const unsigned char *)in + i * es, es));
-        }
-    }
+    if (v->flags & VF_LOCKED)
+        memcpy(buf, p, n * es);
+    else
+        for (size_t i = 0; i < n; i++)
+            bits_to_buf(buf + i * es, es, load_bits(p + i * es, es));
+    leave(v, rc);
+    return done(rc);
+}
+
+static int bulk_write(value_impl *v, size_t start, size_t n, const unsigned char *buf)
+{
+    int rc;
+    unsigned char *p = span(v, start, n, buf, &rc);
+    if (!p)
+        return rc;
+    size_t es = v->elem_size;
+    rc = enter(v);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    if (v->flags & VF_LOCKED)
+        memcpy(p, buf, n * es);
+    else
+        for (size_t i = 0; i < n; i++)
+            store_bits(p + i * es, es, buf_to_bits(buf + i * es, es));
     leave(v, rc);
     return done(rc);
 }
 
 int mp_array_read(mp_array *a, size_t start, size_t n, void *buf)
 {
-    if (!buf)
-        return MP_EINVAL;
-    return bulk(ARR(a), start, n, buf, NULL);
+    return bulk_read(ARR(a), start, n, buf);
 }
 
 int mp_array_write(mp_array *a, size_t start, size_t n, const void *buf)
 {
-    if (!buf)
-        return MP_EINVAL;
-    return bulk(ARR(a), start, n, NULL, buf);
+    return bulk_write(ARR(a), start, n, buf);
 }
 
 int mp_array_get_i64(mp_array *a, size_t i, int64_t *out)
