@@ -54,8 +54,10 @@ static void die(const char *what, int rc)
 
 static mp_process *start(mp_target_fn fn, void *arg)
 {
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    int rc = p ? mp_process_start(p) : MP_ENOMEM;
+    mp_process *p;
+    int rc = mp_process_new(fn, arg, NULL, &p);
+    if (rc == 0)
+        rc = mp_process_start(p);
     if (rc < 0)
         die("start", rc);
     return p;
@@ -63,8 +65,11 @@ static mp_process *start(mp_target_fn fn, void *arg)
 
 static void finish(mp_process *p)
 {
+    int code = -1;
     int rc = mp_process_join(p, 120.0);
-    if (rc < 0 || mp_process_exitcode(p) != 0)
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
+    if (rc < 0 || code != 0)
         die("worker", rc < 0 ? rc : MP_EWORKER);
     mp_process_free(p);
 }

@@ -61,11 +61,17 @@ static int die_holding_the_lock(void *arg)
 
 static int run(mp_target_fn fn, void *arg)
 {
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    int rc = p ? mp_process_start(p) : MP_ENOMEM;
+    mp_process *p;
+    int code = -1;
+    int rc = mp_process_new(fn, arg, NULL, &p);
+    if (rc < 0)
+        return rc;
+    rc = mp_process_start(p);
     if (rc == 0)
         rc = mp_process_join(p, 30.0);
-    if (rc == 0 && mp_process_exitcode(p) != 0)
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
+    if (rc == 0 && code != 0)
         rc = MP_EWORKER;
     mp_process_free(p);
     return rc;
@@ -89,15 +95,17 @@ int main(void)
     mp_process *procs[WORKERS];
     for (int i = 0; i < WORKERS; i++) {
         jobs[i] = (job){&s, i};
-        procs[i] = mp_process_new(worker, &jobs[i], NULL);
-        if (!procs[i] || mp_process_start(procs[i]) < 0) {
+        if (mp_process_new(worker, &jobs[i], NULL, &procs[i]) < 0 ||
+            mp_process_start(procs[i]) < 0) {
             fprintf(stderr, "cannot start a worker\n");
             return 1;
         }
     }
     int ok = 1;
     for (int i = 0; i < WORKERS; i++) {
-        ok &= mp_process_join(procs[i], 30.0) == 0 && mp_process_exitcode(procs[i]) == 0;
+        int code = -1;
+        ok &= mp_process_join(procs[i], 30.0) == 0 && mp_process_exitcode(procs[i], &code) == 0 &&
+              code == 0;
         mp_process_free(procs[i]);
     }
     int64_t total, last[WORKERS];
@@ -115,8 +123,9 @@ int main(void)
     ok &= total == WORKERS * ROUNDS && saw_total;
 
     /* Part 2: a worker dies holding the lock. */
-    mp_process *dying = mp_process_new(die_holding_the_lock, &s, "doomed");
-    if (!dying || mp_process_start(dying) < 0 || mp_event_wait(s.holding, 10.0) < 0) {
+    mp_process *dying;
+    if (mp_process_new(die_holding_the_lock, &s, "doomed", &dying) < 0 ||
+        mp_process_start(dying) < 0 || mp_event_wait(s.holding, 10.0) < 0) {
         fprintf(stderr, "cannot start the doomed worker\n");
         return 1;
     }

@@ -672,7 +672,7 @@ static void run_attached_worker(mp_start_method method)
     o.start_method = method;
     o.fds = fds;
     o.nfds = 2;
-    mp_process *p = mp_process_new_opts(spawned_worker, NULL, &o);
+    mp_process *p = mpt_new_opts(spawned_worker, NULL, &o);
     CHECK(p != NULL);
     CHECK_OK(mp_process_start(p));
     for (int i = 1; i <= 10; i++)
@@ -685,7 +685,7 @@ static void run_attached_worker(mp_start_method method)
         CHECK_EQ(v, i * i * i);
     }
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), 0);
+    CHECK_EQ(mpt_exitcode(p), 0);
     mp_process_free(p);
     mp_queue_free(in);
     mp_queue_free(out);

@@ -174,7 +174,7 @@ TEST(default_arena_size_from_the_environment)
     setenv("MPROC_ARENA_SIZE", "3M", 1);
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.start_method = MP_START_SPAWN;
-    mp_process *p = mp_process_new_opts(default_size_from_env, NULL, &o);
+    mp_process *p = mpt_new_opts(default_size_from_env, NULL, &o);
     CHECK_OK(mp_process_start(p));
     CHECK_EQ(mpt_finish(p), 0);
     unsetenv("MPROC_ARENA_SIZE");
@@ -344,7 +344,7 @@ static void check_fresh_image(mp_start_method m)
     o.arg_size = sizeof f;
     o.fds = &fd;
     o.nfds = 1;
-    mp_process *p = mp_process_new_opts(fresh_image_attaches, &f, &o);
+    mp_process *p = mpt_new_opts(fresh_image_attaches, &f, &o);
     CHECK_OK(mp_process_start(p));
     CHECK_EQ(mpt_finish(p), 0);
     CHECK_STREQ(text, "from the child");
@@ -604,7 +604,7 @@ TEST(spawned_child_attaches_by_name)
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.start_method = MP_START_SPAWN;
     o.arg_size = sizeof h;
-    mp_process *p = mp_process_new_opts(spawned_attach, &h, &o);
+    mp_process *p = mpt_new_opts(spawned_attach, &h, &o);
     CHECK_OK(mp_process_start(p));
     CHECK_EQ(mpt_finish(p), 0);
     CHECK_STREQ((char *)mp_shm_addr(s) + 100, "seen by a fresh image");

@@ -524,7 +524,7 @@ TEST(fresh_images_update_values_after_attaching)
         o.arg_size = sizeof f;
         o.fds = &fd;
         o.nfds = 1;
-        mp_process *p = mp_process_new_opts(fresh_update, &f, &o);
+        mp_process *p = mpt_new_opts(fresh_update, &f, &o);
         CHECK_OK(mp_process_start(p));
         CHECK_EQ(mpt_finish(p), 0);
     }
