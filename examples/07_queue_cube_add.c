@@ -58,9 +58,12 @@ static bool ended_cleanly(mp_process *p, double timeout)
 
 int main(void)
 {
-    mp_queue *cubes = mp_queue_new(4096), *results = mp_queue_new(4096);
-    if (!cubes || !results) {
-        fprintf(stderr, "mp_queue_new failed\n");
+    mp_queue *cubes, *results;
+    int rc = mp_queue_new(4096, &cubes);
+    if (rc == 0)
+        rc = mp_queue_new(4096, &results);
+    if (rc < 0) {
+        fprintf(stderr, "mp_queue_new: %s\n", mp_strerror(rc));
         return 1;
     }
     struct stage s1 = {NULL, cubes}, s2 = {cubes, results};
@@ -77,7 +80,7 @@ int main(void)
     for (;; x++) {
         int v;
         size_t len;
-        int rc = mp_queue_get(results, &v, sizeof v, &len, 10.0);
+        rc = mp_queue_get(results, &v, sizeof v, &len, 10.0);
         if (rc == MP_EOF)
             break;
         if (rc < 0) {

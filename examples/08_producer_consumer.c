@@ -77,24 +77,27 @@ int main(void)
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     o.capacity = 4096;
     o.joinable = true;
-    struct queues qs = {mp_queue_new_opts(&o), mp_queue_new(4096)};
-    if (!qs.work || !qs.done) {
-        fprintf(stderr, "mp_queue_new failed\n");
+    struct queues qs;
+    int rc = mp_queue_new_opts(&o, &qs.work);
+    if (rc == 0)
+        rc = mp_queue_new(4096, &qs.done);
+    if (rc < 0) {
+        fprintf(stderr, "mp_queue_new: %s\n", mp_strerror(rc));
         return 1;
     }
     mp_process *procs[1 + CONSUMERS];
     for (int i = 0; i <= CONSUMERS; i++) {
         char name[32];
         snprintf(name, sizeof name, "Consumer-%d", i - 1);
-        int rc = i == 0 ? mp_process_new(producer, &qs, "Producer", &procs[0])
-                        : mp_process_new(consumer, &qs, name, &procs[i]);
+        rc = i == 0 ? mp_process_new(producer, &qs, "Producer", &procs[0])
+                    : mp_process_new(consumer, &qs, name, &procs[i]);
         if (rc < 0 || mp_process_start(procs[i]) < 0) {
             fprintf(stderr, "could not start the processes\n");
             return 1;
         }
     }
     /* Every item and every END taken and marked done. */
-    int rc = mp_queue_join(qs.work, 30.0);
+    rc = mp_queue_join(qs.work, 30.0);
     printf("join: %s\n", rc == 0 ? "every item was processed" : mp_err_name(rc));
     int ok = rc == 0;
     for (int i = 0; i <= CONSUMERS; i++) {
