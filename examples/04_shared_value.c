@@ -27,14 +27,15 @@ static int cube(void *arg)
 int main(void)
 {
     double four = 4.0;
-    mp_value *num = mp_value_new(mp_type_from_code('d'), &four, true);
-    if (!num) {
-        fprintf(stderr, "no shared memory\n");
+    mp_value *num;
+    int rc = mp_value_new(mp_type_from_code('d'), &four, true, &num);
+    if (rc < 0) {
+        fprintf(stderr, "no shared memory: %s\n", mp_strerror(rc));
         return 1;
     }
     mp_process *p;
     int code = -1;
-    int rc = mp_process_new(cube, num, NULL, &p);
+    rc = mp_process_new(cube, num, NULL, &p);
     if (rc == 0)
         rc = mp_process_start(p);
     if (rc == 0)

@@ -79,14 +79,21 @@ static int run(mp_target_fn fn, void *arg)
 
 int main(void)
 {
-    shared s = {mp_lock_new(),
-                mp_value_new(MP_TYPE_i, NULL, false),
-                mp_array_new(MP_TYPE_i, WORKERS, NULL, false),
-                mp_event_new(),
-                mp_event_new(),
-                mp_barrier_new(WORKERS)};
-    if (!s.lock || !s.value || !s.array || !s.holding || !s.never || !s.start) {
-        fprintf(stderr, "no shared memory\n");
+    /* Each constructor says why it failed; the first failure is enough. */
+    shared s;
+    int rc = mp_lock_new(&s.lock);
+    if (rc == 0)
+        rc = mp_value_new(MP_TYPE_i, NULL, false, &s.value);
+    if (rc == 0)
+        rc = mp_array_new(MP_TYPE_i, WORKERS, NULL, false, &s.array);
+    if (rc == 0)
+        rc = mp_event_new(&s.holding);
+    if (rc == 0)
+        rc = mp_event_new(&s.never);
+    if (rc == 0)
+        rc = mp_barrier_new(WORKERS, &s.start);
+    if (rc < 0) {
+        fprintf(stderr, "no shared memory: %s\n", mp_strerror(rc));
         return 1;
     }
 
@@ -133,7 +140,7 @@ int main(void)
     mp_process_join(dying, 10.0);
     printf("%s was killed by SIGKILL while holding the lock\n", mp_process_name(dying));
     mp_process_free(dying);
-    int rc = mp_lock_acquire(s.lock, 10.0);
+    rc = mp_lock_acquire(s.lock, 10.0);
     printf("next acquire: %s (%s)\n", mp_err_name(rc), mp_strerror(rc));
     ok &= rc == MP_EOWNERDEAD;
     if (rc == MP_EOWNERDEAD) {
@@ -144,8 +151,7 @@ int main(void)
     }
     mp_lock_release(s.lock);
     mp_barrier_free(s.start);
-    s.start = mp_barrier_new(1);
-    ok &= run(worker, &jobs[0]) == 0;
+    ok &= mp_barrier_new(1, &s.start) == 0 && run(worker, &jobs[0]) == 0;
     mp_value_get_i64(s.value, &total);
     printf("one more worker ran: shared_value = %lld\n", (long long)total);
     ok &= total == (WORKERS + 1) * ROUNDS;

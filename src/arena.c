@@ -537,9 +537,12 @@ static size_t env_size(void)
     return *end == '\0' ? (size_t)n : 0;
 }
 
-mp_arena *mp_arena_default(void)
+/* The default arena, created on first use.  Returns 0 and sets *out, or
+ * the creation error. */
+static int default_arena(mp_arena **out)
 {
     reg_lock();
+    int rc = 0;
     mp_arena *a = reg.deflt;
     if (!a) {
         size_t size = reg.default_size;
@@ -547,15 +550,21 @@ mp_arena *mp_arena_default(void)
             size = env_size();
         if (!size || round_size(size) < MIN_SIZE || size > MAX_SIZE)
             size = MP_ARENA_DEFAULT_SIZE;
-        if (arena_create(size, true, &a) == 0) {
+        rc = arena_create(size, true, &a);
+        if (rc == 0) {
             reg_add_locked(a);
             reg.deflt = a;
-        } else {
-            a = NULL;
         }
     }
     reg_unlock();
-    return a;
+    *out = rc == 0 ? a : NULL;
+    return rc;
+}
+
+mp_arena *mp_arena_default(void)
+{
+    mp_arena *a;
+    return default_arena(&a) == 0 ? a : NULL;
 }
 
 int mp_arena_set_default_size(size_t size)
@@ -656,20 +665,33 @@ int mp_arena_usage(mp_arena *a, size_t *used, size_t *largest)
     return 0;
 }
 
-void *mp_arena_alloc(mp_arena *a, size_t size)
+int mp__arena_alloc(mp_arena *a, size_t size, void **out)
 {
-    if (!a)
-        a = mp_arena_default();
-    if (!a || size == 0 || size > a->size)
-        return NULL;
+    *out = NULL;
+    if (size == 0)
+        return MP_EINVAL;
+    int rc = a ? 0 : default_arena(&a);
+    if (rc < 0)
+        return rc;
+    if (size > a->size)
+        return MP_ENOMEM;
     uint32_t need = (uint32_t)((size + HDR + UNIT - 1) / UNIT);
-    if (lock_heap(a) < 0)
-        return NULL;
+    rc = lock_heap(a);
+    if (rc < 0)
+        return rc;
     void *p = alloc_locked(a, need);
     mp__mutex_unlock(&a->h->lock);
-    if (p)
-        memset(p, 0, (size_t)need * UNIT - HDR);
-    return p;
+    if (!p)
+        return MP_ENOMEM;
+    memset(p, 0, (size_t)need * UNIT - HDR);
+    *out = p;
+    return 0;
+}
+
+void *mp_arena_alloc(mp_arena *a, size_t size)
+{
+    void *p;
+    return mp__arena_alloc(a, size, &p) == 0 ? p : NULL;
 }
 
 int mp_arena_dealloc(mp_arena *a, void *p)
