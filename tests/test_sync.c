@@ -1284,7 +1284,7 @@ static int use_segment(void *arg)
                      mp_event_wait(&e->ev, 30.0) == 0
                  ? 0
                  : 3;
-    mp_shm_close(s);
+    mp_shm_free(s);
     return rc;
 }
 
@@ -1314,7 +1314,7 @@ TEST(objects_work_in_a_named_segment)
     CHECK_OK(mp_event_destroy(&e->ev));
     CHECK_OK(mp_barrier_destroy(&e->bar));
     CHECK_OK(mp_shm_unlink(s));
-    CHECK_OK(mp_shm_close(s));
+    mp_shm_free(s);
 }
 
 TEST(new_and_free_return_their_memory)
