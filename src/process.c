@@ -48,7 +48,8 @@ struct mp_process {
     char name[MP__MAX_NAME];
     char ident[MP__MAX_NAME];
     bool daemon;
-    bool freed; /* the user freed it while running: reap, then destroy */
+    bool freed;       /* the user freed it while running: reap, then destroy */
+    bool status_lost; /* someone else reaped it: its exit code is unknown */
     mp_start_method method;
     int fds[MP__MAX_FDS];
     size_t nfds;
@@ -165,11 +166,12 @@ static bool try_reap(mp_process *p)
             done = true;
         } else if (r < 0) {
             /* ECHILD: someone else reaped it (SIGCHLD set to SIG_IGN, or a
-             * waitpid(-1) elsewhere in the program).  Its status is lost;
-             * report what is known. */
+             * waitpid(-1) elsewhere in the program).  Its status is lost:
+             * mp_process_exitcode says so rather than invent one. */
             mp_log(MP_LOG_WARNING, "process '%s' (pid %d) was reaped outside mproc", p->name,
                    (int)p->pid);
             st = 0;
+            p->status_lost = true;
             done = true;
         }
     }
@@ -467,6 +469,8 @@ int mp_process_exitcode(mp_process *p, int *code)
     if (!p || !code)
         return MP_EINVAL;
     int rc = outcome_ready(p);
+    if (rc == 0 && p->status_lost)
+        rc = MP_ECHILD;
     if (rc == 0)
         *code = p->out.exitcode;
     return rc;

@@ -265,6 +265,25 @@ TEST(signal_deaths_are_codes_not_call_errors)
     gate_close(&g);
 }
 
+/* With SIGCHLD ignored the kernel reaps children itself: the child still
+ * ends and is joined, but its code is unknown, and exitcode says so
+ * instead of reporting a clean exit. */
+TEST(exitcode_of_a_child_reaped_elsewhere_is_unknown)
+{
+    mp_log_set_level(MP_LOG_OFF); /* the warning is expected */
+    signal(SIGCHLD, SIG_IGN);
+    int v = 3;
+    mp_process *p = mpt_new(ret_arg, &v, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK(!mp_process_is_alive(p));
+    int code = 12345;
+    CHECK_ERR(mp_process_exitcode(p, &code), MP_ECHILD);
+    CHECK_EQ(code, 12345);
+    mp_process_free(p);
+    signal(SIGCHLD, SIG_DFL);
+}
+
 typedef struct stubborn_arg {
     gate g;
     int ready_w;

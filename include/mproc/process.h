@@ -138,9 +138,11 @@ MP_EXTERN bool mp_process_is_alive(mp_process *p);
  * exited with (0..255), or -SIGNUM if a signal ended it (-9 for SIGKILL).
  * The return value is only the call's own outcome, so a signal can never
  * be mistaken for an error: 0 once the child has ended (*code is set);
- * MP_ESTATE while it runs or before start (*code is left alone);
- * MP_EINVAL for a NULL p or code.  Does not block; reaps the child if it
- * ended.
+ * MP_ESTATE while it runs or before start; MP_ECHILD when it has ended but
+ * something outside mproc reaped it first (SIGCHLD set to SIG_IGN, or a
+ * waitpid(-1) elsewhere in the program), so its code is unknown; MP_EINVAL
+ * for a NULL p or code.  *code is set only with 0.  Does not block; reaps
+ * the child if it ended.
  */
 MP_EXTERN int mp_process_exitcode(mp_process *p, int *code);
 
