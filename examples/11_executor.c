@@ -57,7 +57,9 @@ int main(void)
     int n = mp_wait(fs, N, MP_FIRST_COMPLETED, 30.0);
     printf("mp_wait(FIRST_COMPLETED) -> %d finished so far\n", n);
 
-    mp_as_completed *it = mp_as_completed_new(fs, N);
+    mp_as_completed *it;
+    if (mp_as_completed_new(fs, N, &it) < 0)
+        return 1;
     mp_future *f;
     int got = 0, ok = 1;
     printf("in order of completion:\n");

@@ -223,6 +223,12 @@ void mp__log_adopt(int fd, int level);
 /* The arena mapped in this process that contains p, or NULL. */
 mp_arena *mp__arena_find(const void *p);
 
+/* mp_arena_alloc() that says why it failed: 0 and *out set; MP_EINVAL for
+ * size 0; MP_ENOMEM when no free block is that large; the default arena's
+ * creation error (a NULL); MP_ENOTRECOVERABLE for a broken arena.  The
+ * constructors of the objects that live in arenas report these. */
+int mp__arena_alloc(mp_arena *a, size_t size, void **out);
+
 /* For tests: leaves a's allocator as a process killed in the middle of an
  * allocation would (lock held, lists half-changed).  The caller must then
  * end without touching the arena. */

@@ -1425,10 +1425,11 @@ static int start_worker(mp_pool *p, uint32_t w)
         o.fds = fds;
         o.nfds = MP__WFD_COUNT;
     }
-    mp_process *proc = mp_process_new_opts(mp__pool_worker_main, arg, &o);
-    if (!proc)
-        return MP_ENOMEM;
-    int rc = mp_process_start(proc);
+    mp_process *proc;
+    int rc = mp_process_new_opts(mp__pool_worker_main, arg, &o, &proc);
+    if (rc < 0)
+        return rc;
+    rc = mp_process_start(proc);
     if (rc < 0) {
         mp_process_free(proc);
         return rc;
@@ -1474,8 +1475,10 @@ static void on_worker_exit(mp_pool *p, uint32_t w)
     if (mp_process_join(proc, 0) != 0)
         return; /* not ended after all */
     mp__wslot *s = mp__pool_slot(p->hdr, w);
-    int code = mp_process_exitcode(proc);
-    int perr = mp_process_error(proc);
+    /* Joined above, so both are set. */
+    int code = 0, perr = 0;
+    (void)mp_process_exitcode(proc, &code);
+    (void)mp_process_error(proc, &perr);
     const char *report = mp_process_report(proc);
     drain_slot(p, w);
     uint32_t state = atomic_load(&s->state);

@@ -10,6 +10,10 @@
  * segment this process mapped, even if the name has since been removed
  * and reused.
  *
+ * Closing and freeing are apart, as for every handle of the library:
+ * close gives up the mapping and the hold (once: a closed handle has no
+ * mapping), free closes if needed and releases the handle's own memory.
+ *
  * After fork, the child has the mapping and a copy of the handle, but the
  * hold is the parent's: the copy's close only unmaps (the handle records
  * the process that opened it).
@@ -175,10 +179,21 @@ int mp_shm_unlink(mp_shm *s)
 int mp_shm_close(mp_shm *s)
 {
     if (!s)
-        return 0;
+        return MP_EINVAL;
+    if (!s->addr)
+        return 0; /* closed before */
     mp__unmap(s->addr, s->size);
+    s->addr = NULL;
+    s->size = 0;
     if (s->owner == mp__self_pid())
         mp__tracker_close(s->path, s->ino);
-    free(s);
     return 0;
+}
+
+void mp_shm_free(mp_shm *s)
+{
+    if (!s)
+        return;
+    (void)mp_shm_close(s);
+    free(s);
 }
