@@ -226,7 +226,9 @@ ssize_t mp__recvmsg(int sock, struct msghdr *msg, int flags);
 int mp__unix_socket(int type);
 
 /* Accepts one connection on the listening socket lfd, as a non-blocking,
- * close-on-exec socket.  Returns it, or -errno (MP_EAGAIN: none waits). */
+ * close-on-exec socket.  Blocks while none waits, unless lfd is
+ * non-blocking.  Returns it, or -errno (MP_EAGAIN: none waits on a
+ * non-blocking lfd). */
 int mp__accept(int lfd);
 
 /* The user id of the process at the other end of the connected Unix
