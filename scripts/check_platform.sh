@@ -8,11 +8,19 @@
 # count (the compiler's preprocessor strips them); string literals count
 # only for paths.
 #
-# Usage: scripts/check_platform.sh [SRC_DIR]     (CC picks the compiler)
+# Usage: scripts/check_platform.sh [SRC_DIR]
+# Needs GCC's preprocessor (-fpreprocessed, which clang lacks): GCC_CPP
+# names another GCC than `gcc`.
 set -eu
 
 src=${1:-$(dirname "$0")/../src}
-cc=${CC:-cc}
+gcc=${GCC_CPP:-gcc}
+if ! "$gcc" -fpreprocessed -dD -E -x c /dev/null >/dev/null 2>&1; then
+    echo "check_platform: $gcc cannot strip comments (-fpreprocessed): set GCC_CPP to a GCC" >&2
+    exit 2
+fi
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
 
 # Headers for the platform layer alone.
 headers='sys/prctl\.h|sys/signalfd\.h|sys/auxv\.h|sys/syscall\.h|ucontext\.h|link\.h'
@@ -44,12 +52,12 @@ for f in $(find "$src" -path "$src/platform" -prune -o \( -name '*.c' -o -name '
     # The text without comments, each line prefixed with its number in the
     # file (the preprocessor's line markers say where it skipped lines);
     # directives kept, macros not expanded.
-    code=$("$cc" -fpreprocessed -dD -E -x c "$f" 2>/dev/null |
-           awk '/^# [0-9]+ "/ { n = $2; next } { print n ":" $0; n++ }') || {
-        echo "check_platform: cannot read src/$rel" >&2
+    if ! "$gcc" -fpreprocessed -dD -E -x c "$f" >"$tmp" 2>/dev/null; then
+        echo "check_platform: error: cannot read src/$rel" >&2
         status=1
         continue
-    }
+    fi
+    code=$(awk '/^# [0-9]+ "/ { n = $2; next } { print n ":" $0; n++ }' "$tmp")
     nostr=$(printf '%s\n' "$code" | sed -E 's/"([^"\\]|\\.)*"/""/g')
     hits=$( {
         printf '%s\n' "$code" |
