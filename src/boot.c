@@ -48,18 +48,27 @@ static const role_entry roles[] = {
 
 _Static_assert(MP__ARRAY_SIZE(roles) == MP__ROLE_COUNT, "every role has an entry");
 
+/* The table's entry for role, or NULL for a role it does not have. */
+static const role_entry *entry_of(mp__role role)
+{
+    if ((unsigned)role >= MP__ROLE_COUNT || !roles[role].env)
+        return NULL;
+    return &roles[role];
+}
+
 char **mp__boot_env(mp__role role, int fd)
 {
-    if ((unsigned)role >= MP__ROLE_COUNT)
-        return NULL;
-    return mp__env_with(roles[role].env, fd);
+    const role_entry *e = entry_of(role);
+    return e ? mp__env_with(e->env, fd) : NULL;
 }
 
 int mp__boot_spawn(mp__role role, int fd, pid_t *pid)
 {
+    if (!entry_of(role))
+        return MP_EINVAL;
     char **env = mp__boot_env(role, fd);
     if (!env)
-        return (unsigned)role >= MP__ROLE_COUNT ? MP_EINVAL : MP_ENOMEM;
+        return MP_ENOMEM;
     int rc = mp__spawn_self(env, fd, pid);
     mp__env_free(env);
     return rc;
@@ -74,7 +83,7 @@ __attribute__((constructor)) static void boot(void)
      * named several roles. */
     int fds[MP__ROLE_COUNT];
     for (size_t i = 0; i < MP__ROLE_COUNT; i++)
-        fds[i] = mp__env_take_fd(roles[i].env, roles[i].kind);
+        fds[i] = entry_of((mp__role)i) ? mp__env_take_fd(roles[i].env, roles[i].kind) : -1;
     for (size_t i = 0; i < MP__ROLE_COUNT; i++) {
         if (fds[i] < 0)
             continue;

@@ -141,7 +141,7 @@ unsigned mp__mutex_depth(const mp__mutex *m);
  * system can (glibc's adaptive mutex).  Returns 0 or -errno. */
 int mp__local_mutex_init(pthread_mutex_t *m);
 
-/* ---- thread and process ids, names, spinning (thread.c) ------------------------ */
+/* ---- thread and process ids, names, spinning (thread.c) ----------------- */
 
 /* The calling thread's id and process's id, cached (no system call after
  * the first) and correct in a child after fork(). */
@@ -429,7 +429,7 @@ int mp__modules_each(int (*fn)(const mp__module *m, void *ctx), void *ctx);
  * built from mp__modules_each() is current while this stays the same. */
 uint64_t mp__modules_generation(void);
 
-/* ---- backtraces (unwind.c) ------------------------------------------------ */
+/* ---- backtraces (unwind.c) ---------------------------------------------- */
 
 /* Loads what mp__backtrace() needs, so that it is async-signal-safe
  * afterwards.  Call it before any crash can happen (in a parent, so that
@@ -446,7 +446,7 @@ int mp__backtrace(void **frames, int max);
  * Async-signal-safe. */
 uintptr_t mp__context_pc(const void *uctx);
 
-/* ---- the C library (libc.c) ----------------------------------------------- */
+/* ---- the C library (libc.c) --------------------------------------------- */
 
 /* The text and the symbolic name ("ENOENT") of a positive errno value, or
  * NULL for a number the C library does not know.  Never allocate. */
