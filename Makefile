@@ -55,6 +55,8 @@ format:
 	  src/platform/linux/*.c tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h
 
 lint: build
+	python3 scripts/check_module_graph.py
+	scripts/check_platform.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src
 	clang-tidy -p $(BUILD) --quiet src/*.c src/platform/linux/*.c

@@ -23,7 +23,7 @@
  * blocks are linked, by offsets, through their first payload bytes.  A
  * zero-length sentinel header ends the heap.  Allocation is first fit,
  * splitting the block found; freeing coalesces at once.  Large freed
- * blocks give their pages back to the system (MADV_REMOVE).
+ * blocks give their pages back to the system (mp__vm_release).
  *
  * Dying in the middle.  One robust mutex in the header serialises the
  * allocator.  If a process dies holding it, the next locker gets
@@ -48,10 +48,11 @@
  * releases the record.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "arena.h"
+
+#include "testhooks.h"
 
 #include <errno.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -333,7 +334,7 @@ static void punch(mp_arena *a, uint64_t off, uint32_t units)
     lo = (lo + page - 1) & ~(uintptr_t)(page - 1);
     hi &= ~(uintptr_t)(page - 1);
     if (hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_REMOVE);
+        (void)mp__vm_release((void *)lo, hi - lo);
 }
 
 /* Frees the block whose header is at off.  Caller holds the lock and has

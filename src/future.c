@@ -32,7 +32,7 @@
  * (cancel, running, interrupt) are made with no future lock held.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "future.h"
 
 #include <signal.h>
 

@@ -29,7 +29,14 @@
  * the pid of the process that may use them).
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "process.h"
+
+#include "boot.h"
+#include "child.h"
+#include "forkserver.h"
+#include "report.h"
+#include "request.h"
+#include "self.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -349,7 +356,7 @@ static int start_spawn(mp_process *p, int report_w)
     if (rc < 0)
         return rc;
     pid_t pid;
-    rc = mp__spawn_exec(sv[1], &pid);
+    rc = mp__boot_spawn(MP__ROLE_SPAWN, sv[1], &pid);
     mp__close(sv[1]);
     if (rc == 0) {
         mp__request_out r = {

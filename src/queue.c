@@ -87,7 +87,9 @@
  * simply released later by that thread.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "base.h"
+
+#include "testhooks.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -49,7 +49,10 @@
  * breaks the barrier (its state cannot be trusted); reset() repairs it.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "sync.h"
+
+#include "arena.h"
+#include "testhooks.h"
 
 #include <errno.h>
 

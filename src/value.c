@@ -19,11 +19,17 @@
  * instead of being undefined.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "sync.h"
+
+#include "arena.h"
 
 #include <float.h>
 
 #define VF_LOCKED 1u
+
+/* The magic numbers a value and an array begin with; destroy clears them. */
+#define MP__VALUE_MAGIC 0x6d707661u /* "mpva" */
+#define MP__ARRAY_MAGIC 0x6d706172u /* "mpar" */
 
 typedef struct value_impl {
     _Atomic uint32_t magic; /* MP__VALUE_MAGIC or MP__ARRAY_MAGIC */

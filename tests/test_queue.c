@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "mp_test.h"
 #include "mpt_helpers.h"
+#include "testhooks.h"
 
 #include <fcntl.h>
 #include <pthread.h>
