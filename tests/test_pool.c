@@ -5,7 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
-#include "pool_shm.h"
+#include "pool/records.h"
 
 #include <dirent.h>
 #include <fcntl.h>

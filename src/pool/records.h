@@ -1,7 +1,6 @@
 /*
- * pool_shm.h - what a pool's parent and its workers share: the layout of
- * the control region and the protocol on it.  Private to pool.c and
- * worker.c.
+ * records.h - what a pool's parent and its workers share: the layout of
+ * the control region and the protocol on it.  Private to src/pool/.
  *
  * DESIGN
  * Three kinds of shared memory, all anonymous memory files:
@@ -77,8 +76,8 @@
  * the supervisor is (about to be) asleep.  Both follow the store - fence -
  * load pattern on each side, so no wake-up is lost.
  */
-#ifndef MPROC_POOL_SHM_H
-#define MPROC_POOL_SHM_H
+#ifndef MPROC_POOL_RECORDS_H
+#define MPROC_POOL_RECORDS_H
 
 #include "internal.h"
 
@@ -302,4 +301,4 @@ static inline void mp__pool_kick(mp__pool_hdr *h, int ev_fd)
 /* The worker's entry point (worker.c): the target of every worker process. */
 int mp__pool_worker_main(void *arg);
 
-#endif /* MPROC_POOL_SHM_H */
+#endif /* MPROC_POOL_RECORDS_H */

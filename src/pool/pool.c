@@ -31,7 +31,7 @@
  * the callback queue's lock.
  *
  * Failure semantics (see pool.h): a unit held by a dead worker is found
- * through the worker's intent (pool_shm.h).  An apply task fails with
+ * through the worker's intent (records.h).  An apply task fails with
  * MP_EWORKER, or MP_ETIMEDOUT when the supervisor killed it, or is
  * re-queued while it has retries left.  A map chunk is split at the item
  * that was running: the items before it are done, that item fails (or is
@@ -54,7 +54,7 @@
  * mp_pool_free() only releases the child's copy of the memory.
  */
 #define _GNU_SOURCE
-#include "pool_shm.h"
+#include "records.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -615,7 +615,7 @@ static bool publish(mp_pool *p, uint32_t e, uint32_t wake)
     atomic_fetch_add(&h->work_seq, 1);
     /* Wake sleepers only, and take their registrations as we do: a worker
      * woken but not yet running is not woken again (see Sleeping in
-     * pool_shm.h). */
+     * records.h). */
     uint32_t idle = atomic_load(&h->idle);
     while (idle > 0) {
         uint32_t k = idle < wake ? idle : wake;
@@ -1831,7 +1831,7 @@ static void *supervisor(void *arg)
         int timeout_ms = 0;
         if (!busy) {
             /* About to sleep: say so, then look at the rings once more
-             * (see Sleeping in pool_shm.h). */
+             * (see Sleeping in records.h). */
             atomic_store(&h->sup_sleeping, 1);
             bool pending_recs = false;
             for (uint32_t w = 0; w < p->nworkers && !pending_recs; w++) {

@@ -1,6 +1,6 @@
 /*
  * worker.c - a pool's worker process: finds work in shared memory, runs
- * it, and reports completions, following the protocol in pool_shm.h.
+ * it, and reports completions, following the protocol in records.h.
  *
  * DESIGN
  * The worker keeps no state that matters outside its slot: whatever it
@@ -27,7 +27,7 @@
  * parent.  SIGTERM keeps its default action, so terminate works.
  */
 #define _GNU_SOURCE
-#include "pool_shm.h"
+#include "records.h"
 
 #include <sched.h>
 #include <signal.h>
@@ -687,7 +687,7 @@ static void wait_for_work(wctx *c)
     }
     atomic_store(&c->slot->hazard, 0);
     /* The sequence, then idle, then a last look; the parent publishes,
-     * bumps the sequence, then reads idle (see pool_shm.h). */
+     * bumps the sequence, then reads idle (see records.h). */
     uint32_t seq = atomic_load(&h->work_seq);
     atomic_fetch_add(&h->idle, 1);
     if (!has_work(h) && !atomic_load(&h->stop)) {
