@@ -5,7 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
-#include "pool/records.h"
+#include "pool/hooks.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -233,14 +233,6 @@ typedef struct mp__pool_hdr {
 
 enum { MP__VM_UNKNOWN = 0, MP__VM_OK = 1, MP__VM_DENIED = 2 };
 
-/* For tests: a worker's copies from and to the caller's memory fail with
- * mp__pool_vm_fault.err once it has made mp__pool_vm_fault.after of them
- * (when err is set).  Fork workers inherit what the test set. */
-extern struct mp__pool_vm_fault {
-    int err;
-    unsigned after;
-} mp__pool_vm_fault;
-
 _Static_assert(sizeof(mp__job) == 256, "a job entry is four cache lines");
 
 /* Where a worker finds everything (fork: a pointer into the parent's

@@ -1,25 +1,24 @@
 /*
- * worker.c - a pool's worker process: finds work in shared memory, runs
- * it, and reports completions, following the protocol in records.h.
+ * worker.c - a pool's worker process: its entry point and its loop, which
+ * finds work in shared memory, claims it and reports completions,
+ * following the protocol in records.h.
  *
  * DESIGN
  * The worker keeps no state that matters outside its slot: whatever it
  * holds is named there (intent) before it is taken, and whatever it
  * finished is in its unit's state and its completion ring.  So it can die
- * at any instruction - inside the task, or inside this file - and the
+ * at any instruction - inside the task, or inside these files - and the
  * supervisor still knows what it held.
  *
  * Its loop: announce the job entry it looks at (hazard), check the entry
  * still holds the job published at that position, write its intent, claim
- * a unit by CAS, run it, mark the unit DONE, push a completion record, and
- * wake the supervisor only if it sleeps.  When there is nothing to do it
- * spins a little (work often comes in bursts), then sleeps on a futex.
+ * a unit by CAS, run it (worker_run.c), mark the unit DONE, push a
+ * completion record, and wake the supervisor only if it sleeps.  When
+ * there is nothing to do it spins a little (work often comes in bursts),
+ * then sleeps on a futex.
  *
- * Results of apply tasks stay in the job's inline space while they are
- * small, and otherwise go into the worker's own result file, a ring the
- * supervisor reads with pread() and releases in order.  A result that
- * outgrows the free space waits until the supervisor has read everything
- * before it, then has the whole file, grown if need be.
+ * Threads.  A worker process is single-threaded (tasks may start threads
+ * of their own; the pool's code runs in the main one).
  *
  * Signals.  Workers start from the supervisor thread, which blocks every
  * signal; a worker unblocks them all at once (a blocked SIGSEGV would kill
@@ -27,64 +26,16 @@
  * parent.  SIGTERM keeps its default action, so terminate works.
  */
 #define _GNU_SOURCE
-#include "records.h"
+#include "worker.h"
 
-#include <sched.h>
 #include <signal.h>
 #include <stdio_ext.h>
-#include <sys/mman.h>
 #include <unistd.h>
-
-#define SPIN_ROUNDS  200
-#define RES_MIN_CAP  ((size_t)64 << 10)
-#define RES_KEEP_CAP ((size_t)16 << 20)
-/* A RIN/ROUT map moves its items between the parent's memory and the
- * worker's in slices of about this many bytes: small enough that a slice
- * read is still in the cache when the function runs over it, and written
- * back while it still is. */
-#define SLICE_BYTES ((size_t)64 << 10)
-
-typedef struct wctx {
-    mp__pool_hdr *hdr;
-    mp__wslot *slot;
-    uint32_t w;
-    uint32_t *order;
-    mp__job *jobs;
-    mp__fnent *fns;
-    unsigned char *data;
-    size_t data_mapped;
-    int data_fd;
-    int res_fd;
-    unsigned char *res;
-    size_t res_cap;
-    uint64_t res_produced;
-    size_t res_head;
-    int ev_fd;
-    bool fresh; /* forkserver or spawn: functions are found by reference */
-    void *fn_cache[MP__POOL_FNS];
-    uint64_t maxtasks, tasks;
-    uint32_t done_head;
-    uint64_t claims;
-    uint64_t res_seen;      /* res_consumed when a wait for result space began */
-    unsigned char *scratch; /* a RIN/ROUT map's slice buffers */
-    size_t scratch_cap;
-} wctx;
-
-struct mp_buf {
-    wctx *c;
-    unsigned char *data;
-    size_t len, cap;
-    size_t off; /* in the result file, when where == MP__RES_RING */
-    int where;
-    bool failed;
-};
-
-/* ---- shared memory ------------------------------------------------------- */
 
 /* Maps what the parent added to the data region, so that [0, need) is
  * mapped.  Returns 0, or an error when the parent never published that
  * much (a broken protocol) or the mapping fails. */
-static int ensure_data(wctx *c, uint64_t need)
+int mp__pool_ensure_data(wctx *c, uint64_t need)
 {
     if (need <= c->data_mapped)
         return 0;
@@ -101,7 +52,7 @@ static int ensure_data(wctx *c, uint64_t need)
 
 /* Waits, for at most a short while, until the supervisor has freed ring or
  * result space - done() says when - waking it first.  Callers loop. */
-static void wait_supervisor(wctx *c, bool (*done)(wctx *))
+void mp__pool_wait_supervisor(wctx *c, bool (*done)(wctx *))
 {
     mp__wslot *s = c->slot;
     /* waiting, then the wake count, then a last look: the supervisor frees
@@ -125,12 +76,12 @@ static bool ring_has_room(wctx *c)
 }
 
 /* Appends a completion record and wakes the supervisor if it sleeps. */
-static void push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
-                     int64_t code)
+void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
+                       int64_t code)
 {
     mp__wslot *s = c->slot;
     while (!ring_has_room(c))
-        wait_supervisor(c, ring_has_room);
+        mp__pool_wait_supervisor(c, ring_has_room);
     mp__rec *r = &s->ring[c->done_head & (MP__POOL_DONE - 1)];
     r->entry = entry;
     r->kind = kind;
@@ -143,167 +94,7 @@ static void push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint
     mp__pool_kick(c->hdr, c->ev_fd);
 }
 
-/* ---- the result ring ------------------------------------------------------ */
-
-static bool res_empty(wctx *c)
-{
-    return atomic_load(&c->slot->res_consumed) == c->res_produced;
-}
-
-/* Sets the file's capacity to cap bytes and maps it.  Only while the ring
- * is empty of unread results (the current, unpublished one excepted,
- * whose bytes the file keeps). */
-static int res_resize(wctx *c, size_t cap)
-{
-    int rc = mp__file_resize(c->res_fd, cap);
-    if (rc < 0)
-        return rc;
-    void *p = NULL;
-    rc = mp__map_fd(c->res_fd, cap, NULL, &p);
-    if (rc < 0)
-        return rc;
-    if (c->res)
-        munmap(c->res, c->res_cap);
-    c->res = p;
-    c->res_cap = cap;
-    return 0;
-}
-
-/* The end of the free space that starts at off == res_head (or at 0 in an
- * empty ring). */
-static size_t res_limit(wctx *c, size_t off)
-{
-    if (res_empty(c))
-        return c->res_cap;
-    size_t tail = (size_t)atomic_load(&c->slot->res_tail);
-    if (off > tail)
-        return c->res_cap;
-    if (off == tail)
-        return off; /* wrapped around and full */
-    return tail;
-}
-
-/* A wait condition: the supervisor has read a result since res_seen. */
-static bool res_progress(wctx *c)
-{
-    return atomic_load(&c->slot->res_consumed) != c->res_seen;
-}
-
-/* Finds room for a result of need bytes whose first len bytes currently
- * lie at *off (len may be 0), moves them there and updates *off.  Waits
- * for the supervisor when the ring is full.  Returns 0 or an error. */
-static int res_place(wctx *c, size_t need, size_t len, size_t *off, bool placed)
-{
-    for (;;) {
-        c->res_seen = atomic_load(&c->slot->res_consumed);
-        size_t tail = (size_t)atomic_load(&c->slot->res_tail);
-        size_t head = c->res_head;
-        size_t to = SIZE_MAX;
-        if (res_empty(c)) {
-            if (need > c->res_cap) {
-                size_t cap = c->res_cap ? c->res_cap : RES_MIN_CAP;
-                while (cap < need) {
-                    if (cap > SIZE_MAX / 2)
-                        return MP_ENOMEM;
-                    cap *= 2;
-                }
-                int rc = res_resize(c, cap);
-                if (rc < 0)
-                    return rc == MP_ENOSPC ? MP_ENOMEM : rc;
-            }
-            to = 0;
-        } else if (head > tail) {
-            if (c->res_cap - head >= need)
-                to = head;
-            else if (tail >= need)
-                to = 0;
-        } else if (head < tail && tail - head >= need) {
-            to = head;
-        }
-        if (to != SIZE_MAX) {
-            if (placed && len && to != *off)
-                memmove(c->res + to, c->res + *off, len);
-            *off = to;
-            return 0;
-        }
-        wait_supervisor(c, res_progress);
-    }
-}
-
-/* Makes room for newlen bytes of result. */
-static int buf_grow(mp_buf *b, size_t newlen)
-{
-    wctx *c = b->c;
-    bool placed = b->where == MP__RES_RING;
-    if (placed) {
-        /* Room right after it: grow in place. */
-        size_t limit = res_limit(c, b->off);
-        if (limit >= b->off && limit - b->off >= newlen) {
-            b->cap = limit - b->off;
-            return 0;
-        }
-    }
-    size_t off = b->off;
-    int rc = res_place(c, newlen, placed ? b->len : 0, &off, placed);
-    if (rc < 0)
-        return rc;
-    if (!placed && b->len)
-        memcpy(c->res + off, b->data, b->len);
-    b->where = MP__RES_RING;
-    b->off = off;
-    b->data = c->res + off;
-    size_t limit = res_limit(c, off);
-    b->cap = limit > off ? limit - off : 0;
-    if (b->cap < newlen)
-        b->cap = newlen; /* res_place found room for newlen there */
-    return 0;
-}
-
-void *mp_buf_alloc(mp_buf *b, size_t len)
-{
-    if (!b || b->failed || len > SIZE_MAX - b->len)
-        return NULL;
-    size_t newlen = b->len + len;
-    if (newlen > b->cap && buf_grow(b, newlen) < 0) {
-        b->failed = true;
-        return NULL;
-    }
-    void *p = b->data + b->len;
-    b->len = newlen;
-    return p;
-}
-
-int mp_buf_append(mp_buf *b, const void *data, size_t len)
-{
-    if (!b || (len && !data))
-        return MP_EINVAL;
-    void *p = mp_buf_alloc(b, len);
-    if (!p)
-        return len ? MP_ENOMEM : 0;
-    if (len)
-        memcpy(p, data, len);
-    return 0;
-}
-
-void *mp_buf_data(mp_buf *b)
-{
-    return b ? b->data : NULL;
-}
-
-size_t mp_buf_len(const mp_buf *b)
-{
-    return b ? b->len : 0;
-}
-
-void mp_buf_truncate(mp_buf *b, size_t len)
-{
-    if (b && len < b->len)
-        b->len = len;
-}
-
-/* ---- finding work ---------------------------------------------------------- */
-
-static void *resolve_fn(wctx *c, uint32_t id)
+void *mp__pool_resolve_fn(wctx *c, uint32_t id)
 {
     if (id >= MP__POOL_FNS)
         return NULL;
@@ -370,7 +161,7 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
             continue;
         }
         uint64_t nunits = j->u.map.nunits;
-        int rc = ensure_data(c, j->u.map.units_off + nunits * sizeof(mp__unit));
+        int rc = mp__pool_ensure_data(c, j->u.map.units_off + nunits * sizeof(mp__unit));
         if (rc < 0)
             return rc;
         mp__unit *units = (mp__unit *)(c->data + j->u.map.units_off);
@@ -394,288 +185,6 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
         /* Lost to another worker (a re-queued unit) or cancelled. */
     }
 }
-
-/* ---- running ---------------------------------------------------------------- */
-
-static void run_apply(wctx *c, uint32_t e)
-{
-    mp__job *j = &c->jobs[e];
-    mp_task_fn fn = (mp_task_fn)resolve_fn(c, j->fn);
-    size_t len = (size_t)j->u.apply.arg_len;
-    const void *arg = NULL;
-    int rc = 0;
-    if (len > MP__POOL_INLINE) {
-        rc = ensure_data(c, j->u.apply.arg_off + len);
-        arg = c->data + j->u.apply.arg_off;
-    } else if (len) {
-        arg = j->arg;
-    }
-    mp_buf b = {.c = c, .data = j->res, .cap = MP__POOL_INLINE, .where = MP__RES_INLINE};
-    /* BUSY while the task's own code runs: what the time limit measures
-     * (read by the watchdog, for which a late view is harmless). */
-    atomic_store_explicit(&c->slot->state, MP__W_BUSY, memory_order_relaxed);
-    if (rc == 0)
-        rc = fn ? fn(arg, len, &b) : MP_ENOENT;
-    if (rc == 0 && b.failed)
-        rc = MP_ENOMEM;
-    if (b.where == MP__RES_RING && b.len == 0)
-        b.where = MP__RES_INLINE; /* nothing to read: keep the ring's count exact */
-    j->u.apply.status = rc;
-    j->u.apply.res_len = b.len;
-    j->u.apply.res_where = (uint32_t)b.where;
-    j->u.apply.res_off = b.off;
-    j->u.apply.runner = c->w;
-    if (b.where == MP__RES_RING) {
-        c->res_produced++;
-        c->res_head = b.off + b.len;
-    }
-    /* Result first, then DONE (release), then the record. */
-    atomic_store_explicit(&j->state, MP__U_DONE, memory_order_release);
-    push_rec(c, MP__REC_DONE, e, 0, 0, 0);
-}
-
-/* Waits until the parent has copied the inputs up to item `end`.  It
- * copies at memory speed, ahead of the computing workers, so this rarely
- * waits, and briefly: yielding lets the copying thread have the CPU on a
- * machine with few cores; sleeps after a while bound the waste should it
- * be descheduled.  A worker killed here held the unit but began no item,
- * so its unit is simply run again. */
-static bool wait_inputs(wctx *c, mp__map_ready *ready, uint64_t end)
-{
-    for (unsigned spins = 0; atomic_load(&ready->items) < end; spins++) {
-        if (atomic_load(&c->hdr->stop) == MP__STOP_NOW)
-            return false;
-        if (spins < 64)
-            sched_yield();
-        else
-            mp__sleep_ns(50000);
-    }
-    return true;
-}
-
-/* Runs fn over items [i, end) and returns end, or the first item whose
- * call failed, with what it returned in *rc.  A function of its own, kept
- * out of line, so that the loop's values stay in registers across the
- * calls: this loop is what a map of a trivial function costs. */
-__attribute__((noinline)) static uint64_t
-run_items(mp_map_fn fn, const unsigned char *ip, uint64_t istep, unsigned char *op, uint64_t ostep,
-          const void *ctx, _Atomic uint64_t *item, uint64_t i, uint64_t end, int *rc)
-{
-    for (; i < end; i++, ip += istep, op += ostep) {
-        /* Release: the outputs of the items before are written before
-         * anyone can read that this one began. */
-        atomic_store_explicit(item, i, memory_order_release);
-        int r = fn(ip, op, ctx);
-        if (__builtin_expect(r != 0, 0)) {
-            *rc = r;
-            return i;
-        }
-    }
-    return end;
-}
-
-/* A scratch buffer of at least len bytes, or NULL. */
-static unsigned char *scratch(wctx *c, size_t len)
-{
-    if (len > c->scratch_cap) {
-        unsigned char *b = realloc(c->scratch, len);
-        if (!b)
-            return NULL;
-        c->scratch = b;
-        c->scratch_cap = len;
-    }
-    return c->scratch;
-}
-
-struct mp__pool_vm_fault mp__pool_vm_fault;
-
-/* One copy from (write false) or to the caller's memory. */
-static int vm_copy(const mp__map_ready *r, uint64_t remote, void *local, size_t len, bool write)
-{
-    if (__builtin_expect(mp__pool_vm_fault.err != 0, 0) && mp__pool_vm_fault.after-- == 0) {
-        mp__pool_vm_fault.after = 0;
-        return mp__pool_vm_fault.err;
-    }
-    return write ? mp__vm_write(r->rpid, remote, local, len)
-                 : mp__vm_read(r->rpid, remote, local, len);
-}
-
-/* The parent's memory cannot be read or written: maps that follow are
- * copied through shared memory instead. */
-static void vm_refused(wctx *c, int rc)
-{
-    if (rc == -EPERM || rc == -ENOSYS || rc == -EACCES)
-        atomic_store(&c->hdr->vm, MP__VM_DENIED);
-}
-
-/* Runs items [start, end) of a RIN or ROUT map, a slice at a time: reads
- * the slice's inputs from the parent's memory (RIN), runs the function,
- * writes the slice's outputs there (ROUT).  An item function writes into
- * the data region (out, item by item, as for any map), so that what a
- * dying worker finished is still there for the supervisor; a range
- * function, which fails as a whole, into scratch.  Returns 0, or the
- * first failure, already reported. */
-static int run_remote(wctx *c, uint32_t e, uint64_t u, const mp__map_ready *r, uint64_t base,
-                      uint64_t start, uint64_t end, unsigned char *out, const void *ctx)
-{
-    mp__job *j = &c->jobs[e];
-    const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
-    const bool rin = j->flags & MP__JOB_RIN, rout = j->flags & MP__JOB_ROUT;
-    const bool range = j->flags & MP__JOB_RANGE;
-    mp__wslot *s = c->slot;
-    uint64_t big = isz > osz ? isz : osz;
-    uint64_t step = big ? SLICE_BYTES / big : 0;
-    if (step == 0)
-        step = 1;
-    if (step > end - start)
-        step = end - start;
-    size_t in_len = rin ? (size_t)(step * isz) : 0;
-    size_t out_len = range && rout ? (size_t)(step * osz) : 0;
-    unsigned char *buf = scratch(c, in_len + out_len + 1);
-    int rc = buf ? 0 : MP_ENOMEM;
-    void *fn = resolve_fn(c, j->fn);
-    if (rc == 0 && !fn)
-        rc = MP_ENOENT;
-    /* A run resumed after a death: the items before start finished in
-     * out, in the data region, and may not have reached the caller. */
-    uint64_t i = start;
-    if (rc == 0 && rout && !range && start > base) {
-        rc = vm_copy(r, r->rout + base * osz, out + base * osz, (size_t)((start - base) * osz),
-                     true);
-        if (rc < 0)
-            i = base; /* those outputs are lost too */
-    }
-    atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
-    while (rc == 0 && i < end) {
-        uint64_t k = end - i < step ? end - i : step;
-        /* The slice's first item is in progress from here: a worker
-         * killed while reading it fails it (a range: the slice). */
-        atomic_store_explicit(&s->item, i, memory_order_release);
-        const unsigned char *ip = NULL;
-        if (rin) {
-            rc = vm_copy(r, r->rin + i * isz, buf, (size_t)(k * isz), false);
-            if (rc < 0)
-                break;
-            ip = buf;
-        } else if (isz) {
-            ip = c->data + j->u.map.in_off + i * isz;
-        }
-        unsigned char *op = NULL;
-        if (osz)
-            op = range && rout ? buf + in_len : out + i * osz;
-        if (range) {
-            int r2 = ((mp_map_range_fn)fn)(ip, op, (size_t)k, ctx);
-            if (r2 != 0) {
-                push_rec(c, MP__REC_ITEM_ERROR, e, u, i, r2);
-                return r2;
-            }
-        } else {
-            const uint64_t istep = ip ? isz : 0, ostep = op ? osz : 0;
-            uint64_t at = i, lim = i + k;
-            while (at < lim) {
-                int r2 = 0;
-                uint64_t stop =
-                    run_items((mp_map_fn)fn, ip, istep, op, ostep, ctx, &s->item, at, lim, &r2);
-                if (stop == lim)
-                    break;
-                push_rec(c, MP__REC_ITEM_ERROR, e, u, stop, r2);
-                ip = ip ? ip + (stop + 1 - at) * istep : NULL;
-                op = op ? op + (stop + 1 - at) * ostep : NULL;
-                at = stop + 1;
-            }
-        }
-        if (rout && osz) {
-            rc = vm_copy(r, r->rout + i * osz, range ? buf + in_len : out + i * osz,
-                         (size_t)(k * osz), true);
-            if (rc < 0)
-                break;
-        }
-        i += k;
-    }
-    if (rc < 0 && i < end) {
-        /* The rest of the unit cannot be done here: its items fail with
-         * the reason, as if the function had returned it. */
-        vm_refused(c, rc);
-        push_rec(c, MP__REC_REST_ERROR, e, u, i, rc);
-    }
-    return rc;
-}
-
-/* Runs unit u of map job e.  Returns false when the pool stopped before
- * the unit's inputs were all there: the unit is left unfinished, for the
- * supervisor to cancel. */
-static bool run_map(wctx *c, uint32_t e, uint64_t u)
-{
-    mp__job *j = &c->jobs[e];
-    const uint64_t n = j->u.map.n, chunk = j->u.map.chunk;
-    const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
-    const bool rin = j->flags & MP__JOB_RIN;
-    const bool remote = j->flags & (MP__JOB_RIN | MP__JOB_ROUT);
-    const bool shm_out = osz && !((j->flags & MP__JOB_ROUT) && (j->flags & MP__JOB_RANGE));
-    mp__unit *unit = (mp__unit *)(c->data + j->u.map.units_off) + u;
-    uint64_t base = u * chunk;
-    uint64_t start = base + unit->resume;
-    uint64_t end = (u + 1) * chunk < n ? (u + 1) * chunk : n;
-    uint64_t need = j->u.map.units_off + j->u.map.nunits * sizeof(mp__unit);
-    if (j->u.map.ready_off + sizeof(mp__map_ready) > need)
-        need = j->u.map.ready_off + sizeof(mp__map_ready);
-    if (isz && !rin && j->u.map.in_off + n * isz > need)
-        need = j->u.map.in_off + n * isz;
-    if (shm_out && j->u.map.out_off + n * osz > need)
-        need = j->u.map.out_off + n * osz;
-    if (j->u.map.ctx_len && j->u.map.ctx_off + j->u.map.ctx_len > need)
-        need = j->u.map.ctx_off + j->u.map.ctx_len;
-    int rc = ensure_data(c, need);
-    const unsigned char *in = isz && !rin ? c->data + j->u.map.in_off : NULL;
-    unsigned char *out = shm_out ? c->data + j->u.map.out_off : NULL;
-    const void *ctx = j->u.map.ctx_len ? c->data + j->u.map.ctx_off : NULL;
-    mp__wslot *s = c->slot;
-    const mp__map_ready *ready = (const mp__map_ready *)(c->data + j->u.map.ready_off);
-    if (rc == 0 && in && !wait_inputs(c, (mp__map_ready *)(c->data + j->u.map.ready_off), end))
-        return false;
-    if (rc == 0 && remote) {
-        (void)run_remote(c, e, u, ready, base, start, end, out, ctx);
-    } else if (j->flags & MP__JOB_RANGE) {
-        /* BUSY from the first item on: waiting for the inputs is not the
-         * items' time. */
-        atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
-        mp_map_range_fn fn = (mp_map_range_fn)resolve_fn(c, j->fn);
-        atomic_store_explicit(&s->item, start, memory_order_release);
-        if (rc == 0 && start < end)
-            rc = fn ? fn(in ? in + start * isz : NULL, out ? out + start * osz : NULL,
-                         (size_t)(end - start), ctx)
-                    : MP_ENOENT;
-        if (rc != 0 && start < end)
-            push_rec(c, MP__REC_ITEM_ERROR, e, u, start, rc == 0 ? MP_EPROTO : rc);
-    } else {
-        atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
-        mp_map_fn fn = (mp_map_fn)resolve_fn(c, j->fn);
-        if (rc == 0 && !fn)
-            rc = MP_ENOENT;
-        /* With no input (or output) every item gets NULL, through a
-         * stride of 0 from a NULL base. */
-        const unsigned char *ip = in ? in + start * isz : NULL;
-        unsigned char *op = out ? out + start * osz : NULL;
-        const uint64_t istep = in ? isz : 0, ostep = out ? osz : 0;
-        uint64_t i = start;
-        while (i < end) {
-            int r = rc;
-            uint64_t stop = rc ? i : run_items(fn, ip, istep, op, ostep, ctx, &s->item, i, end, &r);
-            if (stop == end)
-                break;
-            push_rec(c, MP__REC_ITEM_ERROR, e, u, stop, r);
-            ip += (stop + 1 - i) * istep;
-            op += (stop + 1 - i) * ostep;
-            i = stop + 1;
-        }
-    }
-    /* Release: the outputs before DONE. */
-    atomic_store_explicit(&unit->state, MP__U_DONE, memory_order_release);
-    push_rec(c, MP__REC_DONE, e, u, 0, 0);
-    return true;
-}
-
-/* ---- the loop ------------------------------------------------------------------ */
 
 static void wait_for_work(wctx *c)
 {
@@ -730,10 +239,10 @@ static int serve(wctx *c)
         atomic_store_explicit(&s->hazard, 0, memory_order_release);
         atomic_store_explicit(&s->claims, ++c->claims, memory_order_relaxed);
         if (c->jobs[e].kind == MP__JOB_APPLY) {
-            if (c->res_cap > RES_KEEP_CAP && res_empty(c))
-                (void)res_resize(c, RES_MIN_CAP); /* give a huge result's memory back */
-            run_apply(c, e);
-        } else if (!run_map(c, e, u)) {
+            if (c->res_cap > RES_KEEP_CAP && mp__pool_res_empty(c))
+                (void)mp__pool_res_resize(c, RES_MIN_CAP); /* give a huge result's memory back */
+            mp__pool_run_apply(c, e);
+        } else if (!mp__pool_run_map(c, e, u)) {
             atomic_store(&s->state, MP__W_EXITING);
             return 0;
         }

@@ -1,0 +1,303 @@
+/*
+ * map.c - map, map_async and starmap: one function over an array, run by
+ * chunks (units) that workers claim.
+ *
+ * DESIGN
+ * Role.  A map is one job of n items in nunits chunks.  Its block in the
+ * data region holds the inputs' watermark (mp__map_ready), the unit
+ * records, the ctx bytes, the copied inputs and the outputs; inputs or
+ * outputs already in the region (mp_pool_shared_alloc) are used in place,
+ * and a map the caller waits for may leave its arrays where they are for
+ * the workers to read and write themselves (RIN, ROUT).  A large map is
+ * published after its first slice of inputs and copied the rest of the
+ * way while the workers compute.  Results come back through settle.c into
+ * the caller's out array, the future, or an iterator (imap.c).
+ *
+ * Threads.  Any thread of the owning process.
+ *
+ * Locks.  p->lock to allocate and to submit; the block is filled between
+ * the two without it, since nobody else sees it yet.
+ */
+#define _GNU_SOURCE
+#include "pool_int.h"
+
+#define MAX_CTX ((size_t)16 << 20)
+
+/* Maps with more input bytes than this are published after their first
+ * slice, and copied in the rest of the way in slices of this size. */
+#ifndef PIPELINE_MIN
+#define PIPELINE_MIN ((size_t)256 << 10)
+#endif
+
+#define PIPELINE_SLICE ((size_t)128 << 10)
+
+/* Workers use a waiting caller's arrays in place when their chunks move
+ * at least this many bytes: below it, the two system calls a chunk costs
+ * them exceed what copying it through shared memory does. */
+#define DIRECT_MIN ((size_t)4 << 10)
+
+static uint64_t default_chunk(mp_pool *p, uint64_t n)
+{
+    uint64_t d = (uint64_t)p->nworkers * 4;
+    uint64_t c = n / d + (n % d ? 1 : 0);
+    return c ? c : 1;
+}
+
+/* Items per unit and units of a map of n items. */
+void mp__pool_map_geometry(mp_pool *p, uint64_t n, uint64_t chunksize, uint64_t *chunk,
+                           uint64_t *nunits)
+{
+    uint64_t c = chunksize ? chunksize : default_chunk(p, n);
+    if (c > UINT32_MAX)
+        c = UINT32_MAX; /* a unit's resume point is 32 bits */
+    *chunk = c;
+    *nunits = n / c + (n % c ? 1 : 0);
+}
+
+int mp__pool_map_check(const mp_map_spec *s, int mode)
+{
+    if (!s || (!s->fn == !s->range_fn))
+        return MP_EINVAL;
+    if (s->n && s->in_size && !s->in)
+        return MP_EINVAL;
+    if (mode != MODE_IMAP && s->n && s->out_size && !s->out)
+        return MP_EINVAL;
+    if (s->ctx_size > MAX_CTX || (s->ctx_size && !s->ctx))
+        return MP_EINVAL;
+    if ((s->in_size && s->n > SIZE_MAX / s->in_size) ||
+        (s->out_size && s->n > SIZE_MAX / s->out_size) || s->n > ((uint64_t)1 << 48))
+        return MP_EINVAL;
+    return 0;
+}
+
+/* Prepares and submits a map.  For MODE_IMAP, it receives the staging
+ * block; for MODE_ASYNC, f is finished or submitted. */
+int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f,
+                        struct mp_imap *it)
+{
+    uint64_t n = s->n, chunk, nunits;
+    mp__pool_map_geometry(p, n, s->chunksize, &chunk, &nunits);
+    mp__job job;
+    memset(&job, 0, sizeof job);
+    job.kind = MP__JOB_MAP;
+    job.flags = s->range_fn ? MP__JOB_RANGE : 0;
+    job.u.map.n = n;
+    job.u.map.nunits = nunits;
+    job.u.map.chunk = chunk;
+    job.u.map.in_size = s->in_size;
+    job.u.map.out_size = s->out_size;
+    job.u.map.ctx_len = s->ctx_size;
+    pjob pj;
+    memset(&pj, 0, sizeof pj);
+    pj.kind = MP__JOB_MAP;
+    pj.fut = f;
+    pj.it = it;
+    pj.keep_data = it != NULL;
+    pj.errors = mode != MODE_IMAP ? s->errors : NULL;
+    pj.n = n;
+    pj.chunk = chunk;
+    pj.nunits = nunits;
+    pj.in_size = s->in_size;
+    pj.out_size = s->out_size;
+    pj.progress = s->progress ? s->progress : p->opts.progress;
+    pj.progress_ctx = s->progress ? s->progress_ctx : p->opts.progress_ctx;
+    pj.bar = p->opts.progress_bar;
+    pj.started_ns = mp__now_ns();
+    if (pj.errors)
+        memset(pj.errors, 0, (size_t)n * sizeof(int));
+
+    pthread_mutex_lock(&p->lock);
+    int rc = mp__pool_refusal(p);
+    if (rc == 0)
+        rc = mp__pool_fn_id(p, s->fn ? (const void *)s->fn : (const void *)s->range_fn, &job.fn);
+    size_t in_off = 0, out_off = 0;
+    bool in_place = rc == 0 && s->in_size &&
+                    mp__pool_data_contains(p, s->in, (size_t)(n * s->in_size), &in_off);
+    bool out_place = rc == 0 && mode != MODE_IMAP && s->out_size &&
+                     mp__pool_data_contains(p, s->out, (size_t)(n * s->out_size), &out_off);
+    /* A map the caller waits for leaves its arrays where they are, when
+     * the workers can reach them there: each reads and writes its own
+     * share, in parallel, in one kernel copy each way, instead of this
+     * thread copying everything in and the supervisor everything out. */
+    bool vm = rc == 0 && mode == MODE_SYNC && atomic_load(&p->hdr->vm) == MP__VM_OK &&
+              chunk * (s->in_size + s->out_size) >= DIRECT_MIN;
+    if (vm && s->in_size && !in_place)
+        job.flags |= MP__JOB_RIN;
+    if (vm && s->out_size && !out_place)
+        job.flags |= MP__JOB_ROUT;
+    /* A range function's outputs go straight to the caller; an item
+     * function's also through the data region, where a worker that dies
+     * leaves those it finished. */
+    bool out_direct = (job.flags & MP__JOB_ROUT) && (job.flags & MP__JOB_RANGE);
+    size_t ready_len = sizeof(mp__map_ready);
+    size_t units_len = mp__pool_align_up((size_t)nunits * sizeof(mp__unit), DATA_ALIGN);
+    size_t ctx_len = mp__pool_align_up(s->ctx_size, DATA_ALIGN);
+    size_t in_len = in_place || (job.flags & MP__JOB_RIN)
+                        ? 0
+                        : mp__pool_align_up((size_t)(n * s->in_size), DATA_ALIGN);
+    size_t out_len =
+        out_place || out_direct ? 0 : mp__pool_align_up((size_t)(n * s->out_size), DATA_ALIGN);
+    size_t total = ready_len + units_len + ctx_len + in_len + out_len, base = 0;
+    if (rc == 0)
+        rc = mp__pool_data_alloc(p, total, &base);
+    pthread_mutex_unlock(&p->lock);
+    if (rc < 0)
+        return rc;
+    pj.data_off = base;
+    pj.data_len = total;
+    job.u.map.ready_off = base;
+    job.u.map.units_off = base + ready_len;
+    job.u.map.ctx_off = base + ready_len + units_len;
+    job.u.map.in_off = in_place ? in_off : base + ready_len + units_len + ctx_len;
+    job.u.map.out_off = out_place ? out_off : base + ready_len + units_len + ctx_len + in_len;
+    if (mode != MODE_IMAP && !out_place && !out_direct && s->out_size)
+        pj.user_out = s->out;
+    pj.out_remote = job.flags & MP__JOB_ROUT;
+
+    /* The block is ours alone until published: fill it without the lock. */
+    mp__unit *units = (mp__unit *)(p->data + job.u.map.units_off);
+    for (uint64_t u = 0; u < nunits; u++) {
+        atomic_init(&units[u].state, MP__U_QUEUED);
+        units[u].resume = 0;
+    }
+    if (s->ctx_size)
+        memcpy(p->data + job.u.map.ctx_off, s->ctx, s->ctx_size);
+    /* Inputs: a small map is copied whole before it is published; a large
+     * one is published after its first slice, and the rest is copied while
+     * the workers compute, behind the watermark they wait on. */
+    mp__map_ready *ready = (mp__map_ready *)(p->data + base);
+    ready->rin = (uint64_t)(uintptr_t)s->in;
+    ready->rout = (uint64_t)(uintptr_t)s->out;
+    ready->rpid = p->hdr->vm_pid;
+    size_t in_bytes =
+        in_place || !s->in_size || (job.flags & MP__JOB_RIN) ? 0 : (size_t)(n * s->in_size);
+    uint64_t copied = n;
+    if (in_bytes > PIPELINE_MIN) {
+        copied = PIPELINE_SLICE / s->in_size + 1;
+        memcpy(p->data + job.u.map.in_off, s->in, (size_t)(copied * s->in_size));
+    } else if (in_bytes) {
+        memcpy(p->data + job.u.map.in_off, s->in, in_bytes);
+    }
+    atomic_init(&ready->items, copied);
+    if (it) {
+        it->outs = p->data + job.u.map.out_off;
+        it->data_off = base;
+        it->data_len = total;
+        it->chunk = chunk;
+        it->nunits = nunits;
+    }
+
+    pthread_mutex_lock(&p->lock);
+    rc = mp__pool_refusal(p);
+    if (rc == 0) {
+        rc = mp__pool_submit_job(p, &job, &pj);
+        if (rc == 0 && (pj.progress || pj.bar))
+            p->has_progress_jobs = true;
+        if (rc == 0 && (job.flags & (MP__JOB_RIN | MP__JOB_ROUT)))
+            p->stats.maps_direct++;
+    }
+    if (rc < 0)
+        mp__pool_data_free(p, base);
+    else if (copied < n)
+        mp__pool_data_ref(p, base); /* the block outlives a cancel while we copy */
+    pthread_mutex_unlock(&p->lock);
+    if (rc == 0 && (pj.progress || pj.bar))
+        mp__pool_kick_supervisor(p);
+    if (rc == 0 && copied < n) {
+        const unsigned char *src = s->in;
+        unsigned char *dst = p->data + job.u.map.in_off;
+        uint64_t step = PIPELINE_SLICE / s->in_size + 1;
+        while (copied < n) {
+            uint64_t k = n - copied < step ? n - copied : step;
+            memcpy(dst + copied * s->in_size, src + copied * s->in_size, (size_t)(k * s->in_size));
+            copied += k;
+            /* seq_cst, so release: the bytes before the count. */
+            atomic_store(&ready->items, copied);
+        }
+        pthread_mutex_lock(&p->lock);
+        mp__pool_data_free(p, base);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return rc;
+}
+
+static mp_future *map_start(mp_pool *p, const mp_map_spec *s, int mode)
+{
+    if (!p || mp__pool_map_check(s, mode) < 0)
+        return mp__future_new_failed(MP_EINVAL, NULL);
+    if (!mp__pool_ours(p))
+        return mp__future_new_failed(MP_ESTATE, NULL);
+    if (s->n == 0) {
+        pthread_mutex_lock(&p->lock);
+        int rc = mp__pool_refusal(p);
+        pthread_mutex_unlock(&p->lock);
+        return mp__future_new_failed(rc, NULL);
+    }
+    mp_future *f = mp__future_new(&mp__pool_future_ops, p);
+    if (!f)
+        return NULL;
+    int rc = mp__pool_map_submit(p, s, mode, f, NULL);
+    if (rc < 0) {
+        pthread_mutex_lock(&p->lock);
+        const char *rep = p->broken ? p->broken_report : NULL;
+        char *r = rep ? strdup(rep) : NULL;
+        pthread_mutex_unlock(&p->lock);
+        mp__future_finish(f, rc, NULL, 0, 0, 0, r, -1);
+    }
+    return f;
+}
+
+mp_future *mp_pool_map_async_ex(mp_pool *p, const mp_map_spec *s)
+{
+    return map_start(p, s, MODE_ASYNC);
+}
+
+int mp_pool_map_ex(mp_pool *p, const mp_map_spec *s)
+{
+    mp_future *f = map_start(p, s, MODE_SYNC);
+    if (!f)
+        return MP_ENOMEM;
+    int rc = mp_future_get(f, NULL, 0, NULL, MP_FOREVER);
+    mp_future_free(f);
+    return rc;
+}
+
+mp_map_spec mp__pool_map_spec(mp_map_fn fn, const void *in, size_t n, size_t in_size, void *out,
+                              size_t out_size, size_t chunksize)
+{
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = fn;
+    s.in = in;
+    s.n = n;
+    s.in_size = in_size;
+    s.out = out;
+    s.out_size = out_size;
+    s.chunksize = chunksize;
+    return s;
+}
+
+int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size, void *out,
+                size_t out_size, size_t chunksize)
+{
+    mp_map_spec s = mp__pool_map_spec(fn, in, n, in_size, out, out_size, chunksize);
+    return mp_pool_map_ex(p, &s);
+}
+
+mp_future *mp_pool_map_async(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
+                             void *out, size_t out_size, size_t chunksize)
+{
+    mp_map_spec s = mp__pool_map_spec(fn, in, n, in_size, out, out_size, chunksize);
+    return mp_pool_map_async_ex(p, &s);
+}
+
+int mp_pool_starmap(mp_pool *p, mp_map_fn fn, const void *args, size_t n, size_t args_size,
+                    void *out, size_t out_size, size_t chunksize)
+{
+    return mp_pool_map(p, fn, args, n, args_size, out, out_size, chunksize);
+}
+
+mp_future *mp_pool_starmap_async(mp_pool *p, mp_map_fn fn, const void *args, size_t n,
+                                 size_t args_size, void *out, size_t out_size, size_t chunksize)
+{
+    return mp_pool_map_async(p, fn, args, n, args_size, out, out_size, chunksize);
+}
