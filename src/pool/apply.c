@@ -34,7 +34,7 @@ static int op_cancel(void *owner, mp_future *f)
                 p->pend_tail = pp;
             p->nactive--;
             if (n->pj.data_len)
-                mp__pool_data_free(p, n->pj.data_off);
+                mp__region_release(&p->region, n->pj.data_off);
             free(n);
             mp__future_finish(f, MP_ECANCELED, NULL, 0, 0, 0, NULL, -1);
             rc = 0;
@@ -159,7 +159,7 @@ static mp_future *apply_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_
         rc = mp__pool_fn_id(p, (const void *)fn, &job.fn);
     if (rc == 0 && len > MP__POOL_INLINE) {
         size_t off;
-        rc = mp__pool_data_alloc(p, len, &off);
+        rc = mp__region_alloc(&p->region, len, &off);
         if (rc == 0) {
             job.u.apply.arg_off = off;
             pj.data_off = off;
@@ -167,13 +167,13 @@ static mp_future *apply_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_
             if (len >= COPY_UNLOCKED) {
                 /* The block is ours alone until published. */
                 pthread_mutex_unlock(&p->lock);
-                memcpy(p->data + off, arg, len);
+                memcpy(p->region.base + off, arg, len);
                 pthread_mutex_lock(&p->lock);
                 rc = mp__pool_refusal(p);
                 if (rc < 0)
-                    mp__pool_data_free(p, off);
+                    mp__region_release(&p->region, off);
             } else {
-                memcpy(p->data + off, arg, len);
+                memcpy(p->region.base + off, arg, len);
             }
         }
     } else if (len) {
@@ -182,7 +182,7 @@ static mp_future *apply_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_
     if (rc == 0) {
         rc = mp__pool_submit_job(p, &job, &pj);
         if (rc < 0 && pj.data_len)
-            mp__pool_data_free(p, pj.data_off);
+            mp__region_release(&p->region, pj.data_off);
     }
     if (rc < 0) {
         const char *rep = p->broken ? p->broken_report : NULL;

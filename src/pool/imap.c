@@ -251,7 +251,7 @@ void mp_imap_free(mp_imap *it)
                 }
             }
         } else if (it->data_len && p->hdr) {
-            mp__pool_data_free(p, it->data_off);
+            mp__region_release(&p->region, it->data_off);
         }
         pthread_mutex_unlock(&p->lock);
         mp__pool_release(p);

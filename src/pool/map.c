@@ -112,9 +112,9 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
         rc = mp__pool_fn_id(p, s->fn ? (const void *)s->fn : (const void *)s->range_fn, &job.fn);
     size_t in_off = 0, out_off = 0;
     bool in_place = rc == 0 && s->in_size &&
-                    mp__pool_data_contains(p, s->in, (size_t)(n * s->in_size), &in_off);
+                    mp__region_contains(&p->region, s->in, (size_t)(n * s->in_size), &in_off);
     bool out_place = rc == 0 && mode != MODE_IMAP && s->out_size &&
-                     mp__pool_data_contains(p, s->out, (size_t)(n * s->out_size), &out_off);
+                     mp__region_contains(&p->region, s->out, (size_t)(n * s->out_size), &out_off);
     /* A map the caller waits for leaves its arrays where they are, when
      * the workers can reach them there: each reads and writes its own
      * share, in parallel, in one kernel copy each way, instead of this
@@ -130,16 +130,17 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
      * leaves those it finished. */
     bool out_direct = (job.flags & MP__JOB_ROUT) && (job.flags & MP__JOB_RANGE);
     size_t ready_len = sizeof(mp__map_ready);
-    size_t units_len = mp__pool_align_up((size_t)nunits * sizeof(mp__unit), DATA_ALIGN);
-    size_t ctx_len = mp__pool_align_up(s->ctx_size, DATA_ALIGN);
+    size_t units_len = mp__pool_align_up((size_t)nunits * sizeof(mp__unit), MP__REGION_ALIGN);
+    size_t ctx_len = mp__pool_align_up(s->ctx_size, MP__REGION_ALIGN);
     size_t in_len = in_place || (job.flags & MP__JOB_RIN)
                         ? 0
-                        : mp__pool_align_up((size_t)(n * s->in_size), DATA_ALIGN);
-    size_t out_len =
-        out_place || out_direct ? 0 : mp__pool_align_up((size_t)(n * s->out_size), DATA_ALIGN);
+                        : mp__pool_align_up((size_t)(n * s->in_size), MP__REGION_ALIGN);
+    size_t out_len = out_place || out_direct
+                         ? 0
+                         : mp__pool_align_up((size_t)(n * s->out_size), MP__REGION_ALIGN);
     size_t total = ready_len + units_len + ctx_len + in_len + out_len, base = 0;
     if (rc == 0)
-        rc = mp__pool_data_alloc(p, total, &base);
+        rc = mp__region_alloc(&p->region, total, &base);
     pthread_mutex_unlock(&p->lock);
     if (rc < 0)
         return rc;
@@ -155,17 +156,17 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
     pj.out_remote = job.flags & MP__JOB_ROUT;
 
     /* The block is ours alone until published: fill it without the lock. */
-    mp__unit *units = (mp__unit *)(p->data + job.u.map.units_off);
+    mp__unit *units = (mp__unit *)(p->region.base + job.u.map.units_off);
     for (uint64_t u = 0; u < nunits; u++) {
         atomic_init(&units[u].state, MP__U_QUEUED);
         units[u].resume = 0;
     }
     if (s->ctx_size)
-        memcpy(p->data + job.u.map.ctx_off, s->ctx, s->ctx_size);
+        memcpy(p->region.base + job.u.map.ctx_off, s->ctx, s->ctx_size);
     /* Inputs: a small map is copied whole before it is published; a large
      * one is published after its first slice, and the rest is copied while
      * the workers compute, behind the watermark they wait on. */
-    mp__map_ready *ready = (mp__map_ready *)(p->data + base);
+    mp__map_ready *ready = (mp__map_ready *)(p->region.base + base);
     ready->rin = (uint64_t)(uintptr_t)s->in;
     ready->rout = (uint64_t)(uintptr_t)s->out;
     ready->rpid = p->hdr->vm_pid;
@@ -174,13 +175,13 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
     uint64_t copied = n;
     if (in_bytes > PIPELINE_MIN) {
         copied = PIPELINE_SLICE / s->in_size + 1;
-        memcpy(p->data + job.u.map.in_off, s->in, (size_t)(copied * s->in_size));
+        memcpy(p->region.base + job.u.map.in_off, s->in, (size_t)(copied * s->in_size));
     } else if (in_bytes) {
-        memcpy(p->data + job.u.map.in_off, s->in, in_bytes);
+        memcpy(p->region.base + job.u.map.in_off, s->in, in_bytes);
     }
     atomic_init(&ready->items, copied);
     if (it) {
-        it->outs = p->data + job.u.map.out_off;
+        it->outs = p->region.base + job.u.map.out_off;
         it->data_off = base;
         it->data_len = total;
         it->chunk = chunk;
@@ -197,15 +198,15 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
             p->stats.maps_direct++;
     }
     if (rc < 0)
-        mp__pool_data_free(p, base);
+        mp__region_release(&p->region, base);
     else if (copied < n)
-        mp__pool_data_ref(p, base); /* the block outlives a cancel while we copy */
+        mp__region_retain(&p->region, base); /* the block outlives a cancel while we copy */
     pthread_mutex_unlock(&p->lock);
     if (rc == 0 && (pj.progress || pj.bar))
         mp__pool_kick_supervisor(p);
     if (rc == 0 && copied < n) {
         const unsigned char *src = s->in;
-        unsigned char *dst = p->data + job.u.map.in_off;
+        unsigned char *dst = p->region.base + job.u.map.in_off;
         uint64_t step = PIPELINE_SLICE / s->in_size + 1;
         while (copied < n) {
             uint64_t k = n - copied < step ? n - copied : step;
@@ -215,7 +216,7 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
             atomic_store(&ready->items, copied);
         }
         pthread_mutex_lock(&p->lock);
-        mp__pool_data_free(p, base);
+        mp__region_release(&p->region, base);
         pthread_mutex_unlock(&p->lock);
     }
     return rc;

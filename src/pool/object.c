@@ -195,10 +195,8 @@ static void pool_destroy(mp_pool *p)
 {
     if (p->hdr)
         munmap(p->hdr, p->ctrl_size);
-    if (p->data)
-        munmap(p->data, DATA_RESERVE);
+    mp__region_destroy(&p->region);
     mp__close(p->ctrl_fd);
-    mp__close(p->data_fd);
     mp__close(p->ev_fd);
     if (p->res_fds)
         for (uint32_t w = 0; w < p->nworkers; w++)
@@ -209,8 +207,6 @@ static void pool_destroy(mp_pool *p)
             free(p->ws[w].arg);
     free(p->ws);
     free(p->boots);
-    free(p->freel);
-    free(p->used);
     free(p->initarg_copy);
     free(p->broken_report);
     for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
@@ -252,7 +248,7 @@ mp_pool *mp_pool_new(const mp_pool_opts *opts)
     p->owner = getpid();
     atomic_init(&p->refs, 1);
     p->opts = o;
-    p->ctrl_fd = p->data_fd = p->ev_fd = -1;
+    p->ctrl_fd = p->region.fd = p->ev_fd = -1;
     p->nworkers = (uint32_t)(o.processes ? o.processes : mp_cpu_count());
     snprintf(p->name, sizeof p->name, "%s", o.name ? o.name : "Pool");
     p->opts.name = NULL;
@@ -298,7 +294,8 @@ mp_pool *mp_pool_new(const mp_pool_opts *opts)
     if ((rc = layout(p)) < 0)
         goto fail;
     what = "the shared data region";
-    if ((rc = mp__pool_data_setup(p)) < 0)
+    mp__region_limits lim = {DATA_RESERVE, DATA_INITIAL, DATA_RELEASE, DATA_RETAIN};
+    if ((rc = mp__region_init(&p->region, &lim, &p->hdr->data_size)) < 0)
         goto fail;
     what = "result files";
     for (uint32_t w = 0; w < p->nworkers; w++) {
@@ -319,9 +316,9 @@ mp_pool *mp_pool_new(const mp_pool_opts *opts)
         b->initarg_size = p->initarg_copy ? o.initarg_size : 0;
         b->has_init = o.initializer != NULL;
         b->ctrl = p->hdr;
-        b->data = p->data;
-        b->data_mapped = &p->data_mapped;
-        b->data_fd = p->data_fd;
+        b->data = p->region.base;
+        b->data_mapped = &p->region.mapped;
+        b->data_fd = p->region.fd;
         b->res_fd = p->res_fds[w];
         b->ev_fd = p->ev_fd;
         b->init = o.initializer;
@@ -492,8 +489,7 @@ void mp_pool_free(mp_pool *p)
          * parent's; release this process's memory only. */
         if (p->hdr)
             munmap(p->hdr, p->ctrl_size);
-        if (p->data)
-            munmap(p->data, DATA_RESERVE);
+        mp__region_unmap(&p->region);
         return;
     }
     if (mp__pool_in_callback_thread(p)) {
@@ -542,9 +538,9 @@ void *mp_pool_shared_alloc(mp_pool *p, size_t size)
         return NULL;
     pthread_mutex_lock(&p->lock);
     size_t off = 0;
-    int rc = p->state < ST_TERMINATING ? mp__pool_data_alloc(p, size, &off) : MP_ECLOSED;
+    int rc = p->state < ST_TERMINATING ? mp__region_alloc(&p->region, size, &off) : MP_ECLOSED;
     pthread_mutex_unlock(&p->lock);
-    return rc < 0 ? NULL : p->data + off;
+    return rc < 0 ? NULL : p->region.base + off;
 }
 
 void mp_pool_shared_free(mp_pool *p, void *ptr)
@@ -553,8 +549,8 @@ void mp_pool_shared_free(mp_pool *p, void *ptr)
         return;
     pthread_mutex_lock(&p->lock);
     unsigned char *c = ptr;
-    if (c >= p->data && c < p->data + p->data_size)
-        mp__pool_data_free(p, (size_t)(c - p->data));
+    if (c >= p->region.base && c < p->region.base + p->region.size)
+        mp__region_release(&p->region, (size_t)(c - p->region.base));
     pthread_mutex_unlock(&p->lock);
 }
 

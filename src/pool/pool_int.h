@@ -41,10 +41,12 @@
 #define MPROC_POOL_INT_H
 
 #include "records.h"
+#include "region.h"
 
+/* The data region: address space reserved, mapped at the start, and the
+ * limits on what freed memory it keeps (region.h). */
 #define DATA_RESERVE ((size_t)256 << 30)
 #define DATA_INITIAL ((size_t)1 << 20)
-#define DATA_ALIGN   ((size_t)64)
 #define DATA_RELEASE ((size_t)256 << 20)
 #define DATA_RETAIN  ((size_t)256 << 20)
 /* Copies of at least this many bytes are made with p->lock released. */
@@ -113,11 +115,6 @@ typedef struct wstate {
     void *arg; /* the copied start argument (forkserver, spawn) */
 } wstate;
 
-typedef struct blk {
-    size_t off, len;
-    unsigned refs; /* live blocks: a map's job and the thread copying into it */
-} blk;
-
 typedef struct ev {
     struct ev *next;
     void (*fn)(void *);
@@ -145,10 +142,7 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     uint32_t *order;
     mp__fnent *fns;
     mp__job *jobs;
-    int data_fd;
-    unsigned char *data;
-    size_t data_size;
-    _Atomic uint64_t data_mapped;
+    mp__region region; /* the data region */
     int *res_fds;
     int ev_fd;
     mp__wboot *boots;
@@ -172,12 +166,6 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     pending *pend_head, **pend_tail;
     const void *fnptr[MP__POOL_FNS];
     uint32_t nfns;
-    blk *freel;
-    size_t nfreel, capfreel;
-    blk *used;
-    size_t nused, capused;
-    size_t top;
-    size_t retained;   /* freed bytes kept in memory since the last purge */
     uint64_t vm_probe; /* what a worker must read here to use our memory */
     wstate *ws;
     uint32_t nlive;
@@ -233,7 +221,7 @@ static inline size_t mp__pool_align_up(size_t v, size_t a)
 
 static inline mp__unit *mp__pool_units(mp_pool *p, uint32_t e)
 {
-    return (mp__unit *)(p->data + p->jobs[e].u.map.units_off);
+    return (mp__unit *)mp__region_at(&p->region, p->jobs[e].u.map.units_off);
 }
 
 /* Wakes the supervisor from its sleep.  Any thread, any lock. */
@@ -258,24 +246,6 @@ void mp__pool_register_exit(void);
 /* References (see object.c): the last release frees the pool.  No lock. */
 void mp__pool_hold(void *owner);
 void mp__pool_release(void *owner);
-
-/* ---- region.c: the data region ------------------------------------------- */
-
-/* Creates the data region's file and maps its first part.  Returns 0 or an
- * error (what was made is freed with the pool). */
-int mp__pool_data_setup(mp_pool *p);
-
-/* Allocates len bytes (64-byte aligned).  Returns 0 and *off, or an error. */
-int mp__pool_data_alloc(mp_pool *p, size_t len, size_t *off);
-
-/* Takes another reference on the block at off. */
-void mp__pool_data_ref(mp_pool *p, size_t off);
-
-/* Drops a reference; the last one frees the block. */
-void mp__pool_data_free(mp_pool *p, size_t off);
-
-/* Whether [ptr, ptr + len) lies inside one live block; sets *off. */
-bool mp__pool_data_contains(mp_pool *p, const void *ptr, size_t len, size_t *off);
 
 /* ---- dispatch.c: entries and the dispatch queue ---------------------------- */
 

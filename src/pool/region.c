@@ -1,5 +1,5 @@
 /*
- * region.c - the data region's allocator, on the parent's side.
+ * region.c - the data region's allocator (region.h).
  *
  * DESIGN
  * Role.  The data region holds map inputs, outputs and unit records,
@@ -8,228 +8,276 @@
  * list, grown by doubling (workers map the new part when they meet an
  * offset beyond what they mapped).  A map's block holds its unit records,
  * ctx bytes, the copied inputs and the outputs; it is freed when the map
- * is done (or when its iterator is).  Freed blocks of 256 MiB or more are
- * given back to the system at once; smaller ones stay, so that repeated
- * maps run on memory that is already faulted in - up to 256 MiB in all,
- * beyond which every free block is given back.
+ * is done (or when its iterator is).  Freed blocks of lim.release_min
+ * bytes or more are given back to the system at once; smaller ones stay,
+ * so that repeated maps run on memory that is already faulted in - up to
+ * lim.retain_max bytes in all, beyond which every free block is given
+ * back.  The pool uses 256 MiB for both.
  *
- * Threads.  Submitting threads and the supervisor.
+ * Two sorted arrays: the live blocks (binary search by offset, for
+ * references and for finding which block holds a caller's pointer) and
+ * the free blocks below the top (coalesced on insertion; the last one
+ * touching the top goes back to it).
  *
- * Locks.  Every function runs under p->lock.  The bytes of a block are
- * not guarded by it: a block belongs to whoever allocated it until it is
- * published, then to the workers and the supervisor as records.h says.
+ * Threads.  Submitting threads and the supervisor of the pool that owns
+ * the region.
+ *
+ * Locks.  None of its own: every call runs under the owner's lock
+ * (p->lock).  The bytes of a block are not guarded by it: a block belongs
+ * to whoever allocated it until it is published, then to the workers and
+ * the supervisor as records.h says.
  */
 #define _GNU_SOURCE
-#include "pool_int.h"
+#include "region.h"
 
-static int data_grow(mp_pool *p, size_t need)
+#include <sys/mman.h>
+
+static size_t align_up(size_t v, size_t a)
 {
-    if (need <= p->data_size)
+    return (v + a - 1) & ~(a - 1);
+}
+
+int mp__region_init(mp__region *r, const mp__region_limits *lim, _Atomic uint64_t *published)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+    r->lim = *lim;
+    r->published = published;
+    int fd = mp__memfd_new("pool-data", lim->initial);
+    if (fd < 0)
+        return fd;
+    r->fd = fd;
+    void *base = NULL;
+    int rc = mp__vm_reserve(lim->reserve, &base);
+    if (rc < 0)
+        return rc;
+    r->base = base;
+    rc = mp__vm_map_fixed(fd, 0, lim->initial, base);
+    if (rc < 0)
+        return rc;
+    r->size = lim->initial;
+    atomic_store(&r->mapped, lim->initial);
+    if (published)
+        atomic_store(published, lim->initial);
+    return 0;
+}
+
+void mp__region_unmap(mp__region *r)
+{
+    if (r->base)
+        munmap(r->base, r->lim.reserve);
+    r->base = NULL;
+}
+
+void mp__region_destroy(mp__region *r)
+{
+    mp__region_unmap(r);
+    mp__close(r->fd);
+    r->fd = -1;
+    free(r->freel);
+    free(r->used);
+    r->freel = r->used = NULL;
+    r->nfreel = r->capfreel = r->nused = r->capused = 0;
+}
+
+/* Grows the file and its mapping to the first doubling of the size that
+ * holds need bytes. */
+static int grow(mp__region *r, size_t need)
+{
+    if (need <= r->size)
         return 0;
-    size_t size = p->data_size;
+    size_t size = r->size;
     while (size < need) {
-        if (size > DATA_RESERVE / 2)
+        if (size > r->lim.reserve / 2)
             return MP_ENOMEM;
         size *= 2;
     }
-    int rc = mp__file_resize(p->data_fd, size);
+    int rc = mp__file_resize(r->fd, size);
     if (rc == 0)
-        rc =
-            mp__vm_map_fixed(p->data_fd, p->data_size, size - p->data_size, p->data + p->data_size);
+        rc = mp__vm_map_fixed(r->fd, r->size, size - r->size, r->base + r->size);
     if (rc < 0) {
-        (void)mp__file_resize(p->data_fd, p->data_size);
+        (void)mp__file_resize(r->fd, r->size);
         return rc == MP_ENOSPC ? MP_ENOMEM : rc;
     }
     /* Mapped here before published there: a worker forked in between
      * inherits at least what the count it reads says (see mp__wboot). */
-    p->data_size = size;
-    atomic_store(&p->data_mapped, size);
-    atomic_store(&p->hdr->data_size, size);
+    r->size = size;
+    atomic_store(&r->mapped, size);
+    if (r->published)
+        atomic_store(r->published, size);
     return 0;
 }
 
-static int used_insert(mp_pool *p, size_t off, size_t len)
+/* Makes room for one more entry in a block array. */
+static int blk_reserve(mp__region_blk **arr, size_t n, size_t *cap)
 {
-    if (p->nused == p->capused) {
-        size_t cap = p->capused ? p->capused * 2 : 64;
-        blk *n = realloc(p->used, cap * sizeof *n);
-        if (!n)
-            return MP_ENOMEM;
-        p->used = n;
-        p->capused = cap;
-    }
-    size_t i = p->nused;
-    while (i > 0 && p->used[i - 1].off > off) {
-        p->used[i] = p->used[i - 1];
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    mp__region_blk *na = realloc(*arr, c * sizeof *na);
+    if (!na)
+        return MP_ENOMEM;
+    *arr = na;
+    *cap = c;
+    return 0;
+}
+
+static int used_insert(mp__region *r, size_t off, size_t len)
+{
+    int rc = blk_reserve(&r->used, r->nused, &r->capused);
+    if (rc < 0)
+        return rc;
+    size_t i = r->nused;
+    while (i > 0 && r->used[i - 1].off > off) {
+        r->used[i] = r->used[i - 1];
         i--;
     }
-    p->used[i] = (blk){off, len, 1};
-    p->nused++;
+    r->used[i] = (mp__region_blk){off, len, 1};
+    r->nused++;
     return 0;
 }
 
-/* Finds the block that starts at off; returns its index or -1. */
-static long used_find(mp_pool *p, size_t off)
+/* Finds the live block that starts at off; returns its index or -1. */
+static long used_find(const mp__region *r, size_t off)
 {
-    size_t lo = 0, hi = p->nused;
+    size_t lo = 0, hi = r->nused;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (p->used[mid].off < off)
+        if (r->used[mid].off < off)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < p->nused && p->used[lo].off == off ? (long)lo : -1;
+    return lo < r->nused && r->used[lo].off == off ? (long)lo : -1;
 }
 
-/* Whether [ptr, ptr + len) lies inside one live block. */
-bool mp__pool_data_contains(mp_pool *p, const void *ptr, size_t len, size_t *off)
+bool mp__region_contains(const mp__region *r, const void *ptr, size_t len, size_t *off)
 {
     const unsigned char *c = ptr;
-    if (!ptr || c < p->data || c >= p->data + p->data_size)
+    if (!ptr || !r->base || c < r->base || c >= r->base + r->size)
         return false;
-    size_t o = (size_t)(c - p->data);
-    size_t lo = 0, hi = p->nused;
+    size_t o = (size_t)(c - r->base);
+    size_t lo = 0, hi = r->nused;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (p->used[mid].off <= o)
+        if (r->used[mid].off <= o)
             lo = mid + 1;
         else
             hi = mid;
     }
     if (lo == 0)
         return false;
-    blk b = p->used[lo - 1];
+    mp__region_blk b = r->used[lo - 1];
     if (o < b.off || o - b.off > b.len || len > b.len - (o - b.off))
         return false;
     *off = o;
     return true;
 }
 
-/* Allocates len bytes (64-byte aligned).  Returns 0 and *off, or an error. */
-int mp__pool_data_alloc(mp_pool *p, size_t len, size_t *off)
+/* Takes len bytes from free block i. */
+static int take_free(mp__region *r, size_t i, size_t len, size_t *off)
 {
-    if (len == 0 || len > DATA_RESERVE)
-        return MP_ENOMEM;
-    len = mp__pool_align_up(len, DATA_ALIGN);
-    for (size_t i = 0; i < p->nfreel; i++) {
-        if (p->freel[i].len >= len) {
-            size_t o = p->freel[i].off;
-            int rc = used_insert(p, o, len);
-            if (rc < 0)
-                return rc;
-            p->freel[i].off += len;
-            p->freel[i].len -= len;
-            p->retained -= p->retained < len ? p->retained : len;
-            if (p->freel[i].len == 0) {
-                memmove(&p->freel[i], &p->freel[i + 1], (p->nfreel - i - 1) * sizeof(blk));
-                p->nfreel--;
-            }
-            *off = o;
-            return 0;
-        }
+    size_t o = r->freel[i].off;
+    int rc = used_insert(r, o, len);
+    if (rc < 0)
+        return rc;
+    r->freel[i].off += len;
+    r->freel[i].len -= len;
+    r->retained -= r->retained < len ? r->retained : len;
+    if (r->freel[i].len == 0) {
+        memmove(&r->freel[i], &r->freel[i + 1], (r->nfreel - i - 1) * sizeof *r->freel);
+        r->nfreel--;
     }
-    size_t o = p->top;
-    int rc = data_grow(p, o + len);
-    if (rc < 0)
-        return rc;
-    rc = used_insert(p, o, len);
-    if (rc < 0)
-        return rc;
-    p->top = o + len;
     *off = o;
     return 0;
 }
 
-/* Takes another reference on the block at off, so that it outlives its
- * job (a map whose inputs are still being copied in). */
-void mp__pool_data_ref(mp_pool *p, size_t off)
+int mp__region_alloc(mp__region *r, size_t len, size_t *off)
 {
-    long i = used_find(p, off);
-    if (i >= 0)
-        p->used[i].refs++;
+    if (len == 0 || len > r->lim.reserve)
+        return MP_ENOMEM;
+    len = align_up(len, MP__REGION_ALIGN);
+    for (size_t i = 0; i < r->nfreel; i++)
+        if (r->freel[i].len >= len)
+            return take_free(r, i, len, off);
+    size_t o = r->top;
+    int rc = grow(r, o + len);
+    if (rc < 0)
+        return rc;
+    rc = used_insert(r, o, len);
+    if (rc < 0)
+        return rc;
+    r->top = o + len;
+    *off = o;
+    return 0;
 }
 
-/* Drops a reference; the last one frees the block. */
+void mp__region_retain(mp__region *r, size_t off)
+{
+    long i = used_find(r, off);
+    if (i >= 0)
+        r->used[i].refs++;
+}
+
 /* Gives the memory of every free block, and of the region beyond the
  * top, back to the system; the mappings stay, reading zeros. */
-static void data_purge(mp_pool *p)
+static void purge(mp__region *r)
 {
-    for (size_t i = 0; i < p->nfreel; i++)
-        (void)mp__file_release(p->data_fd, p->freel[i].off, p->freel[i].len);
-    (void)mp__file_release(p->data_fd, p->top, p->data_size - p->top);
-    p->retained = 0;
+    for (size_t i = 0; i < r->nfreel; i++)
+        (void)mp__file_release(r->fd, r->freel[i].off, r->freel[i].len);
+    (void)mp__file_release(r->fd, r->top, r->size - r->top);
+    r->retained = 0;
 }
 
-void mp__pool_data_free(mp_pool *p, size_t off)
+/* Inserts [off, off + len) into the sorted free list, merging it with its
+ * neighbours. */
+static void free_insert(mp__region *r, size_t off, size_t len)
 {
-    long i = used_find(p, off);
-    if (i < 0 || --p->used[i].refs > 0)
-        return;
-    size_t len = p->used[i].len;
-    memmove(&p->used[i], &p->used[i + 1], (p->nused - (size_t)i - 1) * sizeof(blk));
-    p->nused--;
-    if (len >= DATA_RELEASE)
-        (void)mp__file_release(p->data_fd, off, len);
-    else
-        p->retained += len;
-    /* Insert into the sorted free list, merging with neighbours. */
     size_t k = 0;
-    while (k < p->nfreel && p->freel[k].off < off)
+    while (k < r->nfreel && r->freel[k].off < off)
         k++;
-    bool merged = false;
-    if (k > 0 && p->freel[k - 1].off + p->freel[k - 1].len == off) {
-        p->freel[k - 1].len += len;
-        merged = true;
-        if (k < p->nfreel && off + len == p->freel[k].off) {
-            p->freel[k - 1].len += p->freel[k].len;
-            memmove(&p->freel[k], &p->freel[k + 1], (p->nfreel - k - 1) * sizeof(blk));
-            p->nfreel--;
+    mp__region_blk *fl = r->freel;
+    if (k > 0 && fl[k - 1].off + fl[k - 1].len == off) {
+        fl[k - 1].len += len;
+        if (k < r->nfreel && off + len == fl[k].off) {
+            fl[k - 1].len += fl[k].len;
+            memmove(&fl[k], &fl[k + 1], (r->nfreel - k - 1) * sizeof *fl);
+            r->nfreel--;
         }
-    } else if (k < p->nfreel && off + len == p->freel[k].off) {
-        p->freel[k].off = off;
-        p->freel[k].len += len;
-        merged = true;
+        return;
     }
-    if (!merged) {
-        if (p->nfreel == p->capfreel) {
-            size_t cap = p->capfreel ? p->capfreel * 2 : 64;
-            blk *n = realloc(p->freel, cap * sizeof *n);
-            if (!n)
-                return; /* the block is lost to reuse, not to correctness */
-            p->freel = n;
-            p->capfreel = cap;
-        }
-        memmove(&p->freel[k + 1], &p->freel[k], (p->nfreel - k) * sizeof(blk));
-        p->freel[k] = (blk){off, len, 0};
-        p->nfreel++;
+    if (k < r->nfreel && off + len == fl[k].off) {
+        fl[k].off = off;
+        fl[k].len += len;
+        return;
     }
+    if (blk_reserve(&r->freel, r->nfreel, &r->capfreel) < 0)
+        return; /* the block is lost to reuse, not to correctness */
+    fl = r->freel;
+    memmove(&fl[k + 1], &fl[k], (r->nfreel - k) * sizeof *fl);
+    fl[k] = (mp__region_blk){off, len, 0};
+    r->nfreel++;
+}
+
+void mp__region_release(mp__region *r, size_t off)
+{
+    long i = used_find(r, off);
+    if (i < 0 || --r->used[i].refs > 0)
+        return;
+    size_t len = r->used[i].len;
+    memmove(&r->used[i], &r->used[i + 1], (r->nused - (size_t)i - 1) * sizeof *r->used);
+    r->nused--;
+    if (len >= r->lim.release_min)
+        (void)mp__file_release(r->fd, off, len);
+    else
+        r->retained += len;
+    free_insert(r, off, len);
     /* The last free block touching the top goes back to the top. */
-    if (p->nfreel && p->freel[p->nfreel - 1].off + p->freel[p->nfreel - 1].len == p->top) {
-        p->top = p->freel[p->nfreel - 1].off;
-        p->nfreel--;
+    if (r->nfreel && r->freel[r->nfreel - 1].off + r->freel[r->nfreel - 1].len == r->top) {
+        r->top = r->freel[r->nfreel - 1].off;
+        r->nfreel--;
     }
     /* Memory freed and kept warm for the next maps, up to a bound. */
-    if (p->retained > DATA_RETAIN)
-        data_purge(p);
-}
-
-int mp__pool_data_setup(mp_pool *p)
-{
-    int fd = mp__memfd_new("pool-data", DATA_INITIAL);
-    if (fd < 0)
-        return fd;
-    p->data_fd = fd;
-    void *base = NULL;
-    int rc = mp__vm_reserve(DATA_RESERVE, &base);
-    if (rc < 0)
-        return rc;
-    p->data = base;
-    rc = mp__vm_map_fixed(fd, 0, DATA_INITIAL, base);
-    if (rc < 0)
-        return rc;
-    p->data_size = DATA_INITIAL;
-    atomic_store(&p->data_mapped, DATA_INITIAL);
-    atomic_store(&p->hdr->data_size, DATA_INITIAL);
-    return 0;
+    if (r->retained > r->lim.retain_max)
+        purge(r);
 }

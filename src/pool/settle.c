@@ -36,7 +36,7 @@ static void job_done_common(mp_pool *p, uint32_t e)
 {
     pjob *pj = &p->pjobs[e];
     if (pj->data_len && !pj->keep_data)
-        mp__pool_data_free(p, pj->data_off);
+        mp__region_release(&p->region, pj->data_off);
     p->nactive--;
     mp__pool_entry_release(p, e);
 }
@@ -195,7 +195,7 @@ void mp__pool_map_unit_final(mp_pool *p, uint32_t e, uint64_t u, bool copy)
     if (copy && pj->user_out && pj->out_size) {
         size_t len = (size_t)((end - base) * pj->out_size);
         unsigned char *dst = pj->user_out + base * pj->out_size;
-        const unsigned char *src = p->data + p->jobs[e].u.map.out_off + base * pj->out_size;
+        const unsigned char *src = p->region.base + p->jobs[e].u.map.out_off + base * pj->out_size;
         if (len >= COPY_UNLOCKED) {
             /* Nobody else touches these bytes: the unit is final, and the
              * job (hence its block) ends only by this thread. */
@@ -414,7 +414,7 @@ void mp__pool_cancel_queued(mp_pool *p, int status, const char *report)
         p->pend_head = n->next;
         p->nactive--;
         if (n->pj.data_len)
-            mp__pool_data_free(p, n->pj.data_off);
+            mp__region_release(&p->region, n->pj.data_off);
         if (n->pj.errors)
             for (uint64_t i = 0; i < n->pj.n; i++)
                 n->pj.errors[i] = status;

@@ -63,7 +63,7 @@ static int start_worker(mp_pool *p, uint32_t w)
         arg = ws->arg;
         o.arg_size = sizeof(mp__wboot) + extra;
         fds[MP__WFD_CTRL] = p->ctrl_fd;
-        fds[MP__WFD_DATA] = p->data_fd;
+        fds[MP__WFD_DATA] = p->region.fd;
         fds[MP__WFD_RES] = p->res_fds[w];
         fds[MP__WFD_EV] = p->ev_fd;
         o.fds = fds;
