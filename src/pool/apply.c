@@ -18,62 +18,49 @@
 #define _GNU_SOURCE
 #include "pool_int.h"
 
+/* Cancels f while it waits in the parent as pending node n. */
+static int cancel_pending(mp_pool *p, mp_future *f, pending *n)
+{
+    for (pending **pp = &p->pend_head; *pp; pp = &(*pp)->next) {
+        if (*pp != n)
+            continue;
+        *pp = n->next;
+        if (p->pend_tail == &n->next)
+            p->pend_tail = pp;
+        p->nactive--;
+        if (n->pj.data_len)
+            mp__region_release(&p->region, n->pj.data_off);
+        free(n);
+        mp__future_finish(f, MP_ECANCELED, NULL, 0, 0, 0, NULL, -1);
+        return 0;
+    }
+    return MP_EBUSY;
+}
+
+/* Cancels f, published in entry e, if no worker took it. */
+static int cancel_entry(mp_pool *p, mp_future *f, uint32_t e)
+{
+    if (e >= MP__POOL_JOBS || p->pjobs[e].fut != f)
+        return MP_EBUSY;
+    if (p->pjobs[e].kind == MP__JOB_APPLY)
+        return mp__pool_apply_cancel_queued(p, e, MP_ECANCELED, NULL) ? 0 : MP_EBUSY;
+    /* Items no worker has started are cancelled; the map is cancelled as a
+     * whole only if none had. */
+    if (p->pjobs[e].kind == MP__JOB_MAP)
+        return mp__pool_map_cancel_queued(p, e, MP_ECANCELED, NULL) ? MP_EBUSY : 0;
+    return MP_EBUSY;
+}
+
 static int op_cancel(void *owner, mp_future *f)
 {
     mp_pool *p = owner;
     pthread_mutex_lock(&p->lock);
     uint64_t tok = mp__future_token(f);
     int rc = MP_EBUSY;
-    if (tok & TOK_PENDING) {
-        pending *n = (pending *)(uintptr_t)(tok & ~(uint64_t)TOK_PENDING);
-        for (pending **pp = &p->pend_head; *pp; pp = &(*pp)->next) {
-            if (*pp != n)
-                continue;
-            *pp = n->next;
-            if (p->pend_tail == &n->next)
-                p->pend_tail = pp;
-            p->nactive--;
-            if (n->pj.data_len)
-                mp__region_release(&p->region, n->pj.data_off);
-            free(n);
-            mp__future_finish(f, MP_ECANCELED, NULL, 0, 0, 0, NULL, -1);
-            rc = 0;
-            break;
-        }
-    } else if (tok) {
-        uint32_t e = (uint32_t)(tok >> 1) - 1;
-        pjob *pj = &p->pjobs[e];
-        if (e < MP__POOL_JOBS && pj->fut == f) {
-            if (pj->kind == MP__JOB_APPLY) {
-                uint32_t expect = MP__U_QUEUED;
-                if (atomic_compare_exchange_strong(&p->jobs[e].state, &expect, MP__U_FINAL)) {
-                    mp__pool_finish_apply(p, e, MP_ECANCELED, NULL, 0, 0, 0, NULL);
-                    rc = 0;
-                }
-            } else if (pj->kind == MP__JOB_MAP) {
-                /* Items no worker has started are cancelled; the map is
-                 * cancelled as a whole only if none had. */
-                mp__job *j = &p->jobs[e];
-                atomic_store(&j->next_unit, pj->nunits);
-                mp__unit *units = mp__pool_units(p, e);
-                bool started = false;
-                uint64_t nunits = pj->nunits;
-                for (uint64_t u = 0; u < nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
-                    uint32_t expect = MP__U_QUEUED;
-                    if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
-                        started |= units[u].resume != 0;
-                        uint64_t base = u * pj->chunk + units[u].resume;
-                        uint64_t end = (u + 1) * pj->chunk < pj->n ? (u + 1) * pj->chunk : pj->n;
-                        mp__pool_map_fail_items(p, e, base, end - base, MP_ECANCELED, 0, 0, NULL);
-                        mp__pool_map_unit_final(p, e, u, false);
-                    } else {
-                        started = true;
-                    }
-                }
-                rc = started ? MP_EBUSY : 0;
-            }
-        }
-    }
+    if (tok & TOK_PENDING)
+        rc = cancel_pending(p, f, (pending *)(uintptr_t)(tok & ~(uint64_t)TOK_PENDING));
+    else if (tok)
+        rc = cancel_entry(p, f, (uint32_t)(tok >> 1) - 1);
     pthread_mutex_unlock(&p->lock);
     return rc;
 }

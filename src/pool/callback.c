@@ -217,3 +217,20 @@ void mp__pool_progress_emit(mp_pool *p, uint32_t e, bool final)
     if (mp__pool_ev_post(p, run_progress, pe) < 0)
         free(pe);
 }
+
+int64_t mp__pool_progress_tick(mp_pool *p, int64_t now)
+{
+    if (!p->has_progress_jobs)
+        return MP__NO_DEADLINE;
+    bool any = false;
+    for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
+        pjob *pj = &p->pjobs[e];
+        if (pj->kind == MP__JOB_MAP && (pj->progress || pj->bar)) {
+            any = true;
+            mp__pool_progress_emit(p, e, false);
+        }
+    }
+    /* A map still pending may report once it runs. */
+    p->has_progress_jobs = any || p->pend_head;
+    return any ? now + (int64_t)(p->opts.progress_interval * 1e9) : MP__NO_DEADLINE;
+}

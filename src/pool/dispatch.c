@@ -126,6 +126,13 @@ static uint32_t wake_count(mp_pool *p, const mp__job *job)
     return job->u.map.nunits < p->nworkers ? (uint32_t)job->u.map.nunits : p->nworkers;
 }
 
+void mp__pool_republish(mp_pool *p)
+{
+    for (uint32_t e = 0; e < MP__POOL_JOBS && p->nrepublish; e++)
+        if (p->pjobs[e].kind && p->pjobs[e].republish)
+            mp__pool_publish(p, e, 1);
+}
+
 /* Moves pending work into free entries, in order. */
 void mp__pool_publish_pending(mp_pool *p)
 {

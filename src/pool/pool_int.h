@@ -262,6 +262,9 @@ int mp__pool_fn_id(mp_pool *p, const void *fn, uint32_t *id);
  * marked to be published again. */
 bool mp__pool_publish(mp_pool *p, uint32_t e, uint32_t wake);
 
+/* Publishes the entries owed a new position (as far as positions allow). */
+void mp__pool_republish(mp_pool *p);
+
 /* Moves pending work into free entries, in order. */
 void mp__pool_publish_pending(mp_pool *p);
 
@@ -293,6 +296,10 @@ bool mp__pool_in_callback_thread(mp_pool *p);
 
 /* Reports the progress of map job e when due (final: always, at n). */
 void mp__pool_progress_emit(mp_pool *p, uint32_t e, bool final);
+
+/* Reports the progress of every running map that has a reporter; returns
+ * when to look again (MP__NO_DEADLINE: no map reports). */
+int64_t mp__pool_progress_tick(mp_pool *p, int64_t now);
 
 /* ---- settle.c: finishing work ---------------------------------------------- */
 
@@ -332,8 +339,19 @@ void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, i
 /* Re-queues map units that were counted as claimed but never taken. */
 void mp__pool_requeue_orphans(mp_pool *p);
 
+/* Cancels apply job e if no worker took it (status; report copied).
+ * Returns whether it did. */
+bool mp__pool_apply_cancel_queued(mp_pool *p, uint32_t e, int status, const char *report);
+
+/* Cancels the units of map job e no worker took, and stops further
+ * claims.  Returns whether any unit had started. */
+bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *report);
+
 /* Cancels what no worker took, with status (report is copied). */
 void mp__pool_cancel_queued(mp_pool *p, int status, const char *report);
+
+/* After a terminate, with no worker left: cancels everything unfinished. */
+void mp__pool_cancel_all(mp_pool *p);
 
 /* ---- workers.c: worker processes ------------------------------------------- */
 

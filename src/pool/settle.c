@@ -405,9 +405,49 @@ void mp__pool_requeue_orphans(mp_pool *p)
     }
 }
 
-/* Cancels what no worker took: pending work and queued units.  status is
- * MP_ECANCELED, or MP_EINIT for a broken pool. */
-void mp__pool_cancel_queued(mp_pool *p, int status, const char *report)
+/* Fails the items of unit u of map job e that no run has finished (from
+ * its resume point on) with status, and makes the unit final. */
+static void cancel_unit(mp_pool *p, uint32_t e, uint64_t u, int status, const char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    mp__unit *unit = &mp__pool_units(p, e)[u];
+    uint64_t base = u * pj->chunk + unit->resume;
+    uint64_t end = (u + 1) * pj->chunk < pj->n ? (u + 1) * pj->chunk : pj->n;
+    mp__pool_map_fail_items(p, e, base, end - base, status, 0, 0, report);
+    mp__pool_map_unit_final(p, e, u, false);
+}
+
+bool mp__pool_apply_cancel_queued(mp_pool *p, uint32_t e, int status, const char *report)
+{
+    uint32_t expect = MP__U_QUEUED;
+    if (!atomic_compare_exchange_strong(&p->jobs[e].state, &expect, MP__U_FINAL))
+        return false;
+    mp__pool_finish_apply(p, e, status, NULL, 0, 0, 0, report ? strdup(report) : NULL);
+    return true;
+}
+
+bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    atomic_store(&p->jobs[e].next_unit, pj->nunits);
+    mp__unit *units = mp__pool_units(p, e);
+    uint64_t nunits = pj->nunits;
+    bool started = false;
+    /* The last unit made final ends the job and clears its entry. */
+    for (uint64_t u = 0; u < nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
+        uint32_t expect = MP__U_QUEUED;
+        if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
+            started |= units[u].resume != 0;
+            cancel_unit(p, e, u, status, report);
+        } else {
+            started = true;
+        }
+    }
+    return started;
+}
+
+/* Finishes every piece of work waiting in the parent with status. */
+static void cancel_pending(mp_pool *p, int status, const char *report)
 {
     while (p->pend_head) {
         pending *n = p->pend_head;
@@ -436,25 +476,33 @@ void mp__pool_cancel_queued(mp_pool *p, int status, const char *report)
         free(n);
     }
     p->pend_tail = &p->pend_head;
+}
+
+/* Cancels what no worker took: pending work and queued units.  status is
+ * MP_ECANCELED, or MP_EINIT for a broken pool. */
+void mp__pool_cancel_queued(mp_pool *p, int status, const char *report)
+{
+    cancel_pending(p, status, report);
+    for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
+        if (p->pjobs[e].kind == MP__JOB_APPLY)
+            (void)mp__pool_apply_cancel_queued(p, e, status, report);
+        else if (p->pjobs[e].kind == MP__JOB_MAP)
+            (void)mp__pool_map_cancel_queued(p, e, status, report);
+    }
+}
+
+void mp__pool_cancel_all(mp_pool *p)
+{
     for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
         pjob *pj = &p->pjobs[e];
         if (pj->kind == MP__JOB_APPLY) {
-            uint32_t expect = MP__U_QUEUED;
-            if (atomic_compare_exchange_strong(&p->jobs[e].state, &expect, MP__U_FINAL))
-                mp__pool_finish_apply(p, e, status, NULL, 0, 0, 0, report ? strdup(report) : NULL);
+            mp__pool_finish_apply(p, e, MP_ECANCELED, NULL, 0, 0, 0, NULL);
         } else if (pj->kind == MP__JOB_MAP) {
-            mp__job *j = &p->jobs[e];
-            atomic_store(&j->next_unit, pj->nunits);
             mp__unit *units = mp__pool_units(p, e);
-            uint64_t nunits = pj->nunits;
-            for (uint64_t u = 0; u < nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
-                uint32_t expect = MP__U_QUEUED;
-                if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
-                    uint64_t base = u * pj->chunk + units[u].resume;
-                    uint64_t end = (u + 1) * pj->chunk < pj->n ? (u + 1) * pj->chunk : pj->n;
-                    mp__pool_map_fail_items(p, e, base, end - base, status, 0, 0, report);
-                    mp__pool_map_unit_final(p, e, u, false);
-                }
+            for (uint64_t u = 0; u < pj->nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
+                uint32_t st = atomic_load(&units[u].state);
+                if (st != MP__U_FINAL && st != MP__U_CANCELLED)
+                    cancel_unit(p, e, u, MP_ECANCELED, NULL);
             }
         }
     }
