@@ -138,23 +138,47 @@ void mp__pool_release(void *owner)
         pool_destroy(p);
 }
 
-static int layout(mp_pool *p)
+/* Places the header, the dispatch order, the function table, the job
+ * table and the worker slots in the control region, each on its own
+ * pages, and returns the region's size. */
+static size_t ctrl_layout(mp__pool_hdr *h, uint32_t nworkers)
 {
     size_t off = mp__pool_align_up(sizeof(mp__pool_hdr), 4096);
-    size_t order_off = off;
+    h->order_off = off;
     off = mp__pool_align_up(off + MP__POOL_ORDER * sizeof(uint32_t), 4096);
-    size_t fns_off = off;
+    h->fns_off = off;
     off = mp__pool_align_up(off + MP__POOL_FNS * sizeof(mp__fnent), 4096);
-    size_t jobs_off = off;
+    h->jobs_off = off;
     off = mp__pool_align_up(off + MP__POOL_JOBS * sizeof(mp__job), 4096);
-    size_t slots_off = off;
-    off = mp__pool_align_up(off + p->nworkers * sizeof(mp__wslot), 4096);
-    p->ctrl_size = off;
-    int fd = mp__memfd_new("pool-ctrl", off);
+    h->slots_off = off;
+    return mp__pool_align_up(off + nworkers * sizeof(mp__wslot), 4096);
+}
+
+/* Workers find out whether they may use this process's memory in place
+ * (see MP__JOB_RIN) by reading this value at this address; MPROC_POOL_VM=0
+ * forbids it, and so copies everything. */
+static void vm_probe_init(mp_pool *p, mp__pool_hdr *h)
+{
+    p->vm_probe = (mp__now_ns() ^ (uint64_t)(uintptr_t)p) | 1;
+    h->vm_pid = (int32_t)getpid();
+    h->vm_probe_addr = (uint64_t)(uintptr_t)&p->vm_probe;
+    h->vm_probe_val = p->vm_probe;
+    const char *vm = getenv("MPROC_POOL_VM");
+    atomic_init(&h->vm, vm && strcmp(vm, "0") == 0 ? MP__VM_DENIED : MP__VM_UNKNOWN);
+}
+
+/* Creates and maps the control region and fills its header; every job
+ * entry starts retired and free, every dispatch position empty. */
+static int ctrl_setup(mp_pool *p)
+{
+    mp__pool_hdr layout = {0};
+    size_t size = ctrl_layout(&layout, p->nworkers);
+    p->ctrl_size = size;
+    int fd = mp__memfd_new("pool-ctrl", size);
     if (fd < 0)
         return fd;
     void *m = NULL;
-    int rc = mp__map_fd(fd, off, NULL, &m);
+    int rc = mp__map_fd(fd, size, NULL, &m);
     if (rc < 0) {
         mp__close(fd);
         return rc;
@@ -164,21 +188,13 @@ static int layout(mp_pool *p)
     mp__pool_hdr *h = p->hdr;
     h->magic = MP__POOL_MAGIC;
     h->nworkers = p->nworkers;
-    h->ctrl_size = off;
+    h->ctrl_size = size;
     h->data_reserve = DATA_RESERVE;
-    h->order_off = order_off;
-    h->fns_off = fns_off;
-    h->jobs_off = jobs_off;
-    h->slots_off = slots_off;
-    /* Workers find out whether they may use this process's memory in
-     * place (see MP__JOB_RIN) by reading this value at this address;
-     * MPROC_POOL_VM=0 forbids it, and so copies everything. */
-    p->vm_probe = (mp__now_ns() ^ (uint64_t)(uintptr_t)p) | 1;
-    h->vm_pid = (int32_t)getpid();
-    h->vm_probe_addr = (uint64_t)(uintptr_t)&p->vm_probe;
-    h->vm_probe_val = p->vm_probe;
-    const char *vm = getenv("MPROC_POOL_VM");
-    atomic_init(&h->vm, vm && strcmp(vm, "0") == 0 ? MP__VM_DENIED : MP__VM_UNKNOWN);
+    h->order_off = layout.order_off;
+    h->fns_off = layout.fns_off;
+    h->jobs_off = layout.jobs_off;
+    h->slots_off = layout.slots_off;
+    vm_probe_init(p, h);
     p->order = mp__pool_order(h);
     p->fns = mp__pool_fns(h);
     p->jobs = mp__pool_jobs(h);
@@ -222,45 +238,51 @@ static void pool_destroy(mp_pool *p)
     free(p);
 }
 
-mp_pool *mp_pool_new(const mp_pool_opts *opts)
+/* What is wrong with the options, or NULL. */
+static const char *opts_check(const mp_pool_opts *o)
 {
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
-    if (opts)
-        o = *opts;
-    const char *bad = NULL;
-    if (o.processes < 0 || o.processes > MP__POOL_MAX_WORKERS)
-        bad = "processes out of range";
-    else if (o.start_method != MP_START_FORK && o.start_method != MP_START_FORKSERVER &&
-             o.start_method != MP_START_SPAWN)
-        bad = "unknown start method";
-    else if (o.initarg_size > MP__MAX_ARG || (o.initarg_size && !o.initarg))
-        bad = "bad initarg_size";
-    else if (o.progress_interval < 0 || o.terminate_grace < 0 || o.task_timeout != o.task_timeout)
-        bad = "negative interval";
-    if (bad) {
-        mp_log(MP_LOG_ERROR, "mp_pool_new: %s", bad);
-        return NULL;
-    }
+    if (o->processes < 0 || o->processes > MP__POOL_MAX_WORKERS)
+        return "processes out of range";
+    if (o->start_method != MP_START_FORK && o->start_method != MP_START_FORKSERVER &&
+        o->start_method != MP_START_SPAWN)
+        return "unknown start method";
+    if (o->initarg_size > MP__MAX_ARG || (o->initarg_size && !o->initarg))
+        return "bad initarg_size";
+    if (o->progress_interval < 0 || o->terminate_grace < 0 || o->task_timeout != o->task_timeout)
+        return "negative interval";
+    return NULL;
+}
+
+/* The pool's lock.  Adaptive: the supervisor and submitters hold it
+ * briefly, and a short spin beats sleeping in the kernel and being woken.
+ * PTHREAD_MUTEX_ADAPTIVE_NP is glibc's; this is its only use in the pool. */
+static void lock_init_adaptive(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &ma);
+    pthread_mutexattr_destroy(&ma);
+}
+
+/* A pool object with its options, locks and lists, and no resources yet:
+ * every descriptor -1, so that pool_destroy() can take it at any step. */
+static mp_pool *pool_alloc(const mp_pool_opts *o)
+{
     mp_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     pthread_once(&self_pid_once, self_pid_init);
     p->owner = getpid();
     atomic_init(&p->refs, 1);
-    p->opts = o;
+    p->opts = *o;
     p->ctrl_fd = p->region.fd = p->ev_fd = -1;
-    p->nworkers = (uint32_t)(o.processes ? o.processes : mp_cpu_count());
-    snprintf(p->name, sizeof p->name, "%s", o.name ? o.name : "Pool");
+    p->nworkers = (uint32_t)(o->processes ? o->processes : mp_cpu_count());
+    snprintf(p->name, sizeof p->name, "%s", o->name ? o->name : "Pool");
     p->opts.name = NULL;
     if (p->opts.progress_interval <= 0)
         p->opts.progress_interval = 0.1;
-    /* Adaptive: the supervisor and submitters hold the lock briefly, and
-     * a short spin beats sleeping in the kernel and being woken. */
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(&p->lock, &ma);
-    pthread_mutexattr_destroy(&ma);
+    lock_init_adaptive(&p->lock);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -270,81 +292,129 @@ mp_pool *mp_pool_new(const mp_pool_opts *opts)
     pthread_cond_init(&p->ev_cond, NULL);
     p->ev_tail = &p->ev_head;
     p->pend_tail = &p->pend_head;
+    return p;
+}
 
-    int rc = 0;
-    const char *what = "memory";
+/* The per-worker records, and the copy of the initializer's argument
+ * that fresh images receive. */
+static int pool_tables(mp_pool *p)
+{
     p->ws = calloc(p->nworkers, sizeof *p->ws);
     p->boots = calloc(p->nworkers, sizeof *p->boots);
     p->res_fds = malloc(p->nworkers * sizeof *p->res_fds);
-    if (!p->ws || !p->boots || !p->res_fds) {
-        rc = MP_ENOMEM;
-        goto fail;
-    }
-    for (uint32_t w = 0; w < p->nworkers; w++)
+    if (!p->ws || !p->boots || !p->res_fds)
+        return MP_ENOMEM;
+    for (uint32_t w = 0; w < p->nworkers; w++) {
         p->res_fds[w] = -1;
-    if (o.initarg_size && o.start_method != MP_START_FORK) {
-        p->initarg_copy = malloc(o.initarg_size);
-        if (!p->initarg_copy) {
-            rc = MP_ENOMEM;
-            goto fail;
-        }
-        memcpy(p->initarg_copy, o.initarg, o.initarg_size);
+        p->ws[w].wait_fd = -1;
     }
-    what = "the shared control region";
-    if ((rc = layout(p)) < 0)
-        goto fail;
-    what = "the shared data region";
+    const mp_pool_opts *o = &p->opts;
+    if (o->initarg_size && o->start_method != MP_START_FORK) {
+        p->initarg_copy = malloc(o->initarg_size);
+        if (!p->initarg_copy)
+            return MP_ENOMEM;
+        memcpy(p->initarg_copy, o->initarg, o->initarg_size);
+    }
+    return 0;
+}
+
+/* The shared memory and the eventfd.  *what names the step that failed. */
+static int pool_shared(mp_pool *p, const char **what)
+{
+    int rc;
+    *what = "the shared control region";
+    if ((rc = ctrl_setup(p)) < 0)
+        return rc;
+    *what = "the shared data region";
     mp__region_limits lim = {DATA_RESERVE, DATA_INITIAL, DATA_RELEASE, DATA_RETAIN};
     if ((rc = mp__region_init(&p->region, &lim, &p->hdr->data_size)) < 0)
-        goto fail;
-    what = "result files";
-    for (uint32_t w = 0; w < p->nworkers; w++) {
-        rc = p->res_fds[w] = mp__memfd_new("pool-res", 0);
-        if (rc < 0)
-            goto fail;
-    }
-    what = "an eventfd";
+        return rc;
+    *what = "result files";
+    for (uint32_t w = 0; w < p->nworkers; w++)
+        if ((rc = p->res_fds[w] = mp__memfd_new("pool-res", 0)) < 0)
+            return rc;
+    *what = "an eventfd";
     if ((rc = p->ev_fd = mp__eventfd_new()) < 0)
-        goto fail;
+        return rc;
+    return 0;
+}
+
+/* What each worker starts from (mp__wboot). */
+static int boots_fill(mp_pool *p, const char **what)
+{
+    const mp_pool_opts *o = &p->opts;
     for (uint32_t w = 0; w < p->nworkers; w++) {
         mp__wboot *b = &p->boots[w];
         b->slot = w;
-        b->method = (uint32_t)o.start_method;
+        b->method = (uint32_t)o->start_method;
         b->ctrl_size = p->ctrl_size;
         b->data_reserve = DATA_RESERVE;
-        b->maxtasks = o.maxtasksperchild;
-        b->initarg_size = p->initarg_copy ? o.initarg_size : 0;
-        b->has_init = o.initializer != NULL;
+        b->maxtasks = o->maxtasksperchild;
+        b->initarg_size = p->initarg_copy ? o->initarg_size : 0;
+        b->has_init = o->initializer != NULL;
         b->ctrl = p->hdr;
         b->data = p->region.base;
         b->data_mapped = &p->region.mapped;
         b->data_fd = p->region.fd;
         b->res_fd = p->res_fds[w];
         b->ev_fd = p->ev_fd;
-        b->init = o.initializer;
-        b->initarg = o.initarg;
-        if (o.initializer && o.start_method != MP_START_FORK) {
-            what = "a reference to the initializer";
-            if ((rc = mp__fnref_from_ptr((const void *)o.initializer, &b->init_ref)) < 0)
-                goto fail;
+        b->init = o->initializer;
+        b->initarg = o->initarg;
+        if (o->initializer && o->start_method != MP_START_FORK) {
+            *what = "a reference to the initializer";
+            int rc = mp__fnref_from_ptr((const void *)o->initializer, &b->init_ref);
+            if (rc < 0)
+                return rc;
         }
-        p->ws[w].wait_fd = -1;
     }
-    if (o.start_method == MP_START_FORKSERVER) {
-        what = "the forkserver";
+    return 0;
+}
+
+/* The forkserver, if the pool uses it, and the supervisor thread, which
+ * starts the workers. */
+static int pool_start(mp_pool *p, const char **what)
+{
+    int rc;
+    if (p->opts.start_method == MP_START_FORKSERVER) {
+        *what = "the forkserver";
         if ((rc = mp_forkserver_start()) < 0)
-            goto fail;
+            return rc;
     }
-    what = "the supervisor thread";
+    *what = "the supervisor thread";
     if ((rc = mp__pool_thread_start(&p->sup, mp__pool_supervisor, p)) < 0)
-        goto fail;
+        return rc;
     p->sup_started = true;
+    return 0;
+}
+
+mp_pool *mp_pool_new(const mp_pool_opts *opts)
+{
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    const char *bad = opts_check(&o);
+    if (bad) {
+        mp_log(MP_LOG_ERROR, "mp_pool_new: %s", bad);
+        return NULL;
+    }
+    mp_pool *p = pool_alloc(&o);
+    if (!p)
+        return NULL;
+    const char *what = "memory";
+    int rc = pool_tables(p);
+    if (rc == 0)
+        rc = pool_shared(p, &what);
+    if (rc == 0)
+        rc = boots_fill(p, &what);
+    if (rc == 0)
+        rc = pool_start(p, &what);
+    if (rc < 0) {
+        mp_log(MP_LOG_ERROR, "mp_pool_new: cannot create %s: %s", what, mp_strerror(rc));
+        pool_destroy(p);
+        return NULL;
+    }
     live_add(p);
     return p;
-fail:
-    mp_log(MP_LOG_ERROR, "mp_pool_new: cannot create %s: %s", what, mp_strerror(rc));
-    pool_destroy(p);
-    return NULL;
 }
 
 int mp_pool_size(const mp_pool *p)

@@ -109,95 +109,134 @@ void mp__pool_break(mp_pool *p, int err, char *report)
     mp__pool_cancel_queued(p, err, report);
 }
 
-/* A worker's exit descriptor became readable: reap it and settle what it
- * held. */
-void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
+/* How a worker ended, read once it is reaped. */
+typedef struct worker_end {
+    mp_process *proc;
+    int code;           /* exit status, or -SIGNUM */
+    int perr;           /* the error its set-up reported, or 0 */
+    const char *report; /* its crash or error report, or NULL */
+    uint32_t state;     /* the last state it wrote in its slot */
+} worker_end;
+
+/* Counts the end in the stats; returns whether it was clean (a recycle,
+ * or leaving a closing pool). */
+static bool count_end(mp_pool *p, const wstate *ws, const worker_end *x)
 {
-    wstate *ws = &p->ws[w];
-    mp_process *proc = ws->proc;
-    if (mp_process_join(proc, 0) != 0)
-        return; /* not ended after all */
-    mp__wslot *s = mp__pool_slot(p->hdr, w);
-    int code = mp_process_exitcode(proc);
-    int perr = mp_process_error(proc);
-    const char *report = mp_process_report(proc);
-    mp__pool_drain_slot(p, w);
-    uint32_t state = atomic_load(&s->state);
-    bool clean = code == 0 && (state == MP__W_RECYCLE || state == MP__W_EXITING);
-    if (clean && state == MP__W_RECYCLE)
+    bool clean = x->code == 0 && (x->state == MP__W_RECYCLE || x->state == MP__W_EXITING);
+    if (clean && x->state == MP__W_RECYCLE)
         p->stats.workers_recycled++;
     if (!clean && !ws->doomed)
         p->stats.workers_died++;
+    return clean;
+}
 
+/* A worker that ended before it was ready: its initializer failed or
+ * died, or it could not set up.  Breaks the pool, once. */
+static void check_start(mp_pool *p, uint32_t w, worker_end *x)
+{
+    wstate *ws = &p->ws[w];
     /* A SIGKILL during the initializer came from outside (the OOM killer,
      * an operator): replace the worker - but three in a row is the
      * initializer's doing, and breaks the pool rather than loop. */
-    bool killed_in_init = state == MP__W_INIT && code == -SIGKILL && !ws->doomed;
-    if (killed_in_init && ++p->init_kills < 3) {
-        state = MP__W_STARTING;
-    } else if (state >= MP__W_READY) {
+    bool killed_in_init = x->state == MP__W_INIT && x->code == -SIGKILL && !ws->doomed;
+    if (killed_in_init && ++p->init_kills < 3)
+        x->state = MP__W_STARTING;
+    else if (x->state >= MP__W_READY)
         p->init_kills = 0;
-    }
-    if (state == MP__W_INIT_FAILED || state == MP__W_INIT) {
-        int ie = atomic_load(&s->init_error);
+    const char *name = mp_process_name(x->proc);
+    if (x->state == MP__W_INIT_FAILED || x->state == MP__W_INIT) {
+        int ie = atomic_load(&mp__pool_slot(p->hdr, w)->init_error);
         char *text;
-        if (state == MP__W_INIT_FAILED)
+        if (x->state == MP__W_INIT_FAILED)
             text = mp__pool_printf("the initializer of worker '%s' (pid %d) returned %d (%s); no "
                                    "worker will be started again",
-                                   mp_process_name(proc), (int)mp_process_pid(proc), ie,
-                                   mp_err_name(ie));
+                                   name, (int)mp_process_pid(x->proc), ie, mp_err_name(ie));
         else
             text = mp__pool_printf("the initializer of worker '%s' failed: %s; no worker will be "
                                    "started again",
-                                   mp_process_name(proc), report ? report : "it died");
+                                   name, x->report ? x->report : "it died");
         if (!ws->doomed)
             mp__pool_break(p, MP_EINIT, text);
         else
             free(text);
-    } else if (state == MP__W_STARTING && perr < 0 && !ws->doomed) {
-        mp__pool_break(p, perr,
-                       mp__pool_printf("worker '%s' could not set up: %s (%s)",
-                                       mp_process_name(proc), mp_err_name(perr),
-                                       mp_strerror(perr)));
+    } else if (x->state == MP__W_STARTING && x->perr < 0 && !ws->doomed) {
+        mp__pool_break(p, x->perr,
+                       mp__pool_printf("worker '%s' could not set up: %s (%s)", name,
+                                       mp_err_name(x->perr), mp_strerror(x->perr)));
     }
+}
 
-    /* What it held. */
+/* Why the unit a dead worker held fails: a terminate cancelled it, the
+ * watchdog killed it, or it died.  *why receives a report made here (to
+ * free), or NULL when the worker's own report says it. */
+static int held_error(mp_pool *p, const wstate *ws, const worker_end *x, char **why)
+{
+    int err = ws->doomed || p->state >= ST_TERMINATING ? MP_ECANCELED
+              : ws->timed_out                          ? MP_ETIMEDOUT
+                                                       : MP_EWORKER;
+    const char *name = mp_process_name(x->proc);
+    int pid = (int)mp_process_pid(x->proc);
+    *why = NULL;
+    if (err == MP_ETIMEDOUT)
+        *why = mp__pool_printf("the task ran past the pool's time limit of %g s; its worker '%s' "
+                               "(pid %d) was killed",
+                               p->opts.task_timeout, name, pid);
+    else if (!x->report && err == MP_EWORKER)
+        *why = mp__pool_printf("process '%s' (pid %d) exited with status %d", name, pid, x->code);
+    return err;
+}
+
+/* Settles the unit worker w held when it died, named by its intent: a
+ * unit still RUNNING by it fails (or is retried); one it finished (DONE)
+ * is collected, should its record have been lost. */
+static void settle_held(mp_pool *p, uint32_t w, const worker_end *x)
+{
+    mp__wslot *s = mp__pool_slot(p->hdr, w);
     uint32_t ij = atomic_load(&s->intent_job);
-    if (ij && ij <= MP__POOL_JOBS) {
-        uint32_t e = ij - 1;
-        uint64_t u = atomic_load(&s->intent_unit);
-        int err = ws->doomed || p->state >= ST_TERMINATING ? MP_ECANCELED
-                  : ws->timed_out                          ? MP_ETIMEDOUT
-                                                           : MP_EWORKER;
-        char *why = NULL;
-        if (err == MP_ETIMEDOUT)
-            why = mp__pool_printf(
-                "the task ran past the pool's time limit of %g s; its worker '%s' "
-                "(pid %d) was killed",
-                p->opts.task_timeout, mp_process_name(proc), (int)mp_process_pid(proc));
-        const char *rep = why ? why : report;
-        if (!rep && err == MP_EWORKER)
-            rep = why = mp__pool_printf("process '%s' (pid %d) exited with status %d",
-                                        mp_process_name(proc), (int)mp_process_pid(proc), code);
-        if (p->pjobs[e].kind == MP__JOB_APPLY) {
-            uint32_t st = atomic_load(&p->jobs[e].state);
-            if (st == MP__U_RUNNING_BY(w))
-                mp__pool_fail_apply(p, e, err, code, rep);
-            else if (st == MP__U_DONE && p->jobs[e].u.apply.runner == w)
-                mp__pool_collect_apply(p, e);
-        } else if (p->pjobs[e].kind == MP__JOB_MAP && u < p->pjobs[e].nunits) {
-            uint32_t st = atomic_load(&mp__pool_units(p, e)[u].state);
-            if (st == MP__U_RUNNING_BY(w))
-                mp__pool_fail_map_unit(p, e, u, atomic_load(&s->item), err, code, rep);
-            else if (st == MP__U_DONE)
-                mp__pool_collect_unit(p, e, u);
-        }
-        free(why);
+    if (!ij || ij > MP__POOL_JOBS)
+        return;
+    uint32_t e = ij - 1;
+    uint64_t u = atomic_load(&s->intent_unit);
+    char *why;
+    int err = held_error(p, &p->ws[w], x, &why);
+    const char *rep = why ? why : x->report;
+    if (p->pjobs[e].kind == MP__JOB_APPLY) {
+        uint32_t st = atomic_load(&p->jobs[e].state);
+        if (st == MP__U_RUNNING_BY(w))
+            mp__pool_fail_apply(p, e, err, x->code, rep);
+        else if (st == MP__U_DONE && p->jobs[e].u.apply.runner == w)
+            mp__pool_collect_apply(p, e);
+    } else if (p->pjobs[e].kind == MP__JOB_MAP && u < p->pjobs[e].nunits) {
+        uint32_t st = atomic_load(&mp__pool_units(p, e)[u].state);
+        if (st == MP__U_RUNNING_BY(w))
+            mp__pool_fail_map_unit(p, e, u, atomic_load(&s->item), err, x->code, rep);
+        else if (st == MP__U_DONE)
+            mp__pool_collect_unit(p, e, u);
     }
+    free(why);
+}
+
+/* A worker's exit descriptor became readable: reap it, collect what its
+ * ring still holds, settle what it held, and empty its slot for a
+ * replacement. */
+void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
+{
+    wstate *ws = &p->ws[w];
+    worker_end x = {.proc = ws->proc};
+    if (mp_process_join(x.proc, 0) != 0)
+        return; /* not ended after all */
+    x.code = mp_process_exitcode(x.proc);
+    x.perr = mp_process_error(x.proc);
+    x.report = mp_process_report(x.proc);
+    mp__pool_drain_slot(p, w);
+    x.state = atomic_load(&mp__pool_slot(p->hdr, w)->state);
+    bool clean = count_end(p, ws, &x);
+    check_start(p, w, &x);
+    settle_held(p, w, &x);
     if (!clean)
         mp__pool_requeue_orphans(p);
     reset_slot(p, w);
-    mp_process_free(proc);
+    mp_process_free(x.proc);
     ws->proc = NULL;
     ws->wait_fd = -1;
     p->nlive--;
