@@ -56,7 +56,50 @@ void mp__pool_finish_apply(mp_pool *p, uint32_t e, int status, void *res, size_t
     }
 }
 
-/* Reads the result of a DONE apply job run by slot w and finishes it. */
+/* Reads len bytes at off of a result file. */
+static int pread_all(int fd, void *buf, size_t len, size_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            return n < 0 ? -errno : MP_EPROTO;
+    }
+    return 0;
+}
+
+/* Takes the result apply job j left in its worker's result ring (into
+ * *res, when want), then releases its space, in order, and wakes the
+ * worker if it waits for it.  p->lock is let go during a large read. */
+static int take_ring_result(mp_pool *p, const mp__job *j, bool want, void **res)
+{
+    uint32_t w = j->u.apply.runner;
+    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    size_t len = (size_t)j->u.apply.res_len, off = (size_t)j->u.apply.res_off;
+    int rc = 0;
+    if (want && len) {
+        *res = malloc(len);
+        bool unlock = len >= COPY_UNLOCKED;
+        if (unlock)
+            pthread_mutex_unlock(&p->lock);
+        rc = *res ? pread_all(p->res_fds[w], *res, len, off) : MP_ENOMEM;
+        if (unlock)
+            pthread_mutex_lock(&p->lock);
+    }
+    atomic_store(&s->res_tail, off + len);
+    atomic_fetch_add(&s->res_consumed, 1);
+    if (atomic_load(&s->waiting)) {
+        atomic_fetch_add(&s->wake, 1);
+        (void)mp__futex_wake(&s->wake, 1);
+    }
+    return rc;
+}
+
+/* Reads the result of DONE apply job e and finishes it. */
 void mp__pool_collect_apply(mp_pool *p, uint32_t e)
 {
     mp__job *j = &p->jobs[e];
@@ -64,40 +107,10 @@ void mp__pool_collect_apply(mp_pool *p, uint32_t e)
     size_t len = (size_t)j->u.apply.res_len;
     void *res = NULL;
     int rc = 0;
-    if (j->u.apply.res_where == MP__RES_RING) {
-        uint32_t w = j->u.apply.runner;
-        mp__wslot *s = mp__pool_slot(p->hdr, w);
-        size_t off = (size_t)j->u.apply.res_off;
-        if (len && status == 0) {
-            res = malloc(len);
-            if (!res)
-                rc = MP_ENOMEM;
-            size_t got = 0;
-            bool unlock = len >= COPY_UNLOCKED;
-            if (unlock)
-                pthread_mutex_unlock(&p->lock);
-            while (res && got < len) {
-                ssize_t n = pread(p->res_fds[w], (char *)res + got, len - got, (off_t)(off + got));
-                if (n > 0) {
-                    got += (size_t)n;
-                } else if (n < 0 && errno == EINTR) {
-                    continue;
-                } else {
-                    rc = n < 0 ? -errno : MP_EPROTO;
-                    break;
-                }
-            }
-            if (unlock)
-                pthread_mutex_lock(&p->lock);
-        }
-        /* Release the space, in order, and wake the worker if it waits
-         * for it. */
-        atomic_store(&s->res_tail, off + len);
-        atomic_fetch_add(&s->res_consumed, 1);
-        if (atomic_load(&s->waiting)) {
-            atomic_fetch_add(&s->wake, 1);
-            (void)mp__futex_wake(&s->wake, 1);
-        }
+    if (!mp__pool_apply_result_valid(j, p->nworkers)) {
+        rc = MP_EPROTO;
+    } else if (j->u.apply.res_where == MP__RES_RING) {
+        rc = take_ring_result(p, j, status == 0, &res);
     } else if (len && status == 0) {
         res = malloc(len);
         if (res)
@@ -232,9 +245,9 @@ void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u)
 
 static void handle_rec(mp_pool *p, const mp__rec *r)
 {
-    uint32_t e = r->entry;
-    if (e >= MP__POOL_JOBS)
+    if (!mp__pool_rec_valid(r))
         return;
+    uint32_t e = r->entry;
     pjob *pj = &p->pjobs[e];
     if (r->kind == MP__REC_DONE) {
         if (pj->kind == MP__JOB_APPLY) {

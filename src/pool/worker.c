@@ -160,6 +160,8 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
             }
             continue;
         }
+        if (!mp__pool_map_job_valid(j))
+            return MP_EPROTO;
         uint64_t nunits = j->u.map.nunits;
         int rc = mp__pool_ensure_data(c, j->u.map.units_off + nunits * sizeof(mp__unit));
         if (rc < 0)
@@ -254,14 +256,107 @@ static int serve(wctx *c)
     }
 }
 
-int mp__pool_worker_main(void *arg)
+/* Workers start from the supervisor thread, which blocks every signal:
+ * unblock them all at once (a blocked SIGSEGV would kill the worker
+ * without a crash report), and leave SIGINT to the parent. */
+static void signals_setup(void)
 {
-    const mp__wboot *b = arg;
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
     signal(SIGINT, SIG_IGN);
+}
 
+/* A fork of the supervisor thread: bytes another thread of the parent had
+ * buffered in stdout at that instant are the parent's to print, not ours.
+ * __fpurge is glibc's (stdio_ext.h); this is its only use in the pool. */
+static void stdout_forget(void)
+{
+    __fpurge(stdout);
+}
+
+/* A fork worker: the parent's mappings and descriptors are here already;
+ * the data region as far as the parent had mapped it at the fork. */
+static void attach_forked(wctx *c, const mp__wboot *b, mp_init_fn *init, void **initarg)
+{
+    stdout_forget();
+    c->hdr = b->ctrl;
+    c->data = b->data;
+    c->data_mapped = (size_t)atomic_load(b->data_mapped);
+    c->data_fd = b->data_fd;
+    c->res_fd = b->res_fd;
+    c->ev_fd = b->ev_fd;
+    *init = b->init;
+    *initarg = b->initarg;
+}
+
+/* A fresh image (forkserver, spawn): maps the control region from the
+ * descriptors handed over, reserves the data region's address space, and
+ * finds the initializer again by its reference. */
+static int attach_fresh(wctx *c, const mp__wboot *b, mp_init_fn *init, void **initarg)
+{
+    int fds[MP__WFD_COUNT];
+    for (int i = 0; i < MP__WFD_COUNT; i++) {
+        fds[i] = mp_process_inherited_fd((size_t)i);
+        if (fds[i] < 0)
+            return MP_EBADF;
+    }
+    void *ctrl = NULL;
+    int rc = mp__map_fd(fds[MP__WFD_CTRL], (size_t)b->ctrl_size, NULL, &ctrl);
+    if (rc < 0)
+        return rc;
+    c->hdr = ctrl;
+    void *data = NULL;
+    rc = mp__vm_reserve((size_t)b->data_reserve, &data);
+    if (rc < 0)
+        return rc;
+    c->data = data;
+    c->data_fd = fds[MP__WFD_DATA];
+    c->res_fd = fds[MP__WFD_RES];
+    c->ev_fd = fds[MP__WFD_EV];
+    if (b->has_init) {
+        void *fn = NULL;
+        rc = mp__fnref_resolve(&b->init_ref, &fn);
+        if (rc < 0)
+            return rc;
+        *init = (mp_init_fn)fn;
+        *initarg = b->initarg_size ? (void *)(b + 1) : NULL;
+    }
+    return 0;
+}
+
+/* The first worker to start finds out whether workers may read and write
+ * the parent's memory (records.h, hdr.vm). */
+static void probe_vm(mp__pool_hdr *h)
+{
+    if (atomic_load(&h->vm) != MP__VM_UNKNOWN)
+        return;
+    uint64_t v = 0;
+    int rc = mp__vm_read(h->vm_pid, h->vm_probe_addr, &v, sizeof v);
+    uint32_t expect = MP__VM_UNKNOWN;
+    (void)atomic_compare_exchange_strong(
+        &h->vm, &expect, rc == 0 && v == h->vm_probe_val ? MP__VM_OK : MP__VM_DENIED);
+}
+
+/* Checks the control region and finds this worker's slot and tables. */
+static int attach_control(wctx *c, const mp__wboot *b)
+{
+    mp__pool_hdr *h = c->hdr;
+    if (!mp__pool_hdr_valid(h, b->ctrl_size) || c->w >= h->nworkers)
+        return MP_EPROTO;
+    c->slot = mp__pool_slot(h, c->w);
+    c->order = mp__pool_order(h);
+    c->fns = mp__pool_fns(h);
+    c->jobs = mp__pool_jobs(h);
+    c->done_head = atomic_load(&c->slot->done_head);
+    probe_vm(h);
+    return 0;
+}
+
+int mp__pool_worker_main(void *arg)
+{
+    const mp__wboot *b = arg;
+    signals_setup();
     wctx c;
     memset(&c, 0, sizeof c);
     c.w = b->slot;
@@ -269,67 +364,18 @@ int mp__pool_worker_main(void *arg)
     c.fresh = b->method != MP_START_FORK;
     mp_init_fn init = NULL;
     void *initarg = NULL;
-    if (!c.fresh) {
-        /* A fork of the supervisor thread: bytes another thread of the
-         * parent had buffered in stdout at that instant are the parent's
-         * to print, not ours. */
-        __fpurge(stdout);
-        c.hdr = b->ctrl;
-        c.data = b->data;
-        c.data_mapped = (size_t)atomic_load(b->data_mapped);
-        c.data_fd = b->data_fd;
-        c.res_fd = b->res_fd;
-        c.ev_fd = b->ev_fd;
-        init = b->init;
-        initarg = b->initarg;
-    } else {
-        int fds[MP__WFD_COUNT];
-        for (int i = 0; i < MP__WFD_COUNT; i++) {
-            fds[i] = mp_process_inherited_fd((size_t)i);
-            if (fds[i] < 0)
-                return MP_EBADF;
-        }
-        void *ctrl = NULL;
-        int rc = mp__map_fd(fds[MP__WFD_CTRL], (size_t)b->ctrl_size, NULL, &ctrl);
-        if (rc < 0)
-            return rc;
-        c.hdr = ctrl;
-        void *data = NULL;
-        rc = mp__vm_reserve((size_t)b->data_reserve, &data);
-        if (rc < 0)
-            return rc;
-        c.data = data;
-        c.data_fd = fds[MP__WFD_DATA];
-        c.res_fd = fds[MP__WFD_RES];
-        c.ev_fd = fds[MP__WFD_EV];
-        if (b->has_init) {
-            void *fn = NULL;
-            rc = mp__fnref_resolve(&b->init_ref, &fn);
-            if (rc < 0)
-                return rc;
-            init = (mp_init_fn)fn;
-            initarg = b->initarg_size ? (void *)(b + 1) : NULL;
-        }
-    }
-    mp__pool_hdr *h = c.hdr;
-    if (h->magic != MP__POOL_MAGIC || c.w >= h->nworkers)
-        return MP_EPROTO;
-    c.slot = mp__pool_slot(h, c.w);
-    c.order = mp__pool_order(h);
-    c.fns = mp__pool_fns(h);
-    c.jobs = mp__pool_jobs(h);
-    c.done_head = atomic_load(&c.slot->done_head);
-    if (atomic_load(&h->vm) == MP__VM_UNKNOWN) {
-        uint64_t v = 0;
-        int rc = mp__vm_read(h->vm_pid, h->vm_probe_addr, &v, sizeof v);
-        uint32_t expect = MP__VM_UNKNOWN;
-        (void)atomic_compare_exchange_strong(
-            &h->vm, &expect, rc == 0 && v == h->vm_probe_val ? MP__VM_OK : MP__VM_DENIED);
-    }
-
+    int rc = 0;
+    if (c.fresh)
+        rc = attach_fresh(&c, b, &init, &initarg);
+    else
+        attach_forked(&c, b, &init, &initarg);
+    if (rc == 0)
+        rc = attach_control(&c, b);
+    if (rc < 0)
+        return rc;
     if (init) {
         atomic_store(&c.slot->state, MP__W_INIT);
-        int rc = init(initarg);
+        rc = init(initarg);
         if (rc != 0) {
             atomic_store(&c.slot->init_error, rc);
             atomic_store(&c.slot->state, MP__W_INIT_FAILED);
@@ -337,7 +383,7 @@ int mp__pool_worker_main(void *arg)
         }
     }
     atomic_store(&c.slot->state, MP__W_READY);
-    int rc = serve(&c);
+    rc = serve(&c);
     free(c.scratch);
     return rc;
 }

@@ -35,7 +35,9 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
     const void *arg = NULL;
     int rc = 0;
     if (len > MP__POOL_INLINE) {
-        rc = mp__pool_ensure_data(c, j->u.apply.arg_off + len);
+        rc = mp__pool_span_ok(j->u.apply.arg_off, len, UINT64_MAX)
+                 ? mp__pool_ensure_data(c, j->u.apply.arg_off + len)
+                 : MP_EPROTO;
         arg = c->data + j->u.apply.arg_off;
     } else if (len) {
         arg = j->arg;
@@ -138,96 +140,203 @@ static void vm_refused(wctx *c, int rc)
         atomic_store(&c->hdr->vm, MP__VM_DENIED);
 }
 
-/* Runs items [start, end) of a RIN or ROUT map, a slice at a time: reads
- * the slice's inputs from the parent's memory (RIN), runs the function,
- * writes the slice's outputs there (ROUT).  An item function writes into
- * the data region (out, item by item, as for any map), so that what a
- * dying worker finished is still there for the supervisor; a range
- * function, which fails as a whole, into scratch.  Returns 0, or the
- * first failure, already reported. */
-static int run_remote(wctx *c, uint32_t e, uint64_t u, const mp__map_ready *r, uint64_t base,
-                      uint64_t start, uint64_t end, unsigned char *out, const void *ctx)
+/* A unit of a map being run: where its items are and what runs them. */
+typedef struct unit_run {
+    wctx *c;
+    uint32_t e;
+    uint64_t u;
+    mp__job *j;
+    uint64_t base, start, end; /* the chunk's first item, this run's, the end */
+    const unsigned char *in;   /* inputs in the data region, or NULL */
+    unsigned char *out;        /* outputs in the data region, or NULL */
+    const void *ctx;
+    const mp__map_ready *ready;
+} unit_run;
+
+/* Runs item function fn over items [i, end), reading from ip and writing to
+ * op (each NULL, or the item i's place), and reports each item that fails;
+ * with err set, fails every one of them with err instead. */
+static void run_item_span(const unit_run *ur, mp_map_fn fn, const unsigned char *ip,
+                          unsigned char *op, uint64_t i, uint64_t end, int err)
 {
-    mp__job *j = &c->jobs[e];
+    /* With no input (or output) every item gets NULL, through a stride of
+     * 0 from a NULL base. */
+    const uint64_t istep = ip ? ur->j->u.map.in_size : 0;
+    const uint64_t ostep = op ? ur->j->u.map.out_size : 0;
+    _Atomic uint64_t *item = &ur->c->slot->item;
+    while (i < end) {
+        int r = err;
+        uint64_t stop = err ? i : run_items(fn, ip, istep, op, ostep, ur->ctx, item, i, end, &r);
+        if (stop == end)
+            break;
+        mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, stop, r);
+        ip = ip ? ip + (stop + 1 - i) * istep : NULL;
+        op = op ? op + (stop + 1 - i) * ostep : NULL;
+        i = stop + 1;
+    }
+}
+
+/* The slices a RIN or ROUT run moves: items per slice, and the scratch
+ * buffer that holds a slice's inputs (RIN) and a range function's
+ * outputs (ROUT). */
+typedef struct slices {
+    uint64_t step;
+    unsigned char *buf;
+    size_t in_len;
+} slices;
+
+static int slices_init(const unit_run *ur, slices *sl)
+{
+    const mp__job *j = ur->j;
     const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
-    const bool rin = j->flags & MP__JOB_RIN, rout = j->flags & MP__JOB_ROUT;
-    const bool range = j->flags & MP__JOB_RANGE;
-    mp__wslot *s = c->slot;
+    const bool range_out = (j->flags & MP__JOB_RANGE) && (j->flags & MP__JOB_ROUT);
     uint64_t big = isz > osz ? isz : osz;
-    uint64_t step = big ? SLICE_BYTES / big : 0;
-    if (step == 0)
-        step = 1;
-    if (step > end - start)
-        step = end - start;
-    size_t in_len = rin ? (size_t)(step * isz) : 0;
-    size_t out_len = range && rout ? (size_t)(step * osz) : 0;
-    unsigned char *buf = scratch(c, in_len + out_len + 1);
-    int rc = buf ? 0 : MP_ENOMEM;
-    void *fn = mp__pool_resolve_fn(c, j->fn);
+    sl->step = big ? SLICE_BYTES / big : 0;
+    if (sl->step == 0)
+        sl->step = 1;
+    if (sl->step > ur->end - ur->start)
+        sl->step = ur->end - ur->start;
+    sl->in_len = j->flags & MP__JOB_RIN ? (size_t)(sl->step * isz) : 0;
+    size_t out_len = range_out ? (size_t)(sl->step * osz) : 0;
+    sl->buf = scratch(ur->c, sl->in_len + out_len + 1);
+    return sl->buf ? 0 : MP_ENOMEM;
+}
+
+/* Runs the k items of the slice from item i: reads their inputs from the
+ * caller (RIN), runs the function, writes their outputs to the caller
+ * (ROUT).  Returns 0, an error of the copies (< 0), or 1 when a range
+ * function failed (reported here: the unit ends). */
+static int run_slice(const unit_run *ur, void *fn, const slices *sl, uint64_t i, uint64_t k)
+{
+    const mp__job *j = ur->j;
+    const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
+    const bool range = j->flags & MP__JOB_RANGE, rout = j->flags & MP__JOB_ROUT;
+    const mp__map_ready *r = ur->ready;
+    /* The slice's first item is in progress from here: a worker killed
+     * while reading it fails it (a range: the slice). */
+    atomic_store_explicit(&ur->c->slot->item, i, memory_order_release);
+    const unsigned char *ip = NULL;
+    if (j->flags & MP__JOB_RIN) {
+        int rc = vm_copy(r, r->rin + i * isz, sl->buf, (size_t)(k * isz), false);
+        if (rc < 0)
+            return rc;
+        ip = sl->buf;
+    } else if (isz) {
+        ip = ur->c->data + j->u.map.in_off + i * isz;
+    }
+    unsigned char *op = NULL;
+    if (osz)
+        op = range && rout ? sl->buf + sl->in_len : ur->out + i * osz;
+    if (range) {
+        int r2 = ((mp_map_range_fn)fn)(ip, op, (size_t)k, ur->ctx);
+        if (r2 != 0) {
+            mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, i, r2);
+            return 1;
+        }
+    } else {
+        run_item_span(ur, (mp_map_fn)fn, ip, op, i, i + k, 0);
+    }
+    if (rout && osz)
+        return vm_copy(r, r->rout + i * osz, op, (size_t)(k * osz), true);
+    return 0;
+}
+
+/* Runs the unit's items of a RIN or ROUT map, a slice at a time.  An item
+ * function writes into the data region (out, item by item, as for any
+ * map), so that what a dying worker finished is still there for the
+ * supervisor; a range function, which fails as a whole, into scratch.
+ * When the caller's memory cannot be reached, the rest of the unit fails
+ * with the reason, as if the function had returned it. */
+static void run_remote(const unit_run *ur)
+{
+    const mp__job *j = ur->j;
+    const uint64_t osz = j->u.map.out_size;
+    const mp__map_ready *r = ur->ready;
+    slices sl;
+    int rc = slices_init(ur, &sl);
+    void *fn = mp__pool_resolve_fn(ur->c, j->fn);
     if (rc == 0 && !fn)
         rc = MP_ENOENT;
     /* A run resumed after a death: the items before start finished in
      * out, in the data region, and may not have reached the caller. */
-    uint64_t i = start;
-    if (rc == 0 && rout && !range && start > base) {
-        rc = vm_copy(r, r->rout + base * osz, out + base * osz, (size_t)((start - base) * osz),
-                     true);
+    uint64_t i = ur->start;
+    if (rc == 0 && (j->flags & MP__JOB_ROUT) && !(j->flags & MP__JOB_RANGE) && i > ur->base) {
+        rc = vm_copy(r, r->rout + ur->base * osz, ur->out + ur->base * osz,
+                     (size_t)((i - ur->base) * osz), true);
         if (rc < 0)
-            i = base; /* those outputs are lost too */
+            i = ur->base; /* those outputs are lost too */
     }
-    atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
-    while (rc == 0 && i < end) {
-        uint64_t k = end - i < step ? end - i : step;
-        /* The slice's first item is in progress from here: a worker
-         * killed while reading it fails it (a range: the slice). */
-        atomic_store_explicit(&s->item, i, memory_order_release);
-        const unsigned char *ip = NULL;
-        if (rin) {
-            rc = vm_copy(r, r->rin + i * isz, buf, (size_t)(k * isz), false);
-            if (rc < 0)
-                break;
-            ip = buf;
-        } else if (isz) {
-            ip = c->data + j->u.map.in_off + i * isz;
-        }
-        unsigned char *op = NULL;
-        if (osz)
-            op = range && rout ? buf + in_len : out + i * osz;
-        if (range) {
-            int r2 = ((mp_map_range_fn)fn)(ip, op, (size_t)k, ctx);
-            if (r2 != 0) {
-                mp__pool_push_rec(c, MP__REC_ITEM_ERROR, e, u, i, r2);
-                return r2;
-            }
-        } else {
-            const uint64_t istep = ip ? isz : 0, ostep = op ? osz : 0;
-            uint64_t at = i, lim = i + k;
-            while (at < lim) {
-                int r2 = 0;
-                uint64_t stop =
-                    run_items((mp_map_fn)fn, ip, istep, op, ostep, ctx, &s->item, at, lim, &r2);
-                if (stop == lim)
-                    break;
-                mp__pool_push_rec(c, MP__REC_ITEM_ERROR, e, u, stop, r2);
-                ip = ip ? ip + (stop + 1 - at) * istep : NULL;
-                op = op ? op + (stop + 1 - at) * ostep : NULL;
-                at = stop + 1;
-            }
-        }
-        if (rout && osz) {
-            rc = vm_copy(r, r->rout + i * osz, range ? buf + in_len : out + i * osz,
-                         (size_t)(k * osz), true);
-            if (rc < 0)
-                break;
-        }
-        i += k;
+    atomic_store_explicit(&ur->c->slot->state, MP__W_BUSY, memory_order_relaxed);
+    while (rc == 0 && i < ur->end) {
+        uint64_t k = ur->end - i < sl.step ? ur->end - i : sl.step;
+        rc = run_slice(ur, fn, &sl, i, k);
+        if (rc > 0)
+            return;
+        if (rc == 0)
+            i += k;
     }
-    if (rc < 0 && i < end) {
-        /* The rest of the unit cannot be done here: its items fail with
-         * the reason, as if the function had returned it. */
-        vm_refused(c, rc);
-        mp__pool_push_rec(c, MP__REC_REST_ERROR, e, u, i, rc);
+    if (rc < 0 && i < ur->end) {
+        vm_refused(ur->c, rc);
+        mp__pool_push_rec(ur->c, MP__REC_REST_ERROR, ur->e, ur->u, i, rc);
     }
+}
+
+/* Runs the unit with a range function, in one call; err set: fails it
+ * with err instead. */
+static void run_range_unit(const unit_run *ur, int err)
+{
+    const mp__job *j = ur->j;
+    const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
+    mp_map_range_fn fn = (mp_map_range_fn)mp__pool_resolve_fn(ur->c, j->fn);
+    atomic_store_explicit(&ur->c->slot->item, ur->start, memory_order_release);
+    if (ur->start >= ur->end)
+        return;
+    int rc = err;
+    if (rc == 0)
+        rc = fn ? fn(ur->in ? ur->in + ur->start * isz : NULL,
+                     ur->out ? ur->out + ur->start * osz : NULL, (size_t)(ur->end - ur->start),
+                     ur->ctx)
+                : MP_ENOENT;
+    if (rc != 0)
+        mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, ur->start, rc);
+}
+
+/* The end of the data region's part the job's pieces reach. */
+static uint64_t map_extent(const mp__job *j, bool shm_out)
+{
+    const uint64_t n = j->u.map.n, isz = j->u.map.in_size, osz = j->u.map.out_size;
+    uint64_t need = j->u.map.units_off + j->u.map.nunits * sizeof(mp__unit);
+    if (j->u.map.ready_off + sizeof(mp__map_ready) > need)
+        need = j->u.map.ready_off + sizeof(mp__map_ready);
+    if (isz && !(j->flags & MP__JOB_RIN) && j->u.map.in_off + n * isz > need)
+        need = j->u.map.in_off + n * isz;
+    if (shm_out && j->u.map.out_off + n * osz > need)
+        need = j->u.map.out_off + n * osz;
+    if (j->u.map.ctx_len && j->u.map.ctx_off + j->u.map.ctx_len > need)
+        need = j->u.map.ctx_off + j->u.map.ctx_len;
+    return need;
+}
+
+/* Maps the job's parts and points the run at them.  Returns 0, or the
+ * error of mapping them. */
+static int unit_open(wctx *c, uint32_t e, uint64_t u, unit_run *ur)
+{
+    mp__job *j = &c->jobs[e];
+    const uint64_t n = j->u.map.n, chunk = j->u.map.chunk;
+    const bool shm_out =
+        j->u.map.out_size && !((j->flags & MP__JOB_ROUT) && (j->flags & MP__JOB_RANGE));
+    ur->c = c;
+    ur->e = e;
+    ur->u = u;
+    ur->j = j;
+    ur->base = u * chunk;
+    ur->start = ur->base + ((mp__unit *)(c->data + j->u.map.units_off))[u].resume;
+    ur->end = (u + 1) * chunk < n ? (u + 1) * chunk : n;
+    int rc = mp__pool_ensure_data(c, map_extent(j, shm_out));
+    ur->in = j->u.map.in_size && !(j->flags & MP__JOB_RIN) ? c->data + j->u.map.in_off : NULL;
+    ur->out = shm_out ? c->data + j->u.map.out_off : NULL;
+    ur->ctx = j->u.map.ctx_len ? c->data + j->u.map.ctx_off : NULL;
+    ur->ready = (const mp__map_ready *)(c->data + j->u.map.ready_off);
     return rc;
 }
 
@@ -236,70 +345,30 @@ static int run_remote(wctx *c, uint32_t e, uint64_t u, const mp__map_ready *r, u
  * supervisor to cancel. */
 bool mp__pool_run_map(wctx *c, uint32_t e, uint64_t u)
 {
-    mp__job *j = &c->jobs[e];
-    const uint64_t n = j->u.map.n, chunk = j->u.map.chunk;
-    const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
-    const bool rin = j->flags & MP__JOB_RIN;
-    const bool remote = j->flags & (MP__JOB_RIN | MP__JOB_ROUT);
-    const bool shm_out = osz && !((j->flags & MP__JOB_ROUT) && (j->flags & MP__JOB_RANGE));
-    mp__unit *unit = (mp__unit *)(c->data + j->u.map.units_off) + u;
-    uint64_t base = u * chunk;
-    uint64_t start = base + unit->resume;
-    uint64_t end = (u + 1) * chunk < n ? (u + 1) * chunk : n;
-    uint64_t need = j->u.map.units_off + j->u.map.nunits * sizeof(mp__unit);
-    if (j->u.map.ready_off + sizeof(mp__map_ready) > need)
-        need = j->u.map.ready_off + sizeof(mp__map_ready);
-    if (isz && !rin && j->u.map.in_off + n * isz > need)
-        need = j->u.map.in_off + n * isz;
-    if (shm_out && j->u.map.out_off + n * osz > need)
-        need = j->u.map.out_off + n * osz;
-    if (j->u.map.ctx_len && j->u.map.ctx_off + j->u.map.ctx_len > need)
-        need = j->u.map.ctx_off + j->u.map.ctx_len;
-    int rc = mp__pool_ensure_data(c, need);
-    const unsigned char *in = isz && !rin ? c->data + j->u.map.in_off : NULL;
-    unsigned char *out = shm_out ? c->data + j->u.map.out_off : NULL;
-    const void *ctx = j->u.map.ctx_len ? c->data + j->u.map.ctx_off : NULL;
-    mp__wslot *s = c->slot;
-    const mp__map_ready *ready = (const mp__map_ready *)(c->data + j->u.map.ready_off);
-    if (rc == 0 && in && !wait_inputs(c, (mp__map_ready *)(c->data + j->u.map.ready_off), end))
+    unit_run ur;
+    int rc = unit_open(c, e, u, &ur);
+    mp__job *j = ur.j;
+    if (rc == 0 && ur.in && !wait_inputs(c, (mp__map_ready *)ur.ready, ur.end))
         return false;
-    if (rc == 0 && remote) {
-        (void)run_remote(c, e, u, ready, base, start, end, out, ctx);
-    } else if (j->flags & MP__JOB_RANGE) {
+    if (rc == 0 && (j->flags & (MP__JOB_RIN | MP__JOB_ROUT))) {
+        run_remote(&ur);
+    } else {
         /* BUSY from the first item on: waiting for the inputs is not the
          * items' time. */
-        atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
-        mp_map_range_fn fn = (mp_map_range_fn)mp__pool_resolve_fn(c, j->fn);
-        atomic_store_explicit(&s->item, start, memory_order_release);
-        if (rc == 0 && start < end)
-            rc = fn ? fn(in ? in + start * isz : NULL, out ? out + start * osz : NULL,
-                         (size_t)(end - start), ctx)
-                    : MP_ENOENT;
-        if (rc != 0 && start < end)
-            mp__pool_push_rec(c, MP__REC_ITEM_ERROR, e, u, start, rc == 0 ? MP_EPROTO : rc);
-    } else {
-        atomic_store_explicit(&s->state, MP__W_BUSY, memory_order_relaxed);
-        mp_map_fn fn = (mp_map_fn)mp__pool_resolve_fn(c, j->fn);
-        if (rc == 0 && !fn)
-            rc = MP_ENOENT;
-        /* With no input (or output) every item gets NULL, through a
-         * stride of 0 from a NULL base. */
-        const unsigned char *ip = in ? in + start * isz : NULL;
-        unsigned char *op = out ? out + start * osz : NULL;
-        const uint64_t istep = in ? isz : 0, ostep = out ? osz : 0;
-        uint64_t i = start;
-        while (i < end) {
-            int r = rc;
-            uint64_t stop = rc ? i : run_items(fn, ip, istep, op, ostep, ctx, &s->item, i, end, &r);
-            if (stop == end)
-                break;
-            mp__pool_push_rec(c, MP__REC_ITEM_ERROR, e, u, stop, r);
-            ip += (stop + 1 - i) * istep;
-            op += (stop + 1 - i) * ostep;
-            i = stop + 1;
+        atomic_store_explicit(&c->slot->state, MP__W_BUSY, memory_order_relaxed);
+        if (j->flags & MP__JOB_RANGE) {
+            run_range_unit(&ur, rc);
+        } else {
+            mp_map_fn fn = (mp_map_fn)mp__pool_resolve_fn(c, j->fn);
+            if (rc == 0 && !fn)
+                rc = MP_ENOENT;
+            const uint64_t isz = j->u.map.in_size, osz = j->u.map.out_size;
+            run_item_span(&ur, fn, ur.in ? ur.in + ur.start * isz : NULL,
+                          ur.out ? ur.out + ur.start * osz : NULL, ur.start, ur.end, rc);
         }
     }
     /* Release: the outputs before DONE. */
+    mp__unit *unit = (mp__unit *)(c->data + j->u.map.units_off) + u;
     atomic_store_explicit(&unit->state, MP__U_DONE, memory_order_release);
     mp__pool_push_rec(c, MP__REC_DONE, e, u, 0, 0);
     return true;
