@@ -69,58 +69,77 @@ static int imap_item_error(struct mp_imap *it, uint64_t i)
     return 0;
 }
 
-mp_imap *mp_pool_imap_ex(mp_pool *p, const mp_map_spec *s, bool ordered)
+/* An iterator for a map of s->n items, holding a reference on p.  NULL
+ * when memory runs out. */
+static mp_imap *imap_alloc(mp_pool *p, const mp_map_spec *s, bool ordered)
 {
     mp_imap *it = calloc(1, sizeof *it);
     if (!it)
         return NULL;
+    uint64_t chunk, nunits;
+    mp__pool_map_geometry(p, s->n, s->chunksize, &chunk, &nunits);
+    it->unit_final = calloc((size_t)nunits + 1, 1);
+    it->uq = calloc((size_t)nunits + 1, sizeof *it->uq);
+    if (!it->unit_final || !it->uq) {
+        free(it->unit_final);
+        free(it->uq);
+        free(it);
+        return NULL;
+    }
     pthread_mutex_init(&it->lock, NULL);
     it->ordered = ordered;
-    int rc = !p || mp__pool_map_check(s, MODE_IMAP) < 0 ? MP_EINVAL : 0;
-    if (rc == 0 && !mp__pool_ours(p))
-        rc = MP_ESTATE;
-    if (rc == 0) {
-        it->n = s->n;
-        it->out_size = s->out_size;
-        uint64_t chunk, nunits;
-        mp__pool_map_geometry(p, s->n, s->chunksize, &chunk, &nunits);
-        it->unit_final = calloc((size_t)nunits + 1, 1);
-        it->uq = calloc((size_t)nunits + 1, sizeof *it->uq);
-        if (!it->unit_final || !it->uq)
-            rc = MP_ENOMEM;
-    }
-    if (rc == 0) {
-        it->pool = p;
-        mp__pool_hold(p);
-        if (s->n) {
-            it->job_active = true;
-            rc = mp__pool_map_submit(p, s, MODE_IMAP, NULL, it);
-            if (rc < 0) {
-                it->job_active = false;
-                it->data_len = 0;
-            }
-        } else {
-            pthread_mutex_lock(&p->lock);
-            rc = mp__pool_refusal(p);
-            pthread_mutex_unlock(&p->lock);
-        }
-    }
-    it->submit_err = rc;
+    it->n = s->n;
+    it->out_size = s->out_size;
+    it->pool = p;
+    mp__pool_hold(p);
     return it;
 }
 
-mp_imap *mp_pool_imap(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
-                      size_t out_size, size_t chunksize)
+int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *s, bool ordered, mp_imap **out)
 {
-    mp_map_spec s = mp__pool_map_spec(fn, in, n, in_size, NULL, out_size, chunksize);
-    return mp_pool_imap_ex(p, &s, true);
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
+    if (!p || mp__pool_map_check(s, MODE_IMAP) < 0)
+        return MP_EINVAL;
+    if (!mp__pool_ours(p))
+        return MP_ESTATE;
+    mp_imap *it = imap_alloc(p, s, ordered);
+    if (!it)
+        return MP_ENOMEM;
+    int rc;
+    if (s->n) {
+        it->job_active = true;
+        rc = mp__pool_map_submit(p, s, MODE_IMAP, NULL, it);
+        if (rc < 0) {
+            it->job_active = false;
+            it->data_len = 0; /* freed by the failed submission */
+        }
+    } else {
+        pthread_mutex_lock(&p->lock);
+        rc = mp__pool_refusal(p);
+        pthread_mutex_unlock(&p->lock);
+    }
+    if (rc < 0) {
+        mp_imap_free(it);
+        return rc;
+    }
+    *out = it;
+    return 0;
 }
 
-mp_imap *mp_pool_imap_unordered(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
-                                size_t out_size, size_t chunksize)
+int mp_pool_imap(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
+                 size_t out_size, size_t chunksize, mp_imap **out)
 {
     mp_map_spec s = mp__pool_map_spec(fn, in, n, in_size, NULL, out_size, chunksize);
-    return mp_pool_imap_ex(p, &s, false);
+    return mp_pool_imap_ex(p, &s, true, out);
+}
+
+int mp_pool_imap_unordered(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
+                           size_t out_size, size_t chunksize, mp_imap **out)
+{
+    mp_map_spec s = mp__pool_map_spec(fn, in, n, in_size, NULL, out_size, chunksize);
+    return mp_pool_imap_ex(p, &s, false, out);
 }
 
 /* Takes the next ready item (under it->lock).  Returns 1 and sets *item
@@ -149,73 +168,85 @@ static int imap_take(mp_imap *it, uint64_t *item)
     }
 }
 
+/* Hands out item i: its output to out, its index to *index.  Returns the
+ * item's outcome. */
+static int imap_yield(mp_imap *it, uint64_t i, void *out, size_t *index)
+{
+    it->yielded++;
+    if (index)
+        *index = (size_t)i;
+    if (out && it->out_size)
+        memcpy(out, it->outs + i * it->out_size, (size_t)it->out_size);
+    return imap_item_error(it, i);
+}
+
+/* The next answer, when there is one without waiting: an item's outcome,
+ * MP_EOF, or the error that cancelled the map.  Under it->lock. */
+static bool imap_ready(mp_imap *it, void *out, size_t *index, int *rc)
+{
+    uint64_t i;
+    if (it->yielded == it->n)
+        *rc = MP_EOF;
+    else if (imap_take(it, &i))
+        *rc = imap_yield(it, i, out, index);
+    else if (it->cancel_err < 0)
+        *rc = it->cancel_err;
+    else
+        return false;
+    return true;
+}
+
+/* Sleeps, without it->lock, until the supervisor bumps the waiter's word,
+ * a SIGINT, or the deadline.  Returns true when the wait is over, with *rc:
+ * MP_ECANCELED on SIGINT; at the deadline, an item that came just then or
+ * MP_ETIMEDOUT. */
+static bool imap_sleep(mp_imap *it, mp__waiter *w, int64_t deadline, void *out, size_t *index,
+                       int *rc)
+{
+    uint32_t seen = w->word ? atomic_load(w->word) : 0;
+    pthread_mutex_unlock(&it->lock);
+    if (mp__waiter_interrupted(w)) {
+        pthread_mutex_lock(&it->lock);
+        *rc = MP_ECANCELED;
+        return true;
+    }
+    int r = w->word ? mp__futex_wait(w->word, seen, deadline) : 0;
+    if (!w->word)
+        mp__sleep_ns(1000000);
+    pthread_mutex_lock(&it->lock);
+    if (r != MP_ETIMEDOUT && (w->word || mp__remaining_ns(deadline) > 0))
+        return false;
+    uint64_t j;
+    bool got = it->yielded < it->n && imap_take(it, &j);
+    *rc = got ? imap_yield(it, j, out, index) : MP_ETIMEDOUT;
+    return true;
+}
+
 int mp_imap_next(mp_imap *it, void *out, size_t *index, double timeout)
 {
     if (!it)
         return MP_EINVAL;
-    if (it->submit_err < 0)
-        return it->submit_err;
     int64_t deadline = mp__deadline(timeout);
     mp__waiter w = {.slot = -1};
     bool waiting = false;
     int rc;
     pthread_mutex_lock(&it->lock);
-    for (;;) {
-        if (it->yielded == it->n) {
-            rc = MP_EOF;
-            break;
-        }
-        uint64_t i;
-        if (imap_take(it, &i)) {
-            it->yielded++;
-            if (index)
-                *index = (size_t)i;
-            rc = imap_item_error(it, i);
-            if (out && it->out_size)
-                memcpy(out, it->outs + i * it->out_size, (size_t)it->out_size);
-            break;
-        }
-        if (it->submit_err < 0) {
-            rc = it->submit_err;
-            break;
-        }
-        if (!waiting) {
-            if (mp__remaining_ns(deadline) <= 0) {
-                rc = MP_ETIMEDOUT;
+    while (!imap_ready(it, out, index, &rc)) {
+        if (waiting) {
+            if (imap_sleep(it, &w, deadline, out, index, &rc))
                 break;
-            }
-            pthread_mutex_unlock(&it->lock);
-            mp__waiter_begin(&w);
-            waiting = true;
-            pthread_mutex_lock(&it->lock);
-            it->word = w.word;
             continue;
         }
-        uint32_t seen = w.word ? atomic_load(w.word) : 0;
+        if (mp__remaining_ns(deadline) <= 0) {
+            rc = MP_ETIMEDOUT;
+            break;
+        }
+        /* A waiter, then its word where the supervisor finds it. */
         pthread_mutex_unlock(&it->lock);
-        if (mp__waiter_interrupted(&w)) {
-            pthread_mutex_lock(&it->lock);
-            rc = MP_ECANCELED;
-            break;
-        }
-        int r = w.word ? mp__futex_wait(w.word, seen, deadline) : 0;
-        if (!w.word)
-            mp__sleep_ns(1000000);
+        mp__waiter_begin(&w);
+        waiting = true;
         pthread_mutex_lock(&it->lock);
-        if (r == MP_ETIMEDOUT || (!w.word && mp__remaining_ns(deadline) <= 0)) {
-            uint64_t j;
-            if (it->yielded < it->n && imap_take(it, &j)) {
-                it->yielded++;
-                if (index)
-                    *index = (size_t)j;
-                rc = imap_item_error(it, j);
-                if (out && it->out_size)
-                    memcpy(out, it->outs + j * it->out_size, (size_t)it->out_size);
-            } else {
-                rc = MP_ETIMEDOUT;
-            }
-            break;
-        }
+        it->word = w.word;
     }
     it->word = NULL;
     pthread_mutex_unlock(&it->lock);

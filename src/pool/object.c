@@ -238,18 +238,18 @@ static void pool_destroy(mp_pool *p)
     free(p);
 }
 
-/* What is wrong with the options, or NULL. */
+/* What is wrong with the options (naming the field), or NULL. */
 static const char *opts_check(const mp_pool_opts *o)
 {
     if (o->processes < 0 || o->processes > MP__POOL_MAX_WORKERS)
-        return "processes out of range";
+        return "opts.processes out of range (0 to 1024)";
     if (o->start_method != MP_START_FORK && o->start_method != MP_START_FORKSERVER &&
         o->start_method != MP_START_SPAWN)
-        return "unknown start method";
+        return "opts.start_method unknown";
     if (o->initarg_size > MP__MAX_ARG || (o->initarg_size && !o->initarg))
-        return "bad initarg_size";
+        return "opts.initarg_size over 16 MiB, or without opts.initarg";
     if (o->progress_interval < 0 || o->terminate_grace < 0 || o->task_timeout != o->task_timeout)
-        return "negative interval";
+        return "opts.progress_interval or terminate_grace negative, or task_timeout NaN";
     return NULL;
 }
 
@@ -387,19 +387,22 @@ static int pool_start(mp_pool *p, const char **what)
     return 0;
 }
 
-mp_pool *mp_pool_new(const mp_pool_opts *opts)
+int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
 {
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     if (opts)
         o = *opts;
     const char *bad = opts_check(&o);
     if (bad) {
-        mp_log(MP_LOG_ERROR, "mp_pool_new: %s", bad);
-        return NULL;
+        mp_log(MP_LOG_DEBUG, "mp_pool_new: %s", bad);
+        return MP_EINVAL;
     }
     mp_pool *p = pool_alloc(&o);
     if (!p)
-        return NULL;
+        return MP_ENOMEM;
     const char *what = "memory";
     int rc = pool_tables(p);
     if (rc == 0)
@@ -409,12 +412,14 @@ mp_pool *mp_pool_new(const mp_pool_opts *opts)
     if (rc == 0)
         rc = pool_start(p, &what);
     if (rc < 0) {
+        /* The code says what; the line says which resource. */
         mp_log(MP_LOG_ERROR, "mp_pool_new: cannot create %s: %s", what, mp_strerror(rc));
         pool_destroy(p);
-        return NULL;
+        return rc;
     }
     live_add(p);
-    return p;
+    *out = p;
+    return 0;
 }
 
 int mp_pool_size(const mp_pool *p)

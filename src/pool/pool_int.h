@@ -198,7 +198,7 @@ struct mp_imap {
     mp_pool *pool;
     pthread_mutex_t lock;
     bool ordered;
-    int submit_err;
+    int cancel_err; /* the map was cancelled before it was published */
     uint64_t n, chunk, nunits, out_size;
     const unsigned char *outs;
     size_t data_off, data_len;

@@ -477,7 +477,7 @@ static void cancel_pending(mp_pool *p, int status, const char *report)
         if (n->pj.it) {
             struct mp_imap *it = n->pj.it;
             pthread_mutex_lock(&it->lock);
-            it->submit_err = status;
+            it->cancel_err = status;
             it->job_active = false;
             mp__waiter_wake(it->word);
             pthread_mutex_unlock(&it->lock);
