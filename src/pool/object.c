@@ -1,15 +1,17 @@
 /*
  * object.c - the pool object: creation, close, terminate, join, shutdown,
- * free, references, and the small getters.
+ * free, references, shared allocations and the small getters.
  *
  * DESIGN
  * Role.  mp_pool_new() builds the shared memory (the control region laid
  * out here, the data region through region.c, one result file per worker
  * slot), the eventfd the supervisor sleeps on, and starts the supervisor
  * thread, which starts the workers; the call does not wait for them.
- * close, terminate and shutdown only record an order and wake the
- * supervisor, which carries it out (supervisor.c); join and terminate
- * wait for it to say that the workers are gone.
+ * close and terminate only record an order and wake the supervisor,
+ * which carries it out (supervisor.c); join and terminate wait for it to
+ * say that the workers are gone.  shutdown is close, a cancel of what no
+ * worker took (settle.c), then join.  mp_pool_shared_alloc()
+ * hands out blocks of the data region (region.c) under p->lock.
  *
  * Threads.  Any thread of the owning process calls these.  The exit
  * handler (pools_at_exit) runs in whatever thread calls exit().
