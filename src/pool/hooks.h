@@ -1,7 +1,11 @@
 /*
  * hooks.h - the pool's test hooks: the places where a test may make a
- * worker fail on purpose.  Private to src/pool/ and its tests; nothing in
- * normal use sets them.
+ * worker fail on purpose.  Private to src/pool/ and its tests.
+ *
+ * DESIGN
+ * Nothing in normal use sets them.  A test sets a hook before the pool
+ * starts its workers, which inherit it by fork; the worker's code reads it
+ * at the point named, in its one thread, without a lock.
  */
 #ifndef MPROC_POOL_HOOKS_H
 #define MPROC_POOL_HOOKS_H

@@ -3,13 +3,16 @@
  * place, and the parent's allocator over it.  Private to src/pool/ and
  * its tests.
  *
+ * DESIGN
  * The region reserves address space once and maps the file into it as it
  * grows, so that offsets - and the parent's pointers - never move.  Only
  * the parent allocates; workers map new parts when they meet an offset
  * beyond what they mapped, after the parent published the size.
  *
- * Every call runs under the owner's lock (the pool's p->lock): the region
- * has no lock of its own.
+ * Threads and locks: the parent's submitting threads and its supervisor
+ * call it, always under the owner's lock (the pool's p->lock); the region
+ * has no lock of its own.  Workers never call it: they only map what the
+ * size published in the control region says.
  */
 #ifndef MPROC_POOL_REGION_H
 #define MPROC_POOL_REGION_H
