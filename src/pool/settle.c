@@ -225,7 +225,7 @@ void mp__pool_map_unit_final(mp_pool *p, uint32_t e, uint64_t u, bool copy)
         mp__pool_imap_unit_final(p, pj->it, u);
     if (pj->units_final == pj->nunits)
         map_job_done(p, e);
-    else
+    else if (pj->progress || pj->bar)
         mp__pool_progress_emit(p, e, false);
 }
 

@@ -32,13 +32,8 @@
 #include <stdio_ext.h>
 #include <unistd.h>
 
-/* Maps what the parent added to the data region, so that [0, need) is
- * mapped.  Returns 0, or an error when the parent never published that
- * much (a broken protocol) or the mapping fails. */
-int mp__pool_ensure_data(wctx *c, uint64_t need)
+int mp__pool_map_more(wctx *c, uint64_t need)
 {
-    if (need <= c->data_mapped)
-        return 0;
     size_t size = (size_t)atomic_load(&c->hdr->data_size);
     if (need > size)
         return MP_EPROTO;

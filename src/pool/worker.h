@@ -57,8 +57,13 @@ struct mp_buf {
 
 /* Maps what the parent added to the data region, so that [0, need) is
  * mapped.  Returns 0, or an error when the parent never published that
- * much (a broken protocol) or the mapping fails. */
-int mp__pool_ensure_data(wctx *c, uint64_t need);
+ * much (a broken protocol) or the mapping fails.  Inline, for the common
+ * case where it is mapped already: every unit asks. */
+int mp__pool_map_more(wctx *c, uint64_t need);
+static inline int mp__pool_ensure_data(wctx *c, uint64_t need)
+{
+    return need <= c->data_mapped ? 0 : mp__pool_map_more(c, need);
+}
 
 /* Waits, for at most a short while, until the supervisor has freed ring or
  * result space - done() says when - waking it first.  Callers loop. */
