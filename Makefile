@@ -54,8 +54,8 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
-	clang-format -i include/mproc.h include/mproc/*.h src/*.c src/*.h src/platform/*.h \
-	  src/platform/linux/*.c tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h
+	clang-format -i include/mproc.h include/mproc/*.h $$(find src tools -name '*.[ch]' 2>/dev/null) \
+	  tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h
 
 lint: build
 	@scripts/deps.sh lint
@@ -64,7 +64,7 @@ lint: build
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src
 	@# clang-tidy over JOBS files at once; any warning fails the lint.
-	printf '%s\n' src/*.c src/platform/linux/*.c | \
+	find src -name '*.c' | sort | \
 	  xargs -P $(JOBS) -n 4 clang-tidy -p $(BUILD) --quiet --warnings-as-errors='*'
 
 clean:

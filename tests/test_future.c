@@ -79,7 +79,8 @@ static mp_pool *pool_with(int workers)
 {
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = workers;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     CHECK(p != NULL);
     return p;
 }
