@@ -235,6 +235,17 @@ void mp__signals_restore(const sigset_t *old);
 const char *mp__signal_name(int signo);
 const char *mp__signal_code_text(int signo, int code);
 
+/* ---- lifetime (lifetime.c) --------------------------------------------- */
+
+/* Asks for signo when the parent dies (PR_SET_PDEATHSIG).  Returns 0, or
+ * MP_ESRCH when the parent - whose pid the caller knew - is gone already. */
+int mp__die_with_parent(int signo, pid_t parent);
+
+/* Closes every descriptor from 3 up except those in keep (negative
+ * entries ignored; at most 16 are kept).  For a process that must hold
+ * nothing it inherited. */
+void mp__close_fds_except(const int *keep, size_t n);
+
 /* ---- CPUs (cpu.c) ------------------------------------------------------- */
 
 int mp__cpu_count(void);
