@@ -443,6 +443,11 @@ void mp__mstore_commit(ms_store *s);
 void mp__ms_set(ms_store *s, uint64_t *word, uint64_t v);
 void mp__ms_write(ms_store *s, void *dst, const void *src, size_t len);
 
+/* Called, when set, after every logged write with the number of words
+ * logged so far in the operation.  NULL in normal use; a test sets it in
+ * a client that must die exactly there. */
+extern void (*mp__mstore_fault)(uint64_t logged);
+
 /* Bounds-checked access: the address of [off, off + len) inside the heap,
  * or NULL. */
 void *mp__ms_at(const ms_store *s, uint64_t off, size_t len);

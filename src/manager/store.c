@@ -285,10 +285,14 @@ static void log_word(ms_store *s, uint64_t *w)
     atomic_signal_fence(memory_order_seq_cst); /* the count before the write */
 }
 
+void (*mp__mstore_fault)(uint64_t logged);
+
 void mp__ms_set(ms_store *s, uint64_t *word, uint64_t v)
 {
     log_word(s, word);
     *word = v;
+    if (mp__mstore_fault)
+        mp__mstore_fault(s->h->log_n);
 }
 
 void mp__ms_write(ms_store *s, void *dst, const void *src, size_t len)
@@ -300,6 +304,8 @@ void mp__ms_write(ms_store *s, void *dst, const void *src, size_t len)
     for (uint64_t off = first; off <= last; off += 8)
         log_word(s, (uint64_t *)(s->base + off));
     memcpy(dst, src, len);
+    if (mp__mstore_fault)
+        mp__mstore_fault(s->h->log_n);
 }
 
 void *mp__ms_at(const ms_store *s, uint64_t off, size_t len)
