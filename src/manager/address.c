@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "mgr.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -133,11 +134,10 @@ static int listen_tcp(mp__maddr *a)
             mp__close(fd);
             continue;
         }
-        struct sockaddr_storage ss;
+        struct sockaddr_storage ss = {0};
         socklen_t len = sizeof ss;
         if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-            a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+            a->port = mp__maddr_text(&ss, NULL, 0);
         freeaddrinfo(res);
         return fd;
     }
@@ -219,6 +219,26 @@ int mp__maddr_connect(const mp__maddr *a, int64_t deadline)
     }
     freeaddrinfo(res);
     return rc;
+}
+
+int mp__maddr_text(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port;
+    if (ss->ss_family == AF_INET6) {
+        struct sockaddr_in6 a6;
+        memcpy(&a6, ss, sizeof a6);
+        port = ntohs(a6.sin6_port);
+        inet_ntop(AF_INET6, &a6.sin6_addr, host, sizeof host);
+    } else {
+        struct sockaddr_in a4;
+        memcpy(&a4, ss, sizeof a4);
+        port = ntohs(a4.sin_port);
+        inet_ntop(AF_INET, &a4.sin_addr, host, sizeof host);
+    }
+    if (buf)
+        snprintf(buf, cap, "%s port %d", host, port);
+    return port;
 }
 
 /* For the server: TCP options on an accepted socket. */

@@ -47,7 +47,7 @@ void mp__mconn_init(mp__mconn *c, int fd)
 {
     memset(c, 0, sizeof *c);
     c->fd = fd;
-    struct sockaddr_storage sa;
+    struct sockaddr_storage sa = {0};
     socklen_t len = sizeof sa;
     if (fd >= 0 && getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
         c->unix_socket = sa.ss_family == AF_UNIX;
@@ -387,13 +387,13 @@ int mp__mconn_client_hello(mp__mconn *c, const uint8_t master[MC_KEY], uint32_t 
     mp__mwelcome_msg w;
     uint8_t expect[MC_PROOF];
     uint32_t agreed = agree(h.require, h.offer, want);
-    if (mp__wire_welcome_parse(wb, sizeof wb, &w) < 0)
-        rc = MP_EPROTO;
-    else if (w.status != 0)
-        rc = w.status == MP_EAUTH ? MP_EAUTH : MP_EPROTO;
-    else if (server_proof(master, t, wb, expect), !mp__crypto_equal32(expect, w.proof))
-        rc = MP_EAUTH; /* the server does not hold the key */
-    else if (w.agreed != agreed || ((agreed & MH_FASTPATH) != 0) != (fd >= 0) || !w.client_id)
+    bool parsed = mp__wire_welcome_parse(wb, sizeof wb, &w) == 0;
+    if (parsed && w.status == 0)
+        server_proof(master, t, wb, expect);
+    if (parsed && (w.status == MP_EAUTH || (w.status == 0 && !mp__crypto_equal32(expect, w.proof))))
+        rc = MP_EAUTH; /* our key is wrong, or the server does not hold it */
+    else if (!parsed || w.status != 0 || w.agreed != agreed ||
+             ((agreed & MH_FASTPATH) != 0) != (fd >= 0) || !w.client_id)
         rc = MP_EPROTO;
     if (rc < 0) {
         mp__close(fd);

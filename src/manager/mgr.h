@@ -347,6 +347,10 @@ void mp__maddr_format(const mp__maddr *a, char *buf, size_t cap);
 /* Binds and listens (SOCK_CLOEXEC); for TCP with port 0, a->port gets the
  * port picked.  Returns the socket or an error. */
 int mp__maddr_listen(mp__maddr *a);
+/* An IP address as "HOST port PORT" into buf (buf may be NULL); returns
+ * the port. */
+struct sockaddr_storage;
+int mp__maddr_text(const struct sockaddr_storage *ss, char *buf, size_t cap);
 /* For the server: the options of an accepted socket. */
 void mp__maddr_accepted(int fd, const mp__maddr *a);
 /* Connects before the deadline.  Returns the socket or an error

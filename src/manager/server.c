@@ -202,17 +202,10 @@ static void *conn_main(void *arg)
 
 static void describe_peer(int fd, bool tcp, char *buf, size_t cap)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
-    char host[64] = "?";
     if (tcp && getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-        const void *ap = ss.ss_family == AF_INET6
-                             ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                             : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
-        int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-        inet_ntop(ss.ss_family, ap, host, sizeof host);
-        snprintf(buf, cap, "%s port %d", host, port);
+        (void)mp__maddr_text(&ss, buf, cap);
         return;
     }
     struct ucred cr;

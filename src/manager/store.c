@@ -347,7 +347,8 @@ uint64_t mp__ms_alloc(ms_store *s, size_t size)
         uint64_t *hdr = block_hdr(s, b + 8, &bc);
         uint64_t *link = mp__ms_at(s, b + 8, 8);
         uint64_t next = link ? *link : 0;
-        if (!hdr || bc != c || (*hdr & BLOCK_ALLOCATED) || (next && !mp__ms_at(s, next, 16))) {
+        if (!hdr || !link || bc != c || (*hdr & BLOCK_ALLOCATED) ||
+            (next && !mp__ms_at(s, next, 16))) {
             /* A damaged list: forget it (its blocks are lost, nothing
              * else is), and cut a fresh block instead. */
             mp__ms_set(s, &h->free_head[c], 0);

@@ -113,13 +113,18 @@ static int64_t probe(const ms_store *s, const dtab *t, const dkey *k, bool *foun
     return insert_at >= 0 ? insert_at : MP_EPROTO;
 }
 
-/* Looks key up.  Returns the entry offset, 0 when absent, or an error. */
+/* Looks key up.  Returns the entry offset (and its slot in *slotp), 0
+ * when absent, or an error. */
 static int64_t lookup(const ms_store *s, const ms_obj *o, const dkey *k, uint64_t **slotp)
 {
     dtab t;
+    if (slotp)
+        *slotp = NULL;
     int rc = table(s, o, &t);
     if (rc < 0)
         return rc;
+    if (!t.slot)
+        return 0;
     bool found;
     int64_t at = probe(s, &t, k, &found);
     if (at == MP_ENOKEY || (at >= 0 && !found))
@@ -127,7 +132,7 @@ static int64_t lookup(const ms_store *s, const ms_obj *o, const dkey *k, uint64_
     if (at < 0)
         return at;
     if (slotp)
-        *slotp = &t.slot[at];
+        *slotp = t.slot + at;
     return (int64_t)t.slot[at];
 }
 
@@ -207,8 +212,10 @@ static int dset(ms_store *s, ms_obj *o, const dkey *k, const void *val, size_t l
     if (created)
         *created = cur == 0;
     if (cur > 0) {
-        uint8_t *v;
+        uint8_t *v = NULL;
         ms_entry *e = entry_at(s, (uint64_t)cur, NULL, &v);
+        if (!e || !slotp)
+            return MP_EPROTO;
         if (len <= e->vcap && len <= INPLACE_LIMIT) {
             if (len)
                 mp__ms_write(s, v, val, len);
@@ -230,7 +237,7 @@ static int dset(ms_store *s, ms_obj *o, const dkey *k, const void *val, size_t l
     if ((rc = table(s, o, &t)) < 0)
         return rc;
     bool found;
-    int64_t at = probe(s, &t, k, &found);
+    int64_t at = t.slot ? probe(s, &t, k, &found) : MP_EPROTO;
     if (at < 0)
         return (int)at;
     uint64_t off = entry_new(s, k, val, len);
@@ -250,6 +257,8 @@ static int ddel(ms_store *s, ms_obj *o, const dkey *k)
     int64_t cur = lookup(s, o, k, &slotp);
     if (cur <= 0)
         return cur == 0 ? MP_ENOKEY : (int)cur;
+    if (!slotp)
+        return MP_EPROTO;
     mp__ms_set(s, slotp, 1);
     mp__ms_set(s, &o->w[1], o->w[1] - 1);
     mp__ms_free(s, (uint64_t)cur);
@@ -262,8 +271,10 @@ static int dget(const ms_store *s, const ms_obj *o, const dkey *k, const uint8_t
     int64_t cur = lookup(s, o, k, NULL);
     if (cur <= 0)
         return cur == 0 ? MP_ENOKEY : (int)cur;
-    uint8_t *v;
+    uint8_t *v = NULL;
     ms_entry *e = entry_at(s, (uint64_t)cur, NULL, &v);
+    if (!e)
+        return MP_EPROTO;
     *val = v;
     *len = e->vlen;
     return 0;

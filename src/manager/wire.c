@@ -269,9 +269,13 @@ int mp__wire_decode_rep(const uint8_t *buf, size_t len, uint16_t op, uint32_t se
 
 /* ---- the handshake --------------------------------------------------------------- */
 
+static const uint8_t magic_mpmh[4] = {'M', 'P', 'M', 'H'};
+static const uint8_t magic_mpma[4] = {'M', 'P', 'M', 'A'};
+static const uint8_t magic_mpmw[4] = {'M', 'P', 'M', 'W'};
+
 void mp__wire_hello_build(const mp__mhello *h, uint8_t out[MW_HELLO_LEN])
 {
-    memcpy(out, "MPMH", 4);
+    memcpy(out, magic_mpmh, 4);
     out[4] = (uint8_t)h->version;
     out[5] = (uint8_t)(h->version >> 8);
     out[6] = (uint8_t)h->require;
@@ -285,7 +289,7 @@ void mp__wire_hello_build(const mp__mhello *h, uint8_t out[MW_HELLO_LEN])
 
 int mp__wire_hello_parse(const uint8_t *p, size_t len, mp__mhello *h)
 {
-    if (len != MW_HELLO_LEN || memcmp(p, "MPMH", 4) != 0)
+    if (len != MW_HELLO_LEN || memcmp(p, magic_mpmh, 4) != 0)
         return MP_EPROTO;
     h->version = (uint16_t)(p[4] | p[5] << 8);
     h->require = (uint16_t)(p[6] | p[7] << 8);
@@ -297,7 +301,7 @@ int mp__wire_hello_parse(const uint8_t *p, size_t len, mp__mhello *h)
 
 void mp__wire_auth_build(const mp__mauth *a, uint8_t out[MW_AUTH_LEN])
 {
-    memcpy(out, "MPMA", 4);
+    memcpy(out, magic_mpma, 4);
     out[4] = (uint8_t)a->version;
     out[5] = (uint8_t)(a->version >> 8);
     out[6] = (uint8_t)a->want;
@@ -308,7 +312,7 @@ void mp__wire_auth_build(const mp__mauth *a, uint8_t out[MW_AUTH_LEN])
 
 int mp__wire_auth_parse(const uint8_t *p, size_t len, mp__mauth *a)
 {
-    if (len != MW_AUTH_LEN || memcmp(p, "MPMA", 4) != 0)
+    if (len != MW_AUTH_LEN || memcmp(p, magic_mpma, 4) != 0)
         return MP_EPROTO;
     a->version = (uint16_t)(p[4] | p[5] << 8);
     a->want = (uint16_t)(p[6] | p[7] << 8);
@@ -319,7 +323,7 @@ int mp__wire_auth_parse(const uint8_t *p, size_t len, mp__mauth *a)
 
 void mp__wire_welcome_build(const mp__mwelcome_msg *w, uint8_t out[MW_WELCOME_LEN])
 {
-    memcpy(out, "MPMW", 4);
+    memcpy(out, magic_mpmw, 4);
     mw_put32(out + 4, (uint32_t)w->status);
     mw_put32(out + 8, w->agreed);
     mw_put32(out + 12, w->client_id);
@@ -329,7 +333,7 @@ void mp__wire_welcome_build(const mp__mwelcome_msg *w, uint8_t out[MW_WELCOME_LE
 
 int mp__wire_welcome_parse(const uint8_t *p, size_t len, mp__mwelcome_msg *w)
 {
-    if (len != MW_WELCOME_LEN || memcmp(p, "MPMW", 4) != 0)
+    if (len != MW_WELCOME_LEN || memcmp(p, magic_mpmw, 4) != 0)
         return MP_EPROTO;
     w->status = (int32_t)mw_get32(p + 4);
     w->agreed = mw_get32(p + 8);

@@ -47,7 +47,7 @@ static void close_span(int lo, int hi)
 
 void mp__close_fds_except(const int *keep, size_t n)
 {
-    int k[16];
+    int k[16] = {0};
     size_t m = 0;
     for (size_t i = 0; i < n && m < 16; i++) {
         if (keep[i] > 2)
