@@ -174,7 +174,9 @@ MP_EXTERN bool mp_manager_available(void);
  * Starts a manager server process and connects to it.  opts may be NULL
  * (the defaults).  The server is a child of the caller that ends when the
  * caller ends (even by SIGKILL) unless opts->detached; it ignores SIGINT
- * (a Ctrl-C is the program's to handle) and stops on SIGTERM.  Blocks
+ * (a Ctrl-C is the program's to handle) and stops on SIGTERM.  Linux ties
+ * "ends with the caller" to the calling thread: start it from a thread
+ * that outlives it.  A fork of the caller, like mp_process's default.  Blocks
  * until the server is ready, at most opts->timeout.  Returns 0 and sets
  * *out; MP_EINVAL (a bad address or option), MP_EADDRINUSE, MP_ETIMEDOUT,
  * MP_ENOTSUP (no libsodium), or the error that stopped the server.
