@@ -505,6 +505,25 @@ static void names(mp_manager *c)
 }
 FOR_KINDS(names)
 
+static int wait_removed(void *arg)
+{
+    return mp_mevent_wait(arg, 30) == MP_ENOOBJ ? 0 : 1;
+}
+
+/* Removing an object ends the waits on it. */
+static void remove_wakes_waiters(mp_manager *c)
+{
+    mp_mevent *e;
+    CHECK_OK(mp_mevent_new(c, "doomed", &e));
+    pid_t pid = fork_child(wait_removed, e);
+    /* The waiter may not have begun: either way it must see MP_ENOOBJ. */
+    CHECK_OK(mp_manager_remove(c, "doomed"));
+    reap_ok(pid);
+    CHECK_ERR(mp_mevent_set(e), MP_ENOOBJ);
+    mp_mevent_free(e);
+}
+FOR_KINDS(remove_wakes_waiters)
+
 /* The object limit, and removal giving its slots back. */
 TEST(object_limit)
 {

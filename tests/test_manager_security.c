@@ -525,4 +525,64 @@ TEST(standalone_server)
     unlink(keyfile);
 }
 
+/* mp_manager_serve in the calling process: until a client shuts it down,
+ * or until SIGTERM. */
+static const char *serve_addr;
+
+static int serve_here(void *arg)
+{
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.address = serve_addr;
+    o.authkey = arg;
+    o.authkey_len = 6;
+    return mp_manager_serve(&o) == 0 ? 0 : 1;
+}
+
+static mp_manager *connect_soon(const char *addr)
+{
+    mp_manager *m = NULL;
+    int rc = MP_ECONNREFUSED;
+    for (int i = 0; i < 5000 && rc == MP_ECONNREFUSED; i++) {
+        rc = mp_manager_connect(addr, "sesame", 6, &m);
+        if (rc == MP_ECONNREFUSED)
+            nanosleep(&(struct timespec){0, 1000000}, NULL); /* not listening yet */
+    }
+    CHECK_OK(rc);
+    return m;
+}
+
+TEST(serve_in_this_process)
+{
+    SKIP_WITHOUT_MANAGER();
+    char name[80], addr[100];
+    snprintf(addr, sizeof addr, "unix:@%s", mpt_name(name, sizeof name, "serve"));
+    serve_addr = addr;
+    CHECK_ERR(mp_manager_serve(NULL), MP_EINVAL);
+    mp_manager_opts bad = MP_MANAGER_OPTS_INIT;
+    bad.address = addr; /* no key */
+    CHECK_ERR(mp_manager_serve(&bad), MP_EINVAL);
+    /* Stopped by a client. */
+    pid_t pid = fork_child(serve_here, "sesame");
+    mp_manager *m = connect_soon(addr);
+    CHECK(mp_manager_is_local(m));
+    CHECK_EQ(mp_manager_pid(m), 0); /* not started by this process */
+    CHECK_OK(mp_manager_shutdown(m, 10));
+    mp_manager_free(m);
+    int st = reap_within(pid, 10);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 0);
+    /* Stopped by SIGTERM: its clients see it go. */
+    pid = fork_child(serve_here, "sesame");
+    m = connect_soon(addr);
+    mp_mevent *e;
+    CHECK_OK(mp_mevent_new(m, "e", &e));
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    st = reap_within(pid, 10);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 0);
+    CHECK_ERR(mp_mevent_wait(e, 10), MP_ECONNRESET);
+    mp_mevent_free(e);
+    mp_manager_free(m);
+}
+
 MPT_MAIN()
