@@ -776,7 +776,7 @@ static void cond_ops(mp_manager *c)
     CHECK_OK(mp_mcond_notify(a.c, 1));
     CHECK_OK(mp_mcond_release(a.c));
     int64_t woken = 0;
-    for (int tries = 0; tries < 3000 && woken == 0; tries++) {
+    for (int tries = 0; tries < 20000 && woken == 0; tries++) {
         if (mp_mdict_get_i64(a.d, "woken", &woken) != 0)
             woken = 0;
         if (woken == 0)
