@@ -722,6 +722,15 @@ int mp__process_wait_fd_dup(mp_process *p)
     return fd;
 }
 
+int mp__process_report_fd_dup(mp_process *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int fd =
+        p->state == ST_RUNNING && p->report_fd >= 0 ? mp__dup_cloexec(p->report_fd, 0) : MP_ESTATE;
+    pthread_mutex_unlock(&p->lock);
+    return fd;
+}
+
 bool mp__process_reap(mp_process *p)
 {
     return ours(p) && try_reap(p);

@@ -22,6 +22,11 @@ int mp__process_wait_fd(mp_process *p);
  * may reap the child and close it meanwhile). */
 int mp__process_wait_fd_dup(mp_process *p);
 
+/* A duplicate of the read end of p's report pipe, which the caller owns:
+ * it polls readable once the child has written a record (a stack it was
+ * asked for).  MP_ESTATE when p is not running. */
+int mp__process_report_fd_dup(mp_process *p);
+
 /* Reaps p if it has ended, without blocking.  True once p is reaped (now or
  * before); false while it runs, and for an object this process did not
  * start. */

@@ -125,21 +125,54 @@ void mp__shutdown_unregister(mp__closer *c)
     free(c);
 }
 
-/* Calls close (or terminate) on every registered object; returns how many
- * were called. */
-static int closers_call(bool terminate)
+/* How many objects of each kind a phase called, for the log. */
+typedef struct tally {
+    const char *kind[8];
+    int n[8];
+    size_t nkinds;
+    int total;
+} tally;
+
+static void tally_add(tally *t, const char *kind)
 {
-    int n = 0;
+    t->total++;
+    for (size_t i = 0; i < t->nkinds; i++) {
+        if (strcmp(t->kind[i], kind) == 0) {
+            t->n[i]++;
+            return;
+        }
+    }
+    if (t->nkinds < MP__ARRAY_SIZE(t->kind)) {
+        t->kind[t->nkinds] = kind;
+        t->n[t->nkinds++] = 1;
+    }
+}
+
+/* "2 queue(s), 1 pool(s)" */
+static void tally_text(const tally *t, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    for (size_t i = 0, used = 0; i < t->nkinds && used < cap; i++) {
+        int n = snprintf(buf + used, cap - used, "%s%d %s%s", i ? ", " : "", t->n[i], t->kind[i],
+                         t->n[i] == 1 ? "" : "s");
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+/* Calls close (or terminate) on every registered object and counts the
+ * calls by kind. */
+static void closers_call(bool terminate, tally *t)
+{
+    memset(t, 0, sizeof *t);
     pthread_mutex_lock(&reg.lock);
     for (mp__closer *c = reg.head; c; c = c->next) {
         void (*fn)(void *) = terminate ? c->ops->terminate : c->ops->close;
         if (fn) {
             fn(c->obj);
-            n++;
+            tally_add(t, c->ops->kind);
         }
     }
     pthread_mutex_unlock(&reg.lock);
-    return n;
 }
 
 /* ---- the report ------------------------------------------------------------- */
@@ -302,19 +335,20 @@ static void phase_event(mp_shutdown_report *r)
      * this and are not affected. */
     mp__waiter_cancel_all();
     r->signo = atomic_load(&sd.signo);
-    if (r->signo)
-        note(r, MP_LOG_WARNING, "%s received: shutting down (event set)",
-             mp__signal_name(r->signo));
-    else
-        note(r, MP_LOG_INFO, "shutting down (event set)");
+    note(r, MP_LOG_INFO, "begun%s%s: the shutdown event is set", r->signo ? " on " : "",
+         r->signo ? mp__signal_name(r->signo) : "");
 }
 
 static void phase_close(mp_shutdown_report *r)
 {
-    r->closed = closers_call(false);
-    if (r->closed)
-        note(r, MP_LOG_INFO, "closed %d object%s (queues, pools)", r->closed,
-             r->closed == 1 ? "" : "s");
+    tally t;
+    closers_call(false, &t);
+    r->closed = t.total;
+    if (t.total) {
+        char what[256];
+        tally_text(&t, what, sizeof what);
+        note(r, MP_LOG_INFO, "closed %s", what);
+    }
 }
 
 /* Waits for the children to end by themselves, then terminates, then
@@ -329,9 +363,13 @@ static void phase_children(kids *k, const mp_shutdown_opts *o, mp_shutdown_repor
     size_t left = kids_wait(k, mp__deadline(o->timeout), KID_EXITED, true);
     r->exited = kids_count(k, KID_EXITED);
     if (left > 0) {
-        int t = closers_call(true);
-        if (t)
-            note(r, MP_LOG_INFO, "told %d object%s to terminate", t, t == 1 ? "" : "s");
+        tally t;
+        closers_call(true, &t);
+        if (t.total) {
+            char what[256];
+            tally_text(&t, what, sizeof what);
+            note(r, MP_LOG_INFO, "terminating %s", what);
+        }
         kids_signal(k, SIGTERM, "terminating", r);
         left = kids_wait(k, mp__deadline(o->grace), KID_TERMINATED, true);
         r->terminated = kids_count(k, KID_TERMINATED);

@@ -4,18 +4,24 @@
  *
  * DESIGN
  * The handler does only what is safe in a handler: it counts the signal,
- * records the first one, sets the shared shutdown event (an atomic
- * exchange and a futex wake), cancels the library waits of this process
- * (future.c: word bumps, futex wakes, eventfd writes), on SIGINT records
- * the interrupted thread's stack (raw addresses placed in their modules,
- * as the crash handler does, into a static buffer), and writes to an
- * eventfd.  Everything else happens in a thread of the library,
- * "mproc-signals", which sleeps on that eventfd with every signal blocked:
- * it logs the signal, names the recorded stack (symbols need files and
- * malloc), asks each child for its stack (SIGURG, see child.c), runs the
- * shutdown and, with opts.exit, ends the program by the same signal at
+ * records the first one, cancels the library waits of this process
+ * (future.c: word bumps, futex wakes, eventfd writes), sets the shared
+ * shutdown event (an atomic exchange and a futex wake) unless stacks are
+ * to be collected first, on SIGINT records the interrupted thread's stack
+ * (raw addresses placed in their modules, as the crash handler does, into
+ * a static buffer), and writes to an eventfd.  Everything else happens in
+ * a thread of the library, "mproc-signals", which sleeps on that eventfd
+ * with every signal blocked: it logs the signal, names the recorded stack
+ * (symbols need files and malloc), asks each child for its stack, runs
+ * the shutdown and, with opts.exit, ends the program by the same signal at
  * its default action, so that whoever started the program sees how it
- * ended.  A thread rather than "the next library call", because the
+ * ended.
+ *
+ * Children's stacks.  Each child gets SIGURG and writes a STACK record to
+ * its report pipe (child.c); the thread waits (up to STACK_WAIT) until
+ * every child's pipe polls readable, and only then sets the event: a child
+ * that saw the event first could end before it was asked.  The records are
+ * logged, named, as each child is reaped during the shutdown.  A thread rather than "the next library call", because the
  * program may be computing, in no library call at all, when the signal
  * comes; and the thread is named mproc-*, so it does not make a fork
  * unsafe (startmethod.c): it holds no lock while it sleeps.
@@ -46,6 +52,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
+
+/* How long children get to answer a request for their stacks. */
+#define STACK_WAIT 1.0
 
 static struct {
     pthread_mutex_t lock; /* install / uninstall */
@@ -81,8 +90,9 @@ static void handler(int signo, siginfo_t *si, void *uctx)
             sg.stack_len =
                 mp__stack_record(stack_rec, sizeof stack_rec, MP__REPORT_STACK, signo, si, uctx);
             atomic_store(&sg.stack_tid, (int)mp__gettid());
+        } else {
+            mp__sdev_set();
         }
-        mp__sdev_set();
         mp__waiter_cancel_all();
     } else if (n >= 3 || atomic_load(&sg.done)) {
         /* End now.  The signal is blocked while its handler runs: raised
@@ -110,6 +120,33 @@ static _Noreturn void end_by(int signo)
     _exit(128 + signo); /* not reached: the default action ends the process */
 }
 
+/* Waits until every report pipe in pfd polls readable (its child wrote
+ * its stack), at most STACK_WAIT; a second signal cuts it short. */
+static void await_records(struct pollfd *pfd, size_t n)
+{
+    mp__waiter w;
+    if (n == 0 || mp__waiter_begin_fd(&w) < 0)
+        return;
+    int64_t deadline = mp__deadline(STACK_WAIT);
+    size_t left = n;
+    while (left > 0 && !mp__waiter_interrupted(&w)) {
+        if (mp__waiter_poll(&w, pfd, left, deadline) < 0)
+            break;
+        /* Move the pipes that answered past the end: they would poll
+         * readable again. */
+        for (size_t i = 0; i < left;) {
+            if (pfd[i].revents) {
+                struct pollfd t = pfd[i];
+                pfd[i] = pfd[--left];
+                pfd[left] = t;
+            } else {
+                i++;
+            }
+        }
+    }
+    mp__waiter_end(&w);
+}
+
 /* Logs the recorded stack of this process, and asks each child for its
  * own. */
 static void log_stacks(void)
@@ -128,11 +165,22 @@ static void log_stacks(void)
     int n = mp__registry_hold(&kids);
     if (n <= 0)
         return;
-    for (int i = 0; i < n; i++)
-        (void)mp_process_signal(kids[i], MP__STACK_SIGNAL);
+    struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
+    int asked = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = pfd ? mp__process_report_fd_dup(kids[i]) : -1;
+        if (mp_process_signal(kids[i], MP__STACK_SIGNAL) == 0 && fd >= 0)
+            pfd[asked++] = (struct pollfd){.fd = fd, .events = POLLIN};
+        else
+            mp__close(fd);
+    }
     mp__registry_release(kids, (size_t)n);
     mp_log(MP_LOG_WARNING, "asked %d child%s for their stacks (logged as each is reaped)", n,
            n == 1 ? "" : "ren");
+    await_records(pfd, (size_t)asked);
+    for (int i = 0; i < asked; i++)
+        mp__close(pfd[i].fd);
+    free(pfd);
 }
 
 /* What the first signal starts. */
@@ -140,8 +188,10 @@ static void on_signal(int signo)
 {
     mp_log(MP_LOG_WARNING, "%s received: shutting down (a second one forces it)",
            mp__signal_name(signo));
-    if (signo == SIGINT && sg.opts.stack_traces)
+    if (signo == SIGINT && sg.opts.stack_traces) {
         log_stacks();
+        mp__sdev_set(); /* held back until the children answered */
+    }
     (void)mp_shutdown_ex(&sg.opts.shutdown, NULL);
     if (sg.opts.exit || atomic_load(&sg.count) > 1)
         end_by(signo);
