@@ -174,8 +174,17 @@ static int wait_events(server *s)
 _Noreturn void mp__forkserver_serve(int sock)
 {
     (void)mp__thread_set_name("mproc-forksrv");
-    for (size_t i = 0; i < MP__ARRAY_SIZE(program_signals); i++)
+    /* Ignored, and blocked too: Linux keeps a blocked signal pending even
+     * when its action is to ignore it, so one that reaches a child between
+     * its fork and the reset of its actions is delivered then, at the
+     * default action, instead of being lost. */
+    sigset_t prog;
+    sigemptyset(&prog);
+    for (size_t i = 0; i < MP__ARRAY_SIZE(program_signals); i++) {
         signal(program_signals[i], SIG_IGN);
+        sigaddset(&prog, program_signals[i]);
+    }
+    pthread_sigmask(SIG_BLOCK, &prog, NULL);
     server s = {.sock = sock};
     sigset_t chld;
     sigemptyset(&chld);

@@ -182,7 +182,8 @@ static struct {
     _Atomic unsigned gen; /* shutdowns finished */
     _Atomic bool running;
     _Atomic bool force;
-    _Atomic int signo; /* the signal that asked for the shutdown */
+    _Atomic int signo;           /* the signal that asked for the shutdown */
+    _Atomic unsigned signal_gen; /* gen when it came */
     int result;
     mp_shutdown_report last;
 } sd = {.run = PTHREAD_MUTEX_INITIALIZER};
@@ -362,6 +363,8 @@ static void phase_children(kids *k, const mp_shutdown_opts *o, mp_shutdown_repor
          r->children == 1 ? "" : "ren");
     size_t left = kids_wait(k, mp__deadline(o->timeout), KID_EXITED, true);
     r->exited = kids_count(k, KID_EXITED);
+    if (left > 0 && atomic_load(&sd.force))
+        note(r, MP_LOG_WARNING, "forced: no more waiting");
     if (left > 0) {
         tally t;
         closers_call(true, &t);
@@ -470,7 +473,13 @@ int mp_shutdown_report_get(mp_shutdown_report *out)
 void mp__shutdown_note_signal(int signo)
 {
     int none = 0;
-    atomic_compare_exchange_strong(&sd.signo, &none, signo);
+    if (atomic_compare_exchange_strong(&sd.signo, &none, signo))
+        atomic_store(&sd.signal_gen, atomic_load(&sd.gen));
+}
+
+bool mp__shutdown_ran_since_signal(void)
+{
+    return atomic_load(&sd.signo) && atomic_load(&sd.gen) != atomic_load(&sd.signal_gen);
 }
 
 void mp__shutdown_force(void)

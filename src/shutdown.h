@@ -40,6 +40,10 @@ void mp__shutdown_unregister(mp__closer *c);
  * its report.  Async-signal-safe. */
 void mp__shutdown_note_signal(int signo);
 
+/* Whether a shutdown finished after the signal noted above: then the
+ * signal's shutdown has been done (by a call of the program's own). */
+bool mp__shutdown_ran_since_signal(void);
+
 /* Forces the shutdown that runs (or the next one): its waits end at once
  * and what still runs is killed.  Async-signal-safe. */
 void mp__shutdown_force(void);

@@ -67,7 +67,6 @@ static struct {
     _Atomic int count;   /* signals received */
     _Atomic int first;   /* the first one */
     _Atomic bool stop;   /* uninstall asks the thread to end */
-    _Atomic bool busy;   /* the thread handles a signal */
     _Atomic bool done;   /* a shutdown with exit = false is over */
     _Atomic bool stacks; /* copy of opts.stack_traces for the handler */
     _Atomic int stack_tid;
@@ -192,7 +191,9 @@ static void on_signal(int signo)
         log_stacks();
         mp__sdev_set(); /* held back until the children answered */
     }
-    (void)mp_shutdown_ex(&sg.opts.shutdown, NULL);
+    /* The program may have run it itself meanwhile (exit = false). */
+    if (!mp__shutdown_ran_since_signal())
+        (void)mp_shutdown_ex(&sg.opts.shutdown, NULL);
     if (sg.opts.exit || atomic_load(&sg.count) > 1)
         end_by(signo);
     atomic_store(&sg.done, true);
@@ -201,7 +202,6 @@ static void on_signal(int signo)
 static void *signal_thread(void *arg)
 {
     (void)arg;
-    (void)mp__thread_set_name("mproc-signals");
     bool started = false;
     while (!atomic_load(&sg.stop)) {
         struct pollfd p = {.fd = sg.wake_fd, .events = POLLIN};
@@ -211,9 +211,7 @@ static void *signal_thread(void *arg)
         if (atomic_load(&sg.stop) || atomic_load(&sg.count) == 0 || started)
             continue;
         started = true;
-        atomic_store(&sg.busy, true);
         on_signal(atomic_load(&sg.first));
-        atomic_store(&sg.busy, false);
     }
     return NULL;
 }
@@ -253,10 +251,7 @@ static int install_locked(void)
     atomic_store(&sg.stop, false);
     atomic_store(&sg.done, false);
     atomic_store(&sg.stack_tid, 0);
-    sigset_t old;
-    mp__signals_block_all(&old);
-    int rc = -pthread_create(&sg.thread, NULL, signal_thread, NULL);
-    mp__signals_restore(&old);
+    int rc = mp__thread_start(&sg.thread, "mproc-signals", signal_thread, NULL);
     if (rc < 0) {
         mp__close(fd);
         sg.wake_fd = -1;
@@ -318,10 +313,12 @@ int mp_signals_install(const mp_signals_opts *opts)
 int mp_signals_uninstall(void)
 {
     pthread_mutex_lock(&sg.lock);
-    if (!sg.installed || atomic_load(&sg.busy)) {
+    if (!sg.installed) {
         pthread_mutex_unlock(&sg.lock);
         return MP_ESTATE;
     }
+    /* A signal's shutdown in progress is finished first: the join below
+     * waits for the thread (its shutdown is bounded). */
     sigaction(SIGINT, &sg.old_int, NULL);
     sigaction(SIGTERM, &sg.old_term, NULL);
     atomic_store(&sg.stop, true);

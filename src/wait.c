@@ -44,12 +44,15 @@
 #include "queue.h"
 #include "startmethod.h"
 #include "sync.h"
+#include "testhooks.h"
 
 #include <errno.h>
 #include <poll.h>
 
 #define FALLBACK_NS 5000000LL                 /* 5 ms */
 #define MAX_WORDS   (MP__FUTEX_WAITV_MAX - 1) /* one is the waiter's */
+
+bool mp__wait_degraded;
 
 /* One waitable, armed. */
 typedef struct item {
@@ -162,6 +165,7 @@ static int arm(waitset *s, mp_waitable *set, size_t n)
     if (!s->it)
         return MP_ENOMEM;
     s->n = n;
+    s->degraded = mp__wait_degraded;
     for (size_t i = 0; i < n; i++) {
         item *it = &s->it[i];
         it->w = &set[i];
@@ -270,7 +274,6 @@ typedef struct helper {
 static void *helper_main(void *arg)
 {
     helper *h = arg;
-    (void)mp__thread_set_name(MP__LIBRARY_THREAD_PREFIX "wait");
     h->rc = sleep_words(h->ws, h->until);
     mp__eventfd_signal(h->wake_fd);
     return NULL;
@@ -282,12 +285,9 @@ static int sleep_mixed(waitset *s, struct pollfd *pfd, size_t np, const words *w
 {
     helper h = {ws, until, mp__waiter_fd(&s->w), 0};
     pthread_t t;
-    sigset_t old;
-    mp__signals_block_all(&old);
-    int rc = pthread_create(&t, NULL, helper_main, &h);
-    mp__signals_restore(&old);
-    if (rc != 0)
-        return -rc;
+    int rc = mp__thread_start(&t, MP__LIBRARY_THREAD_PREFIX "wait", helper_main, &h);
+    if (rc < 0)
+        return rc;
     (void)mp__waiter_poll(&s->w, pfd, np, until);
     /* Whoever woke first, the helper must end: its waiter word moves. */
     mp__waiter_wake(s->w.word);

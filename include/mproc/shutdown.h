@@ -168,9 +168,9 @@ MP_EXTERN int mp_signals_install(const mp_signals_opts *opts);
 
 /*
  * Restores the dispositions SIGINT and SIGTERM had before
- * mp_signals_install() and stops the library's thread.  Children started
- * afterwards keep SIGINT's default.  Returns 0, or MP_ESTATE when not
- * installed (or while a signal's shutdown runs).
+ * mp_signals_install() and stops the library's thread, after the shutdown
+ * a signal started, if one runs, is over.  Children started afterwards
+ * keep SIGINT's default.  Returns 0, or MP_ESTATE when not installed.
  */
 MP_EXTERN int mp_signals_uninstall(void);
 

@@ -166,6 +166,12 @@ pid_t mp__self_pid(void);
  * cut to what the system keeps (15 bytes on Linux).  Returns 0 or -errno. */
 int mp__thread_set_name(const char *name);
 
+/* Starts a thread running fn(arg), with every signal blocked (signals
+ * meant for the program go to the program's own threads) and named name
+ * before this returns, so that mp__threads_count() never sees it unnamed.
+ * Returns 0 or -errno. */
+int mp__thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
+
 /* The calling thread's name (what mp__thread_set_name set, or the one it
  * inherited from the thread that created it), NUL-terminated, cut to cap
  * bytes.  Returns 0 or -errno. */

@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -73,6 +74,21 @@ int mp__thread_set_name(const char *name)
      * itself.  PR_SET_NAME names the calling thread only (unlike
      * pthread_setname_np, it needs no handle and cannot fail on length). */
     return prctl(PR_SET_NAME, name, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+int mp__thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -rc;
+    /* Named from here, before anyone can count it: a name it gave itself
+     * would come a moment too late. */
+    (void)pthread_setname_np(*t, name);
+    return 0;
 }
 
 int mp__thread_get_name(char *buf, size_t cap)
