@@ -70,7 +70,7 @@ struct mp_process {
     char name[MP__MAX_NAME];
     char ident[MP__MAX_NAME];
     bool daemon;
-    bool freed;                /* the user freed it while running: reap, then destroy */
+    _Atomic bool freed;        /* freed while running: the registry holds the owner's reference */
     bool status_lost;          /* someone else reaped it: its exit code is unknown */
     bool internal;             /* started by the library for an object of its own */
     mp_start_method requested; /* as given in the options */
@@ -161,6 +161,19 @@ static void close_handles(mp_process *p)
     p->pidfd = p->chan = p->report_fd = -1;
 }
 
+/* Drops a reference; the last one destroys the object.  The owner holds
+ * one until it frees the object (or the registry reaps a freed one), and a
+ * snapshot of the registry one per object it lists. */
+static void destroy(mp_process *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    close_handles(p);
+    free(p->out.report);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
 /* Reaps the child if it has ended, without blocking.  Returns true once it
  * is reaped (now or before). */
 static bool try_reap(mp_process *p)
@@ -200,10 +213,12 @@ static bool try_reap(mp_process *p)
             done = true;
         }
     }
+    bool release = false;
     if (done) {
         mp__outcome_build(&p->out, p->name, p->pid, st, p->report_fd, true);
         close_handles(p);
         p->state = ST_DONE;
+        release = atomic_load(&p->freed);
     }
     pthread_mutex_unlock(&p->lock);
     if (done) {
@@ -211,6 +226,12 @@ static bool try_reap(mp_process *p)
         reg_unlink_locked(p);
         pthread_mutex_unlock(&reg.lock);
     }
+    /* Freed while it ran: the owner's reference, which the registry kept,
+     * goes with the reaping (once: only one call sees the child end).
+     * Whoever reaps a freed object holds a reference of its own, so the
+     * object outlives this call. */
+    if (release)
+        destroy(p);
     return done;
 }
 
@@ -648,19 +669,6 @@ int mp_process_stop(mp_process *p, double grace)
     return mp_process_join(p, MP_FOREVER);
 }
 
-/* Drops a reference; the last one destroys the object.  The owner holds
- * one until it frees the object (or the registry reaps a freed one), and a
- * snapshot of the registry one per object it lists. */
-static void destroy(mp_process *p)
-{
-    if (atomic_fetch_sub(&p->refs, 1) != 1)
-        return;
-    close_handles(p);
-    free(p->out.report);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
-}
-
 void mp_process_free(mp_process *p)
 {
     if (!p)
@@ -672,12 +680,19 @@ void mp_process_free(mp_process *p)
             mp_process_kill(p);
             wait_reap(p, MP__NO_DEADLINE);
         } else {
-            /* Leave it running; the registry reaps it later. */
-            pthread_mutex_lock(&reg.lock);
-            p->freed = true;
-            pthread_mutex_unlock(&reg.lock);
-            mp__registry_reap_detached();
-            return;
+            /* Leave it running; the registry reaps it later.  Marked
+             * under the lock reaping takes, so that a reaping in another
+             * thread either sees the mark or has finished (then the
+             * object is destroyed here). */
+            pthread_mutex_lock(&p->lock);
+            bool running = p->state == ST_RUNNING;
+            if (running)
+                atomic_store(&p->freed, true);
+            pthread_mutex_unlock(&p->lock);
+            if (running) {
+                mp__registry_reap_detached();
+                return;
+            }
         }
     }
     /* An object inherited from the parent through fork holds copies of the
@@ -688,20 +703,25 @@ void mp_process_free(mp_process *p)
 void mp__registry_reap_detached(void)
 {
     /* One reaper at a time, and never a wait: whoever finds the lock
-     * taken leaves the work to its holder.  Detached objects are destroyed
-     * only under this lock, so none is destroyed twice. */
+     * taken leaves the work to its holder.  A freed object is destroyed by
+     * the reaping itself (try_reap); the references taken here keep each
+     * alive until this is done with it. */
     if (pthread_mutex_trylock(&reg.reaper) != 0)
         return;
     mp_process *list[64];
     size_t n = 0;
     pthread_mutex_lock(&reg.lock);
-    for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next)
-        if (q->freed)
+    for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next) {
+        if (atomic_load(&q->freed)) {
+            atomic_fetch_add(&q->refs, 1);
             list[n++] = q;
+        }
+    }
     pthread_mutex_unlock(&reg.lock);
-    for (size_t i = 0; i < n; i++)
-        if (try_reap(list[i]))
-            destroy(list[i]);
+    for (size_t i = 0; i < n; i++) {
+        (void)try_reap(list[i]);
+        destroy(list[i]);
+    }
     pthread_mutex_unlock(&reg.reaper);
 }
 
@@ -787,7 +807,7 @@ int mp_active_children(mp_process **out, size_t cap)
     int count = 0;
     for (int i = 0; i < n; i++) {
         mp_process *q = list[i];
-        if (q->freed || q->internal || try_reap(q))
+        if (atomic_load(&q->freed) || q->internal || try_reap(q))
             continue;
         if ((size_t)count < cap)
             out[count] = q;
@@ -811,21 +831,16 @@ int mp_physical_cores(void)
 static void at_exit(void)
 {
     pthread_mutex_lock(&reg.reaper);
-    mp_process *list[256];
     for (;;) {
-        size_t n = 0;
-        pthread_mutex_lock(&reg.lock);
-        for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next)
-            if (q->owner == getpid())
-                list[n++] = q;
-        pthread_mutex_unlock(&reg.lock);
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n; i++)
+        mp_process **list;
+        int n = mp__registry_hold(&list);
+        if (n <= 0)
+            break; /* none left (or no memory to list them: the death signal does) */
+        for (int i = 0; i < n; i++)
             if (list[i]->daemon)
                 mp_process_terminate(list[i]);
         int64_t grace = mp__deadline(2.0);
-        for (size_t i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++) {
             mp_process *q = list[i];
             if (q->daemon && wait_reap(q, grace) == MP_ETIMEDOUT) {
                 mp_process_kill(q);
@@ -833,9 +848,8 @@ static void at_exit(void)
             } else if (!q->daemon) {
                 wait_reap(q, MP__NO_DEADLINE);
             }
-            if (q->freed)
-                destroy(q);
         }
+        mp__registry_release(list, (size_t)n);
     }
     pthread_mutex_unlock(&reg.reaper);
     mp_forkserver_stop();
