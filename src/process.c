@@ -769,6 +769,7 @@ int mp__registry_hold(mp_process ***out)
     size_t n = 0;
     for (mp_process *q = reg.head; q; q = q->next)
         n += q->owner == me;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     mp_process **list = n ? malloc(n * sizeof *list) : NULL;
     if (n && !list) {
         pthread_mutex_unlock(&reg.lock);
@@ -791,7 +792,7 @@ int mp__registry_hold(mp_process ***out)
 void mp__registry_release(mp_process **list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        destroy(list[i]);
+        destroy(list[i]); // NOLINT(clang-analyzer-unix.Malloc): this reference kept it alive
     free(list);
 }
 
@@ -841,11 +842,13 @@ static void at_exit(void)
                 mp_process_terminate(list[i]);
         int64_t grace = mp__deadline(2.0);
         for (int i = 0; i < n; i++) {
+            /* The reference taken by the hold keeps q alive, even when its
+             * reaping drops the owner's (a freed child). */
             mp_process *q = list[i];
-            if (q->daemon && wait_reap(q, grace) == MP_ETIMEDOUT) {
-                mp_process_kill(q);
+            if (!q->daemon) {
                 wait_reap(q, MP__NO_DEADLINE);
-            } else if (!q->daemon) {
+            } else if (wait_reap(q, grace) == MP_ETIMEDOUT) {
+                mp_process_kill(q); // NOLINT(clang-analyzer-unix.Malloc): see above
                 wait_reap(q, MP__NO_DEADLINE);
             }
         }

@@ -197,6 +197,7 @@ static void note(mp_shutdown_report *r, mp_log_level level, const char *fmt, ...
     char line[512];
     va_list ap;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     mp_log(level, "shutdown: %s", line);
@@ -252,7 +253,7 @@ static size_t kids_wait(kids *k, int64_t deadline, int state, bool interruptible
         if (mp__remaining_ns(deadline) <= 0)
             break;
         size_t np = 0;
-        for (size_t i = 0; i < k->n; i++)
+        for (size_t i = 0; waiter && i < k->n; i++)
             if (k->state[i] == KID_RUNNING && k->fd[i] >= 0)
                 pfd[np++] = (struct pollfd){.fd = k->fd[i], .events = POLLIN};
         int64_t until = deadline;
