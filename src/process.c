@@ -661,12 +661,14 @@ int mp_process_stop(mp_process *p, double grace)
     int rc = mp_process_terminate(p);
     if (rc < 0)
         return rc;
-    if (mp_process_join(p, grace) == 0)
+    /* A SIGINT or a shutdown only cuts the grace period short: the child
+     * is killed and reaped all the same (wait_reap is not interruptible). */
+    if (join_interruptible(p, mp__deadline(grace)) == 0)
         return 0;
     rc = mp_process_kill(p);
     if (rc < 0)
         return rc;
-    return mp_process_join(p, MP_FOREVER);
+    return wait_reap(p, MP__NO_DEADLINE);
 }
 
 void mp_process_free(mp_process *p)

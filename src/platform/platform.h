@@ -179,7 +179,8 @@ int mp__thread_get_name(char *buf, size_t cap);
 
 /* Counts the threads of this process: *total, and *named, those whose name
  * starts with prefix; *self_named says whether the calling thread is one of
- * them.  No system call while the process has never had a second thread;
+ * them.  No system call while the process has never had a second thread
+ * (then *total is 1 and nothing is named: there is nothing to tell apart);
  * otherwise it reads the process's thread list, tens of microseconds.
  * Returns 0 or -errno (then *total is 1 and the others 0). */
 int mp__threads_count(const char *prefix, int *total, int *named, bool *self_named);

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/single_threaded.h>
@@ -76,17 +77,42 @@ int mp__thread_set_name(const char *name)
     return prctl(PR_SET_NAME, name, 0, 0, 0) == 0 ? 0 : -errno;
 }
 
+typedef struct start {
+    void *(*fn)(void *);
+    void *arg;
+    char name[16];
+} start;
+
+/* Names the thread from inside too: it may run before its creator's
+ * pthread_setname_np() lands, and must see its own name from its first
+ * instruction. */
+static void *trampoline(void *p)
+{
+    start st = *(start *)p;
+    free(p);
+    (void)mp__thread_set_name(st.name);
+    return st.fn(st.arg);
+}
+
 int mp__thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
+    start *st = malloc(sizeof *st);
+    if (!st)
+        return MP_ENOMEM;
+    st->fn = fn;
+    st->arg = arg;
+    snprintf(st->name, sizeof st->name, "%s", name);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
+    int rc = pthread_create(t, NULL, trampoline, st);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
+    if (rc != 0) {
+        free(st);
         return -rc;
-    /* Named from here, before anyone can count it: a name it gave itself
-     * would come a moment too late. */
+    }
+    /* And from outside, before this returns: a name the thread gives
+     * itself could come a moment after someone counted it. */
     (void)pthread_setname_np(*t, name);
     return 0;
 }
@@ -129,16 +155,15 @@ int mp__threads_count(const char *prefix, int *total, int *named, bool *self_nam
 {
     *total = 1;
     *named = 0;
+    *self_named = false;
+    /* glibc clears this flag when the process creates its first thread
+     * (and never sets it again): while it is set, there is nothing to
+     * count, nor a name to read. */
+    if (__libc_single_threaded)
+        return 0;
     char self[16];
     *self_named =
         mp__thread_get_name(self, sizeof self) == 0 && strncmp(self, prefix, strlen(prefix)) == 0;
-    /* glibc clears this flag when the process creates its first thread
-     * (and never sets it again): while it is set, there is nothing to
-     * count. */
-    if (__libc_single_threaded) {
-        *named = *self_named ? 1 : 0;
-        return 0;
-    }
     DIR *d = opendir("/proc/self/task");
     if (!d)
         return -errno;
