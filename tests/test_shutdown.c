@@ -471,8 +471,26 @@ typedef struct program {
 /* Runs in a plain fork of the test: a program that installs the handling
  * with o, starts its workers, tells the test their pids, and waits for
  * signals. */
-static _Noreturn void program_main(int logw, int tell, const mp_signals_opts *o, bool stuck)
+/* A closer that never returns: a shutdown that cannot finish. */
+static void close_never(void *obj)
 {
+    (void)obj;
+    int fds[2];
+    char c;
+    mp_log(MP_LOG_WARNING, "test: this close never returns");
+    if (pipe(fds) == 0)
+        (void)read(fds[0], &c, 1);
+}
+static const mp__closer_ops never = {"never", close_never, NULL};
+
+enum { P_GOOD, P_STUCK, P_BLOCKED }; /* what a program holds besides a good worker */
+
+static _Noreturn void program_main(int logw, int tell, const mp_signals_opts *o, int mode)
+{
+    bool stuck = mode == P_STUCK;
+    mp__closer *c;
+    if (mode == P_BLOCKED && mp__shutdown_register(&never, NULL, &c) < 0)
+        _exit(89);
     mp_log_set_fd(logw);
     mp_log_set_level(MP_LOG_INFO);
     if (mp_signals_install(o) < 0)
@@ -495,7 +513,7 @@ static _Noreturn void program_main(int logw, int tell, const mp_signals_opts *o,
         pause(); /* until a signal ends the program */
 }
 
-static void program_start(program *pg, const mp_signals_opts *o, bool stuck)
+static void program_start(program *pg, const mp_signals_opts *o, int mode)
 {
     int logp[2], tell[2];
     CHECK_EQ(pipe2(logp, O_CLOEXEC | O_NONBLOCK), 0);
@@ -505,7 +523,7 @@ static void program_start(program *pg, const mp_signals_opts *o, bool stuck)
     if (pg->pid == 0) {
         close(logp[0]);
         close(tell[0]);
-        program_main(logp[1], tell[1], o, stuck);
+        program_main(logp[1], tell[1], o, mode);
     }
     close(logp[1]);
     close(tell[1]);
@@ -545,7 +563,7 @@ static int count(const char *hay, const char *needle)
 TEST(sigterm_shuts_down_and_the_program_ends_by_it)
 {
     program pg;
-    program_start(&pg, NULL, false);
+    program_start(&pg, NULL, P_GOOD);
     CHECK_EQ(kill(pg.pid, SIGTERM), 0);
     CHECK_EQ(program_end(&pg), SIGTERM);
     CHECK_CONTAINS(pg.text, "SIGTERM received");
@@ -559,7 +577,7 @@ TEST(sigint_logs_every_stack_and_a_second_one_forces_the_shutdown)
     mp_signals_opts so = MP_SIGNALS_OPTS_INIT;
     so.shutdown.timeout = 60; /* only the second SIGINT can end it soon */
     program pg;
-    program_start(&pg, &so, true);
+    program_start(&pg, &so, P_STUCK);
     CHECK_EQ(kill(pg.pid, SIGINT), 0);
     pg.len = read_until(pg.log, pg.text, pg.len, sizeof pg.text, "waiting up to 60.0 s");
     double t0 = mpt_now();
@@ -580,12 +598,26 @@ TEST(after_a_shutdown_with_exit_false_a_second_sigint_ends_the_program)
     mp_signals_opts so = MP_SIGNALS_OPTS_INIT;
     so.exit = false;
     program pg;
-    program_start(&pg, &so, false);
+    program_start(&pg, &so, P_GOOD);
     CHECK_EQ(kill(pg.pid, SIGINT), 0);
     pg.len = read_until(pg.log, pg.text, pg.len, sizeof pg.text, "shutdown: done in");
     CHECK_EQ(kill(pg.pid, 0), 0); /* still running */
     CHECK_EQ(kill(pg.pid, SIGINT), 0);
     CHECK_EQ(program_end(&pg), SIGINT);
+}
+
+TEST(a_third_signal_ends_a_program_whose_shutdown_cannot_finish)
+{
+    program pg;
+    program_start(&pg, NULL, P_BLOCKED);
+    CHECK_EQ(kill(pg.pid, SIGINT), 0);
+    pg.len = read_until(pg.log, pg.text, pg.len, sizeof pg.text, "this close never returns");
+    /* Two different signals, so that neither merges into the other while
+     * pending: the second forces (no effect on a stuck step), the third
+     * ends the program by its default action. */
+    CHECK_EQ(kill(pg.pid, SIGINT), 0);
+    CHECK_EQ(kill(pg.pid, SIGTERM), 0);
+    CHECK_EQ(program_end(&pg), SIGTERM);
 }
 
 MPT_MAIN()
