@@ -68,6 +68,12 @@ TEST(futex_waitv_sleeps_on_many_words)
     uint32_t vals[3] = {0, 0, 0};
     CHECK_ERR(mp__futex_waitv(words, vals, 0, mp__deadline(1)), MP_EINVAL);
     CHECK_ERR(mp__futex_waitv(words, vals, MP__FUTEX_WAITV_MAX + 1, mp__deadline(1)), MP_EINVAL);
+    if (mp__futex_waitv(words, vals, 3, mp__deadline(0)) == MP_ENOSYS) {
+        /* Linux before 5.16: mp_wait_any degrades (tests/test_wait.c). */
+        fprintf(stderr, "  futex_waitv: not in this kernel\n");
+        mp__unmap((void *)w, 4096);
+        return;
+    }
     /* A word that differs returns at once; none changing, the deadline. */
     vals[1] = 5;
     CHECK_GE(mp__futex_waitv(words, vals, 3, mp__deadline(10)), 0);

@@ -34,6 +34,10 @@
  *
  * After a shutdown, new children are refused (MP_ESHUTDOWN) until the
  * event is cleared (mp_event_clear on the shutdown event).
+ *
+ * The event and the named segments are the program's, so a shutdown run
+ * in a child asks the whole program to stop: to stop only a child's own
+ * children, use mp_process_stop() on each.
  */
 #ifndef MPROC_SHUTDOWN_H
 #define MPROC_SHUTDOWN_H
