@@ -113,8 +113,9 @@ static inline mp_waitable mp_waitable_fd(int fd)
  * for n == 0, a NULL set, an unknown kind, a NULL object or a negative fd;
  * MP_ESTATE for a process never started or not started by this process,
  * and the error of a connection that cannot be received from (MP_EBADF
- * for a send-only end, MP_ECLOSED); MP_E2BIG for more than 127 distinct
- * queues and events in one set; MP_ENOMEM.  A process that is ready is
+ * for a send-only end, MP_ECLOSED); MP_E2BIG for more than 127 queues and
+ * events in one set (futures and descriptors are not limited); MP_ENOMEM;
+ * MP_EBADF for a descriptor that is not open.  A process that is ready is
  * reaped, so its exit code can be read at once.  Readiness is a snapshot:
  * another thread or process may take the message first.  Safe to call
  * from many threads at once, on overlapping sets.
