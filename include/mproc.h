@@ -39,7 +39,9 @@
 #include "mproc/process.h"
 #include "mproc/queue.h"
 #include "mproc/shm.h"
+#include "mproc/shutdown.h"
 #include "mproc/sync.h"
 #include "mproc/value.h"
+#include "mproc/wait.h"
 
 #endif /* MPROC_H */

@@ -129,6 +129,39 @@ static void add_frames(text *t, const mp__report_hdr *h, const unsigned char *re
     }
 }
 
+static bool record_valid(const mp__report_hdr *h, size_t len)
+{
+    return h->magic == MP__REPORT_MAGIC && h->size >= sizeof *h && h->size <= len &&
+           h->nframes >= 0 && h->nframes <= MP__REPORT_MAX_FRAMES && h->nmodules >= 0 &&
+           sizeof *h + (size_t)h->nframes * sizeof(mp__report_frame) <= h->size;
+}
+
+char *mp__report_stack_text(const void *rec, size_t len, const char *title)
+{
+    mp__report_hdr h;
+    if (len < sizeof h)
+        return NULL;
+    memcpy(&h, rec, sizeof h);
+    if (!record_valid(&h, len))
+        return NULL;
+    text t = {0};
+    text_add(&t, "%s", title);
+    add_frames(&t, &h, rec);
+    return t.s;
+}
+
+/* Logs a stack the child was asked for. */
+static void log_stack(const char *name, pid_t pid, int n, const unsigned char *rec, size_t len)
+{
+    char title[MP__MAX_NAME + 96];
+    snprintf(title, sizeof title, "process '%s' (pid %d), asked for its stack%s, was at:", name,
+             (int)pid, n > 1 ? " again" : "");
+    char *s = mp__report_stack_text(rec, len, title);
+    if (s)
+        mp_log(MP_LOG_WARNING, "%s", s);
+    free(s);
+}
+
 void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus, int report_fd,
                        bool log)
 {
@@ -148,6 +181,7 @@ void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatu
     mp__report_hdr crash_h, error_h;
     const mp__report_hdr *crash = NULL, *error = NULL;
     const unsigned char *crash_rec = NULL;
+    int nstacks = 0;
     for (size_t off = 0; off + sizeof(mp__report_hdr) <= len;) {
         mp__report_hdr h;
         memcpy(&h, buf + off, sizeof h);
@@ -164,6 +198,8 @@ void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatu
             } else if ((h.kind == MP__REPORT_ERROR || h.kind == MP__REPORT_SETUP) && !error) {
                 error_h = h;
                 error = &error_h;
+            } else if (h.kind == MP__REPORT_STACK && sane_frames && log) {
+                log_stack(name, pid, ++nstacks, buf + off, h.size);
             }
         }
         off += h.size;

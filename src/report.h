@@ -9,7 +9,7 @@
 #include "base.h"
 
 /* Records a child writes to its report pipe. */
-enum { MP__REPORT_CRASH = 1, MP__REPORT_ERROR = 2, MP__REPORT_SETUP = 3 };
+enum { MP__REPORT_CRASH = 1, MP__REPORT_ERROR = 2, MP__REPORT_SETUP = 3, MP__REPORT_STACK = 4 };
 #define MP__REPORT_MAGIC      0x6d707270u /* "mprp" */
 #define MP__REPORT_MAX_FRAMES 48
 
@@ -42,8 +42,15 @@ typedef struct mp__outcome {
 
 /* Builds the outcome of child pid from its wait status and whatever its
  * report pipe holds (read without blocking; fd may be -1).  Logs crash
- * and error reports at MP_LOG_ERROR when log is true. */
+ * and error reports at MP_LOG_ERROR when log is true, and the stacks the
+ * child was asked for (STACK records) at MP_LOG_WARNING. */
 void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus, int report_fd,
                        bool log);
+
+/* The stack in a CRASH or STACK record of len bytes, as text: one line
+ * per frame, each named from the module's symbols, after a first line
+ * title.  malloc'ed; NULL when the record is not valid or memory runs
+ * out. */
+char *mp__report_stack_text(const void *rec, size_t len, const char *title);
 
 #endif /* MP__REPORT_H */

@@ -89,6 +89,19 @@ int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline);
 /* Wakes up to n waiters (INT32_MAX: all).  Returns the number woken. */
 int mp__futex_wake(_Atomic uint32_t *word, int n);
 
+/* The most words one mp__futex_waitv() call sleeps on. */
+#define MP__FUTEX_WAITV_MAX 128
+
+/* Sleeps until any of the n words (1..MP__FUTEX_WAITV_MAX) is woken, or one
+ * differs from its expected value, or the deadline passes: one sleep on many
+ * words, which a port without such a call can only emulate with threads.
+ * Returns >= 0 when woken or when a word differed (the caller re-checks
+ * every condition), MP_ETIMEDOUT, MP_EINTR when a signal handler ran,
+ * MP_ENOSYS where the kernel lacks the call (Linux before 5.16), or
+ * MP_EINVAL for n out of range. */
+int mp__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
+                    int64_t deadline);
+
 /* ---- robust process-shared mutex (mutex.c) ------------------------------ */
 /* A mutex that lives in shared memory and survives the death of its
  * holder: the next locker gets it with MP_EOWNERDEAD and decides whether
@@ -152,6 +165,25 @@ pid_t mp__self_pid(void);
  * process's only thread, that is the process's name.  Longer names are
  * cut to what the system keeps (15 bytes on Linux).  Returns 0 or -errno. */
 int mp__thread_set_name(const char *name);
+
+/* Starts a thread running fn(arg), with every signal blocked (signals
+ * meant for the program go to the program's own threads) and named name
+ * before this returns, so that mp__threads_count() never sees it unnamed.
+ * Returns 0 or -errno. */
+int mp__thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
+
+/* The calling thread's name (what mp__thread_set_name set, or the one it
+ * inherited from the thread that created it), NUL-terminated, cut to cap
+ * bytes.  Returns 0 or -errno. */
+int mp__thread_get_name(char *buf, size_t cap);
+
+/* Counts the threads of this process: *total, and *named, those whose name
+ * starts with prefix; *self_named says whether the calling thread is one of
+ * them.  No system call while the process has never had a second thread
+ * (then *total is 1 and nothing is named: there is nothing to tell apart);
+ * otherwise it reads the process's thread list, tens of microseconds.
+ * Returns 0 or -errno (then *total is 1 and the others 0). */
+int mp__threads_count(const char *prefix, int *total, int *named, bool *self_named);
 
 /* How many times a wait polls its condition before it sleeps in the
  * kernel (each poll followed by a short CPU pause).  Process-wide; set
@@ -401,12 +433,16 @@ bool mp__secure_exec(void);
  * cut to cap bytes.  Returns its length or -errno. */
 int mp__exe_path(char *buf, size_t cap);
 
+/* The number keep_fd has in an image started by mp__spawn_self(). */
+#define MP__SPAWN_FD 3
+
 /* Starts a fresh image of this program - the very file this process runs,
  * even if it was renamed or replaced since - with the environment env,
  * argv[0] the name the program was invoked by, no signal blocked and every
- * signal at its default action.  Descriptors are inherited as exec leaves
- * them (close-on-exec ones are closed), except keep_fd (when >= 0), which
- * stays open.  Returns 0 and sets *pid, or -errno. */
+ * signal at its default action.  The image receives descriptors 0, 1 and 2
+ * as they are here, keep_fd (when >= 0) as descriptor MP__SPAWN_FD, and
+ * nothing else: whatever else this process has open, close-on-exec or not,
+ * never reaches it.  Returns 0 and sets *pid, or -errno. */
 int mp__spawn_self(char *const env[], int keep_fd, pid_t *pid);
 
 /* Replaces the calling process with a fresh image of this program, as
