@@ -86,7 +86,9 @@ extern "C" {
     XX(EAUTH, -4091, "authentication failed")                               \
     XX(ETASK, -4090, "the task reported an error")                          \
     XX(EINIT, -4089, "the worker initializer failed")                       \
-    XX(ESTATE, -4088, "the object is not in a state that allows this call")
+    XX(ESTATE, -4088, "the object is not in a state that allows this call") \
+    XX(EPEERDEAD, -4087, "a rank the call needs has died")                  \
+    XX(EABANDONED, -4086, "a collective was abandoned: a rank timed out in it")
 
 /* The codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ... */
 typedef enum mp_errno {
