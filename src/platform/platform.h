@@ -278,6 +278,15 @@ int mp__file_release(int fd, size_t off, size_t len);
 int mp__vm_read(pid_t pid, uint64_t remote, void *local, size_t len);
 int mp__vm_write(pid_t pid, uint64_t remote, const void *local, size_t len);
 
+/* ---- ptrace permission (ptrace.c) --------------------------------------- */
+
+/* Lets process ancestor and its descendants read and write this process's
+ * memory with mp__vm_read / mp__vm_write where a security module (Yama's
+ * ptrace_scope 1) would otherwise allow only this process's ancestors.
+ * Returns 0, or -errno (MP_EINVAL where no such module runs, when there
+ * is nothing to allow). */
+int mp__ptrace_allow(pid_t ancestor);
+
 /* ---- eventfd (event.c) -------------------------------------------------- */
 
 /* A non-blocking, close-on-exec eventfd starting at 0.  Returns it or
