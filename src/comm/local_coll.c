@@ -315,9 +315,21 @@ static int lbarrier(lcomm *c, int64_t deadline)
     return rc;
 }
 
+/* A collective does not start on a broken world, or once the
+ * communicator's collectives were abandoned.  A member that has ended
+ * cleanly may have finished this very collective already: only a wait
+ * for it fails (after one last look). */
+static int coll_health(const lcomm *c)
+{
+    return mp__lw_health(c->w, c, LW_ANY);
+}
+
 static int local_barrier(mp_comm *c, int64_t deadline)
 {
     lcomm *lc = c->impl;
+    int rc = coll_health(lc);
+    if (rc < 0)
+        return rc;
     if (!lc->shm)
         return mp__coll_barrier(c, deadline);
     return lbarrier(lc, deadline);
@@ -389,13 +401,16 @@ static int bcast_chunk(lcomm *c, unsigned char *p, size_t clen, bool root, int64
 static int local_bcast(mp_comm *c, void *buf, size_t len, int root, int64_t deadline)
 {
     lcomm *lc = c->impl;
+    int rc = coll_health(lc);
+    if (rc < 0)
+        return rc;
     if (!lc->shm)
         return mp__coll_bcast(c, buf, len, root, deadline);
     if (lc->size == 1)
         return 0;
     for (size_t off = 0; off < len; off += MP__L_BC_CHUNK) {
         size_t clen = len - off < MP__L_BC_CHUNK ? len - off : (size_t)MP__L_BC_CHUNK;
-        int rc = bcast_chunk(lc, (unsigned char *)buf + off, clen, lc->rank == root, deadline);
+        rc = bcast_chunk(lc, (unsigned char *)buf + off, clen, lc->rank == root, deadline);
         if (rc < 0)
             return rc;
     }
@@ -440,6 +455,9 @@ static int local_reduce(mp_comm *c, const void *send, void *recv, size_t count, 
                         mp_op op, int root, int64_t deadline)
 {
     lcomm *lc = c->impl;
+    int rc = coll_health(lc);
+    if (rc < 0)
+        return rc;
     if (!lc->shm)
         return mp__coll_reduce(c, send, recv, count, type, op, root, deadline);
     return lreduce(lc, send, recv, count, type, op, root, deadline);
@@ -449,6 +467,9 @@ static int local_allreduce(mp_comm *c, const void *send, void *recv, size_t coun
                            mp_op op, int64_t deadline)
 {
     lcomm *lc = c->impl;
+    int rc = coll_health(lc);
+    if (rc < 0)
+        return rc;
     if (!lc->shm)
         return mp__coll_allreduce(c, send, recv, count, type, op, deadline);
     return lreduce(lc, send, recv, count, type, op, -1, deadline);

@@ -87,6 +87,13 @@ void mp__lp_set_cma(bool on)
     cma_default = on;
 }
 
+/* A call on a broken world fails at once, even one that would not wait:
+ * what it does could not matter any more. */
+static bool broken(const lworld *w)
+{
+    return atomic_load_explicit(&w->hdr->broken, memory_order_relaxed) != 0;
+}
+
 static void lock(lworld *w)
 {
     if (w->threaded)
@@ -823,6 +830,8 @@ static void run_finished(lworld *w)
 int mp__lp_send(lcomm *c, const void *buf, size_t len, int dest, int tag, int64_t deadline)
 {
     lworld *w = c->w;
+    if (broken(w))
+        return MP_EPEERDEAD;
     int wd = c->group[dest];
     lock(w);
     if (!w->peers[wd].sendq.head && len <= w->lay.eager) {
@@ -853,6 +862,8 @@ int mp__lp_recv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_statu
                 int64_t deadline)
 {
     lworld *w = c->w;
+    if (broken(w))
+        return MP_EPEERDEAD;
     lreq q = {.kind = RQ_RECV,
               .comm = c,
               .ctx = c->ctx,
@@ -875,6 +886,8 @@ int mp__lp_sendrecv(lcomm *c, const void *sbuf, size_t slen, int dest, int stag,
                     size_t rcap, int src, int rtag, mp_comm_status *st, int64_t deadline)
 {
     lworld *w = c->w;
+    if (broken(w))
+        return MP_EPEERDEAD;
     lreq rq = {.kind = RQ_RECV,
                .comm = c,
                .ctx = c->ctx,
@@ -904,18 +917,40 @@ int mp__lp_sendrecv(lcomm *c, const void *sbuf, size_t slen, int dest, int stag,
     return rc;
 }
 
-/* The first message in unex that a receive like q would take. */
-static const lmsg *find_unex(const lworld *w, const lreq *q)
+/* Whether the sender still offers the rendezvous an unexpected request
+ * names. */
+static bool rts_offered(lworld *w, const lmsg *m)
 {
-    for (const lmsg *m = w->unex.head; m; m = m->next)
-        if (matches(q, m->ctx, m->src, m->tag))
-            return m;
+    if (m->slot >= MP__L_RDV_SLOTS)
+        return false;
+    uint32_t s = atomic_load_explicit(&rdv_of(w, m->src, m->slot)->state, memory_order_acquire);
+    return s == MP__RDV(m->gen, MP__RDV_POSTED);
+}
+
+/* The first message in unex that a receive like q would take.  Requests
+ * for rendezvous their senders took back are dropped on the way: those
+ * messages never were. */
+static const lmsg *find_unex(lworld *w, const lreq *q)
+{
+    for (lmsg *m = w->unex.head, *next; m; m = next) {
+        next = m->next;
+        if (!matches(q, m->ctx, m->src, m->tag))
+            continue;
+        if (m->kind == MP__REC_RTS && !rts_offered(w, m)) {
+            msg_remove(&w->unex, m);
+            free(m);
+            continue;
+        }
+        return m;
+    }
     return NULL;
 }
 
 int mp__lp_probe(lcomm *c, int src, int tag, mp_comm_status *st, int64_t deadline)
 {
     lworld *w = c->w;
+    if (broken(w))
+        return MP_EPEERDEAD;
     lreq q = {.kind = RQ_RECV, .ctx = c->ctx, .peer = src < 0 ? -1 : c->group[src], .tag = tag};
     lwait wt = LWAIT_INIT(deadline);
     int rc;
@@ -1147,6 +1182,8 @@ static int async_start(lworld *w, lreq *q, mp_future **out)
 int mp__lp_isend(lcomm *c, const void *buf, size_t len, int dest, int tag, mp_future **out)
 {
     lworld *w = c->w;
+    if (broken(w))
+        return MP_EPEERDEAD;
     int wd = c->group[dest];
     lock(w);
     if (!w->peers[wd].sendq.head && len <= w->lay.eager) {
@@ -1181,6 +1218,8 @@ int mp__lp_isend(lcomm *c, const void *buf, size_t len, int dest, int tag, mp_fu
 int mp__lp_irecv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_future **out)
 {
     lworld *w = c->w;
+    if (broken(w))
+        return MP_EPEERDEAD;
     lock(w);
     lreq *q = async_new(w, c);
     if (!q) {
