@@ -223,7 +223,8 @@ static void ring_read(const lworld *w, const unsigned char *data, uint64_t pos, 
 {
     uint64_t mask = w->lay.ring_bytes - 1, at = pos & mask;
     size_t first = len < w->lay.ring_bytes - at ? len : (size_t)(w->lay.ring_bytes - at);
-    memcpy(dst, data + at, first);
+    if (first)
+        memcpy(dst, data + at, first);
     if (first < len)
         memcpy((char *)dst + first, data, len - first);
 }
