@@ -122,17 +122,26 @@ static stream *make_streams(int n, int **io)
 {
     stream *sts = calloc((size_t)n * 2, sizeof *sts);
     int *w = calloc((size_t)n * 2, sizeof *w);
-    if (!sts || !w)
-        return NULL;
-    for (int i = 0; i < 2 * n; i++) {
+    int made = 0;
+    for (; sts && w && made < 2 * n; made++) {
         int fds[2];
-        if (mp__pipe(fds, 0) < 0 || mp__set_nonblock(fds[0], true) < 0)
-            return NULL;
-        sts[i] = (stream){.fd = fds[0], .rank = i / 2, .to = i % 2 ? stderr : stdout};
-        w[i] = fds[1];
+        if (mp__pipe(fds, 0) < 0)
+            break;
+        (void)mp__set_nonblock(fds[0], true);
+        sts[made] = (stream){.fd = fds[0], .rank = made / 2, .to = made % 2 ? stderr : stdout};
+        w[made] = fds[1];
     }
-    *io = w;
-    return sts;
+    if (sts && w && made == 2 * n) {
+        *io = w;
+        return sts;
+    }
+    for (int i = 0; i < made; i++) {
+        close(sts[i].fd);
+        close(w[i]);
+    }
+    free(sts);
+    free(w);
+    return NULL;
 }
 
 /* ---- the run ---------------------------------------------------------------------- */

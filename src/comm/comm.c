@@ -447,7 +447,7 @@ int mp_comm_scatter(mp_comm *c, const void *send, void *recv, size_t count, mp_t
                     double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    size_t bytes, all;
+    size_t bytes = 0, all = 0;
     int rc = coll_begin(c, timeout, &dl);
     if (rc == 0)
         rc = check_rank(c, root);
@@ -485,7 +485,7 @@ int mp_comm_scatterv(mp_comm *c, const void *send, const size_t *counts, const s
                      void *recv, size_t recv_count, mp_type type, int root, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    size_t bytes;
+    size_t bytes = 0;
     int rc = coll_begin(c, timeout, &dl);
     if (rc == 0)
         rc = check_rank(c, root);
@@ -509,7 +509,7 @@ int mp_comm_gather(mp_comm *c, const void *send, void *recv, size_t count, mp_ty
                    double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    size_t bytes, all;
+    size_t bytes = 0, all = 0;
     int rc = coll_begin(c, timeout, &dl);
     if (rc == 0)
         rc = check_rank(c, root);
@@ -531,7 +531,7 @@ int mp_comm_gatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
                     double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    size_t bytes;
+    size_t bytes = 0;
     int rc = coll_begin(c, timeout, &dl);
     if (rc == 0)
         rc = check_rank(c, root);
@@ -555,7 +555,7 @@ int mp_comm_allgather(mp_comm *c, const void *send, void *recv, size_t count, mp
                       double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    size_t bytes, all;
+    size_t bytes = 0, all = 0;
     int rc = coll_begin(c, timeout, &dl);
     if (rc == 0)
         rc = check_count(type, count, 1, &bytes);
@@ -574,7 +574,7 @@ int mp_comm_allgatherv(mp_comm *c, const void *send, size_t send_count, void *re
                        const size_t *counts, const size_t *displs, mp_type type, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    size_t bytes;
+    size_t bytes = 0;
     int rc = coll_begin(c, timeout, &dl);
     if (rc == 0)
         rc = check_count(type, send_count, 1, &bytes);
@@ -596,7 +596,7 @@ int mp_comm_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_
                      double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    size_t all;
+    size_t all = 0;
     int rc = coll_begin(c, timeout, &dl);
     if (rc == 0)
         rc = check_count(type, count, (size_t)c->size, &all);
@@ -613,7 +613,7 @@ int mp_comm_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_
 static int check_reduce(mp_comm *c, const void *send, const void *recv, size_t count, mp_type type,
                         mp_op op, bool writes, double timeout, int64_t *dl)
 {
-    size_t bytes;
+    size_t bytes = 0;
     int rc = coll_begin(c, timeout, dl);
     if (rc == 0)
         rc = check_count(type, count, 1, &bytes);

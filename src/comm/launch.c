@@ -58,7 +58,7 @@ int mp__rankset_new(int n, bool keep_going, mp__rankset **out)
     s->n = n;
     s->keep_going = keep_going;
     s->first_failed = -1;
-    s->procs = calloc((size_t)n, sizeof *s->procs);
+    s->procs = calloc((size_t)n, sizeof(mp_process *));
     s->args = calloc((size_t)n, sizeof *s->args);
     s->codes = calloc((size_t)n, sizeof *s->codes);
     s->errors = calloc((size_t)n, sizeof *s->errors);
@@ -163,7 +163,7 @@ int mp__rankset_start_exec(mp__rankset *s, char *const argv[], const int *io)
 {
     for (int r = 0; r < s->n; r++) {
         s->args[r] = (rank_arg){.s = s, .rank = r, .argv = argv, .io = io != NULL};
-        int fds[3] = {s->fd, io ? io[2 * r] : -1, io ? io[2 * r + 1] : -1};
+        int fds[3] = {s->fd, io ? io[2 * (size_t)r] : -1, io ? io[2 * (size_t)r + 1] : -1};
         int rc = start_one(s, r, rank_exec_main, fds, io ? 3 : 1);
         if (rc < 0)
             return rc;

@@ -258,7 +258,9 @@ static int local_split(mp_comm *c, int color, int key, mp_comm *out, int64_t dea
     }
     int m = split_members(all, lc->size, color, members);
     lc_info in;
-    rc = split_announce(c, members, m, &in, deadline);
+    /* This rank is one of its color's members, unless the others' colors
+     * came back wrong. */
+    rc = m > 0 ? split_announce(c, members, m, &in, deadline) : MP_EPROTO;
     free(all);
     if (rc == 0 && (in.slot < -1 || in.slot >= MP__L_COMMS))
         rc = MP_EPROTO;

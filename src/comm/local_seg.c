@@ -77,9 +77,9 @@ int mp__lseg_create(int n, pid_t launcher, int *fd, void **base, size_t *size)
     rc = mp__memfd_seal_size(f);
     if (rc == 0)
         rc = mp__map_fd(f, (size_t)lay.size, NULL, &b);
-    if (rc < 0) {
+    if (rc < 0 || !b) {
         mp__close(f);
-        return rc;
+        return rc < 0 ? rc : MP_ENOMEM;
     }
     /* The file is new, so every byte reads zero: only the header and the
      * world's communicator block need values. */

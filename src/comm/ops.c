@@ -99,6 +99,8 @@ int mp__op_check(mp_op op, mp_type type)
 
 /* ---- kernels ---------------------------------------------------------------- */
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): the arguments are types. */
+
 /* The arithmetic ones, for a type T whose unsigned twin (for wrapping) is
  * U; for floating types U is T itself. */
 #define ARITH_KERNELS(name, T, U)                                  \
@@ -194,6 +196,8 @@ int mp__op_check(mp_op op, mp_type type)
             if (a[i].value > b[i].value || (a[i].value == b[i].value && a[i].index < b[i].index)) \
                 b[i] = a[i];                                                                      \
     }
+
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 ARITH_KERNELS(b, signed char, unsigned char)
 ARITH_KERNELS(B, unsigned char, unsigned char)
