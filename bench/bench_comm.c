@@ -242,7 +242,10 @@ static int roundtrip(mp_comm *w, void *arg)
 static void run(int n, mp_rank_fn fn, void *arg, const char *what)
 {
     fflush(stdout);
-    int rc = mp_run(n, fn, arg);
+    /* Bound as mpiexec binds (a CPU each while there are enough). */
+    mp_run_opts o = MP_RUN_OPTS_INIT;
+    o.bind = true;
+    int rc = mp_run_with_opts(n, fn, arg, &o);
     if (rc != 0)
         die(what, rc < 0 ? rc : MP_EWORKER);
 }

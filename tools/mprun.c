@@ -2,7 +2,8 @@
  * mprun.c - runs a program as N ranks on this machine, connected through
  * shared memory: mpiexec for mproc's local engine.
  *
- *   mprun -n N [--tag-output] [--keep-going] [--timeout SECS] prog [args...]
+ *   mprun -n N [--tag-output] [--keep-going] [--timeout SECS] [--bind-to core|none]
+ *         prog [args...]
  *
  * Exit status: 0 when every rank exited with 0; otherwise that of the rank
  * that failed first (its status, or 128 + the signal that ended it), or
@@ -16,6 +17,8 @@
  * reaches the ranks directly (they share mprun's process group) and is not
  * sent twice.  With --tag-output every line a rank prints is prefixed with
  * "[rank] ".  Rank 0 reads mprun's standard input; the others /dev/null.
+ * With no more ranks than CPUs, rank k is bound to the k-th CPU mprun may
+ * use, as mpiexec does (--bind-to none leaves them free).
  */
 #define _GNU_SOURCE
 #include "comm/launch.h"
@@ -249,14 +252,14 @@ static int verdict(const run *r, bool keep_going)
     return worst_status(r);
 }
 
-static int mprun_main(int n, char **prog, bool tag, bool keep_going, double timeout)
+static int mprun_main(int n, char **prog, bool tag, bool keep_going, bool bind, double timeout)
 {
     if (install_signals() < 0) {
         perror("mprun: signals");
         return 1;
     }
     run r = {.n = n};
-    int rc = mp__rankset_new(n, keep_going, &r.s);
+    int rc = mp__rankset_new(n, keep_going, bind && n <= mp_cpu_count(), &r.s);
     if (rc < 0) {
         fprintf(stderr, "mprun: %s\n", mp_strerror(rc));
         return 1;
@@ -291,21 +294,19 @@ static int mprun_main(int n, char **prog, bool tag, bool keep_going, double time
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mprun -n N [--tag-output] [--keep-going] [--timeout SECS] "
-               "program [args...]\n"
+               "[--bind-to core|none] program [args...]\n"
                "Runs N copies of program as the ranks of one mproc world on this machine.\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option longs[] = {{"np", required_argument, NULL, 'n'},
-                                          {"tag-output", no_argument, NULL, 't'},
-                                          {"keep-going", no_argument, NULL, 'k'},
-                                          {"timeout", required_argument, NULL, 'T'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {"version", no_argument, NULL, 'V'},
-                                          {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {
+        {"np", required_argument, NULL, 'n'},      {"tag-output", no_argument, NULL, 't'},
+        {"keep-going", no_argument, NULL, 'k'},    {"timeout", required_argument, NULL, 'T'},
+        {"bind-to", required_argument, NULL, 'B'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
     int n = 1, opt;
-    bool tag = false, keep_going = false;
+    bool tag = false, keep_going = false, bind = true;
     double timeout = MP_FOREVER;
     while ((opt = getopt_long(argc, argv, "+n:h", longs, NULL)) != -1) {
         char *end = NULL;
@@ -330,6 +331,13 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case 'B':
+            if (strcmp(optarg, "core") != 0 && strcmp(optarg, "none") != 0) {
+                fprintf(stderr, "mprun: --bind-to wants core or none\n");
+                return EXIT_USAGE;
+            }
+            bind = strcmp(optarg, "core") == 0;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -345,5 +353,5 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    return mprun_main(n, argv + optind, tag, keep_going, timeout);
+    return mprun_main(n, argv + optind, tag, keep_going, bind, timeout);
 }

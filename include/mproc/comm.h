@@ -382,11 +382,16 @@ typedef struct mp_run_opts {
      * for a rank ended by a signal (its own crash, or the kill that
      * stopped it after another rank failed). */
     int *exitcodes;
+    /* Binds rank k to the k-th CPU the caller may use, when there are no
+     * more ranks than CPUs (mpiexec's default, and mprun's): ranks poll for
+     * each other, and hand off fastest with a CPU each.  Off by default:
+     * two jobs bound at once would share their CPUs. */
+    bool bind;
 } mp_run_opts;
 
-#define MP_RUN_OPTS_INIT        \
-    {                           \
-        false, MP_FOREVER, NULL \
+#define MP_RUN_OPTS_INIT               \
+    {                                  \
+        false, MP_FOREVER, NULL, false \
     }
 
 /*

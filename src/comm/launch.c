@@ -38,7 +38,7 @@ struct mp__rankset {
     int fd;
     void *base;
     size_t size;
-    bool keep_going;
+    bool keep_going, bind;
     int running;
     int first_failed;
     int64_t kill_at; /* SIGKILL for the stopped ranks, 0: none due */
@@ -48,7 +48,7 @@ struct mp__rankset {
     bool *ended, *stopped;
 };
 
-int mp__rankset_new(int n, bool keep_going, mp__rankset **out)
+int mp__rankset_new(int n, bool keep_going, bool bind, mp__rankset **out)
 {
     if (n < 1 || n > MP__L_MAX_RANKS)
         return MP_EINVAL;
@@ -57,6 +57,7 @@ int mp__rankset_new(int n, bool keep_going, mp__rankset **out)
         return MP_ENOMEM;
     s->n = n;
     s->keep_going = keep_going;
+    s->bind = bind;
     s->first_failed = -1;
     s->procs = calloc((size_t)n, sizeof(mp_process *));
     s->args = calloc((size_t)n, sizeof *s->args);
@@ -82,6 +83,8 @@ static int rank_fork_main(void *p)
 {
     rank_arg *a = p;
     mp_comm *world;
+    if (a->s->bind)
+        (void)mp__cpu_bind_nth(a->rank); /* best effort: unbound ranks work too */
     int rc = mp__comm_enter_forked(a->s->base, a->s->size, a->rank, &world);
     if (rc < 0)
         return rc;
@@ -102,6 +105,8 @@ static int rank_exec_main(void *p)
 {
     rank_arg *a = p;
     int seg = mp_process_inherited_fd(0);
+    if (a->s->bind)
+        (void)mp__cpu_bind_nth(a->rank); /* kept across exec */
     if (a->io &&
         (dup2(mp_process_inherited_fd(1), 1) < 0 || dup2(mp_process_inherited_fd(2), 2) < 0))
         return -errno;
@@ -364,7 +369,7 @@ int mp_run_with_opts(int n, mp_rank_fn fn, void *arg, const mp_run_opts *opts)
     if (!mp__comm_fork_allowed())
         return MP_ENOTSUP;
     mp__rankset *s;
-    int rc = mp__rankset_new(n, opts->keep_going, &s);
+    int rc = mp__rankset_new(n, opts->keep_going, opts->bind && n <= mp_cpu_count(), &s);
     if (rc < 0)
         return rc;
     rc = mp__rankset_start_fn(s, fn, arg);

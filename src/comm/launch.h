@@ -18,9 +18,10 @@
 
 typedef struct mp__rankset mp__rankset;
 
-/* A set for n ranks (not started).  Returns 0 and *out, MP_EINVAL for n
- * out of range, or the error making the segment. */
-int mp__rankset_new(int n, bool keep_going, mp__rankset **out);
+/* A set for n ranks (not started); with bind, rank k is bound to the k-th
+ * CPU the launcher may use.  Returns 0 and *out, MP_EINVAL for n out of
+ * range, or the error making the segment. */
+int mp__rankset_new(int n, bool keep_going, bool bind, mp__rankset **out);
 
 /* Starts every rank as a fork of the caller running fn(world, arg).
  * Returns 0, or the first start error (ranks started before it run on;

@@ -227,6 +227,7 @@ typedef struct lworld {
     int npending;  /* requests with a future, not finished */
     bool cma;      /* single-copy reads allowed, as far as we know */
     bool oversub;  /* more ranks than CPUs: yield while polling */
+    bool own_cpu;  /* bound to one CPU: poll without yielding */
     bool closed;
     lcomm *world;
     /* The progress thread (see local_p2p.c). */
@@ -255,7 +256,7 @@ struct lcomm {
 /* A wait in progress (see mp__lw_pause). */
 typedef struct lwait {
     int64_t deadline;
-    int64_t start, elapsed, next_check;
+    int64_t start, elapsed, next_check, yielded;
     unsigned polls;
     uint32_t seen;
     bool sleeping; /* registered as a sleeper */
@@ -301,9 +302,21 @@ void mp__lseg_abort(void *base, int me, int code);
 /* The abort code recorded in a segment, or -1. */
 int mp__lseg_aborted(const void *base);
 
+/* Rings rank r's bell: wakes its sleeping threads. */
+void mp__lw_ring(lworld *w, int r);
+
 /* Rings rank r's bell if one of its threads sleeps.  The caller has
- * published its news; this fences before reading the sleeper count. */
-void mp__lw_notify(lworld *w, int r);
+ * published its news; the fence orders that publication before the read
+ * of the sleeper count (store - fence - load; a sleeper does the mirror
+ * image), so that one of the two sides always sees the other.  Inline:
+ * every message pays it. */
+static inline void mp__lw_notify(lworld *w, int r)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->ranks[r].sleepers, memory_order_relaxed) != 0)
+        mp__lw_ring(w, r);
+}
+
 void mp__lw_notify_members(lworld *w, const lcomm *c);
 
 /* One step of a wait: polls, yields or sleeps a little, and checks the

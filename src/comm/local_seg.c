@@ -15,9 +15,16 @@
  * 1 MiB message (40-80 us), which would otherwise pay a kernel wake-up
  * (5-7 us here); after that the wait yields its CPU until 200 us, so that
  * a rank sharing the CPU gets it at once, then sleeps on its doorbell.  A
- * rank blocked for long costs no CPU. */
-#define SPIN_NS  50000
-#define YIELD_NS 200000
+ * rank blocked for long costs no CPU.
+ *
+ * A rank not bound to a CPU of its own may share one with the very peer it
+ * waits for, which then runs only when this rank gives the CPU up: such a
+ * rank yields every YIELD_EVERY_NS while it polls (a yield with nobody
+ * else to run returns at once), and with more ranks than CPUs it yields
+ * at every poll. */
+#define SPIN_NS        50000
+#define YIELD_NS       200000
+#define YIELD_EVERY_NS 2000
 /* Sleeps are cut into slices: at the end of each the rank checks its
  * peers itself (their pidfds), in case no launcher marks a dead one. */
 #define SLICE_NS 10000000
@@ -36,9 +43,9 @@ int mp__lseg_layout(int n, mp__llayout *lay)
     memset(lay, 0, sizeof *lay);
     /* Rings shrink as pairs multiply (n * n of them); the eager limit is
      * a quarter of a ring, so that several messages are in flight. */
-    uint64_t ring = n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
+    uint64_t ring = n <= 4 ? (256u << 10) : n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
     lay->ring_bytes = ring;
-    lay->eager = ring / 4;
+    lay->eager = ring / 4 < (16u << 10) ? ring / 4 : (16u << 10);
     uint64_t off = round_up(sizeof(mp__lhdr), PAGE);
     lay->off_ranks = off;
     off = round_up(off + (uint64_t)n * sizeof(mp__lrank), PAGE);
@@ -207,6 +214,7 @@ int mp__lw_attach(void *base, size_t size, bool owns, int me, lworld **out)
     for (int p = 0; p < w->n; p++)
         peer_init(w, p);
     w->oversub = w->n > mp_cpu_count();
+    w->own_cpu = mp__cpu_bound();
     rc = mp__lp_init(w);
     if (rc == 0)
         rc = mp__lc_world(w, &w->world);
@@ -269,17 +277,11 @@ void mp__lw_detach(lworld *w)
 
 /* ---- waking ------------------------------------------------------------------------ */
 
-void mp__lw_notify(lworld *w, int r)
+void mp__lw_ring(lworld *w, int r)
 {
-    /* The fence orders the caller's publication before the read of the
-     * sleeper count (store - fence - load; the sleeper does the mirror
-     * image), so that one of the two sides always sees the other. */
-    atomic_thread_fence(memory_order_seq_cst);
     mp__lrank *rk = &w->ranks[r];
-    if (atomic_load_explicit(&rk->sleepers, memory_order_relaxed) != 0) {
-        atomic_fetch_add(&rk->bell, 1);
-        (void)mp__futex_wake(&rk->bell, INT32_MAX);
-    }
+    atomic_fetch_add(&rk->bell, 1);
+    (void)mp__futex_wake(&rk->bell, INT32_MAX);
 }
 
 void mp__lw_notify_members(lworld *w, const lcomm *c)
@@ -419,6 +421,11 @@ int mp__lw_pause(lworld *w, lwait *wt, const lcomm *c, int need)
             return h;
     }
     if (wt->elapsed < SPIN_NS && !w->oversub) {
+        if (!w->own_cpu && wt->elapsed - wt->yielded >= YIELD_EVERY_NS) {
+            wt->yielded = wt->elapsed;
+            sched_yield();
+            return 0;
+        }
         for (int i = 0; i < 8; i++)
             mp__cpu_relax();
         return 0;

@@ -240,6 +240,16 @@ const char *mp__signal_code_text(int signo, int code);
 int mp__cpu_count(void);
 int mp__physical_cores(void);
 
+/* ---- binding to a CPU (bind.c) ----------------------------------------- */
+
+/* Binds the calling process (its calling thread, and what it starts
+ * afterwards) to the k-th CPU of its affinity mask, counting modulo the
+ * mask's size.  Returns 0 or -errno. */
+int mp__cpu_bind_nth(int k);
+
+/* Whether the calling thread may run on one CPU only. */
+bool mp__cpu_bound(void);
+
 /* ---- symbols (symbol.c) ------------------------------------------------- */
 
 /* Finds the function containing offset (an address minus its module's load
