@@ -9,6 +9,7 @@
 #include "mp_test.h"
 
 #include "comm/engine.h"
+#include "comm/local.h"
 #include "comm_test.h"
 
 #include <math.h>
@@ -476,6 +477,14 @@ TEST_TIMEOUT(coll_4_ranks, 300)
 TEST_TIMEOUT(coll_7_ranks, 300)
 {
     coll_on(7);
+}
+
+/* With single-copy reads refused: large broadcasts go through the shared
+ * slots, large messages through the pipeline. */
+TEST_TIMEOUT(coll_4_ranks_no_single_copy, 300)
+{
+    mp__lp_set_cma(false);
+    coll_on(4);
 }
 
 /* ---- communicators ------------------------------------------------------------------ */

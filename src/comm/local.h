@@ -79,6 +79,9 @@
 #define MP__L_BC_SLOTS  16
 #define MP__L_BC_CHUNK  ((uint64_t)64 << 10)
 #define MP__L_RED_CHUNK ((uint64_t)64 << 10)
+/* From this size a broadcast is read straight from the root's memory
+ * where the kernel allows it (see local_coll.c). */
+#define MP__L_BC_REMOTE_MIN ((size_t)32 << 10)
 
 /* ---- the shared segment ----------------------------------------------------- */
 
@@ -137,10 +140,19 @@ typedef struct mp__lbulk {
     alignas(MP__L_LINE) _Atomic uint64_t taken;  /* bytes the receiver copied out */
 } mp__lbulk;
 
+/* A broadcast slot holds a chunk of the message (MP__BC_DATA), or says
+ * where the whole message lies in the root's memory, for readers to copy
+ * it from there (MP__BC_REMOTE: the root waits for them). */
+enum { MP__BC_DATA = 1, MP__BC_REMOTE = 2 };
+
 typedef struct mp__lbslot {
     alignas(MP__L_LINE) _Atomic uint64_t stamp; /* 1 + the chunk number it holds */
     _Atomic uint32_t left;                      /* readers that have not copied it */
     uint32_t len;
+    uint32_t kind; /* MP__BC_* */
+    int32_t pid;   /* MP__BC_REMOTE: the root, its buffer, its length */
+    uint64_t addr;
+    uint64_t rlen;
 } mp__lbslot;
 
 /* A communicator's block; page-aligned data follows: MP__L_BC_SLOTS
@@ -251,6 +263,7 @@ struct lcomm {
     int *group;       /* comm rank -> world rank */
     int *inv;         /* world rank -> comm rank, or -1 */
     uint64_t bc_next; /* broadcast chunks so far */
+    int remote;       /* large broadcasts read from the root: 1 yes, -1 no, 0 not known */
 };
 
 /* A wait in progress (see mp__lw_pause). */

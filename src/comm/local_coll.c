@@ -18,6 +18,17 @@
  *              next chunk, and counts itself off.  A slot is written again
  *              only once all its readers counted off, so the root of a
  *              small broadcast returns at once, without waiting for anyone.
+ *              From 32 KiB, where the kernel lets ranks read each other's
+ *              memory, a slot only says where the message lies in the
+ *              root's memory: every reader copies it from there at once
+ *              (one process_vm_readv each) and the root waits for them.
+ *              Measured on the 2-CPU reference VM: a reader copies data
+ *              the root has just written into shared memory at 1.5-2.5
+ *              GB/s (every cache line comes from the root's cache, one at
+ *              a time), against 6-8 GB/s for the root's own buffer, which
+ *              it wrote once - so the one copy beats two, even pipelined.
+ *              Whether every member may read every other is probed once
+ *              per communicator, collectively, so that all agree.
  *   reduce,    each rank copies a piece of its input (64 KiB) into its own
  *   allreduce  area; after a barrier, rank i combines slice i of the piece
  *              across every area, in rank order (so operations that do not
@@ -370,6 +381,73 @@ static int wait_zero(lcomm *c, _Atomic uint32_t *word, int64_t deadline)
     return rc;
 }
 
+/* The word every rank's memory holds at a known place, for the probe. */
+static const uint64_t probe_word = 0x6d70636f6d6d3031ULL;
+
+static int lreduce(lcomm *c, const void *send, void *recv, size_t count, mp_type type, mp_op op,
+                   int root, int64_t deadline);
+
+/* Whether every member may read every other's memory (process_vm_readv):
+ * each publishes where its probe word is, reads its neighbour's, and all
+ * agree on the answer (a logical and).  Collective; done once per
+ * communicator, at its first large broadcast.  Returns 0 or an error. */
+static int remote_probe(lcomm *c, int64_t deadline)
+{
+    struct where {
+        int32_t pid;
+        uint64_t addr;
+    } mine = {(int32_t)c->w->pid, (uint64_t)(uintptr_t)&probe_word}, peer;
+    memcpy(c->red_data + (size_t)c->rank * MP__L_RED_CHUNK, &mine, sizeof mine);
+    int rc = lbarrier(c, deadline);
+    if (rc < 0)
+        return rc;
+    int next = (c->rank + 1) % c->size;
+    memcpy(&peer, c->red_data + (size_t)next * MP__L_RED_CHUNK, sizeof peer);
+    uint64_t v = 0;
+    int ok = c->w->cma && mp__vm_read(peer.pid, peer.addr, &v, sizeof v) == 0 && v == probe_word;
+    int all = 0;
+    /* Everyone has read its neighbour before the areas serve the reduction. */
+    rc = lbarrier(c, deadline);
+    if (rc == 0)
+        rc = lreduce(c, &ok, &all, 1, MP_TYPE_i, MP_OP_LAND, -1, deadline);
+    if (rc == 0)
+        c->remote = all ? 1 : -1;
+    return rc;
+}
+
+/* A large broadcast that readers copy straight from the root's buffer, one
+ * copy each and all at once; the root waits until they have. */
+static int bcast_remote(lcomm *c, void *buf, size_t len, bool root, int64_t deadline)
+{
+    uint64_t k = c->bc_next++;
+    mp__lbslot *slot = &c->shm->bc[k % MP__L_BC_SLOTS];
+    int rc;
+    if (root) {
+        rc = wait_zero(c, &slot->left, deadline);
+        if (rc < 0)
+            return rc;
+        atomic_store_explicit(&slot->left, (uint32_t)c->size - 1, memory_order_relaxed);
+        slot->kind = MP__BC_REMOTE;
+        slot->pid = (int32_t)c->w->pid;
+        slot->addr = (uint64_t)(uintptr_t)buf;
+        slot->rlen = len;
+        atomic_store_explicit(&slot->stamp, k + 1, memory_order_release);
+        mp__lw_notify_members(c->w, c);
+        /* The buffer must stay as it is until every reader has it. */
+        return wait_zero(c, &slot->left, deadline);
+    }
+    rc = wait_u64(c, &slot->stamp, k + 1, deadline);
+    if (rc < 0)
+        return rc;
+    if (slot->kind != MP__BC_REMOTE || slot->rlen != len || slot->pid <= 0)
+        rc = MP_EPROTO;
+    else
+        rc = mp__vm_read(slot->pid, slot->addr, buf, len);
+    if (atomic_fetch_sub(&slot->left, 1) == 1)
+        mp__lw_notify_members(c->w, c); /* the root waits for the last */
+    return rc == MP_ESRCH ? MP_EPEERDEAD : rc;
+}
+
 /* One chunk of a broadcast: chunk number k, clen bytes at p. */
 static int bcast_chunk(lcomm *c, unsigned char *p, size_t clen, bool root, int64_t deadline)
 {
@@ -383,6 +461,7 @@ static int bcast_chunk(lcomm *c, unsigned char *p, size_t clen, bool root, int64
         if (rc < 0)
             return rc;
         atomic_store_explicit(&slot->left, (uint32_t)c->size - 1, memory_order_relaxed);
+        slot->kind = MP__BC_DATA;
         slot->len = (uint32_t)clen;
         memcpy(data, p, clen);
         atomic_store_explicit(&slot->stamp, k + 1, memory_order_release);
@@ -392,7 +471,7 @@ static int bcast_chunk(lcomm *c, unsigned char *p, size_t clen, bool root, int64
     rc = wait_u64(c, &slot->stamp, k + 1, deadline);
     if (rc < 0)
         return rc;
-    if (slot->len != clen)
+    if (slot->kind != MP__BC_DATA || slot->len != clen)
         return MP_EPROTO; /* the ranks disagree on the size */
     memcpy(p, data, clen);
     if (atomic_fetch_sub(&slot->left, 1) == 1)
@@ -410,6 +489,12 @@ static int local_bcast(mp_comm *c, void *buf, size_t len, int root, int64_t dead
         return mp__coll_bcast(c, buf, len, root, deadline);
     if (lc->size == 1)
         return 0;
+    if (len >= MP__L_BC_REMOTE_MIN) {
+        if (lc->remote == 0 && (rc = remote_probe(lc, deadline)) < 0)
+            return rc;
+        if (lc->remote > 0)
+            return bcast_remote(lc, buf, len, lc->rank == root, deadline);
+    }
     for (size_t off = 0; off < len; off += MP__L_BC_CHUNK) {
         size_t clen = len - off < MP__L_BC_CHUNK ? len - off : (size_t)MP__L_BC_CHUNK;
         rc = bcast_chunk(lc, (unsigned char *)buf + off, clen, lc->rank == root, deadline);

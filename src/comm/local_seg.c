@@ -17,13 +17,20 @@
  * a rank sharing the CPU gets it at once, then sleeps on its doorbell.  A
  * rank blocked for long costs no CPU.
  *
- * A rank not bound to a CPU of its own may share one with the very peer it
- * waits for, which then runs only when this rank gives the CPU up: such a
- * rank yields every YIELD_EVERY_NS while it polls (a yield with nobody
- * else to run returns at once), and with more ranks than CPUs it yields
- * at every poll. */
+ * A rank bound to a CPU of its own (ranks no more than CPUs, as mpiexec
+ * and mprun bind them) polls for 1 ms and yields until 2 ms: a collective
+ * on large data keeps a rank waiting for hundreds of microseconds, and a
+ * yield hands the CPU to whatever else runs there, which on a busy
+ * machine keeps it for a whole time slice.
+ *
+ * A rank not bound may share a CPU with the very peer it waits for, which
+ * then runs only when this rank gives the CPU up: such a rank yields every
+ * YIELD_EVERY_NS while it polls (a yield with nobody else to run returns
+ * at once), and with more ranks than CPUs it yields at every poll. */
 #define SPIN_NS        50000
 #define YIELD_NS       200000
+#define OWN_SPIN_NS    1000000
+#define OWN_YIELD_NS   2000000
 #define YIELD_EVERY_NS 2000
 /* Sleeps are cut into slices: at the end of each the rank checks its
  * peers itself (their pidfds), in case no launcher marks a dead one. */
@@ -420,7 +427,7 @@ int mp__lw_pause(lworld *w, lwait *wt, const lcomm *c, int need)
         if (h < 0)
             return h;
     }
-    if (wt->elapsed < SPIN_NS && !w->oversub) {
+    if (wt->elapsed < (w->own_cpu ? OWN_SPIN_NS : SPIN_NS) && !w->oversub) {
         if (!w->own_cpu && wt->elapsed - wt->yielded >= YIELD_EVERY_NS) {
             wt->yielded = wt->elapsed;
             sched_yield();
@@ -430,7 +437,7 @@ int mp__lw_pause(lworld *w, lwait *wt, const lcomm *c, int need)
             mp__cpu_relax();
         return 0;
     }
-    if (wt->elapsed < YIELD_NS) {
+    if (wt->elapsed < (w->own_cpu ? OWN_YIELD_NS : YIELD_NS)) {
         sched_yield();
         return 0;
     }
