@@ -97,7 +97,7 @@ typedef struct mp__lhdr {
     uint32_t version, n;
     mp__llayout layout;
     int32_t launcher; /* the launcher's pid; 0 in a world of one */
-    uint32_t pad;
+    int32_t cpus;     /* CPUs the launcher may use (ranks may be bound to one) */
     alignas(MP__L_LINE) _Atomic uint32_t broken; /* 1 + the first rank found dead */
     _Atomic uint32_t aborted;                    /* 1 + the code of mp_comm_abort */
     alignas(MP__L_LINE) _Atomic uint32_t next_ctx;
@@ -290,8 +290,9 @@ typedef struct lwait {
 /* The layout for n ranks.  Returns 0 or MP_EINVAL (n out of range). */
 int mp__lseg_layout(int n, mp__llayout *lay);
 
-/* Makes a segment for n ranks: a sealed memfd, mapped, header written.
- * Returns 0 with *fd, *base and *size, or an error. */
+/* Makes a segment for n ranks: a sealed memfd, mapped, header written
+ * (with the launcher's pid and its CPU count).  Returns 0 with *fd, *base
+ * and *size, or an error. */
 int mp__lseg_create(int n, pid_t launcher, int *fd, void **base, size_t *size);
 
 /* Checks a mapped segment's header against what n implies.  Returns 0 or

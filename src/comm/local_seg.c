@@ -103,6 +103,7 @@ int mp__lseg_create(int n, pid_t launcher, int *fd, void **base, size_t *size)
     h->n = (uint32_t)n;
     h->layout = lay;
     h->launcher = launcher;
+    h->cpus = mp_cpu_count();
     atomic_store(&h->next_ctx, 1); /* 0 is the world's */
     mp__lcomm *world = (mp__lcomm *)((unsigned char *)b + lay.off_comms);
     world->ctx = 0;
@@ -220,7 +221,8 @@ int mp__lw_attach(void *base, size_t size, bool owns, int me, lworld **out)
     }
     for (int p = 0; p < w->n; p++)
         peer_init(w, p);
-    w->oversub = w->n > mp_cpu_count();
+    /* The launcher's count: a rank bound to one CPU sees only that one. */
+    w->oversub = w->n > h->cpus;
     w->own_cpu = mp__cpu_bound();
     rc = mp__lp_init(w);
     if (rc == 0)
