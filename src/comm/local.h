@@ -40,12 +40,19 @@
  * Waiting and waking.  A waiting rank polls briefly, then yields, then
  * sleeps on its doorbell.  Whoever publishes something another rank may
  * wait for (a message, ring space, a rendezvous step, a collective step)
- * publishes it, then - after a full fence - reads that rank's sleeper
- * count and rings the bell only if it is nonzero.  The sleeper registers
- * (count + 1, full fence) before its last check of the condition.  Either
- * the publisher sees the registration or the sleeper sees the news: no
- * wake-up is lost, and a rank that never sleeps costs its peers no system
- * call.
+ * publishes it, then - after a fence - reads that rank's sleeper count and
+ * rings the bell only if it is nonzero.  The sleeper registers (count + 1,
+ * fence) before its last check of the condition.  Either the publisher
+ * sees the registration or the sleeper sees the news: no wake-up is lost,
+ * and a rank that never sleeps costs its peers no system call.  The fences
+ * are asymmetric where the kernel allows (membarrier): a publisher's fence
+ * would run on every message and wait for the lines the message went to
+ * (measured: most of a send's time), so publishers only keep the compiler
+ * from reordering, and a rank about to sleep - rarely, after polling for
+ * a while - makes every rank's stores visible with one membarrier call.
+ * A sender that finds its ring full says so (want_space, on the line the
+ * receiver writes its head to), and the receiver, after moving its head,
+ * wakes it the same way.
  *
  * Failures.  The launcher marks a rank that ends (done if it exited with
  * 0, dead otherwise, which also sets `broken`) before it reaps it, and
@@ -240,6 +247,7 @@ typedef struct lworld {
     bool cma;      /* single-copy reads allowed, as far as we know */
     bool oversub;  /* more ranks than CPUs: yield while polling */
     bool own_cpu;  /* bound to one CPU: poll without yielding */
+    bool asym;     /* membarrier registered: publishers need no fence */
     bool closed;
     lcomm *world;
     /* The progress thread (see local_p2p.c). */
@@ -319,14 +327,25 @@ int mp__lseg_aborted(const void *base);
 /* Rings rank r's bell: wakes its sleeping threads. */
 void mp__lw_ring(lworld *w, int r);
 
+/* The publisher's fence, between storing its news and reading whether
+ * anyone sleeps on it (see "Waiting and waking"): a full fence, or, where
+ * sleepers make the barrier heavy with membarrier, a compiler barrier. */
+static inline void mp__lw_fence(const lworld *w)
+{
+    if (w->asym)
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* The sleeper's fence, between registering and its last look. */
+void mp__lw_fence_heavy(const lworld *w);
+
 /* Rings rank r's bell if one of its threads sleeps.  The caller has
- * published its news; the fence orders that publication before the read
- * of the sleeper count (store - fence - load; a sleeper does the mirror
- * image), so that one of the two sides always sees the other.  Inline:
- * every message pays it. */
+ * published its news.  Inline: every message pays it. */
 static inline void mp__lw_notify(lworld *w, int r)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    mp__lw_fence(w);
     if (atomic_load_explicit(&w->ranks[r].sleepers, memory_order_relaxed) != 0)
         mp__lw_ring(w, r);
 }

@@ -252,8 +252,13 @@ static int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int tag, c
         if (head > pe->out_tail || pe->out_tail - head > room)
             return MP_EPROTO;
         pe->out_head = head;
-        if (pe->out_tail + need - head > room)
+        if (pe->out_tail + need - head > room) {
+            /* Full: ask the receiver to ring when it makes room.  The wait
+             * that follows fences before it sleeps and looks again. */
+            if (!atomic_load_explicit(&pe->out->want_space, memory_order_relaxed))
+                atomic_store(&pe->out->want_space, 1);
             return 0;
+        }
     }
     mp__lrec rec = {(uint32_t)n, tag, ctx, kind, 0};
     /* Records start on a line, and the ring is a whole number of lines:
@@ -292,14 +297,25 @@ static int ring_peek(lworld *w, int src, mp__lrec *rec)
 
 /* Drops the head record of src's ring, and tells a sender that waits for
  * room. */
+/* Read-ahead: lines of the records after this one that are complete
+ * already (below the tail we read), so that their transfers from the
+ * sender's cache overlap with this record's copy instead of each waiting
+ * its turn.  Never the line at the tail, which the sender may be writing. */
+#define READ_AHEAD_LINES 4
+
 static void ring_pop(lworld *w, int src, const mp__lrec *rec)
 {
     lpeer *pe = &w->peers[src];
     pe->in_head += rec_bytes(rec->len);
+    uint64_t ahead = pe->in_tail - pe->in_head;
+    if (ahead > (uint64_t)READ_AHEAD_LINES * MP__L_LINE)
+        ahead = (uint64_t)READ_AHEAD_LINES * MP__L_LINE;
+    for (uint64_t off = 0; off < ahead; off += MP__L_LINE)
+        __builtin_prefetch(pe->in_data + ((pe->in_head + off) & (w->lay.ring_bytes - 1)), 0, 3);
     atomic_store_explicit(&pe->in->head, pe->in_head, memory_order_release);
     /* Store - fence - load against the sender's want_space - fence - head
-     * (ring_wait_room). */
-    atomic_thread_fence(memory_order_seq_cst);
+     * (ring_put, then its wait). */
+    mp__lw_fence(w);
     if (atomic_load_explicit(&pe->in->want_space, memory_order_relaxed)) {
         atomic_store_explicit(&pe->in->want_space, 0, memory_order_relaxed);
         mp__lw_notify(w, src);

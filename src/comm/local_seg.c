@@ -50,7 +50,10 @@ int mp__lseg_layout(int n, mp__llayout *lay)
     memset(lay, 0, sizeof *lay);
     /* Rings shrink as pairs multiply (n * n of them); the eager limit is
      * a quarter of a ring, so that several messages are in flight. */
-    uint64_t ring = n <= 4 ? (256u << 10) : n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
+    uint64_t ring = n <= 4    ? (256u << 10)
+                    : n <= 8  ? (64u << 10)
+                    : n <= 32 ? (16u << 10)
+                              : (4u << 10);
     lay->ring_bytes = ring;
     lay->eager = ring / 4 < (16u << 10) ? ring / 4 : (16u << 10);
     uint64_t off = round_up(sizeof(mp__lhdr), PAGE);
@@ -224,6 +227,7 @@ int mp__lw_attach(void *base, size_t size, bool owns, int me, lworld **out)
     /* The launcher's count: a rank bound to one CPU sees only that one. */
     w->oversub = w->n > h->cpus;
     w->own_cpu = mp__cpu_bound();
+    w->asym = mp__membarrier_register() == 0;
     rc = mp__lp_init(w);
     if (rc == 0)
         rc = mp__lc_world(w, &w->world);
@@ -293,9 +297,17 @@ void mp__lw_ring(lworld *w, int r)
     (void)mp__futex_wake(&rk->bell, INT32_MAX);
 }
 
+void mp__lw_fence_heavy(const lworld *w)
+{
+    /* A failed membarrier (it cannot, once registered) would leave a
+     * publisher's store unseen until the end of the sleep slice. */
+    if (!w->asym || mp__membarrier() < 0)
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
 void mp__lw_notify_members(lworld *w, const lcomm *c)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    mp__lw_fence(w);
     for (int i = 0; i < c->size; i++) {
         mp__lrank *rk = &w->ranks[c->group[i]];
         if (atomic_load_explicit(&rk->sleepers, memory_order_relaxed) != 0) {
@@ -448,6 +460,7 @@ int mp__lw_pause(lworld *w, lwait *wt, const lcomm *c, int need)
     mp__lrank *rk = &w->ranks[w->me];
     wt->seen = atomic_load(&rk->bell);
     atomic_fetch_add(&rk->sleepers, 1);
+    mp__lw_fence_heavy(w);
     wt->sleeping = true;
     return 0;
 }

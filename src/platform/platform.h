@@ -240,6 +240,17 @@ const char *mp__signal_code_text(int signo, int code);
 int mp__cpu_count(void);
 int mp__physical_cores(void);
 
+/* ---- asymmetric barriers (membarrier.c) ---------------------------------- */
+
+/* Registers the calling process as one whose stores mp__membarrier()
+ * makes visible.  Returns 0, or MP_ENOSYS (or -errno) where the kernel
+ * has no global expedited membarrier: then both sides must fence. */
+int mp__membarrier_register(void);
+
+/* The heavy side of an asymmetric fence: returns once every registered
+ * process has passed a full barrier.  Returns 0 or -errno. */
+int mp__membarrier(void);
+
 /* ---- binding to a CPU (bind.c) ----------------------------------------- */
 
 /* Binds the calling process (its calling thread, and what it starts
