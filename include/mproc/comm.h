@@ -78,6 +78,13 @@ extern "C" {
 
 typedef struct mp_comm mp_comm;
 
+/* C11's _Noreturn is no C++ keyword: the attribute serves both. */
+#if defined(__GNUC__)
+#define MP__NORETURN __attribute__((noreturn))
+#else
+#define MP__NORETURN
+#endif
+
 /* A receive or probe that accepts a message from any rank / with any tag. */
 #define MP_ANY_SOURCE (-1)
 #define MP_ANY_TAG    (-1)
@@ -165,7 +172,7 @@ MP_EXTERN void mp_comm_free(mp_comm *c);
  * others are killed and the launcher exits with status code & 255 (1 when
  * that is 0); in a world of one the process exits with it.  Never returns.
  */
-MP_EXTERN _Noreturn void mp_comm_abort(mp_comm *c, int code);
+MP_EXTERN void mp_comm_abort(mp_comm *c, int code) MP__NORETURN;
 
 /* ---- point to point --------------------------------------------------------- */
 
