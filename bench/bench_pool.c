@@ -185,9 +185,10 @@ int main(void)
            mp_cpu_count());
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 2;
-    mp_pool *p = mp_pool_new(&o);
-    if (!p)
-        die("mp_pool_new", MP_ENOMEM);
+    mp_pool *p = NULL;
+    int err = mp_pool_new(&o, &p);
+    if (err < 0)
+        die("mp_pool_new", err);
 
     int32_t *in = malloc(MAP_N * sizeof *in);
     int64_t *out = malloc(MAP_N * sizeof *out);

@@ -30,11 +30,16 @@ static double run(mp_start_method method, int n)
     o.start_method = method;
     double t0 = bench_now();
     for (int i = 0; i < n; i++) {
-        mp_process *p = mp_process_new_opts(noop, NULL, &o);
-        int rc = p ? mp_process_start(p) : MP_ENOMEM;
+        mp_process *p;
+        int code = -1;
+        int rc = mp_process_new_opts(noop, NULL, &o, &p);
+        if (rc == 0)
+            rc = mp_process_start(p);
         if (rc == 0)
             rc = mp_process_join(p, 60.0);
-        if (rc != 0 || mp_process_exitcode(p) != 0) {
+        if (rc == 0)
+            rc = mp_process_exitcode(p, &code);
+        if (rc != 0 || code != 0) {
             fprintf(stderr, "bench_process: child failed: %s\n", mp_strerror(rc));
             exit(1);
         }

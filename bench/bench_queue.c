@@ -122,9 +122,10 @@ static void consumer(mp_queue *q, start_line *sl, int result_fd)
 
 static double one_trial(int producers, long total)
 {
-    mp_queue *q = mp_queue_new(CAPACITY);
-    if (!q)
-        die("mp_queue_new", MP_ENOMEM);
+    mp_queue *q;
+    int rc = mp_queue_new(CAPACITY, &q);
+    if (rc < 0)
+        die("mp_queue_new", rc);
     start_line sl;
     int results[2];
     if (pipe(sl.ready) != 0 || pipe(sl.go) != 0 || pipe(results) != 0)
@@ -208,9 +209,12 @@ static void roundtrip(void)
     for (int t = 0; t < TRIALS; t++) {
         /* A fresh peer per trial, as py_pipe.py does: on 2 CPUs the result
          * depends on where the scheduler places the pair. */
-        mp_queue *ping = mp_queue_new(4096), *pong = mp_queue_new(4096);
-        if (!ping || !pong)
-            die("mp_queue_new", MP_ENOMEM);
+        mp_queue *ping, *pong;
+        int rc = mp_queue_new(4096, &ping);
+        if (rc == 0)
+            rc = mp_queue_new(4096, &pong);
+        if (rc < 0)
+            die("mp_queue_new", rc);
         fflush(stdout);
         pid_t pid = fork();
         if (pid < 0)
@@ -224,7 +228,7 @@ static void roundtrip(void)
         for (long i = 0; i < RT_WARM + RT_ROUNDS; i++) {
             if (i == RT_WARM)
                 t0 = bench_now();
-            int rc = mp_queue_put(ping, &msg, sizeof msg, MP_FOREVER);
+            rc = mp_queue_put(ping, &msg, sizeof msg, MP_FOREVER);
             if (rc == 0)
                 rc = mp_queue_get(pong, buf, sizeof buf, &len, MP_FOREVER);
             if (rc < 0)

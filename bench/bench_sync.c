@@ -52,10 +52,19 @@ static void die(const char *what, int rc)
     exit(1);
 }
 
+/* Dies unless a constructor returned 0. */
+static void made(const char *what, int rc)
+{
+    if (rc < 0)
+        die(what, rc);
+}
+
 static mp_process *start(mp_target_fn fn, void *arg)
 {
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    int rc = p ? mp_process_start(p) : MP_ENOMEM;
+    mp_process *p;
+    int rc = mp_process_new(fn, arg, NULL, &p);
+    if (rc == 0)
+        rc = mp_process_start(p);
     if (rc < 0)
         die("start", rc);
     return p;
@@ -63,8 +72,11 @@ static mp_process *start(mp_target_fn fn, void *arg)
 
 static void finish(mp_process *p)
 {
+    int code = -1;
     int rc = mp_process_join(p, 120.0);
-    if (rc < 0 || mp_process_exitcode(p) != 0)
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
+    if (rc < 0 || code != 0)
         die("worker", rc < 0 ? rc : MP_EWORKER);
     mp_process_free(p);
 }
@@ -105,10 +117,10 @@ static int incr_worker(void *arg)
 static double incr_trial(bool locked, int n)
 {
     enum { WORKERS = 2 };
-    incr_job j = {mp_value_new(locked ? MP_TYPE_i : MP_TYPE_q, NULL, locked),
-                  mp_barrier_new(WORKERS + 1), mp_sem_new(0), n, locked};
-    if (!j.v || !j.start || !j.done)
-        die("allocate", MP_ENOMEM);
+    incr_job j = {.n = n, .locked = locked};
+    made("mp_value_new", mp_value_new(locked ? MP_TYPE_i : MP_TYPE_q, NULL, locked, &j.v));
+    made("mp_barrier_new", mp_barrier_new(WORKERS + 1, &j.start));
+    made("mp_sem_new", mp_sem_new(0, &j.done));
     mp_process *ps[WORKERS];
     for (int i = 0; i < WORKERS; i++)
         ps[i] = start(incr_worker, &j);
@@ -147,9 +159,8 @@ static void bench_incr(const char *name, bool locked, int n, const char *anchors
 static void bench_uncontended(void)
 {
     enum { N = 5000000 };
-    mp_lock *l = mp_lock_new();
-    if (!l)
-        die("allocate", MP_ENOMEM);
+    mp_lock *l;
+    made("mp_lock_new", mp_lock_new(&l));
     double ns[TRIALS];
     for (int t = -1; t < TRIALS; t++) {
         double t0 = bench_now();
@@ -191,9 +202,9 @@ static int ponger(void *arg)
 
 static void bench_events(const char *name, bool nospin)
 {
-    pingpong pp = {mp_event_new(), mp_event_new(), PP_ROUNDS * (TRIALS + 1), nospin};
-    if (!pp.ping || !pp.pong)
-        die("allocate", MP_ENOMEM);
+    pingpong pp = {.rounds = PP_ROUNDS * (TRIALS + 1), .nospin = nospin};
+    made("mp_event_new", mp_event_new(&pp.ping));
+    made("mp_event_new", mp_event_new(&pp.pong));
     int old = mp_sync_set_spin(nospin ? 0 : -1);
     mp_process *p = start(ponger, &pp);
     double us[TRIALS];

@@ -29,12 +29,9 @@ int main(void)
            mp_physical_cores());
     for (int i = 0; i < N; i++) {
         numbers[i] = i + 1;
-        procs[i] = mp_process_new(cube, &numbers[i], NULL);
-        if (!procs[i]) {
-            fprintf(stderr, "out of memory\n");
-            return 1;
-        }
-        int rc = mp_process_start(procs[i]);
+        int rc = mp_process_new(cube, &numbers[i], NULL, &procs[i]);
+        if (rc == 0)
+            rc = mp_process_start(procs[i]);
         if (rc < 0) {
             fprintf(stderr, "start: %s\n", mp_strerror(rc));
             return 1;
@@ -42,8 +39,13 @@ int main(void)
     }
     int ok = 1;
     for (int i = 0; i < N; i++) {
+        /* The exit code comes back through a pointer and the return value
+         * says only whether the call worked, so a child killed by a signal
+         * (code -SIGNUM) is never mistaken for a failed call. */
+        int code = -1;
         int rc = mp_process_join(procs[i], 10.0);
-        int code = mp_process_exitcode(procs[i]);
+        if (rc == 0)
+            rc = mp_process_exitcode(procs[i], &code);
         printf("%s (pid %d): joined %s, exit code %d\n", mp_process_name(procs[i]),
                (int)mp_process_pid(procs[i]), rc == 0 ? "ok" : mp_err_name(rc), code);
         ok &= rc == 0 && code == numbers[i] * numbers[i] * numbers[i];

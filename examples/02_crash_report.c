@@ -46,23 +46,26 @@ int main(void)
      * for other things. */
     mp_log_set_level(MP_LOG_CRITICAL);
 
-    mp_process *p = mp_process_new(risky_task, NULL, "parser");
-    if (!p || mp_process_start(p) < 0)
+    mp_process *p;
+    if (mp_process_new(risky_task, NULL, "parser", &p) < 0 || mp_process_start(p) < 0)
         return 1;
     int rc = mp_process_join(p, 10.0);
-    int code = mp_process_exitcode(p);
+    int code = 0;
+    mp_process_exitcode(p, &code);
     printf("parent: join -> %s, exit code %d (-SIGSEGV is %d)\n", mp_err_name(rc), code, -SIGSEGV);
     printf("parent: the child's report:\n%s\n", mp_process_report(p));
     int ok = code == -SIGSEGV && strstr(mp_process_report(p), "parse_record");
     mp_process_free(p);
 
-    p = mp_process_new(failing_task, NULL, "fetcher");
-    if (!p || mp_process_start(p) < 0)
+    if (mp_process_new(failing_task, NULL, "fetcher", &p) < 0 || mp_process_start(p) < 0)
         return 1;
     mp_process_join(p, 10.0);
-    printf("parent: 'fetcher' exit code %d, error %s\n  %s\n", mp_process_exitcode(p),
-           mp_err_name(mp_process_error(p)), mp_process_report(p));
-    ok &= mp_process_error(p) == MP_ETIMEDOUT;
+    int err = 0;
+    mp_process_exitcode(p, &code);
+    mp_process_error(p, &err);
+    printf("parent: 'fetcher' exit code %d, error %s\n  %s\n", code, mp_err_name(err),
+           mp_process_report(p));
+    ok &= err == MP_ETIMEDOUT;
     mp_process_free(p);
 
     printf("parent: still alive and well\n");

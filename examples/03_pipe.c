@@ -69,19 +69,22 @@ int main(void)
         fprintf(stderr, "mp_pipe: %s\n", mp_strerror(rc));
         return 1;
     }
-    mp_process *s = mp_process_new(sender, &e, "sender");
-    mp_process *r = mp_process_new(receiver, &e, "receiver");
-    if (!s || !r || mp_process_start(s) < 0 || mp_process_start(r) < 0) {
+    mp_process *s, *r;
+    if (mp_process_new(sender, &e, "sender", &s) < 0 ||
+        mp_process_new(receiver, &e, "receiver", &r) < 0 || mp_process_start(s) < 0 ||
+        mp_process_start(r) < 0) {
         fprintf(stderr, "could not start the processes\n");
         return 1;
     }
     /* The parent uses neither end. */
     mp_conn_free(e.sender_end);
     mp_conn_free(e.receiver_end);
+    int scode = -1, rcode = -1;
     int ok = mp_process_join(s, 30.0) == 0 && mp_process_join(r, 30.0) == 0 &&
-             mp_process_exitcode(s) == 0 && mp_process_exitcode(r) == 0;
-    printf("sender exit code %d, receiver exit code %d: %s\n", mp_process_exitcode(s),
-           mp_process_exitcode(r), ok ? "all items arrived in order" : "SOMETHING WENT WRONG");
+             mp_process_exitcode(s, &scode) == 0 && mp_process_exitcode(r, &rcode) == 0 &&
+             scode == 0 && rcode == 0;
+    printf("sender exit code %d, receiver exit code %d: %s\n", scode, rcode,
+           ok ? "all items arrived in order" : "SOMETHING WENT WRONG");
     mp_process_free(s);
     mp_process_free(r);
     return ok ? 0 : 1;

@@ -27,16 +27,22 @@ static int cube(void *arg)
 int main(void)
 {
     double four = 4.0;
-    mp_value *num = mp_value_new(mp_type_from_code('d'), &four, true);
-    if (!num) {
-        fprintf(stderr, "no shared memory\n");
+    mp_value *num;
+    int rc = mp_value_new(mp_type_from_code('d'), &four, true, &num);
+    if (rc < 0) {
+        fprintf(stderr, "no shared memory: %s\n", mp_strerror(rc));
         return 1;
     }
-    mp_process *p = mp_process_new(cube, num, NULL);
-    int rc = p ? mp_process_start(p) : MP_ENOMEM;
+    mp_process *p;
+    int code = -1;
+    rc = mp_process_new(cube, num, NULL, &p);
+    if (rc == 0)
+        rc = mp_process_start(p);
     if (rc == 0)
         rc = mp_process_join(p, 10.0);
-    if (rc < 0 || mp_process_exitcode(p) != 0) {
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
+    if (rc < 0 || code != 0) {
         fprintf(stderr, "child failed: %s\n", rc < 0 ? mp_strerror(rc) : "exit code");
         return 1;
     }

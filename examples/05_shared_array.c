@@ -30,16 +30,22 @@ static int add_one(void *arg)
 int main(void)
 {
     enum { N = 3 };
-    mp_array *arr = mp_array_new(MP_TYPE_i, N, NULL, true);
-    if (!arr) {
-        fprintf(stderr, "no shared memory\n");
+    mp_array *arr;
+    int rc = mp_array_new(MP_TYPE_i, N, NULL, true, &arr);
+    if (rc < 0) {
+        fprintf(stderr, "no shared memory: %s\n", mp_strerror(rc));
         return 1;
     }
-    mp_process *p = mp_process_new(add_one, arr, NULL);
-    int rc = p ? mp_process_start(p) : MP_ENOMEM;
+    mp_process *p;
+    int code = -1;
+    rc = mp_process_new(add_one, arr, NULL, &p);
+    if (rc == 0)
+        rc = mp_process_start(p);
     if (rc == 0)
         rc = mp_process_join(p, 10.0);
-    if (rc < 0 || mp_process_exitcode(p) != 0) {
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
+    if (rc < 0 || code != 0) {
         fprintf(stderr, "child failed: %s\n", rc < 0 ? mp_strerror(rc) : "exit code");
         return 1;
     }

@@ -61,11 +61,17 @@ static int die_holding_the_lock(void *arg)
 
 static int run(mp_target_fn fn, void *arg)
 {
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    int rc = p ? mp_process_start(p) : MP_ENOMEM;
+    mp_process *p;
+    int code = -1;
+    int rc = mp_process_new(fn, arg, NULL, &p);
+    if (rc < 0)
+        return rc;
+    rc = mp_process_start(p);
     if (rc == 0)
         rc = mp_process_join(p, 30.0);
-    if (rc == 0 && mp_process_exitcode(p) != 0)
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
+    if (rc == 0 && code != 0)
         rc = MP_EWORKER;
     mp_process_free(p);
     return rc;
@@ -73,14 +79,21 @@ static int run(mp_target_fn fn, void *arg)
 
 int main(void)
 {
-    shared s = {mp_lock_new(),
-                mp_value_new(MP_TYPE_i, NULL, false),
-                mp_array_new(MP_TYPE_i, WORKERS, NULL, false),
-                mp_event_new(),
-                mp_event_new(),
-                mp_barrier_new(WORKERS)};
-    if (!s.lock || !s.value || !s.array || !s.holding || !s.never || !s.start) {
-        fprintf(stderr, "no shared memory\n");
+    /* Each constructor says why it failed; the first failure is enough. */
+    shared s;
+    int rc = mp_lock_new(&s.lock);
+    if (rc == 0)
+        rc = mp_value_new(MP_TYPE_i, NULL, false, &s.value);
+    if (rc == 0)
+        rc = mp_array_new(MP_TYPE_i, WORKERS, NULL, false, &s.array);
+    if (rc == 0)
+        rc = mp_event_new(&s.holding);
+    if (rc == 0)
+        rc = mp_event_new(&s.never);
+    if (rc == 0)
+        rc = mp_barrier_new(WORKERS, &s.start);
+    if (rc < 0) {
+        fprintf(stderr, "no shared memory: %s\n", mp_strerror(rc));
         return 1;
     }
 
@@ -89,15 +102,17 @@ int main(void)
     mp_process *procs[WORKERS];
     for (int i = 0; i < WORKERS; i++) {
         jobs[i] = (job){&s, i};
-        procs[i] = mp_process_new(worker, &jobs[i], NULL);
-        if (!procs[i] || mp_process_start(procs[i]) < 0) {
+        if (mp_process_new(worker, &jobs[i], NULL, &procs[i]) < 0 ||
+            mp_process_start(procs[i]) < 0) {
             fprintf(stderr, "cannot start a worker\n");
             return 1;
         }
     }
     int ok = 1;
     for (int i = 0; i < WORKERS; i++) {
-        ok &= mp_process_join(procs[i], 30.0) == 0 && mp_process_exitcode(procs[i]) == 0;
+        int code = -1;
+        ok &= mp_process_join(procs[i], 30.0) == 0 && mp_process_exitcode(procs[i], &code) == 0 &&
+              code == 0;
         mp_process_free(procs[i]);
     }
     int64_t total, last[WORKERS];
@@ -115,8 +130,9 @@ int main(void)
     ok &= total == WORKERS * ROUNDS && saw_total;
 
     /* Part 2: a worker dies holding the lock. */
-    mp_process *dying = mp_process_new(die_holding_the_lock, &s, "doomed");
-    if (!dying || mp_process_start(dying) < 0 || mp_event_wait(s.holding, 10.0) < 0) {
+    mp_process *dying;
+    if (mp_process_new(die_holding_the_lock, &s, "doomed", &dying) < 0 ||
+        mp_process_start(dying) < 0 || mp_event_wait(s.holding, 10.0) < 0) {
         fprintf(stderr, "cannot start the doomed worker\n");
         return 1;
     }
@@ -124,7 +140,7 @@ int main(void)
     mp_process_join(dying, 10.0);
     printf("%s was killed by SIGKILL while holding the lock\n", mp_process_name(dying));
     mp_process_free(dying);
-    int rc = mp_lock_acquire(s.lock, 10.0);
+    rc = mp_lock_acquire(s.lock, 10.0);
     printf("next acquire: %s (%s)\n", mp_err_name(rc), mp_strerror(rc));
     ok &= rc == MP_EOWNERDEAD;
     if (rc == MP_EOWNERDEAD) {
@@ -135,8 +151,7 @@ int main(void)
     }
     mp_lock_release(s.lock);
     mp_barrier_free(s.start);
-    s.start = mp_barrier_new(1);
-    ok &= run(worker, &jobs[0]) == 0;
+    ok &= mp_barrier_new(1, &s.start) == 0 && run(worker, &jobs[0]) == 0;
     mp_value_get_i64(s.value, &total);
     printf("one more worker ran: shared_value = %lld\n", (long long)total);
     ok &= total == (WORKERS + 1) * ROUNDS;

@@ -49,27 +49,38 @@ static int add_one(void *arg)
     return mp_queue_close(st->out);
 }
 
+/* Whether p ends within timeout seconds with exit code 0. */
+static bool ended_cleanly(mp_process *p, double timeout)
+{
+    int code = -1;
+    return mp_process_join(p, timeout) == 0 && mp_process_exitcode(p, &code) == 0 && code == 0;
+}
+
 int main(void)
 {
-    mp_queue *cubes = mp_queue_new(4096), *results = mp_queue_new(4096);
-    if (!cubes || !results) {
-        fprintf(stderr, "mp_queue_new failed\n");
+    mp_queue *cubes, *results;
+    int rc = mp_queue_new(4096, &cubes);
+    if (rc == 0)
+        rc = mp_queue_new(4096, &results);
+    if (rc < 0) {
+        fprintf(stderr, "mp_queue_new: %s\n", mp_strerror(rc));
         return 1;
     }
     struct stage s1 = {NULL, cubes}, s2 = {cubes, results};
-    mp_process *p1 = mp_process_new(cube, &s1, "cube");
-    mp_process *p2 = mp_process_new(add_one, &s2, "add-one");
-    if (!p1 || !p2 || mp_process_start(p1) < 0 || mp_process_start(p2) < 0) {
+    mp_process *p1, *p2;
+    if (mp_process_new(cube, &s1, "cube", &p1) < 0 ||
+        mp_process_new(add_one, &s2, "add-one", &p2) < 0 || mp_process_start(p1) < 0 ||
+        mp_process_start(p2) < 0) {
         fprintf(stderr, "could not start the processes\n");
         return 1;
     }
     /* Joining the producer first is safe: its messages are in the queue. */
-    int ok = mp_process_join(p1, 30.0) == 0 && mp_process_exitcode(p1) == 0;
+    int ok = ended_cleanly(p1, 30.0);
     int x = 1;
     for (;; x++) {
         int v;
         size_t len;
-        int rc = mp_queue_get(results, &v, sizeof v, &len, 10.0);
+        rc = mp_queue_get(results, &v, sizeof v, &len, 10.0);
         if (rc == MP_EOF)
             break;
         if (rc < 0) {
@@ -82,7 +93,7 @@ int main(void)
         ok &= v == want;
     }
     ok &= x == 11;
-    ok &= mp_process_join(p2, 30.0) == 0 && mp_process_exitcode(p2) == 0;
+    ok &= ended_cleanly(p2, 30.0);
     printf("%s\n", ok ? "10 results, all correct, in order" : "SOME RESULTS ARE WRONG OR MISSING");
     mp_process_free(p1);
     mp_process_free(p2);

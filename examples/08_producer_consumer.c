@@ -65,35 +65,43 @@ static int consumer(void *arg)
     }
 }
 
+/* Whether p ends within timeout seconds with exit code 0. */
+static bool ended_cleanly(mp_process *p, double timeout)
+{
+    int code = -1;
+    return mp_process_join(p, timeout) == 0 && mp_process_exitcode(p, &code) == 0 && code == 0;
+}
+
 int main(void)
 {
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     o.capacity = 4096;
     o.joinable = true;
-    struct queues qs = {mp_queue_new_opts(&o), mp_queue_new(4096)};
-    if (!qs.work || !qs.done) {
-        fprintf(stderr, "mp_queue_new failed\n");
+    struct queues qs;
+    int rc = mp_queue_new_opts(&o, &qs.work);
+    if (rc == 0)
+        rc = mp_queue_new(4096, &qs.done);
+    if (rc < 0) {
+        fprintf(stderr, "mp_queue_new: %s\n", mp_strerror(rc));
         return 1;
     }
     mp_process *procs[1 + CONSUMERS];
-    procs[0] = mp_process_new(producer, &qs, "Producer");
-    for (int c = 0; c < CONSUMERS; c++) {
-        char name[32];
-        snprintf(name, sizeof name, "Consumer-%d", c);
-        procs[1 + c] = mp_process_new(consumer, &qs, name);
-    }
     for (int i = 0; i <= CONSUMERS; i++) {
-        if (!procs[i] || mp_process_start(procs[i]) < 0) {
+        char name[32];
+        snprintf(name, sizeof name, "Consumer-%d", i - 1);
+        rc = i == 0 ? mp_process_new(producer, &qs, "Producer", &procs[0])
+                    : mp_process_new(consumer, &qs, name, &procs[i]);
+        if (rc < 0 || mp_process_start(procs[i]) < 0) {
             fprintf(stderr, "could not start the processes\n");
             return 1;
         }
     }
     /* Every item and every END taken and marked done. */
-    int rc = mp_queue_join(qs.work, 30.0);
+    rc = mp_queue_join(qs.work, 30.0);
     printf("join: %s\n", rc == 0 ? "every item was processed" : mp_err_name(rc));
     int ok = rc == 0;
     for (int i = 0; i <= CONSUMERS; i++) {
-        ok &= mp_process_join(procs[i], 30.0) == 0 && mp_process_exitcode(procs[i]) == 0;
+        ok &= ended_cleanly(procs[i], 30.0);
         mp_process_free(procs[i]);
     }
     int seen[ITEMS] = {0};

@@ -57,9 +57,12 @@ int main(void)
 
     mp_pool_opts opts = MP_POOL_OPTS_INIT;
     opts.processes = 4;
-    mp_pool *pool = mp_pool_new(&opts);
-    if (!pool)
+    mp_pool *pool = NULL;
+    int err = mp_pool_new(&opts, &pool);
+    if (err < 0) {
+        fprintf(stderr, "mp_pool_new: %s\n", mp_strerror(err));
         return 1;
+    }
 
     long squares[N];
     int rc = mp_pool_map(pool, square_number, numbers, N, sizeof numbers[0], squares,

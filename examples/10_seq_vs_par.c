@@ -59,9 +59,12 @@ int main(void)
 
     mp_pool_opts opts = MP_POOL_OPTS_INIT;
     opts.processes = workers;
-    mp_pool *pool = mp_pool_new(&opts);
-    if (!pool)
+    mp_pool *pool = NULL;
+    int err = mp_pool_new(&opts, &pool);
+    if (err < 0) {
+        fprintf(stderr, "mp_pool_new: %s\n", mp_strerror(err));
         return 1;
+    }
     t0 = now();
     int rc = mp_pool_map(pool, cpu_intensive_task, inputs, JOBS, sizeof inputs[0], par,
                          sizeof par[0], 1);

@@ -46,9 +46,12 @@ int main(void)
 {
     uint64_t starts[] = {27, 97, 871, 6171, 7, 3, 837799, 1, 63728127, 1161};
     enum { N = sizeof starts / sizeof starts[0] };
-    mp_pool *ex = mp_pool_new(NULL); /* one worker per CPU */
-    if (!ex)
+    mp_pool *ex = NULL;
+    int err = mp_pool_new(NULL, &ex); /* one worker per CPU */
+    if (err < 0) {
+        fprintf(stderr, "mp_pool_new: %s\n", mp_strerror(err));
         return 1;
+    }
 
     mp_future *fs[N];
     for (int i = 0; i < N; i++)
@@ -57,7 +60,9 @@ int main(void)
     int n = mp_wait(fs, N, MP_FIRST_COMPLETED, 30.0);
     printf("mp_wait(FIRST_COMPLETED) -> %d finished so far\n", n);
 
-    mp_as_completed *it = mp_as_completed_new(fs, N);
+    mp_as_completed *it;
+    if (mp_as_completed_new(fs, N, &it) < 0)
+        return 1;
     mp_future *f;
     int got = 0, ok = 1;
     printf("in order of completion:\n");

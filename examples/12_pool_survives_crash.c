@@ -58,9 +58,12 @@ int main(void)
     mp_pool_opts opts = MP_POOL_OPTS_INIT;
     opts.processes = 2;
     opts.task_timeout = 1.0;
-    mp_pool *pool = mp_pool_new(&opts);
-    if (!pool)
+    mp_pool *pool = NULL;
+    int err = mp_pool_new(&opts, &pool);
+    if (err < 0) {
+        fprintf(stderr, "mp_pool_new: %s\n", mp_strerror(err));
         return 1;
+    }
 
     enum { N = 10 };
     record recs[N];

@@ -10,11 +10,20 @@
  *
  * Conventions, everywhere:
  *   - Calls that can fail return int: 0 or a count on success, a negative
- *     MP_E* code on failure (mproc/common.h).
+ *     MP_E* code on failure (mproc/common.h).  Errors are returned, never
+ *     only logged.
+ *   - Constructors return that int too and hand the object back through
+ *     their last argument, NULL on failure: int mp_x_new(..., mp_x **out).
+ *     Outcomes that are not the call's own success or failure come back
+ *     the same way (mp_process_exitcode(p, &code)).
+ *   - Predicates (is_set, empty, done, ...) return bool; statistics come
+ *     from int mp_<noun>_stats_get(obj, &stats).
  *   - Calls that can block take a timeout in seconds (double); MP_FOREVER
  *     waits without limit, 0 polls.
  *   - _new/_free for objects the library allocates; _init/_destroy for
- *     objects the caller places (for instance in shared memory).
+ *     objects the caller places (for instance in shared memory); _close
+ *     releases what a handle holds, is idempotent and apart from _free,
+ *     which never waits.
  *
  * Each part is declared and documented in its own header below.
  */
@@ -25,6 +34,7 @@
 #include "mproc/common.h"
 #include "mproc/future.h"
 #include "mproc/log.h"
+#include "mproc/manager.h"
 #include "mproc/pipe.h"
 #include "mproc/pool.h"
 #include "mproc/process.h"

@@ -23,7 +23,7 @@
  * blocks are linked, by offsets, through their first payload bytes.  A
  * zero-length sentinel header ends the heap.  Allocation is first fit,
  * splitting the block found; freeing coalesces at once.  Large freed
- * blocks give their pages back to the system (MADV_REMOVE).
+ * blocks give their pages back to the system (mp__vm_release).
  *
  * Dying in the middle.  One robust mutex in the header serialises the
  * allocator.  If a process dies holding it, the next locker gets
@@ -42,13 +42,17 @@
  * Handles.  An mp_arena is a small process-local record (address, size,
  * descriptor).  Every arena this process maps is on one list, which lets a
  * pointer be traced back to its arena (for mp_lock_free and friends) and a
- * second attach of the same arena return the first handle.
+ * second attach of the same arena return the first handle.  Closing takes
+ * the handle off the list and gives up the mapping and the descriptor (a
+ * closed handle has neither: h is NULL); freeing closes if needed and
+ * releases the record.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "arena.h"
+
+#include "testhooks.h"
 
 #include <errno.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -330,7 +334,7 @@ static void punch(mp_arena *a, uint64_t off, uint32_t units)
     lo = (lo + page - 1) & ~(uintptr_t)(page - 1);
     hi &= ~(uintptr_t)(page - 1);
     if (hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_REMOVE);
+        (void)mp__vm_release((void *)lo, hi - lo);
 }
 
 /* Frees the block whose header is at off.  Caller holds the lock and has
@@ -537,9 +541,12 @@ static size_t env_size(void)
     return *end == '\0' ? (size_t)n : 0;
 }
 
-mp_arena *mp_arena_default(void)
+/* The default arena, created on first use.  Returns 0 and sets *out, or
+ * the creation error. */
+static int default_arena(mp_arena **out)
 {
     reg_lock();
+    int rc = 0;
     mp_arena *a = reg.deflt;
     if (!a) {
         size_t size = reg.default_size;
@@ -547,15 +554,21 @@ mp_arena *mp_arena_default(void)
             size = env_size();
         if (!size || round_size(size) < MIN_SIZE || size > MAX_SIZE)
             size = MP_ARENA_DEFAULT_SIZE;
-        if (arena_create(size, true, &a) == 0) {
+        rc = arena_create(size, true, &a);
+        if (rc == 0) {
             reg_add_locked(a);
             reg.deflt = a;
-        } else {
-            a = NULL;
         }
     }
     reg_unlock();
-    return a;
+    *out = rc == 0 ? a : NULL;
+    return rc;
+}
+
+mp_arena *mp_arena_default(void)
+{
+    mp_arena *a;
+    return default_arena(&a) == 0 ? a : NULL;
 }
 
 int mp_arena_set_default_size(size_t size)
@@ -627,7 +640,9 @@ int mp_arena_attach(int fd, mp_arena **out)
 
 int mp_arena_fd(const mp_arena *a)
 {
-    return a ? a->fd : MP_EINVAL;
+    if (!a)
+        return MP_EINVAL;
+    return a->h ? a->fd : MP_ECLOSED;
 }
 
 size_t mp_arena_size(const mp_arena *a)
@@ -639,6 +654,8 @@ int mp_arena_usage(mp_arena *a, size_t *used, size_t *largest)
 {
     if (!a)
         return MP_EINVAL;
+    if (!a->h)
+        return MP_ECLOSED;
     int rc = lock_heap(a);
     if (rc < 0)
         return rc;
@@ -656,20 +673,35 @@ int mp_arena_usage(mp_arena *a, size_t *used, size_t *largest)
     return 0;
 }
 
-void *mp_arena_alloc(mp_arena *a, size_t size)
+int mp__arena_alloc(mp_arena *a, size_t size, void **out)
 {
-    if (!a)
-        a = mp_arena_default();
-    if (!a || size == 0 || size > a->size)
-        return NULL;
+    *out = NULL;
+    if (size == 0)
+        return MP_EINVAL;
+    int rc = a ? 0 : default_arena(&a);
+    if (rc < 0)
+        return rc;
+    if (!a->h)
+        return MP_ECLOSED;
+    if (size > a->size)
+        return MP_ENOMEM;
     uint32_t need = (uint32_t)((size + HDR + UNIT - 1) / UNIT);
-    if (lock_heap(a) < 0)
-        return NULL;
+    rc = lock_heap(a);
+    if (rc < 0)
+        return rc;
     void *p = alloc_locked(a, need);
     mp__mutex_unlock(&a->h->lock);
-    if (p)
-        memset(p, 0, (size_t)need * UNIT - HDR);
-    return p;
+    if (!p)
+        return MP_ENOMEM;
+    memset(p, 0, (size_t)need * UNIT - HDR);
+    *out = p;
+    return 0;
+}
+
+void *mp_arena_alloc(mp_arena *a, size_t size)
+{
+    void *p;
+    return mp__arena_alloc(a, size, &p) == 0 ? p : NULL;
 }
 
 int mp_arena_dealloc(mp_arena *a, void *p)
@@ -680,6 +712,8 @@ int mp_arena_dealloc(mp_arena *a, void *p)
         a = mp__arena_find(p);
     if (!a)
         return MP_EINVAL;
+    if (!a->h)
+        return MP_ECLOSED;
     int rc = lock_heap(a);
     if (rc < 0)
         return rc;
@@ -692,14 +726,18 @@ int mp_arena_dealloc(mp_arena *a, void *p)
     return off ? 0 : MP_EINVAL;
 }
 
-void mp_arena_free(mp_arena *a)
+int mp_arena_close(mp_arena *a)
 {
     if (!a)
-        return;
+        return MP_EINVAL;
     reg_lock();
     if (a->is_default) {
         reg_unlock();
-        return;
+        return MP_EPERM;
+    }
+    if (!a->h) {
+        reg_unlock();
+        return 0; /* closed before */
     }
     mp_arena **pp = &reg.head;
     while (*pp && *pp != a)
@@ -709,5 +747,16 @@ void mp_arena_free(mp_arena *a)
     reg_unlock();
     mp__unmap(a->h, a->size);
     mp__close(a->fd);
+    a->h = NULL;
+    a->fd = -1;
+    a->size = 0;
+    return 0;
+}
+
+void mp_arena_free(mp_arena *a)
+{
+    if (!a || a->is_default)
+        return;
+    (void)mp_arena_close(a);
     free(a);
 }

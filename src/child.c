@@ -8,7 +8,7 @@
  * on an alternate stack (so that a stack overflow is reported too) and
  * writes one binary record: the signal, its si_code, the faulting address,
  * the raw backtrace, and for each frame the module and offset it lies in.
- * Everything the handler does is async-signal-safe: backtrace() (its
+ * Everything the handler does is async-signal-safe: mp__backtrace() (its
  * unwinder is loaded beforehand, in mp__crash_prepare), lookups in a module
  * table captured before the crash, and write(2).  Naming the functions -
  * which needs malloc and file I/O - is the parent's work, done after the
@@ -21,15 +21,13 @@
  * end).  Records carry the writer's pid for the same reason.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "child.h"
+
+#include "report.h"
+#include "self.h"
 
 #include <errno.h>
-#include <execinfo.h>
-#include <link.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #define MAX_MODULES 64
@@ -43,89 +41,52 @@ static struct module {
     char path[MAX_PATH];
 } modules[MAX_MODULES];
 static int nmodules;
-static unsigned long long module_gen = ~0ull;
+static uint64_t module_gen = ~(uint64_t)0;
 static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t unwinder_once = PTHREAD_ONCE_INIT;
 
 static int report_fd = -1;
 
 static int ensure_alt_stack(void);
 
-static int gen_cb(struct dl_phdr_info *info, size_t size, void *data)
+static int collect_cb(const mp__module *mod, void *data)
 {
-    (void)size;
-    *(unsigned long long *)data = info->dlpi_adds * 1000003ull + info->dlpi_subs;
-    return 1; /* the counters are the same in every entry: one is enough */
-}
-
-static int collect_cb(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
     (void)data;
     if (nmodules >= MAX_MODULES)
         return 1;
     struct module *m = &modules[nmodules];
     m->lo = UINTPTR_MAX;
     m->hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-        if (lo < m->lo)
-            m->lo = lo;
-        if (hi > m->hi)
-            m->hi = hi;
+    for (size_t i = 0; i < mod->nsegs; i++) {
+        if (mod->seg[i].lo < m->lo)
+            m->lo = mod->seg[i].lo;
+        if (mod->seg[i].hi > m->hi)
+            m->hi = mod->seg[i].hi;
     }
     if (m->hi == 0)
         return 0;
-    m->bias = info->dlpi_addr;
-    if (info->dlpi_name && info->dlpi_name[0]) {
-        snprintf(m->path, sizeof m->path, "%s", info->dlpi_name);
-    } else {
-        ssize_t n = readlink("/proc/self/exe", m->path, sizeof m->path - 1);
-        m->path[n > 0 ? n : 0] = '\0';
-    }
+    m->bias = mod->bias;
+    if (mod->path[0])
+        snprintf(m->path, sizeof m->path, "%s", mod->path);
+    else
+        (void)mp__exe_path(m->path, sizeof m->path);
     nmodules++;
     return 0;
 }
 
-static void load_unwinder(void)
-{
-    /* The first backtrace() loads libgcc_s with dlopen, which must not
-     * happen inside a signal handler. */
-    void *frames[2];
-    (void)backtrace(frames, 2);
-}
-
 void mp__crash_prepare(void)
 {
-    pthread_once(&unwinder_once, load_unwinder);
-    unsigned long long gen = 0;
-    dl_iterate_phdr(gen_cb, &gen);
+    /* The unwinder is loaded here, not in the handler: loading it calls
+     * dlopen(), which is not async-signal-safe. */
+    mp__backtrace_prepare();
+    uint64_t gen = mp__modules_generation();
     pthread_mutex_lock(&module_lock);
     (void)ensure_alt_stack(); /* a failure is reported by the child */
     if (gen != module_gen) {
         nmodules = 0;
-        dl_iterate_phdr(collect_cb, NULL);
+        (void)mp__modules_each(collect_cb, NULL);
         module_gen = gen;
     }
     pthread_mutex_unlock(&module_lock);
-}
-
-static uintptr_t context_pc(void *uctx)
-{
-    const ucontext_t *uc = uctx;
-#if defined(__x86_64__)
-    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-#elif defined(__aarch64__)
-    return (uintptr_t)uc->uc_mcontext.pc;
-#elif defined(__i386__)
-    return (uintptr_t)uc->uc_mcontext.gregs[REG_EIP];
-#else
-    (void)uc;
-    return 0;
-#endif
 }
 
 /* Static: the handler must not allocate. */
@@ -139,11 +100,11 @@ static void crash_handler(int signo, siginfo_t *si, void *uctx)
     int saved_errno = errno;
     if (atomic_exchange(&entered, 1) == 0 && report_fd >= 0) {
         void *raw[MP__REPORT_MAX_FRAMES + 8];
-        int n = backtrace(raw, (int)MP__ARRAY_SIZE(raw));
+        int n = mp__backtrace(raw, (int)MP__ARRAY_SIZE(raw));
         /* Drop the handler's own frames and the signal trampoline: the
          * interrupted code starts at the frame whose address is the pc of
          * the signal context. */
-        uintptr_t pc = context_pc(uctx);
+        uintptr_t pc = mp__context_pc(uctx);
         int first = n > 2 ? 2 : 0;
         for (int i = 0; i < n; i++) {
             if ((uintptr_t)raw[i] == pc) {
@@ -218,12 +179,7 @@ static int ensure_alt_stack(void)
 {
     if (alt_stack)
         return 0;
-    void *s = mmap(NULL, ALT_STACK_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (s == MAP_FAILED)
-        return -errno;
-    alt_stack = s;
-    return 0;
+    return mp__map_stack(ALT_STACK_SIZE, &alt_stack);
 }
 
 /* Installs the crash handler on the alternate stack.  Returns 0 or -errno. */
@@ -265,11 +221,11 @@ static void write_record(uint32_t kind, int code)
 _Noreturn void mp__child_main(const mp__child_spec *s)
 {
     report_fd = s->report_fd;
-    /* Die with the parent.  The parent may have died before this call
-     * took effect, in which case no signal will ever come: check. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != s->parent)
+    /* Die with the parent; if it is gone already, no signal will ever
+     * come, so go now. */
+    if (mp__die_with_parent(SIGKILL, s->parent) != 0)
         raise(SIGKILL);
-    (void)prctl(PR_SET_NAME, s->name, 0, 0, 0);
+    (void)mp__thread_set_name(s->name);
     mp__self_enter_child(s->name, s->ident, s->session);
     mp__self_set_inherited_fds(s->fds, s->nfds);
     int rc = s->setup_error ? s->setup_error : install_crash_handlers();

@@ -3,7 +3,7 @@
  * table in mproc/common.h.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "base.h"
 
 #include <string.h>
 
@@ -21,7 +21,7 @@ const char *mp_strerror(int code)
     if (code >= 0)
         return "success";
     if (code > -4000) {
-        const char *s = strerrordesc_np(-code);
+        const char *s = mp__errno_text(-code);
         if (s)
             return s;
     }
@@ -42,7 +42,7 @@ const char *mp_err_name(int code)
     if (code >= 0)
         return "OK";
     if (code > -4000) {
-        const char *s = strerrorname_np(-code);
+        const char *s = mp__errno_name(-code);
         if (s)
             return s;
     }

@@ -8,35 +8,27 @@
  * functions included, with no registry to keep.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "fnref.h"
 
 #include <dlfcn.h>
-#include <link.h>
 
 struct find_addr {
     uintptr_t addr;
-    const char *name;
+    char name[PATH_MAX];
     uintptr_t bias;
-    bool is_main;
     bool exec; /* the segment holding addr is executable */
     bool found;
 };
 
-static int find_addr_cb(struct dl_phdr_info *info, size_t size, void *data)
+static int find_addr_cb(const mp__module *m, void *data)
 {
-    (void)size;
     struct find_addr *f = data;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (f->addr >= lo && f->addr < lo + ph->p_memsz) {
-            f->name = info->dlpi_name;
-            f->bias = info->dlpi_addr;
-            f->exec = (ph->p_flags & PF_X) != 0;
-            /* The main program is reported first, with an empty name. */
-            f->is_main = info->dlpi_name == NULL || info->dlpi_name[0] == '\0';
+    for (size_t i = 0; i < m->nsegs; i++) {
+        if (f->addr >= m->seg[i].lo && f->addr < m->seg[i].hi) {
+            /* The main program has the empty name. */
+            snprintf(f->name, sizeof f->name, "%s", m->path);
+            f->bias = m->bias;
+            f->exec = m->seg[i].exec;
             f->found = true;
             return 1;
         }
@@ -47,57 +39,53 @@ static int find_addr_cb(struct dl_phdr_info *info, size_t size, void *data)
 int mp__fnref_from_ptr(const void *fn, mp__fnref *ref)
 {
     struct find_addr f = {.addr = (uintptr_t)fn};
-    dl_iterate_phdr(find_addr_cb, &f);
+    (void)mp__modules_each(find_addr_cb, &f);
     if (!f.found || !f.exec)
         return MP_EINVAL;
     ref->offset = f.addr - f.bias;
-    if (f.is_main)
-        ref->path[0] = '\0';
-    else
-        snprintf(ref->path, sizeof ref->path, "%s", f.name);
+    snprintf(ref->path, sizeof ref->path, "%s", f.name);
     return 0;
 }
 
 struct find_mod {
-    const char *path; /* NULL: the main program */
+    const char *path; /* "": the main program */
     uint64_t offset;
     uintptr_t addr;
     bool exec;
     bool found;
 };
 
-static int find_mod_cb(struct dl_phdr_info *info, size_t size, void *data)
+static int find_mod_cb(const mp__module *mod, void *data)
 {
-    (void)size;
     struct find_mod *m = data;
-    bool is_main = info->dlpi_name == NULL || info->dlpi_name[0] == '\0';
-    if (m->path ? (is_main || strcmp(info->dlpi_name, m->path) != 0) : !is_main)
+    if (strcmp(mod->path, m->path) != 0)
         return 0;
     /* Only an offset inside an executable segment of the module counts:
      * a corrupt request must not send the child to jump into data. */
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD && m->offset >= ph->p_vaddr &&
-            m->offset < ph->p_vaddr + ph->p_memsz) {
-            m->addr = info->dlpi_addr + m->offset;
-            m->exec = (ph->p_flags & PF_X) != 0;
+    m->found = true;
+    if (m->offset > UINTPTR_MAX - mod->bias)
+        return 1; /* beyond the address space: in no segment */
+    uintptr_t addr = mod->bias + (uintptr_t)m->offset;
+    for (size_t i = 0; i < mod->nsegs; i++) {
+        if (addr >= mod->seg[i].lo && addr < mod->seg[i].hi) {
+            m->addr = addr;
+            m->exec = mod->seg[i].exec;
             break;
         }
     }
-    m->found = true;
     return 1;
 }
 
 int mp__fnref_resolve(const mp__fnref *ref, void **fn)
 {
-    struct find_mod m = {.path = ref->path[0] ? ref->path : NULL, .offset = ref->offset};
-    dl_iterate_phdr(find_mod_cb, &m);
-    if (!m.found && m.path) {
+    struct find_mod m = {.path = ref->path, .offset = ref->offset};
+    (void)mp__modules_each(find_mod_cb, &m);
+    if (!m.found && m.path[0]) {
         /* A module the parent loaded with dlopen(): load it here too.  The
          * handle is kept for the life of the process on purpose. */
         if (!dlopen(m.path, RTLD_NOW | RTLD_GLOBAL))
             return MP_ENOENT;
-        dl_iterate_phdr(find_mod_cb, &m);
+        (void)mp__modules_each(find_mod_cb, &m);
     }
     if (!m.found)
         return MP_ENOENT;

@@ -32,7 +32,7 @@
  * (cancel, running, interrupt) are made with no future lock held.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "future.h"
 
 #include <signal.h>
 
@@ -484,13 +484,9 @@ int mp_future_status(const mp_future *f)
     return mp_future_done(f) ? f->status : MP_ESTATE;
 }
 
-int mp_future_successful(const mp_future *f)
+bool mp_future_successful(const mp_future *f)
 {
-    if (!f)
-        return MP_EINVAL;
-    if (!mp_future_done(f))
-        return MP_ESTATE;
-    return f->status == 0;
+    return mp_future_done(f) && f->status == 0;
 }
 
 int mp_future_task_error(const mp_future *f)
@@ -688,16 +684,19 @@ static void notify_iter(mp__watch *w, mp_future *f)
     pthread_mutex_unlock(&it->lock);
 }
 
-mp_as_completed *mp_as_completed_new(mp_future *const *fs, size_t n)
+int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
 {
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
     if (n && !fs)
-        return NULL;
+        return MP_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
-            return NULL;
+            return MP_EINVAL;
     mp_as_completed *it = calloc(1, sizeof *it);
     if (!it)
-        return NULL;
+        return MP_ENOMEM;
     size_t cnt = n ? n : 1;
     it->fs =
         calloc(cnt, sizeof *it->fs); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
@@ -708,7 +707,7 @@ mp_as_completed *mp_as_completed_new(mp_future *const *fs, size_t n)
         free(it->nodes);
         free(it->ready);
         free(it);
-        return NULL;
+        return MP_ENOMEM;
     }
     pthread_mutex_init(&it->lock, NULL);
     it->n = n;
@@ -727,7 +726,8 @@ mp_as_completed *mp_as_completed_new(mp_future *const *fs, size_t n)
         }
         pthread_mutex_unlock(&f->lock);
     }
-    return it;
+    *out = it;
+    return 0;
 }
 
 int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout)

@@ -15,7 +15,9 @@
  * that was closed and reused for something else.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "log.h"
+
+#include "self.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,7 +64,7 @@ static void adopt_owned(int fd)
 {
     pthread_mutex_lock(&set_lock);
     if (owned_fd >= 0) {
-        dup3(fd, owned_fd, O_CLOEXEC);
+        (void)mp__dup2_cloexec(fd, owned_fd);
         mp__close(fd);
     } else {
         owned_fd = fd;

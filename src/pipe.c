@@ -41,7 +41,7 @@
  * the byte buffer until their frame is read.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "base.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -313,9 +313,9 @@ static ssize_t sock_recv(mp_conn *c, void *buf, size_t len, int flags)
     struct iovec iov = {buf, len};
     struct msghdr msg = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
-    ssize_t n = recvmsg(c->fd, &msg, flags | MSG_CMSG_CLOEXEC);
+    ssize_t n = mp__recvmsg(c->fd, &msg, flags);
     if (n < 0)
-        return errno == ECONNRESET ? 0 : -errno; /* reset: the peer is gone */
+        return n == MP_ECONNRESET ? 0 : n; /* reset: the peer is gone */
     if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
         take_fds(c, &msg);
     return n;

@@ -29,7 +29,14 @@
  * the pid of the process that may use them).
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "process.h"
+
+#include "boot.h"
+#include "child.h"
+#include "forkserver.h"
+#include "report.h"
+#include "request.h"
+#include "self.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +55,8 @@ struct mp_process {
     char name[MP__MAX_NAME];
     char ident[MP__MAX_NAME];
     bool daemon;
-    bool freed; /* the user freed it while running: reap, then destroy */
+    bool freed;       /* the user freed it while running: reap, then destroy */
+    bool status_lost; /* someone else reaped it: its exit code is unknown */
     mp_start_method method;
     int fds[MP__MAX_FDS];
     size_t nfds;
@@ -165,11 +173,12 @@ static bool try_reap(mp_process *p)
             done = true;
         } else if (r < 0) {
             /* ECHILD: someone else reaped it (SIGCHLD set to SIG_IGN, or a
-             * waitpid(-1) elsewhere in the program).  Its status is lost;
-             * report what is known. */
+             * waitpid(-1) elsewhere in the program).  Its status is lost:
+             * mp_process_exitcode says so rather than invent one. */
             mp_log(MP_LOG_WARNING, "process '%s' (pid %d) was reaped outside mproc", p->name,
                    (int)p->pid);
             st = 0;
+            p->status_lost = true;
             done = true;
         }
     }
@@ -256,21 +265,32 @@ int mp__process_wait_fd(mp_process *p)
 
 /* ---- the API ------------------------------------------------------------ */
 
-mp_process *mp_process_new_opts(mp_target_fn target, void *arg, const mp_process_opts *opts)
+/* Whether opts describe a process that can be started. */
+static bool opts_valid(mp_target_fn target, const void *arg, const mp_process_opts *o)
 {
+    if (!target || o->nfds > MP__MAX_FDS || (o->nfds && !o->fds) || o->arg_size > MP__MAX_ARG)
+        return false;
+    if (o->start_method != MP_START_FORK && o->start_method != MP_START_SPAWN &&
+        o->start_method != MP_START_FORKSERVER)
+        return false;
+    /* spawn and forkserver copy arg_size bytes from arg. */
+    return o->start_method == MP_START_FORK || !o->arg_size || arg;
+}
+
+int mp_process_new_opts(mp_target_fn target, void *arg, const mp_process_opts *opts,
+                        mp_process **out)
+{
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
     mp_process_opts defaults = MP_PROCESS_OPTS_INIT;
     if (!opts)
         opts = &defaults;
-    if (!target || opts->nfds > MP__MAX_FDS || (opts->nfds && !opts->fds) ||
-        opts->arg_size > MP__MAX_ARG ||
-        (opts->start_method != MP_START_FORK && opts->start_method != MP_START_SPAWN &&
-         opts->start_method != MP_START_FORKSERVER))
-        return NULL;
-    if (opts->start_method != MP_START_FORK && opts->arg_size && !arg)
-        return NULL;
+    if (!opts_valid(target, arg, opts))
+        return MP_EINVAL;
     mp_process *p = calloc(1, sizeof *p);
     if (!p)
-        return NULL;
+        return MP_ENOMEM;
     p->target = target;
     p->arg = arg;
     p->arg_size = opts->arg_size;
@@ -285,14 +305,15 @@ mp_process *mp_process_new_opts(mp_target_fn target, void *arg, const mp_process
     p->pidfd = p->chan = p->report_fd = -1;
     p->state = ST_NEW;
     pthread_mutex_init(&p->lock, NULL);
-    return p;
+    *out = p;
+    return 0;
 }
 
-mp_process *mp_process_new(mp_target_fn target, void *arg, const char *name)
+int mp_process_new(mp_target_fn target, void *arg, const char *name, mp_process **out)
 {
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.name = name;
-    return mp_process_new_opts(target, arg, &o);
+    return mp_process_new_opts(target, arg, &o, out);
 }
 
 static int start_fork(mp_process *p, int report_w)
@@ -335,7 +356,7 @@ static int start_spawn(mp_process *p, int report_w)
     if (rc < 0)
         return rc;
     pid_t pid;
-    rc = mp__spawn_exec(sv[1], &pid);
+    rc = mp__boot_spawn(MP__ROLE_SPAWN, sv[1], &pid);
     mp__close(sv[1]);
     if (rc == 0) {
         mp__request_out r = {
@@ -441,18 +462,35 @@ bool mp_process_is_alive(mp_process *p)
     return !try_reap(p);
 }
 
-int mp_process_exitcode(mp_process *p)
+/* Reaps p if it has ended, so that its outcome can be read.  Returns 0
+ * once p has ended, MP_ESTATE while it runs or was never started. */
+static int outcome_ready(mp_process *p)
 {
-    if (!p)
-        return MP_EINVAL;
     if (p->state == ST_RUNNING && ours(p))
         try_reap(p);
-    return p->state == ST_DONE ? p->out.exitcode : MP_ESTATE;
+    return p->state == ST_DONE ? 0 : MP_ESTATE;
 }
 
-int mp_process_error(const mp_process *p)
+int mp_process_exitcode(mp_process *p, int *code)
 {
-    return p && p->state == ST_DONE ? p->out.error : 0;
+    if (!p || !code)
+        return MP_EINVAL;
+    int rc = outcome_ready(p);
+    if (rc == 0 && p->status_lost)
+        rc = MP_ECHILD;
+    if (rc == 0)
+        *code = p->out.exitcode;
+    return rc;
+}
+
+int mp_process_error(mp_process *p, int *err)
+{
+    if (!p || !err)
+        return MP_EINVAL;
+    int rc = outcome_ready(p);
+    if (rc == 0)
+        *err = p->out.error;
+    return rc;
 }
 
 const char *mp_process_report(const mp_process *p)

@@ -87,7 +87,9 @@
  * simply released later by that thread.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "base.h"
+
+#include "testhooks.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -750,7 +752,7 @@ int mp_queue_join(mp_queue *q, double timeout)
     }
 }
 
-int mp_queue_stat(const mp_queue *q, mp_queue_stats *out)
+int mp_queue_stats_get(const mp_queue *q, mp_queue_stats *out)
 {
     if (!q || !out)
         return MP_EINVAL;
@@ -784,55 +786,69 @@ static mp_queue *handle_new(int fd, void *base, size_t map_size)
     return q;
 }
 
-mp_queue *mp_queue_new_opts(const mp_queue_opts *opts)
+/* Lays out a fresh ring of c bytes in the zero-filled memory at base.
+ * Returns 0 or the error of the locks' set-up. */
+static int ring_init(void *base, size_t map_size, uint64_t c, const mp_queue_opts *o)
 {
+    qshared *s = base;
+    s->version = QVERSION;
+    s->flags = o->joinable ? F_JOINABLE : 0;
+    s->cap = c;
+    s->max_msgs = o->max_messages;
+    s->map_size = map_size;
+    int rc = mp__mutex_init(&s->put.lock);
+    if (rc == 0)
+        rc = mp__mutex_init(&s->get.lock);
+    if (rc < 0)
+        return rc;
+    /* Last, and with release: an attacher that sees the magic sees the
+     * rest. */
+    atomic_store_explicit(&s->magic, QMAGIC, memory_order_release);
+    return 0;
+}
+
+int mp_queue_new_opts(const mp_queue_opts *opts, mp_queue **out)
+{
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     if (opts)
         o = *opts;
     uint64_t cap = o.capacity ? (uint64_t)o.capacity : DEFAULT_CAP;
     if (cap > MAX_CAP || o.max_messages > MAX_MSGS)
-        return NULL;
+        return MP_EINVAL;
     uint64_t c = MIN_CAP;
     while (c < cap)
         c <<= 1;
     size_t map_size = QHDR_SIZE + (size_t)c;
     int fd = mp__memfd_new("queue", map_size);
     if (fd < 0)
-        return NULL;
-    void *base = NULL;
-    if (mp__memfd_seal_size(fd) < 0 || mp__map_fd(fd, map_size, NULL, &base) < 0) {
-        mp__close(fd);
-        return NULL;
-    }
+        return fd;
     /* The file is fresh, so every byte is zero: counters, words and flags
      * start at zero. */
-    qshared *s = base;
-    s->version = QVERSION;
-    s->flags = o.joinable ? F_JOINABLE : 0;
-    s->cap = c;
-    s->max_msgs = o.max_messages;
-    s->map_size = map_size;
-    if (mp__mutex_init(&s->put.lock) < 0 || mp__mutex_init(&s->get.lock) < 0) {
-        mp__unmap(base, map_size);
-        mp__close(fd);
-        return NULL;
-    }
-    /* Last, and with release: an attacher that sees the magic sees the
-     * rest. */
-    atomic_store_explicit(&s->magic, QMAGIC, memory_order_release);
-    mp_queue *q = handle_new(fd, base, map_size);
+    void *base = NULL;
+    int rc = mp__memfd_seal_size(fd);
+    if (rc == 0)
+        rc = mp__map_fd(fd, map_size, NULL, &base);
+    if (rc == 0)
+        rc = ring_init(base, map_size, c, &o);
+    mp_queue *q = rc == 0 ? handle_new(fd, base, map_size) : NULL;
     if (!q) {
-        mp__unmap(base, map_size);
+        if (base)
+            mp__unmap(base, map_size);
         mp__close(fd);
+        return rc < 0 ? rc : MP_ENOMEM;
     }
-    return q;
+    *out = q;
+    return 0;
 }
 
-mp_queue *mp_queue_new(size_t capacity)
+int mp_queue_new(size_t capacity, mp_queue **out)
 {
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     o.capacity = capacity;
-    return mp_queue_new_opts(&o);
+    return mp_queue_new_opts(&o, out);
 }
 
 int mp_queue_attach(int fd, mp_queue **out)

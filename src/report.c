@@ -4,7 +4,7 @@
  * and readable text with named functions.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "report.h"
 
 #include <errno.h>
 #include <inttypes.h>

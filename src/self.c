@@ -1,22 +1,14 @@
 /*
  * self.c - who this process is: its name, its place in the tree of
- * processes mproc started, its session, the descriptors it was handed; and
- * what the library does when it is loaded.
+ * processes mproc started, its session, the descriptors it was handed.
  *
  * After fork, a child inherits all of this from its parent; the child side
- * (mp__self_enter_child) replaces it before the target runs.
- *
- * At load, a fresh image that mproc started for the spawn or forkserver
- * start method is recognised by a socket named in its environment, and
- * serves before main() ever runs (forkserver.c).  The constructor lives in
- * this file because every part of the library uses it, so that a program
- * linked against the static library always carries it.
+ * (mp__self_enter_child) replaces it before the target runs.  What a fresh
+ * image does at load (the start-up roles) is boot.c's business.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "self.h"
 
-#include <sys/auxv.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static char self_name[MP__MAX_NAME] = "MainProcess";
@@ -77,37 +69,10 @@ int mp_process_inherited_fd(size_t i)
     return inherited[i];
 }
 
-/* ---- at load -------------------------------------------------------------- */
-
-/* The descriptor an environment variable names, if it is a socket; the
- * variable is removed so that programs this image starts do not see it. */
-static int take_socket(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v)
-        return -1;
-    char *end;
-    long fd = strtol(v, &end, 10);
-    unsetenv(name);
-    struct stat st;
-    if (*end != '\0' || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
-        return -1;
-    /* Close-on-exec again, as every descriptor of the library is. */
-    (void)mp__set_cloexec((int)fd, true);
-    return (int)fd;
-}
-
-__attribute__((constructor)) static void mp__boot(void)
+/* The session is the process the program was started as: fixed at load,
+ * so that a child forked before its parent asked for it still inherits the
+ * parent's, not its own pid. */
+__attribute__((constructor)) static void self_at_load(void)
 {
     (void)mp__session();
-    /* A set-user-ID program must not let its environment choose code to
-     * run. */
-    if (getauxval(AT_SECURE))
-        return;
-    int fd = take_socket("MPROC_SPAWN");
-    if (fd >= 0)
-        mp__spawn_serve(fd);
-    fd = take_socket("MPROC_FORKSERVER");
-    if (fd >= 0)
-        mp__forkserver_serve(fd);
 }

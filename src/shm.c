@@ -2,7 +2,8 @@
  * shm.c - named shared-memory segments (Python's SharedMemory): create
  * with a size, attach by name from any process, close, unlink.
  *
- * A segment is a POSIX shared-memory object, /dev/shm/mproc-<name>.
+ * A segment is a POSIX shared-memory object, "/mproc-<name>" (on Linux,
+ * the file /dev/shm/mproc-<name>).
  * Creating one goes through the program's tracker (tracker.c), which
  * opens it and from then on unlinks it once no process of the program
  * holds it; attach and close report holds to the tracker.  A handle
@@ -10,12 +11,18 @@
  * segment this process mapped, even if the name has since been removed
  * and reused.
  *
+ * Closing and freeing are apart, as for every handle of the library:
+ * close gives up the mapping and the hold (once: a closed handle has no
+ * mapping), free closes if needed and releases the handle's own memory.
+ *
  * After fork, the child has the mapping and a copy of the handle, but the
  * hold is the parent's: the copy's close only unmaps (the handle records
  * the process that opened it).
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "tracker.h"
+
+#include "self.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -164,10 +171,8 @@ int mp_shm_unlink(mp_shm *s)
         return rc;
     /* Not tracked by this program (another program made it): unlink it
      * directly, if the name still names this segment. */
-    char full[sizeof s->path + 16];
-    snprintf(full, sizeof full, "/dev/shm%s", s->path);
-    struct stat st;
-    if (stat(full, &st) != 0 || (uint64_t)st.st_ino != s->ino)
+    uint64_t dev, ino;
+    if (mp__shm_identity(s->path, &dev, &ino) != 0 || ino != s->ino)
         return MP_ENOENT;
     return shm_unlink(s->path) == 0 ? 0 : -errno;
 }
@@ -175,10 +180,21 @@ int mp_shm_unlink(mp_shm *s)
 int mp_shm_close(mp_shm *s)
 {
     if (!s)
-        return 0;
+        return MP_EINVAL;
+    if (!s->addr)
+        return 0; /* closed before */
     mp__unmap(s->addr, s->size);
+    s->addr = NULL;
+    s->size = 0;
     if (s->owner == mp__self_pid())
         mp__tracker_close(s->path, s->ino);
-    free(s);
     return 0;
+}
+
+void mp_shm_free(mp_shm *s)
+{
+    if (!s)
+        return;
+    (void)mp_shm_close(s);
+    free(s);
 }

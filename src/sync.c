@@ -49,7 +49,10 @@
  * breaks the barrier (its state cannot be trusted); reset() repairs it.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "sync.h"
+
+#include "arena.h"
+#include "testhooks.h"
 
 #include <errno.h>
 
@@ -120,10 +123,13 @@ static bool passed(int64_t deadline)
     return deadline != MP__NO_DEADLINE && deadline <= mp__now_ns();
 }
 
-/* Allocates an object of size bytes from the default arena. */
-static void *arena_obj(size_t size)
+/* Allocates an object of size bytes from the default arena.  Returns it,
+ * or NULL with the reason in *rc. */
+static void *arena_obj(size_t size, int *rc)
 {
-    return mp_arena_alloc(NULL, size);
+    void *p;
+    *rc = mp__arena_alloc(NULL, size, &p);
+    return p;
 }
 
 /* Returns an object to the arena it came from; objects the caller placed
@@ -200,24 +206,28 @@ int mp_lock_destroy(mp_lock *l)
     return 0;
 }
 
-static mp_lock *lock_new(uint32_t kind)
+static int lock_new(uint32_t kind, mp_lock **out)
 {
-    mp_lock *l = arena_obj(sizeof *l);
-    if (l && lock_init(l, kind) < 0) {
+    if (!out)
+        return MP_EINVAL;
+    int rc;
+    mp_lock *l = arena_obj(sizeof *l, &rc);
+    if (l && (rc = lock_init(l, kind)) < 0) {
         arena_release(l);
         l = NULL;
     }
-    return l;
+    *out = l;
+    return rc;
 }
 
-mp_lock *mp_lock_new(void)
+int mp_lock_new(mp_lock **out)
 {
-    return lock_new(KIND_LOCK);
+    return lock_new(KIND_LOCK, out);
 }
 
-mp_rlock *mp_rlock_new(void)
+int mp_rlock_new(mp_rlock **out)
 {
-    return lock_new(KIND_RLOCK);
+    return lock_new(KIND_RLOCK, out);
 }
 
 void mp_lock_free(mp_lock *l)
@@ -266,12 +276,10 @@ int mp_lock_consistent(mp_lock *l)
     return mp__mutex_consistent(&li->mutex);
 }
 
-int mp_lock_is_owned(const mp_lock *l)
+bool mp_lock_is_owned(const mp_lock *l)
 {
     lock_impl *li = lock_of(l);
-    if (!li)
-        return MP_EINVAL;
-    return mp__mutex_is_mine(&li->mutex) ? 1 : 0;
+    return li && mp__mutex_is_mine(&li->mutex);
 }
 
 int mp_lock_count(const mp_lock *l)
@@ -297,12 +305,10 @@ int mp_lock_owner(const mp_lock *l, pid_t *pid, pid_t *tid)
     return 1;
 }
 
-int mp_lock_is_recursive(const mp_lock *l)
+bool mp_lock_is_recursive(const mp_lock *l)
 {
     lock_impl *li = lock_of(l);
-    if (!li)
-        return MP_EINVAL;
-    return li->kind == KIND_RLOCK ? 1 : 0;
+    return li && li->kind == KIND_RLOCK;
 }
 
 int mp__lock_enter(mp_lock *l)
@@ -385,26 +391,31 @@ int mp_sem_destroy(mp_sem *s)
     return 0;
 }
 
-static mp_sem *sem_new(unsigned value, bool bounded)
+static int sem_new(unsigned value, bool bounded, mp_sem **out)
 {
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
     if (value > MP_SEM_VALUE_MAX)
-        return NULL;
-    mp_sem *s = arena_obj(sizeof *s);
-    if (s && sem_init(s, value, bounded) < 0) {
+        return MP_EINVAL;
+    int rc;
+    mp_sem *s = arena_obj(sizeof *s, &rc);
+    if (s && (rc = sem_init(s, value, bounded)) < 0) {
         arena_release(s);
         s = NULL;
     }
-    return s;
+    *out = s;
+    return rc;
 }
 
-mp_sem *mp_sem_new(unsigned value)
+int mp_sem_new(unsigned value, mp_sem **out)
 {
-    return sem_new(value, false);
+    return sem_new(value, false, out);
 }
 
-mp_sem *mp_sem_new_bounded(unsigned value)
+int mp_sem_new_bounded(unsigned value, mp_sem **out)
 {
-    return sem_new(value, true);
+    return sem_new(value, true, out);
 }
 
 void mp_sem_free(mp_sem *s)
@@ -517,12 +528,18 @@ int mp_event_destroy(mp_event *e)
     return 0;
 }
 
-mp_event *mp_event_new(void)
+int mp_event_new(mp_event **out)
 {
-    mp_event *e = arena_obj(sizeof *e);
-    if (e)
-        (void)mp_event_init(e);
-    return e;
+    if (!out)
+        return MP_EINVAL;
+    int rc;
+    mp_event *e = arena_obj(sizeof *e, &rc);
+    if (e && (rc = mp_event_init(e)) < 0) {
+        arena_release(e);
+        e = NULL;
+    }
+    *out = e;
+    return rc;
 }
 
 void mp_event_free(mp_event *e)
@@ -551,12 +568,10 @@ int mp_event_clear(mp_event *e)
     return 0;
 }
 
-int mp_event_is_set(const mp_event *e)
+bool mp_event_is_set(const mp_event *e)
 {
     event_impl *ei = event_of(e);
-    if (!ei)
-        return MP_EINVAL;
-    return atomic_load_explicit(&ei->flag, memory_order_acquire) ? 1 : 0;
+    return ei && atomic_load_explicit(&ei->flag, memory_order_acquire);
 }
 
 int mp_event_wait(mp_event *e, double timeout)
@@ -642,19 +657,27 @@ int mp_cond_destroy(mp_cond *c)
     return 0;
 }
 
-mp_cond *mp_cond_new(mp_lock *lock)
+int mp_cond_new(mp_lock *lock, mp_cond **out)
 {
-    mp_arena *a = mp_arena_default();
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
+    int rc;
+    mp_cond *c = arena_obj(sizeof *c, &rc);
+    if (!c)
+        return rc;
     /* The lock must be where every process finds it at the same distance:
-     * in the same arena. */
-    if (!a || (lock && mp__arena_find(lock) != a))
-        return NULL;
-    mp_cond *c = arena_obj(sizeof *c);
-    if (c && mp_cond_init(c, lock) < 0) {
+     * in the same arena as the condition. */
+    if (lock && mp__arena_find(lock) != mp__arena_find(c))
+        rc = MP_EINVAL;
+    else
+        rc = mp_cond_init(c, lock);
+    if (rc < 0) {
         arena_release(c);
-        c = NULL;
+        return rc;
     }
-    return c;
+    *out = c;
+    return 0;
 }
 
 void mp_cond_free(mp_cond *c)
@@ -825,16 +848,21 @@ int mp_barrier_destroy(mp_barrier *b)
     return 0;
 }
 
-mp_barrier *mp_barrier_new(unsigned parties)
+int mp_barrier_new(unsigned parties, mp_barrier **out)
 {
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
     if (parties == 0 || parties > MP_SEM_VALUE_MAX)
-        return NULL;
-    mp_barrier *b = arena_obj(sizeof *b);
-    if (b && mp_barrier_init(b, parties) < 0) {
+        return MP_EINVAL;
+    int rc;
+    mp_barrier *b = arena_obj(sizeof *b, &rc);
+    if (b && (rc = mp_barrier_init(b, parties)) < 0) {
         arena_release(b);
         b = NULL;
     }
-    return b;
+    *out = b;
+    return rc;
 }
 
 void mp_barrier_free(mp_barrier *b)
@@ -1006,10 +1034,8 @@ int mp_barrier_n_waiting(const mp_barrier *b)
     return atomic_load(&bi->broken) ? 0 : (int)atomic_load(&bi->count);
 }
 
-int mp_barrier_broken(const mp_barrier *b)
+bool mp_barrier_broken(const mp_barrier *b)
 {
     barrier_impl *bi = barrier_of(b);
-    if (!bi)
-        return MP_EINVAL;
-    return atomic_load(&bi->broken) ? 1 : 0;
+    return bi && atomic_load(&bi->broken);
 }

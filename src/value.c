@@ -19,11 +19,17 @@
  * instead of being undefined.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "sync.h"
+
+#include "arena.h"
 
 #include <float.h>
 
 #define VF_LOCKED 1u
+
+/* The magic numbers a value and an array begin with; destroy clears them. */
+#define MP__VALUE_MAGIC 0x6d707661u /* "mpva" */
+#define MP__ARRAY_MAGIC 0x6d706172u /* "mpar" */
 
 typedef struct value_impl {
     _Atomic uint32_t magic; /* MP__VALUE_MAGIC or MP__ARRAY_MAGIC */
@@ -226,21 +232,30 @@ static inline unsigned char *elems(value_impl *v)
     return (unsigned char *)v + sizeof *v;
 }
 
-static void *create(mp_arena *a, mp_type type, size_t n, const void *init, bool lock,
-                    uint32_t magic)
+/* Makes a value (magic MP__VALUE_MAGIC) or an array in arena a (NULL: the
+ * default one).  Returns it, or NULL with the reason in *rc. */
+static value_impl *create(mp_arena *a, mp_type type, size_t n, const void *init, bool lock,
+                          uint32_t magic, int *rc)
 {
     const struct type_info *ti = info_of((int)type);
-    if (!ti || n == 0 || n > (SIZE_MAX - sizeof(value_impl)) / ti->size)
+    *rc = MP_EINVAL;
+    if (!ti || n == 0)
         return NULL;
-    value_impl *v = mp_arena_alloc(a, sizeof *v + n * ti->size);
-    if (!v)
+    *rc = MP_ENOMEM; /* no arena holds that many */
+    if (n > (SIZE_MAX - sizeof(value_impl)) / ti->size)
         return NULL;
+    void *mem;
+    *rc = mp__arena_alloc(a, sizeof(value_impl) + n * ti->size, &mem);
+    if (*rc < 0)
+        return NULL;
+    value_impl *v = mem;
     v->type = (uint16_t)type;
     v->elem_size = ti->size;
     v->n = n;
     if (lock) {
-        if (mp_rlock_init(&v->lock) < 0) {
-            mp_arena_dealloc(NULL, v);
+        *rc = mp_rlock_init(&v->lock);
+        if (*rc < 0) {
+            (void)mp_arena_dealloc(NULL, v);
             return NULL;
         }
         v->flags = VF_LOCKED;
@@ -523,14 +538,18 @@ static int compare_exchange(value_impl *v, size_t i, int64_t *expected, int64_t 
 
 #define VAL(v) impl_of((v), MP__VALUE_MAGIC)
 
-mp_value *mp_value_new_in(mp_arena *a, mp_type type, const void *init, bool lock)
+int mp_value_new_in(mp_arena *a, mp_type type, const void *init, bool lock, mp_value **out)
 {
-    return create(a, type, 1, init, lock, MP__VALUE_MAGIC);
+    if (!out)
+        return MP_EINVAL;
+    int rc;
+    *out = (mp_value *)create(a, type, 1, init, lock, MP__VALUE_MAGIC, &rc);
+    return rc;
 }
 
-mp_value *mp_value_new(mp_type type, const void *init, bool lock)
+int mp_value_new(mp_type type, const void *init, bool lock, mp_value **out)
 {
-    return mp_value_new_in(NULL, type, init, lock);
+    return mp_value_new_in(NULL, type, init, lock, out);
 }
 
 void mp_value_free(mp_value *v)
@@ -610,14 +629,19 @@ int mp_value_compare_exchange(mp_value *v, int64_t *expected, int64_t desired)
 
 #define ARR(a) impl_of((a), MP__ARRAY_MAGIC)
 
-mp_array *mp_array_new_in(mp_arena *ar, mp_type type, size_t n, const void *init, bool lock)
+int mp_array_new_in(mp_arena *ar, mp_type type, size_t n, const void *init, bool lock,
+                    mp_array **out)
 {
-    return create(ar, type, n, init, lock, MP__ARRAY_MAGIC);
+    if (!out)
+        return MP_EINVAL;
+    int rc;
+    *out = (mp_array *)create(ar, type, n, init, lock, MP__ARRAY_MAGIC, &rc);
+    return rc;
 }
 
-mp_array *mp_array_new(mp_type type, size_t n, const void *init, bool lock)
+int mp_array_new(mp_type type, size_t n, const void *init, bool lock, mp_array **out)
 {
-    return mp_array_new_in(NULL, type, n, init, lock);
+    return mp_array_new_in(NULL, type, n, init, lock, out);
 }
 
 void mp_array_free(mp_array *a)
@@ -661,47 +685,68 @@ int mp_array_set(mp_array *a, size_t i, const void *buf)
 
 /* Bulk copies: one memcpy under the lock, or element by element with
  * atomic accesses for a raw array, which other processes may be updating
- * atomically at the same time. */
-static int bulk(value_impl *v, size_t start, size_t n, void *out, const void *in)
+ * atomically at the same time.  Reading and writing are separate functions
+ * over one checked span, so that no path - inlined or not - hands memcpy
+ * a NULL standing for "the other direction". */
+static unsigned char *span(value_impl *v, size_t start, size_t n, const void *buf, int *rc)
 {
-    if (!v || (n && !out && !in))
-        return MP_EINVAL;
-    if (start > v->n || n > v->n - start)
-        return MP_ERANGE;
+    if (!v || !buf) {
+        *rc = MP_EINVAL;
+        return NULL;
+    }
+    if (start > v->n || n > v->n - start) {
+        *rc = MP_ERANGE;
+        return NULL;
+    }
+    return elems(v) + start * v->elem_size;
+}
+
+static int bulk_read(value_impl *v, size_t start, size_t n, unsigned char *buf)
+{
+    int rc;
+    const unsigned char *p = span(v, start, n, buf, &rc);
+    if (!p)
+        return rc;
     size_t es = v->elem_size;
-    unsigned char *p = elems(v) + start * es;
-    int rc = enter(v);
+    rc = enter(v);
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
-    if (v->flags & VF_LOCKED) {
-        if (out)
-            memcpy(out, p, n * es);
-        else
-            memcpy(p, in, n * es);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            if (out)
-                bits_to_buf((unsigned char *)out + i * es, es, load_bits(p + i * es, es));
-            else
-                store_bits(p + i * es, es, buf_to_bits((const unsigned char *)in + i * es, es));
-        }
-    }
+    if (v->flags & VF_LOCKED)
+        memcpy(buf, p, n * es);
+    else
+        for (size_t i = 0; i < n; i++)
+            bits_to_buf(buf + i * es, es, load_bits(p + i * es, es));
+    leave(v, rc);
+    return done(rc);
+}
+
+static int bulk_write(value_impl *v, size_t start, size_t n, const unsigned char *buf)
+{
+    int rc;
+    unsigned char *p = span(v, start, n, buf, &rc);
+    if (!p)
+        return rc;
+    size_t es = v->elem_size;
+    rc = enter(v);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    if (v->flags & VF_LOCKED)
+        memcpy(p, buf, n * es);
+    else
+        for (size_t i = 0; i < n; i++)
+            store_bits(p + i * es, es, buf_to_bits(buf + i * es, es));
     leave(v, rc);
     return done(rc);
 }
 
 int mp_array_read(mp_array *a, size_t start, size_t n, void *buf)
 {
-    if (!buf)
-        return MP_EINVAL;
-    return bulk(ARR(a), start, n, buf, NULL);
+    return bulk_read(ARR(a), start, n, buf);
 }
 
 int mp_array_write(mp_array *a, size_t start, size_t n, const void *buf)
 {
-    if (!buf)
-        return MP_EINVAL;
-    return bulk(ARR(a), start, n, NULL, buf);
+    return bulk_write(ARR(a), start, n, buf);
 }
 
 int mp_array_get_i64(mp_array *a, size_t i, int64_t *out)

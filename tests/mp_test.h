@@ -15,12 +15,37 @@
  * zombie of its own when it returns.  Each case exits through exit(), so
  * LeakSanitizer checks it for leaked memory under MPROC_SANITIZE.
  *
- * Assertions print both operands, and mp_err_name() of error codes.
+ * A case ends in one of three ways: it returns (passed), a check fails
+ * (failed), or it calls MPT_SKIP("why") because what it needs is not there
+ * (skipped: counted apart, and reported to ctest as skipped).
+ *
+ * Assertions print both operands, and mp_err_name() of error codes:
+ * CHECK_EQ/NE/GE/LE for signed integers, CHECK_EQ_U/NE_U/GE_U/LE_U for
+ * unsigned ones (sizes, counters), CHECK_PTR_EQ/NE, CHECK_NULL and
+ * CHECK_NOT_NULL for pointers.  A loop over modes names the mode it is in
+ * with MPT_CONTEXT("mode=%s", name): every failure message of the case
+ * carries it until it is changed or cleared (MPT_CONTEXT_CLEAR()).
  * Names that must be unique (segments, sockets) come from mpt_name(),
  * which includes the runner's pid, so executables can run in parallel.
  *
  *   ./test_x            run every case
- *   ./test_x name...    run the named cases
+ *   ./test_x name...    run the named cases (a "module." prefix, as ctest
+ *                       names them, is accepted)
+ *   ./test_x --list     print "name timeout [label...]" for every case;
+ *                       tests/CMakeLists.txt registers each with ctest
+ *
+ * The runner exits 0 when every case it ran passed or was skipped and one
+ * passed, MPT_SKIP_CODE (77) when every case it ran was skipped, 1 when one
+ * failed, 2 on a usage error.
+ *
+ * Every case runs with MPROC_TEST_NO_RECHECK=1 in its environment (unless
+ * the runner's environment sets it already: MPROC_TEST_NO_RECHECK=0 keeps
+ * the slices, to tell a lost wake-up from another hang).  In the test build
+ * of the library (MPROC_TESTING), a wait then sleeps until it is woken or
+ * its deadline passes, without the periodic re-check that otherwise bounds
+ * the cost of a lost wake-up: a lost wake hangs and the case's time limit
+ * catches it.  A case that tests recovery through the re-check (a waker
+ * killed before its wake) calls mpt_allow_recheck() before it starts.
  */
 #ifndef MPROC_TEST_H
 #define MPROC_TEST_H
@@ -47,22 +72,37 @@
 
 typedef void (*mpt_fn)(void);
 
-#define MPT_MAX_CASES       256
 #define MPT_DEFAULT_TIMEOUT 60.0
+/* The exit status of a skipped case, and of a runner that ran only skipped
+ * cases: ctest's SKIP_RETURN_CODE, automake's convention. */
+#define MPT_SKIP_CODE 77
 
 static struct mpt_case {
     const char *name;
     mpt_fn fn;
     double timeout;
-} mpt_cases[MPT_MAX_CASES];
-static int mpt_ncases;
+} * mpt_cases;
+static int mpt_ncases, mpt_cap_cases;
 static pid_t mpt_runner_pid;
 static unsigned mpt_name_counter;
+static char mpt_context[256];
 
+/* Runs before main() (from each case's constructor): the table grows as
+ * needed, so no case is ever dropped; running out of memory here is an
+ * error that stops the program, never a case silently left out. */
 static void mpt_register(const char *name, mpt_fn fn, double timeout)
 {
-    if (mpt_ncases < MPT_MAX_CASES)
-        mpt_cases[mpt_ncases++] = (struct mpt_case){name, fn, timeout};
+    if (mpt_ncases == mpt_cap_cases) {
+        int cap = mpt_cap_cases ? 2 * mpt_cap_cases : 64;
+        struct mpt_case *c = realloc(mpt_cases, (size_t)cap * sizeof *c);
+        if (!c) {
+            fprintf(stderr, "mp_test: no memory to register case %s\n", name);
+            exit(2);
+        }
+        mpt_cases = c;
+        mpt_cap_cases = cap;
+    }
+    mpt_cases[mpt_ncases++] = (struct mpt_case){name, fn, timeout};
 }
 
 #define TEST_TIMEOUT(name, secs)                                  \
@@ -79,13 +119,51 @@ __attribute__((noreturn, format(printf, 3, 4))) static void mpt_fail(const char 
                                                                      const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s:%d: FAILED: ", file, line);
+    if (mpt_context[0])
+        fprintf(stderr, "%s:%d: FAILED (%s): ", file, line, mpt_context);
+    else
+        fprintf(stderr, "%s:%d: FAILED: ", file, line);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     fflush(NULL);
     exit(1);
+}
+
+/* Ends the case as skipped, saying why on stderr. */
+__attribute__((noreturn, format(printf, 3, 4))) static inline void
+mpt_skip(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s:%d: SKIPPED: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(NULL);
+    exit(MPT_SKIP_CODE);
+}
+
+#define MPT_SKIP(...) mpt_skip(__FILE__, __LINE__, __VA_ARGS__)
+
+/* What the case is doing now, printed with each failure after it. */
+__attribute__((format(printf, 1, 2))) static inline void mpt_context_set(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(mpt_context, sizeof mpt_context, fmt, ap);
+    va_end(ap);
+}
+
+#define MPT_CONTEXT(...)    mpt_context_set(__VA_ARGS__)
+#define MPT_CONTEXT_CLEAR() (mpt_context[0] = '\0')
+
+/* For a case that tests recovery through the re-check slices (see the top
+ * of this file): turns them back on for the rest of the case. */
+static inline void mpt_allow_recheck(void)
+{
+    setenv("MPROC_TEST_NO_RECHECK", "0", 1);
 }
 
 #define CHECK(cond)                                           \
@@ -120,6 +198,52 @@ __attribute__((noreturn, format(printf, 3, 4))) static void mpt_fail(const char 
         long long mpt_a_ = (long long)(a), mpt_b_ = (long long)(b);                        \
         if (!(mpt_a_ <= mpt_b_))                                                           \
             mpt_fail(__FILE__, __LINE__, "%s <= %s: %lld > %lld", #a, #b, mpt_a_, mpt_b_); \
+    } while (0)
+
+/* Unsigned integers (sizes, counts, offsets), compared and printed as
+ * unsigned long long, so that values past LLONG_MAX and "negative" ones
+ * wrapped around print as what they are.  The operands are named here,
+ * before an argument such as SIZE_MAX is expanded. */
+#define MPT_CHECK_U(a, op, b, bad, sa, sb)                                                   \
+    do {                                                                                     \
+        unsigned long long mpt_a_ = (unsigned long long)(a);                                 \
+        unsigned long long mpt_b_ = (unsigned long long)(b);                                 \
+        if (!(mpt_a_ op mpt_b_))                                                             \
+            mpt_fail(__FILE__, __LINE__, "%s " #op " %s: %llu " bad " %llu", sa, sb, mpt_a_, \
+                     mpt_b_);                                                                \
+    } while (0)
+
+#define CHECK_EQ_U(a, b) MPT_CHECK_U(a, ==, b, "!=", #a, #b)
+#define CHECK_NE_U(a, b) MPT_CHECK_U(a, !=, b, "==", #a, #b)
+#define CHECK_GE_U(a, b) MPT_CHECK_U(a, >=, b, "<", #a, #b)
+#define CHECK_LE_U(a, b) MPT_CHECK_U(a, <=, b, ">", #a, #b)
+
+/* Pointers, printed as addresses. */
+#define CHECK_PTR_EQ(a, b)                                                              \
+    do {                                                                                \
+        const void *mpt_a_ = (const void *)(a), *mpt_b_ = (const void *)(b);            \
+        if (mpt_a_ != mpt_b_)                                                           \
+            mpt_fail(__FILE__, __LINE__, "%s == %s: %p != %p", #a, #b, mpt_a_, mpt_b_); \
+    } while (0)
+
+#define CHECK_PTR_NE(a, b)                                                     \
+    do {                                                                       \
+        const void *mpt_a_ = (const void *)(a), *mpt_b_ = (const void *)(b);   \
+        if (mpt_a_ == mpt_b_)                                                  \
+            mpt_fail(__FILE__, __LINE__, "%s != %s: both %p", #a, #b, mpt_a_); \
+    } while (0)
+
+#define CHECK_NULL(p)                                                         \
+    do {                                                                      \
+        const void *mpt_p_ = (const void *)(p);                               \
+        if (mpt_p_ != NULL)                                                   \
+            mpt_fail(__FILE__, __LINE__, "%s is NULL: it is %p", #p, mpt_p_); \
+    } while (0)
+
+#define CHECK_NOT_NULL(p)                                                   \
+    do {                                                                    \
+        if ((const void *)(p) == NULL)                                      \
+            mpt_fail(__FILE__, __LINE__, "%s is not NULL: it is NULL", #p); \
     } while (0)
 
 #define CHECK_DBL_NEAR(a, b, eps)                                                             \
@@ -333,34 +457,21 @@ static int mpt_collect_orphans(void)
     }
 }
 
-static int mpt_run_case(const struct mpt_case *c)
+/* Waits for the case's process until its time limit; kills it past the
+ * limit.  Returns its wait status; *timed_out says whether it was killed. */
+static int mpt_wait_case(pid_t pid, double deadline, bool *timed_out)
 {
-    static char before[MPT_MAX_SHM][256], after[MPT_MAX_SHM][256];
-    int nbefore = mpt_shm_list(before, MPT_MAX_SHM);
-    double t0 = mpt_now();
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        return 0;
-    }
-    if (pid == 0) {
-        c->fn();
-        mpt_case_epilogue();
-        fflush(NULL);
-        exit(0);
-    }
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    bool timed_out = false;
+    *timed_out = false;
     if (fd >= 0) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int n;
         do {
-            double left = t0 + c->timeout - mpt_now();
+            double left = deadline - mpt_now();
             n = poll(&p, 1, left > 0 ? (int)(left * 1000) + 1 : 0);
         } while (n < 0 && errno == EINTR);
         if (n == 0) {
-            timed_out = true;
+            *timed_out = true;
             kill(pid, SIGKILL);
         }
         close(fd);
@@ -368,17 +479,15 @@ static int mpt_run_case(const struct mpt_case *c)
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    double dt = mpt_now() - t0;
-    int ok = !timed_out && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    if (timed_out)
-        fprintf(stderr, "  case ran over its %.0f s limit and was killed\n", c->timeout);
-    else if (WIFSIGNALED(st))
-        fprintf(stderr, "  case was killed by signal %d\n", WTERMSIG(st));
-    if (mpt_collect_orphans() > 0) {
-        fprintf(stderr, "  case left processes behind\n");
-        ok = 0;
-    }
-    int nafter = mpt_shm_list(after, MPT_MAX_SHM);
+    return st;
+}
+
+/* Reports and removes the /dev/shm entries of this run that appeared
+ * while the case ran; returns how many there were. */
+static int mpt_check_shm(char before[][256], int nbefore)
+{
+    static char after[MPT_MAX_SHM][256];
+    int nafter = mpt_shm_list(after, MPT_MAX_SHM), left = 0;
     for (int i = 0; i < nafter; i++) {
         bool old = false;
         for (int j = 0; j < nbefore && !old; j++)
@@ -388,34 +497,124 @@ static int mpt_run_case(const struct mpt_case *c)
             snprintf(path, sizeof path, "/dev/shm/%.255s", after[i]);
             fprintf(stderr, "  case left /dev/shm/%s behind\n", after[i]);
             unlink(path);
-            ok = 0;
+            left++;
         }
     }
-    printf("%s %s (%.3f s)\n", ok ? "ok    " : "FAILED", c->name, dt);
+    return left;
+}
+
+enum mpt_outcome { MPT_PASSED, MPT_FAILED, MPT_SKIPPED };
+
+static enum mpt_outcome mpt_run_case(const struct mpt_case *c)
+{
+    static char before[MPT_MAX_SHM][256];
+    int nbefore = mpt_shm_list(before, MPT_MAX_SHM);
+    double t0 = mpt_now();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return MPT_FAILED;
+    }
+    if (pid == 0) {
+        c->fn();
+        mpt_case_epilogue();
+        fflush(NULL);
+        exit(0);
+    }
+    bool timed_out;
+    int st = mpt_wait_case(pid, t0 + c->timeout, &timed_out);
+    double dt = mpt_now() - t0;
+    enum mpt_outcome out = MPT_FAILED;
+    if (timed_out)
+        fprintf(stderr, "  case ran over its %.0f s limit and was killed\n", c->timeout);
+    else if (WIFSIGNALED(st))
+        fprintf(stderr, "  case was killed by signal %d\n", WTERMSIG(st));
+    else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        out = MPT_PASSED;
+    else if (WIFEXITED(st) && WEXITSTATUS(st) == MPT_SKIP_CODE)
+        out = MPT_SKIPPED;
+    /* A skipped case is held to the same rules: it leaves nothing behind. */
+    if (mpt_collect_orphans() > 0) {
+        fprintf(stderr, "  case left processes behind\n");
+        out = MPT_FAILED;
+    }
+    if (mpt_check_shm(before, nbefore) > 0)
+        out = MPT_FAILED;
+    static const char *const word[] = {"ok     ", "FAILED ", "skipped"};
+    printf("%s %s (%.3f s)\n", word[out], c->name, dt);
     fflush(stdout);
-    return ok;
+    return out;
+}
+
+/* Whether arg names case c: "name", or "module.name" as ctest names it. */
+static bool mpt_names(const char *arg, const struct mpt_case *c)
+{
+    const char *dot = strrchr(arg, '.');
+    return strcmp(dot ? dot + 1 : arg, c->name) == 0;
+}
+
+/* One line per case, "name timeout [label...]", the timeout in whole
+ * seconds rounded up; a case given more than the default time is "slow". */
+static void mpt_list(void)
+{
+    for (int i = 0; i < mpt_ncases; i++) {
+        double t = mpt_cases[i].timeout;
+        long secs = (long)t + ((double)(long)t < t);
+        printf("%s %ld%s\n", mpt_cases[i].name, secs, t > MPT_DEFAULT_TIMEOUT ? " slow" : "");
+    }
+}
+
+/* Checks the arguments: options, and names that match no case. */
+static int mpt_parse_args(int argc, char **argv)
+{
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--list") == 0 && argc == 2) {
+            mpt_list();
+            return 0;
+        }
+        if (argv[a][0] == '-') {
+            fprintf(stderr, "usage: %s [--list | case...]\n", argv[0]);
+            return 2;
+        }
+        bool known = false;
+        for (int i = 0; i < mpt_ncases && !known; i++)
+            known = mpt_names(argv[a], &mpt_cases[i]);
+        if (!known) {
+            fprintf(stderr, "%s: no case named %s (--list shows them)\n", argv[0], argv[a]);
+            return 2;
+        }
+    }
+    return -1;
 }
 
 static int mpt_run(int argc, char **argv)
 {
+    int rc = mpt_parse_args(argc, argv);
+    if (rc >= 0)
+        return rc;
     mpt_runner_pid = getpid();
     /* Orphans of a case come to the runner, where they can be found. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int passed = 0, failed = 0;
+    /* Lost wake-ups hang instead of costing a re-check slice (see the top
+     * of this file); a setting from outside is kept. */
+    setenv("MPROC_TEST_NO_RECHECK", "1", 0);
+    int count[3] = {0, 0, 0};
     for (int i = 0; i < mpt_ncases; i++) {
         bool want = argc < 2;
         for (int a = 1; a < argc && !want; a++)
-            want = strcmp(argv[a], mpt_cases[i].name) == 0;
-        if (!want)
-            continue;
-        if (mpt_run_case(&mpt_cases[i]))
-            passed++;
-        else
-            failed++;
+            want = mpt_names(argv[a], &mpt_cases[i]);
+        if (want)
+            count[mpt_run_case(&mpt_cases[i])]++;
     }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 && passed > 0 ? 0 : 1;
+    printf("%d passed, %d failed, %d skipped\n", count[MPT_PASSED], count[MPT_FAILED],
+           count[MPT_SKIPPED]);
+    if (count[MPT_FAILED] > 0)
+        return 1;
+    if (count[MPT_PASSED] > 0)
+        return 0;
+    return count[MPT_SKIPPED] > 0 ? MPT_SKIP_CODE : 1;
 }
 
 #define MPT_MAIN()                  \

@@ -46,11 +46,53 @@ static inline void gate_close(gate *g)
     close(g->w);
 }
 
+/* A pointer no constructor returns: *out is preset to it to see that a
+ * failing constructor sets *out to NULL. */
+static inline void *mpt_not_null(void)
+{
+    static char somewhere;
+    return &somewhere;
+}
+
+/* A process object for fn(arg) with options o (NULL: fork), checked. */
+static inline mp_process *mpt_new_opts(mp_target_fn fn, void *arg, const mp_process_opts *o)
+{
+    mp_process *p = NULL;
+    CHECK_OK(mp_process_new_opts(fn, arg, o, &p));
+    CHECK(p != NULL);
+    return p;
+}
+
+/* A process object for fn(arg), started with fork, named name (may be
+ * NULL), checked. */
+static inline mp_process *mpt_new(mp_target_fn fn, void *arg, const char *name)
+{
+    mp_process *p = NULL;
+    CHECK_OK(mp_process_new(fn, arg, name, &p));
+    CHECK(p != NULL);
+    return p;
+}
+
+/* The exit code (status or -SIGNUM) of p, which must have ended. */
+static inline int mpt_exitcode(mp_process *p)
+{
+    int code = 12345;
+    CHECK_OK(mp_process_exitcode(p, &code));
+    return code;
+}
+
+/* The error p's child reported (0: none); p must have ended. */
+static inline int mpt_error(mp_process *p)
+{
+    int err = 12345;
+    CHECK_OK(mp_process_error(p, &err));
+    return err;
+}
+
 /* Starts fn(arg) in a child (fork), checked. */
 static inline mp_process *mpt_start(mp_target_fn fn, void *arg)
 {
-    mp_process *p = mp_process_new(fn, arg, NULL);
-    CHECK(p != NULL);
+    mp_process *p = mpt_new(fn, arg, NULL);
     CHECK_OK(mp_process_start(p));
     return p;
 }
@@ -59,7 +101,7 @@ static inline mp_process *mpt_start(mp_target_fn fn, void *arg)
 static inline int mpt_finish(mp_process *p)
 {
     CHECK_OK(mp_process_join(p, 60.0));
-    int code = mp_process_exitcode(p);
+    int code = mpt_exitcode(p);
     mp_process_free(p);
     return code;
 }

@@ -367,8 +367,8 @@ static int futures_rank(mp_comm *w, void *arg)
         /* Posted in reverse tag order; each matches its own tag. */
         for (int i = NREQ - 1; i >= 0; i--)
             RK_OK(mp_comm_irecv(w, bufs + (size_t)i * len, len, 0, i, &fs[i]));
-        mp_as_completed *it = mp_as_completed_new(fs, NREQ);
-        RK_CHECK(it);
+        mp_as_completed *it;
+        RK_OK(mp_as_completed_new(fs, NREQ, &it));
         int done = 0;
         mp_future *f;
         while (mp_as_completed_next(it, &f, 30) == 0) {

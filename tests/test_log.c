@@ -144,12 +144,14 @@ TEST(lines_from_many_processes_never_interleave)
         args[i] = (spam_arg){i, LINES};
         char name[16];
         snprintf(name, sizeof name, "writer-%d", i);
-        ps[i] = mp_process_new(spam, &args[i], name);
+        CHECK_OK(mp_process_new(spam, &args[i], name, &ps[i]));
         CHECK_OK(mp_process_start(ps[i]));
     }
     for (int i = 0; i < WRITERS; i++) {
         CHECK_OK(mp_process_join(ps[i], 60.0));
-        CHECK_EQ(mp_process_exitcode(ps[i]), 0);
+        int code = -1;
+        CHECK_OK(mp_process_exitcode(ps[i], &code));
+        CHECK_EQ(code, 0);
         mp_process_free(ps[i]);
     }
     char *text = slurp(path);

@@ -629,7 +629,7 @@ TEST(an_end_handed_to_a_spawned_child)
     o.start_method = MP_START_SPAWN;
     o.fds = &fd;
     o.nfds = 1;
-    mp_process *p = mp_process_new_opts(echo_child, NULL, &o);
+    mp_process *p = mpt_new_opts(echo_child, NULL, &o);
     CHECK(p != NULL);
     CHECK_OK(mp_process_start(p));
     mp_conn_close(b);
@@ -644,7 +644,7 @@ TEST(an_end_handed_to_a_spawned_child)
     }
     mp_conn_close(a); /* the child sees the end and returns 0 */
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), 0);
+    CHECK_EQ(mpt_exitcode(p), 0);
     mp_process_free(p);
     mp_conn_free(a);
     mp_conn_free(b);

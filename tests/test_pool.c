@@ -5,10 +5,11 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
-#include "pool_shm.h"
+#include "pool/hooks.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -71,7 +72,8 @@ static mp_pool *pool_with(int workers)
 {
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = workers;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     CHECK(p != NULL);
     return p;
 }
@@ -248,7 +250,6 @@ TEST(map_ctx_range_functions_and_empty_elements)
 
 TEST(map_bad_arguments)
 {
-    mp_log_set_level(MP_LOG_OFF); /* mp_pool_new logs why it refuses */
     mp_pool *p = pool_with(1);
     int in[4] = {1, 2, 3, 4};
     long out[4];
@@ -269,11 +270,32 @@ TEST(map_bad_arguments)
     CHECK(f != NULL);
     CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 0), MP_EINVAL);
     mp_future_free(f);
-    CHECK(mp_pool_new(&(mp_pool_opts){.processes = -1}) == NULL);
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
-    o.start_method = (mp_start_method)42;
-    CHECK(mp_pool_new(&o) == NULL);
     mp_pool_free(p);
+}
+
+/* Each option mp_pool_new() refuses, refused with MP_EINVAL and no pool;
+ * fails if a bad option is accepted, or reported in a log line only. */
+TEST(pool_new_returns_why_it_refuses)
+{
+    mp_pool *q = (mp_pool *)&q; /* not NULL: the call must clear it */
+    CHECK_ERR(mp_pool_new(NULL, NULL), MP_EINVAL);
+    CHECK_ERR(mp_pool_new(&(mp_pool_opts){.processes = -1}, &q), MP_EINVAL);
+    CHECK(q == NULL);
+    mp_pool_opts bad[6];
+    for (int i = 0; i < 6; i++)
+        bad[i] = (mp_pool_opts)MP_POOL_OPTS_INIT;
+    bad[0].processes = 1025;
+    bad[1].start_method = (mp_start_method)42;
+    bad[2].initarg_size = 8; /* without initarg */
+    bad[3].progress_interval = -1.0;
+    bad[4].terminate_grace = -0.5;
+    bad[5].task_timeout = NAN;
+    for (int i = 0; i < 6; i++) {
+        q = (mp_pool *)&q;
+        int rc = mp_pool_new(&bad[i], &q);
+        if (rc != MP_EINVAL || q != NULL)
+            mpt_fail(__FILE__, __LINE__, "option %d: %s, pool %p", i, mp_err_name(rc), (void *)q);
+    }
 }
 
 static int item_fails_on_multiples_of_7(const void *in, void *out, const void *ctx)
@@ -400,7 +422,8 @@ TEST(imap_yields_in_order)
     int *in = malloc(N * sizeof *in);
     for (int i = 0; i < N; i++)
         in[i] = i;
-    mp_imap *it = mp_pool_imap(p, square_item, in, N, sizeof *in, sizeof(long), 17);
+    mp_imap *it = NULL;
+    CHECK_OK(mp_pool_imap(p, square_item, in, N, sizeof *in, sizeof(long), 17, &it));
     CHECK(it != NULL);
     free(in); /* copied before imap returned */
     for (int i = 0; i < N; i++) {
@@ -423,7 +446,8 @@ TEST(imap_unordered_yields_each_index_once)
     int *in = malloc(N * sizeof *in);
     for (int i = 0; i < N; i++)
         in[i] = i;
-    mp_imap *it = mp_pool_imap_unordered(p, square_item, in, N, sizeof *in, sizeof(long), 1);
+    mp_imap *it = NULL;
+    CHECK_OK(mp_pool_imap_unordered(p, square_item, in, N, sizeof *in, sizeof(long), 1, &it));
     char *seen = calloc(N, 1);
     for (int k = 0; k < N; k++) {
         long v;
@@ -463,7 +487,8 @@ TEST(imap_next_times_out_then_continues)
     s.out_size = sizeof(int);
     s.ctx = &g.r;
     s.ctx_size = sizeof g.r;
-    mp_imap *it = mp_pool_imap_ex(p, &s, true);
+    mp_imap *it = NULL;
+    CHECK_OK(mp_pool_imap_ex(p, &s, true, &it));
     double t0 = mpt_now();
     CHECK_ERR(mp_imap_next(it, NULL, NULL, 0.2), MP_ETIMEDOUT);
     CHECK(mpt_now() - t0 >= 0.2);
@@ -476,10 +501,42 @@ TEST(imap_next_times_out_then_continues)
     }
     mp_imap_free(it);
     /* Freed before it is consumed: the map still ends cleanly. */
-    it = mp_pool_imap(p, square_item, in, 8, sizeof in[0], sizeof(long), 1);
+    CHECK_OK(mp_pool_imap(p, square_item, in, 8, sizeof in[0], sizeof(long), 1, &it));
     mp_imap_free(it);
     mp_pool_free(p);
     gate_close(g);
+}
+
+/* imap refuses at once what it cannot run, and hands back no iterator;
+ * fails if an error waits for the first mp_imap_next(). */
+TEST(imap_returns_its_errors_at_once)
+{
+    mp_pool *p = pool_with(1);
+    int in[4] = {1, 2, 3, 4};
+    mp_imap *it = (mp_imap *)&it;
+    CHECK_ERR(mp_pool_imap(p, NULL, in, 4, sizeof in[0], sizeof(long), 0, &it), MP_EINVAL);
+    CHECK(it == NULL);
+    CHECK_ERR(mp_pool_imap(NULL, square_item, in, 4, sizeof in[0], sizeof(long), 0, &it),
+              MP_EINVAL);
+    CHECK_ERR(mp_pool_imap(p, square_item, NULL, 4, sizeof in[0], sizeof(long), 0, &it), MP_EINVAL);
+    CHECK_ERR(mp_pool_imap(p, square_item, in, 4, sizeof in[0], sizeof(long), 0, NULL), MP_EINVAL);
+    mp_map_spec s = map_spec(in, 4, sizeof in[0], NULL, sizeof(long));
+    s.fn = square_item;
+    s.range_fn = range_square; /* both */
+    CHECK_ERR(mp_pool_imap_ex(p, &s, true, &it), MP_EINVAL);
+    CHECK_ERR(mp_pool_imap_ex(p, NULL, false, &it), MP_EINVAL);
+    /* An empty map runs: its iterator ends at once. */
+    CHECK_OK(mp_pool_imap_unordered(p, square_item, in, 0, sizeof in[0], sizeof(long), 0, &it));
+    CHECK_ERR(mp_imap_next(it, NULL, NULL, 0), MP_EOF);
+    mp_imap_free(it);
+    /* A closed pool refuses, empty maps too. */
+    CHECK_OK(mp_pool_close(p));
+    it = (mp_imap *)&it;
+    CHECK_ERR(mp_pool_imap(p, square_item, in, 4, sizeof in[0], sizeof(long), 0, &it), MP_ECLOSED);
+    CHECK(it == NULL);
+    CHECK_ERR(mp_pool_imap(p, square_item, in, 0, sizeof in[0], sizeof(long), 0, &it), MP_ECLOSED);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    mp_pool_free(p);
 }
 
 /* ---- apply and callbacks ---------------------------------------------------- */
@@ -598,7 +655,8 @@ TEST(result_buffer_api)
     CHECK(memcmp(out, "hello", 5) == 0);
     mp_pool_free(p);
     /* The default size is the CPU count. */
-    p = mp_pool_new(NULL);
+    CHECK_OK(mp_pool_new(NULL, &p));
+    CHECK(p != NULL);
     CHECK_EQ(mp_pool_size(p), mp_cpu_count());
     mp_pool_free(p);
 }
@@ -708,7 +766,8 @@ TEST(progress_callback_and_bar)
     o.progress = on_progress;
     o.progress_bar = true;
     o.progress_interval = 0.01;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     enum { N = 1000 };
     int in[N], out[N];
     for (int i = 0; i < N; i++)
@@ -740,7 +799,8 @@ TEST(maxtasksperchild_recycles_workers)
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 1;
     o.maxtasksperchild = 2;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     int pids[6];
     for (int i = 0; i < 6; i++)
         CHECK_OK(mp_pool_apply(p, pid_task, NULL, 0, &pids[i], sizeof pids[i], NULL, 30.0));
@@ -784,7 +844,8 @@ TEST(task_timeout_kills_and_replaces)
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 2;
     o.task_timeout = 0.3;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     double t0 = mpt_now();
     mp_future *hang = mp_pool_apply_async(p, spin_forever, NULL, 0);
     long x = 9;
@@ -1195,7 +1256,8 @@ TEST(retries_run_a_crashed_task_again)
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 2;
     o.retries = 1;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     int v = 0;
     CHECK_OK(mp_pool_apply(p, crash_once_task, &tries, sizeof tries, &v, sizeof v, NULL, 30.0));
     CHECK_EQ(v, 42);
@@ -1377,7 +1439,8 @@ TEST(failing_initializer_is_reported_once)
     o.processes = 2;
     o.initializer = failing_init;
     o.initarg = &code;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     CHECK(p != NULL);
     long x = 3;
     mp_future *f = mp_pool_apply_async(p, square_task, &x, sizeof x);
@@ -1428,7 +1491,8 @@ TEST(initializer_runs_before_tasks_and_crashes_break_the_pool)
     o.processes = 2;
     o.initializer = ok_init;
     o.initarg = &init_value;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     int v = 0;
     CHECK_OK(mp_pool_apply(p, read_init_task, NULL, 0, &v, sizeof v, NULL, 30.0));
     CHECK_EQ(v, 1234);
@@ -1436,7 +1500,7 @@ TEST(initializer_runs_before_tasks_and_crashes_break_the_pool)
     mp_pool_free(p);
 
     o.initializer = crashing_init;
-    p = mp_pool_new(&o);
+    CHECK_OK(mp_pool_new(&o, &p));
     CHECK_ERR(mp_pool_apply(p, read_init_task, NULL, 0, &v, sizeof v, NULL, 30.0), MP_EINIT);
     CHECK_CONTAINS(mp_pool_report(p), "SIGSEGV");
     mp_pool_free(p);
@@ -1468,7 +1532,8 @@ TEST(initializer_killed_from_outside_is_replaced_until_it_repeats)
     o.processes = 1;
     o.initializer = init_waits_for_gate;
     o.initarg = &g.r;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     int pid;
     CHECK_OK(read_int(init_pipe_fds[0], &pid, 30.0));
     CHECK_EQ(kill(pid, SIGKILL), 0);
@@ -1486,7 +1551,7 @@ TEST(initializer_killed_from_outside_is_replaced_until_it_repeats)
     o.processes = 2;
     o.initializer = init_kills_itself;
     o.initarg = NULL;
-    p = mp_pool_new(&o);
+    CHECK_OK(mp_pool_new(&o, &p));
     CHECK_ERR(mp_pool_apply(p, pid_task, NULL, 0, &v, sizeof v, NULL, 30.0), MP_EINIT);
     CHECK_CONTAINS(mp_pool_report(p), "SIGKILL");
     CHECK_OK(mp_pool_join(p, 10.0));
@@ -1567,7 +1632,8 @@ TEST(terminate_kills_what_ignores_sigterm_after_the_grace)
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 1;
     o.terminate_grace = 0.3;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     int fds[2] = {g.r, started[1]};
     mp_future *f = mp_pool_apply_async(p, ignore_term_task, fds, sizeof fds);
     int pid;
@@ -1815,7 +1881,8 @@ static void check_fresh_image_pool(mp_start_method method)
     o.initializer = fs_init;
     o.initarg = &seed;
     o.initarg_size = sizeof seed;
-    mp_pool *p = mp_pool_new(&o);
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
     CHECK(p != NULL);
     int v = 0;
     CHECK_OK(mp_pool_apply(p, read_init_task, NULL, 0, &v, sizeof v, NULL, 30.0));
@@ -1910,6 +1977,9 @@ TEST(a_forked_child_cannot_use_its_parents_pool)
         int ok = mp_future_get(f, NULL, 0, NULL, 1.0) == MP_ESTATE;
         mp_future_free(f);
         ok &= mp_pool_map(p, square_item, &x, 1, sizeof(int), &v, sizeof v, 0) == MP_ESTATE;
+        mp_imap *it = (mp_imap *)&it;
+        ok &= mp_pool_imap(p, square_item, &x, 1, sizeof(int), sizeof v, 0, &it) == MP_ESTATE;
+        ok &= it == NULL;
         ok &= mp_pool_close(p) == MP_ESTATE && mp_pool_terminate(p) == MP_ESTATE;
         ok &= mp_pool_shared_alloc(p, 64) == NULL;
         mp_pool_free(p); /* releases the child's copy only */

@@ -30,17 +30,18 @@ static int ret_arg(void *arg)
 TEST(start_join_exitcode)
 {
     int v = 42;
-    mp_process *p = mp_process_new(ret_arg, &v, NULL);
-    CHECK(p != NULL);
+    mp_process *p = mpt_new(ret_arg, &v, NULL);
     CHECK_EQ(mp_process_pid(p), 0);
-    CHECK_ERR(mp_process_exitcode(p), MP_ESTATE);
+    int code = 12345;
+    CHECK_ERR(mp_process_exitcode(p, &code), MP_ESTATE);
+    CHECK_EQ(code, 12345); /* left alone until there is a code */
     CHECK_OK(mp_process_start(p));
     CHECK(mp_process_pid(p) > 0);
     CHECK_OK(mp_process_join(p, 10.0));
-    CHECK_EQ(mp_process_exitcode(p), 42);
+    CHECK_EQ(mpt_exitcode(p), 42);
     CHECK(!mp_process_is_alive(p));
     CHECK(mp_process_report(p) == NULL || strstr(mp_process_report(p), "status 42"));
-    CHECK_EQ(mp_process_error(p), 0);
+    CHECK_EQ(mpt_error(p), 0);
     /* A second join returns at once; the child was reaped exactly once. */
     CHECK_OK(mp_process_join(p, 0));
     CHECK_EQ(waitpid(mp_process_pid(p), NULL, WNOHANG), -1);
@@ -51,9 +52,9 @@ TEST(start_join_exitcode)
 TEST(default_names_count_like_python)
 {
     int v = 0;
-    mp_process *a = mp_process_new(ret_arg, &v, NULL);
-    mp_process *b = mp_process_new(ret_arg, &v, NULL);
-    mp_process *c = mp_process_new(ret_arg, &v, "worker");
+    mp_process *a = mpt_new(ret_arg, &v, NULL);
+    mp_process *b = mpt_new(ret_arg, &v, NULL);
+    mp_process *c = mpt_new(ret_arg, &v, "worker");
     CHECK_CONTAINS(mp_process_name(a), "Process-");
     CHECK(strcmp(mp_process_name(a), mp_process_name(b)) != 0);
     CHECK_STREQ(mp_process_name(c), "worker");
@@ -71,29 +72,54 @@ static int name_child(void *arg)
 
 TEST(child_knows_its_name)
 {
-    mp_process *p = mp_process_new(name_child, NULL, "named-kid");
+    mp_process *p = mpt_new(name_child, NULL, "named-kid");
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_join(p, 10.0));
-    CHECK_EQ(mp_process_exitcode(p), 7);
+    CHECK_EQ(mpt_exitcode(p), 7);
     mp_process_free(p);
 }
 
 TEST(bad_input)
 {
     int v = 0;
-    CHECK(mp_process_new(NULL, &v, NULL) == NULL);
+    mp_process *p = mpt_not_null();
+    CHECK_ERR(mp_process_new(NULL, &v, NULL, &p), MP_EINVAL);
+    CHECK(p == NULL);
+    CHECK_ERR(mp_process_new(ret_arg, &v, NULL, NULL), MP_EINVAL);
+    CHECK_ERR(mp_process_new_opts(ret_arg, &v, NULL, NULL), MP_EINVAL);
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.start_method = (mp_start_method)99;
-    CHECK(mp_process_new_opts(ret_arg, &v, &o) == NULL);
+    p = mpt_not_null();
+    CHECK_ERR(mp_process_new_opts(ret_arg, &v, &o, &p), MP_EINVAL);
+    CHECK(p == NULL);
     o = (mp_process_opts)MP_PROCESS_OPTS_INIT;
     o.nfds = MP__MAX_FDS + 1;
     int fds[MP__MAX_FDS + 1] = {0};
     o.fds = fds;
-    CHECK(mp_process_new_opts(ret_arg, &v, &o) == NULL);
+    p = mpt_not_null();
+    CHECK_ERR(mp_process_new_opts(ret_arg, &v, &o, &p), MP_EINVAL);
+    CHECK(p == NULL);
+    o = (mp_process_opts)MP_PROCESS_OPTS_INIT;
+    o.nfds = 1; /* and fds NULL */
+    CHECK_ERR(mp_process_new_opts(ret_arg, &v, &o, &p), MP_EINVAL);
     o = (mp_process_opts)MP_PROCESS_OPTS_INIT;
     o.start_method = MP_START_SPAWN;
     o.arg_size = MP__MAX_ARG + 1;
-    CHECK(mp_process_new_opts(ret_arg, &v, &o) == NULL);
+    p = mpt_not_null();
+    CHECK_ERR(mp_process_new_opts(ret_arg, &v, &o, &p), MP_EINVAL);
+    CHECK(p == NULL);
+    o.arg_size = sizeof v; /* bytes to copy, from nowhere */
+    CHECK_ERR(mp_process_new_opts(ret_arg, NULL, &o, &p), MP_EINVAL);
+    CHECK(p == NULL);
+    /* With fork, arg is passed as it is: NULL is fine. */
+    CHECK_OK(mp_process_new_opts(ret_arg, NULL, NULL, &p));
+    int code, err;
+    CHECK_ERR(mp_process_exitcode(NULL, &code), MP_EINVAL);
+    CHECK_ERR(mp_process_exitcode(p, NULL), MP_EINVAL);
+    CHECK_ERR(mp_process_error(NULL, &err), MP_EINVAL);
+    CHECK_ERR(mp_process_error(p, NULL), MP_EINVAL);
+    CHECK_ERR(mp_process_error(p, &err), MP_ESTATE);
+    mp_process_free(p);
 
     CHECK_ERR(mp_process_start(NULL), MP_EINVAL);
     CHECK_ERR(mp_process_join(NULL, 0), MP_EINVAL);
@@ -101,14 +127,14 @@ TEST(bad_input)
     CHECK(!mp_process_is_alive(NULL));
     mp_process_free(NULL);
 
-    mp_process *p = mp_process_new(ret_arg, &v, NULL);
+    p = mpt_new(ret_arg, &v, NULL);
     CHECK_ERR(mp_process_join(p, 0), MP_ESTATE);
     CHECK_ERR(mp_process_terminate(p), MP_ESTATE);
     CHECK_ERR(mp_process_signal(p, 12345), MP_EINVAL);
     CHECK_OK(mp_process_start(p));
     CHECK_ERR(mp_process_start(p), MP_ESTATE);
     CHECK_OK(mp_process_join(p, 10.0));
-    CHECK_EQ(mp_process_exitcode(p), 0);
+    CHECK_EQ(mpt_exitcode(p), 0);
     /* Signalling an ended child is not an error, and sends nothing. */
     CHECK_OK(mp_process_terminate(p));
     mp_process_free(p);
@@ -122,30 +148,30 @@ static int exit_directly(void *arg)
 TEST(exit_status_and_errors)
 {
     int five = 5;
-    mp_process *p = mp_process_new(exit_directly, &five, NULL);
+    mp_process *p = mpt_new(exit_directly, &five, NULL);
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_join(p, 10.0));
-    CHECK_EQ(mp_process_exitcode(p), 5);
+    CHECK_EQ(mpt_exitcode(p), 5);
     CHECK_CONTAINS(mp_process_report(p), "exited with status 5");
-    CHECK_EQ(mp_process_error(p), 0);
+    CHECK_EQ(mpt_error(p), 0);
     mp_process_free(p);
 
     int err = MP_ETIMEDOUT;
-    p = mp_process_new(ret_arg, &err, "erring");
+    p = mpt_new(ret_arg, &err, "erring");
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_join(p, 10.0));
-    CHECK_EQ(mp_process_exitcode(p), 1);
-    CHECK_ERR(mp_process_error(p), MP_ETIMEDOUT);
+    CHECK_EQ(mpt_exitcode(p), 1);
+    CHECK_ERR(mpt_error(p), MP_ETIMEDOUT);
     CHECK_CONTAINS(mp_process_report(p), "MP_ETIMEDOUT");
     CHECK_CONTAINS(mp_process_report(p), "'erring'");
     mp_process_free(p);
 
     int big = 300;
-    p = mp_process_new(ret_arg, &big, NULL);
+    p = mpt_new(ret_arg, &big, NULL);
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_join(p, 10.0));
-    CHECK_EQ(mp_process_exitcode(p), 1);
-    CHECK_EQ(mp_process_error(p), 300);
+    CHECK_EQ(mpt_exitcode(p), 1);
+    CHECK_EQ(mpt_error(p), 300);
     CHECK_CONTAINS(mp_process_report(p), "returned 300");
     mp_process_free(p);
 }
@@ -161,7 +187,7 @@ TEST(join_timeout_never_blocks_past_it)
 {
     gate g;
     gate_init(&g);
-    mp_process *p = mp_process_new(wait_gate, &g, NULL);
+    mp_process *p = mpt_new(wait_gate, &g, NULL);
     CHECK_OK(mp_process_start(p));
 
     double t0 = mpt_now();
@@ -174,11 +200,13 @@ TEST(join_timeout_never_blocks_past_it)
     CHECK_ERR(mp_process_join(p, 0), MP_ETIMEDOUT);
     CHECK(mpt_now() - t0 < 5.0);
     CHECK(mp_process_is_alive(p));
-    CHECK_ERR(mp_process_exitcode(p), MP_ESTATE);
+    int code, err;
+    CHECK_ERR(mp_process_exitcode(p, &code), MP_ESTATE);
+    CHECK_ERR(mp_process_error(p, &err), MP_ESTATE);
 
     gate_open(&g);
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), 3);
+    CHECK_EQ(mpt_exitcode(p), 3);
     CHECK(!mp_process_is_alive(p));
     gate_close(&g);
     mp_process_free(p);
@@ -188,28 +216,72 @@ TEST(terminate_and_kill)
 {
     gate g;
     gate_init(&g);
-    mp_process *p = mp_process_new(wait_gate, &g, NULL);
+    mp_process *p = mpt_new(wait_gate, &g, NULL);
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_terminate(p));
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), -SIGTERM);
+    CHECK_EQ(mpt_exitcode(p), -SIGTERM);
     CHECK_CONTAINS(mp_process_report(p), "killed by SIGTERM");
     mp_process_free(p);
 
-    p = mp_process_new(wait_gate, &g, NULL);
+    p = mpt_new(wait_gate, &g, NULL);
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_kill(p));
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    CHECK_EQ(mpt_exitcode(p), -SIGKILL);
     mp_process_free(p);
 
-    p = mp_process_new(wait_gate, &g, NULL);
+    p = mpt_new(wait_gate, &g, NULL);
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_signal(p, SIGUSR1));
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), -SIGUSR1);
+    CHECK_EQ(mpt_exitcode(p), -SIGUSR1);
     mp_process_free(p);
     gate_close(&g);
+}
+
+/* A child killed by signal N has exit code -N, which is also the value of
+ * some -errno code (-SIGKILL is MP_EBADF, -SIGUSR2 MP_ENOMEM, -SIGINT
+ * MP_ENOENT): the code must come back through *code, with the call itself
+ * returning 0, so that a caller never takes a death for a failed call. */
+TEST(signal_deaths_are_codes_not_call_errors)
+{
+    const int signals[] = {SIGINT, SIGKILL, SIGUSR2};
+    gate g;
+    gate_init(&g);
+    for (size_t i = 0; i < sizeof signals / sizeof *signals; i++) {
+        mp_process *p = mpt_new(wait_gate, &g, NULL);
+        CHECK_OK(mp_process_start(p));
+        CHECK_OK(mp_process_signal(p, signals[i]));
+        CHECK_OK(mp_process_join(p, 30.0));
+        int code = 0;
+        CHECK_EQ(mp_process_exitcode(p, &code), 0);
+        CHECK_EQ(code, -signals[i]);
+        int err = 12345;
+        CHECK_EQ(mp_process_error(p, &err), 0);
+        CHECK_EQ(err, 0);
+        mp_process_free(p);
+    }
+    gate_close(&g);
+}
+
+/* With SIGCHLD ignored the kernel reaps children itself: the child still
+ * ends and is joined, but its code is unknown, and exitcode says so
+ * instead of reporting a clean exit. */
+TEST(exitcode_of_a_child_reaped_elsewhere_is_unknown)
+{
+    mp_log_set_level(MP_LOG_OFF); /* the warning is expected */
+    signal(SIGCHLD, SIG_IGN);
+    int v = 3;
+    mp_process *p = mpt_new(ret_arg, &v, NULL);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    CHECK(!mp_process_is_alive(p));
+    int code = 12345;
+    CHECK_ERR(mp_process_exitcode(p, &code), MP_ECHILD);
+    CHECK_EQ(code, 12345);
+    mp_process_free(p);
+    signal(SIGCHLD, SIG_DFL);
 }
 
 typedef struct stubborn_arg {
@@ -234,14 +306,14 @@ TEST(stop_escalates_to_sigkill)
     int ready[2];
     CHECK_EQ(pipe2(ready, O_CLOEXEC), 0);
     a.ready_w = ready[1];
-    mp_process *p = mp_process_new(stubborn, &a, NULL);
+    mp_process *p = mpt_new(stubborn, &a, NULL);
     CHECK_OK(mp_process_start(p));
     int v;
     CHECK_EQ(read_int(ready[0], &v, 30.0), 0); /* SIGTERM is ignored from here on */
     double t0 = mpt_now();
     CHECK_OK(mp_process_stop(p, 0.2));
     CHECK(mpt_now() - t0 >= 0.2);
-    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    CHECK_EQ(mpt_exitcode(p), -SIGKILL);
     mp_process_free(p);
     gate_close(&a.g);
     close(ready[0]);
@@ -298,12 +370,12 @@ static void check_crash(mp_target_fn fn, int signo, const char *signame, const c
     o.name = "crasher";
     o.start_method = method;
     o.arg_size = method == MP_START_FORK ? 0 : sizeof one;
-    mp_process *p = mp_process_new_opts(fn, &one, &o);
+    mp_process *p = mpt_new_opts(fn, &one, &o);
     CHECK(p != NULL);
     mp_log_set_level(MP_LOG_OFF); /* the report is checked here, not printed */
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), -signo);
+    CHECK_EQ(mpt_exitcode(p), -signo);
     const char *r = mp_process_report(p);
     CHECK_CONTAINS(r, "'crasher'");
     CHECK_CONTAINS(r, signame);
@@ -346,10 +418,10 @@ __attribute__((noinline)) static int recurse_forever(void *arg)
 TEST(stack_overflow_is_reported)
 {
     mp_log_set_level(MP_LOG_OFF);
-    mp_process *p = mp_process_new(recurse_forever, NULL, NULL);
+    mp_process *p = mpt_new(recurse_forever, NULL, NULL);
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_join(p, 60.0));
-    CHECK_EQ(mp_process_exitcode(p), -SIGSEGV);
+    CHECK_EQ(mpt_exitcode(p), -SIGSEGV);
     CHECK_CONTAINS(mp_process_report(p), "SIGSEGV");
     CHECK_CONTAINS(mp_process_report(p), "recurse_forever");
     mp_process_free(p);
@@ -362,7 +434,7 @@ TEST(crash_report_goes_to_the_log)
     CHECK(fd >= 0);
     CHECK_OK(mp_log_set_fd(fd));
     mp_log_set_level(MP_LOG_WARNING);
-    mp_process *p = mp_process_new(crash_segv, NULL, "logged");
+    mp_process *p = mpt_new(crash_segv, NULL, "logged");
     CHECK_OK(mp_process_start(p));
     CHECK_OK(mp_process_join(p, 30.0));
     mp_process_free(p);
@@ -386,12 +458,12 @@ TEST(many_children_all_reaped)
     int vals[N];
     for (int i = 0; i < N; i++) {
         vals[i] = i;
-        ps[i] = mp_process_new(ret_arg, &vals[i], NULL);
+        ps[i] = mpt_new(ret_arg, &vals[i], NULL);
         CHECK_OK(mp_process_start(ps[i]));
     }
     for (int i = N - 1; i >= 0; i--) {
         CHECK_OK(mp_process_join(ps[i], 30.0));
-        CHECK_EQ(mp_process_exitcode(ps[i]), i);
+        CHECK_EQ(mpt_exitcode(ps[i]), i);
         mp_process_free(ps[i]);
     }
 }
@@ -402,7 +474,7 @@ TEST(free_kills_a_running_daemon)
     gate_init(&g);
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.daemon = true;
-    mp_process *p = mp_process_new_opts(wait_gate, &g, &o);
+    mp_process *p = mpt_new_opts(wait_gate, &g, &o);
     CHECK(mp_process_daemon(p));
     CHECK_OK(mp_process_start(p));
     pid_t pid = mp_process_pid(p);
@@ -418,7 +490,7 @@ TEST(free_leaves_a_running_child_and_reaps_it_later)
 {
     gate g;
     gate_init(&g);
-    mp_process *p = mp_process_new(wait_gate, &g, NULL);
+    mp_process *p = mpt_new(wait_gate, &g, NULL);
     CHECK_OK(mp_process_start(p));
     pid_t pid = mp_process_pid(p);
     double t0 = mpt_now();
@@ -453,7 +525,7 @@ static int tree_grandchild(void *arg)
 static int tree_child(void *arg)
 {
     tree_arg *a = arg;
-    mp_process *gc = mp_process_new(tree_grandchild, a, "grandchild");
+    mp_process *gc = mpt_new(tree_grandchild, a, "grandchild");
     if (!gc || mp_process_start(gc) != 0)
         return 2;
     int me = getpid();
@@ -467,7 +539,7 @@ static int tree_child(void *arg)
 static int tree_parent(void *arg)
 {
     tree_arg *a = arg;
-    mp_process *c = mp_process_new(tree_child, a, "child");
+    mp_process *c = mpt_new(tree_child, a, "child");
     if (!c || mp_process_start(c) != 0)
         return 2;
     gate_wait(&a->g, 60.0);
@@ -482,7 +554,7 @@ TEST(killed_parent_takes_children_and_grandchildren)
     CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
     a.pids_w = fds[1];
     gate_init(&a.g);
-    mp_process *p = mp_process_new(tree_parent, &a, "parent");
+    mp_process *p = mpt_new(tree_parent, &a, "parent");
     CHECK_OK(mp_process_start(p));
     int pid1, pid2;
     CHECK_EQ(read_int(fds[0], &pid1, 30.0), 0);
@@ -492,7 +564,7 @@ TEST(killed_parent_takes_children_and_grandchildren)
 
     CHECK_OK(mp_process_kill(p));
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    CHECK_EQ(mpt_exitcode(p), -SIGKILL);
     CHECK(mpt_wait_gone(pid1, 30.0));
     CHECK(mpt_wait_gone(pid2, 30.0));
     mp_process_free(p);
@@ -550,8 +622,8 @@ TEST(exit_terminates_daemons_and_joins_the_rest)
     if (prog == 0) {
         mp_process_opts o = MP_PROCESS_OPTS_INIT;
         o.daemon = true;
-        mp_process *d = mp_process_new_opts(exit_daemon, &daemon_gate, &o);
-        mp_process *w = mp_process_new(exit_worker, &worker_gate, NULL);
+        mp_process *d = mpt_new_opts(exit_daemon, &daemon_gate, &o);
+        mp_process *w = mpt_new(exit_worker, &worker_gate, NULL);
         if (mp_process_start(d) || mp_process_start(w))
             _exit(3);
         struct pollfd rp = {.fd = ready[0], .events = POLLIN};
@@ -628,12 +700,12 @@ static void check_method(mp_start_method m, int expect_mark)
     o.arg_size = sizeof j;
     o.fds = &fds[1];
     o.nfds = 1;
-    mp_process *p = mp_process_new_opts(fresh_job, &j, &o);
+    mp_process *p = mpt_new_opts(fresh_job, &j, &o);
     CHECK(p != NULL);
     CHECK_OK(mp_process_start(p));
     memset(&j, 0, sizeof j); /* the child has its own copy */
     CHECK_OK(mp_process_join(p, 60.0));
-    CHECK_EQ(mp_process_exitcode(p), expect_mark);
+    CHECK_EQ(mpt_exitcode(p), expect_mark);
     int sum = 0;
     CHECK_EQ(read_int(fds[0], &sum, 10.0), 0);
     CHECK_EQ(sum, 42);
@@ -681,20 +753,20 @@ TEST(forkserver_children_can_be_signalled_and_timed_out)
     o.fds = &g.r;
     o.nfds = 1;
     /* The child waits on the inherited read end of the gate. */
-    mp_process *p = mp_process_new_opts(wait_gate_inherited, NULL, &o);
+    mp_process *p = mpt_new_opts(wait_gate_inherited, NULL, &o);
     CHECK_OK(mp_process_start(p));
     CHECK_ERR(mp_process_join(p, 0.1), MP_ETIMEDOUT);
     CHECK(mp_process_is_alive(p));
     CHECK_OK(mp_process_terminate(p));
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), -SIGTERM);
+    CHECK_EQ(mpt_exitcode(p), -SIGTERM);
     mp_process_free(p);
 
-    p = mp_process_new_opts(wait_gate_inherited, NULL, &o);
+    p = mpt_new_opts(wait_gate_inherited, NULL, &o);
     CHECK_OK(mp_process_start(p));
     gate_open(&g);
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), 3);
+    CHECK_EQ(mpt_exitcode(p), 3);
     mp_process_free(p);
     gate_close(&g);
 }
@@ -707,13 +779,13 @@ TEST(forkserver_stop_kills_what_it_started)
     o.start_method = MP_START_FORKSERVER;
     o.fds = &g.r;
     o.nfds = 1;
-    mp_process *p = mp_process_new_opts(wait_gate_inherited, NULL, &o);
+    mp_process *p = mpt_new_opts(wait_gate_inherited, NULL, &o);
     CHECK_OK(mp_process_start(p));
     pid_t pid = mp_process_pid(p);
     CHECK_OK(mp_forkserver_stop());
     CHECK(mpt_wait_gone(pid, 30.0));
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), -SIGKILL);
+    CHECK_EQ(mpt_exitcode(p), -SIGKILL);
     mp_process_free(p);
     gate_close(&g);
 }

@@ -6,11 +6,13 @@
 #include "internal.h"
 #include "mp_test.h"
 #include "mpt_helpers.h"
+#include "testhooks.h"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -105,11 +107,28 @@ static void *shared_zeroed(size_t size)
     return p;
 }
 
+/* A queue of capacity bytes / with options o, checked. */
+static mp_queue *qnew(size_t capacity)
+{
+    mp_queue *q = NULL;
+    CHECK_OK(mp_queue_new(capacity, &q));
+    CHECK(q != NULL);
+    return q;
+}
+
+static mp_queue *qnew_opts(const mp_queue_opts *o)
+{
+    mp_queue *q = NULL;
+    CHECK_OK(mp_queue_new_opts(o, &q));
+    CHECK(q != NULL);
+    return q;
+}
+
 /* ---- the basics --------------------------------------------------------- */
 
 TEST(fifo_sizes_and_counts_in_one_process)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     CHECK(q != NULL);
     CHECK_EQ(mp_queue_capacity(q), 4096);
     CHECK_EQ(mp_queue_max_message(q), 4088);
@@ -123,7 +142,7 @@ TEST(fifo_sizes_and_counts_in_one_process)
     CHECK_EQ(mp_queue_qsize(q), 3);
     CHECK(!mp_queue_empty(q));
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.messages, 3);
     CHECK_EQ(st.bytes, 16 + 8 + 16);
     char buf[16];
@@ -153,29 +172,54 @@ TEST(fifo_sizes_and_counts_in_one_process)
     mp_queue_free(q);
 }
 
+/* A constructor that fails says why: with no descriptor left, the memory
+ * file cannot be made, and the caller learns MP_EMFILE, not just "NULL". */
+TEST(new_returns_the_reason_it_failed)
+{
+    struct rlimit old;
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = {64, old.rlim_max};
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fds[64];
+    int n = 0;
+    while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        n++;
+    CHECK_EQ(errno, EMFILE);
+    mp_queue *q = mpt_not_null();
+    CHECK_ERR(mp_queue_new(4096, &q), MP_EMFILE);
+    CHECK(q == NULL);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    CHECK_OK(mp_queue_new(4096, &q));
+    mp_queue_free(q);
+}
+
 TEST(options_and_bad_input)
 {
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
-    mp_queue *q = mp_queue_new_opts(&o);
-    CHECK(q != NULL);
+    mp_queue *q = qnew_opts(&o);
     CHECK_EQ(mp_queue_capacity(q), (size_t)1 << 20); /* the default */
     mp_queue_free(q);
-    q = mp_queue_new_opts(NULL);
-    CHECK(q != NULL);
+    q = qnew_opts(NULL);
     mp_queue_free(q);
-    q = mp_queue_new(1000); /* rounded up to a power of two */
-    CHECK(q != NULL);
+    q = qnew(1000); /* rounded up to a power of two */
     CHECK_EQ(mp_queue_capacity(q), 1024);
     mp_queue_free(q);
-    q = mp_queue_new(1); /* the minimum */
-    CHECK(q != NULL);
+    q = qnew(1); /* the minimum */
     CHECK_EQ(mp_queue_capacity(q), 256);
     mp_queue_free(q);
-    CHECK(mp_queue_new(((size_t)1 << 30) + 1) == NULL);
+    q = mpt_not_null();
+    CHECK_ERR(mp_queue_new(((size_t)1 << 30) + 1, &q), MP_EINVAL);
+    CHECK(q == NULL);
     o.max_messages = ((size_t)1 << 30) + 1;
-    CHECK(mp_queue_new_opts(&o) == NULL);
+    q = mpt_not_null();
+    CHECK_ERR(mp_queue_new_opts(&o, &q), MP_EINVAL);
+    CHECK(q == NULL);
+    CHECK_ERR(mp_queue_new(256, NULL), MP_EINVAL);
+    CHECK_ERR(mp_queue_new_opts(NULL, NULL), MP_EINVAL);
 
-    q = mp_queue_new(256);
+    q = qnew(256);
     char buf[300];
     size_t len;
     void *p;
@@ -192,7 +236,9 @@ TEST(options_and_bad_input)
     CHECK_ERR(mp_queue_close(NULL), MP_EINVAL);
     CHECK_ERR(mp_queue_task_done(NULL), MP_EINVAL);
     CHECK_ERR(mp_queue_join(NULL, 0), MP_EINVAL);
-    CHECK_ERR(mp_queue_stat(q, NULL), MP_EINVAL);
+    CHECK_ERR(mp_queue_stats_get(q, NULL), MP_EINVAL);
+    mp_queue_stats st;
+    CHECK_ERR(mp_queue_stats_get(NULL, &st), MP_EINVAL);
     CHECK_ERR(mp_queue_fd(NULL), MP_EINVAL);
     CHECK(mp_queue_empty(NULL));
     CHECK(!mp_queue_full(NULL));
@@ -208,7 +254,7 @@ TEST(options_and_bad_input)
 
 TEST(too_small_buffer_keeps_the_message)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     unsigned char m[500], in[500];
     size_t n = make_msg(m, 3, 4, sizeof m), len = 0;
     CHECK_OK(mp_queue_put(q, m, n, 0));
@@ -243,7 +289,7 @@ TEST(every_timeout)
     o.capacity = 256;
     o.max_messages = 3;
     o.joinable = true;
-    mp_queue *q = mp_queue_new_opts(&o);
+    mp_queue *q = qnew_opts(&o);
     char buf[256];
     size_t len;
     void *p;
@@ -292,7 +338,7 @@ TEST(a_lock_held_elsewhere_bounds_the_wait_too)
 {
     /* A consumer sleeping in get holds the consumers' lock; another get
      * with a time limit must still return in time. */
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     gate g;
     gate_init(&g);
     pid_t pid = fork();
@@ -323,7 +369,7 @@ TEST(a_lock_held_elsewhere_bounds_the_wait_too)
 
 TEST(a_sleeping_consumer_is_woken_by_a_put)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     gate g;
     gate_init(&g);
     pid_t pid = fork();
@@ -344,7 +390,7 @@ TEST(a_sleeping_consumer_is_woken_by_a_put)
 
 TEST(a_sleeping_producer_is_woken_by_a_get)
 {
-    mp_queue *q = mp_queue_new(256);
+    mp_queue *q = qnew(256);
     char big[200] = {0};
     CHECK_OK(mp_queue_put(q, big, sizeof big, 0));
     gate g;
@@ -367,7 +413,7 @@ TEST(a_sleeping_producer_is_woken_by_a_get)
 
 TEST(close_fails_puts_and_lets_gets_drain)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     CHECK_OK(mp_queue_put(q, "a", 1, 0));
     CHECK_OK(mp_queue_put(q, "b", 1, 0));
     CHECK_OK(mp_queue_close(q));
@@ -390,7 +436,7 @@ TEST(close_fails_puts_and_lets_gets_drain)
 
 TEST(close_wakes_waiting_consumers_and_producers)
 {
-    mp_queue *empty = mp_queue_new(256), *full = mp_queue_new(256);
+    mp_queue *empty = qnew(256), *full = qnew(256);
     char big[200] = {0};
     CHECK_OK(mp_queue_put(full, big, sizeof big, 0));
     gate g;
@@ -433,14 +479,14 @@ TEST(joinable_task_done_and_join)
 {
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     o.joinable = true;
-    mp_queue *q = mp_queue_new_opts(&o);
+    mp_queue *q = qnew_opts(&o);
     CHECK_OK(mp_queue_join(q, 0)); /* nothing put: done */
     CHECK_ERR(mp_queue_task_done(q), MP_ESTATE);
     enum { N = 50 };
     for (int i = 0; i < N; i++)
         CHECK_OK(mp_queue_put(q, &i, sizeof i, 0));
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.unfinished, N);
     pid_t pid = fork();
     if (pid == 0) {
@@ -456,7 +502,7 @@ TEST(joinable_task_done_and_join)
     }
     /* Returns once the child has marked every message done. */
     CHECK_OK(mp_queue_join(q, 30.0));
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.unfinished, 0);
     CHECK(mp_queue_empty(q));
     reap_ok(pid);
@@ -545,7 +591,7 @@ static void mpmc_check(const mpmc *m)
 
 static void run_mpmc_processes(uint32_t P, uint32_t C, uint32_t per, size_t cap, size_t max)
 {
-    mp_queue *q = mp_queue_new(cap);
+    mp_queue *q = qnew(cap);
     CHECK(q != NULL);
     mpmc *m = mpmc_new(P, per);
     pid_t pids[16];
@@ -562,7 +608,7 @@ static void run_mpmc_processes(uint32_t P, uint32_t C, uint32_t per, size_t cap,
         reap_ok(pids[i]);
     mpmc_check(m);
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.messages, 0);
     CHECK_EQ(st.dead_producers + st.dead_consumers + st.lost, 0);
     mpmc_free(m);
@@ -609,7 +655,7 @@ static void *consumer_thread(void *p)
 TEST(threads_and_processes_together)
 {
     enum { P = 3, C = 3, PER = 4000 };
-    mp_queue *q = mp_queue_new(8192);
+    mp_queue *q = qnew(8192);
     /* Producer 3 is a forked process; the rest are threads of this one. */
     mpmc *m = mpmc_new(P + 1, PER);
     pid_t pid = fork();
@@ -666,13 +712,13 @@ static int spawned_worker(void *arg)
 
 static void run_attached_worker(mp_start_method method)
 {
-    mp_queue *in = mp_queue_new(4096), *out = mp_queue_new(4096);
+    mp_queue *in = qnew(4096), *out = qnew(4096);
     int fds[2] = {mp_queue_fd(in), mp_queue_fd(out)};
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.start_method = method;
     o.fds = fds;
     o.nfds = 2;
-    mp_process *p = mp_process_new_opts(spawned_worker, NULL, &o);
+    mp_process *p = mpt_new_opts(spawned_worker, NULL, &o);
     CHECK(p != NULL);
     CHECK_OK(mp_process_start(p));
     for (int i = 1; i <= 10; i++)
@@ -685,7 +731,7 @@ static void run_attached_worker(mp_start_method method)
         CHECK_EQ(v, i * i * i);
     }
     CHECK_OK(mp_process_join(p, 30.0));
-    CHECK_EQ(mp_process_exitcode(p), 0);
+    CHECK_EQ(mpt_exitcode(p), 0);
     mp_process_free(p);
     mp_queue_free(in);
     mp_queue_free(out);
@@ -703,7 +749,7 @@ TEST(a_forkserver_child_attaches)
 
 TEST(a_queue_sent_over_a_pipe)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     mp_conn *a, *b;
     CHECK_OK(mp_pipe(&a, &b, true));
     /* The child learns of the queue only through the connection. */
@@ -743,7 +789,7 @@ TEST(attach_refuses_what_is_not_a_queue)
     CHECK_ERR(mp_queue_attach(fd, &q), MP_EINVAL);
     close(fd);
     /* A queue's memory cannot be resized by anyone holding it. */
-    mp_queue *real = mp_queue_new(4096);
+    mp_queue *real = qnew(4096);
     CHECK(ftruncate(mp_queue_fd(real), 100) != 0);
     CHECK_OK(mp_queue_attach(mp_queue_fd(real), &q));
     CHECK_OK(mp_queue_put(q, "x", 1, 0));
@@ -759,13 +805,13 @@ TEST_TIMEOUT(a_64_mib_message, 120)
 {
     const size_t big = (size_t)64 << 20;
     /* Too big for a 64 MiB ring (a message needs 8 bytes more). */
-    mp_queue *small = mp_queue_new(big);
+    mp_queue *small = qnew(big);
     CHECK_EQ(mp_queue_max_message(small), big - 8);
     char one = 0;
     CHECK_ERR(mp_queue_put(small, &one, big, 0), MP_EMSGSIZE);
     mp_queue_free(small);
 
-    mp_queue *q = mp_queue_new(big + 8);
+    mp_queue *q = qnew(big + 8);
     CHECK_EQ(mp_queue_capacity(q), 2 * big);
     pid_t pid = fork();
     if (pid == 0) {
@@ -833,14 +879,14 @@ static void killed_in(mp_queue *q, mp__queue_point where, bool put)
 
 TEST(a_producer_killed_before_publishing_leaves_nothing)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     CHECK_OK(mp_queue_put(q, "first", 5, 0));
     killed_in(q, MP__QP_PUT_WRITTEN, true);
     /* The next producer repairs and goes on; the dead one's message is
      * not there, the live ones are. */
     CHECK_OK(mp_queue_put(q, "after", 5, 1.0));
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.dead_producers, 1);
     CHECK_EQ(st.messages, 2);
     char buf[16];
@@ -855,7 +901,7 @@ TEST(a_producer_killed_before_publishing_leaves_nothing)
 
 TEST(a_producer_killed_after_publishing_delivers_once)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     killed_in(q, MP__QP_PUT_PUBLISHED, true);
     char buf[16];
     size_t len;
@@ -866,7 +912,7 @@ TEST(a_producer_killed_after_publishing_delivers_once)
     CHECK_ERR(mp_queue_get(q, buf, sizeof buf, &len, 0), MP_EAGAIN);
     CHECK_OK(mp_queue_put(q, "next", 4, 1.0)); /* repairs */
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.dead_producers, 1);
     CHECK_EQ(st.messages, 1);
     mp_queue_free(q);
@@ -876,7 +922,7 @@ TEST(a_consumer_killed_before_committing_leaves_the_message)
 {
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     o.joinable = true;
-    mp_queue *q = mp_queue_new_opts(&o);
+    mp_queue *q = qnew_opts(&o);
     CHECK_OK(mp_queue_put(q, "keep", 4, 0));
     CHECK_OK(mp_queue_put(q, "more", 4, 0));
     killed_in(q, MP__QP_GET_COPIED, false);
@@ -885,7 +931,7 @@ TEST(a_consumer_killed_before_committing_leaves_the_message)
     CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 1.0));
     CHECK(memcmp(buf, "keep", 4) == 0); /* delivered once, to a live consumer */
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.dead_consumers, 1);
     CHECK_EQ(st.lost, 0);
     CHECK_EQ(st.messages, 1);
@@ -897,7 +943,7 @@ TEST(a_consumer_killed_after_committing_is_counted_as_a_loss)
 {
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     o.joinable = true;
-    mp_queue *q = mp_queue_new_opts(&o);
+    mp_queue *q = qnew_opts(&o);
     CHECK_OK(mp_queue_put(q, "gone", 4, 0));
     CHECK_OK(mp_queue_put(q, "stay", 4, 0));
     killed_in(q, MP__QP_GET_COMMITTED, false);
@@ -906,7 +952,7 @@ TEST(a_consumer_killed_after_committing_is_counted_as_a_loss)
     CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 1.0));
     CHECK(memcmp(buf, "stay", 4) == 0); /* never "gone" a second time */
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.dead_consumers, 1);
     CHECK_EQ(st.lost, 1);
     /* The lost message counts as done: join needs one task_done only. */
@@ -920,7 +966,7 @@ TEST(a_consumer_killed_after_committing_is_counted_as_a_loss)
 
 TEST(a_consumer_killed_while_asleep_in_get)
 {
-    mp_queue *q = mp_queue_new(4096);
+    mp_queue *q = qnew(4096);
     killed_in(q, MP__QP_GET_WAITING, false);
     /* Another consumer takes over the lock, the producer goes on. */
     CHECK_OK(mp_queue_put(q, "x", 1, 1.0));
@@ -928,7 +974,7 @@ TEST(a_consumer_killed_while_asleep_in_get)
     size_t len;
     CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 1.0));
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.dead_consumers, 1);
     CHECK_EQ(st.lost, 0);
     mp_queue_free(q);
@@ -936,7 +982,7 @@ TEST(a_consumer_killed_while_asleep_in_get)
 
 TEST(a_producer_killed_while_waiting_for_room)
 {
-    mp_queue *q = mp_queue_new(256);
+    mp_queue *q = qnew(256);
     char big[200] = {0};
     CHECK_OK(mp_queue_put(q, big, sizeof big, 0));
     gate g;
@@ -958,7 +1004,7 @@ TEST(a_producer_killed_while_waiting_for_room)
     CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 0));
     CHECK_EQ(len, 1);
     mp_queue_stats st;
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.dead_producers, 1);
     /* Again, dying at the instant it goes to sleep. */
     CHECK_OK(mp_queue_put(q, big, sizeof big, 0));
@@ -972,7 +1018,7 @@ TEST(a_producer_killed_while_waiting_for_room)
     CHECK_OK(mp_queue_get(q, buf, sizeof buf, &len, 0));
     CHECK_EQ(len, 1);
     CHECK_ERR(mp_queue_get(q, buf, sizeof buf, &len, 0), MP_EAGAIN);
-    CHECK_OK(mp_queue_stat(q, &st));
+    CHECK_OK(mp_queue_stats_get(q, &st));
     CHECK_EQ(st.dead_producers, 2);
     gate_close(&g);
     mp_queue_free(q);
@@ -983,7 +1029,7 @@ TEST(join_is_not_blocked_by_a_dead_consumer)
 {
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     o.joinable = true;
-    mp_queue *q = mp_queue_new_opts(&o);
+    mp_queue *q = qnew_opts(&o);
     CHECK_OK(mp_queue_put(q, "only", 4, 0));
     pid_t joiner = fork();
     if (joiner == 0)
@@ -1089,7 +1135,7 @@ TEST_TIMEOUT(random_kills_lose_at_most_the_message_in_flight, 300)
             atomic_store(&ks->confirmed[p], -1);
         /* Small rings make producers wait for room as often as consumers
          * wait for data. */
-        mp_queue *q = mp_queue_new(round % 2 ? 1024 : 8192);
+        mp_queue *q = qnew(round % 2 ? 1024 : 8192);
         pid_t prod[KSLOTS] = {0}, cons[8] = {0};
         bool killed_p[KSLOTS] = {false};
         uint32_t nprod = 0, ncons = 0, killed_c = 0;
@@ -1158,7 +1204,7 @@ TEST_TIMEOUT(random_kills_lose_at_most_the_message_in_flight, 300)
         }
         CHECK_LE(missing, killed_c);
         mp_queue_stats st;
-        CHECK_OK(mp_queue_stat(q, &st));
+        CHECK_OK(mp_queue_stats_get(q, &st));
         CHECK_EQ(st.messages, 0);
         CHECK_LE(st.lost, killed_c);
         CHECK_LE(st.dead_producers + st.dead_consumers, 3);

@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "mp_test.h"
 #include "mpt_helpers.h"
+#include "testhooks.h"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -56,7 +57,7 @@ static void tracker_sync(void)
     mp_shm *s;
     CHECK_OK(mp_shm_create(NULL, 1, &s));
     CHECK_OK(mp_shm_unlink(s));
-    CHECK_OK(mp_shm_close(s));
+    mp_shm_free(s);
 }
 
 /* ---- the arena: allocator ------------------------------------------------------ */
@@ -142,6 +143,47 @@ TEST(arena_bad_input)
     close(mfd);
 }
 
+/* Close and free are apart for arenas too: close unmaps and closes the
+ * descriptor once, after which every call on the handle says MP_ECLOSED;
+ * free releases the handle; the default arena is the library's. */
+TEST(arena_close_twice_then_free)
+{
+    mp_arena *a;
+    CHECK_OK(mp_arena_new(64 << 10, &a));
+    void *p = mp_arena_alloc(a, 100);
+    CHECK(p != NULL);
+    int fd = mp_arena_fd(a);
+    CHECK(fd >= 0);
+    CHECK_OK(mp_arena_close(a));
+    CHECK_EQ(fcntl(fd, F_GETFD), -1); /* the descriptor is closed */
+    CHECK(mp__arena_find(p) == NULL); /* and the mapping gone from the list */
+    CHECK_OK(mp_arena_close(a));
+    CHECK_ERR(mp_arena_fd(a), MP_ECLOSED);
+    CHECK_EQ(mp_arena_size(a), 0);
+    CHECK_ERR(mp_arena_usage(a, NULL, NULL), MP_ECLOSED);
+    CHECK(mp_arena_alloc(a, 100) == NULL);
+    CHECK_ERR(mp_arena_dealloc(a, p), MP_ECLOSED);
+    mp_value *v = mpt_not_null();
+    CHECK_ERR(mp_value_new_in(a, MP_TYPE_i, NULL, true, &v), MP_ECLOSED);
+    CHECK(v == NULL);
+    mp_arena_free(a);
+
+    CHECK_ERR(mp_arena_close(NULL), MP_EINVAL);
+    CHECK_ERR(mp_arena_close(mp_arena_default()), MP_EPERM);
+    CHECK(mp_arena_alloc(NULL, 10) != NULL); /* still mapped */
+}
+
+/* Free alone closes too. */
+TEST(arena_free_without_close)
+{
+    mp_arena *a;
+    CHECK_OK(mp_arena_new(64 << 10, &a));
+    void *p = mp_arena_alloc(a, 100);
+    CHECK(mp__arena_find(p) == a);
+    mp_arena_free(a);
+    CHECK(mp__arena_find(p) == NULL);
+}
+
 TEST(default_arena_has_the_default_size)
 {
     if (getenv("MPROC_ARENA_SIZE"))
@@ -174,7 +216,7 @@ TEST(default_arena_size_from_the_environment)
     setenv("MPROC_ARENA_SIZE", "3M", 1);
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.start_method = MP_START_SPAWN;
-    mp_process *p = mp_process_new_opts(default_size_from_env, NULL, &o);
+    mp_process *p = mpt_new_opts(default_size_from_env, NULL, &o);
     CHECK_OK(mp_process_start(p));
     CHECK_EQ(mpt_finish(p), 0);
     unsetenv("MPROC_ARENA_SIZE");
@@ -344,7 +386,7 @@ static void check_fresh_image(mp_start_method m)
     o.arg_size = sizeof f;
     o.fds = &fd;
     o.nfds = 1;
-    mp_process *p = mp_process_new_opts(fresh_image_attaches, &f, &o);
+    mp_process *p = mpt_new_opts(fresh_image_attaches, &f, &o);
     CHECK_OK(mp_process_start(p));
     CHECK_EQ(mpt_finish(p), 0);
     CHECK_STREQ(text, "from the child");
@@ -398,14 +440,13 @@ TEST(segment_create_attach_close_unlink)
     mp_shm *dup = (mp_shm *)1;
     CHECK_ERR(mp_shm_create(name, 100, &dup), MP_EEXIST);
     CHECK(dup == NULL);
-    CHECK_OK(mp_shm_close(t));
+    mp_shm_free(t);
     CHECK_OK(mp_shm_unlink(s));
     CHECK(!shm_exists(name));
     CHECK_ERR(mp_shm_unlink(s), MP_ENOENT);
     CHECK_ERR(mp_shm_attach(name, &t), MP_ENOENT);
     CHECK_STREQ(p, "shared bytes"); /* still mapped */
-    CHECK_OK(mp_shm_close(s));
-    CHECK_OK(mp_shm_close(NULL));
+    mp_shm_free(s);
 }
 
 TEST(segment_bad_input)
@@ -428,6 +469,8 @@ TEST(segment_bad_input)
     CHECK_ERR(mp_shm_attach(mpt_name(name, sizeof name, "none"), &s), MP_ENOENT);
     CHECK(s == NULL);
     CHECK_ERR(mp_shm_unlink(NULL), MP_EINVAL);
+    CHECK_ERR(mp_shm_close(NULL), MP_EINVAL);
+    mp_shm_free(NULL);
     CHECK(mp_shm_addr(NULL) == NULL);
     CHECK_EQ(mp_shm_size(NULL), 0);
     CHECK(mp_shm_name(NULL) == NULL);
@@ -445,11 +488,67 @@ TEST(segment_names_made_by_the_library)
     char name[128];
     snprintf(name, sizeof name, "%s", mp_shm_name(a));
     CHECK(shm_exists(name));
-    /* The only holder closes: the tracker unlinks it. */
-    CHECK_OK(mp_shm_close(a));
+    /* The only holder frees its handle: the tracker unlinks it. */
+    mp_shm_free(a);
     CHECK(wait_shm_gone(name, 30.0));
     CHECK_OK(mp_shm_unlink(b));
-    CHECK_OK(mp_shm_close(b));
+    mp_shm_free(b);
+}
+
+/* Close and free are apart: close gives up the mapping and the hold, once,
+ * and leaves a handle that still names the segment; free releases the
+ * handle (ASan's leak check sees that it does). */
+TEST(segment_close_twice_then_free)
+{
+    char name[128];
+    mpt_name(name, sizeof name, "close2");
+    mp_shm *s;
+    CHECK_OK(mp_shm_create(name, 4096, &s));
+    CHECK_OK(mp_shm_close(s));
+    CHECK(mp_shm_addr(s) == NULL);
+    CHECK_EQ(mp_shm_size(s), 0);
+    CHECK_STREQ(mp_shm_name(s), name);
+    /* The only holder closed: the tracker unlinks the name. */
+    CHECK(wait_shm_gone(name, 30.0));
+    /* Again: nothing is unmapped or released twice. */
+    CHECK_OK(mp_shm_close(s));
+    CHECK(mp_shm_addr(s) == NULL);
+    CHECK_ERR(mp_shm_unlink(s), MP_ENOENT);
+    mp_shm_free(s);
+}
+
+/* Free alone closes too: the mapping and the hold go with the handle. */
+TEST(segment_free_without_close)
+{
+    char name[128];
+    mpt_name(name, sizeof name, "freeonly");
+    mp_shm *s, *t;
+    CHECK_OK(mp_shm_create(name, 4096, &s));
+    CHECK_OK(mp_shm_attach(name, &t));
+    mp_shm_free(t); /* one of two holds: the name stays */
+    tracker_sync();
+    CHECK(shm_exists(name));
+    mp_shm_free(s);
+    CHECK(wait_shm_gone(name, 30.0));
+}
+
+/* A closed handle can still remove the name while another handle holds
+ * the segment, as Python's SharedMemory.unlink() after close() does. */
+TEST(segment_unlink_after_close)
+{
+    char name[128];
+    mpt_name(name, sizeof name, "unlinkclosed");
+    mp_shm *s, *t;
+    CHECK_OK(mp_shm_create(name, 4096, &s));
+    CHECK_OK(mp_shm_attach(name, &t));
+    CHECK_OK(mp_shm_close(s));
+    tracker_sync();
+    CHECK(shm_exists(name)); /* t holds it */
+    CHECK_OK(mp_shm_unlink(s));
+    CHECK(!shm_exists(name));
+    CHECK(mp_shm_addr(t) != NULL); /* the mapping outlives the name */
+    mp_shm_free(t);
+    mp_shm_free(s);
 }
 
 typedef struct hold_arg {
@@ -469,7 +568,7 @@ static int attach_and_hold(void *arg)
     gate_open(&h->ready);
     if (gate_wait(&h->go, 60.0) != 0)
         return 3;
-    mp_shm_close(s);
+    mp_shm_free(s);
     return 0;
 }
 
@@ -486,6 +585,7 @@ TEST(segment_lives_while_a_process_of_the_program_holds_it)
     CHECK_EQ(gate_wait(&h.ready, 30.0), 0);
     /* The creator lets go; the child still holds: the name stays. */
     CHECK_OK(mp_shm_close(s));
+    mp_shm_free(s);
     tracker_sync();
     CHECK(shm_exists(h.name));
     gate_open(&h.go);
@@ -548,7 +648,9 @@ TEST(sigkilled_creator_does_not_unlink_under_another_holder)
 static int close_inherited(void *arg)
 {
     /* A handle inherited through fork: closing it only unmaps. */
-    return mp_shm_close(arg) == 0 ? 0 : 1;
+    int rc = mp_shm_close(arg);
+    mp_shm_free(arg);
+    return rc == 0 ? 0 : 1;
 }
 
 TEST(forked_child_closing_an_inherited_handle_drops_no_hold)
@@ -560,7 +662,7 @@ TEST(forked_child_closing_an_inherited_handle_drops_no_hold)
     CHECK_EQ(mpt_finish(mpt_start(close_inherited, s)), 0);
     tracker_sync();
     CHECK(shm_exists(name));
-    CHECK_OK(mp_shm_close(s));
+    mp_shm_free(s);
     CHECK(wait_shm_gone(name, 30.0));
 }
 
@@ -574,10 +676,11 @@ TEST(unlink_and_recreate_does_not_lose_the_new_segment)
     CHECK_OK(mp_shm_create(name, 8192, &fresh));
     /* Closing the old handle concerns the old inode only. */
     CHECK_OK(mp_shm_close(old));
+    mp_shm_free(old);
     tracker_sync();
     CHECK(shm_exists(name));
     CHECK_EQ(mp_shm_size(fresh), 8192);
-    CHECK_OK(mp_shm_close(fresh));
+    mp_shm_free(fresh);
     CHECK(wait_shm_gone(name, 30.0));
 }
 
@@ -590,7 +693,7 @@ static int spawned_attach(void *arg)
     if (strcmp(mp_shm_addr(s), "data") != 0)
         return 2;
     strcpy((char *)mp_shm_addr(s) + 100, "seen by a fresh image");
-    mp_shm_close(s);
+    mp_shm_free(s);
     return 0;
 }
 
@@ -604,12 +707,12 @@ TEST(spawned_child_attaches_by_name)
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.start_method = MP_START_SPAWN;
     o.arg_size = sizeof h;
-    mp_process *p = mp_process_new_opts(spawned_attach, &h, &o);
+    mp_process *p = mpt_new_opts(spawned_attach, &h, &o);
     CHECK_OK(mp_process_start(p));
     CHECK_EQ(mpt_finish(p), 0);
     CHECK_STREQ((char *)mp_shm_addr(s) + 100, "seen by a fresh image");
     CHECK_OK(mp_shm_unlink(s));
-    CHECK_OK(mp_shm_close(s));
+    mp_shm_free(s);
 }
 
 /* ---- an unrelated program ------------------------------------------------------------- */
@@ -631,7 +734,7 @@ __attribute__((constructor)) static void shm_helper(void)
     if (strcmp(p, "written by the creator") != 0)
         _exit(11);
     snprintf(p + 512, 64, "answered by %d", (int)getpid());
-    mp_shm_close(s);
+    mp_shm_free(s);
     _exit(mp__session() == getpid() ? 0 : 12);
 }
 
@@ -658,7 +761,7 @@ TEST(unrelated_exec_process_attaches_by_name)
     CHECK_STREQ((char *)mp_shm_addr(s) + 512, want);
     /* Its close did not unlink what this program created. */
     CHECK_OK(mp_shm_unlink(s));
-    CHECK_OK(mp_shm_close(s));
+    mp_shm_free(s);
 }
 
 MPT_MAIN()

@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "mp_test.h"
 #include "mpt_helpers.h"
+#include "testhooks.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -15,11 +16,55 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Joins p (a generous limit: a bug fails instead of hanging), frees it
- * and returns its exit code. */
-/* A one-way signal between processes over a pipe, independent of the
- * objects under test. */
-/* Waits up to secs for one post.  Returns 0, or -1 on timeout. */
+/* Objects in the default arena, checked. */
+static mp_lock *new_lock(void)
+{
+    mp_lock *l = NULL;
+    CHECK_OK(mp_lock_new(&l));
+    CHECK(l != NULL);
+    return l;
+}
+
+static mp_rlock *new_rlock(void)
+{
+    mp_rlock *l = NULL;
+    CHECK_OK(mp_rlock_new(&l));
+    CHECK(l != NULL);
+    return l;
+}
+
+static mp_sem *new_sem(unsigned value, bool bounded)
+{
+    mp_sem *s = NULL;
+    CHECK_OK(bounded ? mp_sem_new_bounded(value, &s) : mp_sem_new(value, &s));
+    CHECK(s != NULL);
+    return s;
+}
+
+static mp_event *new_event(void)
+{
+    mp_event *e = NULL;
+    CHECK_OK(mp_event_new(&e));
+    CHECK(e != NULL);
+    return e;
+}
+
+static mp_cond *new_cond(mp_lock *lock)
+{
+    mp_cond *c = NULL;
+    CHECK_OK(mp_cond_new(lock, &c));
+    CHECK(c != NULL);
+    return c;
+}
+
+static mp_barrier *new_barrier(unsigned parties)
+{
+    mp_barrier *b = NULL;
+    CHECK_OK(mp_barrier_new(parties, &b));
+    CHECK(b != NULL);
+    return b;
+}
+
 /* Waits until fn(arg) holds, polling without sleeping, for at most secs.
  * For states that no event announces (a process asleep in a wait). */
 static bool eventually(bool (*fn)(void *), void *arg, double secs)
@@ -57,14 +102,14 @@ static void *pid_arg(mp_process *p)
 
 TEST(lock_basics)
 {
-    mp_lock *l = mp_lock_new();
+    mp_lock *l = new_lock();
     CHECK(l != NULL);
-    CHECK_EQ(mp_lock_is_recursive(l), 0);
-    CHECK_EQ(mp_lock_is_owned(l), 0);
+    CHECK(!mp_lock_is_recursive(l));
+    CHECK(!mp_lock_is_owned(l));
     CHECK_EQ(mp_lock_count(l), 0);
     CHECK_EQ(mp_lock_owner(l, NULL, NULL), 0);
     CHECK_OK(mp_lock_acquire(l, MP_FOREVER));
-    CHECK_EQ(mp_lock_is_owned(l), 1);
+    CHECK(mp_lock_is_owned(l));
     CHECK_EQ(mp_lock_count(l), 1);
     pid_t pid = 0, tid = 0;
     CHECK_EQ(mp_lock_owner(l, &pid, &tid), 1);
@@ -87,12 +132,14 @@ TEST(lock_bad_input)
     CHECK_ERR(mp_lock_init(NULL), MP_EINVAL);
     CHECK_ERR(mp_lock_acquire(NULL, 0), MP_EINVAL);
     CHECK_ERR(mp_lock_release(NULL), MP_EINVAL);
-    CHECK_ERR(mp_lock_is_owned(NULL), MP_EINVAL);
+    CHECK(!mp_lock_is_owned(NULL));
     CHECK_ERR(mp_lock_count(NULL), MP_EINVAL);
     CHECK_ERR(mp_lock_owner(NULL, NULL, NULL), MP_EINVAL);
-    CHECK_ERR(mp_lock_is_recursive(NULL), MP_EINVAL);
+    CHECK(!mp_lock_is_recursive(NULL));
     CHECK_ERR(mp_lock_consistent(NULL), MP_EINVAL);
     CHECK_ERR(mp_lock_destroy(NULL), MP_EINVAL);
+    CHECK_ERR(mp_lock_new(NULL), MP_EINVAL);
+    CHECK_ERR(mp_rlock_new(NULL), MP_EINVAL);
     mp_lock_free(NULL);
 
     /* Never initialised, misaligned, destroyed, another type. */
@@ -105,6 +152,12 @@ TEST(lock_bad_input)
     CHECK_OK(mp_lock_destroy(l));
     CHECK_ERR(mp_lock_acquire(l, 0), MP_EINVAL);
     CHECK_ERR(mp_lock_destroy(l), MP_EINVAL);
+    /* The predicates say false for what is no lock any more. */
+    CHECK_OK(mp_rlock_init(l));
+    CHECK(mp_lock_is_recursive(l));
+    CHECK_OK(mp_lock_destroy(l));
+    CHECK(!mp_lock_is_recursive(l));
+    CHECK(!mp_lock_is_owned(l));
     mp_sem s;
     CHECK_OK(mp_sem_init(&s, 1));
     CHECK_ERR(mp_lock_acquire((mp_lock *)&s, 0), MP_EINVAL);
@@ -118,9 +171,9 @@ TEST(lock_bad_input)
 
 TEST(rlock_counts_and_owner)
 {
-    mp_rlock *r = mp_rlock_new();
+    mp_rlock *r = new_rlock();
     CHECK(r != NULL);
-    CHECK_EQ(mp_lock_is_recursive(r), 1);
+    CHECK(mp_lock_is_recursive(r));
     for (int i = 1; i <= 3; i++) {
         CHECK_OK(mp_lock_acquire(r, i == 2 ? 0 : MP_FOREVER));
         CHECK_EQ(mp_lock_count(r), i);
@@ -175,10 +228,10 @@ static void check_exact_count(mp_lock *lock)
 
 TEST(lock_exact_count_under_contention)
 {
-    mp_lock *l = mp_lock_new();
+    mp_lock *l = new_lock();
     check_exact_count(l);
     mp_lock_free(l);
-    mp_rlock *r = mp_rlock_new();
+    mp_rlock *r = new_rlock();
     check_exact_count(r);
     mp_lock_free(r);
 }
@@ -202,7 +255,7 @@ static int threads_add(void *arg)
 
 TEST(lock_exact_count_between_threads_and_processes)
 {
-    mp_rlock *l = mp_rlock_new();
+    mp_rlock *l = new_rlock();
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
     counter_arg a = {l, count, 10000};
     mp_process *p = mpt_start(threads_add, &a);
@@ -237,7 +290,7 @@ static int hold_lock(void *arg)
 
 TEST(lock_timeouts)
 {
-    holder_arg h = {.lock = mp_lock_new(), .depth = 1};
+    holder_arg h = {.lock = new_lock(), .depth = 1};
     gate_init(&h.ready);
     gate_init(&h.go);
     mp_process *p = mpt_start(hold_lock, &h);
@@ -253,7 +306,7 @@ TEST(lock_timeouts)
     pid_t pid;
     CHECK_EQ(mp_lock_owner(h.lock, &pid, NULL), 1);
     CHECK_EQ(pid, mp_process_pid(p));
-    CHECK_EQ(mp_lock_is_owned(h.lock), 0);
+    CHECK(!mp_lock_is_owned(h.lock));
     /* Not ours to release. */
     CHECK_ERR(mp_lock_release(h.lock), MP_EPERM);
     gate_open(&h.go);
@@ -285,7 +338,7 @@ TEST(waits_survive_signals_without_stretching)
     struct itimerval it = {{0, 20000}, {0, 20000}};
     CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
 
-    holder_arg h = {.lock = mp_lock_new(), .depth = 1};
+    holder_arg h = {.lock = new_lock(), .depth = 1};
     gate_init(&h.ready);
     gate_init(&h.go);
     mp_process *p = mpt_start(hold_lock, &h);
@@ -295,10 +348,10 @@ TEST(waits_survive_signals_without_stretching)
     double dt = mpt_now() - t0;
     CHECK(dt >= 0.2 && dt < 10.0);
 
-    mp_sem *s = mp_sem_new(0);
-    mp_event *e = mp_event_new();
-    mp_barrier *b = mp_barrier_new(2);
-    mp_cond *c = mp_cond_new(NULL);
+    mp_sem *s = new_sem(0, false);
+    mp_event *e = new_event();
+    mp_barrier *b = new_barrier(2);
+    mp_cond *c = new_cond(NULL);
     t0 = mpt_now();
     CHECK_ERR(mp_sem_acquire(s, 0.2), MP_ETIMEDOUT);
     CHECK_ERR(mp_event_wait(e, 0.2), MP_ETIMEDOUT);
@@ -325,7 +378,7 @@ TEST(waits_survive_signals_without_stretching)
 
 static void check_owner_death(int depth)
 {
-    holder_arg h = {.lock = depth > 1 ? mp_rlock_new() : mp_lock_new(), .depth = depth};
+    holder_arg h = {.lock = depth > 1 ? new_rlock() : new_lock(), .depth = depth};
     gate_init(&h.ready);
     gate_init(&h.go);
     mp_process *p = mpt_start(hold_lock, &h);
@@ -334,7 +387,7 @@ static void check_owner_death(int depth)
     CHECK_EQ(mpt_finish(p), -SIGKILL);
     /* The holder died: the next acquirer is told, holds it, and repairs. */
     CHECK_ERR(mp_lock_acquire(h.lock, 10.0), MP_EOWNERDEAD);
-    CHECK_EQ(mp_lock_is_owned(h.lock), 1);
+    CHECK(mp_lock_is_owned(h.lock));
     CHECK_EQ(mp_lock_count(h.lock), 1); /* the dead holder's depth is gone */
     pid_t pid;
     CHECK_EQ(mp_lock_owner(h.lock, &pid, NULL), 1);
@@ -393,7 +446,7 @@ static int acquire_expect_owner_dead(void *arg)
 
 TEST(sleeping_waiter_gets_a_dead_holders_lock)
 {
-    holder_arg h = {.lock = mp_lock_new(), .depth = 1};
+    holder_arg h = {.lock = new_lock(), .depth = 1};
     gate_init(&h.ready);
     gate_init(&h.go);
     mp_process *holder = mpt_start(hold_lock, &h);
@@ -419,7 +472,7 @@ static int child_of_holder(void *arg)
 {
     mp_lock *l = arg;
     /* The parent holds it: the child does not, and cannot release it. */
-    if (mp_lock_is_owned(l) != 0 || mp_lock_count(l) != 0)
+    if (mp_lock_is_owned(l) || mp_lock_count(l) != 0)
         return 1;
     if (mp_lock_release(l) != MP_EPERM)
         return 2;
@@ -430,7 +483,7 @@ static int child_of_holder(void *arg)
 
 TEST(fork_child_inherits_no_lock)
 {
-    mp_rlock *l = mp_rlock_new();
+    mp_rlock *l = new_rlock();
     CHECK_OK(mp_lock_acquire(l, 0));
     CHECK_OK(mp_lock_acquire(l, 0));
     CHECK_EQ(mpt_finish(mpt_start(child_of_holder, l)), 0);
@@ -444,7 +497,7 @@ TEST(fork_child_inherits_no_lock)
 
 TEST(semaphore_basics_and_timeouts)
 {
-    mp_sem *s = mp_sem_new(2);
+    mp_sem *s = new_sem(2, false);
     CHECK(s != NULL);
     CHECK_EQ(mp_sem_value(s), 2);
     CHECK_OK(mp_sem_acquire(s, 0));
@@ -464,7 +517,14 @@ TEST(semaphore_basics_and_timeouts)
 
     mp_sem big;
     CHECK_ERR(mp_sem_init(&big, MP_SEM_VALUE_MAX + 1u), MP_EINVAL);
-    CHECK(mp_sem_new(MP_SEM_VALUE_MAX + 1u) == NULL);
+    mp_sem *bad = mpt_not_null();
+    CHECK_ERR(mp_sem_new(MP_SEM_VALUE_MAX + 1u, &bad), MP_EINVAL);
+    CHECK(bad == NULL);
+    bad = mpt_not_null();
+    CHECK_ERR(mp_sem_new_bounded(MP_SEM_VALUE_MAX + 1u, &bad), MP_EINVAL);
+    CHECK(bad == NULL);
+    CHECK_ERR(mp_sem_new(1, NULL), MP_EINVAL);
+    CHECK_ERR(mp_sem_new_bounded(1, NULL), MP_EINVAL);
     CHECK_OK(mp_sem_init(&big, MP_SEM_VALUE_MAX));
     CHECK_ERR(mp_sem_release(&big), MP_EOVERFLOW);
     CHECK_EQ(mp_sem_value(&big), (int)MP_SEM_VALUE_MAX);
@@ -502,7 +562,7 @@ static int add_under_sem(void *arg)
 TEST(semaphore_as_mutex_exact_count)
 {
     enum { PROCS = 4, N = 10000 };
-    mp_sem *s = mp_sem_new_bounded(1);
+    mp_sem *s = new_sem(1, true);
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
     sem_arg a = {s, count, N, NULL, 0};
     mp_process *ps[PROCS];
@@ -533,7 +593,7 @@ static int release_many(void *arg)
 
 TEST(bounded_semaphore_over_release_is_always_refused)
 {
-    mp_sem *s = mp_sem_new_bounded(3);
+    mp_sem *s = new_sem(3, true);
     CHECK_EQ(mp_sem_value(s), 3);
     CHECK_ERR(mp_sem_release(s), MP_EOVERFLOW);
     CHECK_EQ(mp_sem_value(s), 3);
@@ -585,7 +645,7 @@ static int sem_wait_child(void *arg)
 
 TEST(semaphore_waiter_killed_does_not_block_others)
 {
-    mp_sem *s = mp_sem_new(0);
+    mp_sem *s = new_sem(0, false);
     sem_wait_arg w = {.sem = s};
     gate_init(&w.ready);
     mp_process *victim = mpt_start(sem_wait_child, &w);
@@ -610,27 +670,28 @@ TEST(semaphore_waiter_killed_does_not_block_others)
 
 TEST(event_basics_and_timeouts)
 {
-    mp_event *e = mp_event_new();
+    mp_event *e = new_event();
     CHECK(e != NULL);
-    CHECK_EQ(mp_event_is_set(e), 0);
+    CHECK(!mp_event_is_set(e));
     double t0 = mpt_now();
     CHECK_ERR(mp_event_wait(e, 0), MP_ETIMEDOUT);
     CHECK_ERR(mp_event_wait(e, 0.15), MP_ETIMEDOUT);
     CHECK(mpt_now() - t0 >= 0.15);
     CHECK_OK(mp_event_set(e));
     CHECK_OK(mp_event_set(e));
-    CHECK_EQ(mp_event_is_set(e), 1);
+    CHECK(mp_event_is_set(e));
     CHECK_OK(mp_event_wait(e, 0));
     CHECK_OK(mp_event_wait(e, MP_FOREVER));
     CHECK_OK(mp_event_clear(e));
-    CHECK_EQ(mp_event_is_set(e), 0);
+    CHECK(!mp_event_is_set(e));
     mp_event_free(e);
     CHECK_ERR(mp_event_set(NULL), MP_EINVAL);
     CHECK_ERR(mp_event_clear(NULL), MP_EINVAL);
-    CHECK_ERR(mp_event_is_set(NULL), MP_EINVAL);
+    CHECK(!mp_event_is_set(NULL));
     CHECK_ERR(mp_event_wait(NULL, 0), MP_EINVAL);
     CHECK_ERR(mp_event_init(NULL), MP_EINVAL);
     CHECK_ERR(mp_event_destroy(NULL), MP_EINVAL);
+    CHECK_ERR(mp_event_new(NULL), MP_EINVAL);
     mp_event_free(NULL);
 }
 
@@ -643,12 +704,12 @@ static int event_waiter(void *arg)
 {
     event_arg *a = arg;
     gate_open(&a->ready);
-    return mp_event_wait(a->e, 60.0) == 0 && mp_event_is_set(a->e) == 1 ? 0 : 1;
+    return mp_event_wait(a->e, 60.0) == 0 && mp_event_is_set(a->e) ? 0 : 1;
 }
 
 TEST(event_wakes_every_waiter_even_after_a_death)
 {
-    mp_event *e = mp_event_new();
+    mp_event *e = new_event();
     event_arg a = {.e = e};
     gate_init(&a.ready);
     mp_process *ps[4];
@@ -670,7 +731,7 @@ TEST(event_wakes_every_waiter_even_after_a_death)
 TEST(waits_without_spinning)
 {
     CHECK_EQ(mp_sync_set_spin(0), 100);
-    mp_event *e = mp_event_new();
+    mp_event *e = new_event();
     event_arg a = {.e = e};
     gate_init(&a.ready);
     mp_process *p = mpt_start(event_waiter, &a);
@@ -687,11 +748,11 @@ TEST(waits_without_spinning)
 
 TEST(condition_requires_its_lock)
 {
-    mp_cond *c = mp_cond_new(NULL);
+    mp_cond *c = new_cond(NULL);
     CHECK(c != NULL);
     mp_lock *l = mp_cond_get_lock(c);
     CHECK(l != NULL);
-    CHECK_EQ(mp_lock_is_recursive(l), 1);
+    CHECK(mp_lock_is_recursive(l));
     CHECK_ERR(mp_cond_wait(c, 0), MP_EPERM);
     CHECK_ERR(mp_cond_notify(c, 1), MP_EPERM);
     CHECK_ERR(mp_cond_notify_all(c), MP_EPERM);
@@ -728,7 +789,13 @@ TEST(condition_requires_its_lock)
     /* A lock outside the default arena cannot back mp_cond_new. */
     mp_lock outside;
     CHECK_OK(mp_lock_init(&outside));
-    CHECK(mp_cond_new(&outside) == NULL);
+    mp_cond *nc = mpt_not_null();
+    CHECK_ERR(mp_cond_new(&outside, &nc), MP_EINVAL);
+    CHECK(nc == NULL);
+    nc = mpt_not_null();
+    CHECK_ERR(mp_cond_new((mp_lock *)&notlock, &nc), MP_EINVAL);
+    CHECK(nc == NULL);
+    CHECK_ERR(mp_cond_new(NULL, NULL), MP_EINVAL);
     CHECK_OK(mp_lock_destroy(&outside));
 }
 
@@ -848,7 +915,7 @@ static int set_flag_and_notify(void *arg)
 
 TEST(condition_wait_for_a_predicate)
 {
-    mp_cond *c = mp_cond_new(NULL);
+    mp_cond *c = new_cond(NULL);
     volatile int *flag = mp_arena_alloc(NULL, sizeof(int));
     CHECK_OK(mp_cond_acquire(c, 0));
     /* Already true: at once, even with no time. */
@@ -911,8 +978,8 @@ static bool ready_is_3(void *arg)
 
 TEST(condition_waiter_killed_leaves_no_trace)
 {
-    mp_lock *l = mp_lock_new();
-    gather g = {mp_cond_new(l), mp_cond_new(l), mp_arena_alloc(NULL, sizeof(int)),
+    mp_lock *l = new_lock();
+    gather g = {new_cond(l), new_cond(l), mp_arena_alloc(NULL, sizeof(int)),
                 mp_arena_alloc(NULL, sizeof(int))};
     mp_process *ps[3];
     for (int i = 0; i < 3; i++)
@@ -980,7 +1047,7 @@ static int notify_and_die(void *arg)
 
 TEST(condition_waiter_gets_the_lock_of_a_dead_notifier)
 {
-    reacq_arg a = {mp_cond_new(NULL), mp_arena_alloc(NULL, sizeof(int)), {0, 0}};
+    reacq_arg a = {new_cond(NULL), mp_arena_alloc(NULL, sizeof(int)), {0, 0}};
     mp_process *w = mpt_start(cond_waiter_expect_dead_lock, &a);
     /* Once the flag is set under the lock and the lock is free again, the
      * waiter is inside wait. */
@@ -1024,11 +1091,11 @@ static int barrier_rounds(void *arg)
 TEST(barrier_gives_each_party_its_index)
 {
     enum { PARTIES = 3, ROUNDS = 200 };
-    barrier_arg a = {mp_barrier_new(PARTIES), ROUNDS,
+    barrier_arg a = {new_barrier(PARTIES), ROUNDS,
                      mp_arena_alloc(NULL, ROUNDS * PARTIES * sizeof(int)), PARTIES};
     CHECK_EQ(mp_barrier_parties(a.b), PARTIES);
     CHECK_EQ(mp_barrier_n_waiting(a.b), 0);
-    CHECK_EQ(mp_barrier_broken(a.b), 0);
+    CHECK(!mp_barrier_broken(a.b));
     mp_process *ps[2] = {mpt_start(barrier_rounds, &a), mpt_start(barrier_rounds, &a)};
     CHECK_EQ(barrier_rounds(&a), 0);
     for (int i = 0; i < 2; i++)
@@ -1040,11 +1107,17 @@ TEST(barrier_gives_each_party_its_index)
     mp_arena_dealloc(NULL, a.seen);
     mp_barrier_free(a.b);
 
-    mp_barrier *one = mp_barrier_new(1);
+    mp_barrier *one = new_barrier(1);
     CHECK_EQ(mp_barrier_wait(one, 0), 0);
     CHECK_EQ(mp_barrier_wait(one, 0), 0);
     mp_barrier_free(one);
-    CHECK(mp_barrier_new(0) == NULL);
+    mp_barrier *nob = mpt_not_null();
+    CHECK_ERR(mp_barrier_new(0, &nob), MP_EINVAL);
+    CHECK(nob == NULL);
+    nob = mpt_not_null();
+    CHECK_ERR(mp_barrier_new(MP_SEM_VALUE_MAX + 1u, &nob), MP_EINVAL);
+    CHECK(nob == NULL);
+    CHECK_ERR(mp_barrier_new(2, NULL), MP_EINVAL);
     mp_barrier bad;
     CHECK_ERR(mp_barrier_init(&bad, 0), MP_EINVAL);
     CHECK_ERR(mp_barrier_init(NULL, 2), MP_EINVAL);
@@ -1053,7 +1126,7 @@ TEST(barrier_gives_each_party_its_index)
     CHECK_ERR(mp_barrier_reset(NULL), MP_EINVAL);
     CHECK_ERR(mp_barrier_parties(NULL), MP_EINVAL);
     CHECK_ERR(mp_barrier_n_waiting(NULL), MP_EINVAL);
-    CHECK_ERR(mp_barrier_broken(NULL), MP_EINVAL);
+    CHECK(!mp_barrier_broken(NULL));
     CHECK_ERR(mp_barrier_destroy(NULL), MP_EINVAL);
     mp_barrier_free(NULL);
 }
@@ -1081,28 +1154,28 @@ static bool one_waiting(void *arg)
 
 TEST(barrier_timeout_breaks_it_until_reset)
 {
-    mp_barrier *b = mp_barrier_new(2);
+    mp_barrier *b = new_barrier(2);
     bwait_arg a = {.b = b, .expect = MP_EBROKEN};
     gate_init(&a.ready);
     mp_process *p = mpt_start(barrier_wait_expect, &a);
     CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
     CHECK(eventually(one_waiting, b, 30.0));
     /* A party alone times out, and breaks its barrier. */
-    mp_barrier *lonely = mp_barrier_new(2);
+    mp_barrier *lonely = new_barrier(2);
     double t0 = mpt_now();
     CHECK_ERR(mp_barrier_wait(lonely, 0.15), MP_ETIMEDOUT);
     CHECK(mpt_now() - t0 >= 0.15);
-    CHECK_EQ(mp_barrier_broken(lonely), 1);
+    CHECK(mp_barrier_broken(lonely));
     CHECK_ERR(mp_barrier_wait(lonely, 0), MP_EBROKEN);
     CHECK_OK(mp_barrier_reset(lonely));
-    CHECK_EQ(mp_barrier_broken(lonely), 0);
+    CHECK(!mp_barrier_broken(lonely));
     CHECK_ERR(mp_barrier_wait(lonely, 0), MP_ETIMEDOUT);
     mp_barrier_free(lonely);
 
     /* The waiting child is broken by abort, and so is everyone after. */
     CHECK_OK(mp_barrier_abort(b));
     CHECK_EQ(mpt_finish(p), 0);
-    CHECK_EQ(mp_barrier_broken(b), 1);
+    CHECK(mp_barrier_broken(b));
     CHECK_EQ(mp_barrier_n_waiting(b), 0);
     CHECK_ERR(mp_barrier_wait(b, 0), MP_EBROKEN);
     CHECK_ERR(mp_barrier_wait(b, MP_FOREVER), MP_EBROKEN);
@@ -1118,7 +1191,7 @@ TEST(barrier_timeout_breaks_it_until_reset)
 
 TEST(barrier_reset_breaks_present_waiters)
 {
-    mp_barrier *b = mp_barrier_new(3);
+    mp_barrier *b = new_barrier(3);
     bwait_arg a = {.b = b, .expect = MP_EBROKEN};
     gate_init(&a.ready);
     mp_process *p = mpt_start(barrier_wait_expect, &a);
@@ -1126,7 +1199,7 @@ TEST(barrier_reset_breaks_present_waiters)
     CHECK(eventually(one_waiting, b, 30.0));
     CHECK_OK(mp_barrier_reset(b));
     CHECK_EQ(mpt_finish(p), 0);
-    CHECK_EQ(mp_barrier_broken(b), 0);
+    CHECK(!mp_barrier_broken(b));
     CHECK_EQ(mp_barrier_n_waiting(b), 0);
     mp_barrier_free(b);
     gate_close(&a.ready);
@@ -1134,7 +1207,7 @@ TEST(barrier_reset_breaks_present_waiters)
 
 TEST(barrier_party_killed_while_waiting_has_arrived)
 {
-    mp_barrier *b = mp_barrier_new(3);
+    mp_barrier *b = new_barrier(3);
     bwait_arg a = {.b = b, .expect = 0};
     gate_init(&a.ready);
     mp_process *victim = mpt_start(barrier_wait_expect, &a);
@@ -1147,7 +1220,7 @@ TEST(barrier_party_killed_while_waiting_has_arrived)
     int idx = mp_barrier_wait(b, 30.0);
     CHECK(idx == 1 || idx == 2);
     CHECK_EQ(mpt_finish(other), 0);
-    CHECK_EQ(mp_barrier_broken(b), 0);
+    CHECK(!mp_barrier_broken(b));
     CHECK_EQ(mp_barrier_n_waiting(b), 0);
     mp_barrier_free(b);
     gate_close(&a.ready);
@@ -1163,10 +1236,10 @@ static int die_inside_barrier_lock(void *arg)
 
 TEST(barrier_death_inside_its_lock_breaks_it)
 {
-    mp_barrier *b = mp_barrier_new(2);
+    mp_barrier *b = new_barrier(2);
     CHECK_EQ(mpt_finish(mpt_start(die_inside_barrier_lock, b)), 0);
     CHECK_ERR(mp_barrier_wait(b, 1.0), MP_EBROKEN);
-    CHECK_EQ(mp_barrier_broken(b), 1);
+    CHECK(mp_barrier_broken(b));
     CHECK_OK(mp_barrier_reset(b));
     bwait_arg a = {.b = b, .expect = 0};
     gate_init(&a.ready);
@@ -1212,7 +1285,7 @@ static int use_segment(void *arg)
                      mp_event_wait(&e->ev, 30.0) == 0
                  ? 0
                  : 3;
-    mp_shm_close(s);
+    mp_shm_free(s);
     return rc;
 }
 
@@ -1242,7 +1315,7 @@ TEST(objects_work_in_a_named_segment)
     CHECK_OK(mp_event_destroy(&e->ev));
     CHECK_OK(mp_barrier_destroy(&e->bar));
     CHECK_OK(mp_shm_unlink(s));
-    CHECK_OK(mp_shm_close(s));
+    mp_shm_free(s);
 }
 
 TEST(new_and_free_return_their_memory)
@@ -1252,13 +1325,13 @@ TEST(new_and_free_return_their_memory)
     size_t before;
     CHECK_OK(mp_arena_usage(a, &before, NULL));
     for (int round = 0; round < 3; round++) {
-        mp_lock *l = mp_lock_new();
-        mp_rlock *r = mp_rlock_new();
-        mp_sem *s = mp_sem_new(1);
-        mp_sem *bs = mp_sem_new_bounded(1);
-        mp_event *e = mp_event_new();
-        mp_cond *c = mp_cond_new(l);
-        mp_barrier *b = mp_barrier_new(2);
+        mp_lock *l = new_lock();
+        mp_rlock *r = new_rlock();
+        mp_sem *s = new_sem(1, false);
+        mp_sem *bs = new_sem(1, true);
+        mp_event *e = new_event();
+        mp_cond *c = new_cond(l);
+        mp_barrier *b = new_barrier(2);
         CHECK(l && r && s && bs && e && c && b);
         mp_cond_free(c);
         mp_lock_free(l);
@@ -1271,6 +1344,43 @@ TEST(new_and_free_return_their_memory)
     size_t after;
     CHECK_OK(mp_arena_usage(a, &after, NULL));
     CHECK_EQ(after, before);
+}
+
+/* A default arena with no room left: every constructor says MP_ENOMEM and
+ * leaves *out NULL; freeing makes room again. */
+TEST(constructors_report_a_full_arena)
+{
+    enum { MAX = 4096 };
+    CHECK_OK(mp_arena_set_default_size(64 << 10));
+    static mp_event *ev[MAX];
+    int n = 0, rc;
+    while (n < MAX && (rc = mp_event_new(&ev[n])) == 0)
+        n++;
+    CHECK(n > 0 && n < MAX);
+    CHECK_ERR(rc, MP_ENOMEM);
+    CHECK(ev[n] == NULL);
+    mp_lock *l = mpt_not_null();
+    CHECK_ERR(mp_lock_new(&l), MP_ENOMEM);
+    CHECK(l == NULL);
+    l = mpt_not_null();
+    CHECK_ERR(mp_rlock_new(&l), MP_ENOMEM);
+    CHECK(l == NULL);
+    mp_sem *sem = mpt_not_null();
+    CHECK_ERR(mp_sem_new(1, &sem), MP_ENOMEM);
+    CHECK(sem == NULL);
+    sem = mpt_not_null();
+    CHECK_ERR(mp_sem_new_bounded(1, &sem), MP_ENOMEM);
+    CHECK(sem == NULL);
+    mp_cond *c = mpt_not_null();
+    CHECK_ERR(mp_cond_new(NULL, &c), MP_ENOMEM);
+    CHECK(c == NULL);
+    mp_barrier *b = mpt_not_null();
+    CHECK_ERR(mp_barrier_new(2, &b), MP_ENOMEM);
+    CHECK(b == NULL);
+    for (int i = 0; i < n; i++)
+        mp_event_free(ev[i]);
+    CHECK_OK(mp_lock_new(&l));
+    mp_lock_free(l);
 }
 
 MPT_MAIN()

@@ -37,12 +37,29 @@ TEST(typecodes_as_python_names_them)
     CHECK(!mp_type_is_integer((mp_type)0));
 }
 
+/* A value / an array in the default arena, checked. */
+static mp_value *vnew(mp_type type, const void *init, bool lock)
+{
+    mp_value *v = NULL;
+    CHECK_OK(mp_value_new(type, init, lock, &v));
+    CHECK(v != NULL);
+    return v;
+}
+
+static mp_array *anew(mp_type type, size_t n, const void *init, bool lock)
+{
+    mp_array *a = NULL;
+    CHECK_OK(mp_array_new(type, n, init, lock, &a));
+    CHECK(a != NULL);
+    return a;
+}
+
 /* ---- Value ------------------------------------------------------------------ */
 
 TEST(value_basics)
 {
     int four = 4;
-    mp_value *v = mp_value_new(MP_TYPE_i, &four, true);
+    mp_value *v = vnew(MP_TYPE_i, &four, true);
     CHECK(v != NULL);
     CHECK_EQ(mp_value_type(v), MP_TYPE_i);
     int64_t x = 0;
@@ -69,7 +86,7 @@ TEST(value_basics)
     CHECK_EQ(x, 8);
     mp_value_free(v);
 
-    mp_value *r = mp_value_new(MP_TYPE_q, NULL, false); /* RawValue */
+    mp_value *r = vnew(MP_TYPE_q, NULL, false); /* RawValue */
     CHECK(mp_value_get_lock(r) == NULL);
     CHECK_OK(mp_value_get_i64(r, &x));
     CHECK_EQ(x, 0);
@@ -79,7 +96,7 @@ TEST(value_basics)
 TEST(value_doubles_and_floats)
 {
     double d = 3.5;
-    mp_value *v = mp_value_new(MP_TYPE_d, &d, true);
+    mp_value *v = vnew(MP_TYPE_d, &d, true);
     double got = 0;
     CHECK_OK(mp_value_get_double(v, &got));
     CHECK_DBL_NEAR(got, 3.5, 0);
@@ -88,7 +105,7 @@ TEST(value_doubles_and_floats)
     CHECK_DBL_NEAR(got, 1e300, 0);
     mp_value_free(v);
 
-    mp_value *f = mp_value_new(MP_TYPE_f, NULL, false);
+    mp_value *f = vnew(MP_TYPE_f, NULL, false);
     CHECK_OK(mp_value_set_double(f, 0.1));
     CHECK_OK(mp_value_get_double(f, &got));
     CHECK_DBL_NEAR(got, (double)0.1f, 0); /* rounded to float */
@@ -100,7 +117,7 @@ TEST(value_doubles_and_floats)
 
 TEST(value_range_checks)
 {
-    mp_value *b = mp_value_new(MP_TYPE_b, NULL, true);
+    mp_value *b = vnew(MP_TYPE_b, NULL, true);
     CHECK_OK(mp_value_set_i64(b, 127));
     CHECK_OK(mp_value_set_i64(b, -128));
     CHECK_ERR(mp_value_set_i64(b, 128), MP_ERANGE);
@@ -114,7 +131,7 @@ TEST(value_range_checks)
     CHECK_ERR(mp_value_set_u64(b, 128), MP_ERANGE);
     mp_value_free(b);
 
-    mp_value *ub = mp_value_new(MP_TYPE_B, NULL, true);
+    mp_value *ub = vnew(MP_TYPE_B, NULL, true);
     CHECK_ERR(mp_value_set_i64(ub, -1), MP_ERANGE);
     CHECK_OK(mp_value_set_i64(ub, 255));
     CHECK_ERR(mp_value_set_u64(ub, 256), MP_ERANGE);
@@ -122,7 +139,7 @@ TEST(value_range_checks)
     CHECK_EQ(u, 255);
     mp_value_free(ub);
 
-    mp_value *q = mp_value_new(MP_TYPE_Q, NULL, false);
+    mp_value *q = vnew(MP_TYPE_Q, NULL, false);
     CHECK_OK(mp_value_set_u64(q, UINT64_MAX));
     CHECK_OK(mp_value_get_u64(q, &u));
     CHECK(u == UINT64_MAX);
@@ -132,7 +149,7 @@ TEST(value_range_checks)
     CHECK_EQ(x, INT64_MAX);
     mp_value_free(q);
 
-    mp_value *sq = mp_value_new(MP_TYPE_q, NULL, false);
+    mp_value *sq = vnew(MP_TYPE_q, NULL, false);
     CHECK_OK(mp_value_set_i64(sq, INT64_MIN));
     CHECK_ERR(mp_value_set_u64(sq, (uint64_t)INT64_MAX + 1), MP_ERANGE);
     CHECK_ERR(mp_value_get_u64(sq, &u), MP_ERANGE);
@@ -140,7 +157,7 @@ TEST(value_range_checks)
 
     /* 'c' holds a byte, 0..255. */
     char c = (char)200;
-    mp_value *cv = mp_value_new(MP_TYPE_c, &c, true);
+    mp_value *cv = vnew(MP_TYPE_c, &c, true);
     CHECK_OK(mp_value_get_i64(cv, &x));
     CHECK_EQ(x, 200);
     CHECK_ERR(mp_value_set_i64(cv, -1), MP_ERANGE);
@@ -149,8 +166,14 @@ TEST(value_range_checks)
 
 TEST(value_bad_input)
 {
-    CHECK(mp_value_new((mp_type)0, NULL, true) == NULL);
-    CHECK(mp_value_new((mp_type)42, NULL, true) == NULL);
+    mp_value *bad = mpt_not_null();
+    CHECK_ERR(mp_value_new((mp_type)0, NULL, true, &bad), MP_EINVAL);
+    CHECK(bad == NULL);
+    bad = mpt_not_null();
+    CHECK_ERR(mp_value_new((mp_type)42, NULL, true, &bad), MP_EINVAL);
+    CHECK(bad == NULL);
+    CHECK_ERR(mp_value_new(MP_TYPE_i, NULL, true, NULL), MP_EINVAL);
+    CHECK_ERR(mp_value_new_in(NULL, MP_TYPE_i, NULL, true, NULL), MP_EINVAL);
     int64_t x;
     double d;
     CHECK_ERR(mp_value_type(NULL), MP_EINVAL);
@@ -163,7 +186,7 @@ TEST(value_bad_input)
     CHECK(mp_value_get_lock(NULL) == NULL);
     mp_value_free(NULL);
 
-    mp_value *i = mp_value_new(MP_TYPE_i, NULL, true);
+    mp_value *i = vnew(MP_TYPE_i, NULL, true);
     CHECK_ERR(mp_value_get_double(i, &d), MP_EINVAL);
     CHECK_ERR(mp_value_set_double(i, 1.0), MP_EINVAL);
     CHECK_ERR(mp_value_get_i64(i, NULL), MP_EINVAL);
@@ -173,11 +196,11 @@ TEST(value_bad_input)
     /* A value is not an array, nor the other way round. */
     CHECK_ERR(mp_array_get_i64((mp_array *)i, 0, &x), MP_EINVAL);
     CHECK_EQ(mp_array_len((mp_array *)i), 0);
-    mp_array *a = mp_array_new(MP_TYPE_i, 2, NULL, true);
+    mp_array *a = anew(MP_TYPE_i, 2, NULL, true);
     CHECK_ERR(mp_value_get_i64((mp_value *)a, &x), MP_EINVAL);
     mp_array_free(a);
 
-    mp_value *dv = mp_value_new(MP_TYPE_d, NULL, true);
+    mp_value *dv = vnew(MP_TYPE_d, NULL, true);
     CHECK_ERR(mp_value_get_i64(dv, &x), MP_EINVAL);
     CHECK_ERR(mp_value_set_u64(dv, 1), MP_EINVAL);
     CHECK_ERR(mp_value_fetch_add(dv, 1, NULL), MP_EINVAL);
@@ -202,7 +225,7 @@ static int cube(void *arg)
 TEST(value_cubed_in_a_child)
 {
     double four = 4;
-    mp_value *num = mp_value_new(MP_TYPE_d, &four, true);
+    mp_value *num = vnew(MP_TYPE_d, &four, true);
     CHECK_EQ(mpt_finish(mpt_start(cube, num)), 0);
     double got;
     CHECK_OK(mp_value_get_double(num, &got));
@@ -259,7 +282,7 @@ static int cas_increments(void *arg)
 static void check_increments(mp_type t, bool lock, mp_target_fn fn, int n)
 {
     enum { PROCS = 4 };
-    incr_arg a = {mp_value_new(t, NULL, lock), n};
+    incr_arg a = {vnew(t, NULL, lock), n};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(fn, &a);
@@ -282,7 +305,7 @@ TEST(value_exact_counts_from_four_processes)
 TEST(value_atomics_wrap_at_the_type_width)
 {
     int8_t m = 127;
-    mp_value *b = mp_value_new(MP_TYPE_b, &m, false);
+    mp_value *b = vnew(MP_TYPE_b, &m, false);
     int64_t old;
     CHECK_OK(mp_value_fetch_add(b, 1, &old));
     CHECK_EQ(old, 127);
@@ -296,7 +319,7 @@ TEST(value_atomics_wrap_at_the_type_width)
     mp_value_free(b);
 
     uint16_t hm = 65535;
-    mp_value *h = mp_value_new(MP_TYPE_H, &hm, false);
+    mp_value *h = vnew(MP_TYPE_H, &hm, false);
     CHECK_OK(mp_value_fetch_add(h, 2, &old));
     CHECK_EQ(old, 65535);
     CHECK_OK(mp_value_get_i64(h, &x));
@@ -309,7 +332,7 @@ TEST(value_atomics_wrap_at_the_type_width)
     CHECK_EQ(expect, 5); /* the current value came back */
     mp_value_free(h);
 
-    mp_value *q = mp_value_new(MP_TYPE_Q, NULL, false);
+    mp_value *q = vnew(MP_TYPE_Q, NULL, false);
     CHECK_OK(mp_value_fetch_add(q, -1, &old));
     CHECK_EQ(old, 0);
     uint64_t u;
@@ -334,7 +357,7 @@ static int die_holding_value_lock(void *arg)
 
 TEST(value_lock_holder_dies)
 {
-    die_arg a = {mp_value_new(MP_TYPE_i, NULL, true)};
+    die_arg a = {vnew(MP_TYPE_i, NULL, true)};
     CHECK_EQ(mpt_finish(mpt_start(die_holding_value_lock, &a)), 0);
     /* The access is done, and the caller learns a holder died. */
     int64_t x = 0;
@@ -363,7 +386,7 @@ static int add_one_to_each(void *arg)
 
 TEST(array_each_element_plus_one_in_a_child)
 {
-    mp_array *arr = mp_array_new(MP_TYPE_i, 3, NULL, true);
+    mp_array *arr = anew(MP_TYPE_i, 3, NULL, true);
     CHECK(arr != NULL);
     CHECK_EQ(mp_array_len(arr), 3);
     CHECK_EQ(mp_array_type(arr), MP_TYPE_i);
@@ -378,7 +401,7 @@ TEST(array_each_element_plus_one_in_a_child)
 TEST(array_access_and_slices)
 {
     double init[5] = {0.5, 1.5, 2.5, 3.5, 4.5};
-    mp_array *a = mp_array_new(MP_TYPE_d, 5, init, true);
+    mp_array *a = anew(MP_TYPE_d, 5, init, true);
     double d;
     CHECK_OK(mp_array_get_double(a, 4, &d));
     CHECK_DBL_NEAR(d, 4.5, 0);
@@ -409,7 +432,7 @@ TEST(array_access_and_slices)
     mp_array_free(a);
 
     /* A raw array: no lock, atomic element access, 64-bit unsigned. */
-    mp_array *r = mp_array_new(MP_TYPE_L, 4, NULL, false);
+    mp_array *r = anew(MP_TYPE_L, 4, NULL, false);
     CHECK(mp_array_get_lock(r) == NULL);
     CHECK_OK(mp_array_set_u64(r, 3, UINT64_MAX));
     uint64_t u;
@@ -428,9 +451,20 @@ TEST(array_access_and_slices)
     CHECK_ERR(mp_array_compare_exchange(r, 4, &e, 1), MP_ERANGE);
     mp_array_free(r);
 
-    CHECK(mp_array_new(MP_TYPE_i, 0, NULL, true) == NULL);
-    CHECK(mp_array_new((mp_type)0, 3, NULL, true) == NULL);
-    CHECK(mp_array_new(MP_TYPE_d, SIZE_MAX / 4, NULL, true) == NULL);
+    mp_array *bad = mpt_not_null();
+    CHECK_ERR(mp_array_new(MP_TYPE_i, 0, NULL, true, &bad), MP_EINVAL);
+    CHECK(bad == NULL);
+    bad = mpt_not_null();
+    CHECK_ERR(mp_array_new((mp_type)0, 3, NULL, true, &bad), MP_EINVAL);
+    CHECK(bad == NULL);
+    bad = mpt_not_null();
+    CHECK_ERR(mp_array_new(MP_TYPE_d, SIZE_MAX / 4, NULL, true, &bad), MP_ENOMEM);
+    CHECK(bad == NULL);
+    bad = mpt_not_null();
+    CHECK_ERR(mp_array_new(MP_TYPE_d, (size_t)1 << 40, NULL, true, &bad), MP_ENOMEM);
+    CHECK(bad == NULL);
+    CHECK_ERR(mp_array_new(MP_TYPE_i, 1, NULL, true, NULL), MP_EINVAL);
+    CHECK_ERR(mp_array_new_in(NULL, MP_TYPE_i, 1, NULL, true, NULL), MP_EINVAL);
     CHECK_EQ(mp_array_len(NULL), 0);
     CHECK_ERR(mp_array_type(NULL), MP_EINVAL);
     CHECK(mp_array_ptr(NULL) == NULL);
@@ -462,7 +496,7 @@ static int add_to_every_element(void *arg)
 TEST(array_atomic_adds_from_four_processes)
 {
     enum { PROCS = 4, N = 5000, LEN = 8 };
-    arr_arg a = {mp_array_new(MP_TYPE_l, LEN, NULL, false), N};
+    arr_arg a = {anew(MP_TYPE_l, LEN, NULL, false), N};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(add_to_every_element, &a);
@@ -480,9 +514,10 @@ TEST(values_in_an_arena_of_ones_own)
 {
     mp_arena *ar;
     CHECK_OK(mp_arena_new(1 << 20, &ar));
-    mp_value *v = mp_value_new_in(ar, MP_TYPE_h, NULL, true);
-    mp_array *a = mp_array_new_in(ar, MP_TYPE_B, 1000, NULL, false);
-    CHECK(v && a);
+    mp_value *v;
+    mp_array *a;
+    CHECK_OK(mp_value_new_in(ar, MP_TYPE_h, NULL, true, &v));
+    CHECK_OK(mp_array_new_in(ar, MP_TYPE_B, 1000, NULL, false, &a));
     CHECK(mp__arena_find(v) == ar);
     CHECK(mp__arena_find(a) == ar);
     size_t used;
@@ -492,6 +527,34 @@ TEST(values_in_an_arena_of_ones_own)
     mp_array_free(a);
     CHECK_OK(mp_arena_usage(ar, &used, NULL));
     CHECK_EQ(used, 0);
+    mp_arena_free(ar);
+}
+
+/* An arena with no room left: the constructors say MP_ENOMEM and leave
+ * *out NULL, and a freed object makes room again. */
+TEST(a_full_arena_is_reported_as_such)
+{
+    mp_arena *ar;
+    CHECK_OK(mp_arena_new(64 << 10, &ar));
+    mp_array *big;
+    CHECK_OK(mp_array_new_in(ar, MP_TYPE_B, 32 << 10, NULL, false, &big));
+    mp_array *more = mpt_not_null();
+    CHECK_ERR(mp_array_new_in(ar, MP_TYPE_B, 32 << 10, NULL, false, &more), MP_ENOMEM);
+    CHECK(more == NULL);
+    /* The rest of the arena, to the last byte: not even a value fits. */
+    size_t largest;
+    CHECK_OK(mp_arena_usage(ar, NULL, &largest));
+    mp_array *rest;
+    CHECK_OK(mp_array_new_in(ar, MP_TYPE_B, largest - 128, NULL, false, &rest));
+    mp_value *v = mpt_not_null();
+    CHECK_ERR(mp_value_new_in(ar, MP_TYPE_B, NULL, true, &v), MP_ENOMEM);
+    CHECK(v == NULL);
+    mp_array_free(rest);
+    CHECK_OK(mp_value_new_in(ar, MP_TYPE_B, NULL, true, &v));
+    mp_value_free(v);
+    mp_array_free(big);
+    CHECK_OK(mp_array_new_in(ar, MP_TYPE_B, 32 << 10, NULL, false, &more));
+    mp_array_free(more);
     mp_arena_free(ar);
 }
 
@@ -515,7 +578,7 @@ static int fresh_update(void *arg)
 TEST(fresh_images_update_values_after_attaching)
 {
     int three = 3;
-    fresh_arg f = {mp_value_new(MP_TYPE_i, &three, true), mp_array_new(MP_TYPE_i, 3, NULL, true)};
+    fresh_arg f = {vnew(MP_TYPE_i, &three, true), anew(MP_TYPE_i, 3, NULL, true)};
     int fd = mp_arena_fd(mp_arena_default());
     mp_start_method methods[] = {MP_START_SPAWN, MP_START_FORKSERVER};
     for (int m = 0; m < 2; m++) {
@@ -524,7 +587,7 @@ TEST(fresh_images_update_values_after_attaching)
         o.arg_size = sizeof f;
         o.fds = &fd;
         o.nfds = 1;
-        mp_process *p = mp_process_new_opts(fresh_update, &f, &o);
+        mp_process *p = mpt_new_opts(fresh_update, &f, &o);
         CHECK_OK(mp_process_start(p));
         CHECK_EQ(mpt_finish(p), 0);
     }

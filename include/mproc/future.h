@@ -99,10 +99,12 @@ MP_EXTERN bool mp_future_running(const mp_future *f);
 MP_EXTERN bool mp_future_cancelled(const mp_future *f);
 
 /*
- * 1 if f finished successfully, 0 if it finished with an error, MP_ESTATE
- * while it is not finished (Python raises ValueError there).
+ * True when f has finished with status 0; false while it is not finished
+ * (where Python raises ValueError: ask mp_future_done() first to tell the
+ * two apart), when it finished with an error or was cancelled, and for
+ * NULL.  Never blocks.
  */
-MP_EXTERN int mp_future_successful(const mp_future *f);
+MP_EXTERN bool mp_future_successful(const mp_future *f);
 
 /* f's status once finished (0 or an error, as listed above); MP_ESTATE
  * while it is not finished. */
@@ -177,10 +179,13 @@ typedef struct mp_as_completed mp_as_completed;
 
 /*
  * Starts an iteration over the n futures in fs, which it references (they
- * may be freed by the caller meanwhile).  Returns NULL for bad arguments
- * or out of memory.
+ * may be freed by the caller meanwhile), and stores it in *out; the caller
+ * ends it with mp_as_completed_free().  n may be 0 (fs may then be NULL).
+ * Returns 0; MP_EINVAL for a NULL out, a NULL fs with n > 0, or a NULL
+ * entry; MP_ENOMEM.  On failure *out is NULL (when out is not) and no
+ * reference is taken.  Does not block.
  */
-MP_EXTERN mp_as_completed *mp_as_completed_new(mp_future *const *fs, size_t n);
+MP_EXTERN int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out);
 
 /*
  * Waits up to timeout seconds for the next future to finish and stores it

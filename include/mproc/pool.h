@@ -61,6 +61,14 @@
  * the workers except what the pool copies: initarg_size bytes of initarg,
  * task arguments, map inputs and ctx bytes.
  *
+ * Errors.  Calls that make an object (mp_pool_new, mp_pool_imap and its
+ * kin) return an int, 0 or a negative MP_E* code, and hand the object back
+ * through their last argument (NULL on failure).  Calls that start work
+ * (apply_async, submit, map_async, starmap_async) return a future and
+ * report every error through its status, as Python's apply_async answers
+ * with an AsyncResult; they return NULL only when memory for the future
+ * itself runs out.
+ *
  * Worker processes ignore SIGINT: a Ctrl-C reaches the parent, which
  * coordinates (see mproc/future.h): a SIGINT while a thread waits in map,
  * imap_next or a future's get terminates the pool and returns MP_ECANCELED.
@@ -182,13 +190,20 @@ typedef struct mp_pool_opts {
 
 /*
  * Creates a pool and starts its workers (in the background: the call does
- * not wait for them, nor for their initializer).  opts may be NULL (the
- * defaults).  Returns NULL on an invalid option (processes out of range, an
- * unknown start method, initarg_size too large, a negative interval), when
- * the shared memory, the threads or the forkserver cannot be created, or
- * out of memory; the reason is logged at MP_LOG_ERROR.
+ * not wait for them, nor for their initializer), and stores it in *out.
+ * opts may be NULL (the defaults).  Returns 0, or:
+ *   MP_EINVAL   out is NULL, or an invalid option: processes out of range,
+ *               an unknown start method, initarg_size over 16 MiB or
+ *               without initarg, a negative progress_interval or
+ *               terminate_grace, a NaN task_timeout (the field is named
+ *               in a log line at MP_LOG_DEBUG);
+ *   MP_ENOMEM   out of memory;
+ *   another error when the shared memory, the eventfd, the forkserver or
+ *               the supervisor thread cannot be created (a log line at
+ *               MP_LOG_ERROR names which).
+ * *out is NULL on failure.  Free the pool with mp_pool_free().
  */
-MP_EXTERN mp_pool *mp_pool_new(const mp_pool_opts *opts);
+MP_EXTERN int mp_pool_new(const mp_pool_opts *opts, mp_pool **out);
 
 /* The number of worker processes the pool keeps running. */
 MP_EXTERN int mp_pool_size(const mp_pool *p);
@@ -259,9 +274,11 @@ MP_EXTERN int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t l
  * Submits fn(arg, len) and returns its future at once.  The len bytes at
  * arg are copied before the call returns.  Never blocks: when more work is
  * queued than the shared task table holds, the rest waits in the parent.
- * Errors are reported through the future (MP_ECLOSED for a closed pool,
- * MP_EINIT for a broken one, MP_EINVAL for a NULL fn or arg); NULL only
- * when memory for the future itself runs out.
+ * As Python's apply_async, the call answers with a future whatever
+ * happens, and errors are reported through it (MP_ECLOSED for a closed
+ * pool, MP_EINIT for a broken one, MP_EINVAL for a NULL fn or arg); NULL
+ * only when memory for the future itself runs out.  The caller frees the
+ * future with mp_future_free().
  */
 MP_EXTERN mp_future *mp_pool_apply_async(mp_pool *p, mp_task_fn fn, const void *arg, size_t len);
 
@@ -330,7 +347,9 @@ MP_EXTERN int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, si
  * As mp_pool_map(), returning at once with a future that finishes when
  * every item has.  Inputs are copied before the call returns; out must stay
  * valid, and untouched, until the future is finished.  The future carries
- * no result bytes; its status is the map's.
+ * no result bytes; its status is the map's, and errors of the arguments or
+ * of the pool come through it too, as for mp_pool_apply_async(): NULL only
+ * when memory for the future runs out.
  */
 MP_EXTERN mp_future *mp_pool_map_async(mp_pool *p, mp_map_fn fn, const void *in, size_t n,
                                        size_t in_size, void *out, size_t out_size,
@@ -358,17 +377,22 @@ typedef struct mp_imap mp_imap;
 
 /*
  * Starts a map whose results are taken with mp_imap_next(): in order of
- * index (imap) or as they finish (imap_unordered).  Inputs are copied
- * before the call returns.  Errors of the submission come back from the
- * first mp_imap_next(); NULL only when memory runs out.
+ * index (imap) or as they finish (imap_unordered), and stores the
+ * iterator in *out.  Inputs are copied before the call returns.  Returns
+ * 0, or at once: MP_EINVAL for bad arguments (as mp_pool_map(), or a NULL
+ * out), MP_ESTATE in a process that does not own the pool, MP_ECLOSED,
+ * MP_EINIT, MP_ENOMEM; *out is then NULL.  A map cancelled before it ran
+ * (terminate, shutdown with cancel_pending, a pool that breaks) says so
+ * from mp_imap_next().  Free the iterator with mp_imap_free().
  */
-MP_EXTERN mp_imap *mp_pool_imap(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
-                                size_t out_size, size_t chunksize);
-MP_EXTERN mp_imap *mp_pool_imap_unordered(mp_pool *p, mp_map_fn fn, const void *in, size_t n,
-                                          size_t in_size, size_t out_size, size_t chunksize);
+MP_EXTERN int mp_pool_imap(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
+                           size_t out_size, size_t chunksize, mp_imap **out);
+MP_EXTERN int mp_pool_imap_unordered(mp_pool *p, mp_map_fn fn, const void *in, size_t n,
+                                     size_t in_size, size_t out_size, size_t chunksize,
+                                     mp_imap **out);
 
 /* As above with every option; spec->out and spec->errors are not used. */
-MP_EXTERN mp_imap *mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ordered);
+MP_EXTERN int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ordered, mp_imap **out);
 
 /*
  * Waits up to timeout seconds for the next item: copies its output
@@ -377,8 +401,9 @@ MP_EXTERN mp_imap *mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ord
  * MP_ECANCELED) with *index set, when that item failed - the iteration
  * goes on after it; MP_EOF once all n items were returned; MP_ETIMEDOUT
  * when no item was ready in time; MP_ECANCELED when SIGINT interrupted
- * the wait (the pool is then terminated); the submission's error.
- * One thread at a time per iterator.
+ * the wait (the pool is then terminated); the error that cancelled the
+ * map before it ran (MP_ECANCELED, MP_EINIT).  One thread at a time per
+ * iterator.
  */
 MP_EXTERN int mp_imap_next(mp_imap *it, void *out, size_t *index, double timeout);
 

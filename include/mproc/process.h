@@ -9,7 +9,7 @@
  * of its own.
  *
  * Lifetime and reaping.  A started child is reaped exactly once, by join,
- * is_alive, exitcode or free, whichever notices its end first.  Every child
+ * is_alive, exitcode, error or free, whichever notices its end first.  Every child
  * has PR_SET_PDEATHSIG set to SIGKILL, so it dies when its parent dies, even
  * by SIGKILL; grandchildren started through mproc die in turn.  Linux ties
  * that signal to the thread that called mp_process_start(): start children
@@ -95,18 +95,21 @@ typedef struct mp_process_opts {
 
 /*
  * Creates a process object that will run target(arg) with the fork start
- * method, not yet started.  name may be NULL ("Process-N").
- * Returns NULL when target is NULL or memory runs out.  Does not block.
+ * method, not yet started, and stores it in *out; the caller owns it
+ * (mp_process_free).  name may be NULL ("Process-N").  Returns 0;
+ * MP_EINVAL for a NULL target or out; MP_ENOMEM.  On failure *out is NULL
+ * (when out is not).  Does not block.  Thread-safe.
  */
-MP_EXTERN mp_process *mp_process_new(mp_target_fn target, void *arg, const char *name);
+MP_EXTERN int mp_process_new(mp_target_fn target, void *arg, const char *name, mp_process **out);
 
 /*
- * As mp_process_new(), with options.  opts may be NULL (the defaults).
- * Returns NULL on a NULL target, an invalid option (an unknown start method,
- * arg_size too large, too many fds) or out of memory.
+ * As mp_process_new(), with options; opts may be NULL (the defaults).
+ * MP_EINVAL also for an invalid option: an unknown start method, arg_size
+ * above 16 MiB, more than 64 fds, fds NULL with nfds > 0, or arg NULL with
+ * arg_size > 0 for spawn and forkserver.
  */
-MP_EXTERN mp_process *mp_process_new_opts(mp_target_fn target, void *arg,
-                                          const mp_process_opts *opts);
+MP_EXTERN int mp_process_new_opts(mp_target_fn target, void *arg, const mp_process_opts *opts,
+                                  mp_process **out);
 
 /*
  * Starts the child.  Returns 0 once the child exists (it may not have run
@@ -131,18 +134,26 @@ MP_EXTERN int mp_process_join(mp_process *p, double timeout);
 MP_EXTERN bool mp_process_is_alive(mp_process *p);
 
 /*
- * The exit code, as Python reports it: the status the child exited with, or
- * -SIGNUM if a signal ended it.  MP_ESTATE while the child has not ended (or
- * was never started).  Does not block; reaps the child if it ended.
+ * The exit code, as Python reports it, in *code: the status the child
+ * exited with (0..255), or -SIGNUM if a signal ended it (-9 for SIGKILL).
+ * The return value is only the call's own outcome, so a signal can never
+ * be mistaken for an error: 0 once the child has ended (*code is set);
+ * MP_ESTATE while it runs or before start; MP_ECHILD when it has ended but
+ * something outside mproc reaped it first (SIGCHLD set to SIG_IGN, or a
+ * waitpid(-1) elsewhere in the program), so its code is unknown; MP_EINVAL
+ * for a NULL p or code.  *code is set only with 0.  Does not block; reaps
+ * the child if it ended.
  */
-MP_EXTERN int mp_process_exitcode(mp_process *p);
+MP_EXTERN int mp_process_exitcode(mp_process *p, int *code);
 
 /*
- * The error a target reported by returning a negative code (or a value
- * above 255), or that the child's set-up failed with; 0 if none, or if the
- * child has not ended.
+ * The error the child reported, in *err: the MP_E* code (or the value
+ * above 255) its target returned, or the error its set-up failed with; 0
+ * when it reported none.  Returns 0 once the child has ended (*err is set);
+ * MP_ESTATE while it runs or before start; MP_EINVAL for a NULL p or err.
+ * Does not block; reaps the child if it ended.
  */
-MP_EXTERN int mp_process_error(const mp_process *p);
+MP_EXTERN int mp_process_error(mp_process *p, int *err);
 
 /*
  * What went wrong, as text, once an ended child ended abnormally: the

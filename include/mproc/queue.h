@@ -24,7 +24,7 @@
  * delivered twice and never in part.  A dying producer's message is either
  * whole in the queue or absent; a dying consumer either leaves its message
  * in the queue for the next get, or takes it away with it - at most that
- * one message is lost, and it is counted (mp_queue_stat) and logged at
+ * one message is lost, and it is counted (mp_queue_stats_get) and logged at
  * MP_LOG_WARNING.
  *
  * Sharing with children.  The ring is a memory file (memfd), mapped shared:
@@ -81,14 +81,16 @@ typedef struct mp_queue_stats {
 
 /*
  * Creates a queue with a ring of capacity bytes (see mp_queue_opts), not
- * joinable, bounded by bytes only.  Returns NULL when the capacity is out
- * of range or memory (or a descriptor) runs out.
+ * joinable, bounded by bytes only, and stores it in *out; the caller owns
+ * it (mp_queue_free).  Returns 0; MP_EINVAL for a capacity above 1 GiB or
+ * a NULL out; MP_ENOMEM, MP_EMFILE or another error of the memory file.
+ * On failure *out is NULL (when out is not).  Thread-safe.
  */
-MP_EXTERN mp_queue *mp_queue_new(size_t capacity);
+MP_EXTERN int mp_queue_new(size_t capacity, mp_queue **out);
 
 /* As mp_queue_new(), with options; opts may be NULL (the defaults).
- * Returns NULL for invalid options too. */
-MP_EXTERN mp_queue *mp_queue_new_opts(const mp_queue_opts *opts);
+ * MP_EINVAL also for max_messages above 2^30. */
+MP_EXTERN int mp_queue_new_opts(const mp_queue_opts *opts, mp_queue **out);
 
 /*
  * Opens, in this process, the queue whose memory file is fd - a descriptor
@@ -175,8 +177,9 @@ MP_EXTERN int mp_queue_task_done(mp_queue *q);
  */
 MP_EXTERN int mp_queue_join(mp_queue *q, double timeout);
 
-/* Fills *out with the queue's counters.  Returns 0 or MP_EINVAL. */
-MP_EXTERN int mp_queue_stat(const mp_queue *q, mp_queue_stats *out);
+/* Fills *out with the queue's counters (a snapshot).  Returns 0, or
+ * MP_EINVAL for a NULL q or out. */
+MP_EXTERN int mp_queue_stats_get(const mp_queue *q, mp_queue_stats *out);
 
 /*
  * Releases this process's hold on the queue (its mapping and descriptor).

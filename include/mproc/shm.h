@@ -45,7 +45,7 @@
  * of the program (its session, see mp_process), counts for each segment
  * the processes of the program that hold it open, and unlinks a segment
  * the program created as soon as no process holds it any more - after
- * mp_shm_close(), after exit, and after SIGKILL alike.  The tracker exits
+ * mp_shm_close() or mp_shm_free(), after exit, and after SIGKILL alike.  The tracker exits
  * with the last process of the program.  Unlike Python's resource tracker,
  * a process that only attaches a segment never unlinks it for its creator,
  * so a segment is never removed while the program that created it still
@@ -115,24 +115,26 @@ MP_EXTERN int mp_arena_set_default_size(size_t size);
 MP_EXTERN int mp_arena_attach(int fd, mp_arena **out);
 
 /* The arena's descriptor (close-on-exec, owned by the arena), for handing
- * to fresh images; MP_EINVAL for NULL. */
+ * to fresh images; MP_EINVAL for NULL, MP_ECLOSED after mp_arena_close(). */
 MP_EXTERN int mp_arena_fd(const mp_arena *a);
 
-/* The arena's size in bytes; 0 for NULL. */
+/* The arena's size in bytes; 0 for NULL or a closed arena. */
 MP_EXTERN size_t mp_arena_size(const mp_arena *a);
 
 /*
  * What is in use: *used receives the bytes held by live allocations
  * (headers included), *largest the largest block that could be allocated
- * now.  Either may be NULL.  Takes the arena's lock.  Returns 0 or
- * MP_EINVAL.
+ * now.  Either may be NULL.  Takes the arena's lock.  Returns 0,
+ * MP_EINVAL for NULL, or MP_ECLOSED.
  */
 MP_EXTERN int mp_arena_usage(mp_arena *a, size_t *used, size_t *largest);
 
 /*
  * Allocates size bytes, zeroed and aligned to 64 bytes (a cache line), from
- * the arena a (NULL: the default arena).  Returns NULL when size is 0 or
- * nothing that large is free.  Safe across processes and threads; blocks
+ * the arena a (NULL: the default arena).  Like malloc, returns NULL when it
+ * cannot: size 0, nothing that large free, a closed or broken arena.  (The
+ * constructors of objects that live in arenas, mp_value_new and the like,
+ * return the reason as a code.)  Safe across processes and threads; blocks
  * only while another process or thread allocates or frees.
  */
 MP_EXTERN void *mp_arena_alloc(mp_arena *a, size_t size);
@@ -141,15 +143,25 @@ MP_EXTERN void *mp_arena_alloc(mp_arena *a, size_t size);
  * Returns a block from mp_arena_alloc() to its arena.  a may be NULL (the
  * arena is found from the address).  Returns 0, or MP_EINVAL when p is not
  * a live block of an arena mapped in this process (a double free, a
- * foreign pointer).  NULL is accepted and ignored (0).
+ * foreign pointer), MP_ECLOSED for a closed a.  NULL is accepted and
+ * ignored (0).
  */
 MP_EXTERN int mp_arena_dealloc(mp_arena *a, void *p);
 
 /*
- * Unmaps the arena from this process and frees the handle; other
- * processes keep their mappings, and the memory goes with the last of
- * them.  Objects in it must not be used by this process afterwards.  The
- * default arena is never unmapped (this is a no-op for it), nor is NULL.
+ * Unmaps the arena from this process and closes its descriptor; the handle
+ * stays until mp_arena_free().  Other processes keep their mappings, and
+ * the memory goes with the last of them.  Objects in it must not be used
+ * by this process afterwards, and calls on the handle return MP_ECLOSED.
+ * Idempotent: returns 0, also for an arena closed before; MP_EINVAL for
+ * NULL; MP_EPERM for the default arena, which belongs to the library and
+ * is never unmapped.  Must not run while another thread uses the arena.
+ */
+MP_EXTERN int mp_arena_close(mp_arena *a);
+
+/*
+ * Closes the arena if it is still open (as mp_arena_close) and frees the
+ * handle.  Never waits.  NULL and the default arena are left alone.
  */
 MP_EXTERN void mp_arena_free(mp_arena *a);
 
@@ -184,7 +196,8 @@ MP_EXTERN int mp_shm_create(const char *name, size_t size, mp_shm **out);
 MP_EXTERN int mp_shm_attach(const char *name, mp_shm **out);
 
 /* The mapping's address, size in bytes, and name (as given, without the
- * prefix); NULL / 0 / NULL for a NULL handle. */
+ * prefix); NULL / 0 / NULL for a NULL handle.  After mp_shm_close() the
+ * address is NULL and the size 0; the name stays. */
 MP_EXTERN void *mp_shm_addr(const mp_shm *s);
 MP_EXTERN size_t mp_shm_size(const mp_shm *s);
 MP_EXTERN const char *mp_shm_name(const mp_shm *s);
@@ -192,18 +205,28 @@ MP_EXTERN const char *mp_shm_name(const mp_shm *s);
 /*
  * Removes the name now: processes that have the segment mapped keep it,
  * nobody can attach it any more, and the memory goes with the last
- * mapping.  Any holder may unlink, not only the creator.  Returns 0,
- * MP_ENOENT if the name is gone already, or MP_EINVAL for NULL.
+ * mapping.  Any holder may unlink, not only the creator, also after its
+ * own mp_shm_close().  Returns 0, MP_ENOENT if the name is gone already
+ * (or names another segment now), or MP_EINVAL for NULL.
  */
 MP_EXTERN int mp_shm_unlink(mp_shm *s);
 
 /*
- * Unmaps the segment and frees the handle.  This process stops being a
+ * Unmaps the segment; the handle stays, for mp_shm_name() and
+ * mp_shm_unlink(), until mp_shm_free().  This process stops being a
  * holder; if it was the last holder in the creating program, the tracker
  * unlinks the segment.  A handle inherited through fork is only unmapped.
- * Returns 0 (NULL is a no-op).  Does not wait for the tracker's answer.
+ * Idempotent: returns 0, also for a handle closed before; MP_EINVAL for
+ * NULL.  Does not wait for the tracker's answer.  Must not run while
+ * another thread uses s or its memory.
  */
 MP_EXTERN int mp_shm_close(mp_shm *s);
+
+/*
+ * Closes the segment if it is still open (as mp_shm_close) and frees the
+ * handle.  Never waits.  NULL is a no-op.
+ */
+MP_EXTERN void mp_shm_free(mp_shm *s);
 
 #ifdef __cplusplus
 }

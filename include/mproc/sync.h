@@ -6,8 +6,8 @@
  * Included by <mproc.h>.
  *
  * Two ways to get each object:
- *   mp_X_new() / mp_X_free()        the library allocates it in the default
- *                                   shared arena (mproc/shm.h);
+ *   mp_X_new(..., &x) / mp_X_free(x)  the library allocates it in the
+ *                                   default shared arena (mproc/shm.h);
  *   mp_X_init(p) / mp_X_destroy(p)  the caller places it in shared memory
  *                                   of its own: a struct in a named segment
  *                                   or in mp_arena_alloc() memory.  The
@@ -27,6 +27,14 @@
  *
  * Errors common to every call: MP_EINVAL for NULL, for an object that was
  * never initialised or was destroyed, and for an object of another type.
+ * The predicates (mp_lock_is_owned, mp_event_is_set, ...) return false for
+ * such an object.
+ *
+ * Constructors.  Each mp_X_new() stores the new object in its last
+ * argument and returns 0; or MP_EINVAL for a bad argument or a NULL out,
+ * MP_ENOMEM when the default arena has no room, the arena's creation error
+ * (MP_EMFILE, ...), or MP_ENOTRECOVERABLE for an arena broken by a process
+ * that died inside its allocator; *out is then NULL.  Safe across threads.
  *
  * Dead processes.  A lock whose holder died (even by SIGKILL) is not a
  * deadlock: the next acquirer gets it with MP_EOWNERDEAD, repairs what the
@@ -93,10 +101,10 @@ MP_EXTERN int mp_rlock_init(mp_lock *l);
  * MP_EINVAL. */
 MP_EXTERN int mp_lock_destroy(mp_lock *l);
 
-/* A Lock / an RLock in the default arena; NULL if the arena is full or
- * cannot be created. */
-MP_EXTERN mp_lock *mp_lock_new(void);
-MP_EXTERN mp_rlock *mp_rlock_new(void);
+/* A Lock / an RLock in the default arena, stored in *out (see
+ * "Constructors" above). */
+MP_EXTERN int mp_lock_new(mp_lock **out);
+MP_EXTERN int mp_rlock_new(mp_rlock **out);
 
 /* Destroys and frees a lock from mp_lock_new() / mp_rlock_new().  NULL, a
  * held lock and a lock not allocated by the library are left alone. */
@@ -123,8 +131,8 @@ MP_EXTERN int mp_lock_release(mp_lock *l);
  * that state or the caller does not hold it. */
 MP_EXTERN int mp_lock_consistent(mp_lock *l);
 
-/* 1 if the calling thread holds the lock, 0 if not. */
-MP_EXTERN int mp_lock_is_owned(const mp_lock *l);
+/* Whether the calling thread holds the lock (false for an invalid lock). */
+MP_EXTERN bool mp_lock_is_owned(const mp_lock *l);
 
 /* How many times the calling thread holds the lock: 0 if it does not, 1
  * for a Lock it holds, the depth for an RLock. */
@@ -134,8 +142,8 @@ MP_EXTERN int mp_lock_count(const mp_lock *l);
  * NULL) when some thread does, 0 when it is free.  A snapshot. */
 MP_EXTERN int mp_lock_owner(const mp_lock *l, pid_t *pid, pid_t *tid);
 
-/* 1 for an RLock, 0 for a Lock. */
-MP_EXTERN int mp_lock_is_recursive(const mp_lock *l);
+/* Whether the lock is an RLock (false for a Lock or an invalid lock). */
+MP_EXTERN bool mp_lock_is_recursive(const mp_lock *l);
 
 /* ---- Semaphore and BoundedSemaphore ------------------------------------------- */
 
@@ -160,9 +168,10 @@ MP_EXTERN int mp_sem_init(mp_sem *s, unsigned value);
 MP_EXTERN int mp_sem_init_bounded(mp_sem *s, unsigned value);
 MP_EXTERN int mp_sem_destroy(mp_sem *s);
 
-/* In the default arena; NULL on a bad value or a full arena. */
-MP_EXTERN mp_sem *mp_sem_new(unsigned value);
-MP_EXTERN mp_sem *mp_sem_new_bounded(unsigned value);
+/* A semaphore / a bounded semaphore in the default arena, stored in *out;
+ * MP_EINVAL also for a value above MP_SEM_VALUE_MAX. */
+MP_EXTERN int mp_sem_new(unsigned value, mp_sem **out);
+MP_EXTERN int mp_sem_new_bounded(unsigned value, mp_sem **out);
 MP_EXTERN void mp_sem_free(mp_sem *s);
 
 /* Decrements, waiting up to timeout seconds for the value to be positive.
@@ -187,9 +196,13 @@ typedef struct mp_event {
     uint64_t _opaque[2];
 } mp_event;
 
+/* Initialises / destroys an event placed by the caller (8-byte aligned),
+ * clear.  Return 0 or MP_EINVAL. */
 MP_EXTERN int mp_event_init(mp_event *e);
 MP_EXTERN int mp_event_destroy(mp_event *e);
-MP_EXTERN mp_event *mp_event_new(void);
+
+/* An event in the default arena, clear, stored in *out. */
+MP_EXTERN int mp_event_new(mp_event **out);
 MP_EXTERN void mp_event_free(mp_event *e);
 
 /* Sets the flag and wakes every waiter.  Returns 0. */
@@ -198,8 +211,8 @@ MP_EXTERN int mp_event_set(mp_event *e);
 /* Clears the flag.  Returns 0. */
 MP_EXTERN int mp_event_clear(mp_event *e);
 
-/* 1 if set, 0 if not. */
-MP_EXTERN int mp_event_is_set(const mp_event *e);
+/* Whether the flag is set (false for an invalid event).  A snapshot. */
+MP_EXTERN bool mp_event_is_set(const mp_event *e);
 
 /* Waits up to timeout seconds for the flag to be set.  Returns 0 once it
  * is (at once if it is already), or MP_ETIMEDOUT. */
@@ -232,9 +245,10 @@ typedef struct mp_cond {
 MP_EXTERN int mp_cond_init(mp_cond *c, mp_lock *lock);
 MP_EXTERN int mp_cond_destroy(mp_cond *c);
 
-/* In the default arena; lock NULL or a lock in the default arena.  NULL on
- * failure. */
-MP_EXTERN mp_cond *mp_cond_new(mp_lock *lock);
+/* A condition in the default arena, stored in *out.  lock is NULL (the
+ * condition's own RLock) or a lock in the default arena: MP_EINVAL for any
+ * other. */
+MP_EXTERN int mp_cond_new(mp_lock *lock, mp_cond **out);
 MP_EXTERN void mp_cond_free(mp_cond *c);
 
 /* The condition's lock; NULL for an invalid condition. */
@@ -297,7 +311,10 @@ typedef struct mp_barrier {
 /* parties: 1 .. MP_SEM_VALUE_MAX.  Returns 0 or MP_EINVAL. */
 MP_EXTERN int mp_barrier_init(mp_barrier *b, unsigned parties);
 MP_EXTERN int mp_barrier_destroy(mp_barrier *b);
-MP_EXTERN mp_barrier *mp_barrier_new(unsigned parties);
+
+/* A barrier in the default arena, stored in *out; MP_EINVAL also for
+ * parties outside 1 .. MP_SEM_VALUE_MAX. */
+MP_EXTERN int mp_barrier_new(unsigned parties, mp_barrier **out);
 MP_EXTERN void mp_barrier_free(mp_barrier *b);
 
 /* Arrives and waits up to timeout seconds for the others.  Returns the
@@ -311,11 +328,13 @@ MP_EXTERN int mp_barrier_abort(mp_barrier *b);
  * MP_EBROKEN.  Returns 0. */
 MP_EXTERN int mp_barrier_reset(mp_barrier *b);
 
-/* The number of parties; how many have arrived and wait now; 1 if broken,
- * 0 if not. */
+/* The number of parties; how many have arrived and wait now (snapshots;
+ * MP_EINVAL for an invalid barrier). */
 MP_EXTERN int mp_barrier_parties(const mp_barrier *b);
 MP_EXTERN int mp_barrier_n_waiting(const mp_barrier *b);
-MP_EXTERN int mp_barrier_broken(const mp_barrier *b);
+
+/* Whether the barrier is broken (false for an invalid barrier). */
+MP_EXTERN bool mp_barrier_broken(const mp_barrier *b);
 
 #ifdef __cplusplus
 }

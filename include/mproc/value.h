@@ -94,13 +94,19 @@ MP_EXTERN bool mp_type_is_integer(mp_type type);
 typedef struct mp_value mp_value;
 
 /*
- * A value of type in the default arena (mp_value_new_in: in arena a),
- * initialised from mp_type_size(type) bytes at init (NULL: zero), with an
- * RLock when lock is true (Python's Value) or none (RawValue).  Returns
- * NULL on an invalid type or a full arena.
+ * Makes a value of type in the default arena (mp_value_new_in: in arena a;
+ * NULL there means the default arena too), initialised from
+ * mp_type_size(type) bytes at init (NULL: zero), with an RLock when lock is
+ * true (Python's Value) or none (RawValue), and stores it in *out; the
+ * caller frees it (mp_value_free).  Returns 0; MP_EINVAL for an invalid
+ * type or a NULL out; MP_ENOMEM when the arena has no room; the default
+ * arena's creation error (MP_EMFILE, ...); MP_ENOTRECOVERABLE for an arena
+ * broken by a process that died inside its allocator.  On failure *out is
+ * NULL (when out is not).  Safe across processes and threads.
  */
-MP_EXTERN mp_value *mp_value_new(mp_type type, const void *init, bool lock);
-MP_EXTERN mp_value *mp_value_new_in(mp_arena *a, mp_type type, const void *init, bool lock);
+MP_EXTERN int mp_value_new(mp_type type, const void *init, bool lock, mp_value **out);
+MP_EXTERN int mp_value_new_in(mp_arena *a, mp_type type, const void *init, bool lock,
+                              mp_value **out);
 
 /* Frees the value (NULL is a no-op); no process may use it afterwards. */
 MP_EXTERN void mp_value_free(mp_value *v);
@@ -150,13 +156,17 @@ MP_EXTERN int mp_value_compare_exchange(mp_value *v, int64_t *expected, int64_t 
 typedef struct mp_array mp_array;
 
 /*
- * An array of n elements of type, initialised from n elements at init
- * (NULL: zeros), with an RLock (Python's Array) or none (RawArray).
- * Returns NULL on an invalid type, n == 0, or a full arena.
+ * Makes an array of n elements of type, initialised from n elements at
+ * init (NULL: zeros), with an RLock (Python's Array) or none (RawArray), in
+ * the default arena (mp_array_new_in: in arena a), and stores it in *out.
+ * Returns 0, or as mp_value_new(); MP_EINVAL also for n == 0, MP_ENOMEM
+ * for n beyond what any arena holds.  On failure *out is NULL.
  */
-MP_EXTERN mp_array *mp_array_new(mp_type type, size_t n, const void *init, bool lock);
-MP_EXTERN mp_array *mp_array_new_in(mp_arena *a, mp_type type, size_t n, const void *init,
-                                    bool lock);
+MP_EXTERN int mp_array_new(mp_type type, size_t n, const void *init, bool lock, mp_array **out);
+MP_EXTERN int mp_array_new_in(mp_arena *a, mp_type type, size_t n, const void *init, bool lock,
+                              mp_array **out);
+
+/* Frees the array (NULL is a no-op); no process may use it afterwards. */
 MP_EXTERN void mp_array_free(mp_array *a);
 
 /* The element type, or MP_EINVAL. */

@@ -27,6 +27,8 @@
 #define _GNU_SOURCE
 #include "engine.h"
 
+#include "fork_guard.h"
+
 #include <dlfcn.h>
 #include <math.h>
 #include <unistd.h>
@@ -110,11 +112,6 @@ static void comm_atexit(void)
     (void)mp_comm_finalize();
 }
 
-bool mp__comm_fork_allowed(void)
-{
-    return !g.joined || g.closed || (g.world.ops->caps & MP__COMM_CAP_FORK);
-}
-
 int mp_comm_world(mp_comm **out)
 {
     static _Atomic bool atexit_set;
@@ -136,6 +133,7 @@ int mp_comm_world(mp_comm **out)
         if (rc == 0) {
             g.joined = true;
             g.pid = mp__self_pid();
+            mp__comm_fork_set(ops->caps & MP__COMM_CAP_FORK);
         }
     }
     pthread_mutex_unlock(&g.lock);
@@ -175,6 +173,7 @@ int mp_comm_finalize(void)
     if (g.joined && !g.closed && g.pid == mp__self_pid()) {
         g.closed = true;
         g.world.ops->world_fini(&g.world);
+        mp__comm_fork_set(true);
     }
     pthread_mutex_unlock(&g.lock);
     return 0;

@@ -37,7 +37,8 @@
 #ifndef MPROC_COMM_ENGINE_H
 #define MPROC_COMM_ENGINE_H
 
-#include "internal.h"
+#include "base.h"
+#include "future.h"
 
 #define MP__COMM_MAGIC        0x6d70636du /* "mpcm" */
 #define MP__COMM_OPS_VERSION  1u
@@ -171,10 +172,7 @@ typedef const mp__comm_ops *(*mp__comm_engine_fn)(const mp__comm_host *host);
 
 /* ---- comm.c ----------------------------------------------------------------- */
 
-/* Whether fork() is safe in this process as far as the comm engine in use
- * is concerned: true before any world was joined, and with the local
- * engine; false under MPI.  For the process and pool modules. */
-bool mp__comm_fork_allowed(void);
+/* (Whether fork is allowed under the engine in use: fork_guard.h.) */
 
 /* In a child forked by mp_run: makes this process rank `rank` of the local
  * world whose segment the child inherited mapped at base.  Returns 0 and

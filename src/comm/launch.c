@@ -15,7 +15,9 @@
 #define _GNU_SOURCE
 #include "launch.h"
 
+#include "fork_guard.h"
 #include "local.h"
+#include "process.h"
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -140,10 +142,11 @@ static int start_one(mp__rankset *s, int r, mp_target_fn target, const int *fds,
     o.name = name;
     o.fds = fds;
     o.nfds = nfds;
-    mp_process *p = mp_process_new_opts(target, &s->args[r], &o);
-    if (!p)
-        return MP_ENOMEM;
-    int rc = mp_process_start(p);
+    mp_process *p;
+    int rc = mp_process_new_opts(target, &s->args[r], &o, &p);
+    if (rc < 0)
+        return rc;
+    rc = mp_process_start(p);
     if (rc < 0) {
         mp_process_free(p);
         return rc;
@@ -210,8 +213,8 @@ static void on_end(mp__rankset *s, int r)
     bool clean = si.si_code == CLD_EXITED && si.si_status == 0;
     mp__lseg_mark(s->base, r, !clean);
     (void)mp_process_join(s->procs[r], MP_FOREVER);
-    s->codes[r] = mp_process_exitcode(s->procs[r]);
-    s->errors[r] = mp_process_error(s->procs[r]);
+    (void)mp_process_exitcode(s->procs[r], &s->codes[r]);
+    (void)mp_process_error(s->procs[r], &s->errors[r]);
     s->ended[r] = true;
     s->running--;
     if (!clean && !s->stopped[r] && s->first_failed < 0)

@@ -1,10 +1,15 @@
 /*
  * platform.h - what the platform layer must provide to the rest of mproc.
  *
- * The modules in src/ use the operating system only through these calls
- * (and through plain POSIX that every target has: read, write, close,
- * mmap).  src/platform/linux/ implements them for Linux; a port implements
- * this file and nothing else.
+ * The modules above src/platform/ use the operating system only through
+ * these calls and through portable POSIX.1-2008 (read, write, close, open,
+ * poll, mmap of a descriptor, sockets and SCM_RIGHTS, fork, posix_spawn,
+ * waitpid/waitid, kill, sigaction, sigaltstack, shm_open, dlopen, pthreads).
+ * src/platform/linux/ implements this file for Linux with glibc; a port
+ * implements this file and nothing else.  scripts/check_platform.sh (run by
+ * `make lint`) keeps it true: above this layer, no file includes
+ * sys/prctl.h, sys/signalfd.h, sys/auxv.h, sys/syscall.h, ucontext.h,
+ * link.h, execinfo.h or stdio_ext.h, or calls what they declare.
  *
  * Contract, for every call here:
  *   - errors come back as negative MP_E* codes (-errno), never through errno;
@@ -12,7 +17,15 @@
  *   - every descriptor created is close-on-exec, so that a concurrent exec
  *     in another thread never leaks it;
  *   - time is CLOCK_MONOTONIC nanoseconds; a deadline is absolute, with
- *     MP__NO_DEADLINE for "forever".
+ *     MP__NO_DEADLINE for "forever";
+ *   - a call marked async-signal-safe may be made in a signal handler and
+ *     between fork() and exec() in a program with threads; no other may.
+ *
+ * What a port must preserve beyond the signatures is said at each call:
+ * robust mutexes (a dead holder is noticed), a death signal from the
+ * parent, descriptors that become readable when a child ends, memory given
+ * back through any mapping, and an address namespace for local sockets
+ * that leaves nothing behind.
  */
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
@@ -23,7 +36,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <time.h>
 
 /* ---- time (time.c) ------------------------------------------------------ */
@@ -120,12 +136,22 @@ bool mp__mutex_is_mine(const mp__mutex *m);
  * 1 for a non-recursive mutex it holds, the depth for a recursive one. */
 unsigned mp__mutex_depth(const mp__mutex *m);
 
-/* ---- thread and process ids, spinning (thread.c) ------------------------ */
+/* Initialises a process-private pthread mutex for a lock that many threads
+ * take for short moments: it spins briefly before sleeping where the
+ * system can (glibc's adaptive mutex).  Returns 0 or -errno. */
+int mp__local_mutex_init(pthread_mutex_t *m);
+
+/* ---- thread and process ids, names, spinning (thread.c) ----------------- */
 
 /* The calling thread's id and process's id, cached (no system call after
  * the first) and correct in a child after fork(). */
 pid_t mp__self_tid(void);
 pid_t mp__self_pid(void);
+
+/* Names the calling thread (what ps, top and gdb show for it); in a
+ * process's only thread, that is the process's name.  Longer names are
+ * cut to what the system keeps (15 bytes on Linux).  Returns 0 or -errno. */
+int mp__thread_set_name(const char *name);
 
 /* How many times a wait polls its condition before it sleeps in the
  * kernel (each poll followed by a short CPU pause).  Process-wide; set
@@ -165,6 +191,20 @@ int mp__set_cloexec(int fd, bool on);
  * -errno. */
 int mp__dup_cloexec(int fd, int min_fd);
 
+/* Duplicates fd onto the number to (closing what to was), close-on-exec,
+ * atomically: a thread that writes to to meanwhile writes to one file or
+ * the other, never to a closed or reused descriptor.  Returns 0 or -errno. */
+int mp__dup2_cloexec(int fd, int to);
+
+/* Closes every descriptor numbered lowfd or above.  For a process that must
+ * start clean of whatever it inherited.  Cannot fail. */
+void mp__close_from(int lowfd);
+
+/* Closes every descriptor from 3 up except those in keep (entries below 3
+ * ignored; at most 16 are kept).  For a process that must hold nothing it
+ * inherited but what it was given.  Cannot fail. */
+void mp__close_fds_except(const int *keep, size_t n);
+
 /* close() that keeps errno and ignores EINTR (on Linux the descriptor is
  * gone even then; retrying could close a descriptor another thread just
  * opened).  Negative fds are ignored. */
@@ -179,6 +219,33 @@ int mp__send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n
  * byte count (0 means the peer closed), or -errno.  Descriptors beyond
  * *nfds that arrived anyway are closed, never leaked. */
 ssize_t mp__recv_fds(int sock, void *buf, size_t cap, int *fds, size_t *nfds);
+
+/* recvmsg() that makes every descriptor received with the message
+ * close-on-exec as it arrives.  Returns the byte count (0: the peer
+ * closed), or -errno; MP_EINTR is returned, not retried, so that the caller
+ * can check for cancellation. */
+ssize_t mp__recvmsg(int sock, struct msghdr *msg, int flags);
+
+/* A Unix socket of type (SOCK_STREAM, SOCK_SEQPACKET), close-on-exec.
+ * Returns it or -errno. */
+int mp__unix_socket(int type);
+
+/* Accepts one connection on the listening socket lfd, as a non-blocking,
+ * close-on-exec socket.  Blocks while none waits, unless lfd is
+ * non-blocking.  Returns it, or -errno (MP_EAGAIN: none waits on a
+ * non-blocking lfd). */
+int mp__accept(int lfd);
+
+/* The process id and user id of the process at the other end of the
+ * connected Unix socket sock, as the kernel vouches for them (either
+ * pointer may be NULL).  Returns 0 or -errno. */
+int mp__peer_cred(int sock, pid_t *pid, uid_t *uid);
+
+/* The address for name in a namespace of local socket addresses that
+ * belongs to no file system: nothing to unlink, and the address is free
+ * again once the last socket bound to it is closed, even when its owner was
+ * killed (Linux's abstract namespace).  Returns 0, or MP_ENAMETOOLONG. */
+int mp__local_address(const char *name, struct sockaddr_un *sa, socklen_t *len);
 
 /* ---- shared memory (shm.c) ---------------------------------------------- */
 
@@ -201,6 +268,11 @@ void mp__unmap(void *addr, size_t size);
 
 /* The page size. */
 size_t mp__page_size(void);
+
+/* The device and inode of the named segment name ("/name", as for
+ * shm_open), without opening it: which segment a name denotes now.
+ * Returns 0, or -errno (MP_ENOENT when the name does not exist). */
+int mp__shm_identity(const char *name, uint64_t *dev, uint64_t *ino);
 
 /* ---- memory files (memfile.c) ------------------------------------------- */
 
@@ -225,6 +297,21 @@ int mp__pidfd_send_signal(int pidfd, int signo);
 /* The calling thread's id. */
 pid_t mp__gettid(void);
 
+/* Makes the calling process receive signo (SIGKILL for children, SIGTERM
+ * for a server that cleans up) when parent, its parent, dies - strictly,
+ * when the thread that forked it ends.  Returns 0, MP_ESRCH when the parent
+ * is already gone (no signal would ever come), or -errno. */
+int mp__die_with_parent(int signo, pid_t parent);
+
+/* A non-blocking descriptor that becomes readable while a signal of set is
+ * pending; the caller blocks those signals first (or they are delivered
+ * the usual way instead).  For single-threaded servers that poll one set of
+ * descriptors, children's ends (SIGCHLD) included.  Returns it or -errno. */
+int mp__sigfd_new(const sigset_t *set);
+
+/* Consumes what a descriptor of mp__sigfd_new() has pending. */
+void mp__sigfd_drain(int fd);
+
 /* Blocks every signal in the calling thread; *old receives the previous
  * mask for mp__signals_restore(). */
 void mp__signals_block_all(sigset_t *old);
@@ -234,6 +321,8 @@ void mp__signals_restore(const sigset_t *old);
  * mapped to object"); never NULL. */
 const char *mp__signal_name(int signo);
 const char *mp__signal_code_text(int signo, int code);
+
+/* ---- lifetime (lifetime.c) --------------------------------------------- */
 
 /* ---- CPUs (cpu.c) ------------------------------------------------------- */
 
@@ -291,6 +380,16 @@ int mp__file_resize(int fd, size_t size);
  * so mappings of it stay valid.  Returns 0 or -errno. */
 int mp__file_release(int fd, size_t off, size_t len);
 
+/* Gives the memory behind [addr, addr + len) of a shared mapping of a
+ * memory file back to the system, for every process that maps the file:
+ * the range reads as zeros afterwards and stays mapped.  addr and len are
+ * page-aligned.  Returns 0 or -errno. */
+int mp__vm_release(void *addr, size_t len);
+
+/* Maps size bytes of private memory suitable for a stack (a signal
+ * handler's alternate stack).  Returns 0 and sets *addr, or -errno. */
+int mp__map_stack(size_t size, void **addr);
+
 /* Copies len bytes between the address space of process pid (at the
  * address remote there) and ours, in one kernel copy (process_vm_readv /
  * process_vm_writev).  The kernel allows it as it would allow ptrace: the
@@ -320,5 +419,81 @@ void mp__eventfd_signal(int fd);
 
 /* Resets the counter to 0 without blocking. */
 void mp__eventfd_drain(int fd);
+
+/* ---- this program's image (image.c) ------------------------------------- */
+
+/* Whether the program runs with privileges its invoker does not have
+ * (set-user-ID, set-group-ID, file capabilities): then it must not let its
+ * environment choose code to run. */
+bool mp__secure_exec(void);
+
+/* The path of the executable file this process runs, NUL-terminated and
+ * cut to cap bytes.  Returns its length or -errno. */
+int mp__exe_path(char *buf, size_t cap);
+
+/* Starts a fresh image of this program - the very file this process runs,
+ * even if it was renamed or replaced since - with the environment env,
+ * argv[0] the name the program was invoked by, no signal blocked and every
+ * signal at its default action.  Descriptors are inherited as exec leaves
+ * them (close-on-exec ones are closed), except keep_fd (when >= 0), which
+ * stays open.  Returns 0 and sets *pid, or -errno. */
+int mp__spawn_self(char *const env[], int keep_fd, pid_t *pid);
+
+/* Replaces the calling process with a fresh image of this program, as
+ * above, with the caller's argv and env.  Async-signal-safe (for the child
+ * of a fork in a program with threads).  Returns only on failure: -errno. */
+int mp__exec_self(char *const argv[], char *const env[]);
+
+/* The modules loaded in this process: the program and its shared
+ * libraries, each with its load bias (a segment's address minus its address
+ * in the file, so that an address minus the bias is the same in every
+ * image) and its loaded segments. */
+#define MP__MODULE_MAX_SEGS 16
+typedef struct mp__module {
+    const char *path; /* "" for the main program */
+    uintptr_t bias;
+    size_t nsegs;
+    struct {
+        uintptr_t lo, hi; /* [lo, hi) */
+        bool exec;
+    } seg[MP__MODULE_MAX_SEGS];
+} mp__module;
+
+/* Calls fn for each loaded module, the main program first, until fn returns
+ * nonzero; returns that value (0 when every module was seen).  The module
+ * record lives only during the call. */
+int mp__modules_each(int (*fn)(const mp__module *m, void *ctx), void *ctx);
+
+/* A number that changes whenever a module is loaded or unloaded: a table
+ * built from mp__modules_each() is current while this stays the same. */
+uint64_t mp__modules_generation(void);
+
+/* ---- backtraces (unwind.c) ---------------------------------------------- */
+
+/* Loads what mp__backtrace() needs, so that it is async-signal-safe
+ * afterwards.  Call it before any crash can happen (in a parent, so that
+ * forked children inherit it ready).  Thread-safe; cheap after the first. */
+void mp__backtrace_prepare(void);
+
+/* Writes the return addresses of the calling thread's stack to frames, the
+ * innermost first, at most max.  Returns how many.  Async-signal-safe after
+ * mp__backtrace_prepare(). */
+int mp__backtrace(void **frames, int max);
+
+/* The instruction address a signal interrupted, from the third argument of
+ * an SA_SIGINFO handler; 0 where the platform does not say.
+ * Async-signal-safe. */
+uintptr_t mp__context_pc(const void *uctx);
+
+/* ---- the C library (libc.c) --------------------------------------------- */
+
+/* The text and the symbolic name ("ENOENT") of a positive errno value, or
+ * NULL for a number the C library does not know.  Never allocate. */
+const char *mp__errno_text(int err);
+const char *mp__errno_name(int err);
+
+/* Drops what f holds buffered for output, without writing it: for a forked
+ * child whose stdio buffers hold another thread's unfinished output. */
+void mp__stdio_discard(FILE *f);
 
 #endif /* MPROC_PLATFORM_H */

@@ -11,11 +11,18 @@ static int square(void *arg)
 int main(void)
 {
     int x = 7;
-    mp_process *p = mp_process_new(square, &x, "consumer");
-    if (!p || mp_process_start(p) != 0 || mp_process_join(p, 30.0) != 0)
+    mp_process *p;
+    if (mp_process_new(square, &x, "consumer", &p) != 0)
         return 1;
-    int code = mp_process_exitcode(p);
+    int code = -1;
+    int rc = mp_process_start(p);
+    if (rc == 0)
+        rc = mp_process_join(p, 30.0);
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
     mp_process_free(p);
+    if (rc != 0)
+        return 1;
     printf("mproc %s: 7 squared in a child is %d\n", mp_version_string(), code);
     return code == 49 ? 0 : 1;
 }

@@ -1,6 +1,6 @@
 /*
  * fd.c - descriptors: pipes, sockets, whole reads and writes, descriptor
- * passing.
+ * passing, local socket addresses, closing what a process inherited.
  *
  * Everything is created close-on-exec atomically (pipe2, SOCK_CLOEXEC,
  * MSG_CMSG_CLOEXEC, F_DUPFD_CLOEXEC): setting the flag afterwards would
@@ -14,10 +14,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
 
 int mp__pipe(int fds[2], int flags)
 {
@@ -231,4 +240,106 @@ ssize_t mp__recv_fds(int sock, void *buf, size_t cap, int *fds, size_t *nfds)
         return MP_EMSGSIZE;
     }
     return n;
+}
+
+int mp__dup2_cloexec(int fd, int to)
+{
+    int rc;
+    do {
+        rc = dup3(fd, to, O_CLOEXEC);
+    } while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
+}
+
+/* Closes [lo, hi]. */
+static void close_span(int lo, unsigned hi)
+{
+    if (lo < 0 || (unsigned)lo > hi)
+        return;
+    if (syscall(SYS_close_range, (unsigned)lo, hi, 0) == 0)
+        return;
+    /* Kernels before 5.9: close one by one, up to the descriptor limit
+     * (bounded, in case the limit is huge or infinite). */
+    struct rlimit rl;
+    int top =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 65536
+            ? (int)rl.rlim_cur
+            : 65536;
+    for (int fd = lo; fd < top && (unsigned)fd <= hi; fd++)
+        close(fd);
+}
+
+void mp__close_from(int lowfd)
+{
+    close_span(lowfd, ~0u);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+void mp__close_fds_except(const int *keep, size_t n)
+{
+    int k[16] = {0};
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < sizeof k / sizeof k[0]; i++) {
+        if (keep[i] > 2)
+            k[m++] = keep[i];
+    }
+    qsort(k, m, sizeof k[0], cmp_int);
+    int lo = 3;
+    for (size_t i = 0; i < m; i++) {
+        close_span(lo, (unsigned)k[i] - 1);
+        lo = k[i] + 1;
+    }
+    close_span(lo, ~0u);
+}
+
+int mp__unix_socket(int type)
+{
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+}
+
+int mp__accept(int lfd)
+{
+    int fd;
+    do {
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    } while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+int mp__peer_cred(int sock, pid_t *pid, uid_t *uid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return -errno;
+    if (pid)
+        *pid = cred.pid;
+    if (uid)
+        *uid = cred.uid;
+    return 0;
+}
+
+int mp__local_address(const char *name, struct sockaddr_un *sa, socklen_t *len)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    /* sun_path[0] stays 0: Linux's abstract namespace, where an address
+     * is no file and vanishes with the last socket bound to it. */
+    int n = snprintf(sa->sun_path + 1, sizeof sa->sun_path - 1, "%s", name);
+    if (n < 0 || (size_t)n >= sizeof sa->sun_path - 1)
+        return MP_ENAMETOOLONG;
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    return 0;
+}
+
+ssize_t mp__recvmsg(int sock, struct msghdr *msg, int flags)
+{
+    ssize_t n = recvmsg(sock, msg, flags | MSG_CMSG_CLOEXEC);
+    return n < 0 ? -errno : n;
 }

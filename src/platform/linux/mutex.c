@@ -98,6 +98,20 @@ int mp__mutex_init_recursive(mp__mutex *m)
     return init_kind(m, PTHREAD_MUTEX_RECURSIVE);
 }
 
+int mp__local_mutex_init(pthread_mutex_t *m)
+{
+    /* Adaptive: a locker spins a little before it sleeps in the kernel,
+     * which wins when every holder holds the lock only briefly. */
+    pthread_mutexattr_t ma;
+    int rc = pthread_mutexattr_init(&ma);
+    if (rc != 0)
+        return -rc;
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    rc = pthread_mutex_init(m, &ma);
+    pthread_mutexattr_destroy(&ma);
+    return -rc;
+}
+
 static int map_rc(int rc)
 {
     switch (rc) {

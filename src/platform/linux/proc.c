@@ -1,5 +1,6 @@
 /*
- * proc.c - pidfds, thread ids, signal masks and signal names.
+ * proc.c - pidfds, thread ids, dying with the parent, signal masks, signal
+ * descriptors and signal names.
  */
 #define _GNU_SOURCE
 #include "../platform.h"
@@ -8,6 +9,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,6 +37,28 @@ int mp__pidfd_send_signal(int pidfd, int signo)
 pid_t mp__gettid(void)
 {
     return (pid_t)syscall(SYS_gettid);
+}
+
+int mp__die_with_parent(int signo, pid_t parent)
+{
+    /* The parent may have died before the request took effect, in which
+     * case no signal will ever come: check after asking. */
+    if (prctl(PR_SET_PDEATHSIG, signo) != 0)
+        return -errno;
+    return getppid() == parent ? 0 : MP_ESRCH;
+}
+
+int mp__sigfd_new(const sigset_t *set)
+{
+    int fd = signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+void mp__sigfd_drain(int fd)
+{
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof si) > 0) {
+    }
 }
 
 void mp__signals_block_all(sigset_t *old)

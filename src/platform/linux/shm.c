@@ -1,5 +1,5 @@
 /*
- * shm.c - shared mappings.
+ * shm.c - shared mappings, and where named segments live.
  *
  * mproc prefers anonymous shared memory to named objects: a memfd or a
  * MAP_SHARED|MAP_ANONYMOUS mapping vanishes with the last process that maps
@@ -10,8 +10,10 @@
 #include "mproc/common.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -70,4 +72,19 @@ size_t mp__page_size(void)
     if (!page)
         page = (size_t)sysconf(_SC_PAGESIZE);
     return page;
+}
+
+int mp__shm_identity(const char *name, uint64_t *dev, uint64_t *ino)
+{
+    /* glibc's shm_open() creates "/name" as /dev/shm/name. */
+    char full[PATH_MAX];
+    int n = snprintf(full, sizeof full, "/dev/shm%s", name);
+    if (n < 0 || (size_t)n >= sizeof full)
+        return MP_ENAMETOOLONG;
+    struct stat st;
+    if (stat(full, &st) != 0)
+        return -errno;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return 0;
 }

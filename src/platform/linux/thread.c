@@ -1,6 +1,6 @@
 /*
- * thread.c - the calling thread's and process's ids, cached, and the spin
- * budget of the waits.
+ * thread.c - the calling thread's and process's ids, cached, thread names,
+ * and the spin budget of the waits.
  *
  * Locks ask "do I hold this?" on every recursive acquisition, condition
  * wait and notify, and the answer needs the caller's thread id.  gettid()
@@ -19,6 +19,9 @@
 #define _GNU_SOURCE
 #include "../platform.h"
 
+#include <errno.h>
+
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static _Thread_local pid_t tid_cache __attribute__((tls_model("initial-exec")));
@@ -55,6 +58,16 @@ pid_t mp__self_pid(void)
         atomic_store_explicit(&pid_cache, p, memory_order_relaxed);
     }
     return p;
+}
+
+/* ---- names -------------------------------------------------------------- */
+
+int mp__thread_set_name(const char *name)
+{
+    /* The kernel keeps 15 bytes and a NUL, and truncates a longer name
+     * itself.  PR_SET_NAME names the calling thread only (unlike
+     * pthread_setname_np, it needs no handle and cannot fail on length). */
+    return prctl(PR_SET_NAME, name, 0, 0, 0) == 0 ? 0 : -errno;
 }
 
 /* ---- spinning ----------------------------------------------------------- */

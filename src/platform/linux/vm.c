@@ -1,6 +1,6 @@
 /*
- * vm.c - address space reservations and memory files that grow while
- * several processes map them.
+ * vm.c - address space reservations, memory files that grow while several
+ * processes map them, giving memory back, and private stacks.
  *
  * A pool hands out pointers into a shared file that grows on demand.  A
  * mapping that moved when the file grew (mremap) would invalidate them, so
@@ -34,6 +34,24 @@ int mp__vm_map_fixed(int fd, size_t off, size_t len, void *addr)
      * owns, so nothing else can live there. */
     void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
     return p == MAP_FAILED ? -errno : 0;
+}
+
+int mp__vm_release(void *addr, size_t len)
+{
+    /* MADV_REMOVE frees the backing pages of the shared file itself (a
+     * hole punched through the mapping), for every process that maps it;
+     * MADV_DONTNEED would only drop this process's view of them. */
+    return madvise(addr, len, MADV_REMOVE) == 0 ? 0 : -errno;
+}
+
+int mp__map_stack(size_t size, void **addr)
+{
+    void *p =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *addr = p;
+    return 0;
 }
 
 int mp__file_resize(int fd, size_t size)

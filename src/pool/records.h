@@ -1,7 +1,6 @@
 /*
- * pool_shm.h - what a pool's parent and its workers share: the layout of
- * the control region and the protocol on it.  Private to pool.c and
- * worker.c.
+ * records.h - what a pool's parent and its workers share: the layout of
+ * the control region and the protocol on it.  Private to src/pool/.
  *
  * DESIGN
  * Three kinds of shared memory, all anonymous memory files:
@@ -76,11 +75,22 @@
  * descriptors; a worker writes the eventfd only when hdr.sup_sleeping says
  * the supervisor is (about to be) asleep.  Both follow the store - fence -
  * load pattern on each side, so no wake-up is lost.
+ *
+ * Validation.  Workers run user code with these regions mapped, so a task
+ * can scribble over them.  A record is checked by its _valid() function
+ * below before its offsets, indices or lengths are followed; one that
+ * fails is a protocol error (MP_EPROTO), never used.
  */
-#ifndef MPROC_POOL_SHM_H
-#define MPROC_POOL_SHM_H
+#ifndef MPROC_POOL_RECORDS_H
+#define MPROC_POOL_RECORDS_H
 
-#include "internal.h"
+#include "base.h"
+#include "fnref.h"
+#include "forkserver.h"
+#include "future.h"
+#include "log.h"
+#include "process.h"
+#include "self.h"
 
 #include <stdalign.h>
 
@@ -234,14 +244,6 @@ typedef struct mp__pool_hdr {
 
 enum { MP__VM_UNKNOWN = 0, MP__VM_OK = 1, MP__VM_DENIED = 2 };
 
-/* For tests: a worker's copies from and to the caller's memory fail with
- * mp__pool_vm_fault.err once it has made mp__pool_vm_fault.after of them
- * (when err is set).  Fork workers inherit what the test set. */
-extern struct mp__pool_vm_fault {
-    int err;
-    unsigned after;
-} mp__pool_vm_fault;
-
 _Static_assert(sizeof(mp__job) == 256, "a job entry is four cache lines");
 
 /* Where a worker finds everything (fork: a pointer into the parent's
@@ -292,6 +294,65 @@ static inline mp__wslot *mp__pool_slot(mp__pool_hdr *h, uint32_t w)
     return (mp__wslot *)((char *)h + h->slots_off) + w;
 }
 
+/* ---- validation (see Validation above) ------------------------------------ */
+
+/* Whether [off, off + len) lies within size bytes, without overflow. */
+static inline bool mp__pool_span_ok(uint64_t off, uint64_t len, uint64_t size)
+{
+    return off <= size && len <= size - off;
+}
+
+/* A control region's header, as the parent laid it out in size bytes. */
+static inline bool mp__pool_hdr_valid(const mp__pool_hdr *h, uint64_t size)
+{
+    if (h->magic != MP__POOL_MAGIC || h->ctrl_size != size || h->nworkers == 0 ||
+        h->nworkers > MP__POOL_MAX_WORKERS)
+        return false;
+    return mp__pool_span_ok(h->order_off, MP__POOL_ORDER * sizeof(uint32_t), size) &&
+           mp__pool_span_ok(h->fns_off, MP__POOL_FNS * sizeof(mp__fnent), size) &&
+           mp__pool_span_ok(h->jobs_off, MP__POOL_JOBS * sizeof(mp__job), size) &&
+           mp__pool_span_ok(h->slots_off, (uint64_t)h->nworkers * sizeof(mp__wslot), size);
+}
+
+/* A completion record: an entry that exists and a kind that is known. */
+static inline bool mp__pool_rec_valid(const mp__rec *r)
+{
+    return r->entry < MP__POOL_JOBS && r->kind >= MP__REC_DONE && r->kind <= MP__REC_REST_ERROR;
+}
+
+/* An apply job's result as its worker described it: inline, within the
+ * job's space, or in the result ring of a slot that exists. */
+static inline bool mp__pool_apply_result_valid(const mp__job *j, uint32_t nworkers)
+{
+    if (j->u.apply.res_where == MP__RES_INLINE)
+        return j->u.apply.res_len <= MP__POOL_INLINE;
+    return j->u.apply.res_where == MP__RES_RING && j->u.apply.runner < nworkers;
+}
+
+/* A map job's geometry: its units cover its items exactly, and no part
+ * in the data region (watermark, units, ctx, inputs unless RIN, outputs
+ * unless a RANGE map writes them to the caller) wraps around the address
+ * space.  Whether the parts lie in the region is checked against its
+ * published size when they are mapped. */
+static inline bool mp__pool_map_job_valid(const mp__job *j)
+{
+    uint64_t n = j->u.map.n, chunk = j->u.map.chunk, nunits = j->u.map.nunits, t;
+    if (chunk == 0 || n == 0 || n > ((uint64_t)1 << 48) || nunits == 0 ||
+        __builtin_mul_overflow(nunits - 1, chunk, &t) || t >= n ||
+        (!__builtin_mul_overflow(nunits, chunk, &t) && t < n))
+        return false;
+    uint64_t in_len, out_len;
+    if (__builtin_mul_overflow(n, j->u.map.in_size, &in_len) ||
+        __builtin_mul_overflow(n, j->u.map.out_size, &out_len))
+        return false;
+    return mp__pool_span_ok(j->u.map.ready_off, sizeof(mp__map_ready), UINT64_MAX) &&
+           mp__pool_span_ok(j->u.map.units_off, nunits * sizeof(mp__unit), UINT64_MAX) &&
+           mp__pool_span_ok(j->u.map.ctx_off, j->u.map.ctx_len, UINT64_MAX) &&
+           ((j->flags & MP__JOB_RIN) || mp__pool_span_ok(j->u.map.in_off, in_len, UINT64_MAX)) &&
+           ((j->flags & MP__JOB_ROUT && j->flags & MP__JOB_RANGE) ||
+            mp__pool_span_ok(j->u.map.out_off, out_len, UINT64_MAX));
+}
+
 /* Wakes the supervisor if it sleeps or is about to (see Sleeping above). */
 static inline void mp__pool_kick(mp__pool_hdr *h, int ev_fd)
 {
@@ -302,4 +363,4 @@ static inline void mp__pool_kick(mp__pool_hdr *h, int ev_fd)
 /* The worker's entry point (worker.c): the target of every worker process. */
 int mp__pool_worker_main(void *arg);
 
-#endif /* MPROC_POOL_SHM_H */
+#endif /* MPROC_POOL_RECORDS_H */

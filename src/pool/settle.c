@@ -1,0 +1,522 @@
+/*
+ * settle.c - finishing work: results collected from the workers, failures
+ * recorded, units given back to the queue, work cancelled.
+ *
+ * DESIGN
+ * Role.  The supervisor drains each worker's completion ring (records.h,
+ * Completion) and turns records into finished futures, map outputs and
+ * imap items; when a worker dies, what it held is settled here too.
+ * Every step from DONE to FINAL happens here, once.
+ *
+ * Failure semantics (see pool.h): a unit held by a dead worker is found
+ * through the worker's intent (records.h).  An apply task fails with
+ * MP_EWORKER, or MP_ETIMEDOUT when the supervisor killed it, or is
+ * re-queued while it has retries left.  A map chunk is split at the item
+ * that was running: the items before it are done, that item fails (or is
+ * retried), the rest of the chunk is re-queued from the next item (the
+ * unit's `resume`).  A worker that died between claiming a chunk and
+ * starting its first item leaves nothing failed: the chunk is simply
+ * re-queued.
+ *
+ * Threads.  The supervisor; cancel_queued and the cancel of one future
+ * also run in API threads (shutdown, mp_future_cancel).
+ *
+ * Locks.  Everything here runs under p->lock, which is let go only around
+ * large copies (map outputs, big results) that touch memory no one else
+ * changes meanwhile.  A future's lock and an iterator's lock are taken
+ * inside p->lock.
+ */
+#define _GNU_SOURCE
+#include "pool_int.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+static void job_done_common(mp_pool *p, uint32_t e)
+{
+    pjob *pj = &p->pjobs[e];
+    if (pj->data_len && !pj->keep_data)
+        mp__region_release(&p->region, pj->data_off);
+    p->nactive--;
+    mp__pool_entry_release(p, e);
+}
+
+void mp__pool_finish_apply(mp_pool *p, uint32_t e, int status, void *res, size_t len,
+                           int task_error, int exitcode, char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    mp_future *f = pj->fut;
+    atomic_store(&p->jobs[e].state, MP__U_FINAL);
+    job_done_common(p, e);
+    if (f)
+        mp__future_finish(f, status, res, len, task_error, exitcode, report, -1);
+    else {
+        free(res);
+        free(report);
+    }
+}
+
+/* Reads len bytes at off of a result file. */
+static int pread_all(int fd, void *buf, size_t len, size_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            return n < 0 ? -errno : MP_EPROTO;
+    }
+    return 0;
+}
+
+/* Takes the result apply job j left in its worker's result ring (into
+ * *res, when want), then releases its space, in order, and wakes the
+ * worker if it waits for it.  p->lock is let go during a large read. */
+static int take_ring_result(mp_pool *p, const mp__job *j, bool want, void **res)
+{
+    uint32_t w = j->u.apply.runner;
+    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    size_t len = (size_t)j->u.apply.res_len, off = (size_t)j->u.apply.res_off;
+    int rc = 0;
+    if (want && len) {
+        *res = malloc(len);
+        bool unlock = len >= COPY_UNLOCKED;
+        if (unlock)
+            pthread_mutex_unlock(&p->lock);
+        rc = *res ? pread_all(p->res_fds[w], *res, len, off) : MP_ENOMEM;
+        if (unlock)
+            pthread_mutex_lock(&p->lock);
+    }
+    atomic_store(&s->res_tail, off + len);
+    atomic_fetch_add(&s->res_consumed, 1);
+    if (atomic_load(&s->waiting)) {
+        atomic_fetch_add(&s->wake, 1);
+        (void)mp__futex_wake(&s->wake, 1);
+    }
+    return rc;
+}
+
+/* Reads the result of DONE apply job e and finishes it. */
+void mp__pool_collect_apply(mp_pool *p, uint32_t e)
+{
+    mp__job *j = &p->jobs[e];
+    int64_t status = j->u.apply.status;
+    size_t len = (size_t)j->u.apply.res_len;
+    void *res = NULL;
+    int rc = 0;
+    if (!mp__pool_apply_result_valid(j, p->nworkers)) {
+        rc = MP_EPROTO;
+    } else if (j->u.apply.res_where == MP__RES_RING) {
+        rc = take_ring_result(p, j, status == 0, &res);
+    } else if (len && status == 0) {
+        res = malloc(len);
+        if (res)
+            memcpy(res, j->res, len);
+        else
+            rc = MP_ENOMEM;
+    }
+    p->stats.tasks_done++;
+    if (rc < 0) {
+        free(res);
+        mp__pool_finish_apply(p, e, rc, NULL, 0, 0, 0, NULL);
+    } else if (status != 0) {
+        free(res);
+        mp__pool_finish_apply(p, e, MP_ETASK, NULL, 0, (int)status, 0, NULL);
+    } else {
+        mp__pool_finish_apply(p, e, 0, res, len, 0, 0, NULL);
+    }
+}
+
+static int failure_cmp(const failure *a, uint64_t first)
+{
+    return a->first < first ? -1 : a->first > first;
+}
+
+void mp__pool_fails_insert(failure **arr, size_t *n, size_t *cap, const failure *f)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        failure *na = realloc(*arr, c * sizeof *na);
+        if (!na)
+            return; /* the item still counts as failed in errors[] and the status */
+        *arr = na;
+        *cap = c;
+    }
+    size_t i = *n;
+    while (i > 0 && failure_cmp(&(*arr)[i - 1], f->first) > 0) {
+        (*arr)[i] = (*arr)[i - 1];
+        i--;
+    }
+    (*arr)[i] = *f;
+    (*n)++;
+}
+
+/* Records that count items from first failed. */
+void mp__pool_map_fail_items(mp_pool *p, uint32_t e, uint64_t first, uint64_t count, int err,
+                             int task_error, int exitcode, const char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    if (count == 0)
+        return;
+    failure f = {first, count, err, task_error, exitcode};
+    mp__pool_fails_insert(&pj->fails, &pj->nfails, &pj->capfails, &f);
+    if (pj->errors)
+        for (uint64_t i = 0; i < count; i++)
+            pj->errors[first + i] = err;
+    if (pj->first.count == 0 || first < pj->first.first) {
+        pj->first = f;
+        free(pj->first_report);
+        pj->first_report = report ? strdup(report) : NULL;
+    }
+    if (pj->it)
+        mp__pool_imap_add_failure(pj->it, &f);
+}
+
+static void map_job_done(mp_pool *p, uint32_t e)
+{
+    pjob *pj = &p->pjobs[e];
+    mp_future *f = pj->fut;
+    struct mp_imap *it = pj->it;
+    int status = pj->first.count ? pj->first.err : 0;
+    long long idx = pj->first.count ? (long long)pj->first.first : -1;
+    int task_error = pj->first.task_error, exitcode = pj->first.exitcode;
+    char *report = pj->first_report;
+    pj->first_report = NULL;
+    mp__pool_progress_emit(p, e, true);
+    job_done_common(p, e);
+    if (it)
+        mp__pool_imap_job_done(p, it);
+    if (f)
+        mp__future_finish(f, status, NULL, 0, task_error, exitcode, report, idx);
+    else
+        free(report);
+}
+
+/* Unit u of map job e is final (done, failed or cancelled). */
+void mp__pool_map_unit_final(mp_pool *p, uint32_t e, uint64_t u, bool copy)
+{
+    pjob *pj = &p->pjobs[e];
+    mp__unit *unit = &mp__pool_units(p, e)[u];
+    /* Relaxed: FINAL only tells workers' CASes to fail, which they do for
+     * DONE alike. */
+    atomic_store_explicit(&unit->state, MP__U_FINAL, memory_order_relaxed);
+    uint64_t base = u * pj->chunk;
+    uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
+    if (copy && pj->user_out && pj->out_size) {
+        size_t len = (size_t)((end - base) * pj->out_size);
+        unsigned char *dst = pj->user_out + base * pj->out_size;
+        const unsigned char *src = p->region.base + p->jobs[e].u.map.out_off + base * pj->out_size;
+        if (len >= COPY_UNLOCKED) {
+            /* Nobody else touches these bytes: the unit is final, and the
+             * job (hence its block) ends only by this thread. */
+            pthread_mutex_unlock(&p->lock);
+            memcpy(dst, src, len);
+            pthread_mutex_lock(&p->lock);
+        } else {
+            memcpy(dst, src, len);
+        }
+    }
+    pj->units_final++;
+    pj->items_final += end - base;
+    if (pj->it)
+        mp__pool_imap_unit_final(p, pj->it, u);
+    if (pj->units_final == pj->nunits)
+        map_job_done(p, e);
+    else if (pj->progress || pj->bar)
+        mp__pool_progress_emit(p, e, false);
+}
+
+/* A DONE unit: collect it (the DONE -> FINAL step happens once). */
+void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u)
+{
+    if (p->pjobs[e].kind != MP__JOB_MAP || u >= p->pjobs[e].nunits)
+        return;
+    mp__unit *unit = &mp__pool_units(p, e)[u];
+    if (atomic_load(&unit->state) != MP__U_DONE)
+        return;
+    p->stats.tasks_done++;
+    /* A worker that wrote its outputs to the caller finished the unit
+     * only after they were all there. */
+    mp__pool_map_unit_final(p, e, u, !p->pjobs[e].out_remote);
+}
+
+static void handle_rec(mp_pool *p, const mp__rec *r)
+{
+    if (!mp__pool_rec_valid(r))
+        return;
+    uint32_t e = r->entry;
+    pjob *pj = &p->pjobs[e];
+    if (r->kind == MP__REC_DONE) {
+        if (pj->kind == MP__JOB_APPLY) {
+            if (atomic_load(&p->jobs[e].state) == MP__U_DONE)
+                mp__pool_collect_apply(p, e);
+        } else if (pj->kind == MP__JOB_MAP) {
+            mp__pool_collect_unit(p, e, r->unit);
+        }
+    } else if ((r->kind == MP__REC_ITEM_ERROR || r->kind == MP__REC_REST_ERROR) &&
+               pj->kind == MP__JOB_MAP && r->unit < pj->nunits) {
+        uint64_t base = r->unit * pj->chunk;
+        uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
+        if (r->item < base || r->item >= end)
+            return;
+        /* A range function fails its whole remaining range at once. */
+        bool rest = r->kind == MP__REC_REST_ERROR || (p->jobs[e].flags & MP__JOB_RANGE);
+        uint64_t count = rest ? end - r->item : 1;
+        /* REST_ERROR: the worker could not reach the caller's arrays; the
+         * items fail with that reason itself. */
+        if (r->kind == MP__REC_REST_ERROR)
+            mp__pool_map_fail_items(p, e, r->item, count, (int)r->code, 0, 0, NULL);
+        else
+            mp__pool_map_fail_items(p, e, r->item, count, MP_ETASK, (int)r->code, 0, NULL);
+    }
+}
+
+/* Drains slot w's completion ring.  Returns whether anything was there. */
+bool mp__pool_drain_slot(mp_pool *p, uint32_t w)
+{
+    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    uint32_t tail = atomic_load(&s->done_tail);
+    uint32_t head = atomic_load(&s->done_head);
+    if (tail == head)
+        return false;
+    while (tail != head) {
+        mp__rec r = s->ring[tail & (MP__POOL_DONE - 1)];
+        handle_rec(p, &r);
+        tail++;
+        if ((tail & 63) == 0 || tail == head) {
+            atomic_store(&s->done_tail, tail);
+            if (atomic_load(&s->waiting)) {
+                atomic_fetch_add(&s->wake, 1);
+                (void)mp__futex_wake(&s->wake, 1);
+            }
+        }
+        if (tail == head)
+            head = atomic_load(&s->done_head);
+    }
+    atomic_store(&s->done_tail, tail);
+    return true;
+}
+
+/* Gives a unit back to the queue: lowers the claim cursor to it and
+ * publishes the job again. */
+static void map_requeue(mp_pool *p, uint32_t e, uint64_t u)
+{
+    mp__job *j = &p->jobs[e];
+    mp__unit *unit = &mp__pool_units(p, e)[u];
+    atomic_store(&unit->state, MP__U_QUEUED);
+    uint64_t cur = atomic_load(&j->next_unit);
+    while (cur > u && !atomic_compare_exchange_weak(&j->next_unit, &cur, u)) {
+    }
+    mp__pool_publish(p, e, 1);
+}
+
+static bool retryable(mp_pool *p, int err)
+{
+    return (err == MP_EWORKER || err == MP_ETIMEDOUT) && p->state == ST_OPEN && !p->broken;
+}
+
+void mp__pool_fail_apply(mp_pool *p, uint32_t e, int err, int exitcode, const char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    if (retryable(p, err) && pj->attempts < p->opts.retries) {
+        pj->attempts++;
+        p->stats.tasks_retried++;
+        atomic_store(&p->jobs[e].state, MP__U_QUEUED);
+        mp__pool_publish(p, e, 1);
+        return;
+    }
+    if (err != MP_ECANCELED)
+        p->stats.tasks_failed++;
+    mp__pool_finish_apply(p, e, err, NULL, 0, 0, exitcode, report ? strdup(report) : NULL);
+}
+
+/* The worker running unit u of map job e died with item `item` (UINT64_MAX:
+ * before its first) in progress. */
+void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, int err,
+                            int exitcode, const char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    mp__unit *unit = &mp__pool_units(p, e)[u];
+    uint64_t base = u * pj->chunk;
+    uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
+    uint64_t start = base + unit->resume;
+    bool range = p->jobs[e].flags & MP__JOB_RANGE;
+    if (item == UINT64_MAX || item < start || item >= end) {
+        /* No item of this run had begun: nothing failed, run it again. */
+        if (err == MP_ECANCELED || p->state != ST_OPEN) {
+            mp__pool_map_fail_items(p, e, start, end - start, MP_ECANCELED, 0, 0, NULL);
+            mp__pool_map_unit_final(p, e, u, true);
+        } else {
+            map_requeue(p, e, u);
+        }
+        return;
+    }
+    if (!pj->uattempts) {
+        pj->uattempts = calloc((size_t)pj->nunits, sizeof *pj->uattempts);
+        pj->ufailed = calloc((size_t)pj->nunits, sizeof *pj->ufailed);
+    }
+    uint32_t tries = 0;
+    if (pj->uattempts && pj->ufailed) {
+        if (pj->ufailed[u] != item + 1) {
+            pj->ufailed[u] = item + 1;
+            pj->uattempts[u] = 0;
+        }
+        tries = pj->uattempts[u];
+    }
+    if (retryable(p, err) && tries < p->opts.retries) {
+        if (pj->uattempts)
+            pj->uattempts[u]++;
+        p->stats.tasks_retried++;
+        unit->resume = (uint32_t)(item - base);
+        map_requeue(p, e, u);
+        return;
+    }
+    uint64_t count = range ? end - item : 1;
+    if (err != MP_ECANCELED)
+        p->stats.tasks_failed++;
+    mp__pool_map_fail_items(p, e, item, count, err, 0, exitcode, report);
+    uint64_t next = item + count;
+    if (next >= end) {
+        mp__pool_map_unit_final(p, e, u, true);
+    } else if (err == MP_ECANCELED || p->state != ST_OPEN) {
+        mp__pool_map_fail_items(p, e, next, end - next, MP_ECANCELED, 0, 0, NULL);
+        mp__pool_map_unit_final(p, e, u, true);
+    } else {
+        unit->resume = (uint32_t)(next - base);
+        map_requeue(p, e, u);
+    }
+}
+
+/* After a death: units of maps below their claim cursor that nobody
+ * claimed (a worker died between fetch-add and CAS) go back to the
+ * queue. */
+void mp__pool_requeue_orphans(mp_pool *p)
+{
+    for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
+        pjob *pj = &p->pjobs[e];
+        if (pj->kind != MP__JOB_MAP || atomic_load(&p->jobs[e].seq) == MP__SEQ_RETIRED)
+            continue;
+        mp__job *j = &p->jobs[e];
+        uint64_t cur = atomic_load(&j->next_unit);
+        uint64_t lim = cur < pj->nunits ? cur : pj->nunits;
+        mp__unit *units = mp__pool_units(p, e);
+        uint64_t low = UINT64_MAX;
+        for (uint64_t u = 0; u < lim; u++) {
+            if (atomic_load(&units[u].state) == MP__U_QUEUED) {
+                low = u;
+                break;
+            }
+        }
+        if (low == UINT64_MAX)
+            continue;
+        while (cur > low && !atomic_compare_exchange_weak(&j->next_unit, &cur, low)) {
+        }
+        mp__pool_publish(p, e, p->nworkers);
+    }
+}
+
+/* Fails the items of unit u of map job e that no run has finished (from
+ * its resume point on) with status, and makes the unit final. */
+static void cancel_unit(mp_pool *p, uint32_t e, uint64_t u, int status, const char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    mp__unit *unit = &mp__pool_units(p, e)[u];
+    uint64_t base = u * pj->chunk + unit->resume;
+    uint64_t end = (u + 1) * pj->chunk < pj->n ? (u + 1) * pj->chunk : pj->n;
+    mp__pool_map_fail_items(p, e, base, end - base, status, 0, 0, report);
+    mp__pool_map_unit_final(p, e, u, false);
+}
+
+bool mp__pool_apply_cancel_queued(mp_pool *p, uint32_t e, int status, const char *report)
+{
+    uint32_t expect = MP__U_QUEUED;
+    if (!atomic_compare_exchange_strong(&p->jobs[e].state, &expect, MP__U_FINAL))
+        return false;
+    mp__pool_finish_apply(p, e, status, NULL, 0, 0, 0, report ? strdup(report) : NULL);
+    return true;
+}
+
+bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *report)
+{
+    pjob *pj = &p->pjobs[e];
+    atomic_store(&p->jobs[e].next_unit, pj->nunits);
+    mp__unit *units = mp__pool_units(p, e);
+    uint64_t nunits = pj->nunits;
+    bool started = false;
+    /* The last unit made final ends the job and clears its entry. */
+    for (uint64_t u = 0; u < nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
+        uint32_t expect = MP__U_QUEUED;
+        if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
+            started |= units[u].resume != 0;
+            cancel_unit(p, e, u, status, report);
+        } else {
+            started = true;
+        }
+    }
+    return started;
+}
+
+/* Finishes every piece of work waiting in the parent with status. */
+static void cancel_pending(mp_pool *p, int status, const char *report)
+{
+    while (p->pend_head) {
+        pending *n = p->pend_head;
+        p->pend_head = n->next;
+        p->nactive--;
+        if (n->pj.data_len)
+            mp__region_release(&p->region, n->pj.data_off);
+        if (n->pj.errors)
+            for (uint64_t i = 0; i < n->pj.n; i++)
+                n->pj.errors[i] = status;
+        if (n->pj.fut)
+            mp__future_finish(n->pj.fut, status, NULL, 0, 0, 0, report ? strdup(report) : NULL,
+                              n->pj.kind == MP__JOB_MAP ? 0 : -1);
+        if (n->pj.it) {
+            struct mp_imap *it = n->pj.it;
+            pthread_mutex_lock(&it->lock);
+            it->cancel_err = status;
+            it->job_active = false;
+            mp__waiter_wake(it->word);
+            pthread_mutex_unlock(&it->lock);
+            if (n->pj.data_len) {
+                it->data_len = 0; /* freed above */
+            }
+        }
+        free(n->pj.fails);
+        free(n);
+    }
+    p->pend_tail = &p->pend_head;
+}
+
+/* Cancels what no worker took: pending work and queued units.  status is
+ * MP_ECANCELED, or MP_EINIT for a broken pool. */
+void mp__pool_cancel_queued(mp_pool *p, int status, const char *report)
+{
+    cancel_pending(p, status, report);
+    for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
+        if (p->pjobs[e].kind == MP__JOB_APPLY)
+            (void)mp__pool_apply_cancel_queued(p, e, status, report);
+        else if (p->pjobs[e].kind == MP__JOB_MAP)
+            (void)mp__pool_map_cancel_queued(p, e, status, report);
+    }
+}
+
+void mp__pool_cancel_all(mp_pool *p)
+{
+    for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
+        pjob *pj = &p->pjobs[e];
+        if (pj->kind == MP__JOB_APPLY) {
+            mp__pool_finish_apply(p, e, MP_ECANCELED, NULL, 0, 0, 0, NULL);
+        } else if (pj->kind == MP__JOB_MAP) {
+            mp__unit *units = mp__pool_units(p, e);
+            for (uint64_t u = 0; u < pj->nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
+                uint32_t st = atomic_load(&units[u].state);
+                if (st != MP__U_FINAL && st != MP__U_CANCELLED)
+                    cancel_unit(p, e, u, MP_ECANCELED, NULL);
+            }
+        }
+    }
+}

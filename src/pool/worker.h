@@ -1,0 +1,98 @@
+/*
+ * worker.h - the worker process's side of the pool: its context and the
+ * interface between worker.c, worker_run.c and worker_buf.c.  Private to
+ * src/pool/.
+ *
+ * DESIGN
+ * One worker context (wctx) per worker process, on its stack: where the
+ * shared regions are mapped in this process, and the worker's own view of
+ * its rings.  Nothing here is shared; what is shared is in records.h.
+ * Single-threaded: no locks.
+ */
+#ifndef MPROC_POOL_WORKER_H
+#define MPROC_POOL_WORKER_H
+
+#include "records.h"
+
+#define SPIN_ROUNDS  200
+#define RES_MIN_CAP  ((size_t)64 << 10)
+#define RES_KEEP_CAP ((size_t)16 << 20)
+
+typedef struct wctx {
+    mp__pool_hdr *hdr;
+    mp__wslot *slot;
+    uint32_t w;
+    uint32_t *order;
+    mp__job *jobs;
+    mp__fnent *fns;
+    unsigned char *data;
+    size_t data_mapped;
+    int data_fd;
+    int res_fd;
+    unsigned char *res;
+    size_t res_cap;
+    uint64_t res_produced;
+    size_t res_head;
+    int ev_fd;
+    bool fresh; /* forkserver or spawn: functions are found by reference */
+    void *fn_cache[MP__POOL_FNS];
+    uint64_t maxtasks, tasks;
+    uint32_t done_head;
+    uint64_t claims;
+    uint64_t res_seen;      /* res_consumed when a wait for result space began */
+    unsigned char *scratch; /* a RIN/ROUT map's slice buffers */
+    size_t scratch_cap;
+} wctx;
+
+struct mp_buf {
+    wctx *c;
+    unsigned char *data;
+    size_t len, cap;
+    size_t off; /* in the result file, when where == MP__RES_RING */
+    int where;
+    bool failed;
+};
+
+/* ---- worker.c ------------------------------------------------------------ */
+
+/* Maps what the parent added to the data region, so that [0, need) is
+ * mapped.  Returns 0, or an error when the parent never published that
+ * much (a broken protocol) or the mapping fails.  Inline, for the common
+ * case where it is mapped already: every unit asks. */
+int mp__pool_map_more(wctx *c, uint64_t need);
+static inline int mp__pool_ensure_data(wctx *c, uint64_t need)
+{
+    return need <= c->data_mapped ? 0 : mp__pool_map_more(c, need);
+}
+
+/* Waits, for at most a short while, until the supervisor has freed ring or
+ * result space - done() says when - waking it first.  Callers loop. */
+void mp__pool_wait_supervisor(wctx *c, bool (*done)(wctx *));
+
+/* Appends a completion record and wakes the supervisor if it sleeps. */
+void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
+                       int64_t code);
+
+/* The task function with index id in this image, or NULL. */
+void *mp__pool_resolve_fn(wctx *c, uint32_t id);
+
+/* ---- worker_run.c ---------------------------------------------------------- */
+
+/* Runs apply job e, claimed by this worker. */
+void mp__pool_run_apply(wctx *c, uint32_t e);
+
+/* Runs unit u of map job e.  Returns false when the pool stopped before
+ * the unit's inputs were all there: the unit is left unfinished, for the
+ * supervisor to cancel. */
+bool mp__pool_run_map(wctx *c, uint32_t e, uint64_t u);
+
+/* ---- worker_buf.c ---------------------------------------------------------- */
+
+/* Whether the supervisor has read every result this worker produced. */
+bool mp__pool_res_empty(wctx *c);
+
+/* Sets the result file's capacity to cap bytes and maps it.  Only while
+ * the ring is empty of unread results. */
+int mp__pool_res_resize(wctx *c, size_t cap);
+
+#endif /* MPROC_POOL_WORKER_H */

@@ -1,0 +1,49 @@
+/*
+ * report.h - what a child leaves for its parent: the records it writes to
+ * its report pipe (written by child.c), and the outcome the parent builds
+ * from them and the wait status (report.c).
+ */
+#ifndef MP__REPORT_H
+#define MP__REPORT_H
+
+#include "base.h"
+
+/* Records a child writes to its report pipe. */
+enum { MP__REPORT_CRASH = 1, MP__REPORT_ERROR = 2, MP__REPORT_SETUP = 3 };
+#define MP__REPORT_MAGIC      0x6d707270u /* "mprp" */
+#define MP__REPORT_MAX_FRAMES 48
+
+typedef struct mp__report_hdr {
+    uint32_t magic;
+    uint32_t kind;
+    int32_t pid;
+    int32_t signo;
+    int32_t code; /* si_code for a crash; the error for ERROR and SETUP */
+    int32_t nframes;
+    int32_t nmodules;
+    uint32_t size; /* of the whole record, header included */
+    uint64_t addr; /* faulting address */
+} mp__report_hdr;
+
+typedef struct mp__report_frame {
+    uint64_t addr;
+    uint64_t offset; /* from the module's load bias */
+    int32_t module;  /* index into the record's module list, -1 if none */
+    int32_t pad;
+} mp__report_frame;
+/* After the frames: nmodules times (uint16_t length, length path bytes). */
+
+/* The outcome of a child, as the parent gathers it. */
+typedef struct mp__outcome {
+    int exitcode; /* Python's convention: status, or -SIGNUM */
+    int error;    /* from an ERROR or SETUP record, else 0 */
+    char *report; /* malloc'ed text, NULL for a clean exit */
+} mp__outcome;
+
+/* Builds the outcome of child pid from its wait status and whatever its
+ * report pipe holds (read without blocking; fd may be -1).  Logs crash
+ * and error reports at MP_LOG_ERROR when log is true. */
+void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus, int report_fd,
+                       bool log);
+
+#endif /* MP__REPORT_H */

@@ -1,0 +1,47 @@
+/*
+ * testhooks.h - what the tests reach inside the library to put it in the
+ * states a crash would leave, at exactly the instant they choose.
+ *
+ * Only tests call these; in normal use they do nothing and cost nothing but
+ * an untaken branch (mp__queue_fault) or an unused function.  The modules
+ * that define them include this header for that alone; the library's other
+ * modules never do, and src/internal.h does not include it.  The hooks are
+ * built into every variant of the library: tests exercise the very library
+ * that ships, and the hooks are hidden symbols, absent from the shared
+ * library's interface.
+ */
+#ifndef MP__TESTHOOKS_H
+#define MP__TESTHOOKS_H
+
+#include "base.h"
+
+/* ---- queues (queue.c) ----------------------------------------------------- */
+
+/* The instants of a put or a get where a process may die, for tests that
+ * must kill one exactly there. */
+typedef enum mp__queue_point {
+    MP__QP_PUT_WRITTEN,   /* record written past tail, not yet published */
+    MP__QP_PUT_PUBLISHED, /* published, put lock still held */
+    MP__QP_GET_COPIED,    /* record copied out, head not yet moved */
+    MP__QP_GET_COMMITTED, /* head moved, get lock still held */
+    MP__QP_GET_WAITING,   /* about to sleep for data, get lock held */
+    MP__QP_PUT_WAITING    /* about to sleep for room, put lock held */
+} mp__queue_point;
+
+/* Called, when set, at each of those instants (in the process that is
+ * there).  NULL in normal use; a test sets it in a child that must die. */
+extern void (*mp__queue_fault)(mp__queue_point where);
+
+/* ---- the arena (arena.c) -------------------------------------------------- */
+
+/* Leaves a's allocator as a process killed in the middle of an allocation
+ * would (lock held, lists half-changed).  The caller must then end without
+ * touching the arena. */
+void mp__arena_crash_in_alloc(mp_arena *a);
+
+/* ---- locks (sync.c) ------------------------------------------------------- */
+
+/* A barrier's internal mutex, for tests that die holding it. */
+mp__mutex *mp__barrier_mutex(mp_barrier *b);
+
+#endif /* MP__TESTHOOKS_H */
