@@ -30,6 +30,7 @@
 #ifndef MPROC_H
 #define MPROC_H
 
+#include "mproc/comm.h"
 #include "mproc/common.h"
 #include "mproc/future.h"
 #include "mproc/log.h"

@@ -87,6 +87,8 @@ extern "C" {
     XX(ETASK, -4090, "the task reported an error")                                               \
     XX(EINIT, -4089, "the worker initializer failed")                                            \
     XX(ESTATE, -4088, "the object is not in a state that allows this call")                      \
+    XX(EPEERDEAD, -4087, "a rank the call needs has died")                                       \
+    XX(EABANDONED, -4086, "a collective was abandoned: a rank timed out in it")                  \
     XX(ENOKEY, -4082, "no such key")                                                             \
     XX(ENOOBJ, -4081, "no such shared object")                                                   \
     XX(ETYPE, -4080, "the shared object has another type")                                       \

@@ -361,6 +361,27 @@ const char *mp__signal_code_text(int signo, int code);
 int mp__cpu_count(void);
 int mp__physical_cores(void);
 
+/* ---- asymmetric barriers (membarrier.c) ---------------------------------- */
+
+/* Registers the calling process as one whose stores mp__membarrier()
+ * makes visible.  Returns 0, or MP_ENOSYS (or -errno) where the kernel
+ * has no global expedited membarrier: then both sides must fence. */
+int mp__membarrier_register(void);
+
+/* The heavy side of an asymmetric fence: returns once every registered
+ * process has passed a full barrier.  Returns 0 or -errno. */
+int mp__membarrier(void);
+
+/* ---- binding to a CPU (bind.c) ----------------------------------------- */
+
+/* Binds the calling process (its calling thread, and what it starts
+ * afterwards) to the k-th CPU of its affinity mask, counting modulo the
+ * mask's size.  Returns 0 or -errno. */
+int mp__cpu_bind_nth(int k);
+
+/* Whether the calling thread may run on one CPU only. */
+bool mp__cpu_bound(void);
+
 /* ---- symbols (symbol.c) ------------------------------------------------- */
 
 /* Finds the function containing offset (an address minus its module's load
@@ -408,6 +429,15 @@ int mp__map_stack(size_t size, void **addr);
  * modules add.  Returns 0, or -errno (EPERM, ESRCH, EFAULT, ENOSYS). */
 int mp__vm_read(pid_t pid, uint64_t remote, void *local, size_t len);
 int mp__vm_write(pid_t pid, uint64_t remote, const void *local, size_t len);
+
+/* ---- ptrace permission (ptrace.c) --------------------------------------- */
+
+/* Lets process ancestor and its descendants read and write this process's
+ * memory with mp__vm_read / mp__vm_write where a security module (Yama's
+ * ptrace_scope 1) would otherwise allow only this process's ancestors.
+ * Returns 0, or -errno (MP_EINVAL where no such module runs, when there
+ * is nothing to allow). */
+int mp__ptrace_allow(pid_t ancestor);
 
 /* ---- eventfd (event.c) -------------------------------------------------- */
 
