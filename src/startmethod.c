@@ -24,6 +24,8 @@
 #define _GNU_SOURCE
 #include "startmethod.h"
 
+#include "fork_guard.h"
+
 static _Atomic int default_method = MP_START_AUTO;
 static _Atomic bool switch_logged;
 
@@ -70,6 +72,24 @@ static int other_threads(void)
     return others > 0 ? others : 0;
 }
 
+/* The comm engine in use (Open MPI after MPI_Init) forbids fork in this
+ * process: its registered memory and network state do not survive a copy.
+ * The forkserver starts by exec, which such engines allow. */
+static int fork_forbidden(mp_start_method m, bool copyable, const char *what,
+                          mp_start_method *method)
+{
+    if (m == MP_START_FORK || !copyable) {
+        mp_log(MP_LOG_WARNING,
+               "%s: fork refused: the MPI engine of the communicator forbids fork in this "
+               "process; start it with forkserver or spawn%s",
+               what, copyable ? "" : " (and give its argument's size, arg_size)");
+        return MP_ENOTSUP;
+    }
+    mp_log(MP_LOG_DEBUG, "%s: the MPI engine forbids fork: starting it from the forkserver", what);
+    *method = MP_START_FORKSERVER;
+    return 0;
+}
+
 int mp__start_method_resolve(mp_start_method requested, bool copyable, const char *what,
                              mp_start_method *method)
 {
@@ -80,6 +100,8 @@ int mp__start_method_resolve(mp_start_method requested, bool copyable, const cha
     }
     if (m != MP_START_FORK && m != MP_START_AUTO)
         return MP_EINVAL;
+    if (!mp__comm_fork_allowed())
+        return fork_forbidden(m, copyable, what, method);
     int others = other_threads();
     if (others == 0) {
         *method = MP_START_FORK;

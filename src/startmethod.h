@@ -27,8 +27,10 @@
  *   - fork asked for explicitly is refused with MP_ETHREADS (logged) while
  *     another thread runs.
  * "Another thread" is one that is neither the caller nor the library's;
- * a library thread's own starts are never refused.  Returns 0 and sets
- * *method, or MP_ETHREADS, or MP_EINVAL for an unknown method. */
+ * a library thread's own starts are never refused.  While a comm engine
+ * that forbids fork runs (Open MPI), fork is refused with MP_ENOTSUP and
+ * MP_START_AUTO means forkserver.  Returns 0 and sets *method, or
+ * MP_ETHREADS, MP_ENOTSUP, or MP_EINVAL for an unknown method. */
 int mp__start_method_resolve(mp_start_method requested, bool copyable, const char *what,
                              mp_start_method *method);
 
