@@ -51,12 +51,29 @@ TRAMP16(3)
 #define NAME16(a)     NAME4(a, 0) NAME4(a, 1) NAME4(a, 2) NAME4(a, 3)
 static MPI_User_function *const tramps[MP__OP_USER_MAX] = {NAME16(0) NAME16(1) NAME16(2) NAME16(3)};
 
-/* The MPI operation for op in *mop; *made says it is one to free. */
-static int op_of(mp_op op, MPI_Op *mop, bool *made)
+/* MP_OP_SUM on 8- and 16-bit integers by the library's own loop: Open
+ * MPI 4.1's AVX operations (mca op avx) saturate these sums where C, and
+ * the local engine, wrap around. */
+static void narrow_sum(void *in, void *inout, int *len, MPI_Datatype *dt)
+{
+    mpe.host->op_apply(MP_OP_SUM, mpe_type_back(*dt), in, inout, (size_t)*len);
+}
+
+static bool narrow_int(mp_type t)
+{
+    return t == MP_TYPE_b || t == MP_TYPE_B || t == MP_TYPE_h || t == MP_TYPE_H || t == MP_TYPE_c;
+}
+
+/* The MPI operation for op on type in *mop; *made says it is one to free. */
+static int op_of(mp_op op, mp_type type, MPI_Op *mop, bool *made)
 {
     *made = false;
     switch (op) {
     case MP_OP_SUM:
+        if (narrow_int(type)) {
+            *made = true;
+            return mpe_err(MPI_Op_create(narrow_sum, 1, mop));
+        }
         *mop = MPI_SUM;
         return 0;
     case MP_OP_PROD:
@@ -175,12 +192,40 @@ static int typed(size_t count, mp_type type, MPI_Datatype *dt)
     return count <= (size_t)INT_MAX ? 0 : MP_EOVERFLOW;
 }
 
+/* typed() for the calls that only move data.  A pair type with padding
+ * (MPI_DOUBLE_INT: 12 bytes of data in a 16-byte struct) would leave its
+ * padding bytes unwritten, where the local engine copies every byte: such
+ * a type moves as a block of its bytes instead, made once. */
+static int moved(size_t count, mp_type type, MPI_Datatype *dt)
+{
+    static MPI_Datatype blocks[MP_TYPE_SHORT_INT + 1];
+    int rc = typed(count, type, dt), bytes;
+    size_t size;
+    if (rc < 0 || mpe.host->type_size(type, &size) < 0 || (int)type > MP_TYPE_SHORT_INT)
+        return rc < 0 ? rc : MP_EINVAL;
+    if (MPI_Type_size(*dt, &bytes) != MPI_SUCCESS || (size_t)bytes == size)
+        return 0;
+    pthread_mutex_lock(&mpe.lock);
+    if (blocks[type] == 0) {
+        MPI_Datatype b;
+        rc = mpe_err(MPI_Type_contiguous((int)size, MPI_BYTE, &b));
+        if (rc == 0)
+            rc = mpe_err(MPI_Type_commit(&b));
+        if (rc == 0)
+            blocks[type] = b;
+    }
+    if (rc == 0)
+        *dt = blocks[type];
+    pthread_mutex_unlock(&mpe.lock);
+    return rc;
+}
+
 int mpe_scatter(mp_comm *c, const void *send, void *recv, size_t count, mp_type type, int root,
                 int64_t dl)
 {
     MPI_Datatype dt;
     MPI_Request rq;
-    int rc = typed(count, type, &dt), n = (int)count;
+    int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&mpe.lock);
@@ -199,7 +244,7 @@ int mpe_gather(mp_comm *c, const void *send, void *recv, size_t count, mp_type t
 {
     MPI_Datatype dt;
     MPI_Request rq;
-    int rc = typed(count, type, &dt), n = (int)count;
+    int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&mpe.lock);
@@ -217,7 +262,7 @@ int mpe_allgather(mp_comm *c, const void *send, void *recv, size_t count, mp_typ
 {
     MPI_Datatype dt;
     MPI_Request rq;
-    int rc = typed(count, type, &dt), n = (int)count;
+    int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&mpe.lock);
@@ -234,7 +279,7 @@ int mpe_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_type
 {
     MPI_Datatype dt;
     MPI_Request rq;
-    int rc = typed(count, type, &dt), n = (int)count;
+    int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&mpe.lock);
@@ -278,7 +323,7 @@ int mpe_scatterv(mp_comm *c, const void *send, const size_t *counts, const size_
     MPI_Datatype dt;
     MPI_Request rq;
     int *v = NULL, n = c->size;
-    int rc = typed(recv_count, type, &dt);
+    int rc = moved(recv_count, type, &dt);
     if (rc == 0 && c->rank == root)
         rc = int_blocks(c, counts, displs, &v);
     if (rc < 0)
@@ -305,7 +350,7 @@ int mpe_gatherv(mp_comm *c, const void *send, size_t send_count, void *recv, con
     MPI_Datatype dt;
     MPI_Request rq;
     int *v = NULL, n = c->size;
-    int rc = typed(send_count, type, &dt);
+    int rc = moved(send_count, type, &dt);
     if (rc == 0 && c->rank == root)
         rc = int_blocks(c, counts, displs, &v);
     if (rc < 0)
@@ -332,7 +377,7 @@ int mpe_allgatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
     MPI_Datatype dt;
     MPI_Request rq;
     int *v = NULL, n = c->size;
-    int rc = typed(send_count, type, &dt);
+    int rc = moved(send_count, type, &dt);
     if (rc == 0)
         rc = int_blocks(c, counts, displs, &v);
     if (rc < 0)
@@ -392,7 +437,7 @@ static int reduction(mp_comm *c, enum red_kind k, const void *send, void *recv, 
     pthread_mutex_lock(&mpe.lock);
     rc = coll_begin(c, dl);
     if (rc == 0)
-        rc = op_of(op, &mop, &made);
+        rc = op_of(op, type, &mop, &made);
     if (rc == 0) {
         /* MPI refuses a NULL buffer even for zero elements on some paths:
          * a zero-length reduction has nothing to do but meet the others. */
