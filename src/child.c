@@ -38,6 +38,7 @@
  * modules were loaded or unloaded since. */
 static struct module {
     uintptr_t lo, hi, bias;
+    bool mproc; /* mproc's own shared library */
     char path[MAX_PATH];
 } modules[MAX_MODULES];
 static int nmodules;
@@ -56,11 +57,19 @@ static int collect_cb(const mp__module *mod, void *data)
     struct module *m = &modules[nmodules];
     m->lo = UINTPTR_MAX;
     m->hi = 0;
+    m->mproc = false;
+    /* This very function lies in mproc's code: the shared library that
+     * holds it is mproc's, and reports hide its frames.  A program linked
+     * with the static library holds mproc's code itself; its frames are
+     * told apart by name and source file instead (report.c). */
+    uintptr_t self = (uintptr_t)collect_cb;
     for (size_t i = 0; i < mod->nsegs; i++) {
         if (mod->seg[i].lo < m->lo)
             m->lo = mod->seg[i].lo;
         if (mod->seg[i].hi > m->hi)
             m->hi = mod->seg[i].hi;
+        if (mod->path[0] && self >= mod->seg[i].lo && self < mod->seg[i].hi)
+            m->mproc = true;
     }
     if (m->hi == 0)
         return 0;
@@ -128,7 +137,7 @@ static void crash_handler(int signo, siginfo_t *si, void *uctx)
             fr[i].addr = a;
             fr[i].offset = a;
             fr[i].module = -1;
-            fr[i].pad = 0;
+            fr[i].flags = 0;
             for (int m = 0; m < nmodules; m++) {
                 if (a >= modules[m].lo && a < modules[m].hi) {
                     if (used[m] < 0) {
@@ -141,6 +150,7 @@ static void crash_handler(int signo, siginfo_t *si, void *uctx)
                     }
                     fr[i].module = used[m];
                     fr[i].offset = a - modules[m].bias;
+                    fr[i].flags = modules[m].mproc ? MP__FRAME_MPROC : 0;
                     break;
                 }
             }
