@@ -37,6 +37,7 @@
 #include "mproc/pool.h"
 #include "mproc/process.h"
 #include "mproc/queue.h"
+#include "mproc/scope.h"
 #include "mproc/shm.h"
 #include "mproc/sync.h"
 #include "mproc/value.h"
