@@ -19,12 +19,15 @@ CMAKE_ARGS ?=
 WERROR     ?= ON
 
 .PHONY: all build build-asan demo test test-plain test-asan bench install uninstall format lint \
-        clean deps
+        fuzz clean deps
 
 all: build
 
+# The optional parts (MPI engine, manager, fuzzing, line numbers) are
+# installed when possible; without them the build leaves them out.
 deps:
 	@scripts/deps.sh build
+	@scripts/deps.sh parts || echo "deps: optional parts missing; the build leaves them out" >&2
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROC_WERROR=$(WERROR) $(CMAKE_ARGS)
@@ -73,6 +76,11 @@ lint: build
 	@# clang-tidy over JOBS files at once; any warning fails the lint.
 	find src -name '*.c' | sort | \
 	  xargs -P $(JOBS) -n 4 clang-tidy -p $(BUILD) --quiet --warnings-as-errors='*'
+
+# The manager's wire decoder under libFuzzer, for MPROC_FUZZ_LONG_SECONDS
+# (30 minutes by default; `make test` runs it for 30 s).
+fuzz: build
+	cmake --build $(BUILD) --target fuzz
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -33,6 +33,7 @@
 #include "mproc/common.h"
 #include "mproc/future.h"
 #include "mproc/log.h"
+#include "mproc/manager.h"
 #include "mproc/pipe.h"
 #include "mproc/pool.h"
 #include "mproc/process.h"

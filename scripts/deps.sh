@@ -3,8 +3,9 @@
 #   build   compiler, make, CMake, pkg-config (for the install test)
 #   lint    cppcheck, clang-tidy, clang-format (make lint, make format)
 #   bench   Python 3, for the anchors
-#   all     the above, clang, and what the optional parts build against:
-#           Open MPI, libsodium, libdw, doxygen (what CI installs)
+#   parts   what the optional parts build against: clang (the fuzz target),
+#           Open MPI, libsodium, libdw, doxygen
+#   all     every set above (what CI installs)
 # Idempotent, and quick when everything is there: it asks apt only about
 # what is missing.  Needs root (or sudo) to install.
 set -eu
@@ -49,7 +50,7 @@ for what in "$@"; do
     bench | all) want python3 python3 ;;
     esac
     case $what in
-    all)
+    parts | all)
         want clang clang
         want openmpi-bin mpiexec
         want libopenmpi-dev

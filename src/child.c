@@ -233,7 +233,7 @@ _Noreturn void mp__child_main(const mp__child_spec *s)
     report_fd = s->report_fd;
     /* Die with the parent; if it is gone already, no signal will ever
      * come, so go now. */
-    if (mp__die_with_parent(s->parent) != 0)
+    if (mp__die_with_parent(SIGKILL, s->parent) != 0)
         raise(SIGKILL);
     (void)mp__thread_set_name(s->name);
     mp__self_enter_child(s->name, s->ident, s->session);

@@ -269,7 +269,7 @@ static void accept_clients(int lfd)
             return;
         uid_t uid;
         /* Only the program's own user may speak to its tracker. */
-        if (mp__peer_uid(fd, &uid) != 0 || uid != getuid() ||
+        if (mp__peer_cred(fd, NULL, &uid) != 0 || uid != getuid() ||
             !grow((void **)&T.clients, &T.capclients, T.nclients, sizeof *T.clients)) {
             mp__close(fd);
             continue;

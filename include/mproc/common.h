@@ -86,7 +86,10 @@ extern "C" {
     XX(EAUTH, -4091, "authentication failed")                               \
     XX(ETASK, -4090, "the task reported an error")                          \
     XX(EINIT, -4089, "the worker initializer failed")                       \
-    XX(ESTATE, -4088, "the object is not in a state that allows this call")
+    XX(ESTATE, -4088, "the object is not in a state that allows this call") \
+    XX(ENOKEY, -4082, "no such key")                                        \
+    XX(ENOOBJ, -4081, "no such shared object")                              \
+    XX(ETYPE, -4080, "the shared object has another type")
 
 /* The codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ... */
 typedef enum mp_errno {

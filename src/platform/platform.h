@@ -200,6 +200,11 @@ int mp__dup2_cloexec(int fd, int to);
  * start clean of whatever it inherited.  Cannot fail. */
 void mp__close_from(int lowfd);
 
+/* Closes every descriptor from 3 up except those in keep (entries below 3
+ * ignored; at most 16 are kept).  For a process that must hold nothing it
+ * inherited but what it was given.  Cannot fail. */
+void mp__close_fds_except(const int *keep, size_t n);
+
 /* close() that keeps errno and ignores EINTR (on Linux the descriptor is
  * gone even then; retrying could close a descriptor another thread just
  * opened).  Negative fds are ignored. */
@@ -231,9 +236,10 @@ int mp__unix_socket(int type);
  * non-blocking lfd). */
 int mp__accept(int lfd);
 
-/* The user id of the process at the other end of the connected Unix
- * socket sock, as the kernel vouches for it.  Returns 0 or -errno. */
-int mp__peer_uid(int sock, uid_t *uid);
+/* The process id and user id of the process at the other end of the
+ * connected Unix socket sock, as the kernel vouches for them (either
+ * pointer may be NULL).  Returns 0 or -errno. */
+int mp__peer_cred(int sock, pid_t *pid, uid_t *uid);
 
 /* The address for name in a namespace of local socket addresses that
  * belongs to no file system: nothing to unlink, and the address is free
@@ -291,10 +297,11 @@ int mp__pidfd_send_signal(int pidfd, int signo);
 /* The calling thread's id. */
 pid_t mp__gettid(void);
 
-/* Makes the calling process die (SIGKILL) when parent, its parent, dies -
- * strictly, when the thread that forked it ends.  Returns 0, MP_ESRCH when
- * the parent is already gone (no signal would ever come), or -errno. */
-int mp__die_with_parent(pid_t parent);
+/* Makes the calling process receive signo (SIGKILL for children, SIGTERM
+ * for a server that cleans up) when parent, its parent, dies - strictly,
+ * when the thread that forked it ends.  Returns 0, MP_ESRCH when the parent
+ * is already gone (no signal would ever come), or -errno. */
+int mp__die_with_parent(int signo, pid_t parent);
 
 /* A non-blocking descriptor that becomes readable while a signal of set is
  * pending; the caller blocks those signals first (or they are delivered
@@ -314,6 +321,8 @@ void mp__signals_restore(const sigset_t *old);
  * mapped to object"); never NULL. */
 const char *mp__signal_name(int signo);
 const char *mp__signal_code_text(int signo, int code);
+
+/* ---- lifetime (lifetime.c) --------------------------------------------- */
 
 /* ---- CPUs (cpu.c) ------------------------------------------------------- */
 
