@@ -38,15 +38,20 @@ data=$(mktemp)
 trap 'rm -f "$data"' EXIT
 awk -F '\t' '{
     color = $7 >= 1 ? "0x2e8b57" : "0xcd5c5c"
-    printf "%d\t%s\t%s\t%s\t%.3gx\n", -NR, $1 " / " $4, $7, color, $7
+    name = $1
+    sub(/^mproc_/, "", name)
+    printf "%d\t%s\t%s\t%s\t%.3gx\n", -NR, name " / " $4, $7, color, $7
 }' "$tsv" >"$data"
 n=$(wc -l <"$data")
+# Room on the left for the longest label, in characters and pixels.
+chars=$(awk -F '\t' 'length($2) > m { m = length($2) } END { print m + 3 }' "$data")
+width=$((chars * 11 + 640))
 lo=$(awk -F '\t' 'NR == 1 || $3 < m { m = $3 } END { print (m < 0.5 ? m / 2 : 0.25) }' "$data")
 hi=$(awk -F '\t' 'NR == 1 || $3 > m { m = $3 } END { print (m > 2 ? m * 3 : 6) }' "$data")
 height=$((n * 22 + 120))
 
 gnuplot <<PLOT
-set terminal svg size 1000,$height dynamic noenhanced font "sans,11" background "white"
+set terminal svg size $width,$height dynamic noenhanced font "sans,11" background "white"
 set output "$dir/ratios.svg"
 set datafile separator "\t"
 set title "mproc against its anchors (same run)"
@@ -59,7 +64,8 @@ set grid xtics lc rgb "#dddddd"
 set key off
 set border 3
 set tics nomirror
-set lmargin 52
+set lmargin $chars
+set rmargin 8
 set arrow from 1, graph 0 to 1, graph 1 nohead lw 2 lc rgb "black"
 plot "$data" using (sqrt(\$3)):1:(\$3 >= 1 ? 1 : \$3):(\$3 >= 1 ? \$3 : 1):(\$1 - 0.35):(\$1 + 0.35):4:ytic(2) \
          with boxxyerror fill solid 0.8 lc rgb variable, \
