@@ -5,6 +5,7 @@
 #   make test     build and run every test, plain and under ASan+UBSan
 #   make bench    run the benchmarks beside ../shared/anchors, with ratios
 #   make install  install into PREFIX (default /usr/local)
+#   make uninstall  remove what the last install from $(BUILD) put in place
 #
 # On a fresh Debian machine scripts/deps.sh installs what is missing first.
 
@@ -17,7 +18,8 @@ CMAKE_ARGS ?=
 # build does not (MPROC_WERROR is off by default).  WERROR=OFF to iterate.
 WERROR     ?= ON
 
-.PHONY: all build build-asan demo test test-plain test-asan bench install format lint fuzz clean deps
+.PHONY: all build build-asan demo test test-plain test-asan bench install uninstall format lint \
+        fuzz clean deps
 
 all: build
 
@@ -56,14 +58,20 @@ bench:
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
+# Reads $(BUILD)/install_manifest.txt, the list of files the last install
+# from this build tree wrote (see cmake/uninstall.cmake).
+uninstall:
+	cmake -DMANIFEST=$(BUILD)/install_manifest.txt -P cmake/uninstall.cmake
+
 format:
 	clang-format -i include/mproc.h include/mproc/*.h $$(find src tools -name '*.[ch]' 2>/dev/null) \
-	  tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h
+	  tests/*.c tests/*.h examples/*.c examples/apps/*.c bench/*.c bench/*.h
 
 lint: build
 	@scripts/deps.sh lint
 	python3 scripts/check_module_graph.py
 	scripts/check_platform.sh
+	python3 scripts/check_function_size.py
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src
 	@# clang-tidy over JOBS files at once; any warning fails the lint.

@@ -2,7 +2,7 @@
 # deps.sh WHAT... - installs what `make` needs, on Debian, when it is missing.
 #   build   compiler, make, CMake, pkg-config (for the install test)
 #   lint    cppcheck, clang-tidy, clang-format (make lint, make format)
-#   bench   Python 3, for the anchors
+#   bench   Python 3, for the anchors; gnuplot (gnuplot-nox), for the picture
 #   parts   what the optional parts build against: clang (the fuzz target),
 #           Open MPI, libsodium, libdw, doxygen
 #   all     every set above (what CI installs)
@@ -47,7 +47,9 @@ for what in "$@"; do
         want clang-format clang-format ;;
     esac
     case $what in
-    bench | all) want python3 python3 ;;
+    bench | all)
+        want python3 python3
+        want gnuplot-nox gnuplot ;;
     esac
     case $what in
     parts | all)

@@ -52,6 +52,7 @@
  * modules were loaded or unloaded since. */
 static struct module {
     uintptr_t lo, hi, bias;
+    bool mproc; /* mproc's own shared library */
     char path[MAX_PATH];
 } modules[MAX_MODULES];
 static int nmodules;
@@ -70,11 +71,19 @@ static int collect_cb(const mp__module *mod, void *data)
     struct module *m = &modules[nmodules];
     m->lo = UINTPTR_MAX;
     m->hi = 0;
+    m->mproc = false;
+    /* This very function lies in mproc's code: the shared library that
+     * holds it is mproc's, and reports hide its frames.  A program linked
+     * with the static library holds mproc's code itself; its frames are
+     * told apart by name and source file instead (report.c). */
+    uintptr_t self = (uintptr_t)collect_cb;
     for (size_t i = 0; i < mod->nsegs; i++) {
         if (mod->seg[i].lo < m->lo)
             m->lo = mod->seg[i].lo;
         if (mod->seg[i].hi > m->hi)
             m->hi = mod->seg[i].hi;
+        if (mod->path[0] && self >= mod->seg[i].lo && self < mod->seg[i].hi)
+            m->mproc = true;
     }
     if (m->hi == 0)
         return 0;
@@ -144,7 +153,7 @@ size_t mp__stack_record(void *buf, size_t cap, uint32_t kind, int signo, const s
         fr[i].addr = a;
         fr[i].offset = a;
         fr[i].module = -1;
-        fr[i].pad = 0;
+        fr[i].flags = 0;
         for (int m = 0; m < nmodules; m++) {
             if (a >= modules[m].lo && a < modules[m].hi) {
                 if (used[m] < 0) {
@@ -157,6 +166,7 @@ size_t mp__stack_record(void *buf, size_t cap, uint32_t kind, int signo, const s
                 }
                 fr[i].module = used[m];
                 fr[i].offset = a - modules[m].bias;
+                fr[i].flags = modules[m].mproc ? MP__FRAME_MPROC : 0;
                 break;
             }
         }

@@ -218,9 +218,14 @@ MP_EXTERN int mp_process_error(mp_process *p, int *err);
 /*
  * What went wrong, as text, once an ended child ended abnormally: the
  * signal's name and meaning, the faulting address where there is one, and a
- * symbolized backtrace of the crashing thread; or the error the target
- * returned; or its exit status.  NULL while the child runs or when it exited
- * with status 0.  The string belongs to the object and lives until free.
+ * backtrace of the crashing thread - each frame's function, and its source
+ * file and line when the library was built with libdw and the program has
+ * debugging information (-g); or the error the target returned; or its exit
+ * status.  The backtrace shows the program's frames: mproc's own, and those
+ * that only say how the process was started, are counted but not shown
+ * unless the environment has MPROC_BACKTRACE=full.  NULL while the child
+ * runs or when it exited with status 0.  The string belongs to the object
+ * and lives until free.
  */
 MP_EXTERN const char *mp_process_report(const mp_process *p);
 

@@ -343,7 +343,7 @@ uint64_t mp__ms_alloc(ms_store *s, size_t size)
         return 0;
     uint64_t b = h->free_head[c];
     if (b) {
-        unsigned bc;
+        unsigned bc = MS_NCLASS;
         uint64_t *hdr = block_hdr(s, b + 8, &bc);
         uint64_t *link = mp__ms_at(s, b + 8, 8);
         uint64_t next = link ? *link : 0;

@@ -390,6 +390,28 @@ bool mp__cpu_bound(void);
  * MP_ENOENT.  Reads the file; not async-signal-safe. */
 int mp__symbolize(const char *path, uint64_t offset, char *buf, size_t cap, uint64_t *delta);
 
+/* ---- source lines (debuginfo.c with libdw, debuginfo_none.c without) --- */
+
+/* The debugging information of one ELF file, opened for many lookups. */
+typedef struct mp__debuginfo mp__debuginfo;
+
+/* Opens the DWARF of the ELF file at path: its own sections, or the
+ * separate debug file the system keeps for it (found by build id).
+ * Returns 0 and sets *out, or MP_ENOENT (no such file, or not ELF),
+ * MP_ENOMEM, MP_ENOSYS in a build without a DWARF reader.  Reads files and
+ * allocates; not async-signal-safe.  Close with mp__debuginfo_close(). */
+int mp__debuginfo_open(const char *path, mp__debuginfo **out);
+
+/* The source file (absolute when the DWARF says where the compilation
+ * ran) and line of offset (an address minus its module's load bias, as
+ * for mp__symbolize).  Returns 0, MP_ENOENT when the file has no line for
+ * it (no debugging information), MP_ENAMETOOLONG when the name does not
+ * fit in cap bytes, MP_ENOSYS without a DWARF reader. */
+int mp__debuginfo_line(mp__debuginfo *d, uint64_t offset, char *file, size_t cap, int *line);
+
+/* Releases d; NULL is a no-op. */
+void mp__debuginfo_close(mp__debuginfo *d);
+
 /* ---- reservations and growable shared files (vm.c) ---------------------- */
 /* A shared file that grows while processes map it: address space is
  * reserved once (nothing is committed), and each process maps the file's
