@@ -669,6 +669,19 @@ static int coll_suite(mp_comm *w)
     return 0;
 }
 
+/* Rank 1 dies (SIGKILL) while the others are in a broadcast that waits
+ * forever: the launcher must end the job, the survivors with it. */
+static int die_suite(mp_comm *w)
+{
+    rk_me = mp_comm_rank(w);
+    char b[64] = {0};
+    RK_OK(mp_comm_barrier(w, 60));
+    if (rk_me == 1)
+        raise(SIGKILL);
+    RK_OK(mp_comm_bcast(w, b, sizeof b, 1, MP_FOREVER));
+    return 1; /* not reached: rank 1 never sends */
+}
+
 static int ranks_main(const char *suite)
 {
     mp_comm *w;
@@ -677,19 +690,24 @@ static int ranks_main(const char *suite)
         fprintf(stderr, "test_comm_coll: no world: %s\n", mp_err_name(rc));
         return 100;
     }
-    if (strcmp(suite, "coll") != 0) {
-        fprintf(stderr, "test_comm_coll: no suite %s\n", suite);
+    int st;
+    if (strcmp(suite, "coll") == 0) {
+        st = coll_suite(w);
+    } else if (strcmp(suite, "die") == 0 && mp_comm_size(w) >= 2) {
+        st = die_suite(w);
+    } else {
+        fprintf(stderr, "test_comm_coll: no suite %s for %d ranks\n", suite, mp_comm_size(w));
         return 2;
     }
-    int st = coll_suite(w);
-    printf("rank %d of %d (%s): coll %s\n", mp_comm_rank(w), mp_comm_size(w), mp_comm_engine(w),
-           st ? "FAILED" : "ok");
+    printf("rank %d of %d (%s): %s %s\n", mp_comm_rank(w), mp_comm_size(w), mp_comm_engine(w),
+           suite, st ? "FAILED" : "ok");
     return st;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--ranks") == 0)
+    /* --ranks SUITE [marker]: the marker only names the job in `ps`. */
+    if (argc >= 3 && strcmp(argv[1], "--ranks") == 0)
         return ranks_main(argv[2]);
     return mpt_run(argc, argv);
 }
