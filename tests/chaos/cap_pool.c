@@ -76,7 +76,7 @@ static void judge(mp_future *f, const task *t, int *struck_normal)
     }
     chaos_expose();
     int code = mp_future_exitcode(f);
-    bool ok = (t->action == T_ERR && rc == MP_ERANGE) ||
+    bool ok = (t->action == T_ERR && rc == MP_ETASK && mp_future_task_error(f) == MP_ERANGE) ||
               (t->action != T_ERR && rc == MP_EWORKER && code < 0 && mp_future_report(f));
     if (ok)
         chaos_reported();
