@@ -66,12 +66,17 @@ static void judge(mp_future *f, const task *t, int *struck_normal)
         chaos_fail("task %d (action %d) not finished after 30 s", t->idx, t->action);
         return;
     }
+    if (rc == MP_EWORKER && t->action != T_SEGV && t->action != T_KILL) {
+        (*struck_normal)++; /* its worker was killed from outside */
+        if (t->action == T_ERR) {
+            chaos_expose();
+            chaos_reported();
+        }
+        return;
+    }
     if (t->action == T_OK) {
-        if (rc == MP_EWORKER)
-            (*struck_normal)++; /* its worker was killed from outside */
-        else
-            CHAOS_CHECK(rc == 0 && v == t->idx * 3, "task %d: %s, value %d", t->idx,
-                        mp_err_name(rc), v);
+        CHAOS_CHECK(rc == 0 && v == t->idx * 3, "task %d: %s, value %d", t->idx, mp_err_name(rc),
+                    v);
         return;
     }
     chaos_expose();

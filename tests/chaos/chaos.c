@@ -4,7 +4,9 @@
  *   chaos                 CHAOS_ROUNDS rounds (default 16) over every
  *                         capability in turn, from CHAOS_SEED (default: the
  *                         clock; printed either way)
- *   CHAOS_ONLY=queue      only the capabilities whose name is listed
+ *   CHAOS_ONLY=queue,pool only the capabilities named
+ *   CHAOS_TIME_SCALE=4    the watchdog's budgets times 4 (sanitizers)
+ *   CHAOS_VERBOSE=1       the library's log, and why variants were skipped
  *
  * Each round runs in a process of its own with a watchdog; after it the
  * driver checks that nothing hung, nothing was left running, no /dev/shm
@@ -334,6 +336,10 @@ int main(void)
     uint64_t seed = s && *s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
     long rounds = n && *n ? atol(n) : 16;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* The crash reports of the children a round kills on purpose would
+     * bury the figures; MPROC_LOG=warning (or CHAOS_VERBOSE) shows them. */
+    if (!getenv("CHAOS_VERBOSE"))
+        setenv("MPROC_LOG", "critical", 0);
     printf("chaos: seed %" PRIu64 ", %ld rounds (CHAOS_SEED=%" PRIu64 " reproduces)\n", seed,
            rounds, seed);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
