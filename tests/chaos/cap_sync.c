@@ -193,8 +193,8 @@ static void shm_full(chaos_rng *r)
     chaos_expose();
     if (rc == -SIGBUS) {
         chaos_reported();
-        chaos_skip("a segment larger than /dev/shm's room is created; its writer dies by "
-                   "SIGBUS");
+        chaos_finding("a segment larger than /dev/shm's room is created; its writer dies "
+                      "by SIGBUS");
     } else if (rc < 0 && rc > INT_MIN + 4) {
         chaos_reported();
     } else {

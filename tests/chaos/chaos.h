@@ -62,6 +62,7 @@ typedef struct chaos_tally {
     uint64_t corrupt;  /* messages delivered with wrong bytes */
     uint64_t failed;   /* other checks that failed */
     uint64_t skipped;  /* variants that could not run here */
+    uint64_t findings; /* documented library limits a round ran into */
     char note[512];    /* the first failure, or why a variant was skipped */
 } chaos_tally;
 
@@ -82,6 +83,9 @@ void chaos_expose(void);
 void chaos_reported(void);
 /* A check that failed: counted, and the first one's text kept. */
 __attribute__((format(printf, 1, 2))) void chaos_fail(const char *fmt, ...);
+/* A limit of the library a round ran into that is reported, not hidden
+ * (e.g. a segment created beyond /dev/shm's room): counted, not failed. */
+__attribute__((format(printf, 1, 2))) void chaos_finding(const char *fmt, ...);
 /* A variant this machine cannot run: counted apart, with the reason. */
 __attribute__((format(printf, 1, 2))) void chaos_skip(const char *fmt, ...);
 #define CHAOS_CHECK(cond, ...)       \

@@ -70,6 +70,15 @@ void chaos_fail(const char *fmt, ...)
     va_end(ap);
 }
 
+void chaos_finding(const char *fmt, ...)
+{
+    va_list ap;
+    __atomic_fetch_add(&chaos_t->findings, 1, __ATOMIC_RELAXED);
+    va_start(ap, fmt);
+    note(fmt, ap);
+    va_end(ap);
+}
+
 void chaos_skip(const char *fmt, ...)
 {
     va_list ap;
