@@ -6,6 +6,12 @@
  * after the send returned 0 (acked).  A pipe keeps what was written after
  * the writer dies, so the reader must get every acked message, in order,
  * whole, and then MP_EOF - never a hang, never a torn message.
+ *
+ * Readers in turn: a first reader receives some messages and is killed
+ * while idle between receives; the parent then reads the rest from the
+ * same end (one user at a time, as pipe.h allows).  A message the first
+ * reader's receives did not return must still be in the pipe: every
+ * acked message is received exactly once by one of the two.
  */
 #include "chaos.h"
 
@@ -20,6 +26,7 @@
 
 typedef struct pipe_ledger {
     volatile int attempted, acked;
+    uint32_t got[NMSG];
 } pipe_ledger;
 
 static pipe_ledger *pl;
@@ -121,6 +128,93 @@ static void writer_round(chaos_rng *r)
     mp_conn_free(wr);
 }
 
+static int ready_fd;
+
+/* Receives k messages, says so, and waits between receives to be killed:
+ * the end is then the parent's, as pipe.h allows (one user at a time). */
+static int first_reader(void *arg)
+{
+    static unsigned char b[MAXLEN];
+    size_t len;
+    mp_conn_close(wr);
+    for (int i = 0; i < (int)(intptr_t)arg; i++) {
+        if (mp_conn_recv(rd, b, sizeof b, &len, 20) != 0)
+            break;
+        int m;
+        memcpy(&m, b, sizeof m);
+        if (m >= 0 && m < NMSG)
+            __atomic_fetch_add(&pl->got[m], 1, __ATOMIC_RELAXED);
+    }
+    chaos_put_int(ready_fd, 1);
+    for (;;)
+        pause();
+    return 0; /* not reached */
+}
+
+/* Every acked message received exactly once, by one reader or the next. */
+static void audit_readers(void)
+{
+    int missing = 0;
+    for (int i = 0; i < NMSG; i++) {
+        if (pl->got[i] > 1)
+            __atomic_fetch_add(&chaos_t->dup, pl->got[i] - 1, __ATOMIC_RELAXED);
+        if (i < pl->acked && pl->got[i] == 0)
+            missing++;
+    }
+    if (missing) {
+        __atomic_fetch_add(&chaos_t->lost, (uint64_t)missing, __ATOMIC_RELAXED);
+        chaos_fail("%d messages vanished with a reader killed between its receives", missing);
+    }
+}
+
+/* The parent reads what the first reader left, recording each message. */
+static void read_rest(void)
+{
+    static unsigned char b[MAXLEN];
+    size_t len;
+    int rc, m;
+    while ((rc = mp_conn_recv(rd, b, sizeof b, &len, 20)) == 0) {
+        memcpy(&m, b, sizeof m);
+        if (m >= 0 && m < NMSG)
+            pl->got[m]++;
+    }
+    CHAOS_CHECK(rc == MP_EOF, "the second reader ended with %s", mp_err_name(rc));
+}
+
+/* Two readers in turn: the first killed while idle between receives. */
+static void readers_round(chaos_rng *r)
+{
+    mp_process *w, *a;
+    int fds[2], v;
+    close_after = -1;
+    chaos_pipe(fds);
+    ready_fd = fds[1];
+    CHAOS_CHECK(mp_pipe(&rd, &wr, false) == 0, "mp_pipe");
+    CHAOS_CHECK(mp_process_new(writer, NULL, "chaos-writer", &w) == 0, "new");
+    CHAOS_CHECK(mp_process_start(w) == 0, "start");
+    intptr_t k = 1 + (intptr_t)chaos_below(r, NMSG / 2);
+    CHAOS_CHECK(mp_process_new(first_reader, (void *)k, "chaos-reader", &a) == 0, "new");
+    CHAOS_CHECK(mp_process_start(a) == 0, "start");
+    mp_conn_close(wr);
+    CHAOS_CHECK(chaos_get_int(fds[0], &v, 20) == 0, "the first reader never said done");
+    enum chaos_fault kind = chaos_signal_kind(r);
+    chaos_signal(mp_process_pid(a), kind, r);
+    int code = 0;
+    chaos_expose();
+    if (mp_process_join(a, 10) == 0 && mp_process_exitcode(a, &code) == 0 &&
+        code == chaos_signal_code(kind))
+        chaos_reported();
+    read_rest();
+    CHAOS_CHECK(mp_process_join(w, 20) == 0, "the writer did not end");
+    audit_readers();
+    mp_process_free(a);
+    mp_process_free(w);
+    mp_conn_free(rd);
+    mp_conn_free(wr);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /* With 3 descriptors to spare at most, what needs more must say so. */
 static int open_many(void *arg)
 {
@@ -150,8 +244,11 @@ static void nofile(void)
 void chaos_pipe_round(chaos_rng *r)
 {
     pl = chaos_shared(sizeof *pl);
-    if (chaos_below(r, 5) == 0)
+    unsigned v = chaos_below(r, 5);
+    if (v == 0)
         nofile();
+    else if (v == 1 && chaos_bug_enabled("pipe-readahead"))
+        readers_round(r);
     else
         writer_round(r);
 }

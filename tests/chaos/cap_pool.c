@@ -16,7 +16,14 @@
 
 #define MAXT 12
 
-enum { T_OK, T_SEGV, T_KILL, T_ERR };
+/* T_CLOSEFDS closes every descriptor of its worker, T_BIG returns 1 to
+ * 4 MiB: hostile to the pool's own plumbing, yet both must succeed. */
+enum { T_OK, T_SEGV, T_KILL, T_ERR, T_CLOSEFDS, T_BIG };
+
+static size_t big_len(int idx)
+{
+    return ((size_t)1 << 20) * (1 + (size_t)idx % 4) + (size_t)idx;
+}
 
 typedef struct task {
     int idx, action;
@@ -43,6 +50,17 @@ static int run_task(const void *arg, size_t len, mp_buf *out)
         raise(SIGKILL);
     if (t.action == T_ERR)
         return MP_ERANGE;
+    if (t.action == T_CLOSEFDS)
+        for (int fd = 3; fd < 1024; fd++)
+            close(fd);
+    if (t.action == T_BIG) {
+        unsigned char *b = mp_buf_alloc(out, big_len(t.idx));
+        if (!b)
+            return MP_ENOMEM;
+        for (size_t k = 0; k < big_len(t.idx); k++)
+            b[k] = (unsigned char)(k * 7 + (size_t)t.idx);
+        return 0;
+    }
     int v = t.idx * 3;
     return mp_buf_append(out, &v, sizeof v);
 }
@@ -58,11 +76,25 @@ static mp_pool *make_pool(int n)
     return p;
 }
 
+static bool big_ok(mp_future *f, int idx)
+{
+    size_t len = 0;
+    const unsigned char *b = mp_future_result(f, &len);
+    if (!b || len != big_len(idx))
+        return false;
+    for (size_t k = 0; k < len; k++)
+        if (b[k] != (unsigned char)(k * 7 + (size_t)idx))
+            return false;
+    return true;
+}
+
 /* One future's outcome against what its task did. */
 static void judge(mp_future *f, const task *t, int *struck_normal)
 {
-    int v = -1, rc = mp_future_get(f, &v, sizeof v, NULL, 30);
-    if (rc == MP_ETIMEDOUT && !mp_future_done(f)) {
+    int v = -1, rc = mp_future_wait(f, 30);
+    if (rc == 0)
+        rc = t->action == T_BIG ? mp_future_status(f) : mp_future_get(f, &v, sizeof v, NULL, 0);
+    if (rc == MP_ETIMEDOUT) {
         chaos_fail("task %d (action %d) not finished after 30 s", t->idx, t->action);
         return;
     }
@@ -74,7 +106,12 @@ static void judge(mp_future *f, const task *t, int *struck_normal)
         }
         return;
     }
-    if (t->action == T_OK) {
+    if (t->action == T_BIG) {
+        CHAOS_CHECK(rc == 0 && big_ok(f, t->idx), "task %d: a large result: %s", t->idx,
+                    mp_err_name(rc));
+        return;
+    }
+    if (t->action == T_OK || t->action == T_CLOSEFDS) {
         CHAOS_CHECK(rc == 0 && v == t->idx * 3, "task %d: %s, value %d", t->idx, mp_err_name(rc),
                     v);
         return;
@@ -107,17 +144,15 @@ static void tasks_round(chaos_rng *r)
     if (!p)
         return;
     for (int i = 0; i < n; i++) {
-        unsigned roll = chaos_below(r, 10);
-        t[i] = (task){i,
-                      roll < 6   ? T_OK
-                      : roll < 8 ? T_SEGV
-                      : roll < 9 ? T_KILL
-                                 : T_ERR,
-                      chaos_below(r, 5000)};
+        static const int acts[] = {T_OK,   T_OK,   T_OK,  T_OK,       T_OK, T_SEGV,
+                                   T_SEGV, T_KILL, T_ERR, T_CLOSEFDS, T_BIG};
+        t[i] = (task){i, acts[chaos_below(r, sizeof acts / sizeof acts[0])], chaos_below(r, 5000)};
         if (t[i].action == T_SEGV)
             chaos_fault(CHAOS_F_SIGSEGV);
         if (t[i].action == T_KILL)
             chaos_fault(CHAOS_F_SIGKILL);
+        if (t[i].action == T_CLOSEFDS && !chaos_bug_enabled("pool-closefds"))
+            t[i].action = T_OK;
         f[i] = mp_pool_apply_async(p, run_task, &t[i], sizeof t[i]);
         CHAOS_CHECK(f[i] != NULL, "apply_async");
     }

@@ -11,9 +11,11 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NW 4
@@ -138,6 +140,44 @@ static void creator_round(chaos_rng *r)
     close(fds[1]);
 }
 
+/* Whether /dev/shm/mproc-<segname> exists. */
+static bool seg_exists(void)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/mproc-%s", segname);
+    return access(path, F_OK) == 0;
+}
+
+/* A whole program (an exec of this one, with a session and a tracker of
+ * its own) killed right after it created its first named segment: within
+ * about a second the segment is unlinked and its tracker gone. */
+static void program_round(chaos_rng *r)
+{
+    int fds[2];
+    char ready[16] = "";
+    chaos_pipe(fds);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        execl("/proc/self/exe", "chaos", "--program-shm", segname, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    ssize_t n = read(fds[0], ready, sizeof ready - 1); /* the program's first line */
+    close(fds[0]);
+    CHAOS_CHECK(n > 0 && atoi(ready) == 0, "the program could not create its segment: %s", ready);
+    enum chaos_fault k = chaos_signal_kind(r);
+    chaos_fault(CHAOS_F_PARENT_KILLED);
+    chaos_signal(pid, k, r);
+    waitpid(pid, NULL, 0);
+    double end =
+        chaos_now() + 2.0 * (getenv("CHAOS_TIME_SCALE") ? atof(getenv("CHAOS_TIME_SCALE")) : 1);
+    while (seg_exists() && chaos_now() < end)
+        chaos_sleep_us(5000); /* bounded polling of a file's existence */
+    CHAOS_CHECK(!seg_exists(), "the segment of a killed program outlived it by 2 s");
+}
+
 /* In a child limited to 64 KiB files: a 1 MiB segment must be refused. */
 static int create_big(void *arg)
 {
@@ -206,11 +246,13 @@ void chaos_sync_round(chaos_rng *r)
 {
     S = chaos_shared(sizeof *S);
     snprintf(segname, sizeof segname, "chaos-%d-%d", (int)chaos_driver, (int)getpid());
-    unsigned v = chaos_below(r, 5);
+    unsigned v = chaos_below(r, 6);
     if (v < 3)
         lock_round(r);
     else if (v == 3)
         creator_round(r);
+    else if (v == 4)
+        program_round(r);
     else
         shm_full(r);
 }

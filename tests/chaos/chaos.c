@@ -159,11 +159,20 @@ static int children(pid_t *out, int cap)
     return n;
 }
 
+static double scale(void)
+{
+    const char *s = getenv("CHAOS_TIME_SCALE");
+    double f = s ? atof(s) : 1.0;
+    return f > 0 ? f : 1.0;
+}
+
 /* Reaps what the round left; processes still alive after a grace period
  * (a death signal takes a moment to arrive) are leaks: named, killed. */
 static int process_leaks(void)
 {
-    double end = chaos_now() + 5.0;
+    /* Children die with their parent at once (PR_SET_PDEATHSIG); the
+     * tracker of named segments within about a second of its last client. */
+    double end = chaos_now() + 2.5 * scale();
     for (;;) {
         while (waitpid(-1, NULL, WNOHANG) > 0) {
         }
@@ -228,13 +237,6 @@ static void play(const chaos_cap *cap, uint64_t seed)
     CHAOS_CHECK(left == 0, "%d children still active after the round", left);
     fflush(NULL);
     exit(0); /* through exit: the library's own clean-up at exit runs */
-}
-
-static double scale(void)
-{
-    const char *s = getenv("CHAOS_TIME_SCALE");
-    double f = s ? atof(s) : 1.0;
-    return f > 0 ? f : 1.0;
 }
 
 static void add_tally(const chaos_tally *t)
@@ -335,8 +337,23 @@ static void print_totals(uint64_t seed)
     printf("----------------------\n");
 }
 
-int main(void)
+/* "chaos --program-shm NAME": a program of its own (the sync round's
+ * "program killed" variant execs it), which creates a named segment, says
+ * so on stdout and waits to be killed. */
+__attribute__((noreturn)) static int program_shm(const char *name)
 {
+    mp_shm *s;
+    int rc = mp_shm_create(name, 4096, &s);
+    printf("%d\n", rc);
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--program-shm") == 0)
+        return program_shm(argv[2]);
     const char *s = getenv("CHAOS_SEED"), *n = getenv("CHAOS_ROUNDS");
     uint64_t seed = s && *s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
     long rounds = n && *n ? atol(n) : 16;
