@@ -97,9 +97,15 @@ __attribute__((format(printf, 1, 2))) void chaos_finding(const char *fmt, ...);
  *   pool-closefds   a task that closes its worker's descriptors wedges
  *                   the pool (its future never finishes; later tasks of
  *                   that worker fail)
- * Returns whether the variant named may run; counts a skip when not.
+ *   queue-getloss   a consumer killed inside a get, after the message was
+ *                   copied out, takes it away uncounted (mp_queue_stats
+ *                   .lost stays 0; a joinable queue's join never returns);
+ *                   off, such a message is counted as a limit met
+ * chaos_bug_enabled() returns whether the variant named may run and counts
+ * a skip when not; chaos_bug_on() only asks.
  */
 bool chaos_bug_enabled(const char *name);
+bool chaos_bug_on(const char *name);
 /* A variant this machine cannot run: counted apart, with the reason. */
 __attribute__((format(printf, 1, 2))) void chaos_skip(const char *fmt, ...);
 #define CHAOS_CHECK(cond, ...)       \
