@@ -55,7 +55,7 @@ void chaos_reported(void)
     __atomic_fetch_add(&chaos_t->reported, 1, __ATOMIC_RELAXED);
 }
 
-static void note(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void note(const char *fmt, va_list ap)
 {
     if (chaos_t->note[0] == '\0')
         vsnprintf(chaos_t->note, sizeof chaos_t->note, fmt, ap);
