@@ -97,6 +97,8 @@ __attribute__((format(printf, 1, 2))) void chaos_finding(const char *fmt, ...);
  *   pool-closefds   a task that closes its worker's descriptors wedges
  *                   the pool (its future never finishes; later tasks of
  *                   that worker fail)
+ *   tracker-outlives  a program killed while its first named segment is
+ *                   being created leaves its tracker running (for good)
  *   queue-getloss   a consumer killed inside a get, after the message was
  *                   copied out, takes it away uncounted (mp_queue_stats
  *                   .lost stays 0; a joinable queue's join never returns);
