@@ -256,7 +256,7 @@ static int send_checked(mp_conn *c, uint64_t word, const void *buf, size_t len, 
 
 int mp_conn_send_timeout(mp_conn *c, const void *buf, size_t len, double timeout)
 {
-    if (!c || (!buf && len > 0) || len > MAX_LEN)
+    if (!c || (!buf && len > 0) || len > MAX_LEN || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     return send_checked(c, frame_word(len, KIND_DATA), buf, len, -1, timeout);
 }
@@ -500,7 +500,7 @@ static int recv_begin(mp_conn *c)
 
 int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout)
 {
-    if (!c || !len || (!buf && cap > 0))
+    if (!c || !len || (!buf && cap > 0) || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)
@@ -512,7 +512,7 @@ int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout)
 
 int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout)
 {
-    if (!c || !buf || !len)
+    if (!c || !buf || !len || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)
@@ -524,7 +524,7 @@ int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout)
 
 int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout)
 {
-    if (!c || !fd)
+    if (!c || !fd || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)
@@ -554,7 +554,7 @@ int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout)
 
 int mp_conn_poll(mp_conn *c, double timeout)
 {
-    if (!c)
+    if (!c || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)

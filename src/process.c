@@ -448,7 +448,7 @@ static bool ours(const mp_process *p)
 
 int mp_process_join(mp_process *p, double timeout)
 {
-    if (!p)
+    if (!p || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (p->state == ST_NEW || !ours(p))
         return MP_ESTATE;
@@ -550,6 +550,8 @@ int mp_process_kill(mp_process *p)
 
 int mp_process_stop(mp_process *p, double grace)
 {
+    if (mp__duration_check(grace) < 0)
+        return MP_EINVAL;
     int rc = mp_process_terminate(p);
     if (rc < 0)
         return rc;

@@ -504,7 +504,7 @@ static int space_ready(mp_queue *q, void *arg)
 
 int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
 {
-    if (!q || (!buf && len > 0))
+    if (!q || (!buf && len > 0) || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (len > q->cap - HDR)
         return MP_EMSGSIZE;
@@ -633,14 +633,14 @@ static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf
 
 int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout)
 {
-    if (!q || (!buf && cap > 0))
+    if (!q || (!buf && cap > 0) || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     return get_impl(q, buf, cap, len, NULL, timeout);
 }
 
 int mp_queue_get_alloc(mp_queue *q, void **buf, size_t *len, double timeout)
 {
-    if (!q || !buf)
+    if (!q || !buf || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     return get_impl(q, NULL, 0, len, buf, timeout);
 }
@@ -733,7 +733,7 @@ int mp_queue_task_done(mp_queue *q)
 
 int mp_queue_join(mp_queue *q, double timeout)
 {
-    if (!q)
+    if (!q || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     qshared *s = q->s;
     if (!(s->flags & F_JOINABLE))

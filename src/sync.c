@@ -248,7 +248,7 @@ static int lock_take(lock_impl *li, int64_t deadline)
 int mp_lock_acquire(mp_lock *l, double timeout)
 {
     lock_impl *li = lock_of(l);
-    if (!li)
+    if (!li || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     /* The uncontended case needs no clock: try before computing the
      * deadline. */
@@ -438,7 +438,7 @@ static bool sem_try(sem_impl *si)
 int mp_sem_acquire(mp_sem *s, double timeout)
 {
     sem_impl *si = sem_of(s);
-    if (!si)
+    if (!si || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (sem_try(si))
         return 0;
@@ -577,7 +577,7 @@ bool mp_event_is_set(const mp_event *e)
 int mp_event_wait(mp_event *e, double timeout)
 {
     event_impl *ei = event_of(e);
-    if (!ei)
+    if (!ei || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (atomic_load_explicit(&ei->flag, memory_order_acquire))
         return 0;
@@ -743,7 +743,7 @@ static int cond_wait(cond_impl *ci, int64_t deadline)
 int mp_cond_wait(mp_cond *c, double timeout)
 {
     cond_impl *ci = cond_of(c);
-    if (!ci)
+    if (!ci || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     return cond_wait(ci, mp__deadline(timeout));
 }
@@ -751,7 +751,7 @@ int mp_cond_wait(mp_cond *c, double timeout)
 int mp_cond_wait_for(mp_cond *c, mp_predicate_fn pred, void *arg, double timeout)
 {
     cond_impl *ci = cond_of(c);
-    if (!ci || !pred)
+    if (!ci || !pred || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     lock_impl *li = cond_lock(ci);
     if (!li)
@@ -927,7 +927,7 @@ static int barrier_outcome(barrier_impl *bi, uint32_t g, uint32_t breaks0)
 int mp_barrier_wait(mp_barrier *b, double timeout)
 {
     barrier_impl *bi = barrier_of(b);
-    if (!bi)
+    if (!bi || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int64_t deadline = mp__deadline(timeout);
     int rc = barrier_lock(bi);

@@ -30,6 +30,7 @@
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -49,8 +50,35 @@
 /* CLOCK_MONOTONIC, in nanoseconds. */
 int64_t mp__now_ns(void);
 
-/* The absolute deadline for a timeout in seconds: MP__NO_DEADLINE for a
- * negative timeout (MP_FOREVER), now for 0, NaN treated as 0. */
+/* The rule of include/mproc/common.h for the times the API takes, in one
+ * place.  Every public call that takes a timeout checks it with
+ * mp__timeout_check() before anything else, and every duration (a grace
+ * period, a limit, an interval) with mp__duration_check(); both return 0,
+ * or MP_EINVAL for NaN (and for a duration below 0).  Inline: the queue's
+ * put and get pay one comparison for it. */
+static inline int mp__timeout_check(double seconds)
+{
+    return seconds != seconds ? -EINVAL : 0;
+}
+
+static inline int mp__duration_check(double seconds)
+{
+    return seconds != seconds || seconds < 0 ? -EINVAL : 0;
+}
+
+/* Seconds as nanoseconds by that rule: rounded to the nearest; INT64_MAX
+ * (no limit) for +INFINITY and for anything the clock cannot count; 0 for
+ * 0, for values below 0 and for NaN (which callers refused already). */
+int64_t mp__seconds_ns(double seconds);
+
+/* start + ns, a time ns nanoseconds after start, saturating: never wraps
+ * around, MP__NO_DEADLINE when it is past what the clock can count (or ns
+ * is INT64_MAX, "no limit"). */
+int64_t mp__time_after(int64_t start, int64_t ns);
+
+/* The absolute deadline for a timeout in seconds, by the same rule:
+ * MP__NO_DEADLINE for a negative timeout (MP_FOREVER), +INFINITY and
+ * anything too large; now for 0 (and for NaN, which callers refused). */
 int64_t mp__deadline(double timeout);
 
 /* Nanoseconds left until deadline: <= 0 once it passed, INT64_MAX for none. */
