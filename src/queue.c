@@ -66,10 +66,11 @@
  * the consumer's barrier.  Before sleeping, a waiter polls for a few
  * microseconds, then yields for a few more (SPIN_NS, YIELD_NS), which is
  * what gives sub-microsecond hand-offs; a kernel wake-up costs about 5 us
- * here.  Sleeps are cut into
- * slices of RECHECK_NS and the condition is re-read after each: a process
- * killed between its commit and its wake-up call cannot leave anyone asleep
- * for longer than that.
+ * here.  Sleeps are cut into slices of RECHECK_NS and the condition is
+ * re-read after each: a process killed between its commit and its wake-up
+ * call cannot leave anyone asleep for longer than that.  (The test build
+ * switches the slices off - mp__recheck_slices() - so that a wake-up lost
+ * any other way hangs a test.)
  *
  * Close sets bit 63 of tail with one atomic OR, then wakes every waiter.
  * Consumers read "closed" and "empty" from the same word, so they return
@@ -286,6 +287,7 @@ typedef struct qwait {
     double timeout;
     int64_t deadline;
     bool have;
+    bool slices; /* mp__recheck_slices(), read when the wait began */
 } qwait;
 
 static bool qwait_nowait(const qwait *w)
@@ -297,6 +299,7 @@ static int64_t qwait_deadline(qwait *w)
 {
     if (!w->have) {
         w->deadline = mp__deadline(w->timeout);
+        w->slices = mp__recheck_slices();
         w->have = true;
     }
     return w->deadline;
@@ -305,8 +308,8 @@ static int64_t qwait_deadline(qwait *w)
 /* The end of the next sleep slice. */
 static int64_t qwait_slice(qwait *w)
 {
-    int64_t dl = qwait_deadline(w), now = mp__now_ns();
-    return dl - now > RECHECK_NS ? now + RECHECK_NS : dl;
+    int64_t dl = qwait_deadline(w);
+    return mp__slice_end(w->slices, dl, RECHECK_NS);
 }
 
 static bool qwait_expired(qwait *w)
@@ -510,7 +513,7 @@ int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
         return MP_EMSGSIZE;
     qshared *s = q->s;
     uint64_t need = record_size(len);
-    qwait w = {timeout, 0, false};
+    qwait w = {timeout, 0, false, true};
     int rc = lock_side(q, &s->put.lock, &w, repair_put);
     if (rc < 0)
         return rc;
@@ -569,7 +572,7 @@ static int data_ready(mp_queue *q, void *arg)
 static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf, double timeout)
 {
     qshared *s = q->s;
-    qwait w = {timeout, 0, false};
+    qwait w = {timeout, 0, false, true};
     int rc = lock_side(q, &s->get.lock, &w, repair_get);
     if (rc < 0)
         return rc;
@@ -738,7 +741,7 @@ int mp_queue_join(mp_queue *q, double timeout)
     qshared *s = q->s;
     if (!(s->flags & F_JOINABLE))
         return MP_ENOTSUP;
-    qwait w = {timeout, 0, false};
+    qwait w = {timeout, 0, false, true};
     for (;;) {
         if (unfinished(s) == 0)
             return 0;

@@ -30,7 +30,11 @@
  * others may sleep.  Semaphore sleeps therefore last at most SLICE_NS, after
  * which a sleeper re-checks the value itself: a dead waiter costs the
  * others at most one slice of delay, never a hang.  (The mutex does the same
- * for its own variant of the problem; events and barriers wake everyone.)
+ * for its own variant of the problem; events, conditions and barriers need
+ * no slice: their wakers wake everyone, or the kernel hands a wake-one to a
+ * live sleeper, and a wake-up once made is never owed again.)  The test
+ * build switches the slices off (mp__recheck_slices()), so that a lost
+ * wake-up hangs a test instead of costing it 100 ms.
  *
  * Condition.  A sequence word: a waiter reads it with the lock held,
  * releases the lock, and sleeps while the word is unchanged; notify(n)
@@ -448,17 +452,17 @@ int mp_sem_acquire(mp_sem *s, double timeout)
     SPIN_WHILE_NOT(&si->spin_score, atomic_load_explicit(&si->value, memory_order_relaxed) > 0);
     if (sem_try(si))
         return 0;
+    bool slices = mp__recheck_slices(); /* see DESIGN: dying between wake-up and action */
     atomic_fetch_add(&si->nwaiters, 1);
     int rc = 0;
     for (;;) {
         if (sem_try(si))
             break;
-        int64_t now = mp__now_ns();
-        if (deadline != MP__NO_DEADLINE && deadline <= now) {
+        if (passed(deadline)) {
             rc = MP_ETIMEDOUT;
             break;
         }
-        int64_t until = deadline - now > SLICE_NS ? now + SLICE_NS : deadline;
+        int64_t until = mp__slice_end(slices, deadline, SLICE_NS);
         (void)mp__futex_wait(&si->value, 0, until); /* every outcome re-checks */
     }
     atomic_fetch_sub(&si->nwaiters, 1);

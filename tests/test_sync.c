@@ -643,6 +643,25 @@ static int sem_wait_child(void *arg)
     return mp_sem_acquire(w->sem, 60.0) == 0 ? 0 : 1;
 }
 
+/* A release wakes a waiter asleep in the kernel.  The waiter's own limit
+ * (60 s) is longer than the case's on purpose: waits re-check nothing in
+ * tests (MPROC_TEST_NO_RECHECK), so a lost wake-up hangs the case until
+ * its limit fails it. */
+TEST_TIMEOUT(semaphore_release_wakes_a_sleeping_waiter, 20)
+{
+    mp_sem *s = new_sem(0, false);
+    sem_wait_arg w = {.sem = s};
+    gate_init(&w.ready);
+    mp_process *p = mpt_start(sem_wait_child, &w);
+    CHECK_EQ(gate_wait(&w.ready, 10.0), 0);
+    CHECK(eventually(in_futex_wait, pid_arg(p), 10.0));
+    CHECK_OK(mp_sem_release(s));
+    CHECK_EQ(mpt_finish(p), 0);
+    CHECK_EQ(mp_sem_value(s), 0);
+    mp_sem_free(s);
+    gate_close(&w.ready);
+}
+
 TEST(semaphore_waiter_killed_does_not_block_others)
 {
     mp_sem *s = new_sem(0, false);

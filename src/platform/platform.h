@@ -81,6 +81,23 @@ int64_t mp__time_after(int64_t start, int64_t ns);
  * anything too large; now for 0 (and for NaN, which callers refused). */
 int64_t mp__deadline(double timeout);
 
+/* Whether a wait cuts its sleep into re-check slices.  Several waits sleep
+ * at most a slice (100 ms) at a time and look at their condition again,
+ * because a process may die between changing what a sleeper waits for and
+ * waking it (or between being woken and acting on it, where the wake-up
+ * was meant for it), and nobody else would ever wake that sleeper: the
+ * slice bounds what such a death costs the others.  In the library users
+ * get this is always true.  In the test build (MPROC_TESTING) the
+ * environment variable MPROC_TEST_NO_RECHECK=1 makes it false, so that a
+ * wait sleeps until it is woken or its deadline passes and a lost wake-up
+ * hangs the test instead of costing a slice; the variable is read at each
+ * call, so a wait asks once, when it begins, and a test can change it. */
+bool mp__recheck_slices(void);
+
+/* The end of the next sleep of a wait that began with slices = the result
+ * of mp__recheck_slices(): deadline, or at most slice_ns from now. */
+int64_t mp__slice_end(bool slices, int64_t deadline, int64_t slice_ns);
+
 /* Nanoseconds left until deadline: <= 0 once it passed, INT64_MAX for none. */
 int64_t mp__remaining_ns(int64_t deadline);
 

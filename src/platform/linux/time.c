@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <time.h>
 
 int64_t mp__now_ns(void)
@@ -43,6 +44,24 @@ int64_t mp__deadline(double timeout)
     if (timeout < 0)
         return MP__NO_DEADLINE;
     return mp__time_after(mp__now_ns(), mp__seconds_ns(timeout));
+}
+
+bool mp__recheck_slices(void)
+{
+#ifdef MPROC_TESTING
+    const char *v = getenv("MPROC_TEST_NO_RECHECK");
+    return !(v && v[0] == '1' && v[1] == '\0');
+#else
+    return true;
+#endif
+}
+
+int64_t mp__slice_end(bool slices, int64_t deadline, int64_t slice_ns)
+{
+    if (!slices)
+        return deadline;
+    int64_t end = mp__time_after(mp__now_ns(), slice_ns);
+    return end < deadline ? end : deadline;
 }
 
 int64_t mp__remaining_ns(int64_t deadline)
