@@ -23,9 +23,12 @@ typedef enum mp__queue_point {
     MP__QP_PUT_WRITTEN,   /* record written past tail, not yet published */
     MP__QP_PUT_PUBLISHED, /* published, put lock still held */
     MP__QP_GET_COPIED,    /* record copied out, head not yet moved */
-    MP__QP_GET_COMMITTED, /* head moved, get lock still held */
+    MP__QP_GET_COMMITTED, /* head moved, slot still S_TAKING, get lock held */
     MP__QP_GET_WAITING,   /* about to sleep for data, get lock held */
-    MP__QP_PUT_WAITING    /* about to sleep for room, put lock held */
+    MP__QP_PUT_WAITING,   /* about to sleep for room, put lock held */
+    MP__QP_GET_SLOTTED,   /* consumer slot taken, get lock not yet */
+    MP__QP_GET_TAKEN,     /* slot S_TAKEN, producer woken, get lock held */
+    MP__QP_GET_UNLOCKED   /* get lock released (waiters woken), slot held */
 } mp__queue_point;
 
 /* Called, when set, at each of those instants (in the process that is

@@ -336,6 +336,18 @@ int mp__pidfd_send_signal(int pidfd, int signo);
 /* The calling thread's id. */
 pid_t mp__gettid(void);
 
+/* Thread identities another process can check.  A thread id alone names a
+ * thread only while it lives (ids are reused); with the thread's start time
+ * it names one thread for good.  mp__thread_start() is the calling
+ * thread's start time (clock ticks since boot), cached per thread (one read
+ * of /proc the first time, and again in a child after fork); 0 when it
+ * cannot be read.  mp__thread_check(tid, &start) says whether thread tid is
+ * alive: 0 and its start time in *start; MP_ESRCH when no such thread
+ * exists any more or it is dead (a zombie); another -errno when it cannot
+ * tell (the thread may well live). */
+uint64_t mp__thread_start(void);
+int mp__thread_check(pid_t tid, uint64_t *start);
+
 /* Makes the calling process die (SIGKILL) when parent, its parent, dies -
  * strictly, when the thread that forked it ends.  Returns 0, MP_ESRCH when
  * the parent is already gone (no signal would ever come), or -errno. */
