@@ -35,6 +35,17 @@ typedef enum mp__queue_point {
  * there).  NULL in normal use; a test sets it in a child that must die. */
 extern void (*mp__queue_fault)(mp__queue_point where);
 
+/* ---- the tracker's client (tracker.c) -------------------------------------- */
+
+/* The instants of starting the tracker where a program may die. */
+typedef enum mp__tracker_point {
+    MP__TP_CONNECTED, /* listening and connected to itself, tracker not started */
+    MP__TP_STARTED    /* tracker started, its first request not yet sent */
+} mp__tracker_point;
+
+/* Called, when set, at each of those instants.  NULL in normal use. */
+extern void (*mp__tracker_fault)(mp__tracker_point where);
+
 /* ---- the arena (arena.c) -------------------------------------------------- */
 
 /* Leaves a's allocator as a process killed in the middle of an allocation
