@@ -712,6 +712,7 @@ static int spawned_worker(void *arg)
 
 static void run_attached_worker(mp_start_method method)
 {
+    MPT_CONTEXT("start method %s", method == MP_START_SPAWN ? "spawn" : "forkserver");
     mp_queue *in = qnew(4096), *out = qnew(4096);
     int fds[2] = {mp_queue_fd(in), mp_queue_fd(out)};
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
@@ -735,6 +736,7 @@ static void run_attached_worker(mp_start_method method)
     mp_process_free(p);
     mp_queue_free(in);
     mp_queue_free(out);
+    MPT_CONTEXT_CLEAR();
 }
 
 TEST(a_spawned_child_attaches)

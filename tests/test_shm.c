@@ -376,6 +376,7 @@ static int fresh_image_attaches(void *arg)
 
 static void check_fresh_image(mp_start_method m)
 {
+    MPT_CONTEXT("start method %s", m == MP_START_SPAWN ? "spawn" : "forkserver");
     mp_arena *d = mp_arena_default();
     char *text = mp_arena_alloc(NULL, 64);
     strcpy(text, "from the parent");
@@ -395,6 +396,7 @@ static void check_fresh_image(mp_start_method m)
     CHECK_STREQ(q, "allocated in the child");
     CHECK_OK(mp_arena_dealloc(NULL, q));
     CHECK_OK(mp_arena_dealloc(NULL, text));
+    MPT_CONTEXT_CLEAR();
 }
 
 TEST(spawned_child_maps_the_arena_at_the_same_address)

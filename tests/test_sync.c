@@ -189,21 +189,30 @@ TEST(rlock_counts_and_owner)
 }
 
 /* Shared state for the contention tests: a plain counter that only the
- * lock protects. */
+ * lock protects, and a barrier every contender waits at before its first
+ * increment, so that they all run at once (started one by one, the first
+ * could finish before the last began, and the count came out right with
+ * the locks switched off). */
 typedef struct counter_arg {
     mp_lock *lock;
     volatile long *count;
     int n;
+    mp_barrier *start;
 } counter_arg;
 
 static int add_under_lock(void *arg)
 {
     counter_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     for (int i = 0; i < a->n; i++) {
         if (mp_lock_acquire(a->lock, 30.0) != 0)
             return 1;
-        /* A read-modify-write in two steps: lost updates would show. */
+        /* A read-modify-write in two steps, now and then with the CPU
+         * given away in between: without exclusion, updates are lost. */
         long v = *a->count;
+        if (i % 16 == 0)
+            sched_yield();
         *a->count = v + 1;
         if (mp_lock_release(a->lock) != 0)
             return 2;
@@ -211,12 +220,13 @@ static int add_under_lock(void *arg)
     return 0;
 }
 
-static void check_exact_count(mp_lock *lock)
+static void check_exact_count(mp_lock *lock, const char *kind)
 {
+    MPT_CONTEXT("%s", kind);
     enum { PROCS = 4, N = 20000 };
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
     CHECK(count != NULL);
-    counter_arg a = {lock, count, N};
+    counter_arg a = {lock, count, N, new_barrier(PROCS)};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(add_under_lock, &a);
@@ -224,15 +234,19 @@ static void check_exact_count(mp_lock *lock)
         CHECK_EQ(mpt_finish(ps[i]), 0);
     CHECK_EQ(*count, (long)PROCS * N);
     CHECK_OK(mp_arena_dealloc(NULL, (void *)count));
+    mp_barrier_free(a.start);
+    MPT_CONTEXT_CLEAR();
 }
 
+/* sync.h: a Lock and an RLock exclude each other's holders, here four
+ * processes that start together. */
 TEST(lock_exact_count_under_contention)
 {
     mp_lock *l = new_lock();
-    check_exact_count(l);
+    check_exact_count(l, "Lock");
     mp_lock_free(l);
     mp_rlock *r = new_rlock();
-    check_exact_count(r);
+    check_exact_count(r, "RLock");
     mp_lock_free(r);
 }
 
@@ -257,12 +271,13 @@ TEST(lock_exact_count_between_threads_and_processes)
 {
     mp_rlock *l = new_rlock();
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
-    counter_arg a = {l, count, 10000};
+    counter_arg a = {l, count, 10000, new_barrier(4)};
     mp_process *p = mpt_start(threads_add, &a);
     CHECK_EQ(threads_add(&a), 0);
     CHECK_EQ(mpt_finish(p), 0);
     CHECK_EQ(*count, 40000);
     CHECK_OK(mp_arena_dealloc(NULL, (void *)count));
+    mp_barrier_free(a.start);
     mp_lock_free(l);
 }
 
@@ -378,6 +393,7 @@ TEST(waits_survive_signals_without_stretching)
 
 static void check_owner_death(int depth)
 {
+    MPT_CONTEXT("%s held %d deep", depth > 1 ? "RLock" : "Lock", depth);
     holder_arg h = {.lock = depth > 1 ? new_rlock() : new_lock(), .depth = depth};
     gate_init(&h.ready);
     gate_init(&h.go);
@@ -415,6 +431,7 @@ static void check_owner_death(int depth)
     mp_lock_free(h.lock);
     gate_close(&h.ready);
     gate_close(&h.go);
+    MPT_CONTEXT_CLEAR();
 }
 
 TEST(lock_owner_death_is_recovered)
@@ -543,15 +560,20 @@ typedef struct sem_arg {
     int n;
     int *successes; /* per child, in shared memory */
     int idx;
+    mp_barrier *start; /* all contenders start together (see counter_arg) */
 } sem_arg;
 
 static int add_under_sem(void *arg)
 {
     sem_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     for (int i = 0; i < a->n; i++) {
         if (mp_sem_acquire(a->sem, 30.0) != 0)
             return 1;
-        long v = *a->count;
+        long v = *a->count; /* as add_under_lock */
+        if (i % 16 == 0)
+            sched_yield();
         *a->count = v + 1;
         if (mp_sem_release(a->sem) != 0)
             return 2;
@@ -564,7 +586,7 @@ TEST(semaphore_as_mutex_exact_count)
     enum { PROCS = 4, N = 10000 };
     mp_sem *s = new_sem(1, true);
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
-    sem_arg a = {s, count, N, NULL, 0};
+    sem_arg a = {s, count, N, NULL, 0, new_barrier(PROCS)};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(add_under_sem, &a);
@@ -573,6 +595,7 @@ TEST(semaphore_as_mutex_exact_count)
     CHECK_EQ(*count, (long)PROCS * N);
     CHECK_EQ(mp_sem_value(s), 1);
     mp_arena_dealloc(NULL, (void *)count);
+    mp_barrier_free(a.start);
     mp_sem_free(s);
 }
 
@@ -610,7 +633,7 @@ TEST(bounded_semaphore_over_release_is_always_refused)
     sem_arg a[PROCS];
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++) {
-        a[i] = (sem_arg){s, NULL, 1000, succ, i};
+        a[i] = (sem_arg){s, NULL, 1000, succ, i, NULL};
         ps[i] = mpt_start(release_many, &a[i]);
     }
     int total = 0;
