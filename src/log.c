@@ -13,6 +13,12 @@
  * own (mp_log_set_file), a later change dup2()s the new file onto that same
  * number, so a thread logging concurrently never writes to a descriptor
  * that was closed and reused for something else.
+ *
+ * A line that cannot be written is dropped, quietly: a pipe whose reader is
+ * gone would raise SIGPIPE and kill the process for a log line, so SIGPIPE
+ * is blocked in the writing thread around the write, and one it raised is
+ * taken back before the mask is restored (unless one was pending already,
+ * which is the program's).
  */
 #define _GNU_SOURCE
 #include "log.h"
@@ -21,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <time.h>
@@ -87,6 +94,24 @@ static void read_env(void)
         if (fd >= 0)
             adopt_owned(fd);
     }
+}
+
+/* Writes a line, dropping it rather than raising SIGPIPE (see DESIGN). */
+static void write_quietly(int fd, const char *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigemptyset(&pending);
+    (void)sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    if (mp__write_all(fd, buf, len) == MP_EPIPE && !was_pending) {
+        static const struct timespec now = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &now) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static int current_level(void)
@@ -209,7 +234,7 @@ void mp_vlog(mp_log_level level, const char *fmt, va_list ap)
     if (len > 0 && buf[len - 1] == '\n')
         len--;
     buf[len++] = '\n';
-    (void)mp__write_all(atomic_load(&log_fd), buf, len);
+    write_quietly(atomic_load(&log_fd), buf, len);
     if (buf != stackbuf)
         free(buf);
     errno = saved_errno;
