@@ -1018,6 +1018,12 @@ int mp_barrier_reset(mp_barrier *b)
     return 0;
 }
 
+mp__mutex *mp__lock_mutex(mp_lock *l)
+{
+    lock_impl *li = lock_of(l);
+    return li ? &li->mutex : NULL;
+}
+
 mp__mutex *mp__barrier_mutex(mp_barrier *b)
 {
     barrier_impl *bi = barrier_of(b);

@@ -58,4 +58,7 @@ void mp__arena_crash_in_alloc(mp_arena *a);
 /* A barrier's internal mutex, for tests that die holding it. */
 mp__mutex *mp__barrier_mutex(mp_barrier *b);
 
+/* A lock's mutex, for tests that push an RLock's count to its limit. */
+mp__mutex *mp__lock_mutex(mp_lock *l);
+
 #endif /* MP__TESTHOOKS_H */

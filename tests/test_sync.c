@@ -303,6 +303,30 @@ static int hold_lock(void *arg)
     return 0;
 }
 
+/* sync.h, mp_lock_acquire: "MP_EAGAIN when an RLock's count would
+ * overflow" - and the lock stays held, at the same depth. */
+TEST(rlock_count_overflow_is_eagain)
+{
+    mp_rlock *r = new_rlock();
+    CHECK_OK(mp_lock_acquire(r, 0));
+    CHECK_OK(mp_lock_acquire(r, 0));
+    CHECK_EQ(mp_lock_count(r), 2);
+    /* Four billion acquisitions, without the four billion calls. */
+    CHECK_OK(mp__mutex_set_depth(mp__lock_mutex(r), UINT32_MAX));
+    CHECK_ERR(mp_lock_acquire(r, 0), MP_EAGAIN);
+    CHECK_ERR(mp_lock_acquire(r, MP_FOREVER), MP_EAGAIN);
+    CHECK(mp_lock_is_owned(r));
+    CHECK_EQ((unsigned)mp_lock_count(r), UINT32_MAX);
+    CHECK_OK(mp_lock_release(r));
+    CHECK_EQ((unsigned)mp_lock_count(r), UINT32_MAX - 1);
+    CHECK_OK(mp_lock_acquire(r, 0));
+    CHECK_OK(mp__mutex_set_depth(mp__lock_mutex(r), 1));
+    CHECK_OK(mp_lock_release(r));
+    CHECK(!mp_lock_is_owned(r));
+    CHECK_EQ(mp_lock_owner(r, NULL, NULL), 0);
+    mp_lock_free(r);
+}
+
 TEST(lock_timeouts)
 {
     holder_arg h = {.lock = new_lock(), .depth = 1};
@@ -926,6 +950,71 @@ TEST(condition_producers_and_consumers)
     mp_arena_dealloc(NULL, b);
 }
 
+/* Waiters of notify_n_wakes_at_least_n: each takes the lock, says it is
+ * ready, waits, and once woken counts itself and says so on a pipe. */
+typedef struct notify_arg {
+    mp_cond *c;
+    volatile int *woken;
+    gate ready, done;
+} notify_arg;
+
+static int wait_to_be_notified(void *arg)
+{
+    notify_arg *a = arg;
+    if (mp_cond_acquire(a->c, 30.0) != 0)
+        return 1;
+    gate_open(&a->ready);
+    int rc = mp_cond_wait(a->c, 60.0);
+    (*a->woken)++;
+    mp_cond_release(a->c);
+    gate_open(&a->done);
+    return rc == 0 ? 0 : 2;
+}
+
+/* sync.h, Condition: "notify(n) wakes at least min(n, sleepers) waiters":
+ * with four asleep, notify(2) lets two through, notify(1) a third,
+ * notify_all the last. */
+TEST(condition_notify_n_wakes_at_least_n)
+{
+    enum { W = 4 };
+    mp_cond *c = new_cond(NULL);
+    volatile int *woken = mp_arena_alloc(NULL, sizeof(int));
+    notify_arg a = {.c = c, .woken = woken};
+    gate_init(&a.ready);
+    gate_init(&a.done);
+    mp_process *ps[W];
+    for (int i = 0; i < W; i++) {
+        ps[i] = mpt_start(wait_to_be_notified, &a);
+        CHECK_OK(gate_wait(&a.ready, 30.0));
+    }
+    for (int i = 0; i < W; i++)
+        CHECK(eventually(in_futex_wait, pid_arg(ps[i]), 30.0));
+    const int n[] = {2, 1};
+    int expect = 0;
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(mp_cond_acquire(c, 30.0));
+        CHECK_ERR(mp_cond_notify(c, 0), MP_EINVAL);
+        CHECK_OK(mp_cond_notify(c, n[k]));
+        CHECK_OK(mp_cond_release(c));
+        expect += n[k];
+        for (int i = 0; i < n[k]; i++)
+            CHECK_OK(gate_wait(&a.done, 30.0));
+        CHECK_OK(mp_cond_acquire(c, 30.0));
+        CHECK_GE(*woken, expect);
+        CHECK_OK(mp_cond_release(c));
+    }
+    CHECK_OK(mp_cond_acquire(c, 30.0));
+    CHECK_OK(mp_cond_notify_all(c));
+    CHECK_OK(mp_cond_release(c));
+    for (int i = 0; i < W; i++)
+        CHECK_EQ(mpt_finish(ps[i]), 0);
+    CHECK_EQ(*woken, W);
+    mp_arena_dealloc(NULL, (void *)woken);
+    mp_cond_free(c);
+    gate_close(&a.ready);
+    gate_close(&a.done);
+}
+
 typedef struct flag_arg {
     mp_cond *c;
     volatile int *flag;
@@ -1227,6 +1316,58 @@ TEST(barrier_timeout_breaks_it_until_reset)
     p = mpt_start(barrier_wait_expect, &a);
     CHECK(mp_barrier_wait(b, 30.0) >= 0);
     CHECK_EQ(mpt_finish(p), 0);
+    mp_barrier_free(b);
+    gate_close(&a.ready);
+}
+
+static int barrier_index(void *arg)
+{
+    int rc = mp_barrier_wait(arg, 60.0);
+    return rc < 0 ? 100 : rc;
+}
+
+static bool n_arrived(mp_barrier *b, int n)
+{
+    double end = mpt_now() + 30;
+    while (mp_barrier_n_waiting(b) != n && mpt_now() < end)
+        sched_yield();
+    return mp_barrier_n_waiting(b) == n;
+}
+
+/* sync.h, Barrier: "wait returns each an index, 0 .. parties-1, in the
+ * order they arrived". */
+TEST(barrier_indexes_follow_the_order_of_arrival)
+{
+    enum { PARTIES = 4 };
+    mp_barrier *b = new_barrier(PARTIES);
+    mp_process *ps[PARTIES - 1];
+    for (int i = 0; i < PARTIES - 1; i++) {
+        ps[i] = mpt_start(barrier_index, b);
+        CHECK(n_arrived(b, i + 1)); /* it arrived before the next starts */
+    }
+    CHECK_EQ(mp_barrier_wait(b, 30.0), PARTIES - 1);
+    for (int i = 0; i < PARTIES - 1; i++)
+        CHECK_EQ(mpt_finish(ps[i]), i);
+    mp_barrier_free(b);
+}
+
+/* sync.h, Barrier: "A wait that times out breaks it too (the caller gets
+ * MP_ETIMEDOUT, the others MP_EBROKEN)" - the others already waiting, and
+ * those who come after, until reset. */
+TEST(a_timed_out_wait_breaks_the_barrier_for_the_others)
+{
+    mp_barrier *b = new_barrier(3);
+    bwait_arg a = {.b = b, .expect = MP_EBROKEN};
+    gate_init(&a.ready);
+    mp_process *p = mpt_start(barrier_wait_expect, &a);
+    CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
+    CHECK(n_arrived(b, 1));
+    CHECK_ERR(mp_barrier_wait(b, 0.1), MP_ETIMEDOUT);
+    CHECK_EQ(mpt_finish(p), 0); /* it got MP_EBROKEN */
+    CHECK(mp_barrier_broken(b));
+    CHECK_ERR(mp_barrier_wait(b, 30.0), MP_EBROKEN);
+    CHECK_OK(mp_barrier_reset(b));
+    CHECK(!mp_barrier_broken(b));
     mp_barrier_free(b);
     gate_close(&a.ready);
 }

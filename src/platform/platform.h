@@ -181,6 +181,12 @@ bool mp__mutex_is_mine(const mp__mutex *m);
  * 1 for a non-recursive mutex it holds, the depth for a recursive one. */
 unsigned mp__mutex_depth(const mp__mutex *m);
 
+/* For tests of a recursive mutex's overflow, which four billion
+ * acquisitions would take minutes to reach: sets the depth of a recursive
+ * mutex the calling thread holds.  Returns 0, or MP_EPERM when it does not
+ * hold it. */
+int mp__mutex_set_depth(mp__mutex *m, unsigned depth);
+
 /* Initialises a process-private pthread mutex for a lock that many threads
  * take for short moments: it spins briefly before sleeping where the
  * system can (glibc's adaptive mutex).  Returns 0 or -errno. */

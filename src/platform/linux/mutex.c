@@ -237,6 +237,14 @@ bool mp__mutex_is_mine(const mp__mutex *m)
     return owner != 0 && owner == mp__self_tid();
 }
 
+int mp__mutex_set_depth(mp__mutex *m, unsigned depth)
+{
+    if (!mp__mutex_is_mine(m) || depth == 0)
+        return MP_EPERM;
+    m->m.__data.__count = depth;
+    return 0;
+}
+
 unsigned mp__mutex_depth(const mp__mutex *m)
 {
     if (!mp__mutex_is_mine(m))
