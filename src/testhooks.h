@@ -61,4 +61,11 @@ mp__mutex *mp__barrier_mutex(mp_barrier *b);
 /* A lock's mutex, for tests that push an RLock's count to its limit. */
 mp__mutex *mp__lock_mutex(mp_lock *l);
 
+/* ---- waits (wait.c) -------------------------------------------------------- */
+
+/* When set, mp_wait_any() sleeps as it does where futex_waitv is missing:
+ * descriptors and the waiter are still slept on, words re-checked in
+ * slices.  false in normal use. */
+extern bool mp__wait_degraded;
+
 #endif /* MP__TESTHOOKS_H */

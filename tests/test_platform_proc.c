@@ -76,7 +76,7 @@ TEST(thread_names_are_what_the_system_shows)
  * time is what another process reads, and a forked child has its own. */
 TEST(thread_identities_tell_the_living_from_the_dead)
 {
-    uint64_t mine = mp__thread_start(), seen = 0;
+    uint64_t mine = mp__thread_start_time(), seen = 0;
     CHECK_NE_U(mine, 0);
     CHECK_OK(mp__thread_check(mp__self_tid(), &seen));
     CHECK_EQ_U(seen, mine);
@@ -85,7 +85,7 @@ TEST(thread_identities_tell_the_living_from_the_dead)
     CHECK_EQ(pipe2(down, O_CLOEXEC), 0);
     pid_t pid = fork();
     if (pid == 0) {
-        uint64_t start = mp__thread_start();
+        uint64_t start = mp__thread_start_time();
         char c;
         bool ok = write(up[1], &start, sizeof start) == sizeof start && read(down[0], &c, 1) == 1;
         _exit(ok ? 0 : 1);
@@ -117,7 +117,7 @@ TEST(a_child_dies_with_its_parent)
         pid_t parent = getpid();
         pid_t kid = fork();
         if (kid == 0) {
-            if (mp__die_with_parent(parent) != 0)
+            if (mp__die_with_parent(SIGKILL, parent) != 0)
                 _exit(3);
             CHECK_EQ(write(pp[1], &parent, sizeof parent), (ssize_t)sizeof parent);
             pause();
@@ -144,7 +144,7 @@ TEST(dying_with_a_parent_already_gone_is_refused)
     CHECK(pid >= 0);
     if (pid == 0) {
         /* Not this process's parent: as if the parent had died already. */
-        _exit(mp__die_with_parent(getpid()) == MP_ESRCH ? 0 : 1);
+        _exit(mp__die_with_parent(SIGKILL, getpid()) == MP_ESRCH ? 0 : 1);
     }
     reap_ok(pid);
 }
@@ -268,7 +268,7 @@ TEST(local_addresses_leave_nothing_behind)
         CHECK(is_cloexec(s));
         CHECK((fcntl(s, F_GETFL) & O_NONBLOCK) != 0);
         uid_t uid = (uid_t)-1;
-        CHECK_OK(mp__peer_uid(s, &uid));
+        CHECK_OK(mp__peer_cred(s, NULL, &uid));
         CHECK_EQ(uid, getuid());
         mp__close(s);
         mp__close(c);

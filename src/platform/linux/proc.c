@@ -90,7 +90,7 @@ static _Thread_local struct {
     uint64_t start;
 } start_cache __attribute__((tls_model("initial-exec")));
 
-uint64_t mp__thread_start(void)
+uint64_t mp__thread_start_time(void)
 {
     /* Keyed by the thread id, which fork changes (mp__self_tid's cache is
      * reset in the child). */
@@ -105,11 +105,11 @@ uint64_t mp__thread_start(void)
     return start_cache.start;
 }
 
-int mp__die_with_parent(pid_t parent)
+int mp__die_with_parent(int signo, pid_t parent)
 {
     /* The parent may have died before the request took effect, in which
      * case no signal will ever come: check after asking. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    if (prctl(PR_SET_PDEATHSIG, signo) != 0)
         return -errno;
     return getppid() == parent ? 0 : MP_ESRCH;
 }
