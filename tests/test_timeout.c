@@ -946,4 +946,68 @@ TEST(pool_interval_and_grace_without_limit)
     MPT_CONTEXT_CLEAR();
 }
 
+/* ---- wait.h and shutdown.h ------------------------------------------------- */
+
+static int wait_any_event(tcase *c, double t)
+{
+    mp_waitable w = mp_waitable_event(c->ctx[0]);
+    return mp_wait_any(&w, 1, t);
+}
+
+TEST(wait_any)
+{
+    mp_event *e;
+    CHECK_OK(mp_event_new(&e));
+    tcase c = {.name = "mp_wait_any",
+               .block = nothing,
+               .call = wait_any_event,
+               .unblock = event_unblock,
+               .reset = event_reset,
+               .busy = MP_ETIMEDOUT,
+               .timed = MP_ETIMEDOUT,
+               .ok = 1,
+               .ctx = {e}};
+    run_rule(&c);
+    mp_event_free(e);
+}
+
+static void *open_when_asleep(void *arg)
+{
+    tcase *c = arg;
+    thread_sleeps(c->tid);
+    gate_open(c->ctx[1]);
+    return NULL;
+}
+
+/* mp_shutdown runs once per program, so the rule is checked in parts: a
+ * NaN timeout or grace is refused before anything happens; a timeout
+ * without limit waits for the child to end by itself (none is signalled). */
+TEST(shutdown_timeout_and_grace)
+{
+    CHECK_ERR(mp_shutdown(NAN), MP_EINVAL);
+    mp_shutdown_opts o = MP_SHUTDOWN_OPTS_INIT;
+    o.grace = NAN;
+    CHECK_ERR(mp_shutdown_ex(&o, NULL), MP_EINVAL);
+    o.grace = -INFINITY;
+    CHECK_ERR(mp_shutdown_ex(&o, NULL), MP_EINVAL);
+    mp_shutdown_report r;
+    CHECK_ERR(mp_shutdown_report_get(&r), MP_ESTATE); /* none ran */
+    CHECK(!mp_shutdown_requested());
+    gate g;
+    gate_init(&g);
+    mp_process *p = mpt_start(wait_on_pipe, &g.r);
+    tcase c = {.name = "mp_shutdown", .tid = (pid_t)syscall(SYS_gettid), .ctx = {NULL, &g}};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, open_when_asleep, &c), 0);
+    o = (mp_shutdown_opts)MP_SHUTDOWN_OPTS_INIT;
+    o.timeout = INFINITY;
+    o.grace = INFINITY;
+    CHECK_EQ(mp_shutdown_ex(&o, &r), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(r.exited, 1);
+    CHECK_EQ(mpt_exitcode(p), 0);
+    mp_process_free(p);
+    gate_close(&g);
+}
+
 MPT_MAIN()
