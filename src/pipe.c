@@ -428,7 +428,8 @@ static int read_packet(mp_conn *c, void *dst, size_t cap, const wait_spec *w, ui
          * dst (the caller's buffer is scratch on a failed call). */
         if (data && len > first) {
             memmove(c->rbuf + first, c->rbuf, len - first);
-            memcpy(c->rbuf, dst, first);
+            if (first > 0) /* dst may be NULL when the caller gave no room */
+                memcpy(c->rbuf, dst, first);
         }
         c->held = true;
         c->word = *word;
