@@ -151,7 +151,7 @@
 /* The slots come after the ring, which keeps the ring where it always was:
  * with them in front (a ring 8 KiB into the file) one producer and one
  * consumer moved 10-20% fewer messages, repeatably. */
-#define SLOTS_SIZE  (NSLOTS * SLOT_SIZE)
+#define SLOTS_SIZE  ((size_t)NSLOTS * SLOT_SIZE)
 #define HDR         8u
 #define MIN_CAP     ((uint64_t)256)
 #define MAX_CAP     ((uint64_t)1 << 30)
