@@ -446,10 +446,8 @@ int mp_shutdown_ex(const mp_shutdown_opts *opts, mp_shutdown_report *report)
     mp_shutdown_opts o = MP_SHUTDOWN_OPTS_INIT;
     if (opts)
         o = *opts;
-    if (!(o.grace >= 0)) /* NaN too */
+    if (mp__timeout_check(o.timeout) < 0 || mp__duration_check(o.grace) < 0)
         return MP_EINVAL;
-    if (o.timeout != o.timeout)
-        o.timeout = 0;
     unsigned gen = atomic_load(&sd.gen);
     pthread_mutex_lock(&sd.run);
     if (atomic_load(&sd.gen) == gen) {

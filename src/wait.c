@@ -367,7 +367,7 @@ static int wait_loop(waitset *s, mp_waitable *set, size_t n, int64_t deadline)
 
 int mp_wait_any(mp_waitable *set, size_t n, double timeout)
 {
-    if (!set || n == 0)
+    if (!set || n == 0 || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     for (size_t i = 0; i < n; i++) {
         int rc = check_valid(&set[i]);
