@@ -362,6 +362,29 @@ TEST(map_in_place_in_shared_memory)
     mp_pool_free(p);
 }
 
+/* pool.h: mp_pool_shared_alloc "Returns NULL for size 0, a closed pool, or
+ * when memory runs out"; fails if a closed (or terminated) pool still hands
+ * out memory.  Memory handed out before stays usable. */
+TEST(shared_alloc_returns_null_on_a_closed_pool)
+{
+    mp_pool *p = pool_with(1);
+    int *before = mp_pool_shared_alloc(p, 4096);
+    CHECK_NOT_NULL(before);
+    CHECK_OK(mp_pool_close(p));
+    CHECK_NULL(mp_pool_shared_alloc(p, 64));
+    CHECK_NULL(mp_pool_shared_alloc(NULL, 64));
+    before[1023] = 7; /* still mapped */
+    CHECK_EQ(before[1023], 7);
+    mp_pool_shared_free(p, before);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    CHECK_NULL(mp_pool_shared_alloc(p, 64));
+    mp_pool *q = pool_with(1);
+    CHECK_OK(mp_pool_terminate(q));
+    CHECK_NULL(mp_pool_shared_alloc(q, 64));
+    mp_pool_free(q);
+    mp_pool_free(p);
+}
+
 /* Bytes of memory the pool's data file holds, found through /proc. */
 static long long data_file_bytes(void)
 {

@@ -619,7 +619,9 @@ void *mp_pool_shared_alloc(mp_pool *p, size_t size)
         return NULL;
     pthread_mutex_lock(&p->lock);
     size_t off = 0;
-    int rc = p->state < ST_TERMINATING ? mp__region_alloc(&p->region, size, &off) : MP_ECLOSED;
+    /* A closed pool takes no more work, so it hands out no more memory for
+     * it either (as pool.h says). */
+    int rc = p->state == ST_OPEN ? mp__region_alloc(&p->region, size, &off) : MP_ECLOSED;
     pthread_mutex_unlock(&p->lock);
     return rc < 0 ? NULL : p->region.base + off;
 }
