@@ -684,6 +684,47 @@ static void notify_iter(mp__watch *w, mp_future *f)
     pthread_mutex_unlock(&it->lock);
 }
 
+/* A future's place in the caller's list, for finding repeats. */
+typedef struct fut_pos {
+    mp_future *f;
+    size_t i;
+} fut_pos;
+
+static int fut_pos_cmp(const void *a, const void *b)
+{
+    const fut_pos *x = a, *y = b;
+    if (x->f != y->f)
+        return (uintptr_t)x->f < (uintptr_t)y->f ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Copies fs to uniq without repeats, each future at its first place (as
+ * Python's as_completed iterates set(fs)).  Returns how many there are, or
+ * (size_t)-1 when memory runs out. */
+static size_t unique_futures(mp_future *const *fs, size_t n, mp_future **uniq)
+{
+    fut_pos *pos = malloc((n ? n : 1) * sizeof *pos);
+    bool *repeat = calloc(n ? n : 1, sizeof *repeat);
+    if (!pos || !repeat) {
+        free(pos);
+        free(repeat);
+        return (size_t)-1;
+    }
+    for (size_t i = 0; i < n; i++)
+        pos[i] = (fut_pos){fs[i], i};
+    qsort(pos, n, sizeof *pos, fut_pos_cmp);
+    for (size_t k = 1; k < n; k++)
+        if (pos[k].f == pos[k - 1].f)
+            repeat[pos[k].i] = true;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!repeat[i])
+            uniq[m++] = fs[i];
+    free(pos);
+    free(repeat);
+    return m;
+}
+
 int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
 {
     if (!out)
@@ -709,12 +750,19 @@ int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
         free(it);
         return MP_ENOMEM;
     }
+    n = unique_futures(fs, n, it->fs);
+    if (n == (size_t)-1) {
+        free(it->fs);
+        free(it->nodes);
+        free(it->ready);
+        free(it);
+        return MP_ENOMEM;
+    }
     pthread_mutex_init(&it->lock, NULL);
     it->n = n;
     for (size_t i = 0; i < n; i++) {
-        mp_future *f = fs[i];
+        mp_future *f = it->fs[i];
         mp__future_ref(f);
-        it->fs[i] = f;
         it->nodes[i] = (mp__watch){.notify = notify_iter, .ctx = it, .index = i};
         pthread_mutex_lock(&f->lock);
         if (atomic_load(&f->done)) {

@@ -487,6 +487,41 @@ TEST(as_completed_over_many_tasks)
     mp_pool_free(p);
 }
 
+/* future.h: "A future listed more than once is yielded once"; fails when
+ * a repeated future comes back once per listing. */
+TEST(as_completed_yields_a_repeated_future_once)
+{
+    gates g = gates_new();
+    gates_open(&g, 1);
+    mp_pool *p = pool_with(2);
+    mp_future *a = gated(p, &g, 0, 1), *b = gated(p, &g, 1, 2);
+    CHECK_OK(mp_future_wait(b, 30.0));
+    mp_future *fs[6] = {a, a, b, a, b, b};
+    mp_as_completed *it = NULL;
+    CHECK_OK(mp_as_completed_new(fs, 6, &it));
+    mp_future *f = NULL;
+    /* b is finished already, so it comes first; a once its gate opens. */
+    CHECK_OK(mp_as_completed_next(it, &f, 30.0));
+    CHECK_PTR_EQ(f, b);
+    CHECK_ERR(mp_as_completed_next(it, &f, 0.05), MP_ETIMEDOUT);
+    gates_open(&g, 0);
+    CHECK_OK(mp_as_completed_next(it, &f, 30.0));
+    CHECK_PTR_EQ(f, a);
+    CHECK_ERR(mp_as_completed_next(it, &f, 0.2), MP_EOF);
+    mp_as_completed_free(it);
+    /* Three times the same future: one item. */
+    mp_future *same[3] = {a, a, a};
+    CHECK_OK(mp_as_completed_new(same, 3, &it));
+    CHECK_OK(mp_as_completed_next(it, &f, 0));
+    CHECK_PTR_EQ(f, a);
+    CHECK_ERR(mp_as_completed_next(it, &f, 0), MP_EOF);
+    mp_as_completed_free(it);
+    mp_future_free(a);
+    mp_future_free(b);
+    mp_pool_free(p);
+    gates_free(&g);
+}
+
 /* ---- waiters from many threads ------------------------------------------------------ */
 
 static void *get_in_thread(void *arg)

@@ -181,6 +181,8 @@ typedef struct mp_as_completed mp_as_completed;
  * Starts an iteration over the n futures in fs, which it references (they
  * may be freed by the caller meanwhile), and stores it in *out; the caller
  * ends it with mp_as_completed_free().  n may be 0 (fs may then be NULL).
+ * A future listed more than once is yielded once (as Python iterates
+ * set(fs)), at its first place in fs.
  * Returns 0; MP_EINVAL for a NULL out, a NULL fs with n > 0, or a NULL
  * entry; MP_ENOMEM.  On failure *out is NULL (when out is not) and no
  * reference is taken.  Does not block.
