@@ -444,6 +444,10 @@ int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeo
         *len = f->len;
     if (f->status != 0)
         return f->status;
+    /* No buffer at all asks for the length only: that is an answer, not a
+     * buffer too small. */
+    if (!out)
+        return 0;
     if (f->len > cap)
         return MP_EMSGSIZE;
     if (f->len)

@@ -144,6 +144,13 @@ TEST(get_waits_with_a_limit_and_returns_the_result)
     char c = 0;
     CHECK_ERR(mp_future_get(f, &c, 1, &len, 0), MP_EMSGSIZE);
     CHECK_EQ(len, sizeof v);
+    /* future.h: "With out NULL and cap 0 the call asks for the length
+     * alone: on success it returns 0 and stores the length in *len"; fails
+     * when asking for the length is answered MP_EMSGSIZE. */
+    len = 0;
+    CHECK_OK(mp_future_get(f, NULL, 0, &len, 0));
+    CHECK_EQ(len, sizeof v);
+    CHECK_ERR(mp_future_get(f, &c, 0, &len, 0), MP_EMSGSIZE);
     CHECK_ERR(mp_future_get(NULL, NULL, 0, NULL, 0), MP_EINVAL);
     CHECK_ERR(mp_future_get(f, NULL, 4, NULL, 0), MP_EINVAL);
     CHECK_ERR(mp_future_wait(NULL, 0), MP_EINVAL);

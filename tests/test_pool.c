@@ -873,7 +873,7 @@ TEST(task_timeout_kills_and_replaces)
     mp_future *hang = mp_pool_apply_async(p, spin_forever, NULL, 0);
     long x = 9;
     mp_future *ok = mp_pool_apply_async(p, square_task, &x, sizeof x);
-    CHECK_ERR(mp_future_get(hang, NULL, 0, NULL, 30.0), MP_ETIMEDOUT);
+    CHECK_ERR(mp_future_get(hang, NULL, 0, NULL, 30.0), MP_ETIMELIMIT);
     double dt = mpt_now() - t0;
     CHECK(mp_future_done(hang)); /* the task's limit, not the wait's */
     CHECK(dt >= 0.3);
@@ -895,11 +895,11 @@ TEST(task_timeout_kills_and_replaces)
     s.errors = errs;
     s.chunksize = 6;
     t0 = mpt_now();
-    CHECK_ERR(mp_pool_map_ex(p, &s), MP_ETIMEDOUT);
+    CHECK_ERR(mp_pool_map_ex(p, &s), MP_ETIMELIMIT);
     CHECK(mpt_now() - t0 >= 0.3);
     for (int i = 0; i < 6; i++) {
         if (i == 3) {
-            CHECK_ERR(errs[i], MP_ETIMEDOUT);
+            CHECK_ERR(errs[i], MP_ETIMELIMIT);
         } else {
             CHECK_EQ(errs[i], 0);
             CHECK_EQ(out[i], in[i] * 10);
@@ -909,6 +909,35 @@ TEST(task_timeout_kills_and_replaces)
     mp_pool_stats st;
     CHECK_OK(mp_pool_stats_get(p, &st));
     CHECK_EQ(st.tasks_timed_out, 2);
+    mp_pool_free(p);
+}
+
+/* future.h, mp_future_get: "MP_ETIMEDOUT when the wait ran out while f is
+ * not finished (a task that ran past the pool's time limit is
+ * MP_ETIMELIMIT, so the two never mix)".  Fails when a task's time limit
+ * and a caller's wait that ran out answer with the same code. */
+TEST(get_tells_a_wait_that_ran_out_from_a_task_past_its_limit)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 1;
+    o.task_timeout = 0.5;
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
+    mp_future *f = mp_pool_apply_async(p, spin_forever, NULL, 0);
+    /* The wait runs out first: the task still runs. */
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 0.05), MP_ETIMEDOUT);
+    CHECK(!mp_future_done(f));
+    /* Then the task's limit: a different answer, and the future is done. */
+    int rc = mp_future_get(f, NULL, 0, NULL, 30.0);
+    CHECK_NE(rc, MP_ETIMEDOUT);
+    CHECK_ERR(rc, MP_ETIMELIMIT);
+    CHECK(mp_future_done(f));
+    CHECK_ERR(mp_future_status(f), MP_ETIMELIMIT);
+    CHECK_STREQ(mp_err_name(MP_ETIMELIMIT), "MP_ETIMELIMIT");
+    mp_future_free(f);
+    /* mp_pool_apply answers the same way. */
+    CHECK_ERR(mp_pool_apply(p, spin_forever, NULL, 0, NULL, 0, NULL, 30.0), MP_ETIMELIMIT);
     mp_pool_free(p);
 }
 

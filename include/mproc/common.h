@@ -86,7 +86,8 @@ extern "C" {
     XX(EAUTH, -4091, "authentication failed")                               \
     XX(ETASK, -4090, "the task reported an error")                          \
     XX(EINIT, -4089, "the worker initializer failed")                       \
-    XX(ESTATE, -4088, "the object is not in a state that allows this call")
+    XX(ESTATE, -4088, "the object is not in a state that allows this call") \
+    XX(ETIMELIMIT, -4077, "the task ran past its time limit")
 
 /* The codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ... */
 typedef enum mp_errno {

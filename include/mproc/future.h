@@ -16,7 +16,7 @@
  *                 abort, SIGKILL from the OOM killer, _exit()):
  *                 mp_future_exitcode() gives its exit status or -SIGNUM and
  *                 mp_future_report() the crash report
- *   MP_ETIMEDOUT  it ran past the pool's task timeout; its worker was
+ *   MP_ETIMELIMIT it ran past the pool's task timeout; its worker was
  *                 killed and replaced
  *   MP_ECANCELED  it was cancelled, or the pool was terminated first
  *   MP_EINIT      the pool's worker initializer failed, so nothing runs
@@ -62,12 +62,15 @@ typedef void (*mp_future_cb)(mp_future *f, void *ctx);
 /*
  * Waits up to timeout seconds for f to finish, then copies its result into
  * out (at most cap bytes) and stores the result's full length in *len.
- * out may be NULL when cap is 0, len may be NULL.  Returns f's status (see
- * above), or, while it is not finished, MP_ETIMEDOUT; MP_EMSGSIZE when the
- * result is longer than cap (nothing is copied; *len tells the size
- * needed); MP_ECANCELED when SIGINT interrupted the wait; MP_EINVAL for a
- * NULL f.  A pool's task timeout also ends in MP_ETIMEDOUT:
- * mp_future_done() tells the two apart.  Blocks; thread-safe.
+ * len may be NULL.  Returns f's status (see above): 0 on success, the
+ * task's error otherwise; or, about the call itself: MP_ETIMEDOUT when
+ * the wait ran out while f is not finished (a task that ran past the
+ * pool's time limit is MP_ETIMELIMIT, so the two never mix); MP_EMSGSIZE
+ * when the result is longer than cap > 0 (nothing is copied; *len tells
+ * the size needed); MP_ECANCELED when SIGINT interrupted the wait;
+ * MP_EINVAL for a NULL f, or a NULL out with cap > 0.  With out NULL and
+ * cap 0 the call asks for the length alone: on success it returns 0 and
+ * stores the length in *len.  Blocks; thread-safe.
  */
 MP_EXTERN int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeout);
 
@@ -125,7 +128,7 @@ MP_EXTERN int mp_future_cancel(mp_future *f);
 MP_EXTERN int mp_future_task_error(const mp_future *f);
 
 /*
- * For MP_EWORKER and MP_ETIMEDOUT: the worker's exit status, or -SIGNUM
+ * For MP_EWORKER and MP_ETIMELIMIT: the worker's exit status, or -SIGNUM
  * when a signal ended it (-SIGSEGV, -SIGKILL, ...).  0 otherwise.
  */
 MP_EXTERN int mp_future_exitcode(const mp_future *f);
@@ -133,7 +136,7 @@ MP_EXTERN int mp_future_exitcode(const mp_future *f);
 /*
  * What went wrong, as text: the crash report of the worker (signal,
  * faulting address, symbolized backtrace) for MP_EWORKER, the time limit
- * for MP_ETIMEDOUT, the initializer's failure for MP_EINIT.  NULL for a
+ * for MP_ETIMELIMIT, the initializer's failure for MP_EINIT.  NULL for a
  * success, and while f is not finished.  Owned by f.
  */
 MP_EXTERN const char *mp_future_report(const mp_future *f);

@@ -23,7 +23,7 @@
  * task fails that task alone, with MP_EWORKER, its exit status and its
  * crash report; the worker is replaced and every other task completes.  A
  * task that runs past opts.task_timeout has its worker killed and replaced
- * and fails with MP_ETIMEDOUT.  opts.retries re-runs such a task on a fresh
+ * and fails with MP_ETIMELIMIT.  opts.retries re-runs such a task on a fresh
  * worker before giving up.  A worker initializer that fails breaks the
  * pool once (MP_EINIT), instead of being retried forever.
  *
@@ -159,7 +159,8 @@ typedef struct mp_pool_opts {
      * is replaced by a fresh one; 0: never. */
     unsigned maxtasksperchild;
     /* Seconds one task (or one map item) may run; its worker is killed
-     * past that and the task fails with MP_ETIMEDOUT.  <= 0: no limit. */
+     * past that and the task fails with MP_ETIMELIMIT (never MP_ETIMEDOUT,
+     * which means that a wait ran out).  <= 0: no limit. */
     double task_timeout;
     /* How many times a task whose worker died or timed out is run again
      * on a fresh worker before it fails.  A task that returns an error is
@@ -314,7 +315,7 @@ typedef struct mp_map_spec {
     const void *ctx;
     size_t ctx_size;
     /* Optional: n ints that receive each item's outcome, 0 or an error
-     * (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED; for a map whose
+     * (MP_ETASK, MP_EWORKER, MP_ETIMELIMIT, MP_ECANCELED; for a map whose
      * workers use the caller's arrays in place, also what stopped them
      * from reaching those: MP_EFAULT for a bad address, MP_EPERM). */
     int *errors;
@@ -397,7 +398,7 @@ MP_EXTERN int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ordered,
 /*
  * Waits up to timeout seconds for the next item: copies its output
  * (out_size bytes) to out and its index to *index (either may be NULL).
- * Returns 0; the item's error (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT,
+ * Returns 0; the item's error (MP_ETASK, MP_EWORKER, MP_ETIMELIMIT,
  * MP_ECANCELED) with *index set, when that item failed - the iteration
  * goes on after it; MP_EOF once all n items were returned; MP_ETIMEDOUT
  * when no item was ready in time; MP_ECANCELED when SIGINT interrupted

@@ -327,7 +327,7 @@ void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u);
 /* Drains slot w's completion ring.  Returns whether anything was there. */
 bool mp__pool_drain_slot(mp_pool *p, uint32_t w);
 
-/* Apply job e's worker died (err: MP_EWORKER, MP_ETIMEDOUT,
+/* Apply job e's worker died (err: MP_EWORKER, MP_ETIMELIMIT,
  * MP_ECANCELED): retry or fail it. */
 void mp__pool_fail_apply(mp_pool *p, uint32_t e, int err, int exitcode, const char *report);
 

@@ -10,7 +10,7 @@
  *
  * Failure semantics (see pool.h): a unit held by a dead worker is found
  * through the worker's intent (records.h).  An apply task fails with
- * MP_EWORKER, or MP_ETIMEDOUT when the supervisor killed it, or is
+ * MP_EWORKER, or MP_ETIMELIMIT when the supervisor killed it, or is
  * re-queued while it has retries left.  A map chunk is split at the item
  * that was running: the items before it are done, that item fails (or is
  * retried), the rest of the chunk is re-queued from the next item (the
@@ -315,7 +315,7 @@ static void map_requeue(mp_pool *p, uint32_t e, uint64_t u)
 
 static bool retryable(mp_pool *p, int err)
 {
-    return (err == MP_EWORKER || err == MP_ETIMEDOUT) && p->state == ST_OPEN && !p->broken;
+    return (err == MP_EWORKER || err == MP_ETIMELIMIT) && p->state == ST_OPEN && !p->broken;
 }
 
 void mp__pool_fail_apply(mp_pool *p, uint32_t e, int err, int exitcode, const char *report)

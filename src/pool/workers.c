@@ -173,12 +173,12 @@ static void check_start(mp_pool *p, uint32_t w, worker_end *x)
 static int held_error(mp_pool *p, const wstate *ws, const worker_end *x, char **why)
 {
     int err = ws->doomed || p->state >= ST_TERMINATING ? MP_ECANCELED
-              : ws->timed_out                          ? MP_ETIMEDOUT
+              : ws->timed_out                          ? MP_ETIMELIMIT
                                                        : MP_EWORKER;
     const char *name = mp_process_name(x->proc);
     int pid = (int)mp_process_pid(x->proc);
     *why = NULL;
-    if (err == MP_ETIMEDOUT)
+    if (err == MP_ETIMELIMIT)
         *why = mp__pool_printf("the task ran past the pool's time limit of %g s; its worker '%s' "
                                "(pid %d) was killed",
                                p->opts.task_timeout, name, pid);
