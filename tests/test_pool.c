@@ -1515,6 +1515,42 @@ TEST(failing_initializer_is_reported_once)
     mp__unmap((void *)init_runs, sizeof(int));
 }
 
+static int counting_init(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(init_runs, 1);
+    return 0;
+}
+
+/* Python starts a pool's workers when it is created, so each runs its
+ * initializer even when the pool is closed at once (pool.h: mp_pool_new
+ * "starts its workers").  Fails when a closed pool never starts them. */
+TEST(initializer_runs_in_a_pool_closed_at_once)
+{
+    init_runs = shared_ints(1);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.initializer = counting_init;
+    /* The close races the supervisor's first start: some rounds close
+     * before it, which is the case that matters. */
+    for (int round = 0; round < 20; round++) {
+        MPT_CONTEXT("round %d", round);
+        atomic_store(init_runs, 0);
+        mp_pool *p = NULL;
+        CHECK_OK(mp_pool_new(&o, &p));
+        CHECK_OK(mp_pool_close(p));
+        CHECK_OK(mp_pool_join(p, 30.0));
+        CHECK_EQ(atomic_load(init_runs), 2);
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.workers_started, 2);
+        CHECK_EQ_U(st.workers_died, 0);
+        CHECK_EQ(mp_pool_worker_pids(p, NULL, 0), 0);
+        mp_pool_free(p);
+    }
+    mp__unmap((void *)init_runs, sizeof(int));
+}
+
 static int crashing_init(void *arg)
 {
     (void)arg;

@@ -109,7 +109,8 @@ typedef struct wstate {
     uint64_t key_claims, key_item; /* watchdog: what it ran when last seen */
     int64_t key_since;
     bool timed_out;
-    bool doomed; /* terminate killed it */
+    bool doomed;   /* terminate killed it */
+    bool launched; /* the slot has had its first worker */
     int64_t next_start;
     int64_t backoff;
     void *arg; /* the copied start argument (forkserver, spawn) */
@@ -169,6 +170,7 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     uint64_t vm_probe; /* what a worker must read here to use our memory */
     wstate *ws;
     uint32_t nlive;
+    uint32_t nlaunched; /* slots that have had their first worker */
     unsigned worker_counter;
     int start_failures;
     int init_kills; /* workers SIGKILLed in their initializer, in a row */

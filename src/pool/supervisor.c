@@ -172,7 +172,9 @@ static void publish_waiting(mp_pool *p)
 
 /* Terminate ends once no worker is left.  Close (or a broken pool) tells
  * the workers to leave once no work is active, and is over once they all
- * have; join and terminate wait for workers_gone. */
+ * have - and once every slot has had its first worker, whose initializer
+ * runs even in a pool closed at once; join and terminate wait for
+ * workers_gone. */
 static void advance_shutdown(mp_pool *p)
 {
     if (p->state == ST_TERMINATING && p->nlive == 0)
@@ -182,7 +184,8 @@ static void advance_shutdown(mp_pool *p)
         stop_workers(p, MP__STOP_DRAIN);
         p->closing_done = true;
     }
-    if (closing && p->closing_done && p->nlive == 0 && !p->workers_gone) {
+    bool launched = p->nlaunched == p->nworkers || p->broken;
+    if (closing && p->closing_done && p->nlive == 0 && launched && !p->workers_gone) {
         p->workers_gone = true;
         pthread_cond_broadcast(&p->cond);
         wake_joiners(p);

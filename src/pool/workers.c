@@ -91,6 +91,9 @@ static int start_worker(mp_pool *p, uint32_t w)
     ws->timed_out = false;
     ws->doomed = false;
     ws->key_claims = UINT64_MAX;
+    if (!ws->launched)
+        p->nlaunched++;
+    ws->launched = true;
     p->nlive++;
     p->stats.workers_started++;
     if (p->state == ST_TERMINATING)
@@ -244,23 +247,24 @@ void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
     p->nlive--;
 }
 
-/* Whether slot w should have a worker now. */
-static bool wants_worker(mp_pool *p)
+/* Whether slot ws should have a worker now.  Every slot gets its first
+ * worker, closed pool or not: Python starts the workers when the pool is
+ * created, so a pool closed at once still runs each worker's initializer.
+ * Replacements come only while there is work. */
+static bool wants_worker(mp_pool *p, const wstate *ws)
 {
     if (p->broken || p->state >= ST_TERMINATING)
         return false;
     if (p->state == ST_CLOSED && p->nactive == 0)
-        return false;
+        return !ws->launched;
     return true;
 }
 
 void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake)
 {
-    if (!wants_worker(p))
-        return;
-    for (uint32_t w = 0; w < p->nworkers && wants_worker(p); w++) {
+    for (uint32_t w = 0; w < p->nworkers; w++) {
         wstate *ws = &p->ws[w];
-        if (ws->proc)
+        if (ws->proc || !wants_worker(p, ws))
             continue;
         if (ws->next_start > now) {
             if (ws->next_start < *next_wake)
