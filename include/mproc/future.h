@@ -28,14 +28,20 @@
  * not cancel: the work still runs and its result is discarded.  A future
  * may outlive its pool.
  *
- * Callbacks.  Done callbacks run once the future is finished.  For futures
- * of a pool they run in that pool's callback thread, one at a time, in the
- * order the futures finished; never in a worker process and never in the
- * pool's supervisor, so a slow callback delays other callbacks but never
- * crash detection or timeouts.  A callback may query any future, submit
- * new work, or wait for other futures; it must not free or join its own
- * pool (those return MP_EDEADLK from there).  A callback added to a future
- * that is already finished runs at once, in the thread that adds it.
+ * Callbacks.  Done callbacks run once the outcome is known, and before
+ * anyone else sees the future finished (as in Python's Pool, where a
+ * result's callback has run before get() returns): a waiter sees a future
+ * finished only once its done callbacks have run, and so do
+ * mp_future_done() and the other queries.  For futures of a pool they run
+ * in that pool's callback thread, one at a time, in the order the futures
+ * finished; never in a worker process and never in the pool's supervisor,
+ * so a slow callback delays other callbacks but never crash detection or
+ * timeouts.  A cancel runs them in the cancelling thread (see
+ * mp_future_cancel).  A callback sees its own future finished, and any
+ * other whose outcome is known; it may query any future, submit new work,
+ * or wait for other futures; it must not free or join its own pool (those
+ * return MP_EDEADLK from there).  A callback added to a future that is
+ * already finished runs at once, in the thread that adds it.
  *
  * Ctrl-C.  While a thread waits in mp_future_get/mp_future_wait/mp_wait/
  * mp_as_completed_next and SIGINT has its default action, a SIGINT does not
@@ -89,9 +95,10 @@ MP_EXTERN const void *mp_future_result(const mp_future *f, size_t *len);
  */
 MP_EXTERN int mp_future_wait(mp_future *f, double timeout);
 
-/* True once f is finished (successfully, with an error, or cancelled):
- * Python's Future.done().  mp_future_ready() is the same, by the name
- * Pool's AsyncResult.ready() gives it.  Never blocks. */
+/* True once f is finished (successfully, with an error, or cancelled)
+ * and its done callbacks have run (see "Callbacks"): Python's
+ * Future.done().  mp_future_ready() is the same, by the name Pool's
+ * AsyncResult.ready() gives it.  Never blocks. */
 MP_EXTERN bool mp_future_done(const mp_future *f);
 MP_EXTERN bool mp_future_ready(const mp_future *f);
 
@@ -116,8 +123,9 @@ MP_EXTERN int mp_future_status(const mp_future *f);
 /*
  * Cancels f if no worker has taken its work yet.  Returns 0 when f is now
  * cancelled (also when it was before); MP_EBUSY when a worker runs it or
- * it has finished.  A cancelled future finishes at once with MP_ECANCELED
- * and its callbacks run.  For a map's future, the items no worker has
+ * it has finished.  A cancelled future finishes at once with MP_ECANCELED,
+ * and its callbacks have run, in the calling thread, before the call
+ * returns (as Python's Future.cancel()).  For a map's future, the items no worker has
  * started are cancelled either way (MP_ECANCELED in their errors); the
  * call returns 0 only when none had started, and the future finishes once
  * the items already running have.  Thread-safe.
