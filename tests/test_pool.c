@@ -1291,6 +1291,189 @@ TEST(map_range_crash_fails_the_range_that_was_running)
     mp__unmap((void *)once, 2 * sizeof(int));
 }
 
+/* ---- stop points: a worker killed at each instant of the protocol ------------- */
+
+/* Shared: [0] armed, [1] hits of the point, [2..] runs of each item. */
+static _Atomic int *stop_state;
+static mp__pool_point stop_at;
+
+/* The pool's fault hook: the first worker to reach stop_at once armed
+ * dies there. */
+static void die_once_at(mp__pool_point where)
+{
+    if (where == stop_at && atomic_load(&stop_state[0]) && atomic_fetch_add(&stop_state[1], 1) == 0)
+        raise(SIGKILL);
+}
+
+static int stop_counted_item(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    int v = *(const int *)in;
+    atomic_fetch_add(&stop_state[2 + v], 1);
+    *(long *)out = 3L * v;
+    return 0;
+}
+
+static int stop_counted_range(const void *in, void *out, size_t n, const void *ctx)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        int v = ((const int *)in)[i];
+        atomic_fetch_add(&stop_state[2 + v], 1);
+        ((long *)out)[i] = 3L * v;
+    }
+    return 0;
+}
+
+/* Returns *arg bytes, a pattern, and counts its runs in stop_state[2]. */
+static int stop_counted_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    atomic_fetch_add(&stop_state[2], 1);
+    size_t n = *(const size_t *)arg;
+    unsigned char *b = mp_buf_alloc(out, n);
+    if (!b && n)
+        return MP_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 7 + 1);
+    return 0;
+}
+
+enum { STOP_N = 4000 };
+
+/* A pool of 2 settled workers whose first worker to reach `where` from
+ * now on is SIGKILLed there. */
+static mp_pool *pool_dying_at(mp__pool_point where, bool copy_only)
+{
+    if (!stop_state)
+        stop_state = shared_ints(2 + STOP_N);
+    stop_at = where;
+    mp__pool_fault = die_once_at;
+    mp_pool *p = pool_settled(2, copy_only);
+    for (int i = 0; i < 2 + STOP_N; i++)
+        atomic_store(&stop_state[i], 0);
+    atomic_store(&stop_state[0], 1);
+    return p;
+}
+
+/* Maps over STOP_N items with one worker killed at `where` in each mode
+ * (waited for, the caller's arrays in place where allowed; asynchronous,
+ * copied; each with an item and a range function) and requires what
+ * pool.h promises there: every item run exactly once, none failed. */
+static void check_map_stop_fails_nothing(mp__pool_point where)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    int *in = malloc(STOP_N * sizeof *in), *errs = malloc(STOP_N * sizeof *errs);
+    long *out = malloc(STOP_N * sizeof *out);
+    for (int i = 0; i < STOP_N; i++)
+        in[i] = i;
+    for (int mode = 0; mode < 4; mode++) {
+        MPT_CONTEXT("mode %d (%s, %s function)", mode, mode % 2 ? "async" : "waited for",
+                    mode < 2 ? "item" : "range");
+        mp_pool *p = pool_dying_at(where, false);
+        memset(out, 0, STOP_N * sizeof *out);
+        mp_map_spec s = map_spec(in, STOP_N, sizeof *in, out, sizeof *out);
+        if (mode < 2)
+            s.fn = stop_counted_item;
+        else
+            s.range_fn = stop_counted_range;
+        s.errors = errs;
+        s.chunksize = 1000;
+        int rc;
+        if (mode % 2) {
+            mp_future *f = mp_pool_map_async_ex(p, &s);
+            rc = mp_future_get(f, NULL, 0, NULL, 60.0);
+            mp_future_free(f);
+        } else {
+            rc = mp_pool_map_ex(p, &s);
+        }
+        CHECK_OK(rc);
+        CHECK_EQ(atomic_load(&stop_state[1]) >= 1, 1); /* the point was reached */
+        for (int i = 0; i < STOP_N; i++) {
+            CHECK_EQ(atomic_load(&stop_state[2 + i]), 1);
+            CHECK_EQ(errs[i], 0);
+            CHECK_EQ(out[i], 3L * i);
+        }
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.workers_died, 1);
+        CHECK_EQ_U(st.tasks_failed, 0);
+        mp_pool_free(p);
+    }
+    MPT_CONTEXT_CLEAR();
+    mp__pool_fault = NULL;
+    free(in);
+    free(out);
+    free(errs);
+}
+
+/* An apply task, with a small (inline) and a large (result file) result,
+ * with its worker killed at `where`: it runs exactly once and succeeds. */
+static void check_apply_stop_fails_nothing(mp__pool_point where)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    size_t sizes[] = {8, 100000};
+    for (size_t k = 0; k < MP__ARRAY_SIZE(sizes); k++) {
+        MPT_CONTEXT("result of %zu bytes", sizes[k]);
+        mp_pool *p = pool_dying_at(where, false);
+        mp_future *f = mp_pool_apply_async(p, stop_counted_task, &sizes[k], sizeof sizes[k]);
+        CHECK_OK(mp_future_wait(f, 60.0));
+        CHECK_OK(mp_future_status(f));
+        size_t len = 0;
+        const unsigned char *b = mp_future_result(f, &len);
+        CHECK_EQ_U(len, sizes[k]);
+        CHECK_NOT_NULL(b);
+        for (size_t i = 0; i < len; i += 997)
+            CHECK_EQ(b[i], (unsigned char)(i * 7 + 1));
+        CHECK_EQ(atomic_load(&stop_state[1]) >= 1, 1);
+        CHECK_EQ(atomic_load(&stop_state[2]), 1);
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.workers_died, 1);
+        mp_future_free(f);
+        mp_pool_free(p);
+    }
+    MPT_CONTEXT_CLEAR();
+    mp__pool_fault = NULL;
+}
+
+/* pool.h: "a worker that dies after claiming a chunk but before starting
+ * its first item fails nothing", here between the fetch-add on the claim
+ * cursor and the CAS that claims the chunk. */
+TEST(stop_after_chunk_fetch_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_CHUNK_FETCHED);
+}
+
+/* The same, after the CAS; and pool.h: "an apply task whose worker dies
+ * after taking it but before starting it runs again". */
+TEST(stop_after_claim_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_CLAIMED);
+    check_apply_stop_fails_nothing(MP__PP_CLAIMED);
+}
+
+/* pool.h: "one that dies after the chunk's last item but before reporting
+ * the chunk done fails nothing either, the chunk is collected". */
+TEST(stop_after_last_item_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_LAST_ITEM);
+}
+
+/* pool.h: "one whose worker dies after writing its result is collected". */
+TEST(stop_after_result_written_fails_nothing)
+{
+    check_apply_stop_fails_nothing(MP__PP_RESULT_WRITTEN);
+}
+
+/* records.h, Completion: a unit DONE whose record was never written is
+ * collected through the intent, once. */
+TEST(stop_after_done_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_DONE);
+    check_apply_stop_fails_nothing(MP__PP_DONE);
+}
+
 static int crash_once_task(const void *arg, size_t len, mp_buf *out)
 {
     (void)len;

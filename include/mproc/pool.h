@@ -33,7 +33,11 @@
  * the items before it in the chunk keep their results, and the items after
  * it are run again on another worker; a worker that dies after claiming a
  * chunk but before starting its first item fails nothing, the chunk is
- * simply run again.  No item is ever lost, and no item's result is
+ * simply run again, and one that dies after the chunk's last item but
+ * before reporting the chunk done fails nothing either, the chunk is
+ * collected.  Likewise an apply task whose worker dies after taking it but
+ * before starting it runs again, and one whose worker dies after writing
+ * its result is collected.  No item is ever lost, and no item's result is
  * delivered twice.  Outputs of failed items are unspecified.  The per-item outcome is available through
  * mp_map_spec.errors; the map's return value (or its future's status) is
  * the error of the first failed item.

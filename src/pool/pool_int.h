@@ -333,8 +333,14 @@ bool mp__pool_drain_slot(mp_pool *p, uint32_t w);
  * MP_ECANCELED): retry or fail it. */
 void mp__pool_fail_apply(mp_pool *p, uint32_t e, int err, int exitcode, const char *report);
 
+/* Worker w died holding apply job e, which had got as far as `item`
+ * (MP__APPLY_*): run it again, collect it, or fail it (err, as above). */
+void mp__pool_apply_died(mp_pool *p, uint32_t e, uint32_t w, uint64_t item, int err, int exitcode,
+                         const char *report);
+
 /* The worker running unit u of map job e died with `item` (UINT64_MAX:
- * none) in progress: fail, retry or re-queue what it held. */
+ * none; the unit's end: all done) in progress: fail, retry or re-queue
+ * what it held, or collect it. */
 void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, int err,
                             int exitcode, const char *report);
 

@@ -61,7 +61,13 @@
  * record: whatever moment it dies at, the supervisor either finds the
  * record or finds DONE behind the intent, and collects a unit only on the
  * DONE -> FINAL transition, which it alone makes, so nothing is counted
- * twice.
+ * twice.  Before DONE, the slot's `item` says how far the unit got (a
+ * release store, after what it covers): for a map unit, the item running,
+ * or the unit's end once every item is done or reported; for an apply
+ * task, not begun, running, or its result written (MP__APPLY_*).  So a
+ * worker that dies after claiming a unit but before beginning it, or
+ * after finishing it but before DONE, fails nothing: the unit runs again,
+ * or is collected as if DONE.
  *
  * Sleeping.  An idle worker registers in hdr.idle, then sleeps on the
  * futex hdr.work_seq.  Whoever publishes work wakes sleepers only while
@@ -134,6 +140,13 @@ enum {
     MP__W_RECYCLE = 5, /* done its maxtasksperchild: exits cleanly */
     MP__W_EXITING = 6  /* leaving because the pool closed */
 };
+
+/* How far an apply task got, in its worker's slot.item: a worker that
+ * dies before it began the task fails nothing (the task runs again), nor
+ * one that dies after it wrote the result (the result is collected). */
+#define MP__APPLY_UNSTARTED UINT64_MAX
+#define MP__APPLY_RUNNING   0u
+#define MP__APPLY_WRITTEN   1u
 
 /* hdr.stop */
 enum { MP__STOP_NONE = 0, MP__STOP_DRAIN = 1, MP__STOP_NOW = 2 };
@@ -211,8 +224,10 @@ typedef struct mp__wslot {
     _Atomic int32_t init_error;
     _Atomic uint32_t done_head; /* completion ring: next record to write */
     /* Written once per map item: a line of its own, so that the
-     * supervisor reading the fields above does not slow the stores. */
-    alignas(MP__LINE) _Atomic uint64_t item; /* the map item being run */
+     * supervisor reading the fields above does not slow the stores.  A
+     * map unit: the item being run (UINT64_MAX: none begun; the unit's
+     * end: every item done or reported).  An apply task: MP__APPLY_*. */
+    alignas(MP__LINE) _Atomic uint64_t item;
     /* Written by the supervisor. */
     alignas(MP__LINE) _Atomic uint32_t done_tail;
     _Atomic uint32_t wake;         /* futex: bumped when it frees ring or result space */

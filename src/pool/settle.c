@@ -333,8 +333,24 @@ void mp__pool_fail_apply(mp_pool *p, uint32_t e, int err, int exitcode, const ch
     mp__pool_finish_apply(p, e, err, NULL, 0, 0, exitcode, report ? strdup(report) : NULL);
 }
 
+void mp__pool_apply_died(mp_pool *p, uint32_t e, uint32_t w, uint64_t item, int err, int exitcode,
+                         const char *report)
+{
+    if (item == MP__APPLY_WRITTEN && p->jobs[e].u.apply.runner == w) {
+        /* Its result and status are there, only DONE is missing. */
+        mp__pool_collect_apply(p, e);
+    } else if (item == MP__APPLY_UNSTARTED && err != MP_ECANCELED && p->state == ST_OPEN &&
+               !p->broken) {
+        /* Claimed but never begun: nothing failed, run it again. */
+        atomic_store(&p->jobs[e].state, MP__U_QUEUED);
+        mp__pool_publish(p, e, 1);
+    } else {
+        mp__pool_fail_apply(p, e, err, exitcode, report);
+    }
+}
+
 /* The worker running unit u of map job e died with item `item` (UINT64_MAX:
- * before its first) in progress. */
+ * before its first; end: after its last) in progress. */
 void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, int err,
                             int exitcode, const char *report)
 {
@@ -344,6 +360,13 @@ void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, i
     uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
     uint64_t start = base + unit->resume;
     bool range = p->jobs[e].flags & MP__JOB_RANGE;
+    if (item == end) {
+        /* Every item done or reported (the records were drained before):
+         * only DONE is missing. */
+        p->stats.tasks_done++;
+        mp__pool_map_unit_final(p, e, u, !pj->out_remote);
+        return;
+    }
     if (item == UINT64_MAX || item < start || item >= end) {
         /* No item of this run had begun: nothing failed, run it again. */
         if (err == MP_ECANCELED || p->state != ST_OPEN) {

@@ -28,6 +28,8 @@
 #define _GNU_SOURCE
 #include "worker.h"
 
+#include "hooks.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -141,13 +143,16 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
         }
         if (j->kind == MP__JOB_APPLY) {
             /* Relaxed: the CAS below is a release, so whoever sees the
-             * unit RUNNING by this worker sees the intent too. */
+             * unit RUNNING by this worker sees the intent too.  `item`
+             * says how far the task got (MP__APPLY_*): not begun. */
             atomic_store_explicit(&s->intent_unit, 0, memory_order_relaxed);
             atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
+            atomic_store_explicit(&s->item, MP__APPLY_UNSTARTED, memory_order_relaxed);
             uint32_t expect = MP__U_QUEUED;
             bool ok = atomic_compare_exchange_strong(&j->state, &expect, MP__U_RUNNING_BY(c->w));
             advance_head(h, head);
             if (ok) {
+                mp__pool_fault_point(MP__PP_CLAIMED);
                 *entry = e;
                 *unit = 0;
                 return 1;
@@ -166,6 +171,7 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
             advance_head(h, head);
             continue;
         }
+        mp__pool_fault_point(MP__PP_CHUNK_FETCHED);
         /* Relaxed, as above: published by the CAS that follows. */
         atomic_store_explicit(&s->intent_unit, u, memory_order_relaxed);
         atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
@@ -174,6 +180,7 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
         atomic_store_explicit(&s->item, UINT64_MAX, memory_order_relaxed);
         uint32_t expect = MP__U_QUEUED;
         if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_RUNNING_BY(c->w))) {
+            mp__pool_fault_point(MP__PP_CLAIMED);
             *entry = e;
             *unit = u;
             return 1;

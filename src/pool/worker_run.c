@@ -44,8 +44,10 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
     }
     mp_buf b = {.c = c, .data = j->res, .cap = MP__POOL_INLINE, .where = MP__RES_INLINE};
     /* BUSY while the task's own code runs: what the time limit measures
-     * (read by the watchdog, for which a late view is harmless). */
+     * (read by the watchdog, for which a late view is harmless).  From
+     * here on the task has begun: a death fails it. */
     atomic_store_explicit(&c->slot->state, MP__W_BUSY, memory_order_relaxed);
+    atomic_store_explicit(&c->slot->item, MP__APPLY_RUNNING, memory_order_release);
     if (rc == 0)
         rc = fn ? fn(arg, len, &b) : MP_ENOENT;
     if (rc == 0 && b.failed)
@@ -61,8 +63,11 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
         c->res_produced++;
         c->res_head = b.off + b.len;
     }
-    /* Result first, then DONE (release), then the record. */
+    /* Result first, then WRITTEN and DONE (release), then the record. */
+    atomic_store_explicit(&c->slot->item, MP__APPLY_WRITTEN, memory_order_release);
+    mp__pool_fault_point(MP__PP_RESULT_WRITTEN);
     atomic_store_explicit(&j->state, MP__U_DONE, memory_order_release);
+    mp__pool_fault_point(MP__PP_DONE);
     mp__pool_push_rec(c, MP__REC_DONE, e, 0, 0, 0);
 }
 
@@ -120,6 +125,8 @@ static unsigned char *scratch(wctx *c, size_t len)
 }
 
 struct mp__pool_vm_fault mp__pool_vm_fault;
+
+void (*mp__pool_fault)(mp__pool_point where);
 
 /* One copy from (write false) or to the caller's memory. */
 static int vm_copy(const mp__map_ready *r, uint64_t remote, void *local, size_t len, bool write)
@@ -367,9 +374,14 @@ bool mp__pool_run_map(wctx *c, uint32_t e, uint64_t u)
                           ur.out ? ur.out + ur.start * osz : NULL, ur.start, ur.end, rc);
         }
     }
+    /* Every item is done or reported: a death from here on fails nothing
+     * (release: after the outputs and the records). */
+    atomic_store_explicit(&c->slot->item, ur.end, memory_order_release);
+    mp__pool_fault_point(MP__PP_LAST_ITEM);
     /* Release: the outputs before DONE. */
     mp__unit *unit = (mp__unit *)(c->data + j->u.map.units_off) + u;
     atomic_store_explicit(&unit->state, MP__U_DONE, memory_order_release);
+    mp__pool_fault_point(MP__PP_DONE);
     mp__pool_push_rec(c, MP__REC_DONE, e, u, 0, 0);
     return true;
 }

@@ -191,8 +191,10 @@ static int held_error(mp_pool *p, const wstate *ws, const worker_end *x, char **
 }
 
 /* Settles the unit worker w held when it died, named by its intent: a
- * unit still RUNNING by it fails (or is retried); one it finished (DONE)
- * is collected, should its record have been lost. */
+ * unit still RUNNING by it is settled by how far it got (slot.item,
+ * records.h: not begun, it runs again; finished, it is collected; begun,
+ * it fails or is retried); one it finished (DONE) is collected, should
+ * its record have been lost. */
 static void settle_held(mp_pool *p, uint32_t w, const worker_end *x)
 {
     mp__wslot *s = mp__pool_slot(p->hdr, w);
@@ -201,19 +203,20 @@ static void settle_held(mp_pool *p, uint32_t w, const worker_end *x)
         return;
     uint32_t e = ij - 1;
     uint64_t u = atomic_load(&s->intent_unit);
+    uint64_t item = atomic_load(&s->item);
     char *why;
     int err = held_error(p, &p->ws[w], x, &why);
     const char *rep = why ? why : x->report;
     if (p->pjobs[e].kind == MP__JOB_APPLY) {
         uint32_t st = atomic_load(&p->jobs[e].state);
         if (st == MP__U_RUNNING_BY(w))
-            mp__pool_fail_apply(p, e, err, x->code, rep);
+            mp__pool_apply_died(p, e, w, item, err, x->code, rep);
         else if (st == MP__U_DONE && p->jobs[e].u.apply.runner == w)
             mp__pool_collect_apply(p, e);
     } else if (p->pjobs[e].kind == MP__JOB_MAP && u < p->pjobs[e].nunits) {
         uint32_t st = atomic_load(&mp__pool_units(p, e)[u].state);
         if (st == MP__U_RUNNING_BY(w))
-            mp__pool_fail_map_unit(p, e, u, atomic_load(&s->item), err, x->code, rep);
+            mp__pool_fail_map_unit(p, e, u, item, err, x->code, rep);
         else if (st == MP__U_DONE)
             mp__pool_collect_unit(p, e, u);
     }
