@@ -70,6 +70,7 @@ bool mp__pool_publish(mp_pool *p, uint32_t e, uint32_t wake)
     uint64_t pos = atomic_load(&h->job_tail);
     p->order[pos & (MP__POOL_ORDER - 1)] = e;
     atomic_store(&p->jobs[e].seq, pos);
+    p->pjobs[e].pos = pos;
     if (p->pjobs[e].republish)
         p->nrepublish--;
     p->pjobs[e].republish = false;
@@ -115,6 +116,12 @@ static void entry_install(mp_pool *p, uint32_t e, const mp__job *job, const pjob
     atomic_store(&j->next_unit, 0);
     atomic_store(&j->state, job->kind == MP__JOB_APPLY ? MP__U_QUEUED : MP__U_FREE);
     p->pjobs[e] = *pj;
+    jdesc *d = &p->pjobs[e].desc;
+    d->kind = job->kind;
+    d->fn = job->fn;
+    d->flags = job->flags;
+    d->u = job->u;
+    memcpy(d->arg, j->arg, sizeof d->arg);
     if (pj->fut)
         mp__future_set_token(pj->fut, TOK_ENTRY(e));
 }
@@ -190,10 +197,7 @@ void mp__pool_entry_release(mp_pool *p, uint32_t e)
     pjob *pj = &p->pjobs[e];
     if (pj->republish)
         p->nrepublish--;
-    free(pj->fails);
-    free(pj->first_report);
-    free(pj->uattempts);
-    free(pj->ufailed);
+    mp__pool_pjob_free(pj);
     memset(pj, 0, sizeof *pj);
     for (uint32_t w = 0; w < p->nworkers; w++) {
         if (atomic_load(&mp__pool_slot(p->hdr, w)->hazard) == e + 1) {
@@ -202,6 +206,16 @@ void mp__pool_entry_release(mp_pool *p, uint32_t e)
         }
     }
     p->free_entries[p->nfree++] = e;
+}
+
+void mp__pool_pjob_free(pjob *pj)
+{
+    free(pj->fails);
+    free(pj->first_report);
+    free(pj->ufinal);
+    free(pj->uresume);
+    free(pj->uattempts);
+    free(pj->ufailed);
 }
 
 void mp__pool_retry_retired(mp_pool *p)

@@ -288,11 +288,19 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
     b.s = s;
     b.mode = mode;
     map_describe(p, &b, f, it);
+    /* The parent's own record of which units are final (check.c). */
+    b.pj.ufinal = calloc((size_t)(b.nunits + 63) / 64, sizeof *b.pj.ufinal);
+    if (!b.pj.ufinal)
+        return MP_ENOMEM;
     int rc = map_place(p, &b);
-    if (rc < 0)
+    if (rc < 0) {
+        free(b.pj.ufinal);
         return rc;
+    }
     map_fill(p, &b, it);
     rc = map_publish(p, &b);
+    if (rc < 0)
+        free(b.pj.ufinal); /* the pool did not take the job */
     if (rc == 0 && b.copied < b.n)
         map_copy_rest(p, &b);
     return rc;

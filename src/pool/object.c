@@ -234,12 +234,8 @@ static void pool_destroy(mp_pool *p)
     free(p->boots);
     free(p->initarg_copy);
     free(p->broken_report);
-    for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
-        free(p->pjobs[e].fails);
-        free(p->pjobs[e].first_report);
-        free(p->pjobs[e].uattempts);
-        free(p->pjobs[e].ufailed);
-    }
+    for (uint32_t e = 0; e < MP__POOL_JOBS; e++)
+        mp__pool_pjob_free(&p->pjobs[e]);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->ev_lock);

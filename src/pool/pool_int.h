@@ -69,8 +69,20 @@ typedef struct failure {
     int err, task_error, exitcode;
 } failure;
 
+/* What the parent published in a job entry and what workers never write:
+ * kept in the parent's memory, so that the supervisor takes none of it
+ * from shared memory a task may have scribbled over, and can check the
+ * entry against it (check.c). */
+typedef struct jdesc {
+    uint32_t kind, fn, flags;
+    union mp__job_u u; /* map: all of it; apply: arg_off and arg_len */
+    unsigned char arg[MP__POOL_INLINE];
+} jdesc;
+
 typedef struct pjob {
-    int kind; /* 0: entry free */
+    int kind;     /* 0: entry free */
+    jdesc desc;   /* set when the job is installed in its entry */
+    uint64_t pos; /* the dispatch position it was last published at */
     mp_future *fut;
     struct mp_imap *it;
     size_t data_off, data_len; /* block in the data region; data_len 0: none */
@@ -87,6 +99,8 @@ typedef struct pjob {
     size_t nfails, capfails;
     failure first; /* the failure of the lowest index */
     char *first_report;
+    uint64_t *ufinal;    /* per unit, a bit: final (the parent's record) */
+    uint32_t *uresume;   /* per unit: items accounted for before a re-run */
     uint32_t *uattempts; /* per unit: runs of its failing item */
     uint64_t *ufailed;   /* per unit: which item that was */
     mp_progress_fn progress;
@@ -221,9 +235,22 @@ static inline size_t mp__pool_align_up(size_t v, size_t a)
     return (v + a - 1) & ~(a - 1);
 }
 
+/* The unit records of map job e, where the parent placed them. */
 static inline mp__unit *mp__pool_units(mp_pool *p, uint32_t e)
 {
-    return (mp__unit *)mp__region_at(&p->region, p->jobs[e].u.map.units_off);
+    return (mp__unit *)mp__region_at(&p->region, p->pjobs[e].desc.u.map.units_off);
+}
+
+/* Whether unit u of map job e is final, by the parent's own record. */
+static inline bool mp__pool_unit_is_final(const pjob *pj, uint64_t u)
+{
+    return pj->ufinal[u / 64] >> (u % 64) & 1u;
+}
+
+/* Items of unit u of map job e accounted for before its current run. */
+static inline uint64_t mp__pool_unit_resume(const pjob *pj, uint64_t u)
+{
+    return pj->uresume ? pj->uresume[u] : 0;
 }
 
 /* Wakes the supervisor from its sleep.  Any thread, any lock. */
@@ -277,6 +304,9 @@ int mp__pool_submit_job(mp_pool *p, const mp__job *job, const pjob *pj);
 /* Retires entry e, recycled once no worker looks at it. */
 void mp__pool_entry_release(mp_pool *p, uint32_t e);
 
+/* Frees what a job's parent record owns (not the record itself). */
+void mp__pool_pjob_free(pjob *pj);
+
 /* Recycles retired entries no worker looks at any more. */
 void mp__pool_retry_retired(mp_pool *p);
 
@@ -309,8 +339,9 @@ int64_t mp__pool_progress_tick(mp_pool *p, int64_t now);
 void mp__pool_finish_apply(mp_pool *p, uint32_t e, int status, void *res, size_t len,
                            int task_error, int exitcode, char *report);
 
-/* Reads the result of DONE apply job e and finishes it. */
-void mp__pool_collect_apply(mp_pool *p, uint32_t e);
+/* Reads the result worker w left for DONE apply job e and finishes it
+ * (MP_EPROTO when w's description of it is not valid). */
+void mp__pool_collect_apply(mp_pool *p, uint32_t e, uint32_t w);
 
 /* Inserts f into a sorted array of failures (dropped when memory runs
  * out: the items still count as failed). */
@@ -358,8 +389,11 @@ bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *
 /* Cancels what no worker took, with status (report is copied). */
 void mp__pool_cancel_queued(mp_pool *p, int status, const char *report);
 
-/* After a terminate, with no worker left: cancels everything unfinished. */
-void mp__pool_cancel_all(mp_pool *p);
+/* With no worker left (after a terminate, or to start afresh): fails
+ * everything unfinished with status (MP_ECANCELED: the items not begun;
+ * otherwise every item of an unfinished unit, whose outputs are not
+ * trusted), by the parent's records alone.  report is copied. */
+void mp__pool_fail_all(mp_pool *p, int status, const char *report);
 
 /* ---- workers.c: worker processes ------------------------------------------- */
 

@@ -99,15 +99,15 @@ static int take_ring_result(mp_pool *p, const mp__job *j, bool want, void **res)
     return rc;
 }
 
-/* Reads the result of DONE apply job e and finishes it. */
-void mp__pool_collect_apply(mp_pool *p, uint32_t e)
+/* Reads the result worker w left for DONE apply job e and finishes it. */
+void mp__pool_collect_apply(mp_pool *p, uint32_t e, uint32_t w)
 {
     mp__job *j = &p->jobs[e];
     int64_t status = j->u.apply.status;
     size_t len = (size_t)j->u.apply.res_len;
     void *res = NULL;
     int rc = 0;
-    if (!mp__pool_apply_result_valid(j, p->nworkers)) {
+    if (!mp__pool_apply_result_valid(j, p->nworkers) || j->u.apply.runner != w) {
         rc = MP_EPROTO;
     } else if (j->u.apply.res_where == MP__RES_RING) {
         rc = take_ring_result(p, j, status == 0, &res);
@@ -199,6 +199,11 @@ static void map_job_done(mp_pool *p, uint32_t e)
 void mp__pool_map_unit_final(mp_pool *p, uint32_t e, uint64_t u, bool copy)
 {
     pjob *pj = &p->pjobs[e];
+    /* Once, by the parent's own record: the unit's state in shared memory
+     * only tells workers. */
+    if (mp__pool_unit_is_final(pj, u))
+        return;
+    pj->ufinal[u / 64] |= (uint64_t)1 << (u % 64);
     mp__unit *unit = &mp__pool_units(p, e)[u];
     /* Relaxed: FINAL only tells workers' CASes to fail, which they do for
      * DONE alike. */
@@ -208,7 +213,7 @@ void mp__pool_map_unit_final(mp_pool *p, uint32_t e, uint64_t u, bool copy)
     if (copy && pj->user_out && pj->out_size) {
         size_t len = (size_t)((end - base) * pj->out_size);
         unsigned char *dst = pj->user_out + base * pj->out_size;
-        const unsigned char *src = p->region.base + p->jobs[e].u.map.out_off + base * pj->out_size;
+        const unsigned char *src = p->region.base + pj->desc.u.map.out_off + base * pj->out_size;
         if (len >= COPY_UNLOCKED) {
             /* Nobody else touches these bytes: the unit is final, and the
              * job (hence its block) ends only by this thread. */
@@ -232,7 +237,8 @@ void mp__pool_map_unit_final(mp_pool *p, uint32_t e, uint64_t u, bool copy)
 /* A DONE unit: collect it (the DONE -> FINAL step happens once). */
 void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u)
 {
-    if (p->pjobs[e].kind != MP__JOB_MAP || u >= p->pjobs[e].nunits)
+    if (p->pjobs[e].kind != MP__JOB_MAP || u >= p->pjobs[e].nunits ||
+        mp__pool_unit_is_final(&p->pjobs[e], u))
         return;
     mp__unit *unit = &mp__pool_units(p, e)[u];
     if (atomic_load(&unit->state) != MP__U_DONE)
@@ -243,7 +249,8 @@ void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u)
     mp__pool_map_unit_final(p, e, u, !p->pjobs[e].out_remote);
 }
 
-static void handle_rec(mp_pool *p, const mp__rec *r)
+/* A record from worker w's ring. */
+static void handle_rec(mp_pool *p, uint32_t w, const mp__rec *r)
 {
     if (!mp__pool_rec_valid(r))
         return;
@@ -252,7 +259,7 @@ static void handle_rec(mp_pool *p, const mp__rec *r)
     if (r->kind == MP__REC_DONE) {
         if (pj->kind == MP__JOB_APPLY) {
             if (atomic_load(&p->jobs[e].state) == MP__U_DONE)
-                mp__pool_collect_apply(p, e);
+                mp__pool_collect_apply(p, e, w);
         } else if (pj->kind == MP__JOB_MAP) {
             mp__pool_collect_unit(p, e, r->unit);
         }
@@ -263,7 +270,7 @@ static void handle_rec(mp_pool *p, const mp__rec *r)
         if (r->item < base || r->item >= end)
             return;
         /* A range function fails its whole remaining range at once. */
-        bool rest = r->kind == MP__REC_REST_ERROR || (p->jobs[e].flags & MP__JOB_RANGE);
+        bool rest = r->kind == MP__REC_REST_ERROR || (pj->desc.flags & MP__JOB_RANGE);
         uint64_t count = rest ? end - r->item : 1;
         /* REST_ERROR: the worker could not reach the caller's arrays; the
          * items fail with that reason itself. */
@@ -284,7 +291,7 @@ bool mp__pool_drain_slot(mp_pool *p, uint32_t w)
         return false;
     while (tail != head) {
         mp__rec r = s->ring[tail & (MP__POOL_DONE - 1)];
-        handle_rec(p, &r);
+        handle_rec(p, w, &r);
         tail++;
         if ((tail & 63) == 0 || tail == head) {
             atomic_store(&s->done_tail, tail);
@@ -336,9 +343,9 @@ void mp__pool_fail_apply(mp_pool *p, uint32_t e, int err, int exitcode, const ch
 void mp__pool_apply_died(mp_pool *p, uint32_t e, uint32_t w, uint64_t item, int err, int exitcode,
                          const char *report)
 {
-    if (item == MP__APPLY_WRITTEN && p->jobs[e].u.apply.runner == w) {
+    if (item == MP__APPLY_WRITTEN) {
         /* Its result and status are there, only DONE is missing. */
-        mp__pool_collect_apply(p, e);
+        mp__pool_collect_apply(p, e, w);
     } else if (item == MP__APPLY_UNSTARTED && err != MP_ECANCELED && p->state == ST_OPEN &&
                !p->broken) {
         /* Claimed but never begun: nothing failed, run it again. */
@@ -349,17 +356,48 @@ void mp__pool_apply_died(mp_pool *p, uint32_t e, uint32_t w, uint64_t item, int 
     }
 }
 
+/* Runs of `item` of unit u so far, counting from its first failure.  The
+ * per-unit records are made on the first failure of the map. */
+static uint32_t item_tries(pjob *pj, uint64_t u, uint64_t item)
+{
+    if (!pj->uattempts) {
+        pj->uattempts = calloc((size_t)pj->nunits, sizeof *pj->uattempts);
+        pj->ufailed = calloc((size_t)pj->nunits, sizeof *pj->ufailed);
+    }
+    if (!pj->uattempts || !pj->ufailed)
+        return 0;
+    if (pj->ufailed[u] != item + 1) {
+        pj->ufailed[u] = item + 1;
+        pj->uattempts[u] = 0;
+    }
+    return pj->uattempts[u];
+}
+
+/* Unit u of map job e runs again from its item `from`: recorded in the
+ * parent (the truth) and in the unit (what workers read).  Returns false
+ * when memory for the parent's record runs out. */
+static bool unit_resume_at(mp_pool *p, uint32_t e, uint64_t u, uint64_t from)
+{
+    pjob *pj = &p->pjobs[e];
+    if (!pj->uresume)
+        pj->uresume = calloc((size_t)pj->nunits, sizeof *pj->uresume);
+    if (!pj->uresume)
+        return false;
+    pj->uresume[u] = (uint32_t)(from - u * pj->chunk);
+    mp__pool_units(p, e)[u].resume = pj->uresume[u];
+    return true;
+}
+
 /* The worker running unit u of map job e died with item `item` (UINT64_MAX:
  * before its first; end: after its last) in progress. */
 void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, int err,
                             int exitcode, const char *report)
 {
     pjob *pj = &p->pjobs[e];
-    mp__unit *unit = &mp__pool_units(p, e)[u];
     uint64_t base = u * pj->chunk;
     uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
-    uint64_t start = base + unit->resume;
-    bool range = p->jobs[e].flags & MP__JOB_RANGE;
+    uint64_t start = base + mp__pool_unit_resume(pj, u);
+    bool range = pj->desc.flags & MP__JOB_RANGE;
     if (item == end) {
         /* Every item done or reported (the records were drained before):
          * only DONE is missing. */
@@ -377,23 +415,11 @@ void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, i
         }
         return;
     }
-    if (!pj->uattempts) {
-        pj->uattempts = calloc((size_t)pj->nunits, sizeof *pj->uattempts);
-        pj->ufailed = calloc((size_t)pj->nunits, sizeof *pj->ufailed);
-    }
-    uint32_t tries = 0;
-    if (pj->uattempts && pj->ufailed) {
-        if (pj->ufailed[u] != item + 1) {
-            pj->ufailed[u] = item + 1;
-            pj->uattempts[u] = 0;
-        }
-        tries = pj->uattempts[u];
-    }
-    if (retryable(p, err) && tries < p->opts.retries) {
+    uint32_t tries = item_tries(pj, u, item);
+    if (retryable(p, err) && tries < p->opts.retries && unit_resume_at(p, e, u, item)) {
         if (pj->uattempts)
             pj->uattempts[u]++;
         p->stats.tasks_retried++;
-        unit->resume = (uint32_t)(item - base);
         map_requeue(p, e, u);
         return;
     }
@@ -404,12 +430,13 @@ void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, i
     uint64_t next = item + count;
     if (next >= end) {
         mp__pool_map_unit_final(p, e, u, true);
-    } else if (err == MP_ECANCELED || p->state != ST_OPEN) {
-        mp__pool_map_fail_items(p, e, next, end - next, MP_ECANCELED, 0, 0, NULL);
-        mp__pool_map_unit_final(p, e, u, true);
-    } else {
-        unit->resume = (uint32_t)(next - base);
+    } else if (err != MP_ECANCELED && p->state == ST_OPEN && unit_resume_at(p, e, u, next)) {
         map_requeue(p, e, u);
+    } else {
+        /* Stopping, or no memory to record where to resume. */
+        int why = err == MP_ECANCELED || p->state != ST_OPEN ? MP_ECANCELED : MP_ENOMEM;
+        mp__pool_map_fail_items(p, e, next, end - next, why, 0, 0, NULL);
+        mp__pool_map_unit_final(p, e, u, true);
     }
 }
 
@@ -442,12 +469,13 @@ void mp__pool_requeue_orphans(mp_pool *p)
 }
 
 /* Fails the items of unit u of map job e that no run has finished (from
- * its resume point on) with status, and makes the unit final. */
-static void cancel_unit(mp_pool *p, uint32_t e, uint64_t u, int status, const char *report)
+ * its resume point on; all of them when whole) with status, and makes the
+ * unit final. */
+static void cancel_unit(mp_pool *p, uint32_t e, uint64_t u, int status, const char *report,
+                        bool whole)
 {
     pjob *pj = &p->pjobs[e];
-    mp__unit *unit = &mp__pool_units(p, e)[u];
-    uint64_t base = u * pj->chunk + unit->resume;
+    uint64_t base = u * pj->chunk + (whole ? 0 : mp__pool_unit_resume(pj, u));
     uint64_t end = (u + 1) * pj->chunk < pj->n ? (u + 1) * pj->chunk : pj->n;
     mp__pool_map_fail_items(p, e, base, end - base, status, 0, 0, report);
     mp__pool_map_unit_final(p, e, u, false);
@@ -472,9 +500,11 @@ bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *
     /* The last unit made final ends the job and clears its entry. */
     for (uint64_t u = 0; u < nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
         uint32_t expect = MP__U_QUEUED;
-        if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
-            started |= units[u].resume != 0;
-            cancel_unit(p, e, u, status, report);
+        if (mp__pool_unit_is_final(pj, u)) {
+            started = true;
+        } else if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
+            started |= mp__pool_unit_resume(pj, u) != 0;
+            cancel_unit(p, e, u, status, report, false);
         } else {
             started = true;
         }
@@ -508,7 +538,7 @@ static void cancel_pending(mp_pool *p, int status, const char *report)
                 it->data_len = 0; /* freed above */
             }
         }
-        free(n->pj.fails);
+        mp__pool_pjob_free(&n->pj);
         free(n);
     }
     p->pend_tail = &p->pend_head;
@@ -527,19 +557,21 @@ void mp__pool_cancel_queued(mp_pool *p, int status, const char *report)
     }
 }
 
-void mp__pool_cancel_all(mp_pool *p)
+void mp__pool_fail_all(mp_pool *p, int status, const char *report)
 {
+    /* With no worker left, by the parent's records alone: what shared
+     * memory says no longer matters (and may be scribbled over). */
+    bool whole = status != MP_ECANCELED;
     for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
         pjob *pj = &p->pjobs[e];
         if (pj->kind == MP__JOB_APPLY) {
-            mp__pool_finish_apply(p, e, MP_ECANCELED, NULL, 0, 0, 0, NULL);
+            if (status != MP_ECANCELED)
+                p->stats.tasks_failed++;
+            mp__pool_finish_apply(p, e, status, NULL, 0, 0, 0, report ? strdup(report) : NULL);
         } else if (pj->kind == MP__JOB_MAP) {
-            mp__unit *units = mp__pool_units(p, e);
-            for (uint64_t u = 0; u < pj->nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
-                uint32_t st = atomic_load(&units[u].state);
-                if (st != MP__U_FINAL && st != MP__U_CANCELLED)
-                    cancel_unit(p, e, u, MP_ECANCELED, NULL);
-            }
+            for (uint64_t u = 0; u < pj->nunits && p->pjobs[e].kind == MP__JOB_MAP; u++)
+                if (!mp__pool_unit_is_final(pj, u))
+                    cancel_unit(p, e, u, status, report, whole);
         }
     }
 }

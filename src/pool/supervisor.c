@@ -107,7 +107,7 @@ static void begin_terminate(mp_pool *p, int64_t now)
  * should) is cancelled, and waiters are told. */
 static void end_terminate(mp_pool *p)
 {
-    mp__pool_cancel_all(p);
+    mp__pool_fail_all(p, MP_ECANCELED, NULL);
     p->state = ST_TERMINATED;
     p->workers_gone = true;
     pthread_cond_broadcast(&p->cond);

@@ -212,7 +212,7 @@ static void settle_held(mp_pool *p, uint32_t w, const worker_end *x)
         if (st == MP__U_RUNNING_BY(w))
             mp__pool_apply_died(p, e, w, item, err, x->code, rep);
         else if (st == MP__U_DONE && p->jobs[e].u.apply.runner == w)
-            mp__pool_collect_apply(p, e);
+            mp__pool_collect_apply(p, e, w);
     } else if (p->pjobs[e].kind == MP__JOB_MAP && u < p->pjobs[e].nunits) {
         uint32_t st = atomic_load(&mp__pool_units(p, e)[u].state);
         if (st == MP__U_RUNNING_BY(w))
