@@ -1655,7 +1655,74 @@ TEST_TIMEOUT(random_sigkills_during_apply_async, 120)
     mp_pool_free(p);
 }
 
-/* ---- initializers ------------------------------------------------------------------ */
+static int close_every_fd_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    for (int fd = 3; fd < 4096; fd++)
+        close(fd);
+    int v = 99;
+    return mp_buf_append(out, &v, sizeof v);
+}
+
+/* pool.h, "Fault isolation": nothing a task does hangs the parent - here
+ * a task that closes every descriptor, those its worker shares with the
+ * pool included, with no task_timeout to fall back on.  Fails when the
+ * worker, unable to wake the supervisor, leaves it asleep with work
+ * outstanding (every later future waits for ever). */
+TEST(a_task_closing_every_descriptor_wedges_nothing)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_start_method methods[] = {MP_START_FORK, MP_START_FORKSERVER};
+    for (size_t m = 0; m < MP__ARRAY_SIZE(methods); m++) {
+        mp_pool_opts o = MP_POOL_OPTS_INIT;
+        o.processes = 1;
+        o.start_method = methods[m];
+        mp_pool *p = NULL;
+        CHECK_OK(mp_pool_new(&o, &p));
+        for (int round = 0; round < 4; round++) {
+            MPT_CONTEXT("start method %d, round %d", (int)methods[m], round);
+            int v = 0;
+            CHECK_OK(mp_pool_apply(p, close_every_fd_task, NULL, 0, &v, sizeof v, NULL, 30.0));
+            CHECK_EQ(v, 99);
+            /* Whatever the worker did next, later work completes. */
+            for (long i = 0; i < 20; i++) {
+                long r = 0;
+                CHECK_OK(mp_pool_apply(p, square_task, &i, sizeof i, &r, sizeof r, NULL, 30.0));
+                CHECK_EQ(r, i * i);
+            }
+            int in[1000];
+            long out[1000];
+            for (int i = 0; i < 1000; i++)
+                in[i] = i;
+            mp_future *mf =
+                mp_pool_map_async(p, square_item, in, 1000, sizeof in[0], out, sizeof out[0], 10);
+            CHECK_OK(mp_future_get(mf, NULL, 0, NULL, 30.0));
+            mp_future_free(mf);
+            CHECK_EQ(out[999], 999L * 999);
+            /* A result that must grow the worker's result file: a worker
+             * that lost the file fails this one task, then leaves. */
+            size_t big = 100000;
+            mp_future *b1 = mp_pool_apply_async(p, pattern_task, &big, sizeof big);
+            CHECK_OK(mp_future_wait(b1, 30.0));
+            if (mp_future_status(b1) != 0) {
+                CHECK_ERR(mp_future_status(b1), MP_ETASK);
+                CHECK_ERR(mp_future_task_error(b1), MP_EBADF);
+            }
+            mp_future_free(b1);
+            size_t len = 0;
+            CHECK_OK(mp_pool_apply(p, pattern_task, &big, sizeof big, NULL, 0, &len, 30.0));
+            CHECK_EQ_U(len, big);
+        }
+        MPT_CONTEXT_CLEAR();
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.tasks_failed, 0);
+        mp_pool_free(p);
+    }
+}
+
+/* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
 
 static _Atomic int *init_runs;
 

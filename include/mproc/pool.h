@@ -107,7 +107,9 @@ typedef struct mp_buf mp_buf;
  */
 MP_EXTERN void *mp_buf_alloc(mp_buf *b, size_t len);
 
-/* Appends len bytes.  Returns 0 or MP_ENOMEM. */
+/* Appends len bytes.  Returns 0, MP_ENOMEM, or MP_EBADF when the result
+ * had to grow and a task had closed the worker's result file (the worker
+ * then leaves the pool once this task is over). */
 MP_EXTERN int mp_buf_append(mp_buf *b, const void *data, size_t len);
 
 /* The result so far: its bytes (valid until the next call on b) and its

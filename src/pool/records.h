@@ -138,8 +138,12 @@ enum {
     MP__W_BUSY = 3,     /* running a unit's own code (what time limits measure) */
     MP__W_INIT_FAILED = 4,
     MP__W_RECYCLE = 5, /* done its maxtasksperchild: exits cleanly */
-    MP__W_EXITING = 6  /* leaving because the pool closed */
+    MP__W_EXITING = 6, /* leaving because the pool closed */
+    MP__W_CUT_OFF = 7  /* leaving because a task closed the pool's descriptors */
 };
+
+/* The exit status of a worker cut off from the pool (MP__W_CUT_OFF). */
+#define MP__WORKER_CUT_OFF_STATUS 3
 
 /* How far an apply task got, in its worker's slot.item: a worker that
  * dies before it began the task fails nothing (the task runs again), nor
@@ -366,13 +370,6 @@ static inline bool mp__pool_map_job_valid(const mp__job *j)
            ((j->flags & MP__JOB_RIN) || mp__pool_span_ok(j->u.map.in_off, in_len, UINT64_MAX)) &&
            ((j->flags & MP__JOB_ROUT && j->flags & MP__JOB_RANGE) ||
             mp__pool_span_ok(j->u.map.out_off, out_len, UINT64_MAX));
-}
-
-/* Wakes the supervisor if it sleeps or is about to (see Sleeping above). */
-static inline void mp__pool_kick(mp__pool_hdr *h, int ev_fd)
-{
-    if (atomic_load(&h->sup_sleeping) && atomic_exchange(&h->sup_sleeping, 0))
-        mp__eventfd_signal(ev_fd);
 }
 
 /* The worker's entry point (worker.c): the target of every worker process. */

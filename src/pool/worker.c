@@ -30,16 +30,60 @@
 
 #include "hooks.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+int mp__pool_fd_check(int fd, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino)
+        return MP_EBADF;
+    return 0;
+}
+
+_Noreturn void mp__pool_worker_cut_off(wctx *c, const char *what, int err)
+{
+    atomic_store(&c->slot->state, MP__W_CUT_OFF);
+    mp_log(MP_LOG_WARNING, "pool worker: %s is gone (%s): a task closed it; the worker leaves",
+           what, mp_err_name(err));
+    /* What the task printed is its own: flushed, as at any exit. */
+    fflush(NULL);
+    _exit(MP__WORKER_CUT_OFF_STATUS);
+}
+
+/* Wakes the supervisor if it sleeps or is about to (records.h, Sleeping):
+ * the eventfd it polls.  A write that fails means a task closed it; the
+ * worker can then never wake the supervisor again, and leaves - its exit
+ * wakes it instead (the record written before this is collected then). */
+static void kick(wctx *c)
+{
+    mp__pool_hdr *h = c->hdr;
+    if (!atomic_load(&h->sup_sleeping) || !atomic_exchange(&h->sup_sleeping, 0))
+        return;
+    uint64_t one = 1;
+    ssize_t n;
+    do {
+        n = write(c->ev_fd, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN: the counter is full, so readable already. */
+    if (n < 0 && errno != EAGAIN)
+        mp__pool_worker_cut_off(c, "the supervisor's eventfd", -errno);
+}
 
 int mp__pool_map_more(wctx *c, uint64_t need)
 {
     size_t size = (size_t)atomic_load(&c->hdr->data_size);
     if (need > size)
         return MP_EPROTO;
-    int rc = mp__vm_map_fixed(c->data_fd, c->data_mapped, size - c->data_mapped,
-                              c->data + c->data_mapped);
+    /* Rare (the region grew): check the descriptor still names the data
+     * file before mapping whatever it names now. */
+    int rc = mp__pool_fd_check(c->data_fd, c->data_dev, c->data_ino);
+    if (rc < 0)
+        return rc;
+    rc = mp__vm_map_fixed(c->data_fd, c->data_mapped, size - c->data_mapped,
+                          c->data + c->data_mapped);
     if (rc < 0)
         return rc;
     c->data_mapped = size;
@@ -57,7 +101,7 @@ void mp__pool_wait_supervisor(wctx *c, bool (*done)(wctx *))
     atomic_store(&s->waiting, 1);
     uint32_t seen = atomic_load(&s->wake);
     if (!done(c)) {
-        mp__pool_kick(c->hdr, c->ev_fd);
+        kick(c);
         /* Bounded: should the supervisor be gone, the parent is gone too
          * and the death signal ends this process; the bound only keeps a
          * lost wake-up from ever being more than a delay. */
@@ -87,7 +131,7 @@ void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, ui
     /* seq_cst: the record is published before sup_sleeping is read (the
      * supervisor stores sup_sleeping before it looks at the rings). */
     atomic_store(&s->done_head, ++c->done_head);
-    mp__pool_kick(c->hdr, c->ev_fd);
+    kick(c);
 }
 
 void *mp__pool_resolve_fn(wctx *c, uint32_t id)
@@ -227,6 +271,8 @@ static int serve(wctx *c)
         uint32_t e;
         uint64_t u;
         int rc = claim(c, &e, &u);
+        if (rc == MP_EBADF)
+            mp__pool_worker_cut_off(c, "the data region's descriptor", rc);
         if (rc < 0)
             return rc;
         if (rc == 0) {
@@ -244,11 +290,17 @@ static int serve(wctx *c)
         if (c->jobs[e].kind == MP__JOB_APPLY) {
             if (c->res_cap > RES_KEEP_CAP && mp__pool_res_empty(c))
                 (void)mp__pool_res_resize(c, RES_MIN_CAP); /* give a huge result's memory back */
+            if (c->cut_off) /* the task has not begun: it runs again elsewhere */
+                mp__pool_worker_cut_off(c, "the result file's descriptor", MP_EBADF);
             mp__pool_run_apply(c, e);
         } else if (!mp__pool_run_map(c, e, u)) {
             atomic_store(&s->state, MP__W_EXITING);
             return 0;
         }
+        /* A task closed a descriptor the worker needs: the unit is done
+         * (or failed for it), and the next one is better run elsewhere. */
+        if (c->cut_off)
+            mp__pool_worker_cut_off(c, "a descriptor of the pool's", MP_EBADF);
         atomic_store_explicit(&s->state, MP__W_READY, memory_order_relaxed);
         if (c->maxtasks && ++c->tasks >= c->maxtasks) {
             atomic_store(&s->state, MP__W_RECYCLE);
@@ -339,12 +391,20 @@ static void probe_vm(mp__pool_hdr *h)
         &h->vm, &expect, rc == 0 && v == h->vm_probe_val ? MP__VM_OK : MP__VM_DENIED);
 }
 
-/* Checks the control region and finds this worker's slot and tables. */
+/* Checks the control region and finds this worker's slot and tables;
+ * notes which files the memory descriptors name (mp__pool_fd_check). */
 static int attach_control(wctx *c, const mp__wboot *b)
 {
     mp__pool_hdr *h = c->hdr;
     if (!mp__pool_hdr_valid(h, b->ctrl_size) || c->w >= h->nworkers)
         return MP_EPROTO;
+    struct stat ds, rs;
+    if (fstat(c->data_fd, &ds) != 0 || fstat(c->res_fd, &rs) != 0)
+        return MP_EBADF;
+    c->data_dev = ds.st_dev;
+    c->data_ino = ds.st_ino;
+    c->res_dev = rs.st_dev;
+    c->res_ino = rs.st_ino;
     c->slot = mp__pool_slot(h, c->w);
     c->order = mp__pool_order(h);
     c->fns = mp__pool_fns(h);

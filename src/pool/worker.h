@@ -42,6 +42,11 @@ typedef struct wctx {
     uint64_t res_seen;      /* res_consumed when a wait for result space began */
     unsigned char *scratch; /* a RIN/ROUT map's slice buffers */
     size_t scratch_cap;
+    /* The memory files as attached (a task may close their descriptors,
+     * and the numbers may come back naming other files). */
+    dev_t data_dev, res_dev;
+    ino_t data_ino, res_ino;
+    bool cut_off; /* a descriptor of the pool's is gone: leave after this unit */
 } wctx;
 
 struct mp_buf {
@@ -50,7 +55,7 @@ struct mp_buf {
     size_t len, cap;
     size_t off; /* in the result file, when where == MP__RES_RING */
     int where;
-    bool failed;
+    int err; /* why growing it failed (then it stays failed), or 0 */
 };
 
 /* ---- worker.c ------------------------------------------------------------ */
@@ -68,6 +73,18 @@ static inline int mp__pool_ensure_data(wctx *c, uint64_t need)
 /* Waits, for at most a short while, until the supervisor has freed ring or
  * result space - done() says when - waking it first.  Callers loop. */
 void mp__pool_wait_supervisor(wctx *c, bool (*done)(wctx *));
+
+/* Whether descriptor fd still names the memory file (dev, ino) attached.
+ * Returns 0, or MP_EBADF when a task closed it (or its number now names
+ * another file). */
+int mp__pool_fd_check(int fd, dev_t dev, ino_t ino);
+
+/* Leaves the pool at once: a task closed a descriptor the worker needs
+ * (what), so it can no longer take work or wake the supervisor.  Its exit
+ * is what wakes the supervisor now; what it held is settled as for any
+ * death (records.h: before a unit begins, or after DONE, that fails
+ * nothing). */
+_Noreturn void mp__pool_worker_cut_off(wctx *c, const char *what, int err);
 
 /* Appends a completion record and wakes the supervisor if it sleeps. */
 void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,

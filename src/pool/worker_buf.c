@@ -28,7 +28,14 @@ bool mp__pool_res_empty(wctx *c)
  * whose bytes the file keeps). */
 int mp__pool_res_resize(wctx *c, size_t cap)
 {
-    int rc = mp__file_resize(c->res_fd, cap);
+    /* Rare (the file grows or shrinks): check the descriptor still names
+     * the result file; a task may have closed it. */
+    int rc = mp__pool_fd_check(c->res_fd, c->res_dev, c->res_ino);
+    if (rc < 0) {
+        c->cut_off = true;
+        return rc;
+    }
+    rc = mp__file_resize(c->res_fd, cap);
     if (rc < 0)
         return rc;
     void *p = NULL;
@@ -134,11 +141,12 @@ static int buf_grow(mp_buf *b, size_t newlen)
 
 void *mp_buf_alloc(mp_buf *b, size_t len)
 {
-    if (!b || b->failed || len > SIZE_MAX - b->len)
+    if (!b || b->err || len > SIZE_MAX - b->len)
         return NULL;
     size_t newlen = b->len + len;
-    if (newlen > b->cap && buf_grow(b, newlen) < 0) {
-        b->failed = true;
+    int rc = newlen > b->cap ? buf_grow(b, newlen) : 0;
+    if (rc < 0) {
+        b->err = rc;
         return NULL;
     }
     void *p = b->data + b->len;
@@ -152,7 +160,7 @@ int mp_buf_append(mp_buf *b, const void *data, size_t len)
         return MP_EINVAL;
     void *p = mp_buf_alloc(b, len);
     if (!p)
-        return len ? MP_ENOMEM : 0;
+        return len ? (b->err ? b->err : MP_ENOMEM) : 0;
     if (len)
         memcpy(p, data, len);
     return 0;

@@ -38,6 +38,8 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
         rc = mp__pool_span_ok(j->u.apply.arg_off, len, UINT64_MAX)
                  ? mp__pool_ensure_data(c, j->u.apply.arg_off + len)
                  : MP_EPROTO;
+        if (rc == MP_EBADF) /* not begun: it runs again elsewhere */
+            mp__pool_worker_cut_off(c, "the data region's descriptor", rc);
         arg = c->data + j->u.apply.arg_off;
     } else if (len) {
         arg = j->arg;
@@ -50,8 +52,8 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
     atomic_store_explicit(&c->slot->item, MP__APPLY_RUNNING, memory_order_release);
     if (rc == 0)
         rc = fn ? fn(arg, len, &b) : MP_ENOENT;
-    if (rc == 0 && b.failed)
-        rc = MP_ENOMEM;
+    if (rc == 0 && b.err)
+        rc = b.err;
     if (b.where == MP__RES_RING && b.len == 0)
         b.where = MP__RES_INLINE; /* nothing to read: keep the ring's count exact */
     j->u.apply.status = rc;
@@ -354,6 +356,8 @@ bool mp__pool_run_map(wctx *c, uint32_t e, uint64_t u)
 {
     unit_run ur;
     int rc = unit_open(c, e, u, &ur);
+    if (rc == MP_EBADF) /* no item begun: the unit runs again elsewhere */
+        mp__pool_worker_cut_off(c, "the data region's descriptor", rc);
     mp__job *j = ur.j;
     if (rc == 0 && ur.in && !wait_inputs(c, (mp__map_ready *)ur.ready, ur.end))
         return false;

@@ -185,6 +185,10 @@ static int held_error(mp_pool *p, const wstate *ws, const worker_end *x, char **
         *why = mp__pool_printf("the task ran past the pool's time limit of %g s; its worker '%s' "
                                "(pid %d) was killed",
                                p->opts.task_timeout, name, pid);
+    else if (err == MP_EWORKER && x->state == MP__W_CUT_OFF)
+        *why = mp__pool_printf("worker '%s' (pid %d) left: a task closed the descriptors it "
+                               "shares with the pool",
+                               name, pid);
     else if (!x->report && err == MP_EWORKER)
         *why = mp__pool_printf("process '%s' (pid %d) exited with status %d", name, pid, x->code);
     return err;
