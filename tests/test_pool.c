@@ -1722,6 +1722,7 @@ TEST(a_task_closing_every_descriptor_wedges_nothing)
     }
 }
 
+/* ---- initializers ------------------------------------------------------------------ */
 /* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
 
 static _Atomic int *init_runs;
@@ -2086,6 +2087,133 @@ TEST(free_with_work_pending_cancels_it)
     gate_close(g);
     close(dummy[0]);
     close(dummy[1]);
+}
+
+/* How a scribbling task writes over the pool's shared memory. */
+enum { SCRIBBLE_ZEROS, SCRIBBLE_ONES, SCRIBBLE_RANDOM, SCRIBBLE_NUDGE, SCRIBBLE_KINDS };
+
+static void scribble(unsigned char *p, size_t len, int how, uint64_t *seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (how == SCRIBBLE_ZEROS) {
+            p[i] = 0;
+        } else if (how == SCRIBBLE_ONES) {
+            p[i] = 0xff;
+        } else if (how == SCRIBBLE_RANDOM) {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            p[i] = (unsigned char)*seed;
+        } else if (i % 4 == 0) {
+            p[i]++; /* small changes everywhere: counters, offsets, states */
+        }
+    }
+}
+
+typedef struct scribble_arg {
+    int how;
+    bool crash;
+} scribble_arg;
+
+/* Writes over every mapping of the pool's memory files this worker has
+ * (the control region and the data region), then crashes, or returns. */
+static int scribble_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    (void)out;
+    /* The argument lies in shared memory too: read it before. */
+    const scribble_arg a = *(const scribble_arg *)arg;
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    FILE *m = fopen("/proc/self/maps", "re");
+    char line[512];
+    while (m && fgets(line, sizeof line, m)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[1] != 'w')
+            continue;
+        if (strstr(line, "mproc-pool-ctrl") || strstr(line, "mproc-pool-data"))
+            scribble((unsigned char *)lo, hi - lo, a.how, &seed);
+    }
+    if (m)
+        fclose(m);
+    if (a.crash)
+        crash_by(1);
+    return 0;
+}
+
+/* pool.h, "Fault isolation": "A task that writes over the pool's shared
+ * memory may fail other tasks, but every future finishes, the pool goes
+ * on and mp_pool_free() returns".  A task overwrites both shared regions
+ * (zeros, ones, random bytes, or every fourth byte nudged) while other
+ * work runs, waits and is queued, then crashes or returns.  Fails when a
+ * future never finishes, when the pool takes no more work, or when
+ * freeing it hangs. */
+TEST_TIMEOUT(a_task_scribbling_over_shared_memory_fails_only_work_in_progress, 120)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mpt_allow_recheck(); /* a task that scribbles and returns is found by the periodic look */
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    int fds[2] = {g.r, started[1]};
+    for (int how = 0; how < SCRIBBLE_KINDS; how++) {
+        for (int crash = 1; crash >= 0; crash--) {
+            MPT_CONTEXT("scribble %d, %s", how, crash ? "then crash" : "then return");
+            mp_pool *p = pool_with(2);
+            /* One task holding a worker, a map and tasks queued behind. */
+            mp_future *held = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+            int pid;
+            CHECK_OK(read_int(started[0], &pid, 30.0));
+            int in[500];
+            long out[500];
+            for (int i = 0; i < 500; i++)
+                in[i] = i;
+            mp_future *map =
+                mp_pool_map_async(p, square_item, in, 500, sizeof in[0], out, sizeof out[0], 7);
+            scribble_arg a = {how, crash};
+            mp_future *bad = mp_pool_apply_async(p, scribble_task, &a, sizeof a);
+            mp_future *after[20];
+            for (long i = 0; i < 20; i++)
+                after[i] = mp_pool_apply_async(p, square_task, &i, sizeof i);
+            /* Every future finishes. */
+            CHECK_OK(mp_future_wait(bad, 60.0));
+            CHECK_OK(mp_future_wait(map, 60.0));
+            for (int i = 0; i < 20; i++)
+                CHECK_OK(mp_future_wait(after[i], 60.0));
+            gate_open(g);
+            CHECK_OK(mp_future_wait(held, 60.0));
+            /* The pool goes on: new work runs, and is right. */
+            for (long i = 0; i < 20; i++) {
+                long r = 0;
+                CHECK_OK(mp_pool_apply(p, square_task, &i, sizeof i, &r, sizeof r, NULL, 60.0));
+                CHECK_EQ(r, i * i);
+            }
+            memset(out, 0, sizeof out);
+            CHECK_OK(mp_pool_map(p, square_item, in, 500, sizeof in[0], out, sizeof out[0], 7));
+            CHECK_EQ(out[499], 499L * 499);
+            mp_pool_stats st;
+            CHECK_OK(mp_pool_stats_get(p, &st));
+            printf("  scribble %d, %s: bad %s, map %s, %llu resets\n", how,
+                   crash ? "crash" : "return", mp_err_name(mp_future_status(bad)),
+                   mp_err_name(mp_future_status(map)), (unsigned long long)st.pool_resets);
+            CHECK_EQ_U(st.pool_resets, 1);
+            if (crash)
+                CHECK_NE(mp_future_status(bad), 0);
+            mp_future_free(bad);
+            mp_future_free(map);
+            mp_future_free(held);
+            for (int i = 0; i < 20; i++)
+                mp_future_free(after[i]);
+            mp_pool_free(p);
+            /* The gate stays open: drain it for the next round. */
+            gate_close(g);
+            g = gate_new();
+            fds[0] = g.r;
+        }
+    }
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
 }
 
 /* ---- Ctrl-C ----------------------------------------------------------------------------- */

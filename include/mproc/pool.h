@@ -25,7 +25,18 @@
  * task that runs past opts.task_timeout has its worker killed and replaced
  * and fails with MP_ETIMELIMIT.  opts.retries re-runs such a task on a fresh
  * worker before giving up.  A worker initializer that fails breaks the
- * pool once (MP_EINIT), instead of being retried forever.
+ * pool once (MP_EINIT), instead of being retried forever.  Nothing a task
+ * does hangs the parent: a task that closes every descriptor costs its
+ * worker (which leaves; the next task there may fail with MP_EBADF if its
+ * result must grow), not the pool.  Tasks share the pool's memory,
+ * though: a task that writes over it (a stray pointer) can fail, or spoil
+ * the outputs of, the work in progress at that moment.  The parent keeps
+ * its own records and checks the shared memory against them after any
+ * worker dies and every 100 ms while work runs; when they disagree it
+ * kills every worker, fails the work in progress (and queued work whose
+ * data lies in shared memory) with MP_EPROTO, rebuilds its shared state
+ * and goes on with fresh workers (mp_pool_stats.pool_resets counts it).
+ * Every future still finishes, and mp_pool_free() still returns.
  *
  * Map items and failures.  A map item whose function returns nonzero fails
  * with MP_ETASK; the other items go on.  When the worker running a chunk
@@ -448,6 +459,10 @@ typedef struct mp_pool_stats {
      * its parent's memory as a debugger would: not under Yama's
      * ptrace_scope >= 1, nor with MPROC_POOL_VM=0 in the environment. */
     uint64_t maps_direct;
+    /* Times the pool found its shared memory overwritten (by a task
+     * writing where it should not) and started afresh: the work then in
+     * progress failed with MP_EPROTO. */
+    uint64_t pool_resets;
 } mp_pool_stats;
 
 /* Fills *st.  Returns 0 or MP_EINVAL.  Thread-safe. */

@@ -171,7 +171,7 @@ static size_t items_done(mp_pool *p, uint32_t e)
     pjob *pj = &p->pjobs[e];
     size_t done = pj->items_final;
     for (uint32_t w = 0; w < p->nworkers; w++) {
-        mp__wslot *s = mp__pool_slot(p->hdr, w);
+        mp__wslot *s = mp__pool_wslot(p, w);
         if (!p->ws[w].proc || atomic_load(&s->state) != MP__W_BUSY ||
             atomic_load(&s->intent_job) != e + 1)
             continue;

@@ -215,7 +215,7 @@ static void map_fill(mp_pool *p, map_build *b, struct mp_imap *it)
     b->ready = (mp__map_ready *)(data + b->base);
     b->ready->rin = (uint64_t)(uintptr_t)s->in;
     b->ready->rout = (uint64_t)(uintptr_t)s->out;
-    b->ready->rpid = p->hdr->vm_pid;
+    b->ready->rpid = p->hdr_fixed.vm_pid;
     size_t in_bytes = b->in_place || !s->in_size || (b->job.flags & MP__JOB_RIN)
                           ? 0
                           : (size_t)(b->n * s->in_size);

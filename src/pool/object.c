@@ -204,9 +204,14 @@ static int ctrl_setup(mp_pool *p)
     h->jobs_off = layout.jobs_off;
     h->slots_off = layout.slots_off;
     vm_probe_init(p, h);
+    p->vm_initial = atomic_load(&h->vm);
+    p->hdr_fixed = (hdr_fixed){h->magic,     h->nworkers,      h->ctrl_size,   h->data_reserve,
+                               h->order_off, h->fns_off,       h->jobs_off,    h->slots_off,
+                               h->vm_pid,    h->vm_probe_addr, h->vm_probe_val};
     p->order = mp__pool_order(h);
     p->fns = mp__pool_fns(h);
     p->jobs = mp__pool_jobs(h);
+    p->slots = mp__pool_slot(h, 0);
     for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
         atomic_store(&p->jobs[e].seq, MP__SEQ_RETIRED);
         p->free_entries[p->nfree++] = MP__POOL_JOBS - 1 - e;
@@ -234,6 +239,7 @@ static void pool_destroy(mp_pool *p)
     free(p->boots);
     free(p->initarg_copy);
     free(p->broken_report);
+    free(p->reset_report);
     for (uint32_t e = 0; e < MP__POOL_JOBS; e++)
         mp__pool_pjob_free(&p->pjobs[e]);
     pthread_mutex_destroy(&p->lock);

@@ -120,15 +120,28 @@ typedef struct pending {
 typedef struct wstate {
     mp_process *proc;
     int wait_fd;
+    /* What the supervisor last wrote in the worker's slot (check.c). */
+    uint32_t done_tail;
+    uint64_t res_consumed, res_tail;
     uint64_t key_claims, key_item; /* watchdog: what it ran when last seen */
     int64_t key_since;
     bool timed_out;
-    bool doomed;   /* terminate killed it */
-    bool launched; /* the slot has had its first worker */
+    bool doomed;    /* terminate killed it */
+    bool past_init; /* it reported work: its initializer is behind it */
+    bool launched;  /* the slot has had its first worker */
     int64_t next_start;
     int64_t backoff;
     void *arg; /* the copied start argument (forkserver, spawn) */
 } wstate;
+
+/* The control region header's fields that never change, as laid out. */
+typedef struct hdr_fixed {
+    uint32_t magic, nworkers;
+    uint64_t ctrl_size, data_reserve;
+    uint64_t order_off, fns_off, jobs_off, slots_off;
+    int32_t vm_pid;
+    uint64_t vm_probe_addr, vm_probe_val;
+} hdr_fixed;
 
 typedef struct ev {
     struct ev *next;
@@ -154,13 +167,25 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     int ctrl_fd;
     size_t ctrl_size;
     mp__pool_hdr *hdr;
+    /* Where the control region's parts are, as laid out: never taken from
+     * its header again, which a task may scribble over. */
     uint32_t *order;
     mp__fnent *fns;
     mp__job *jobs;
+    mp__wslot *slots;
     mp__region region; /* the data region */
     int *res_fds;
     int ev_fd;
     mp__wboot *boots;
+    /* The parent's copies of what it writes there (check.c). */
+    hdr_fixed hdr_fixed;
+    uint32_t vm_initial;
+    uint64_t pub_tail;  /* positions published: hdr.job_tail */
+    uint32_t stop_sent; /* hdr.stop */
+    mp__fnent fns_copy[MP__POOL_FNS];
+    bool resetting;     /* shared memory found overwritten: starting afresh */
+    char *reset_report; /* why, for the work it fails */
+    int64_t next_audit; /* when check.c looks again while work is outstanding */
 
     /* bookkeeping, under lock */
     pthread_mutex_t lock;
@@ -233,6 +258,12 @@ struct mp_imap {
 static inline size_t mp__pool_align_up(size_t v, size_t a)
 {
     return (v + a - 1) & ~(a - 1);
+}
+
+/* Worker slot w of the control region, where the parent placed it. */
+static inline mp__wslot *mp__pool_wslot(mp_pool *p, uint32_t w)
+{
+    return p->slots + w;
 }
 
 /* The unit records of map job e, where the parent placed them. */
@@ -389,6 +420,10 @@ bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *
 /* Cancels what no worker took, with status (report is copied). */
 void mp__pool_cancel_queued(mp_pool *p, int status, const char *report);
 
+/* Fails the work waiting in the parent whose data is in the data region
+ * (what a scribble may have reached) with status; report is copied. */
+void mp__pool_fail_pending_data(mp_pool *p, int status, const char *report);
+
 /* With no worker left (after a terminate, or to start afresh): fails
  * everything unfinished with status (MP_ECANCELED: the items not begun;
  * otherwise every item of an unfinished unit, whose outputs are not
@@ -410,6 +445,22 @@ void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake);
 
 /* Kills workers past the time limit.  Returns the time of the next check. */
 int64_t mp__pool_watchdog(mp_pool *p, int64_t now);
+
+/* ---- check.c: the audit of shared memory ------------------------------------ */
+
+/* Compares the shared memory with the parent's records.  Returns true
+ * when they agree; otherwise false, with what differs in why. */
+bool mp__pool_audit(mp_pool *p, char *why, size_t cap);
+
+/* The shared memory was found overwritten (why): kills every worker, to
+ * start afresh once they are all reaped.  Nothing while terminating or
+ * starting afresh already. */
+void mp__pool_corrupt(mp_pool *p, const char *why);
+
+/* With every worker reaped after mp__pool_corrupt(): fails the work in
+ * progress and what waits with data in shared memory (MP_EPROTO), and
+ * rewrites the control region from the parent's records. */
+void mp__pool_reset_finish(mp_pool *p);
 
 /* ---- supervisor.c ---------------------------------------------------------- */
 

@@ -78,7 +78,7 @@ static int pread_all(int fd, void *buf, size_t len, size_t off)
 static int take_ring_result(mp_pool *p, const mp__job *j, bool want, void **res)
 {
     uint32_t w = j->u.apply.runner;
-    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    mp__wslot *s = mp__pool_wslot(p, w);
     size_t len = (size_t)j->u.apply.res_len, off = (size_t)j->u.apply.res_off;
     int rc = 0;
     if (want && len) {
@@ -90,8 +90,10 @@ static int take_ring_result(mp_pool *p, const mp__job *j, bool want, void **res)
         if (unlock)
             pthread_mutex_lock(&p->lock);
     }
-    atomic_store(&s->res_tail, off + len);
-    atomic_fetch_add(&s->res_consumed, 1);
+    p->ws[w].res_tail = off + len;
+    p->ws[w].res_consumed++;
+    atomic_store(&s->res_tail, p->ws[w].res_tail);
+    atomic_store(&s->res_consumed, p->ws[w].res_consumed);
     if (atomic_load(&s->waiting)) {
         atomic_fetch_add(&s->wake, 1);
         (void)mp__futex_wake(&s->wake, 1);
@@ -109,6 +111,7 @@ void mp__pool_collect_apply(mp_pool *p, uint32_t e, uint32_t w)
     int rc = 0;
     if (!mp__pool_apply_result_valid(j, p->nworkers) || j->u.apply.runner != w) {
         rc = MP_EPROTO;
+        mp__pool_corrupt(p, "a task's result was described beyond the worker's means");
     } else if (j->u.apply.res_where == MP__RES_RING) {
         rc = take_ring_result(p, j, status == 0, &res);
     } else if (len && status == 0) {
@@ -249,11 +252,14 @@ void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u)
     mp__pool_map_unit_final(p, e, u, !p->pjobs[e].out_remote);
 }
 
-/* A record from worker w's ring. */
+/* A record from worker w's ring.  One that cannot be (no such entry,
+ * unit or item) means the ring was written over. */
 static void handle_rec(mp_pool *p, uint32_t w, const mp__rec *r)
 {
-    if (!mp__pool_rec_valid(r))
+    if (!mp__pool_rec_valid(r)) {
+        mp__pool_corrupt(p, "a completion record names nothing that exists");
         return;
+    }
     uint32_t e = r->entry;
     pjob *pj = &p->pjobs[e];
     if (r->kind == MP__REC_DONE) {
@@ -267,8 +273,10 @@ static void handle_rec(mp_pool *p, uint32_t w, const mp__rec *r)
                pj->kind == MP__JOB_MAP && r->unit < pj->nunits) {
         uint64_t base = r->unit * pj->chunk;
         uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
-        if (r->item < base || r->item >= end)
+        if (r->item < base || r->item >= end) {
+            mp__pool_corrupt(p, "a completion record names an item outside its unit");
             return;
+        }
         /* A range function fails its whole remaining range at once. */
         bool rest = r->kind == MP__REC_REST_ERROR || (pj->desc.flags & MP__JOB_RANGE);
         uint64_t count = rest ? end - r->item : 1;
@@ -282,28 +290,42 @@ static void handle_rec(mp_pool *p, uint32_t w, const mp__rec *r)
 }
 
 /* Drains slot w's completion ring.  Returns whether anything was there. */
+/* Gives back ring space up to tail, and wakes the worker if it waits. */
+static void ring_release(mp_pool *p, uint32_t w, mp__wslot *s, uint32_t tail)
+{
+    p->ws[w].done_tail = tail;
+    atomic_store(&s->done_tail, tail);
+    if (atomic_load(&s->waiting)) {
+        atomic_fetch_add(&s->wake, 1);
+        (void)mp__futex_wake(&s->wake, 1);
+    }
+}
+
 bool mp__pool_drain_slot(mp_pool *p, uint32_t w)
 {
-    mp__wslot *s = mp__pool_slot(p->hdr, w);
-    uint32_t tail = atomic_load(&s->done_tail);
+    mp__wslot *s = mp__pool_wslot(p, w);
+    /* The tail is the parent's own; the head is the worker's, and can be
+     * at most a ringful ahead (anything else is a scribble: not followed). */
+    uint32_t tail = p->ws[w].done_tail;
     uint32_t head = atomic_load(&s->done_head);
     if (tail == head)
         return false;
-    while (tail != head) {
+    while (tail != head && !p->resetting) {
+        if (head - tail > MP__POOL_DONE) {
+            mp__pool_corrupt(p, "a completion ring's head is past its end");
+            break;
+        }
         mp__rec r = s->ring[tail & (MP__POOL_DONE - 1)];
+        p->ws[w].past_init = true;
         handle_rec(p, w, &r);
         tail++;
-        if ((tail & 63) == 0 || tail == head) {
-            atomic_store(&s->done_tail, tail);
-            if (atomic_load(&s->waiting)) {
-                atomic_fetch_add(&s->wake, 1);
-                (void)mp__futex_wake(&s->wake, 1);
-            }
-        }
+        if ((tail & 63) == 0 || tail == head)
+            ring_release(p, w, s, tail);
         if (tail == head)
             head = atomic_load(&s->done_head);
     }
-    atomic_store(&s->done_tail, tail);
+    if (!p->resetting)
+        ring_release(p, w, s, tail);
     return true;
 }
 
@@ -512,36 +534,57 @@ bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *
     return started;
 }
 
+/* Finishes pending work n, taken off the queue, with status. */
+static void cancel_one_pending(mp_pool *p, pending *n, int status, const char *report)
+{
+    p->nactive--;
+    if (n->pj.data_len)
+        mp__region_release(&p->region, n->pj.data_off);
+    if (n->pj.errors)
+        for (uint64_t i = 0; i < n->pj.n; i++)
+            n->pj.errors[i] = status;
+    if (n->pj.fut)
+        mp__future_finish(n->pj.fut, status, NULL, 0, 0, 0, report ? strdup(report) : NULL,
+                          n->pj.kind == MP__JOB_MAP ? 0 : -1);
+    if (n->pj.it) {
+        struct mp_imap *it = n->pj.it;
+        pthread_mutex_lock(&it->lock);
+        it->cancel_err = status;
+        it->job_active = false;
+        mp__waiter_wake(it->word);
+        pthread_mutex_unlock(&it->lock);
+        if (n->pj.data_len)
+            it->data_len = 0; /* freed above */
+    }
+    mp__pool_pjob_free(&n->pj);
+    free(n);
+}
+
 /* Finishes every piece of work waiting in the parent with status. */
 static void cancel_pending(mp_pool *p, int status, const char *report)
 {
     while (p->pend_head) {
         pending *n = p->pend_head;
         p->pend_head = n->next;
-        p->nactive--;
-        if (n->pj.data_len)
-            mp__region_release(&p->region, n->pj.data_off);
-        if (n->pj.errors)
-            for (uint64_t i = 0; i < n->pj.n; i++)
-                n->pj.errors[i] = status;
-        if (n->pj.fut)
-            mp__future_finish(n->pj.fut, status, NULL, 0, 0, 0, report ? strdup(report) : NULL,
-                              n->pj.kind == MP__JOB_MAP ? 0 : -1);
-        if (n->pj.it) {
-            struct mp_imap *it = n->pj.it;
-            pthread_mutex_lock(&it->lock);
-            it->cancel_err = status;
-            it->job_active = false;
-            mp__waiter_wake(it->word);
-            pthread_mutex_unlock(&it->lock);
-            if (n->pj.data_len) {
-                it->data_len = 0; /* freed above */
-            }
-        }
-        mp__pool_pjob_free(&n->pj);
-        free(n);
+        cancel_one_pending(p, n, status, report);
     }
     p->pend_tail = &p->pend_head;
+}
+
+void mp__pool_fail_pending_data(mp_pool *p, int status, const char *report)
+{
+    pending **pp = &p->pend_head;
+    p->pend_tail = &p->pend_head;
+    while (*pp) {
+        pending *n = *pp;
+        if (n->pj.data_len) {
+            *pp = n->next;
+            cancel_one_pending(p, n, status, report);
+        } else {
+            pp = &n->next;
+            p->pend_tail = pp;
+        }
+    }
 }
 
 /* Cancels what no worker took: pending work and queued units.  status is

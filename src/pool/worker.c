@@ -190,8 +190,10 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
              * unit RUNNING by this worker sees the intent too.  `item`
              * says how far the task got (MP__APPLY_*): not begun. */
             atomic_store_explicit(&s->intent_unit, 0, memory_order_relaxed);
-            atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
             atomic_store_explicit(&s->item, MP__APPLY_UNSTARTED, memory_order_relaxed);
+            /* Release: whoever reads this intent sees the unit before
+             * finished (the supervisor's audit, check.c). */
+            atomic_store_explicit(&s->intent_job, e + 1, memory_order_release);
             uint32_t expect = MP__U_QUEUED;
             bool ok = atomic_compare_exchange_strong(&j->state, &expect, MP__U_RUNNING_BY(c->w));
             advance_head(h, head);
@@ -218,10 +220,11 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
         mp__pool_fault_point(MP__PP_CHUNK_FETCHED);
         /* Relaxed, as above: published by the CAS that follows. */
         atomic_store_explicit(&s->intent_unit, u, memory_order_relaxed);
-        atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
         /* No item of this unit has begun: the supervisor must not take an
          * index left from an earlier unit for this one's. */
         atomic_store_explicit(&s->item, UINT64_MAX, memory_order_relaxed);
+        /* Release, as above. */
+        atomic_store_explicit(&s->intent_job, e + 1, memory_order_release);
         uint32_t expect = MP__U_QUEUED;
         if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_RUNNING_BY(c->w))) {
             mp__pool_fault_point(MP__PP_CLAIMED);

@@ -24,7 +24,7 @@
 
 static void reset_slot(mp_pool *p, uint32_t w)
 {
-    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    mp__wslot *s = mp__pool_wslot(p, w);
     atomic_store(&s->state, MP__W_STARTING);
     atomic_store(&s->hazard, 0);
     atomic_store(&s->intent_job, 0);
@@ -37,6 +37,9 @@ static void reset_slot(mp_pool *p, uint32_t w)
     atomic_store(&s->done_tail, 0);
     atomic_store(&s->res_consumed, 0);
     atomic_store(&s->res_tail, 0);
+    p->ws[w].done_tail = 0;
+    p->ws[w].res_consumed = 0;
+    p->ws[w].res_tail = 0;
 }
 
 static int start_worker(mp_pool *p, uint32_t w)
@@ -91,6 +94,7 @@ static int start_worker(mp_pool *p, uint32_t w)
     ws->timed_out = false;
     ws->doomed = false;
     ws->key_claims = UINT64_MAX;
+    ws->past_init = false;
     if (!ws->launched)
         p->nlaunched++;
     ws->launched = true;
@@ -149,7 +153,7 @@ static void check_start(mp_pool *p, uint32_t w, worker_end *x)
         p->init_kills = 0;
     const char *name = mp_process_name(x->proc);
     if (x->state == MP__W_INIT_FAILED || x->state == MP__W_INIT) {
-        int ie = atomic_load(&mp__pool_slot(p->hdr, w)->init_error);
+        int ie = atomic_load(&mp__pool_wslot(p, w)->init_error);
         char *text;
         if (x->state == MP__W_INIT_FAILED)
             text = mp__pool_printf("the initializer of worker '%s' (pid %d) returned %d (%s); no "
@@ -201,7 +205,7 @@ static int held_error(mp_pool *p, const wstate *ws, const worker_end *x, char **
  * its record have been lost. */
 static void settle_held(mp_pool *p, uint32_t w, const worker_end *x)
 {
-    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    mp__wslot *s = mp__pool_wslot(p, w);
     uint32_t ij = atomic_load(&s->intent_job);
     if (!ij || ij > MP__POOL_JOBS)
         return;
@@ -227,9 +231,29 @@ static void settle_held(mp_pool *p, uint32_t w, const worker_end *x)
     free(why);
 }
 
+/* After an abnormal end: whether the shared memory still agrees with the
+ * parent's records (a task may have scribbled over it, then crashed).
+ * When it does not, the pool starts afresh (check.c) instead of settling
+ * anything by what the slot says. */
+static bool memory_intact(mp_pool *p, uint32_t w, const worker_end *x)
+{
+    char why[200];
+    if (p->ws[w].past_init && x->state < MP__W_READY)
+        snprintf(why, sizeof why, "the state of worker %u went back to %u", w, x->state);
+    else if (mp__pool_audit(p, why, sizeof why))
+        return true;
+    char what[320];
+    snprintf(what, sizeof what, "%s, found after worker '%s' (pid %d) ended with %s %d", why,
+             mp_process_name(x->proc), (int)mp_process_pid(x->proc),
+             x->code < 0 ? "signal" : "status", x->code < 0 ? -x->code : x->code);
+    mp__pool_corrupt(p, what);
+    return false;
+}
+
 /* A worker's exit descriptor became readable: reap it, collect what its
  * ring still holds, settle what it held, and empty its slot for a
- * replacement. */
+ * replacement.  While the pool starts afresh, nothing is settled: the
+ * reset fails what it held. */
 void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
 {
     wstate *ws = &p->ws[w];
@@ -240,13 +264,16 @@ void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
     (void)mp_process_exitcode(x.proc, &x.code);
     (void)mp_process_error(x.proc, &x.perr);
     x.report = mp_process_report(x.proc);
-    mp__pool_drain_slot(p, w);
-    x.state = atomic_load(&mp__pool_slot(p->hdr, w)->state);
+    if (!p->resetting)
+        mp__pool_drain_slot(p, w);
+    x.state = atomic_load(&mp__pool_wslot(p, w)->state);
     bool clean = count_end(p, ws, &x);
-    check_start(p, w, &x);
-    settle_held(p, w, &x);
-    if (!clean)
-        mp__pool_requeue_orphans(p);
+    if (!p->resetting && (clean || memory_intact(p, w, &x))) {
+        check_start(p, w, &x);
+        settle_held(p, w, &x);
+        if (!clean)
+            mp__pool_requeue_orphans(p);
+    }
     reset_slot(p, w);
     mp_process_free(x.proc);
     ws->proc = NULL;
@@ -260,7 +287,7 @@ void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
  * Replacements come only while there is work. */
 static bool wants_worker(mp_pool *p, const wstate *ws)
 {
-    if (p->broken || p->state >= ST_TERMINATING)
+    if (p->broken || p->state >= ST_TERMINATING || p->resetting)
         return false;
     if (p->state == ST_CLOSED && p->nactive == 0)
         return !ws->launched;
@@ -311,7 +338,7 @@ int64_t mp__pool_watchdog(mp_pool *p, int64_t now)
         wstate *ws = &p->ws[w];
         if (!ws->proc || ws->timed_out || ws->doomed)
             continue;
-        mp__wslot *s = mp__pool_slot(p->hdr, w);
+        mp__wslot *s = mp__pool_wslot(p, w);
         if (atomic_load(&s->state) != MP__W_BUSY) {
             ws->key_claims = UINT64_MAX;
             continue;
