@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "mp_test.h"
 #include "pool/hooks.h"
+#include "pool/pool_int.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -1722,7 +1723,89 @@ TEST(a_task_closing_every_descriptor_wedges_nothing)
     }
 }
 
-/* ---- initializers ------------------------------------------------------------------ */
+/* ---- wake-ups: a worker waiting for the supervisor -------------------------------- */
+
+/* Waits (at most secs) until worker slot 0 of p says it waits for the
+ * supervisor to free space. */
+static bool slot0_waits(mp_pool *p, double secs)
+{
+    double end = mpt_now() + secs;
+    while (!atomic_load(&mp__pool_wslot(p, 0)->waiting) && mpt_now() < end)
+        mp__sleep_ns(1000000); /* polls a state, bounded */
+    return atomic_load(&mp__pool_wslot(p, 0)->waiting);
+}
+
+static int gate_then_fail_item(const void *in, void *out, const void *ctx)
+{
+    (void)out;
+    if (*(const int *)in == 0 && gate_wait(*(const int *)ctx, 30.0) < 0)
+        return 2;
+    return 1;
+}
+
+static int gate_then_big_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    const int *a = arg; /* gate, bytes */
+    if (a[0] >= 0 && gate_wait(a[0], 30.0) < 0)
+        return 2;
+    return mp_buf_alloc(out, (size_t)a[1]) ? 0 : MP_ENOMEM;
+}
+
+/* A worker whose completion ring (records.h, Completion) or result file
+ * is full waits for the supervisor to read it, and must be woken when it
+ * has: the test holds the supervisor back (its lock) until the worker
+ * waits, then lets it go.  With the re-check slices off (the test build's
+ * MPROC_TEST_NO_RECHECK), a lost wake-up hangs here instead of costing
+ * 100 ms: fails when the supervisor does not wake the worker. */
+TEST(the_supervisor_wakes_a_worker_waiting_for_space)
+{
+    gate g = gate_new();
+    mp_pool *p = pool_with(1);
+    long x = 2, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
+    /* 3000 failing items: 3000 records for a ring of 1024. */
+    enum { N = 3000 };
+    static int in[N], errs[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    mp_map_spec s = map_spec(in, N, sizeof in[0], NULL, 0);
+    s.fn = gate_then_fail_item;
+    s.ctx = &g.r;
+    s.ctx_size = sizeof g.r;
+    s.errors = errs;
+    s.chunksize = N;
+    mp_future *f = mp_pool_map_async_ex(p, &s);
+    pthread_mutex_lock(&p->lock);
+    gate_open(g);
+    bool waited = slot0_waits(p, 30.0);
+    pthread_mutex_unlock(&p->lock);
+    CHECK(waited);
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_ERR(errs[N - 1], MP_ETASK);
+    mp_future_free(f);
+    /* Two results of 4 MiB: the second waits until the first is read. */
+    gate_close(g);
+    g = gate_new();
+    int a1[2] = {g.r, 4 << 20}, a2[2] = {-1, 4 << 20};
+    mp_future *b1 = mp_pool_apply_async(p, gate_then_big_task, a1, sizeof a1);
+    mp_future *b2 = mp_pool_apply_async(p, gate_then_big_task, a2, sizeof a2);
+    pthread_mutex_lock(&p->lock);
+    gate_open(g);
+    waited = slot0_waits(p, 30.0);
+    pthread_mutex_unlock(&p->lock);
+    CHECK(waited);
+    size_t len = 0;
+    CHECK_OK(mp_future_get(b1, NULL, 0, &len, 30.0));
+    CHECK_EQ_U(len, 4u << 20);
+    CHECK_OK(mp_future_get(b2, NULL, 0, &len, 30.0));
+    mp_future_free(b1);
+    mp_future_free(b2);
+    mp_pool_free(p);
+    gate_close(g);
+}
+
+/* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
 /* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
 
 static _Atomic int *init_runs;

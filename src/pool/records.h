@@ -372,6 +372,22 @@ static inline bool mp__pool_map_job_valid(const mp__job *j)
             mp__pool_span_ok(j->u.map.out_off, out_len, UINT64_MAX));
 }
 
+/* Whether a wait keeps its re-check slice: a bound on a sleep that a
+ * wake-up ends anyway, there only to limit what a lost wake-up costs (in
+ * the pool, one a task caused by writing over shared memory).  The test
+ * build of the library (MPROC_TESTING) drops the slices when
+ * MPROC_TEST_NO_RECHECK=1, so that a lost wake-up hangs and a test's time
+ * limit catches it (tests/mp_test.h); read when a wait begins. */
+static inline bool mp__pool_recheck(void)
+{
+#ifdef MPROC_TESTING
+    const char *v = getenv("MPROC_TEST_NO_RECHECK");
+    return !(v && strcmp(v, "1") == 0);
+#else
+    return true;
+#endif
+}
+
 /* The worker's entry point (worker.c): the target of every worker process. */
 int mp__pool_worker_main(void *arg);
 

@@ -248,7 +248,8 @@ static void audit_shared(mp_pool *p, sup_round *r)
         wake_idle_workers(p);
         p->next_audit = r->now + RECHECK_NS;
     }
-    due_at(r, p->next_audit);
+    if (mp__pool_recheck())
+        due_at(r, p->next_audit);
 }
 
 /* ---- sleeping ---------------------------------------------------------------- */

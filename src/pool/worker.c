@@ -103,9 +103,12 @@ void mp__pool_wait_supervisor(wctx *c, bool (*done)(wctx *))
     if (!done(c)) {
         kick(c);
         /* Bounded: should the supervisor be gone, the parent is gone too
-         * and the death signal ends this process; the bound only keeps a
-         * lost wake-up from ever being more than a delay. */
-        (void)mp__futex_wait(&s->wake, seen, mp__deadline(0.1));
+         * and the death signal ends this process; the bound (a re-check
+         * slice, mp__pool_recheck) only keeps a lost wake-up - a task that
+         * wrote over `wake` or `waiting` - from ever being more than a
+         * delay. */
+        (void)mp__futex_wait(&s->wake, seen,
+                             mp__pool_recheck() ? mp__deadline(0.1) : MP__NO_DEADLINE);
     }
     atomic_store(&s->waiting, 0);
 }
