@@ -1120,11 +1120,21 @@ TEST(map_uses_the_callers_arrays_in_place_where_allowed)
         CHECK_OK(mp_pool_map(p, square_item, iin, 5000, sizeof *iin, iout, sizeof *iout, 1));
         for (long i = 0; i < 5000; i++)
             CHECK_EQ(iout[i], i * i);
-        /* Asynchronous maps copy: the caller may reuse its inputs at once. */
+        /* pool.h, mp_pool_map_async: "Inputs are copied before the call
+         * returns": the caller reuses its inputs at once, and the map
+         * computes what they were.  Fails when an asynchronous map reads
+         * the caller's array after the call. */
+        memset(iout, 0, N * sizeof *iout);
         mp_future *f =
             mp_pool_map_async(p, square_item, iin, N, sizeof *iin, iout, sizeof *iout, 0);
+        for (int i = 0; i < N; i++)
+            iin[i] = -7;
         CHECK_OK(mp_future_get(f, NULL, 0, NULL, 60.0));
         mp_future_free(f);
+        for (long i = 0; i < N; i++) {
+            CHECK_EQ(iout[i], i * i);
+            iin[i] = (int)i;
+        }
         mp_pool_stats st;
         CHECK_OK(mp_pool_stats_get(p, &st));
         CHECK_EQ(st.maps_direct, allowed && !copy_only ? 2 * MP__ARRAY_SIZE(chunks) : 0);
@@ -1606,9 +1616,15 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
         mp_future_free(f);
     }
     printf("  %d kills, %d items failed over %d rounds\n", total_kills, total_failed, ROUNDS);
-    /* Kills land between items too; each failed item is one kill. */
+    /* Kills land between items too; each failed item is one kill.  The
+     * kills happened, hit items, and the pool saw them. */
     CHECK_LE(total_failed, total_kills);
     CHECK_GE(total_kills, ROUNDS);
+    CHECK_GE(total_failed, 1);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_GE_U(st.workers_died, ROUNDS);
+    CHECK_LE_U(st.workers_died, (uint64_t)total_kills);
     /* The pool is still whole and correct afterwards. */
     CHECK_EQ(wait_workers(p, 3, 10.0), 3);
     CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, 0));
@@ -1651,7 +1667,16 @@ TEST_TIMEOUT(random_sigkills_during_apply_async, 120)
     }
     atomic_store(&k.stop, 1);
     pthread_join(t, NULL);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    printf("  %d kills, %llu deaths seen, %d tasks failed\n", atomic_load(&k.kills),
+           (unsigned long long)st.workers_died, failed);
     CHECK_LE(failed, atomic_load(&k.kills));
+    /* The kills happened, and the pool saw them. */
+    CHECK_GE(atomic_load(&k.kills), 10);
+    CHECK_GE_U(st.workers_died, 10);
+    CHECK_LE_U(st.workers_died, (uint64_t)atomic_load(&k.kills));
+    CHECK_GE(failed, 1);
     free(fs);
     mp_pool_free(p);
 }
@@ -2122,6 +2147,11 @@ TEST(join_times_out_while_work_runs)
     close(started[1]);
 }
 
+/* pool.h, mp_pool_shutdown: "cancels the work no worker has started when
+ * cancel_pending is true".  The one worker is held by a task until after
+ * the shutdown, so the queued tasks cannot have started: each must be
+ * cancelled.  Fails when cancel_pending is ignored (they are then still
+ * queued, and run once the gate opens). */
 TEST(shutdown_cancels_pending_work)
 {
     gate g = gate_new();
@@ -2133,17 +2163,33 @@ TEST(shutdown_cancels_pending_work)
     mp_future *queued[5];
     for (int i = 0; i < 5; i++)
         queued[i] = mp_pool_apply_async(p, pid_task, NULL, 0);
+    int in[50];
+    long out[50];
+    int errs[50];
+    for (int i = 0; i < 50; i++)
+        in[i] = i;
+    mp_map_spec s = map_spec(in, 50, sizeof in[0], out, sizeof out[0]);
+    s.fn = square_item;
+    s.errors = errs;
+    mp_future *map = mp_pool_map_async_ex(p, &s);
     int pid;
     CHECK_OK(read_int(started[0], &pid, 30.0));
-    gate_open(g);
-    CHECK_OK(mp_pool_shutdown(p, true, 30.0));
-    CHECK_OK(mp_future_status(running));
+    /* The running task holds the worker: the join part times out. */
+    CHECK_ERR(mp_pool_shutdown(p, true, 0.2), MP_ETIMEDOUT);
     for (int i = 0; i < 5; i++) {
-        /* Each was either cancelled or, if the worker was quick, run. */
-        int st = mp_future_status(queued[i]);
-        CHECK(st == 0 || st == MP_ECANCELED);
+        CHECK(mp_future_done(queued[i]));
+        CHECK_ERR(mp_future_status(queued[i]), MP_ECANCELED);
         mp_future_free(queued[i]);
     }
+    CHECK(mp_future_done(map));
+    CHECK_ERR(mp_future_status(map), MP_ECANCELED);
+    CHECK_ERR(errs[0], MP_ECANCELED);
+    CHECK_ERR(errs[49], MP_ECANCELED);
+    mp_future_free(map);
+    CHECK(!mp_future_done(running));
+    gate_open(g);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    CHECK_OK(mp_future_status(running));
     mp_future_free(running);
     mp_pool_free(p);
     gate_close(g);
@@ -2331,6 +2377,19 @@ static int started_then_wait(const void *in, void *out, const void *ctx)
     return 0;
 }
 
+static int pid_item(const void *in, void *out, const void *ctx)
+{
+    (void)in;
+    (void)ctx;
+    *(int *)out = (int)getpid();
+    return 0;
+}
+
+/* pool.h: "Worker processes ignore SIGINT: a Ctrl-C reaches the parent,
+ * which coordinates ... a SIGINT while a thread waits in map ...
+ * terminates the pool and returns MP_ECANCELED".  Fails when the workers
+ * die of the SIGINT a terminal sends the whole process group, or when the
+ * parent's wait does not end the pool. */
 TEST(sigint_during_map_cancels_and_stops_the_workers)
 {
     gate g = gate_new();
@@ -2340,9 +2399,18 @@ TEST(sigint_during_map_cancels_and_stops_the_workers)
     pid_t pids[2];
     CHECK_EQ(wait_workers(p, 2, 10.0), 2);
     CHECK_EQ(mp_pool_worker_pids(p, pids, 2), 2);
-    /* A Ctrl-C reaches the whole process group: workers ignore it. */
+    /* A Ctrl-C reaches the whole process group: workers ignore it.  They
+     * are the ones that run the next map, and none died. */
     kill(pids[0], SIGINT);
     kill(pids[1], SIGINT);
+    int who[64];
+    CHECK_OK(mp_pool_map(p, pid_item, NULL, 64, 0, who, sizeof who[0], 1));
+    for (int i = 0; i < 64; i++)
+        CHECK(who[i] == pids[0] || who[i] == pids[1]);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_EQ_U(st.workers_died, 0);
+    CHECK_EQ_U(st.workers_started, 2);
     int in[64], out[64];
     for (int i = 0; i < 64; i++)
         in[i] = i;
