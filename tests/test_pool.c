@@ -139,11 +139,13 @@ TEST(map_results_in_order_for_any_chunksize)
         in[i] = i - 500;
     size_t chunks[] = {0, 1, 3, 64, 5000, N, 2 * N};
     for (size_t k = 0; k < MP__ARRAY_SIZE(chunks); k++) {
+        MPT_CONTEXT("chunksize %zu", chunks[k]);
         memset(out, 0xff, N * sizeof *out);
         CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, chunks[k]));
         for (int i = 0; i < N; i++)
             CHECK_EQ(out[i], (long)(i - 500) * (i - 500));
     }
+    MPT_CONTEXT_CLEAR();
     /* n == 0 is a success that runs nothing. */
     CHECK_OK(mp_pool_map(p, square_item, in, 0, sizeof *in, out, sizeof *out, 0));
     free(in);
@@ -1000,11 +1002,13 @@ TEST(every_kind_of_crash_fails_one_task)
         bad[k] = mp_pool_apply_async(p, crash_task, &kinds[k].how, sizeof(int));
     }
     for (int k = 0; k < K; k++) {
+        MPT_CONTEXT("crash by %s", kinds[k].text);
         CHECK_ERR(mp_future_get(bad[k], NULL, 0, NULL, 30.0), MP_EWORKER);
         CHECK_EQ(mp_future_exitcode(bad[k]), kinds[k].exitcode);
         CHECK_CONTAINS(mp_future_report(bad[k]), kinds[k].text);
         mp_future_free(bad[k]);
     }
+    MPT_CONTEXT_CLEAR();
     for (int i = 0; i < 3 * K; i++) {
         long v;
         CHECK_OK(mp_future_get(good[i], &v, sizeof v, NULL, 30.0));
@@ -1100,10 +1104,13 @@ TEST(map_uses_the_callers_arrays_in_place_where_allowed)
         iin[i] = (int)i;
     }
     for (int copy_only = 0; copy_only < 2; copy_only++) {
+        MPT_CONTEXT("%s", copy_only ? "copies forced" : "in place where allowed");
         mp_pool *p = pool_settled(2, copy_only);
         /* Chunks of a few KiB and more; small ones are always copied. */
         size_t chunks[] = {0, 5000, 99999};
         for (size_t k = 0; k < MP__ARRAY_SIZE(chunks); k++) {
+            MPT_CONTEXT("%s, chunksize %zu", copy_only ? "copies forced" : "in place where allowed",
+                        chunks[k]);
             memset(out, 0, N * sizeof *out);
             mp_map_spec s = map_spec(in, N, sizeof *in, out, sizeof *out);
             s.range_fn = square32_range;
@@ -1140,6 +1147,7 @@ TEST(map_uses_the_callers_arrays_in_place_where_allowed)
         CHECK_EQ(st.maps_direct, allowed && !copy_only ? 2 * MP__ARRAY_SIZE(chunks) : 0);
         mp_pool_free(p);
     }
+    MPT_CONTEXT_CLEAR();
     free(in);
     free(out);
     free(iin);
@@ -1206,6 +1214,10 @@ TEST(map_chunk_with_a_crash_splits_at_the_item)
     /* Waited for (the caller's arrays used in place where allowed) and
      * asynchronous (copied), then waited for with copies forced. */
     for (int mode = 0; mode < 3; mode++) {
+        MPT_CONTEXT("mode %d (%s)", mode,
+                    mode == 0   ? "waited for"
+                    : mode == 1 ? "async"
+                                : "waited for, copies forced");
         mp_pool *p = pool_settled(2, mode == 2);
         for (int i = 0; i < N; i++)
             atomic_store(&runs[i], 0);
@@ -1239,6 +1251,7 @@ TEST(map_chunk_with_a_crash_splits_at_the_item)
         }
         mp_pool_free(p);
     }
+    MPT_CONTEXT_CLEAR();
     mp__unmap((void *)runs, N * sizeof(int));
 }
 
@@ -1266,6 +1279,7 @@ TEST(map_range_crash_fails_the_range_that_was_running)
     for (uint32_t i = 0; i < N; i++)
         in[i] = i;
     for (int copy_only = 0; copy_only < 2; copy_only++) {
+        MPT_CONTEXT("%s", copy_only ? "copies forced" : "in place where allowed");
         mp_pool *p = pool_settled(2, copy_only);
         atomic_store(&once[0], 0);
         atomic_store(&once[1], CRASH);
@@ -1296,6 +1310,7 @@ TEST(map_range_crash_fails_the_range_that_was_running)
         printf("  %s: items %u..%d failed\n", copy_only ? "copied" : "in place", b, N - 1);
         mp_pool_free(p);
     }
+    MPT_CONTEXT_CLEAR();
     free(in);
     free(out);
     free(errs);
@@ -1570,6 +1585,8 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
     size_t chunks[] = {1, 7, 0, 250, 2000};
     int total_failed = 0, total_kills = 0;
     for (int r = 0; r < ROUNDS; r++) {
+        MPT_CONTEXT("round %d, chunksize %zu, %s", r, chunks[r % MP__ARRAY_SIZE(chunks)],
+                    r % 2 ? "waited for" : "async");
         for (int i = 0; i < N; i++)
             atomic_store(&runs[i], 0);
         memset(out, 0, N * sizeof *out);
@@ -1615,6 +1632,7 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
         total_kills += atomic_load(&k.kills);
         mp_future_free(f);
     }
+    MPT_CONTEXT_CLEAR();
     printf("  %d kills, %d items failed over %d rounds\n", total_kills, total_failed, ROUNDS);
     /* Kills land between items too; each failed item is one kill.  The
      * kills happened, hit items, and the pool saw them. */
@@ -1907,6 +1925,7 @@ TEST(initializer_runs_in_a_pool_closed_at_once)
         CHECK_EQ(mp_pool_worker_pids(p, NULL, 0), 0);
         mp_pool_free(p);
     }
+    MPT_CONTEXT_CLEAR();
     mp__unmap((void *)init_runs, sizeof(int));
 }
 
@@ -2340,6 +2359,7 @@ TEST_TIMEOUT(a_task_scribbling_over_shared_memory_fails_only_work_in_progress, 1
             fds[0] = g.r;
         }
     }
+    MPT_CONTEXT_CLEAR();
     gate_close(g);
     close(started[0]);
     close(started[1]);
