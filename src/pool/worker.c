@@ -317,13 +317,16 @@ static int serve(wctx *c)
 
 /* Workers start from the supervisor thread, which blocks every signal:
  * unblock them all at once (a blocked SIGSEGV would kill the worker
- * without a crash report), and leave SIGINT to the parent. */
+ * without a crash report), and leave SIGINT to the parent.  SIGINT is
+ * ignored first: a Ctrl-C that reached the process group while the worker
+ * was starting is pending, and would kill it the moment it is unblocked
+ * (ignoring a pending signal discards it). */
 static void signals_setup(void)
 {
+    signal(SIGINT, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
-    signal(SIGINT, SIG_IGN);
 }
 
 /* A fork of the supervisor thread: bytes another thread of the parent had
