@@ -303,7 +303,8 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
         free(b.pj.ufinal); /* the pool did not take the job */
     if (rc == 0 && b.copied < b.n)
         map_copy_rest(p, &b);
-    return rc;
+    /* The job's record in the pool owns ufinal now (or it was freed). */
+    return rc; // NOLINT(clang-analyzer-unix.Malloc)
 }
 
 static mp_future *map_start(mp_pool *p, const mp_map_spec *s, int mode)

@@ -522,9 +522,8 @@ bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *
     /* The last unit made final ends the job and clears its entry. */
     for (uint64_t u = 0; u < nunits && p->pjobs[e].kind == MP__JOB_MAP; u++) {
         uint32_t expect = MP__U_QUEUED;
-        if (mp__pool_unit_is_final(pj, u)) {
-            started = true;
-        } else if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
+        if (!mp__pool_unit_is_final(pj, u) &&
+            atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_CANCELLED)) {
             started |= mp__pool_unit_resume(pj, u) != 0;
             cancel_unit(p, e, u, status, report, false);
         } else {
