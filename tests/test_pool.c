@@ -1317,7 +1317,116 @@ TEST(map_range_crash_fails_the_range_that_was_running)
     mp__unmap((void *)once, 2 * sizeof(int));
 }
 
-/* ---- stop points: a worker killed at each instant of the protocol ------------- */
+/* ---- failures with a message ------------------------------------------------------ */
+
+static int fail_with_reason_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    int how = *(const int *)arg;
+    if (how == 0)
+        return mp_task_fail(out, "no such file: %s", "x.txt");
+    if (how == 1) {
+        (void)mp_buf_append(out, "half done", 9);
+        return 3;
+    }
+    if (how == 2) {
+        char big[100000];
+        memset(big, 'm', sizeof big);
+        (void)mp_buf_append(out, big, sizeof big);
+        return 4;
+    }
+    return 5; /* no message */
+}
+
+static int odd_items_fail(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    int v = *(const int *)in;
+    if (v % 2)
+        return v == 3 ? 7 : mp_item_fail("item %d is odd", v);
+    *(int *)out = v;
+    return 0;
+}
+
+static int range_fails_with_reason(const void *in, void *out, size_t n, const void *ctx)
+{
+    (void)in;
+    (void)out;
+    (void)ctx;
+    return mp_item_fail("a range of %zu failed", n);
+}
+
+/* pool.h, mp_task_fail and mp_task_fn: a failing task's message - from
+ * mp_task_fail(), or what it appended before returning nonzero, at most
+ * 64 KiB - is mp_future_report(), and a log line at MP_LOG_INFO carries
+ * it; mp_item_fail() does the same for a map item, the map future's
+ * report being its first failed item's.  Fails when the text is dropped,
+ * cut wrong, or attached to an item that left none. */
+TEST(a_failing_task_says_why)
+{
+    int logp[2];
+    CHECK_EQ(pipe2(logp, O_CLOEXEC | O_NONBLOCK), 0);
+    mp_log_set_level(MP_LOG_INFO);
+    CHECK_OK(mp_log_set_fd(logp[1]));
+    mp_pool *p = pool_with(2);
+    const char *want[] = {"no such file: x.txt", "half done", NULL, NULL};
+    int codes[] = {MP_ETASK, 3, 4, 5};
+    for (int how = 0; how < 4; how++) {
+        MPT_CONTEXT("task %d", how);
+        mp_future *f = mp_pool_apply_async(p, fail_with_reason_task, &how, sizeof how);
+        CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 30.0), MP_ETASK);
+        CHECK_EQ(mp_future_task_error(f), codes[how]);
+        if (how == 2) {
+            CHECK_NOT_NULL(mp_future_report(f));
+            CHECK_EQ_U(strlen(mp_future_report(f)), 64u << 10);
+        } else if (want[how]) {
+            CHECK_STREQ(mp_future_report(f), want[how]);
+        } else {
+            CHECK_NULL(mp_future_report(f));
+        }
+        mp_future_free(f);
+    }
+    MPT_CONTEXT_CLEAR();
+    /* Map items: each failed item's message, the first one the map's. */
+    int in[8] = {0, 1, 2, 3, 4, 5, 6, 7}, out[8], errs[8];
+    mp_map_spec s = map_spec(in, 8, sizeof in[0], out, sizeof out[0]);
+    s.fn = odd_items_fail;
+    s.errors = errs;
+    s.chunksize = 3;
+    mp_future *m = mp_pool_map_async_ex(p, &s);
+    CHECK_ERR(mp_future_get(m, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_EQ(mp_future_failed_index(m), 1);
+    CHECK_STREQ(mp_future_report(m), "item 1 is odd");
+    CHECK_ERR(errs[3], MP_ETASK);
+    CHECK_EQ(errs[4], 0);
+    mp_future_free(m);
+    /* Item 3 left no message: a map whose first failure is it has none. */
+    s.in = in + 3;
+    s.n = 1;
+    m = mp_pool_map_async_ex(p, &s);
+    CHECK_ERR(mp_future_get(m, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_NULL(mp_future_report(m));
+    mp_future_free(m);
+    mp_map_spec r = map_spec(in, 8, sizeof in[0], out, sizeof out[0]);
+    r.range_fn = range_fails_with_reason;
+    r.chunksize = 8;
+    m = mp_pool_map_async_ex(p, &r);
+    CHECK_ERR(mp_future_get(m, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_STREQ(mp_future_report(m), "a range of 8 failed");
+    mp_future_free(m);
+    CHECK_ERR(mp_item_fail("outside a worker"), MP_ETASK);
+    mp_pool_free(p);
+    char logbuf[8192];
+    ssize_t n = read(logp[0], logbuf, sizeof logbuf - 1);
+    CHECK(n > 0);
+    logbuf[n > 0 ? n : 0] = '\0';
+    CHECK_CONTAINS(logbuf, "no such file: x.txt");
+    CHECK_CONTAINS(logbuf, "item 5 is odd");
+    close(logp[0]);
+    close(logp[1]);
+}
+
+/* ---- stop points: a worker killed at each instant of the protocol ------------- */ /* ---- stop points: a worker killed at each instant of the protocol ------------- */
 
 /* Shared: [0] armed, [1] hits of the point, [2..] runs of each item. */
 static _Atomic int *stop_state;

@@ -144,8 +144,11 @@ MP_EXTERN int mp_future_exitcode(const mp_future *f);
 /*
  * What went wrong, as text: the crash report of the worker (signal,
  * faulting address, symbolized backtrace) for MP_EWORKER, the time limit
- * for MP_ETIMELIMIT, the initializer's failure for MP_EINIT.  NULL for a
- * success, and while f is not finished.  Owned by f.
+ * for MP_ETIMELIMIT, the initializer's failure for MP_EINIT, the message
+ * a failing task left (mp_task_fail, or what it appended before returning
+ * nonzero; for a map, its first failed item's, mp_item_fail) for
+ * MP_ETASK - NULL when it left none.  NULL for a success, and while f is
+ * not finished.  Owned by f.
  */
 MP_EXTERN const char *mp_future_report(const mp_future *f);
 

@@ -95,6 +95,7 @@
 
 #include "common.h"
 #include "future.h"
+#include "log.h"
 #include "process.h"
 
 #ifdef __cplusplus
@@ -132,10 +133,34 @@ MP_EXTERN size_t mp_buf_len(const mp_buf *b);
 MP_EXTERN void mp_buf_truncate(mp_buf *b, size_t len);
 
 /*
+ * Fails the task (or the item of a map over byte strings) with a message,
+ * as a Python task raises an exception with its text: replaces what was
+ * appended to b with the text printf formats (at most 64 KiB) and returns
+ * MP_ETASK, so that `return mp_task_fail(out, "no such file: %s", name);`
+ * fails the task with MP_ETASK (mp_future_task_error() is then MP_ETASK).
+ * The caller reads the text from mp_future_report() (or, in a map over
+ * byte strings, mp_results_message()), and a log line at MP_LOG_INFO
+ * carries it.  A task that returns nonzero without it leaves what it
+ * appended as its message all the same.  Only valid inside the task.
+ */
+MP_EXTERN int mp_task_fail(mp_buf *b, const char *fmt, ...) MP__PRINTF(2, 3);
+
+/*
+ * The same for an item of a map over fixed-size elements (mp_map_fn,
+ * mp_map_range_fn), which has no mp_buf: records the message for the
+ * item running now and returns MP_ETASK, so that `return mp_item_fail(...)`
+ * fails it.  The map future's report (the first failed item's) and a log
+ * line at MP_LOG_INFO carry it.  Outside a pool's worker it only returns
+ * MP_ETASK.
+ */
+MP_EXTERN int mp_item_fail(const char *fmt, ...) MP__PRINTF(1, 2);
+
+/*
  * An apply task: runs in a worker with the argument bytes the parent gave
  * (arg is NULL when len is 0) and appends its result to out.  Returns 0 on
  * success; any other value fails the task with MP_ETASK, the value being
- * available as mp_future_task_error().
+ * available as mp_future_task_error(), and what it appended (up to 64
+ * KiB) as the failure's message, mp_future_report() (see mp_task_fail).
  */
 typedef int (*mp_task_fn)(const void *arg, size_t len, mp_buf *out);
 

@@ -370,6 +370,12 @@ int64_t mp__pool_progress_tick(mp_pool *p, int64_t now);
 void mp__pool_finish_apply(mp_pool *p, uint32_t e, int status, void *res, size_t len,
                            int task_error, int exitcode, char *report);
 
+/* Takes len bytes at off of worker w's result ring (at most want of them,
+ * into *out, malloc'ed and NUL-terminated; out may be NULL), then releases
+ * their space, in order, and wakes the worker if it waits for it.
+ * p->lock is let go during a large read.  Returns 0 or an error. */
+int mp__pool_ring_take(mp_pool *p, uint32_t w, uint64_t off, uint64_t len, size_t want, void **out);
+
 /* Reads the result worker w left for DONE apply job e and finishes it
  * (MP_EPROTO when w's description of it is not valid). */
 void mp__pool_collect_apply(mp_pool *p, uint32_t e, uint32_t w);

@@ -181,7 +181,14 @@ typedef struct mp__rec {
     uint64_t unit;
     uint64_t item; /* ITEM_ERROR: the item's index */
     int64_t code;  /* ITEM_ERROR: what the function returned */
+    /* ITEM_ERROR: the message the item failed with (mp_item_fail), in the
+     * worker's result ring, as a result of its own; msg_len 0: none. */
+    uint64_t msg_off, msg_len;
 } mp__rec;
+
+/* The longest message a failing task or item leaves (longer ones are cut
+ * there). */
+#define MP__POOL_MSG_MAX ((size_t)64 << 10)
 
 typedef struct mp__fnent {
     uint64_t ptr; /* the parent's address: what fork children use */
@@ -336,7 +343,8 @@ static inline bool mp__pool_hdr_valid(const mp__pool_hdr *h, uint64_t size)
 /* A completion record: an entry that exists and a kind that is known. */
 static inline bool mp__pool_rec_valid(const mp__rec *r)
 {
-    return r->entry < MP__POOL_JOBS && r->kind >= MP__REC_DONE && r->kind <= MP__REC_REST_ERROR;
+    return r->entry < MP__POOL_JOBS && r->kind >= MP__REC_DONE && r->kind <= MP__REC_REST_ERROR &&
+           r->msg_len <= MP__POOL_MSG_MAX;
 }
 
 /* An apply job's result as its worker described it: inline, within the

@@ -72,23 +72,22 @@ static int pread_all(int fd, void *buf, size_t len, size_t off)
     return 0;
 }
 
-/* Takes the result apply job j left in its worker's result ring (into
- * *res, when want), then releases its space, in order, and wakes the
- * worker if it waits for it.  p->lock is let go during a large read. */
-static int take_ring_result(mp_pool *p, const mp__job *j, bool want, void **res)
+int mp__pool_ring_take(mp_pool *p, uint32_t w, uint64_t off, uint64_t len, size_t want, void **out)
 {
-    uint32_t w = j->u.apply.runner;
     mp__wslot *s = mp__pool_wslot(p, w);
-    size_t len = (size_t)j->u.apply.res_len, off = (size_t)j->u.apply.res_off;
+    size_t take = len < want ? (size_t)len : want;
     int rc = 0;
-    if (want && len) {
-        *res = malloc(len);
-        bool unlock = len >= COPY_UNLOCKED;
+    if (out && take) {
+        /* One more byte, a NUL: messages are read as text. */
+        *out = take < SIZE_MAX ? malloc(take + 1) : NULL;
+        bool unlock = take >= COPY_UNLOCKED;
         if (unlock)
             pthread_mutex_unlock(&p->lock);
-        rc = *res ? pread_all(p->res_fds[w], *res, len, off) : MP_ENOMEM;
+        rc = *out ? pread_all(p->res_fds[w], *out, take, (size_t)off) : MP_ENOMEM;
         if (unlock)
             pthread_mutex_lock(&p->lock);
+        if (*out)
+            ((char *)*out)[take] = '\0';
     }
     p->ws[w].res_tail = off + len;
     p->ws[w].res_consumed++;
@@ -101,33 +100,48 @@ static int take_ring_result(mp_pool *p, const mp__job *j, bool want, void **res)
     return rc;
 }
 
-/* Reads the result worker w left for DONE apply job e and finishes it. */
+/* A failed task's message, as the log line carries it (its start: a line
+ * stays within what one write(2) keeps whole).  Returns msg. */
+static char *log_failure(char *msg, int code)
+{
+    if (msg && *msg)
+        mp_log(MP_LOG_INFO, "pool: a task failed (it returned %d): %.512s%s", code, msg,
+               strlen(msg) > 512 ? "..." : "");
+    return msg;
+}
+
+/* Reads what worker w left for DONE apply job e - its result, or on
+ * failure the message it appended - and finishes it. */
 void mp__pool_collect_apply(mp_pool *p, uint32_t e, uint32_t w)
 {
     mp__job *j = &p->jobs[e];
     int64_t status = j->u.apply.status;
     size_t len = (size_t)j->u.apply.res_len;
+    /* A failure's bytes are its message: read as text, and at most so much. */
+    size_t want = status == 0 ? SIZE_MAX : MP__POOL_MSG_MAX;
     void *res = NULL;
     int rc = 0;
     if (!mp__pool_apply_result_valid(j, p->nworkers) || j->u.apply.runner != w) {
         rc = MP_EPROTO;
         mp__pool_corrupt(p, "a task's result was described beyond the worker's means");
     } else if (j->u.apply.res_where == MP__RES_RING) {
-        rc = take_ring_result(p, j, status == 0, &res);
-    } else if (len && status == 0) {
-        res = malloc(len);
-        if (res)
+        rc = mp__pool_ring_take(p, w, j->u.apply.res_off, len, want, &res);
+    } else if (len) {
+        res = malloc(len + 1);
+        if (res) {
             memcpy(res, j->res, len);
-        else
+            ((char *)res)[len] = '\0';
+        } else {
             rc = MP_ENOMEM;
+        }
     }
     p->stats.tasks_done++;
     if (rc < 0) {
         free(res);
         mp__pool_finish_apply(p, e, rc, NULL, 0, 0, 0, NULL);
     } else if (status != 0) {
-        free(res);
-        mp__pool_finish_apply(p, e, MP_ETASK, NULL, 0, (int)status, 0, NULL);
+        mp__pool_finish_apply(p, e, MP_ETASK, NULL, 0, (int)status, 0,
+                              log_failure(res, (int)status));
     } else {
         mp__pool_finish_apply(p, e, 0, res, len, 0, 0, NULL);
     }
@@ -252,6 +266,28 @@ void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u)
     mp__pool_map_unit_final(p, e, u, !p->pjobs[e].out_remote);
 }
 
+/* A failure record of map job e: the items it names fail. */
+static void handle_failure(mp_pool *p, uint32_t e, const mp__rec *r, char *msg)
+{
+    pjob *pj = &p->pjobs[e];
+    uint64_t base = r->unit * pj->chunk;
+    uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
+    if (r->item < base || r->item >= end) {
+        mp__pool_corrupt(p, "a completion record names an item outside its unit");
+        return;
+    }
+    /* A range function fails its whole remaining range at once. */
+    bool rest = r->kind == MP__REC_REST_ERROR || (pj->desc.flags & MP__JOB_RANGE);
+    uint64_t count = rest ? end - r->item : 1;
+    /* REST_ERROR: the worker could not reach the caller's arrays; the items
+     * fail with that reason itself. */
+    if (r->kind == MP__REC_REST_ERROR)
+        mp__pool_map_fail_items(p, e, r->item, count, (int)r->code, 0, 0, NULL);
+    else
+        mp__pool_map_fail_items(p, e, r->item, count, MP_ETASK, (int)r->code, 0,
+                                log_failure(msg, (int)r->code));
+}
+
 /* A record from worker w's ring.  One that cannot be (no such entry,
  * unit or item) means the ring was written over. */
 static void handle_rec(mp_pool *p, uint32_t w, const mp__rec *r)
@@ -259,6 +295,13 @@ static void handle_rec(mp_pool *p, uint32_t w, const mp__rec *r)
     if (!mp__pool_rec_valid(r)) {
         mp__pool_corrupt(p, "a completion record names nothing that exists");
         return;
+    }
+    /* A message is a result in the ring: taken in order, whatever else. */
+    char *msg = NULL;
+    if (r->msg_len &&
+        mp__pool_ring_take(p, w, r->msg_off, r->msg_len, MP__POOL_MSG_MAX, (void **)&msg) < 0) {
+        free(msg);
+        msg = NULL;
     }
     uint32_t e = r->entry;
     pjob *pj = &p->pjobs[e];
@@ -269,24 +312,10 @@ static void handle_rec(mp_pool *p, uint32_t w, const mp__rec *r)
         } else if (pj->kind == MP__JOB_MAP) {
             mp__pool_collect_unit(p, e, r->unit);
         }
-    } else if ((r->kind == MP__REC_ITEM_ERROR || r->kind == MP__REC_REST_ERROR) &&
-               pj->kind == MP__JOB_MAP && r->unit < pj->nunits) {
-        uint64_t base = r->unit * pj->chunk;
-        uint64_t end = base + pj->chunk < pj->n ? base + pj->chunk : pj->n;
-        if (r->item < base || r->item >= end) {
-            mp__pool_corrupt(p, "a completion record names an item outside its unit");
-            return;
-        }
-        /* A range function fails its whole remaining range at once. */
-        bool rest = r->kind == MP__REC_REST_ERROR || (pj->desc.flags & MP__JOB_RANGE);
-        uint64_t count = rest ? end - r->item : 1;
-        /* REST_ERROR: the worker could not reach the caller's arrays; the
-         * items fail with that reason itself. */
-        if (r->kind == MP__REC_REST_ERROR)
-            mp__pool_map_fail_items(p, e, r->item, count, (int)r->code, 0, 0, NULL);
-        else
-            mp__pool_map_fail_items(p, e, r->item, count, MP_ETASK, (int)r->code, 0, NULL);
+    } else if (pj->kind == MP__JOB_MAP && r->unit < pj->nunits) {
+        handle_failure(p, e, r, msg);
     }
+    free(msg);
 }
 
 /* Drains slot w's completion ring.  Returns whether anything was there. */

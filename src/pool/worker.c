@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,8 +120,9 @@ static bool ring_has_room(wctx *c)
 }
 
 /* Appends a completion record and wakes the supervisor if it sleeps. */
-void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
-                       int64_t code)
+/* Appends a record (see mp__pool_push_rec) with a message at msg_off. */
+static void push_rec_msg(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
+                         int64_t code, uint64_t msg_off, uint64_t msg_len)
 {
     mp__wslot *s = c->slot;
     while (!ring_has_room(c))
@@ -131,10 +133,56 @@ void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, ui
     r->unit = unit;
     r->item = item;
     r->code = code;
+    r->msg_off = msg_off;
+    r->msg_len = msg_len;
     /* seq_cst: the record is published before sup_sleeping is read (the
      * supervisor stores sup_sleeping before it looks at the rings). */
     atomic_store(&s->done_head, ++c->done_head);
     kick(c);
+}
+
+void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
+                       int64_t code)
+{
+    push_rec_msg(c, kind, entry, unit, item, code, 0, 0);
+}
+
+wctx *mp__pool_worker_self;
+
+/* The message of the item running now (mp_item_fail): which unit run and
+ * item it belongs to, so that a message left by another item is never
+ * taken for this one's. */
+static struct {
+    uint64_t claims, item;
+    size_t len;
+    char text[MP__POOL_MSG_MAX];
+} item_msg = {UINT64_MAX, UINT64_MAX, 0, {0}};
+
+int mp_item_fail(const char *fmt, ...)
+{
+    wctx *c = mp__pool_worker_self;
+    if (!c || !fmt)
+        return MP_ETASK;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(item_msg.text, sizeof item_msg.text, fmt, ap);
+    va_end(ap);
+    item_msg.len = n < 0                              ? 0
+                   : (size_t)n < sizeof item_msg.text ? (size_t)n
+                                                      : sizeof item_msg.text - 1;
+    item_msg.claims = c->claims;
+    item_msg.item = atomic_load_explicit(&c->slot->item, memory_order_relaxed);
+    return MP_ETASK;
+}
+
+void mp__pool_push_item_error(wctx *c, uint32_t e, uint64_t u, uint64_t item, int64_t code)
+{
+    uint64_t off = 0, len = 0;
+    if (item_msg.claims == c->claims && item_msg.item == item && item_msg.len &&
+        mp__pool_ring_put(c, item_msg.text, item_msg.len, &off) == 0)
+        len = item_msg.len;
+    item_msg.claims = UINT64_MAX;
+    push_rec_msg(c, MP__REC_ITEM_ERROR, e, u, item, code, off, len);
 }
 
 void *mp__pool_resolve_fn(wctx *c, uint32_t id)
@@ -453,7 +501,9 @@ int mp__pool_worker_main(void *arg)
         }
     }
     atomic_store(&c.slot->state, MP__W_READY);
+    mp__pool_worker_self = &c;
     rc = serve(&c);
+    mp__pool_worker_self = NULL;
     free(c.scratch);
     return rc;
 }

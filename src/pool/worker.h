@@ -90,6 +90,13 @@ _Noreturn void mp__pool_worker_cut_off(wctx *c, const char *what, int err);
 void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
                        int64_t code);
 
+/* Item `item` of unit u of map job e failed with code: an ITEM_ERROR
+ * record, with the message the item left with mp_item_fail(), if any. */
+void mp__pool_push_item_error(wctx *c, uint32_t e, uint64_t u, uint64_t item, int64_t code);
+
+/* The worker this process runs (for mp_item_fail), or NULL. */
+extern wctx *mp__pool_worker_self;
+
 /* The task function with index id in this image, or NULL. */
 void *mp__pool_resolve_fn(wctx *c, uint32_t id);
 
@@ -111,5 +118,10 @@ bool mp__pool_res_empty(wctx *c);
 /* Sets the result file's capacity to cap bytes and maps it.  Only while
  * the ring is empty of unread results. */
 int mp__pool_res_resize(wctx *c, size_t cap);
+
+/* Puts len bytes into the result ring as a result of their own (read and
+ * released in order by the supervisor, as an apply task's).  Returns 0 and
+ * their offset, or an error (nothing is put then). */
+int mp__pool_ring_put(wctx *c, const void *data, size_t len, uint64_t *off);
 
 #endif /* MPROC_POOL_WORKER_H */

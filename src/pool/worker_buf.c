@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include "worker.h"
 
+#include <stdarg.h>
 #include <sys/mman.h>
 
 bool mp__pool_res_empty(wctx *c)
@@ -164,6 +165,40 @@ int mp_buf_append(mp_buf *b, const void *data, size_t len)
     if (len)
         memcpy(p, data, len);
     return 0;
+}
+
+int mp__pool_ring_put(wctx *c, const void *data, size_t len, uint64_t *off)
+{
+    mp_buf b = {.c = c, .where = MP__RES_INLINE};
+    int rc = mp_buf_append(&b, data, len);
+    if (rc < 0 || b.where != MP__RES_RING)
+        return rc < 0 ? rc : MP_EINVAL;
+    c->res_produced++;
+    c->res_head = b.off + b.len;
+    *off = b.off;
+    return 0;
+}
+
+int mp_task_fail(mp_buf *out, const char *fmt, ...)
+{
+    if (!out || !fmt)
+        return MP_ETASK;
+    mp_buf_truncate(out, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = n < 0 ? 0 : (size_t)n < MP__POOL_MSG_MAX ? (size_t)n : MP__POOL_MSG_MAX - 1;
+    char *p = len ? mp_buf_alloc(out, len + 1) : NULL;
+    if (p) {
+        va_start(ap, fmt);
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
+        (void)vsnprintf(p, len + 1, fmt, ap);
+        va_end(ap);
+        mp_buf_truncate(out, len); /* the message, without its NUL */
+    }
+    return MP_ETASK;
 }
 
 void *mp_buf_data(mp_buf *b)

@@ -178,7 +178,7 @@ static void run_item_span(const unit_run *ur, mp_map_fn fn, const unsigned char 
         uint64_t stop = err ? i : run_items(fn, ip, istep, op, ostep, ur->ctx, item, i, end, &r);
         if (stop == end)
             break;
-        mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, stop, r);
+        mp__pool_push_item_error(ur->c, ur->e, ur->u, stop, r);
         ip = ip ? ip + (stop + 1 - i) * istep : NULL;
         op = op ? op + (stop + 1 - i) * ostep : NULL;
         i = stop + 1;
@@ -239,7 +239,7 @@ static int run_slice(const unit_run *ur, void *fn, const slices *sl, uint64_t i,
     if (range) {
         int r2 = ((mp_map_range_fn)fn)(ip, op, (size_t)k, ur->ctx);
         if (r2 != 0) {
-            mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, i, r2);
+            mp__pool_push_item_error(ur->c, ur->e, ur->u, i, r2);
             return 1;
         }
     } else {
@@ -307,7 +307,7 @@ static void run_range_unit(const unit_run *ur, int err)
                      ur->ctx)
                 : MP_ENOENT;
     if (rc != 0)
-        mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, ur->start, rc);
+        mp__pool_push_item_error(ur->c, ur->e, ur->u, ur->start, rc);
 }
 
 /* The end of the data region's part the job's pieces reach. */
