@@ -5,6 +5,7 @@
 #   make test     build and run every test, plain and under ASan+UBSan
 #   make bench    run the benchmarks beside ../shared/anchors, with ratios
 #   make install  install into PREFIX (default /usr/local)
+#   make uninstall  remove what the last install from $(BUILD) put in place
 #
 # On a fresh Debian machine scripts/deps.sh installs what is missing first.
 
@@ -17,12 +18,16 @@ CMAKE_ARGS ?=
 # build does not (MPROC_WERROR is off by default).  WERROR=OFF to iterate.
 WERROR     ?= ON
 
-.PHONY: all build build-asan demo test test-plain test-asan bench install format lint clean deps
+.PHONY: all build build-asan demo test test-plain test-asan bench install uninstall format lint \
+        fuzz clean deps
 
 all: build
 
+# The optional parts (MPI engine, manager, fuzzing, line numbers) are
+# installed when possible; without them the build leaves them out.
 deps:
 	@scripts/deps.sh build
+	@scripts/deps.sh parts || echo "deps: optional parts missing; the build leaves them out" >&2
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROC_WERROR=$(WERROR) $(CMAKE_ARGS)
@@ -53,9 +58,14 @@ bench:
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
+# Reads $(BUILD)/install_manifest.txt, the list of files the last install
+# from this build tree wrote (see cmake/uninstall.cmake).
+uninstall:
+	cmake -DMANIFEST=$(BUILD)/install_manifest.txt -P cmake/uninstall.cmake
+
 format:
 	clang-format -i include/mproc.h include/mproc/*.h $$(find src tools -name '*.[ch]' 2>/dev/null) \
-	  tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h
+	  tests/*.c tests/*.h examples/*.c examples/apps/*.c bench/*.c bench/*.h
 
 lint: build
 	@scripts/deps.sh lint
@@ -66,6 +76,11 @@ lint: build
 	@# clang-tidy over JOBS files at once; any warning fails the lint.
 	find src -name '*.c' | sort | \
 	  xargs -P $(JOBS) -n 4 clang-tidy -p $(BUILD) --quiet --warnings-as-errors='*'
+
+# The manager's wire decoder under libFuzzer, for MPROC_FUZZ_LONG_SECONDS
+# (30 minutes by default; `make test` runs it for 30 s).
+fuzz: build
+	cmake --build $(BUILD) --target fuzz
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,12 +1,12 @@
 /*
  * mproc.h - the one public header of mproc, process-based parallelism for C.
  *
- * mproc gives C programs what Python's multiprocessing, concurrent.futures
- * and mpi4py give Python programs: processes, pipes, queues, shared memory,
- * process-shared locks and events, a worker pool with futures, and
- * MPI-style collectives - at C speed, with fault isolation: a child that
- * crashes or hangs is reported to its parent as an error value, never as a
- * crash or a hang of the parent.
+ * mproc gives C programs what Python's multiprocessing and
+ * concurrent.futures give Python programs: processes, pipes, queues, shared
+ * memory, process-shared locks and events, a manager of shared objects, and
+ * a worker pool with futures - at C speed, with fault isolation: a child
+ * that crashes or hangs is reported to its parent as an error value, never
+ * as a crash or a hang of the parent.
  *
  * Conventions, everywhere:
  *   - Calls that can fail return int: 0 or a count on success, a negative
@@ -30,15 +30,20 @@
 #ifndef MPROC_H
 #define MPROC_H
 
+#include "mproc/comm.h"
 #include "mproc/common.h"
 #include "mproc/future.h"
 #include "mproc/log.h"
+#include "mproc/manager.h"
 #include "mproc/pipe.h"
 #include "mproc/pool.h"
 #include "mproc/process.h"
 #include "mproc/queue.h"
+#include "mproc/scope.h"
 #include "mproc/shm.h"
+#include "mproc/shutdown.h"
 #include "mproc/sync.h"
 #include "mproc/value.h"
+#include "mproc/wait.h"
 
 #endif /* MPROC_H */

@@ -15,6 +15,9 @@
 #   ANCHOR_GROUPS='c py'     anchor groups to run (run_all.sh), default: c py,
 #                            and mpi when mpirun is installed
 #   ANCHORS_DIR=...          where the anchors are (default ../shared/anchors)
+#   RESULTS_DIR=...          where the picture and the table go (default
+#                            bench/results): ratios.svg and ratios.md, one bar
+#                            and one row per figure (scripts/bench_report.sh)
 set -u
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +65,12 @@ awk '
             if (!(a in av)) { printf "%-44s %12s %-7s vs %-40s (not measured)\n", $2, $3, $4, a; continue }
             r = lower ? (av[a] / $3) : ($3 / av[a])
             printf "%-44s %12s %-7s vs %-40s %12s %-7s ratio %8.2fx\n", $2, $3, $4, a, av[a], au[a], r
+            printf "%s\t%s\t%s\t%s\t%s\t%s\t%.4g\n", $2, $3, $4, a, av[a], au[a], r >tsv
         }
     }
-' "$out/anchors.log" "$out/mproc.log"
+' tsv="$out/ratios.tsv" "$out/anchors.log" "$out/mproc.log"
+
+results=${RESULTS_DIR:-$root/bench/results}
+if [ -s "$out/ratios.tsv" ]; then
+    "$root/scripts/bench_report.sh" "$out/ratios.tsv" "$results"
+fi

@@ -9,18 +9,27 @@
 # program built against the installed package, through find_package and
 # through pkg-config).
 #
+# --no-dw: builds without libdw (-DMPROC_WITH_DW=OFF, build trees named
+# CC-TYPE-nodw) and runs the crash report tests there: reports without
+# source lines still name functions and modules.
+#
 # Build trees go to $BUILD_ROOT/CC-TYPE (default build-check/, beside
 # build/); JOBS (default: the CPU count) builds in parallel.
 set -eu
 cd "$(dirname "$0")/.."
 
 install=0
-if [ "${1:-}" = --install ]; then
-    install=1
+nodw=0
+while :; do
+    case ${1:-} in
+    --install) install=1 ;;
+    --no-dw) nodw=1 ;;
+    *) break ;;
+    esac
     shift
-fi
+done
 if [ $# -lt 2 ]; then
-    echo "usage: $0 [--install] CC TYPE..." >&2
+    echo "usage: $0 [--install] [--no-dw] CC TYPE..." >&2
     exit 2
 fi
 cc=$1
@@ -41,13 +50,21 @@ check_installed() {
     done
 }
 
+suffix=""
+extra=""
+if [ $nodw = 1 ]; then
+    suffix=-nodw
+    extra=-DMPROC_WITH_DW=OFF
+fi
+
 for type in "$@"; do
-    dir=$root/$cc-$type
-    log=$root/$cc-$type.log
+    dir=$root/$cc-$type$suffix
+    log=$root/$cc-$type$suffix.log
     mkdir -p "$root"
-    echo "== build_check: $cc $type (log: $log)"
+    echo "== build_check: $cc $type$suffix (log: $log)"
     start=$(date +%s)
-    if ! { CC=$cc cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" -DMPROC_WERROR=ON &&
+    # shellcheck disable=SC2086
+    if ! { CC=$cc cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" -DMPROC_WERROR=ON $extra &&
         cmake --build "$dir" -j "$jobs"; } >"$log" 2>&1; then
         grep -E -B2 -A8 '(error|warning):' "$log" | head -n 80 >&2 || tail -n 40 "$log" >&2
         echo "build_check: $cc $type: the build failed" >&2
@@ -65,6 +82,17 @@ for type in "$@"; do
         (cd "$dir" && ctest --output-on-failure -R '^install_consumer$') >>"$log" 2>&1 || {
             tail -n 40 "$log" >&2
             echo "build_check: $cc $type: the installed package does not work" >&2
+            exit 1
+        }
+    fi
+    if [ $nodw = 1 ]; then
+        grep -q 'MPROC_HAVE_DW=OFF' "$log" || {
+            echo "build_check: $cc $type$suffix: libdw was not left out" >&2
+            exit 1
+        }
+        (cd "$dir" && ctest --output-on-failure -R '^report') >>"$log" 2>&1 || {
+            tail -n 40 "$log" >&2
+            echo "build_check: $cc $type$suffix: crash reports without libdw fail" >&2
             exit 1
         }
     fi

@@ -2,9 +2,10 @@
 # deps.sh WHAT... - installs what `make` needs, on Debian, when it is missing.
 #   build   compiler, make, CMake, pkg-config (for the install test)
 #   lint    cppcheck, clang-tidy, clang-format (make lint, make format)
-#   bench   Python 3, for the anchors
-#   all     the above, clang, and what the optional parts build against:
-#           Open MPI, libsodium, libdw, doxygen (what CI installs)
+#   bench   Python 3, for the anchors; gnuplot (gnuplot-nox), for the picture
+#   parts   what the optional parts build against: clang (the fuzz target),
+#           Open MPI, libsodium, libdw, doxygen
+#   all     every set above (what CI installs)
 # Idempotent, and quick when everything is there: it asks apt only about
 # what is missing.  Needs root (or sudo) to install.
 set -eu
@@ -46,10 +47,12 @@ for what in "$@"; do
         want clang-format clang-format ;;
     esac
     case $what in
-    bench | all) want python3 python3 ;;
+    bench | all)
+        want python3 python3
+        want gnuplot-nox gnuplot ;;
     esac
     case $what in
-    all)
+    parts | all)
         want clang clang
         want openmpi-bin mpiexec
         want libopenmpi-dev

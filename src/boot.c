@@ -66,7 +66,8 @@ int mp__boot_spawn(mp__role role, int fd, pid_t *pid)
 {
     if (!entry_of(role))
         return MP_EINVAL;
-    char **env = mp__boot_env(role, fd);
+    /* The image finds fd as MP__SPAWN_FD (see mp__spawn_self). */
+    char **env = mp__boot_env(role, MP__SPAWN_FD);
     if (!env)
         return MP_ENOMEM;
     int rc = mp__spawn_self(env, fd, pid);

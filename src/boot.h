@@ -17,8 +17,8 @@ typedef enum mp__role {
 
 /* Starts a fresh image of this program in role, handing it fd (a socket,
  * which the role's entry function receives).  The image starts with no
- * signal blocked and default actions.  Returns 0 and sets *pid, or an
- * error. */
+ * signal blocked and default actions, and with no descriptor of this
+ * process but 0, 1, 2 and fd.  Returns 0 and sets *pid, or an error. */
 int mp__boot_spawn(mp__role role, int fd, pid_t *pid);
 
 /* The environment that makes a fresh image take role with fd, for a

@@ -15,6 +15,20 @@
  * child is gone (report.c).  The handler then re-raises the signal with its
  * default action, so the parent still sees "killed by SIGSEGV".
  *
+ * Stacks on request.  SIGURG asks a child where it is: its handler writes
+ * a STACK record of the same form, from the interrupted point, and
+ * returns, so the child goes on.  SIGURG is the signal because its default
+ * action is to be ignored: a child asked before its handler is installed
+ * (a fresh image still loading) loses nothing.  The parent that asks for
+ * stacks (a SIGINT under mp_signals_install()) logs them, named, when it
+ * reaps each child; its own stack it records with mp__stack_record() from
+ * its own handler.
+ *
+ * SIGINT.  A child keeps SIGINT's disposition as it got it (the parent's
+ * through fork, the default in a fresh image), except that a handler of
+ * the library's is never inherited, and that when the parent coordinates
+ * the shutdown (mp_signals_install()) the child ignores SIGINT.
+ *
  * The parent never waits on the pipe: it reads what is there, without
  * blocking, once it has reaped the child.  Liveness is judged from the
  * child's pidfd, never from the pipe's end (a grandchild may hold the write
@@ -31,13 +45,14 @@
 #include <unistd.h>
 
 #define MAX_MODULES 64
-#define MAX_PATH    256
+#define MAX_PATH    MP__STACK_PATH_MAX
 
 /* The module table the crash handler reads.  Built in the parent and
  * inherited by fork; rebuilt when the dynamic linker's counters show that
  * modules were loaded or unloaded since. */
 static struct module {
     uintptr_t lo, hi, bias;
+    bool mproc; /* mproc's own shared library */
     char path[MAX_PATH];
 } modules[MAX_MODULES];
 static int nmodules;
@@ -56,11 +71,19 @@ static int collect_cb(const mp__module *mod, void *data)
     struct module *m = &modules[nmodules];
     m->lo = UINTPTR_MAX;
     m->hi = 0;
+    m->mproc = false;
+    /* This very function lies in mproc's code: the shared library that
+     * holds it is mproc's, and reports hide its frames.  A program linked
+     * with the static library holds mproc's code itself; its frames are
+     * told apart by name and source file instead (report.c). */
+    uintptr_t self = (uintptr_t)collect_cb;
     for (size_t i = 0; i < mod->nsegs; i++) {
         if (mod->seg[i].lo < m->lo)
             m->lo = mod->seg[i].lo;
         if (mod->seg[i].hi > m->hi)
             m->hi = mod->seg[i].hi;
+        if (mod->path[0] && self >= mod->seg[i].lo && self < mod->seg[i].hi)
+            m->mproc = true;
     }
     if (m->hi == 0)
         return 0;
@@ -89,80 +112,106 @@ void mp__crash_prepare(void)
     pthread_mutex_unlock(&module_lock);
 }
 
-/* Static: the handler must not allocate. */
-static unsigned char crash_buf[sizeof(mp__report_hdr) +
-                               MP__REPORT_MAX_FRAMES * sizeof(mp__report_frame) +
-                               (size_t)MP__REPORT_MAX_FRAMES * (2 + MAX_PATH)];
+/* Static: the handlers must not allocate.  A crash ends the process; a
+ * stack request may come again, so it has a buffer of its own. */
+#define RECORD_CAP MP__STACK_RECORD_CAP
+static unsigned char crash_buf[RECORD_CAP];
+static unsigned char stack_buf[RECORD_CAP];
+
+size_t mp__stack_record(void *buf, size_t cap, uint32_t kind, int signo, const siginfo_t *si,
+                        const void *uctx)
+{
+    if (cap < RECORD_CAP)
+        return 0;
+    void *raw[MP__REPORT_MAX_FRAMES + 8];
+    int n = mp__backtrace(raw, (int)MP__ARRAY_SIZE(raw));
+    /* Drop the handler's own frames and the signal trampoline: the
+     * interrupted code starts at the frame whose address is the pc of the
+     * signal context. */
+    uintptr_t pc = mp__context_pc(uctx);
+    int first = n > 2 ? 2 : 0;
+    for (int i = 0; i < n; i++) {
+        if ((uintptr_t)raw[i] == pc) {
+            first = i;
+            break;
+        }
+    }
+    int nframes = n - first;
+    if (nframes > MP__REPORT_MAX_FRAMES)
+        nframes = MP__REPORT_MAX_FRAMES;
+
+    unsigned char *out = buf;
+    mp__report_hdr *h = (mp__report_hdr *)out;
+    mp__report_frame *fr = (mp__report_frame *)(out + sizeof *h);
+    unsigned char *tail = (unsigned char *)(fr + nframes);
+    int used[MAX_MODULES]; /* module index -> index in this record, or -1 */
+    for (int m = 0; m < MAX_MODULES; m++)
+        used[m] = -1;
+    int nused = 0;
+    for (int i = 0; i < nframes; i++) {
+        uintptr_t a = (uintptr_t)raw[first + i];
+        fr[i].addr = a;
+        fr[i].offset = a;
+        fr[i].module = -1;
+        fr[i].flags = 0;
+        for (int m = 0; m < nmodules; m++) {
+            if (a >= modules[m].lo && a < modules[m].hi) {
+                if (used[m] < 0) {
+                    used[m] = nused++;
+                    size_t len = strnlen(modules[m].path, MAX_PATH - 1);
+                    uint16_t l16 = (uint16_t)len;
+                    memcpy(tail, &l16, 2);
+                    memcpy(tail + 2, modules[m].path, len);
+                    tail += 2 + len;
+                }
+                fr[i].module = used[m];
+                fr[i].offset = a - modules[m].bias;
+                fr[i].flags = modules[m].mproc ? MP__FRAME_MPROC : 0;
+                break;
+            }
+        }
+    }
+    h->magic = MP__REPORT_MAGIC;
+    h->kind = kind;
+    h->pid = (int32_t)getpid();
+    h->signo = signo;
+    h->code = si ? si->si_code : 0;
+    h->nframes = nframes;
+    h->nmodules = nused;
+    h->addr = (si && (signo == SIGSEGV || signo == SIGBUS || signo == SIGFPE || signo == SIGILL ||
+                      signo == SIGTRAP))
+                  ? (uint64_t)(uintptr_t)si->si_addr
+                  : 0;
+    h->size = (uint32_t)(tail - out);
+    return h->size;
+}
 
 static void crash_handler(int signo, siginfo_t *si, void *uctx)
 {
     static _Atomic int entered;
     int saved_errno = errno;
     if (atomic_exchange(&entered, 1) == 0 && report_fd >= 0) {
-        void *raw[MP__REPORT_MAX_FRAMES + 8];
-        int n = mp__backtrace(raw, (int)MP__ARRAY_SIZE(raw));
-        /* Drop the handler's own frames and the signal trampoline: the
-         * interrupted code starts at the frame whose address is the pc of
-         * the signal context. */
-        uintptr_t pc = mp__context_pc(uctx);
-        int first = n > 2 ? 2 : 0;
-        for (int i = 0; i < n; i++) {
-            if ((uintptr_t)raw[i] == pc) {
-                first = i;
-                break;
-            }
-        }
-        int nframes = n - first;
-        if (nframes > MP__REPORT_MAX_FRAMES)
-            nframes = MP__REPORT_MAX_FRAMES;
-
-        mp__report_hdr *h = (mp__report_hdr *)crash_buf;
-        mp__report_frame *fr = (mp__report_frame *)(crash_buf + sizeof *h);
-        unsigned char *tail = (unsigned char *)(fr + nframes);
-        int used[MAX_MODULES]; /* module index -> index in this record, or -1 */
-        for (int m = 0; m < MAX_MODULES; m++)
-            used[m] = -1;
-        int nused = 0;
-        for (int i = 0; i < nframes; i++) {
-            uintptr_t a = (uintptr_t)raw[first + i];
-            fr[i].addr = a;
-            fr[i].offset = a;
-            fr[i].module = -1;
-            fr[i].pad = 0;
-            for (int m = 0; m < nmodules; m++) {
-                if (a >= modules[m].lo && a < modules[m].hi) {
-                    if (used[m] < 0) {
-                        used[m] = nused++;
-                        size_t len = strnlen(modules[m].path, MAX_PATH - 1);
-                        uint16_t l16 = (uint16_t)len;
-                        memcpy(tail, &l16, 2);
-                        memcpy(tail + 2, modules[m].path, len);
-                        tail += 2 + len;
-                    }
-                    fr[i].module = used[m];
-                    fr[i].offset = a - modules[m].bias;
-                    break;
-                }
-            }
-        }
-        h->magic = MP__REPORT_MAGIC;
-        h->kind = MP__REPORT_CRASH;
-        h->pid = (int32_t)getpid();
-        h->signo = signo;
-        h->code = si ? si->si_code : 0;
-        h->nframes = nframes;
-        h->nmodules = nused;
-        h->addr = (si && (signo == SIGSEGV || signo == SIGBUS || signo == SIGFPE ||
-                          signo == SIGILL || signo == SIGTRAP))
-                      ? (uint64_t)(uintptr_t)si->si_addr
-                      : 0;
-        h->size = (uint32_t)(tail - crash_buf);
-        (void)mp__write_all(report_fd, crash_buf, h->size);
+        size_t len =
+            mp__stack_record(crash_buf, sizeof crash_buf, MP__REPORT_CRASH, signo, si, uctx);
+        (void)mp__write_all(report_fd, crash_buf, len);
     }
     errno = saved_errno;
     /* SA_RESETHAND restored the default action, SA_NODEFER lets the signal
      * in again at once: this ends the process by the same signal. */
     raise(signo);
+}
+
+/* SIGURG: a request for this child's stack (see DESIGN).  Requests that
+ * overlap are merged: the signal is blocked while the handler runs. */
+static void stack_handler(int signo, siginfo_t *si, void *uctx)
+{
+    int saved_errno = errno;
+    if (report_fd >= 0) {
+        size_t len =
+            mp__stack_record(stack_buf, sizeof stack_buf, MP__REPORT_STACK, signo, si, uctx);
+        (void)mp__write_all(report_fd, stack_buf, len);
+    }
+    errno = saved_errno;
 }
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
@@ -200,7 +249,35 @@ static int install_crash_handlers(void)
         if (sigaction(fatal_signals[i], &sa, NULL) != 0)
             return -errno;
     }
+    sa.sa_sigaction = stack_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    if (sigaction(MP__STACK_SIGNAL, &sa, NULL) != 0)
+        return -errno;
     return 0;
+}
+
+static _Atomic bool sigint_ignored;
+
+void mp__child_sigint_set_ignored(bool ignore)
+{
+    atomic_store(&sigint_ignored, ignore);
+}
+
+bool mp__child_sigint_ignored(void)
+{
+    return atomic_load(&sigint_ignored);
+}
+
+/* SIGINT as DESIGN says.  A library handler inherited through fork is
+ * gone already: the modules that install one restore the disposition in
+ * their pthread_atfork child handlers.  The flag stays set, so that this
+ * child's own children ignore SIGINT too. */
+static void settle_sigint(bool ignore)
+{
+    if (ignore) {
+        signal(SIGINT, SIG_IGN);
+        atomic_store(&sigint_ignored, true);
+    }
 }
 
 /* Writes an ERROR or SETUP record. */
@@ -223,11 +300,12 @@ _Noreturn void mp__child_main(const mp__child_spec *s)
     report_fd = s->report_fd;
     /* Die with the parent; if it is gone already, no signal will ever
      * come, so go now. */
-    if (mp__die_with_parent(s->parent) != 0)
+    if (mp__die_with_parent(SIGKILL, s->parent) != 0)
         raise(SIGKILL);
     (void)mp__thread_set_name(s->name);
-    mp__self_enter_child(s->name, s->ident, s->session);
+    mp__self_enter_child(s->name, s->ident, s->session, s->origin);
     mp__self_set_inherited_fds(s->fds, s->nfds);
+    settle_sigint(s->ignore_sigint);
     int rc = s->setup_error ? s->setup_error : install_crash_handlers();
     if (rc < 0) {
         write_record(MP__REPORT_SETUP, rc);

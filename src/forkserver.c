@@ -109,6 +109,14 @@ int mp_forkserver_stop(void)
     return 0;
 }
 
+pid_t mp__forkserver_pid(void)
+{
+    pthread_mutex_lock(&fs.lock);
+    pid_t pid = fs.sock >= 0 ? fs.pid : 0;
+    pthread_mutex_unlock(&fs.lock);
+    return pid;
+}
+
 int mp__forkserver_spawn(const mp__request_out *r, pid_t *pid, int *pidfd, int *chan)
 {
     pthread_once(&fs.once, fs_register_atfork);

@@ -18,4 +18,7 @@ int mp__forkserver_spawn(const mp__request_out *r, pid_t *pid, int *pidfd, int *
  * MP_EOF if the channel closed without one. */
 int mp__forkserver_status(int chan, int *wstatus);
 
+/* The running server's pid, 0 when none runs. */
+pid_t mp__forkserver_pid(void);
+
 #endif /* MP__FORKSERVER_H */

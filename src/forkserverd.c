@@ -18,6 +18,24 @@
  * reaps them, reports their status and exits.  Its children have the
  * server as parent for the death signal, so even a SIGKILLed server takes
  * them along.
+ *
+ * Signals.  The signals meant for the program - SIGINT and SIGQUIT from
+ * the terminal, which reach the whole foreground process group, SIGTERM
+ * and SIGHUP from a service manager or a closing terminal - are ignored:
+ * the server's life is its client's, and the client coordinates what
+ * happens to the children (mp_signals_install() lets them finish).  Were
+ * the server to die of a Ctrl-C, every child it started would die with it
+ * at once.  Its children get the default actions back before they run.
+ *
+ * Why its children die with it, unlike Python's.  A Python forkserver's
+ * children outlive the server, orphaned.  Here every child dies with its
+ * parent (DESIGN, "nothing leaks"), and to the kernel the server is the
+ * parent: Linux can tie a process's life to its parent only, never to a
+ * grandparent, so a child that outlived the server would outlive the
+ * program too.  Since the server ignores the program's signals, that only
+ * happens when the program ends or when something SIGKILLs the server;
+ * the client then sees those children killed by SIGKILL and starts a new
+ * server for the next child.
  */
 #define _GNU_SOURCE
 #include "forkserverd.h"
@@ -88,6 +106,9 @@ static bool make_room(server *s)
     return true;
 }
 
+/* The signals meant for the program, which the server ignores. */
+static const int program_signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
+
 /* In the forked child: drops everything of the server's, then runs the
  * request.  Never returns. */
 static _Noreturn void run_child(server *s, mp__request *req)
@@ -98,6 +119,8 @@ static _Noreturn void run_child(server *s, mp__request *req)
         mp__close(s->kids[i].chan);
     mp__close(req->chan_fd);
     req->chan_fd = -1;
+    for (size_t i = 0; i < MP__ARRAY_SIZE(program_signals); i++)
+        signal(program_signals[i], SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
@@ -151,6 +174,17 @@ static int wait_events(server *s)
 _Noreturn void mp__forkserver_serve(int sock)
 {
     (void)mp__thread_set_name("mproc-forksrv");
+    /* Ignored, and blocked too: Linux keeps a blocked signal pending even
+     * when its action is to ignore it, so one that reaches a child between
+     * its fork and the reset of its actions is delivered then, at the
+     * default action, instead of being lost. */
+    sigset_t prog;
+    sigemptyset(&prog);
+    for (size_t i = 0; i < MP__ARRAY_SIZE(program_signals); i++) {
+        signal(program_signals[i], SIG_IGN);
+        sigaddset(&prog, program_signals[i]);
+    }
+    pthread_sigmask(SIG_BLOCK, &prog, NULL);
     server s = {.sock = sock};
     sigset_t chld;
     sigemptyset(&chld);

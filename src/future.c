@@ -40,6 +40,19 @@
  * returning waiter has released.  A program with a SIGINT handler of its
  * own, or that ignores SIGINT, is left exactly as it is.
  *
+ * Shutdown.  mp__waiter_cancel_all() (called by mp_shutdown() and by the
+ * handlers of mp_signals_install()) moves a second count and wakes every
+ * registered waiter the same way, whatever SIGINT's disposition: every
+ * library wait in progress in this process then returns MP_ECANCELED.
+ *
+ * Descriptors.  A wait that sleeps in poll() rather than on its word
+ * (joining a process, waiting on connections) asks for an eventfd with its
+ * slot (mp__waiter_begin_fd); the handler and cancel_all write to it as
+ * well as bumping the word.  The eventfds are made once per slot and kept:
+ * a slot is reused, and a wait should cost no descriptor set-up.  A forked
+ * child drops its copies (they are shared with the parent's file table
+ * entries) and makes its own when it needs them.
+ *
  * Lock order: a future's lock, then an as_completed iterator's lock; an
  * owner's (pool's) locks come before a future's, so calls into the owner
  * (cancel, running, interrupt) are made with no future lock held.
@@ -47,20 +60,9 @@
 #define _GNU_SOURCE
 #include "future.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
-
-typedef struct mp__watch {
-    struct mp__watch *prev, *next;
-    bool linked;
-    bool queued; /* as_completed: its index is in the ready queue */
-    /* Called under the future's lock when the outcome is written (the
-     * watcher stays), then notify when the future is done (unlinked). */
-    void (*on_finish)(struct mp__watch *w, mp_future *f);
-    void (*notify)(struct mp__watch *w, mp_future *f);
-    _Atomic uint32_t *word; /* for plain waiters */
-    void *ctx;              /* for as_completed: the iterator */
-    size_t index;
-} mp__watch;
 
 typedef struct cb_node {
     struct cb_node *next;
@@ -101,28 +103,77 @@ static struct {
 } intr = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Atomic uint32_t intr_gen;
+static _Atomic uint32_t cancel_gen;
 static _Atomic uint32_t slot_used[WAIT_SLOTS];
 static _Atomic uint32_t slot_word[WAIT_SLOTS];
+/* The slot's eventfd plus one (0: none yet). */
+static _Atomic int slot_fd[WAIT_SLOTS];
+
+/* Wakes every registered waiter, through its word and its eventfd.
+ * Async-signal-safe. */
+static void wake_all_slots(void)
+{
+    for (int i = 0; i < WAIT_SLOTS; i++) {
+        if (atomic_load(&slot_used[i])) {
+            atomic_fetch_add(&slot_word[i], 1);
+            (void)mp__futex_wake(&slot_word[i], INT32_MAX);
+            int fd = atomic_load(&slot_fd[i]) - 1;
+            if (fd >= 0)
+                mp__eventfd_signal(fd);
+        }
+    }
+}
 
 static void intr_handler(int signo)
 {
     (void)signo;
     int saved = errno;
     atomic_fetch_add(&intr_gen, 1);
-    for (int i = 0; i < WAIT_SLOTS; i++) {
-        if (atomic_load(&slot_used[i])) {
-            atomic_fetch_add(&slot_word[i], 1);
-            (void)mp__futex_wake(&slot_word[i], INT32_MAX);
-        }
-    }
+    wake_all_slots();
     errno = saved;
+}
+
+void mp__waiter_cancel_all(void)
+{
+    int saved = errno;
+    atomic_fetch_add(&cancel_gen, 1);
+    wake_all_slots();
+    errno = saved;
+}
+
+/* In a forked child: no wait is in progress (only the forking thread
+ * exists), the parent's handler is not this process's business, and the
+ * slots' eventfds are the parent's open files. */
+static void waiter_atfork_child(void)
+{
+    if (intr.installed)
+        sigaction(SIGINT, &intr.old, NULL);
+    intr.installed = false;
+    intr.users = 0;
+    pthread_mutex_init(&intr.lock, NULL);
+    for (int i = 0; i < WAIT_SLOTS; i++) {
+        atomic_store(&slot_used[i], 0);
+        int fd = atomic_exchange(&slot_fd[i], 0) - 1;
+        mp__close(fd);
+    }
+}
+
+static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
+
+static void waiter_register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, waiter_atfork_child);
 }
 
 void mp__waiter_begin(mp__waiter *w)
 {
+    pthread_once(&waiter_once, waiter_register_atfork);
     w->slot = -1;
     w->catching = false;
     w->word = NULL;
+    w->fd = -1;
+    w->own_fd = false;
+    w->cgen = atomic_load(&cancel_gen);
     for (int i = 0; i < WAIT_SLOTS; i++) {
         uint32_t expect = 0;
         if (atomic_load_explicit(&slot_used[i], memory_order_relaxed) == 0 &&
@@ -165,8 +216,94 @@ void mp__waiter_begin(mp__waiter *w)
     pthread_mutex_unlock(&intr.lock);
 }
 
+int mp__waiter_begin_fd(mp__waiter *w)
+{
+    mp__waiter_begin(w);
+    if (w->slot < 0) {
+        /* No slot: a descriptor of its own, which nothing but the wait
+         * itself will write to (no Ctrl-C support, as for the word). */
+        w->fd = mp__eventfd_new();
+        w->own_fd = w->fd >= 0;
+    } else {
+        int fd = atomic_load(&slot_fd[w->slot]) - 1;
+        if (fd < 0) {
+            fd = mp__eventfd_new();
+            if (fd >= 0)
+                atomic_store(&slot_fd[w->slot], fd + 1);
+        } else {
+            mp__eventfd_drain(fd); /* what an earlier user of the slot left */
+        }
+        w->fd = fd;
+    }
+    if (w->fd < 0) {
+        int rc = w->fd;
+        mp__waiter_end(w);
+        return rc;
+    }
+    return 0;
+}
+
+int mp__waiter_poll(mp__waiter *w, struct pollfd *fds, size_t n, int64_t deadline)
+{
+    struct pollfd stack[16];
+    struct pollfd *all = n < MP__ARRAY_SIZE(stack) ? stack : calloc(n + 1, sizeof *all);
+    if (!all)
+        return MP_ENOMEM;
+    if (n)
+        memcpy(all, fds, n * sizeof *all);
+    all[n] = (struct pollfd){.fd = w->fd, .events = POLLIN};
+    int rc;
+    for (;;) {
+        if (mp__waiter_interrupted(w)) {
+            rc = 0;
+            break;
+        }
+        int64_t left = mp__remaining_ns(deadline);
+        if (left <= 0) {
+            rc = MP_ETIMEDOUT;
+            break;
+        }
+        /* poll() takes milliseconds: round up, so as never to return
+         * before the deadline (the loop re-checks it). */
+        int ms = left == INT64_MAX             ? -1
+                 : left / 1000000 >= INT32_MAX ? INT32_MAX
+                                               : (int)((left + 999999) / 1000000);
+        rc = poll(all, (nfds_t)n + 1, ms);
+        if (rc < 0 && errno == EINTR)
+            continue; /* a handler that matters bumped the generation */
+        if (rc < 0) {
+            rc = -errno;
+            break;
+        }
+        if (rc == 0)
+            continue; /* the loop decides whether the deadline passed */
+        if (all[n].revents)
+            mp__eventfd_drain(w->fd);
+        rc = 0;
+        for (size_t i = 0; i < n; i++) {
+            fds[i].revents = all[i].revents;
+            if (all[i].revents)
+                rc++;
+        }
+        if (rc > 0 || all[n].revents)
+            break;
+    }
+    if (all != stack)
+        free(all);
+    return rc;
+}
+
+int mp__waiter_fd(const mp__waiter *w)
+{
+    return w->fd;
+}
+
 void mp__waiter_end(mp__waiter *w)
 {
+    if (w->own_fd)
+        mp__close(w->fd);
+    w->fd = -1;
+    w->own_fd = false;
     if (w->slot < 0) {
         free((void *)w->word);
         w->word = NULL;
@@ -186,7 +323,7 @@ void mp__waiter_end(mp__waiter *w)
 
 bool mp__waiter_interrupted(const mp__waiter *w)
 {
-    return w->catching && atomic_load(&intr_gen) != w->gen;
+    return (w->catching && atomic_load(&intr_gen) != w->gen) || atomic_load(&cancel_gen) != w->cgen;
 }
 
 void mp__waiter_wake(_Atomic uint32_t *word)
@@ -382,7 +519,8 @@ void mp__future_finish(mp_future *f, int status, void *result, size_t len, int t
     f->owner = NULL;
     atomic_store_explicit(&f->finished, 1, memory_order_release);
     for (mp__watch *w = f->watchers; w; w = w->next)
-        w->on_finish(w, f);
+        if (w->on_finish)
+            w->on_finish(w, f);
     /* With no callbacks it is done now; otherwise once they have run: in
      * the owner's callback thread, or in the thread whose cancel this is,
      * before its mp_future_cancel() returns. */
@@ -428,6 +566,24 @@ static void notify_word(mp__watch *w, mp_future *f)
 {
     (void)f;
     mp__waiter_wake(w->word);
+    if (w->wake_fd1 > 0)
+        mp__eventfd_signal(w->wake_fd1 - 1);
+}
+
+void mp__future_watch(mp_future *f, mp__watch *node, _Atomic uint32_t *word, int fd)
+{
+    *node = (mp__watch){.notify = notify_word, .word = word, .wake_fd1 = fd + 1};
+    pthread_mutex_lock(&f->lock);
+    if (!atomic_load(&f->done))
+        watch_add(f, node);
+    pthread_mutex_unlock(&f->lock);
+}
+
+void mp__future_unwatch(mp_future *f, mp__watch *node)
+{
+    pthread_mutex_lock(&f->lock);
+    watch_remove(f, node);
+    pthread_mutex_unlock(&f->lock);
 }
 
 /* Tells the owner of an unfinished f that a SIGINT came. */

@@ -13,6 +13,14 @@
  * own (mp_log_set_file), a later change dup2()s the new file onto that same
  * number, so a thread logging concurrently never writes to a descriptor
  * that was closed and reused for something else.
+ *
+ * The status line (a progress bar on a terminal) belongs here too, because
+ * only the writer of the lines knows when one is about to land on it: a
+ * line written while a status shows goes out as "clear the terminal line,
+ * the log line, the status again", in the same single write.  That one
+ * case takes a process-private lock (status_lock), so that the status text
+ * cannot change under the writer; a forked child, which may inherit the
+ * lock held, never takes it (the status belongs to its parent).
  */
 #define _GNU_SOURCE
 #include "log.h"
@@ -23,6 +31,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,6 +162,111 @@ void mp__log_adopt(int fd, int level)
         adopt_owned(fd);
 }
 
+/* ---- the status line ---------------------------------------------------- */
+
+/* Erases the terminal line the cursor is on: back to its start, then
+ * clear to its end (VT100, which every terminal emulator speaks). */
+#define CLEAR_LINE "\r\033[K"
+#define STATUS_MAX 512
+#define STATUS_FD  STDERR_FILENO
+
+static pthread_mutex_t status_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic pid_t status_owner; /* the process showing a status, 0: none */
+static char status_text[STATUS_MAX];
+static size_t status_len;
+
+/* Whether the status is shown, by this process. */
+static bool status_mine(void)
+{
+    pid_t owner = atomic_load_explicit(&status_owner, memory_order_acquire);
+    return owner != 0 && owner == mp__self_pid();
+}
+
+void mp__log_status_set(const char *text, bool final)
+{
+    if (!text)
+        return;
+    size_t len = strnlen(text, STATUS_MAX - 1);
+    char buf[STATUS_MAX + 16];
+    if (!isatty(STATUS_FD)) {
+        memcpy(buf, text, len);
+        buf[len] = '\n';
+        (void)mp__write_all(STATUS_FD, buf, len + 1);
+        return;
+    }
+    /* Drawn over the current line; the clear after the text removes what
+     * a longer previous status left. */
+    int n = snprintf(buf, sizeof buf, "\r%.*s\033[K%s", (int)len, text, final ? "\n" : "");
+    pthread_mutex_lock(&status_lock);
+    if (final) {
+        status_len = 0;
+        atomic_store_explicit(&status_owner, 0, memory_order_release);
+    } else {
+        memcpy(status_text, text, len);
+        status_len = len;
+        atomic_store_explicit(&status_owner, mp__self_pid(), memory_order_release);
+    }
+    if (n > 0)
+        (void)mp__write_all(STATUS_FD, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    pthread_mutex_unlock(&status_lock);
+}
+
+void mp__log_status_clear(void)
+{
+    if (!status_mine())
+        return;
+    pthread_mutex_lock(&status_lock);
+    if (status_mine()) {
+        status_len = 0;
+        atomic_store_explicit(&status_owner, 0, memory_order_release);
+        (void)mp__write_all(STATUS_FD, CLEAR_LINE, sizeof CLEAR_LINE - 1);
+    }
+    pthread_mutex_unlock(&status_lock);
+}
+
+/* Whether fd is the terminal the status is drawn on. */
+static bool on_status_terminal(int fd)
+{
+    if (fd == STATUS_FD)
+        return true;
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && fstat(STATUS_FD, &b) == 0 && S_ISCHR(a.st_mode) &&
+           a.st_rdev == b.st_rdev;
+}
+
+/* Writes the log line line[0..len) to fd, around the status line when
+ * this process shows one on the same terminal. */
+static void write_line(int fd, const char *line, size_t len)
+{
+    if (!status_mine() || !on_status_terminal(fd)) {
+        (void)mp__write_all(fd, line, len);
+        return;
+    }
+    size_t cap = sizeof CLEAR_LINE + len + STATUS_MAX;
+    char stackbuf[4096 + sizeof CLEAR_LINE + STATUS_MAX];
+    char *buf = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
+    if (!buf) {
+        (void)mp__write_all(fd, line, len);
+        return;
+    }
+    pthread_mutex_lock(&status_lock);
+    size_t n = 0;
+    if (status_mine()) {
+        memcpy(buf, CLEAR_LINE, sizeof CLEAR_LINE - 1);
+        n = sizeof CLEAR_LINE - 1;
+    }
+    memcpy(buf + n, line, len);
+    n += len;
+    if (status_mine()) {
+        memcpy(buf + n, status_text, status_len);
+        n += status_len;
+    }
+    (void)mp__write_all(fd, buf, n);
+    pthread_mutex_unlock(&status_lock);
+    if (buf != stackbuf)
+        free(buf);
+}
+
 static const char *level_name(mp_log_level level)
 {
     if (level >= MP_LOG_CRITICAL)
@@ -209,7 +323,7 @@ void mp_vlog(mp_log_level level, const char *fmt, va_list ap)
     if (len > 0 && buf[len - 1] == '\n')
         len--;
     buf[len++] = '\n';
-    (void)mp__write_all(atomic_load(&log_fd), buf, len);
+    write_line(atomic_load(&log_fd), buf, len);
     if (buf != stackbuf)
         free(buf);
     errno = saved_errno;

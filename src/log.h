@@ -1,6 +1,6 @@
 /*
  * log.h - the log's internal side (log.c): handing the destination to a
- * fresh image.
+ * fresh image, and the status line.
  */
 #ifndef MP__LOG_H
 #define MP__LOG_H
@@ -14,5 +14,22 @@ int mp__log_fd(bool *custom);
 /* Adopts a log destination in a fresh image: fd (received from the parent,
  * -1 for none) and level (-1: keep this image's own). */
 void mp__log_adopt(int fd, int level);
+
+/*
+ * The status line: one line of text kept at the bottom of the terminal on
+ * stderr (a progress bar), which the log owns so that its lines never tear
+ * it.  While one is shown, a log line of this process written to that same
+ * terminal clears it, goes out, and draws it again below - all in one
+ * write(2).  On a stderr that is not a terminal there is nothing to keep:
+ * each call writes text as a line of its own.
+ *
+ * mp__log_status_set() shows text (one line, no newline) in place of the
+ * current status; with final, the text stays as an ordinary line and there
+ * is no status any more.  mp__log_status_clear() erases the status.  Only
+ * the process that set a status sees it: a child forked meanwhile does not
+ * redraw its parent's line.  Thread-safe; not async-signal-safe.
+ */
+void mp__log_status_set(const char *text, bool final);
+void mp__log_status_clear(void);
 
 #endif /* MP__LOG_H */

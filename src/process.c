@@ -9,10 +9,22 @@
  * of the parent's handlers before its own set-up is done; the child
  * restores the parent's mask just before calling the target.
  *
- * Waiting.  A join without a limit blocks in waitid().  A join with one
- * polls a pidfd, opened at the first such join: safe from pid reuse,
- * because an unreaped child keeps its pid.  Without pidfds (kernels before
- * 5.3) it polls waitpid(WNOHANG) with a growing back-off.
+ * Start method.  A process that names none takes the program's default;
+ * startmethod.c decides, at start, whether fork is safe (no other thread
+ * runs) and else switches to the forkserver or refuses.  A start after the
+ * program's shutdown event is set is refused: a shutdown must not race
+ * with new children.  The shutdown event's page is made before the first
+ * child starts, so that every child can reach it.
+ *
+ * Waiting.  mp_process_join() polls a pidfd, opened at the first join
+ * (safe from pid reuse, because an unreaped child keeps its pid), beside
+ * the eventfd of a library waiter (future.c), so that a SIGINT or a
+ * shutdown interrupts it (MP_ECANCELED).  It polls a duplicate of the
+ * descriptor: another thread that reaps the child closes the original, and
+ * the number could be reused under the poll.  Internal waits (free, exit,
+ * stop) are not interruptible.  Without pidfds (kernels before 5.3) a
+ * timed wait polls waitpid(WNOHANG) with a growing back-off, and a wait
+ * without limit blocks in waitid().
  * Children of the forkserver are not ours to wait for: their wait status
  * arrives on a channel from the server, and the server's pidfd lets us
  * signal them.  waitpid(-1) is never used: other children of the program
@@ -34,9 +46,12 @@
 #include "boot.h"
 #include "child.h"
 #include "forkserver.h"
+#include "future.h"
 #include "report.h"
 #include "request.h"
 #include "self.h"
+#include "shutdown_event.h"
+#include "startmethod.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,9 +70,12 @@ struct mp_process {
     char name[MP__MAX_NAME];
     char ident[MP__MAX_NAME];
     bool daemon;
-    bool freed;       /* the user freed it while running: reap, then destroy */
-    bool status_lost; /* someone else reaped it: its exit code is unknown */
-    mp_start_method method;
+    _Atomic bool freed;        /* freed while running: the registry holds the owner's reference */
+    bool status_lost;          /* someone else reaped it: its exit code is unknown */
+    bool internal;             /* started by the library for an object of its own */
+    mp_start_method requested; /* as given in the options */
+    mp_start_method method;    /* as started */
+    _Atomic int refs;          /* the owner's, and snapshots of the registry */
     int fds[MP__MAX_FDS];
     size_t nfds;
 
@@ -143,6 +161,19 @@ static void close_handles(mp_process *p)
     p->pidfd = p->chan = p->report_fd = -1;
 }
 
+/* Drops a reference; the last one destroys the object.  The owner holds
+ * one until it frees the object (or the registry reaps a freed one), and a
+ * snapshot of the registry one per object it lists. */
+static void destroy(mp_process *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    close_handles(p);
+    free(p->out.report);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
 /* Reaps the child if it has ended, without blocking.  Returns true once it
  * is reaped (now or before). */
 static bool try_reap(mp_process *p)
@@ -182,10 +213,12 @@ static bool try_reap(mp_process *p)
             done = true;
         }
     }
+    bool release = false;
     if (done) {
         mp__outcome_build(&p->out, p->name, p->pid, st, p->report_fd, true);
         close_handles(p);
         p->state = ST_DONE;
+        release = atomic_load(&p->freed);
     }
     pthread_mutex_unlock(&p->lock);
     if (done) {
@@ -193,6 +226,12 @@ static bool try_reap(mp_process *p)
         reg_unlink_locked(p);
         pthread_mutex_unlock(&reg.lock);
     }
+    /* Freed while it ran: the owner's reference, which the registry kept,
+     * goes with the reaping (once: only one call sees the child end).
+     * Whoever reaps a freed object holds a reference of its own, so the
+     * object outlives this call. */
+    if (release)
+        destroy(p);
     return done;
 }
 
@@ -271,9 +310,10 @@ static bool opts_valid(mp_target_fn target, const void *arg, const mp_process_op
     if (!target || o->nfds > MP__MAX_FDS || (o->nfds && !o->fds) || o->arg_size > MP__MAX_ARG)
         return false;
     if (o->start_method != MP_START_FORK && o->start_method != MP_START_SPAWN &&
-        o->start_method != MP_START_FORKSERVER)
+        o->start_method != MP_START_FORKSERVER && o->start_method != MP_START_AUTO &&
+        o->start_method != MP_START_DEFAULT)
         return false;
-    /* spawn and forkserver copy arg_size bytes from arg. */
+    /* Where a fresh image may run it, arg_size bytes are copied from arg. */
     return o->start_method == MP_START_FORK || !o->arg_size || arg;
 }
 
@@ -295,7 +335,9 @@ int mp_process_new_opts(mp_target_fn target, void *arg, const mp_process_opts *o
     p->arg = arg;
     p->arg_size = opts->arg_size;
     p->daemon = opts->daemon;
+    p->requested = opts->start_method;
     p->method = opts->start_method;
+    atomic_init(&p->refs, 1);
     p->nfds = opts->nfds;
     if (p->nfds)
         memcpy(p->fds, opts->fds, p->nfds * sizeof(int));
@@ -338,6 +380,8 @@ static int start_fork(mp_process *p, int report_w)
             .fds = p->fds,
             .nfds = p->nfds,
             .mask = &old,
+            .origin = parent,
+            .ignore_sigint = mp__child_sigint_ignored(),
         };
         mp__child_main(&spec);
     }
@@ -400,12 +444,31 @@ static int start_forkserver(mp_process *p, int report_w)
     return mp__forkserver_spawn(&r, &p->pid, &p->pidfd, &p->chan);
 }
 
+/* Whatever must hold before a child may start: no shutdown under way,
+ * the shutdown event there for the child to see, a safe start method.
+ * Returns 0 (p->method chosen) or the reason not to start. */
+static int start_prepare(mp_process *p)
+{
+    if (mp_shutdown_requested())
+        return MP_ESHUTDOWN;
+    mp_event *ev;
+    int rc = mp__sdev_get(&ev);
+    if (rc < 0)
+        return rc;
+    char what[MP__MAX_NAME + 16];
+    snprintf(what, sizeof what, "process '%s'", p->name);
+    return mp__start_method_resolve(p->requested, !p->arg || p->arg_size > 0, what, &p->method);
+}
+
 int mp_process_start(mp_process *p)
 {
     if (!p)
         return MP_EINVAL;
     if (p->state != ST_NEW)
         return MP_ESTATE;
+    int rc = start_prepare(p);
+    if (rc < 0)
+        return rc;
     pthread_once(&reg.once, reg_init);
     mp__registry_reap_detached();
     mp__crash_prepare();
@@ -413,7 +476,7 @@ int mp_process_start(mp_process *p)
     int rp[2];
     /* Non-blocking both ends: the parent drains the pipe without waiting,
      * and the child's writes wait in poll() if it ever fills. */
-    int rc = mp__pipe(rp, O_NONBLOCK);
+    rc = mp__pipe(rp, O_NONBLOCK);
     if (rc < 0)
         return rc;
     p->report_fd = rp[0];
@@ -446,13 +509,58 @@ static bool ours(const mp_process *p)
     return p->state == ST_NEW || p->owner == getpid();
 }
 
+mp_start_method mp_process_start_method(const mp_process *p)
+{
+    return p ? p->method : MP_START_DEFAULT;
+}
+
+/* As wait_reap(), but a SIGINT or a shutdown interrupts it (MP_ECANCELED):
+ * see DESIGN, "Waiting". */
+static int join_interruptible(mp_process *p, int64_t deadline)
+{
+    if (try_reap(p))
+        return 0;
+    if (mp__remaining_ns(deadline) <= 0)
+        return MP_ETIMEDOUT;
+    int fd = mp__process_wait_fd_dup(p);
+    if (fd < 0)
+        return try_reap(p) ? 0 : wait_reap(p, deadline); /* no pidfds */
+    mp__waiter w;
+    int rc = mp__waiter_begin_fd(&w);
+    if (rc < 0) {
+        mp__close(fd);
+        return wait_reap(p, deadline);
+    }
+    for (;;) {
+        if (try_reap(p)) {
+            rc = 0;
+            break;
+        }
+        if (mp__waiter_interrupted(&w)) {
+            rc = MP_ECANCELED;
+            break;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        rc = mp__waiter_poll(&w, &pfd, 1, deadline);
+        if (rc == MP_ETIMEDOUT) {
+            rc = try_reap(p) ? 0 : MP_ETIMEDOUT;
+            break;
+        }
+        if (rc < 0)
+            break;
+    }
+    mp__waiter_end(&w);
+    mp__close(fd);
+    return rc;
+}
+
 int mp_process_join(mp_process *p, double timeout)
 {
     if (!p)
         return MP_EINVAL;
     if (p->state == ST_NEW || !ours(p))
         return MP_ESTATE;
-    return wait_reap(p, mp__deadline(timeout));
+    return join_interruptible(p, mp__deadline(timeout));
 }
 
 bool mp_process_is_alive(mp_process *p)
@@ -553,20 +661,14 @@ int mp_process_stop(mp_process *p, double grace)
     int rc = mp_process_terminate(p);
     if (rc < 0)
         return rc;
-    if (mp_process_join(p, grace) == 0)
+    /* A SIGINT or a shutdown only cuts the grace period short: the child
+     * is killed and reaped all the same (wait_reap is not interruptible). */
+    if (join_interruptible(p, mp__deadline(grace)) == 0)
         return 0;
     rc = mp_process_kill(p);
     if (rc < 0)
         return rc;
-    return mp_process_join(p, MP_FOREVER);
-}
-
-static void destroy(mp_process *p)
-{
-    close_handles(p);
-    free(p->out.report);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
+    return wait_reap(p, MP__NO_DEADLINE);
 }
 
 void mp_process_free(mp_process *p)
@@ -580,12 +682,19 @@ void mp_process_free(mp_process *p)
             mp_process_kill(p);
             wait_reap(p, MP__NO_DEADLINE);
         } else {
-            /* Leave it running; the registry reaps it later. */
-            pthread_mutex_lock(&reg.lock);
-            p->freed = true;
-            pthread_mutex_unlock(&reg.lock);
-            mp__registry_reap_detached();
-            return;
+            /* Leave it running; the registry reaps it later.  Marked
+             * under the lock reaping takes, so that a reaping in another
+             * thread either sees the mark or has finished (then the
+             * object is destroyed here). */
+            pthread_mutex_lock(&p->lock);
+            bool running = p->state == ST_RUNNING;
+            if (running)
+                atomic_store(&p->freed, true);
+            pthread_mutex_unlock(&p->lock);
+            if (running) {
+                mp__registry_reap_detached();
+                return;
+            }
         }
     }
     /* An object inherited from the parent through fork holds copies of the
@@ -596,21 +705,119 @@ void mp_process_free(mp_process *p)
 void mp__registry_reap_detached(void)
 {
     /* One reaper at a time, and never a wait: whoever finds the lock
-     * taken leaves the work to its holder.  Detached objects are destroyed
-     * only under this lock, so none is destroyed twice. */
+     * taken leaves the work to its holder.  A freed object is destroyed by
+     * the reaping itself (try_reap); the references taken here keep each
+     * alive until this is done with it. */
     if (pthread_mutex_trylock(&reg.reaper) != 0)
         return;
     mp_process *list[64];
     size_t n = 0;
     pthread_mutex_lock(&reg.lock);
-    for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next)
-        if (q->freed)
+    for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next) {
+        if (atomic_load(&q->freed)) {
+            atomic_fetch_add(&q->refs, 1);
             list[n++] = q;
+        }
+    }
     pthread_mutex_unlock(&reg.lock);
-    for (size_t i = 0; i < n; i++)
-        if (try_reap(list[i]))
-            destroy(list[i]);
+    for (size_t i = 0; i < n; i++) {
+        (void)try_reap(list[i]);
+        destroy(list[i]);
+    }
     pthread_mutex_unlock(&reg.reaper);
+}
+
+/* ---- for the shutdown and mp_active_children ---------------------------- */
+
+int mp__process_wait_fd_dup(mp_process *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int fd = MP_ESTATE;
+    if (p->state == ST_RUNNING) {
+        if (p->chan < 0 && p->pidfd < 0)
+            p->pidfd = mp__pidfd_open(p->pid);
+        fd = p->chan >= 0 ? p->chan : p->pidfd;
+        if (fd >= 0)
+            fd = mp__dup_cloexec(fd, 0);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return fd;
+}
+
+int mp__process_report_fd_dup(mp_process *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int fd =
+        p->state == ST_RUNNING && p->report_fd >= 0 ? mp__dup_cloexec(p->report_fd, 0) : MP_ESTATE;
+    pthread_mutex_unlock(&p->lock);
+    return fd;
+}
+
+bool mp__process_reap(mp_process *p)
+{
+    return ours(p) && try_reap(p);
+}
+
+void mp__process_mark_internal(mp_process *p)
+{
+    p->internal = true;
+}
+
+int mp__registry_hold(mp_process ***out)
+{
+    *out = NULL;
+    pid_t me = getpid();
+    pthread_mutex_lock(&reg.lock);
+    size_t n = 0;
+    for (mp_process *q = reg.head; q; q = q->next)
+        n += q->owner == me;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    mp_process **list = n ? malloc(n * sizeof *list) : NULL;
+    if (n && !list) {
+        pthread_mutex_unlock(&reg.lock);
+        return MP_ENOMEM;
+    }
+    size_t k = 0;
+    /* An object on the list is alive (it leaves the list when reaped,
+     * before anyone destroys it), so a reference may be taken. */
+    for (mp_process *q = reg.head; q && k < n; q = q->next) {
+        if (q->owner == me) {
+            atomic_fetch_add(&q->refs, 1);
+            list[k++] = q;
+        }
+    }
+    pthread_mutex_unlock(&reg.lock);
+    *out = list;
+    return (int)k;
+}
+
+void mp__registry_release(mp_process **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        destroy(list[i]); // NOLINT(clang-analyzer-unix.Malloc): this reference kept it alive
+    free(list);
+}
+
+int mp_active_children(mp_process **out, size_t cap)
+{
+    if (cap && !out)
+        return MP_EINVAL;
+    mp__registry_reap_detached();
+    mp_process **list;
+    int n = mp__registry_hold(&list);
+    if (n < 0)
+        return n;
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        mp_process *q = list[i];
+        if (atomic_load(&q->freed) || q->internal || try_reap(q))
+            continue;
+        if ((size_t)count < cap)
+            out[count] = q;
+        count++;
+    }
+    mp__registry_release(list, (size_t)n);
+    return count;
 }
 
 int mp_cpu_count(void)
@@ -627,31 +834,27 @@ int mp_physical_cores(void)
 static void at_exit(void)
 {
     pthread_mutex_lock(&reg.reaper);
-    mp_process *list[256];
     for (;;) {
-        size_t n = 0;
-        pthread_mutex_lock(&reg.lock);
-        for (mp_process *q = reg.head; q && n < MP__ARRAY_SIZE(list); q = q->next)
-            if (q->owner == getpid())
-                list[n++] = q;
-        pthread_mutex_unlock(&reg.lock);
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n; i++)
+        mp_process **list;
+        int n = mp__registry_hold(&list);
+        if (n <= 0)
+            break; /* none left (or no memory to list them: the death signal does) */
+        for (int i = 0; i < n; i++)
             if (list[i]->daemon)
                 mp_process_terminate(list[i]);
         int64_t grace = mp__deadline(2.0);
-        for (size_t i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++) {
+            /* The reference taken by the hold keeps q alive, even when its
+             * reaping drops the owner's (a freed child). */
             mp_process *q = list[i];
-            if (q->daemon && wait_reap(q, grace) == MP_ETIMEDOUT) {
-                mp_process_kill(q);
+            if (!q->daemon) {
                 wait_reap(q, MP__NO_DEADLINE);
-            } else if (!q->daemon) {
+            } else if (wait_reap(q, grace) == MP_ETIMEDOUT) {
+                mp_process_kill(q); // NOLINT(clang-analyzer-unix.Malloc): see above
                 wait_reap(q, MP__NO_DEADLINE);
             }
-            if (q->freed)
-                destroy(q);
         }
+        mp__registry_release(list, (size_t)n);
     }
     pthread_mutex_unlock(&reg.reaper);
     mp_forkserver_stop();

@@ -71,6 +71,18 @@
  * killed between its commit and its wake-up call cannot leave anyone asleep
  * for longer than that.
  *
+ * Watchers.  A wait on many things (mp_wait_any, wait.c) watches for data
+ * without taking the get lock: it raises data_watchers, reads data_seq,
+ * re-reads tail, and sleeps on data_seq; a put that sees data_watchers
+ * raised after its commit bumps data_seq and wakes everyone sleeping on it
+ * (watchers and the get-lock holder alike).  The same sequentially
+ * consistent pairs make it race-free; like every sleep here, a watcher's
+ * is cut into slices (a producer may die between its commit and its
+ * wake-up).  A watcher that is killed leaves the count raised, which costs
+ * each later put one futex wake call and nothing else.  Every queue a
+ * process makes or attaches is registered for its shutdown (shutdown.c),
+ * which closes it.
+ *
  * Close sets bit 63 of tail with one atomic OR, then wakes every waiter.
  * Consumers read "closed" and "empty" from the same word, so they return
  * MP_EOF only when nothing is left.
@@ -87,8 +99,9 @@
  * simply released later by that thread.
  */
 #define _GNU_SOURCE
-#include "base.h"
+#include "queue.h"
 
+#include "shutdown.h"
 #include "testhooks.h"
 
 #include <errno.h>
@@ -178,6 +191,7 @@ typedef struct qshared { /* NOLINT(clang-analyzer-optin.performance.Padding) */
     /* Read by every put, written only when the get-lock holder sleeps. */
     alignas(LINE) _Atomic uint32_t data_wait;
     _Atomic uint32_t data_seq;
+    _Atomic uint32_t data_watchers; /* waits outside the get lock (Watchers) */
     /* Read by every get, written only when the put-lock holder sleeps. */
     alignas(LINE) _Atomic uint32_t space_wait;
     _Atomic uint32_t space_seq;
@@ -195,6 +209,7 @@ struct mp_queue {
     uint64_t cap, mask;
     size_t map_size;
     int fd;
+    mp__closer *closer;  /* the registration for shutdown */
     bool multi_cpu;      /* on one CPU, pausing only delays the other side: yield at once */
     int64_t get_delay;   /* before a waiting get's first poll (see STREAM_NS) */
     unsigned get_streak; /* waits in a row that ended at their first poll */
@@ -542,6 +557,8 @@ int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
         uint64_t nt = w_make(pos + (uint32_t)need, w_count(t) + 1);
         if (!atomic_compare_exchange_strong(&s->tail, &t, nt))
             rc = MP_ECLOSED; /* closed meanwhile: the record stays unseen */
+        else if (atomic_load(&s->data_watchers))
+            wake(&s->data_seq, INT32_MAX);
         else if (atomic_load(&s->data_wait))
             wake(&s->data_seq, 1);
         if (rc == 0)
@@ -770,6 +787,13 @@ int mp_queue_stats_get(const mp_queue *q, mp_queue_stats *out)
 
 /* ---- lifetime -------------------------------------------------------------- */
 
+static void queue_close_op(void *q)
+{
+    (void)mp_queue_close(q);
+}
+
+static const mp__closer_ops queue_closer = {"queue", queue_close_op, NULL};
+
 static mp_queue *handle_new(int fd, void *base, size_t map_size)
 {
     mp_queue *q = calloc(1, sizeof *q);
@@ -783,6 +807,8 @@ static mp_queue *handle_new(int fd, void *base, size_t map_size)
     q->fd = fd;
     q->multi_cpu = mp_cpu_count() > 1;
     q->get_delay = 0;
+    /* Not registered (out of memory): a shutdown does not close it. */
+    (void)mp__shutdown_register(&queue_closer, q, &q->closer);
     return q;
 }
 
@@ -902,7 +928,27 @@ void mp_queue_free(mp_queue *q)
 {
     if (!q)
         return;
+    mp__shutdown_unregister(q->closer);
     mp__unmap(q->s, q->map_size);
     mp__close(q->fd);
     free(q);
+}
+
+/* ---- watchers (wait.c) ------------------------------------------------------- */
+
+_Atomic uint32_t *mp__queue_watch(mp_queue *q)
+{
+    atomic_fetch_add(&q->s->data_watchers, 1);
+    return &q->s->data_seq;
+}
+
+void mp__queue_unwatch(mp_queue *q)
+{
+    atomic_fetch_sub(&q->s->data_watchers, 1);
+}
+
+bool mp__queue_readable(const mp_queue *q)
+{
+    uint64_t t = atomic_load(&q->s->tail);
+    return w_pos(t) != w_pos(atomic_load(&q->s->head)) || (t & CLOSED_BIT);
 }

@@ -86,47 +86,231 @@ static unsigned char *drain(int fd, unsigned char *stackbuf, size_t stackcap, si
     return buf;
 }
 
-/* Appends the symbolized frames of a crash record. */
-static void add_frames(text *t, const mp__report_hdr *h, const unsigned char *rec)
+/* ---- frames ---------------------------------------------------------------- */
+
+/* One frame of a crash record, as the report shows it. */
+typedef struct frame {
+    uint64_t addr, offset;
+    int module; /* index into the record's modules, -1 for none */
+    bool mproc; /* mproc's own code */
+    bool named;
+    uint64_t delta; /* from the start of the function named */
+    int line;       /* 0: unknown */
+    char name[128];
+    char file[512];
+} frame;
+
+/* The modules a record names: their paths, made canonical, and their
+ * debugging information, opened when a frame first needs it. */
+typedef struct modinfo {
+    char path[PATH_MAX];
+    mp__debuginfo *dbg;
+    bool tried;
+} modinfo;
+
+/* The directory of mproc's own sources as the compiler named them - the
+ * names the debugging information of mproc's code carries - so that a
+ * frame of the static library, inside the program's own file, is still
+ * known as mproc's.  Empty when the compiler was given relative names. */
+static char src_root[PATH_MAX];
+static pthread_once_t src_root_once = PTHREAD_ONCE_INIT;
+
+static void find_src_root(void)
 {
-    mp__report_frame fr[MP__REPORT_MAX_FRAMES];
-    memcpy(fr, rec + sizeof *h, (size_t)h->nframes * sizeof fr[0]);
-    const unsigned char *p = rec + sizeof *h + (size_t)h->nframes * sizeof fr[0];
+    const char *me = __FILE__; /* <root>/report.c */
+    const char *slash = strrchr(me, '/');
+    if (me[0] != '/' || !slash)
+        return;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - me), me);
+    if (!realpath(dir, src_root))
+        snprintf(src_root, sizeof src_root, "%s", dir);
+    size_t len = strlen(src_root);
+    if (len + 1 < sizeof src_root && src_root[len - 1] != '/')
+        memcpy(src_root + len, "/", 2);
+}
+
+/* Drops "." components and "dir/.." pairs from path, in place, by its
+ * text alone: for the names of files that are not on this machine (the
+ * sources of a distribution's library). */
+static void normalize(char *path)
+{
+    char *comp[PATH_MAX / 2];
+    int n = 0;
+    bool abs = path[0] == '/';
+    for (char *save = NULL, *c = strtok_r(path, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (strcmp(c, ".") == 0)
+            continue;
+        if (strcmp(c, "..") == 0 && n > 0 && strcmp(comp[n - 1], "..") != 0) {
+            n--;
+            continue;
+        }
+        if (strcmp(c, "..") == 0 && n == 0 && abs)
+            continue; /* "/.." is "/" */
+        comp[n++] = c;
+    }
+    char out[PATH_MAX];
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        int w = snprintf(out + len, sizeof out - len, "%s%s", i > 0 || abs ? "/" : "", comp[i]);
+        if (w < 0 || (size_t)w >= sizeof out - len)
+            break;
+        len += (size_t)w;
+    }
+    if (len == 0 && abs)
+        memcpy(out, "/", 2);
+    memcpy(path, out, strlen(out) + 1);
+}
+
+/* Replaces path by its canonical form - no "." or "..", and no symbolic
+ * links when it names a file that exists here. */
+static void canonical(char *path, size_t cap)
+{
+    char buf[PATH_MAX];
+    if (realpath(path, buf) && strlen(buf) < cap)
+        memcpy(path, buf, strlen(buf) + 1);
+    else
+        normalize(path);
+}
+
+/* Reads the record's module list (after the frames) into mods. */
+static int read_modules(const mp__report_hdr *h, const unsigned char *rec, modinfo *mods)
+{
+    const unsigned char *p = rec + sizeof *h + (size_t)h->nframes * sizeof(mp__report_frame);
     const unsigned char *end = rec + h->size;
-    const char *paths[MP__REPORT_MAX_FRAMES];
-    char pathbuf[MP__REPORT_MAX_FRAMES][256];
-    int npaths = 0;
+    int n = 0;
     for (int i = 0; i < h->nmodules && i < MP__REPORT_MAX_FRAMES; i++) {
         uint16_t len;
         if (p + 2 > end)
             break;
         memcpy(&len, p, 2);
-        if (p + 2 + len > end || len >= sizeof pathbuf[0])
+        if (p + 2 + len > end || len >= sizeof mods[i].path)
             break;
-        memcpy(pathbuf[i], p + 2, len);
-        pathbuf[i][len] = '\0';
-        paths[i] = pathbuf[i];
+        memcpy(mods[i].path, p + 2, len);
+        mods[i].path[len] = '\0';
+        canonical(mods[i].path, sizeof mods[i].path);
         p += 2 + len;
-        npaths++;
+        n++;
     }
+    return n;
+}
+
+/* Names frame f and finds its source line.  Beyond the first frame the
+ * addresses are return addresses, one past the call: the call itself,
+ * which is always inside the caller even when it was the caller's last
+ * instruction, is what is looked up. */
+static void describe(frame *f, int index, modinfo *mod, bool want_line)
+{
+    uint64_t look = f->offset - (index > 0 ? 1 : 0);
+    f->named = mp__symbolize(mod->path, look, f->name, sizeof f->name, &f->delta) == 0;
+    if (f->named)
+        f->delta += index > 0 ? 1 : 0;
+    if (f->named && strncmp(f->name, "mp_", 3) == 0)
+        f->mproc = true; /* the public and internal prefixes, mp_ and mp__ */
+    if (f->mproc && !want_line)
+        return;
+    if (!mod->tried) {
+        mod->tried = true;
+        (void)mp__debuginfo_open(mod->path, &mod->dbg);
+    }
+    if (mod->dbg && mp__debuginfo_line(mod->dbg, look, f->file, sizeof f->file, &f->line) == 0) {
+        canonical(f->file, sizeof f->file);
+        if (src_root[0] && strncmp(f->file, src_root, strlen(src_root)) == 0)
+            f->mproc = true;
+    }
+}
+
+static void add_frame(text *t, int i, const frame *f, const modinfo *mod, bool all)
+{
+    text_add(t, "\n    #%-2d 0x%012" PRIx64, i, f->addr);
+    if (f->named && f->line)
+        text_add(t, " in %s at %s:%d", f->name, f->file, f->line);
+    else if (f->named)
+        text_add(t, " in %s+0x%" PRIx64, f->name, f->delta);
+    else if (mod)
+        text_add(t, " in %s+0x%" PRIx64, mod->path, f->offset);
+    if (mod && f->named && (all || !f->line))
+        text_add(t, " (%s)", mod->path);
+}
+
+/* Appends the frames of a crash record: by default the program's own,
+ * from the crash down to the child's entry (mp__child_main), below which
+ * the stack only says how the process was started. */
+static void add_frames(text *t, const mp__report_hdr *h, const unsigned char *rec)
+{
+    pthread_once(&src_root_once, find_src_root);
+    const char *env = getenv("MPROC_BACKTRACE");
+    bool all = env && strcmp(env, "full") == 0;
+    modinfo *mods = calloc(MP__REPORT_MAX_FRAMES, sizeof *mods);
+    frame *f = calloc(MP__REPORT_MAX_FRAMES, sizeof *f);
+    if (!mods || !f) {
+        text_add(t, "\n  backtrace: (out of memory)");
+        goto out;
+    }
+    int nmods = read_modules(h, rec, mods);
     text_add(t, "\n  backtrace:");
+    int hidden = 0;
+    bool below_entry = false;
     for (int i = 0; i < h->nframes; i++) {
-        const char *path = fr[i].module >= 0 && fr[i].module < npaths ? paths[fr[i].module] : NULL;
-        char name[256];
-        uint64_t delta = 0;
-        /* Beyond the first frame the addresses are return addresses, one
-         * past the call; look up the call itself, which is always inside
-         * the caller even when the call was its last instruction. */
-        uint64_t look = fr[i].offset - (i > 0 ? 1 : 0);
-        if (path && mp__symbolize(path, look, name, sizeof name, &delta) == 0)
-            text_add(t, "\n    #%-2d 0x%012" PRIx64 " in %s+0x%" PRIx64 " (%s)", i, fr[i].addr,
-                     name, delta + (i > 0 ? 1 : 0), path);
-        else if (path)
-            text_add(t, "\n    #%-2d 0x%012" PRIx64 " in %s+0x%" PRIx64, i, fr[i].addr, path,
-                     fr[i].offset);
+        mp__report_frame raw;
+        memcpy(&raw, rec + sizeof *h + (size_t)i * sizeof raw, sizeof raw);
+        f[i].addr = raw.addr;
+        f[i].offset = raw.offset;
+        f[i].mproc = (raw.flags & MP__FRAME_MPROC) != 0;
+        modinfo *mod = raw.module >= 0 && raw.module < nmods ? &mods[raw.module] : NULL;
+        if (mod)
+            describe(&f[i], i, mod, all);
+        if (all || (!f[i].mproc && !below_entry))
+            add_frame(t, i, &f[i], mod, all);
         else
-            text_add(t, "\n    #%-2d 0x%012" PRIx64, i, fr[i].addr);
+            hidden++;
+        if (f[i].named && strcmp(f[i].name, "mp__child_main") == 0)
+            below_entry = true;
     }
+    if (hidden)
+        text_add(t,
+                 "\n    (%d frame%s of mproc and of the process's start hidden: "
+                 "MPROC_BACKTRACE=full shows them)",
+                 hidden, hidden == 1 ? "" : "s");
+out:
+    for (int m = 0; mods && m < MP__REPORT_MAX_FRAMES; m++)
+        mp__debuginfo_close(mods[m].dbg);
+    free(mods);
+    free(f);
+}
+
+static bool record_valid(const mp__report_hdr *h, size_t len)
+{
+    return h->magic == MP__REPORT_MAGIC && h->size >= sizeof *h && h->size <= len &&
+           h->nframes >= 0 && h->nframes <= MP__REPORT_MAX_FRAMES && h->nmodules >= 0 &&
+           sizeof *h + (size_t)h->nframes * sizeof(mp__report_frame) <= h->size;
+}
+
+char *mp__report_stack_text(const void *rec, size_t len, const char *title)
+{
+    mp__report_hdr h;
+    if (len < sizeof h)
+        return NULL;
+    memcpy(&h, rec, sizeof h);
+    if (!record_valid(&h, len))
+        return NULL;
+    text t = {0};
+    text_add(&t, "%s", title);
+    add_frames(&t, &h, rec);
+    return t.s;
+}
+
+/* Logs a stack the child was asked for. */
+static void log_stack(const char *name, pid_t pid, int n, const unsigned char *rec, size_t len)
+{
+    char title[MP__MAX_NAME + 96];
+    snprintf(title, sizeof title, "process '%s' (pid %d), asked for its stack%s, was at:", name,
+             (int)pid, n > 1 ? " again" : "");
+    char *s = mp__report_stack_text(rec, len, title);
+    if (s)
+        mp_log(MP_LOG_WARNING, "%s", s);
+    free(s);
 }
 
 void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatus, int report_fd,
@@ -148,6 +332,7 @@ void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatu
     mp__report_hdr crash_h, error_h;
     const mp__report_hdr *crash = NULL, *error = NULL;
     const unsigned char *crash_rec = NULL;
+    int nstacks = 0;
     for (size_t off = 0; off + sizeof(mp__report_hdr) <= len;) {
         mp__report_hdr h;
         memcpy(&h, buf + off, sizeof h);
@@ -164,6 +349,8 @@ void mp__outcome_build(mp__outcome *out, const char *name, pid_t pid, int wstatu
             } else if ((h.kind == MP__REPORT_ERROR || h.kind == MP__REPORT_SETUP) && !error) {
                 error_h = h;
                 error = &error_h;
+            } else if (h.kind == MP__REPORT_STACK && sane_frames && log) {
+                log_stack(name, pid, ++nstacks, buf + off, h.size);
             }
         }
         off += h.size;

@@ -7,8 +7,10 @@
  * that is not a fork of the caller, so the request names the target as
  * (module file, offset) - see fnref.c - and carries the argument bytes, the
  * child's name, its place in the tree of processes, the session, the log
- * level, and descriptors: the report pipe's write end, a status channel
- * (forkserver), the log destination, and the caller's own descriptors.  It
+ * level, whether SIGINT is the parent's to handle, and descriptors: the
+ * report pipe's write end, a status channel (forkserver), the log
+ * destination, the page of the program's shutdown event, and the caller's
+ * own descriptors.  It
  * travels as one message with the descriptors attached (SCM_RIGHTS)
  * followed by the argument bytes.  The receiver trusts nothing in it: the
  * header's counts are checked against what arrived, and a request that
@@ -24,6 +26,7 @@
 #include "child.h"
 #include "log.h"
 #include "self.h"
+#include "shutdown_event.h"
 
 #include <errno.h>
 #include <sys/socket.h>
@@ -36,6 +39,9 @@ extern char **environ;
 #define REQ_REPORT 1u
 #define REQ_CHAN   2u
 #define REQ_LOG    4u
+#define REQ_SDEV   8u  /* the shutdown event's page */
+#define REQ_NOINT  16u /* the child ignores SIGINT: the parent coordinates */
+#define REQ_FDS    (REQ_REPORT | REQ_CHAN | REQ_LOG | REQ_SDEV)
 
 typedef struct req_hdr {
     uint32_t magic;
@@ -77,7 +83,7 @@ int mp__request_send(int sock, const mp__request_out *r)
     snprintf(msg.h.ident, sizeof msg.h.ident, "%s", r->ident ? r->ident : "");
     memcpy(msg.path, ref.path, path_len);
 
-    int fds[MP__MAX_FDS + 3];
+    int fds[MP__MAX_FDS + 4];
     size_t n = 0;
     if (r->report_fd >= 0) {
         msg.h.flags |= REQ_REPORT;
@@ -93,6 +99,13 @@ int mp__request_send(int sock, const mp__request_out *r)
         msg.h.flags |= REQ_LOG;
         fds[n++] = log_fd;
     }
+    int sdev_fd = mp__sdev_fd();
+    if (sdev_fd >= 0) {
+        msg.h.flags |= REQ_SDEV;
+        fds[n++] = sdev_fd;
+    }
+    if (mp__child_sigint_ignored())
+        msg.h.flags |= REQ_NOINT;
     msg.h.nuser_fds = (uint32_t)r->nfds;
     for (size_t i = 0; i < r->nfds; i++)
         fds[n++] = r->fds[i];
@@ -109,18 +122,19 @@ void mp__request_release(mp__request *req)
     mp__close(req->report_fd);
     mp__close(req->chan_fd);
     mp__close(req->log_fd);
+    mp__close(req->sdev_fd);
     for (size_t i = 0; i < req->nfds; i++)
         mp__close(req->fds[i]);
-    req->report_fd = req->chan_fd = req->log_fd = -1;
+    req->report_fd = req->chan_fd = req->log_fd = req->sdev_fd = -1;
     req->nfds = 0;
 }
 
 int mp__request_recv(int sock, mp__request *req)
 {
     memset(req, 0, sizeof *req);
-    req->report_fd = req->chan_fd = req->log_fd = -1;
+    req->report_fd = req->chan_fd = req->log_fd = req->sdev_fd = -1;
     req_hdr h;
-    int fds[MP__MAX_FDS + 3];
+    int fds[MP__MAX_FDS + 4];
     size_t nfds = MP__ARRAY_SIZE(fds);
     ssize_t n = mp__recv_fds(sock, &h, sizeof h, fds, &nfds);
     if (n == 0)
@@ -130,8 +144,7 @@ int mp__request_recv(int sock, mp__request *req)
     int rc = 0;
     if ((size_t)n < sizeof h)
         rc = mp__read_all(sock, (char *)&h + n, sizeof h - (size_t)n);
-    size_t expect =
-        __builtin_popcount(h.flags & (REQ_REPORT | REQ_CHAN | REQ_LOG)) + (size_t)h.nuser_fds;
+    size_t expect = __builtin_popcount(h.flags & REQ_FDS) + (size_t)h.nuser_fds;
     if (rc == 0 && (h.magic != REQ_MAGIC || h.path_len >= PATH_MAX || h.arg_len > MP__MAX_ARG ||
                     h.nuser_fds > MP__MAX_FDS || nfds != expect))
         rc = MP_EPROTO;
@@ -142,6 +155,8 @@ int mp__request_recv(int sock, mp__request *req)
         req->chan_fd = fds[k++];
     if (h.flags & REQ_LOG && k < nfds)
         req->log_fd = fds[k++];
+    if (h.flags & REQ_SDEV && k < nfds)
+        req->sdev_fd = fds[k++];
     while (k < nfds)
         req->fds[req->nfds++] = fds[k++];
     if (rc == 0)
@@ -164,6 +179,8 @@ int mp__request_recv(int sock, mp__request *req)
     memcpy(req->ident, h.ident, sizeof req->ident);
     req->ident[sizeof req->ident - 1] = '\0';
     req->parent = h.parent;
+    req->origin = h.parent;
+    req->ignore_sigint = (h.flags & REQ_NOINT) != 0;
     req->session = h.session;
     req->log_level = h.log_level;
     return 0;
@@ -172,6 +189,8 @@ int mp__request_recv(int sock, mp__request *req)
 _Noreturn void mp__request_run(mp__request *req)
 {
     mp__log_adopt(req->log_fd, req->log_level);
+    mp__sdev_adopt(req->sdev_fd);
+    req->sdev_fd = -1;
     mp__crash_prepare();
     void *fn = NULL;
     int rc = mp__fnref_resolve(&req->fn, &fn);
@@ -187,6 +206,8 @@ _Noreturn void mp__request_run(mp__request *req)
         .nfds = req->nfds,
         .mask = NULL,
         .setup_error = rc,
+        .origin = req->origin,
+        .ignore_sigint = req->ignore_sigint,
     };
     mp__child_main(&spec);
 }

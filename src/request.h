@@ -14,7 +14,9 @@ typedef struct mp__request {
     mp__fnref fn;
     char name[MP__MAX_NAME];
     char ident[MP__MAX_NAME];
-    pid_t parent;
+    pid_t parent; /* whose death ends the child */
+    pid_t origin; /* who asked for it (the forkserver's client) */
+    bool ignore_sigint;
     pid_t session;
     int log_level;
     void *arg; /* malloc'ed copy, NULL when arg_len is 0 */
@@ -22,6 +24,7 @@ typedef struct mp__request {
     int report_fd; /* received descriptors, -1 when absent */
     int chan_fd;
     int log_fd;
+    int sdev_fd;
     int fds[MP__MAX_FDS];
     size_t nfds;
 } mp__request;

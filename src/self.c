@@ -18,6 +18,7 @@ static pid_t session;
 static int inherited[MP__MAX_FDS];
 static size_t ninherited;
 static bool is_child;
+static pid_t parent_pid;
 
 const char *mp__self_name(void)
 {
@@ -39,8 +40,9 @@ void mp__self_next_child_name(char *buf, size_t cap, char *ident, size_t ident_c
     snprintf(buf, cap, "Process-%s", ident);
 }
 
-void mp__self_enter_child(const char *name, const char *ident, pid_t sess)
+void mp__self_enter_child(const char *name, const char *ident, pid_t sess, pid_t parent)
 {
+    parent_pid = parent;
     snprintf(self_name, sizeof self_name, "%s", name ? name : "Process");
     snprintf(self_ident, sizeof self_ident, "%s", ident ? ident : "");
     atomic_store(&child_counter, 0);
@@ -60,6 +62,11 @@ void mp__self_set_inherited_fds(const int *fds, size_t n)
     ninherited = n < MP__MAX_FDS ? n : MP__MAX_FDS;
     if (ninherited)
         memcpy(inherited, fds, ninherited * sizeof(int));
+}
+
+pid_t mp_parent_process(void)
+{
+    return is_child ? parent_pid : 0;
 }
 
 int mp_process_inherited_fd(size_t i)

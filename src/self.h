@@ -14,8 +14,9 @@ const char *mp__self_name(void);
  * "Process-<parent's numbers>:N" in a child, as Python numbers them. */
 void mp__self_next_child_name(char *buf, size_t cap, char *ident, size_t ident_cap);
 
-/* Called in a child started by mproc before its target runs. */
-void mp__self_enter_child(const char *name, const char *ident, pid_t session);
+/* Called in a child started by mproc before its target runs; parent is
+ * the process that asked for it (mp_parent_process). */
+void mp__self_enter_child(const char *name, const char *ident, pid_t session, pid_t parent);
 
 /* The session: the pid of the first process of this program that mproc ran
  * in.  Children inherit it, so names made from it say which program made

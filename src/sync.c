@@ -597,6 +597,24 @@ int mp_event_wait(mp_event *e, double timeout)
     return rc;
 }
 
+_Atomic uint32_t *mp__event_watch(mp_event *e)
+{
+    event_impl *ei = event_of(e);
+    if (!ei)
+        return NULL;
+    /* Counted before the watcher's check of the flag, and set() reads the
+     * count after its exchange: one of them sees the other (DESIGN). */
+    atomic_fetch_add(&ei->nwaiters, 1);
+    return &ei->flag;
+}
+
+void mp__event_unwatch(mp_event *e)
+{
+    event_impl *ei = event_of(e);
+    if (ei)
+        atomic_fetch_sub(&ei->nwaiters, 1);
+}
+
 /* ---- Condition ------------------------------------------------------------------- */
 
 typedef struct cond_impl {

@@ -15,4 +15,11 @@
 int mp__lock_enter(mp_lock *l);
 void mp__lock_leave(mp_lock *l, int entered);
 
+/* For a wait on many things (mp_wait_any): the word an event's waiters
+ * sleep on while it is clear (it is 0 then), counting the caller as one
+ * more sleeper so that set() wakes it; mp__event_unwatch() undoes that.
+ * NULL for an invalid event. */
+_Atomic uint32_t *mp__event_watch(mp_event *e);
+void mp__event_unwatch(mp_event *e);
+
 #endif /* MP__SYNC_H */

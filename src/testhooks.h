@@ -44,4 +44,11 @@ void mp__arena_crash_in_alloc(mp_arena *a);
 /* A barrier's internal mutex, for tests that die holding it. */
 mp__mutex *mp__barrier_mutex(mp_barrier *b);
 
+/* ---- waits (wait.c) -------------------------------------------------------- */
+
+/* When set, mp_wait_any() sleeps as it does where futex_waitv is missing:
+ * descriptors and the waiter are still slept on, words re-checked in
+ * slices.  false in normal use. */
+extern bool mp__wait_degraded;
+
 #endif /* MP__TESTHOOKS_H */

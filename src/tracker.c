@@ -288,6 +288,13 @@ int mp__tracker_unlink(const char *path, uint64_t ino)
     return rc == MP_ECONNREFUSED ? MP_ESRCH : rc;
 }
 
+int mp__tracker_unlink_all(void)
+{
+    int rc = request_retry(MP__TRK_UNLINK_ALL, "", 0, NULL, false);
+    /* No tracker runs: the program has no named segment. */
+    return rc == MP_ECONNREFUSED ? 0 : rc;
+}
+
 /* Reports a hold taken by attach, and waits for the tracker to count it,
  * so that a close by another process after this returns cannot unlink the
  * segment under this one.  Only to a tracker that runs already: a program

@@ -19,4 +19,9 @@ void mp__tracker_attach(const char *path, uint64_t ino);
 void mp__tracker_close(const char *path, uint64_t ino);
 int mp__tracker_unlink(const char *path, uint64_t ino);
 
+/* For a shutdown: asks the tracker to unlink every segment of the program,
+ * whoever holds it.  Returns how many were unlinked (0 when no tracker
+ * runs) or an error. */
+int mp__tracker_unlink_all(void);
+
 #endif /* MP__TRACKER_H */

@@ -27,6 +27,10 @@
  * ignores the signals meant for the program: SIGINT, SIGTERM and SIGHUP.
  * It starts with a clean slate of descriptors.
  *
+ * A shutdown of the program (mp_shutdown) asks it to unlink everything
+ * at once, whoever still holds what: the names go, and mappings stay
+ * valid until their holders let go of them.
+ *
  * Stopping.  The tracker exits once no process of the program is
  * connected and none is waiting to be: after the last one ends.  Before
  * its first client it waits at most IDLE_MS.  Whatever it still tracks
@@ -199,6 +203,19 @@ static void op_create(const client *c, const mp__trk_msg *m)
     mp__close(fd);
 }
 
+/* A shutdown: unlinks every segment still named as tracked and forgets
+ * them all, with every hold on them (later closes of those holds find
+ * nothing and are ignored).  Returns how many names were unlinked. */
+static int unlink_all(void)
+{
+    int n = 0;
+    while (T.nsegs > 0) {
+        n += unlink_if_same(&T.segs[T.nsegs - 1]) == 0;
+        forget_seg(T.nsegs - 1);
+    }
+    return n;
+}
+
 static void handle(const client *c, const mp__trk_msg *m)
 {
     ssize_t i = m->op == MP__TRK_CREATE ? -1 : find_seg(m->path);
@@ -237,6 +254,9 @@ static void handle(const client *c, const mp__trk_msg *m)
         reply(c->fd, unlink_if_same(&T.segs[i]), -1);
         forget_seg((size_t)i);
         break;
+    case MP__TRK_UNLINK_ALL:
+        reply(c->fd, unlink_all(), -1);
+        break;
     default:
         break;
     }
@@ -269,7 +289,7 @@ static void accept_clients(int lfd)
             return;
         uid_t uid;
         /* Only the program's own user may speak to its tracker. */
-        if (mp__peer_uid(fd, &uid) != 0 || uid != getuid() ||
+        if (mp__peer_cred(fd, NULL, &uid) != 0 || uid != getuid() ||
             !grow((void **)&T.clients, &T.capclients, T.nclients, sizeof *T.clients)) {
             mp__close(fd);
             continue;

@@ -10,7 +10,13 @@
 #define MP__TRK_MAGIC    0x6d70746bu /* "mptk" */
 #define MP__TRK_PATH_CAP 256
 
-enum { MP__TRK_CREATE = 1, MP__TRK_ATTACH = 2, MP__TRK_CLOSE = 3, MP__TRK_UNLINK = 4 };
+enum {
+    MP__TRK_CREATE = 1,
+    MP__TRK_ATTACH = 2,
+    MP__TRK_CLOSE = 3,
+    MP__TRK_UNLINK = 4,
+    MP__TRK_UNLINK_ALL = 5 /* a shutdown: every segment, whoever holds it */
+};
 
 /* One request, client to tracker (a SOCK_SEQPACKET message). */
 typedef struct mp__trk_msg {
@@ -21,7 +27,8 @@ typedef struct mp__trk_msg {
 } mp__trk_msg;
 
 /* The answer to CREATE (with the segment's descriptor attached on
- * success), ATTACH and UNLINK; CLOSE has none. */
+ * success), ATTACH, UNLINK and UNLINK_ALL (the number unlinked); CLOSE has
+ * none. */
 typedef struct mp__trk_reply {
     uint32_t magic;
     int32_t result;

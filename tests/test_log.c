@@ -5,7 +5,9 @@
 #include "mp_test.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <termios.h>
 
 /* Reads a whole small file into a malloc'ed string. */
 static char *slurp(const char *path)
@@ -179,6 +181,237 @@ TEST(lines_from_many_processes_never_interleave)
             CHECK_EQ(seen[i][j], 1);
     free(text);
     unlink(path);
+}
+
+/* ---- the status line ------------------------------------------------------ */
+
+/* stderr on a pseudo-terminal, and what arrives at its other end, read by
+ * a thread of its own so that no writer ever blocks on a full terminal -
+ * or, for a case that starts a process and must stay single-threaded (a
+ * thread would make the start use the forkserver, which would keep the
+ * terminal open), read at the end: such a case writes a few lines only,
+ * far less than the terminal holds. */
+typedef struct tty_capture {
+    int master, slave, saved_stderr;
+    bool threaded;
+    pthread_t reader;
+    char *buf;
+    size_t len, cap;
+} tty_capture;
+
+static void *capture_read(void *arg)
+{
+    tty_capture *c = arg;
+    for (;;) {
+        if (c->cap - c->len < 4096) {
+            c->cap = c->cap ? 2 * c->cap : 65536;
+            c->buf = realloc(c->buf, c->cap);
+        }
+        ssize_t n = read(c->master, c->buf + c->len, c->cap - c->len - 1);
+        if (n > 0)
+            c->len += (size_t)n;
+        else if (n == 0 || errno != EINTR)
+            break; /* EIO once every slave descriptor is closed */
+    }
+    c->buf[c->len] = '\0';
+    return NULL;
+}
+
+static void capture_begin(tty_capture *c, bool threaded)
+{
+    memset(c, 0, sizeof *c);
+    c->threaded = threaded;
+    c->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(c->master >= 0);
+    CHECK_EQ(grantpt(c->master), 0);
+    CHECK_EQ(unlockpt(c->master), 0);
+    c->slave = open(ptsname(c->master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(c->slave >= 0);
+    /* The bytes as written: no "\n" -> "\r\n" on the way. */
+    struct termios t;
+    CHECK_EQ(tcgetattr(c->slave, &t), 0);
+    t.c_oflag &= ~(tcflag_t)OPOST;
+    CHECK_EQ(tcsetattr(c->slave, TCSANOW, &t), 0);
+    if (threaded)
+        CHECK_EQ(pthread_create(&c->reader, NULL, capture_read, c), 0);
+    c->saved_stderr = dup(STDERR_FILENO);
+    CHECK(c->saved_stderr >= 0);
+    CHECK_EQ(dup2(c->slave, STDERR_FILENO), STDERR_FILENO);
+    CHECK(isatty(STDERR_FILENO));
+}
+
+/* Puts stderr back and returns what the terminal received. */
+static const char *capture_stop(tty_capture *c)
+{
+    dup2(c->saved_stderr, STDERR_FILENO);
+    close(c->saved_stderr);
+    close(c->slave);
+    if (c->threaded)
+        CHECK_EQ(pthread_join(c->reader, NULL), 0);
+    else
+        capture_read(c); /* every slave end is closed: reads to EIO */
+    close(c->master);
+    return c->buf;
+}
+
+static void capture_start(tty_capture *c)
+{
+    capture_begin(c, true);
+}
+
+#define CLEAR "\r\033[K"
+
+TEST(log_lines_go_above_the_status_line_on_a_terminal)
+{
+    mp_log_set_level(MP_LOG_INFO);
+    tty_capture c;
+    capture_start(&c);
+    mp__log_status_set(" 42%|####| 42/100", false);
+    mp_log(MP_LOG_WARNING, "between");
+    mp__log_status_set("100%|########| 100/100", true); /* stays, as a line */
+    mp_log(MP_LOG_WARNING, "after");
+    const char *out = capture_stop(&c);
+
+    /* The bar, then: clear it, the line, the bar again. */
+    const char *first = "\r 42%|####| 42/100\033[K" CLEAR;
+    if (strncmp(out, first, strlen(first)) != 0)
+        mpt_fail(__FILE__, __LINE__, "the terminal got \"%s\"", out);
+    CHECK_CONTAINS(out, " WARNING [pid ");
+    CHECK_CONTAINS(out, " MainProcess] between\n 42%|####| 42/100"
+                        "\r100%|########| 100/100\033[K\n");
+    /* Once the status is final, lines go out alone. */
+    const char *after = strstr(out, "100/100\033[K\n");
+    CHECK_NOT_NULL(after);
+    after += strlen("100/100\033[K\n");
+    CHECK_EQ(after[0], '2'); /* the year of the timestamp: no clear first */
+    CHECK_CONTAINS(after, " MainProcess] after\n");
+    CHECK_EQ(strlen(strstr(after, "] after\n")), strlen("] after\n"));
+    free(c.buf);
+}
+
+TEST(a_status_line_off_a_terminal_is_a_line_per_update)
+{
+    int pfd[2];
+    CHECK_EQ(pipe2(pfd, O_CLOEXEC | O_NONBLOCK), 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(pfd[1], STDERR_FILENO);
+    mp_log_set_level(MP_LOG_INFO);
+    mp__log_status_set("10%|#", false);
+    mp_log(MP_LOG_WARNING, "plain");
+    mp__log_status_set("20%|##", false);
+    mp__log_status_clear(); /* nothing to erase off a terminal */
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[1024];
+    ssize_t n = read(pfd[0], buf, sizeof buf - 1);
+    close(pfd[0]);
+    close(pfd[1]);
+    CHECK(n > 0);
+    buf[n] = '\0';
+    CHECK_EQ(strncmp(buf, "10%|#\n", 6), 0);
+    CHECK_CONTAINS(buf, " MainProcess] plain\n20%|##\n");
+    CHECK(strchr(buf, '\r') == NULL);
+    CHECK(strchr(buf, '\033') == NULL);
+}
+
+/* A child's lines are its own: they carry its name and never redraw the
+ * status line its parent shows (they may run into it; the parent's next
+ * update redraws it). */
+static int child_logs(void *arg)
+{
+    (void)arg;
+    mp_log(MP_LOG_WARNING, "from the child");
+    return 0;
+}
+
+TEST(status_clear_erases_it_and_children_keep_their_names)
+{
+    mp_log_set_level(MP_LOG_INFO);
+    tty_capture c;
+    capture_begin(&c, false);
+    mp__log_status_set("50%|##", false);
+    mp_process *p = NULL;
+    CHECK_OK(mp_process_new(child_logs, NULL, "logger", &p));
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 30.0));
+    mp_process_free(p);
+    mp__log_status_clear();
+    mp_log(MP_LOG_WARNING, "cleared");
+    const char *out = capture_stop(&c);
+    CHECK_CONTAINS(out, " logger] from the child\n");
+    /* The child wrote its line alone: no redraw of the parent's status. */
+    CHECK(strstr(out, "from the child\n50%") == NULL);
+    /* Erased, then a line with nothing around it. */
+    CHECK_CONTAINS(out, CLEAR "2");
+    CHECK_EQ(strlen(strstr(out, "] cleared\n")), strlen("] cleared\n"));
+    free(c.buf);
+}
+
+/* The pool's progress bar draws through the status line: a line logged
+ * while it shows (from the progress callback, which runs just before each
+ * redraw) goes above it, never into it. */
+static int spin_item(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    volatile unsigned long x = 0;
+    for (int i = 0; i < 100000; i++)
+        x += (unsigned long)i;
+    *(int *)out = *(const int *)in + (int)(x & 0);
+    return 0;
+}
+
+static _Atomic int progress_lines;
+
+static void log_progress(size_t done, size_t total, void *ctx)
+{
+    (void)ctx;
+    mp_log(MP_LOG_WARNING, "progress %zu of %zu", done, total);
+    atomic_fetch_add(&progress_lines, 1);
+}
+
+TEST(the_pools_progress_bar_is_never_torn_by_a_log_line)
+{
+    mp_log_set_level(MP_LOG_INFO);
+    tty_capture c;
+    capture_start(&c);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.progress = log_progress;
+    o.progress_bar = true;
+    o.progress_interval = 0.01;
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
+    enum { N = 600 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, spin_item, in, N, sizeof in[0], out, sizeof out[0], 5));
+    mp_pool_free(p); /* runs the reports still queued */
+    const char *text = capture_stop(&c);
+    CHECK_GE(atomic_load(&progress_lines), 2);
+    CHECK_CONTAINS(text, "100%|");
+    CHECK_CONTAINS(text, "600/600");
+    /* A bar is always followed by the clearing of the rest of its line,
+     * a redraw over it, or the end - never by a log line. */
+    for (const char *b = strstr(text, " it/s]"); b; b = strstr(b + 1, " it/s]")) {
+        const char *next = b + strlen(" it/s]");
+        if (strncmp(next, "\033[K", 3) != 0 && next[0] != '\r' && next[0] != '\0')
+            mpt_fail(__FILE__, __LINE__, "a bar runs into \"%.40s\"", next);
+    }
+    /* Every line logged after the first bar was drawn clears it first. */
+    const char *bar = strstr(text, " it/s]");
+    CHECK_NOT_NULL(bar);
+    int cleared = 0;
+    for (const char *l = strstr(bar, "] progress "); l; l = strstr(l + 1, "] progress ")) {
+        const char *start = l;
+        while (start > text && start[-1] != '\n' && start[-1] != 'K')
+            start--;
+        if (start - text < 4 || strncmp(start - 4, CLEAR, 4) != 0)
+            mpt_fail(__FILE__, __LINE__, "a line without a clear before it: \"%.60s\"", start);
+        cleared++;
+    }
+    CHECK_GE(cleared, 1);
+    free(c.buf);
 }
 
 MPT_MAIN()

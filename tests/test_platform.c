@@ -5,6 +5,7 @@
 #include "mp_test.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 
@@ -57,6 +58,121 @@ TEST(futex_wait_times_out_and_wakes)
     CHECK(WIFEXITED(st));
     CHECK_EQ(WEXITSTATUS(st), 0);
     mp__unmap((void *)word, 4096);
+}
+
+TEST(futex_waitv_sleeps_on_many_words)
+{
+    _Atomic uint32_t *w;
+    CHECK_OK(mp__map_anon_shared(4096, (void **)&w));
+    _Atomic uint32_t *words[3] = {&w[0], &w[16], &w[32]};
+    uint32_t vals[3] = {0, 0, 0};
+    CHECK_ERR(mp__futex_waitv(words, vals, 0, mp__deadline(1)), MP_EINVAL);
+    CHECK_ERR(mp__futex_waitv(words, vals, MP__FUTEX_WAITV_MAX + 1, mp__deadline(1)), MP_EINVAL);
+    if (mp__futex_waitv(words, vals, 3, mp__deadline(0)) == MP_ENOSYS) {
+        /* Linux before 5.16: mp_wait_any degrades (tests/test_wait.c). */
+        fprintf(stderr, "  futex_waitv: not in this kernel\n");
+        mp__unmap((void *)w, 4096);
+        return;
+    }
+    /* A word that differs returns at once; none changing, the deadline. */
+    vals[1] = 5;
+    CHECK_GE(mp__futex_waitv(words, vals, 3, mp__deadline(10)), 0);
+    vals[1] = 0;
+    double t0 = mpt_now();
+    CHECK_ERR(mp__futex_waitv(words, vals, 3, mp__deadline(0.1)), MP_ETIMEDOUT);
+    CHECK(mpt_now() - t0 >= 0.1);
+    /* A wake on any one word, from another process, ends the sleep. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int64_t dl = mp__deadline(30);
+        while (atomic_load(&w[32]) == 0)
+            if (mp__futex_waitv(words, vals, 3, dl) == MP_ETIMEDOUT)
+                _exit(1);
+        _exit(0);
+    }
+    atomic_store(&w[32], 1);
+    mp__futex_wake(&w[32], INT32_MAX);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 0);
+    mp__unmap((void *)w, 4096);
+}
+
+/* A thread that names itself, says so, and waits to be let go. */
+typedef struct named_thread {
+    const char *name;
+    int ready[2], go[2];
+    bool self_named;
+} named_thread;
+
+static void *named_main(void *arg)
+{
+    named_thread *t = arg;
+    if (t->name)
+        mp__thread_set_name(t->name);
+    int total, named;
+    (void)mp__threads_count("mproc-", &total, &named, &t->self_named);
+    char c = 1;
+    if (write(t->ready[1], &c, 1) != 1)
+        return NULL;
+    struct pollfd p = {.fd = t->go[0], .events = POLLIN};
+    poll(&p, 1, 30000);
+    return NULL;
+}
+
+TEST(threads_are_counted_and_the_library_s_told_apart)
+{
+    int total, named;
+    bool self;
+    CHECK_OK(mp__threads_count("mproc-", &total, &named, &self));
+    CHECK_EQ(total, 1);
+    named_thread t[2] = {{.name = "mproc-x"}, {.name = NULL}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(pipe(t[i].ready), 0);
+        CHECK_EQ(pipe(t[i].go), 0);
+        CHECK_EQ(pthread_create(&th[i], NULL, named_main, &t[i]), 0);
+        char c;
+        CHECK_EQ(read(t[i].ready[0], &c, 1), 1);
+    }
+    CHECK_OK(mp__threads_count("mproc-", &total, &named, &self));
+    CHECK_EQ(total, 3);
+    CHECK_EQ(named, 1);
+    CHECK(!self);
+    CHECK(t[0].self_named);
+    CHECK(!t[1].self_named);
+    char name[16];
+    CHECK_OK(mp__thread_get_name(name, sizeof name));
+    CHECK(strncmp(name, "mproc-", 6) != 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(write(t[i].go[1], "x", 1), 1);
+        pthread_join(th[i], NULL);
+        close(t[i].ready[0]);
+        close(t[i].ready[1]);
+        close(t[i].go[0]);
+        close(t[i].go[1]);
+    }
+    /* A thread the library starts is named before anyone can count it. */
+    pthread_t lt;
+    int go[2];
+    CHECK_EQ(pipe(go), 0);
+    named_thread lib = {.name = NULL};
+    CHECK_EQ(pipe(lib.ready), 0);
+    lib.go[0] = go[0];
+    CHECK_OK(mp__thread_start(&lt, "mproc-lib", named_main, &lib));
+    CHECK_OK(mp__threads_count("mproc-", &total, &named, &self));
+    CHECK_EQ(total, 2);
+    CHECK_EQ(named, 1);
+    char c;
+    CHECK_EQ(read(lib.ready[0], &c, 1), 1);
+    CHECK(lib.self_named);
+    CHECK_EQ(write(go[1], "x", 1), 1);
+    pthread_join(lt, NULL);
+    close(go[0]);
+    close(go[1]);
+    close(lib.ready[0]);
+    close(lib.ready[1]);
 }
 
 TEST(mutex_recovers_from_a_dead_holder)

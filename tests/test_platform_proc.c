@@ -81,7 +81,7 @@ TEST(a_child_dies_with_its_parent)
         pid_t parent = getpid();
         pid_t kid = fork();
         if (kid == 0) {
-            if (mp__die_with_parent(parent) != 0)
+            if (mp__die_with_parent(SIGKILL, parent) != 0)
                 _exit(3);
             CHECK_EQ(write(pp[1], &parent, sizeof parent), (ssize_t)sizeof parent);
             pause();
@@ -108,7 +108,7 @@ TEST(dying_with_a_parent_already_gone_is_refused)
     CHECK(pid >= 0);
     if (pid == 0) {
         /* Not this process's parent: as if the parent had died already. */
-        _exit(mp__die_with_parent(getpid()) == MP_ESRCH ? 0 : 1);
+        _exit(mp__die_with_parent(SIGKILL, getpid()) == MP_ESRCH ? 0 : 1);
     }
     reap_ok(pid);
 }
@@ -232,7 +232,7 @@ TEST(local_addresses_leave_nothing_behind)
         CHECK(is_cloexec(s));
         CHECK((fcntl(s, F_GETFL) & O_NONBLOCK) != 0);
         uid_t uid = (uid_t)-1;
-        CHECK_OK(mp__peer_uid(s, &uid));
+        CHECK_OK(mp__peer_cred(s, NULL, &uid));
         CHECK_EQ(uid, getuid());
         mp__close(s);
         mp__close(c);

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -824,6 +825,422 @@ TEST(setup_failure_is_reported_over_the_report_pipe)
 }
 
 /* ---- the machine ---------------------------------------------------------- */
+
+/* ---- start methods: the default and the threads check ------------------------ */
+
+/* A thread that waits on its gate: another thread of the program. */
+typedef struct idle_thread {
+    pthread_t t;
+    gate ready, go;
+    const char *name; /* NULL: keep the inherited one */
+} idle_thread;
+
+static void *idle_main(void *arg)
+{
+    idle_thread *it = arg;
+    if (it->name)
+        mp__thread_set_name(it->name);
+    gate_open(&it->ready); /* named, and running */
+    (void)gate_wait(&it->go, 60);
+    return NULL;
+}
+
+static void idle_start(idle_thread *it, const char *name)
+{
+    gate_init(&it->ready);
+    gate_init(&it->go);
+    it->name = name;
+    CHECK_EQ(pthread_create(&it->t, NULL, idle_main, it), 0);
+    CHECK_EQ(gate_wait(&it->ready, 30), 0);
+}
+
+static void idle_stop(idle_thread *it)
+{
+    gate_open(&it->go);
+    pthread_join(it->t, NULL);
+    gate_close(&it->ready);
+    gate_close(&it->go);
+}
+
+/* Starts fn(arg) with options o and returns its exit code. */
+static int run_opts(mp_target_fn fn, void *arg, const mp_process_opts *o)
+{
+    mp_process *p = mpt_new_opts(fn, arg, o);
+    CHECK_OK(mp_process_start(p));
+    return mpt_finish(p);
+}
+
+/* Reads what fd holds now into buf (NUL-terminated). */
+static void read_log(int fd, char *buf, size_t cap)
+{
+    ssize_t n = read(fd, buf, cap - 1);
+    buf[n > 0 ? n : 0] = '\0';
+}
+
+TEST(the_default_start_method)
+{
+    CHECK_EQ(mp_get_start_method(), MP_START_AUTO);
+    CHECK_ERR(mp_set_start_method(MP_START_DEFAULT), MP_EINVAL);
+    CHECK_ERR(mp_set_start_method((mp_start_method)7), MP_EINVAL);
+    mp_process *p = mpt_new(ret_arg, NULL, NULL);
+    CHECK_EQ(mp_process_start_method(p), MP_START_DEFAULT);
+    CHECK_EQ(mp_process_start_method(NULL), MP_START_DEFAULT);
+    mp_process_free(p);
+    /* A single-threaded program forks. */
+    int v = 5;
+    p = mpt_start(ret_arg, &v);
+    CHECK_EQ(mp_process_start_method(p), MP_START_FORK);
+    CHECK_EQ(mpt_finish(p), 5);
+    /* The default applies to every process that names none. */
+    CHECK_OK(mp_set_start_method(MP_START_FORKSERVER));
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.arg_size = sizeof v;
+    p = mpt_new_opts(ret_arg, &v, &o);
+    CHECK_OK(mp_process_start(p));
+    CHECK_EQ(mp_process_start_method(p), MP_START_FORKSERVER);
+    CHECK_EQ(mpt_finish(p), 5);
+    CHECK_EQ(mp_get_start_method(), MP_START_FORKSERVER);
+}
+
+TEST(an_explicit_fork_is_refused_while_another_thread_runs)
+{
+    idle_thread it;
+    idle_start(&it, NULL);
+    int v = 1;
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_FORK;
+    mp_process *p = mpt_new_opts(ret_arg, &v, &o);
+    CHECK_ERR(mp_process_start(p), MP_ETHREADS);
+    CHECK_EQ(mp_process_pid(p), 0); /* nothing started */
+    /* A default of fork counts as explicit too. */
+    CHECK_OK(mp_set_start_method(MP_START_FORK));
+    mp_process *q = mpt_new(ret_arg, &v, NULL);
+    CHECK_ERR(mp_process_start(q), MP_ETHREADS);
+    idle_stop(&it);
+    /* Alone again: fork is fine. */
+    CHECK_OK(mp_process_start(p));
+    CHECK_EQ(mpt_finish(p), 1);
+    mp_process_free(q);
+}
+
+TEST(the_default_switches_to_the_forkserver_while_another_thread_runs)
+{
+    int logp[2];
+    CHECK_EQ(pipe2(logp, O_CLOEXEC | O_NONBLOCK), 0);
+    CHECK_OK(mp_log_set_fd(logp[1]));
+    idle_thread it;
+    idle_start(&it, NULL);
+    int v = 9;
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.arg_size = sizeof v; /* copyable: it can go to a forkserver child */
+    mp_process *p = mpt_new_opts(ret_arg, &v, &o);
+    CHECK_OK(mp_process_start(p));
+    CHECK_EQ(mp_process_start_method(p), MP_START_FORKSERVER);
+    CHECK_EQ(mpt_finish(p), 9);
+    char buf[4096];
+    read_log(logp[0], buf, sizeof buf);
+    CHECK_CONTAINS(buf, "1 other thread");
+    CHECK_CONTAINS(buf, "starting it from the forkserver instead");
+    /* An argument without a size cannot be copied: refused, not forked. */
+    mp_process *q = mpt_new(ret_arg, &v, NULL);
+    CHECK_ERR(mp_process_start(q), MP_ETHREADS);
+    read_log(logp[0], buf, sizeof buf);
+    CHECK_CONTAINS(buf, "cannot be copied");
+    mp_process_free(q);
+    idle_stop(&it);
+    CHECK_OK(mp_log_set_fd(2));
+    close(logp[0]);
+    close(logp[1]);
+}
+
+TEST(threads_of_the_library_do_not_count)
+{
+    idle_thread it;
+    idle_start(&it, "mproc-test");
+    int v = 3;
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_FORK;
+    mp_process *p = mpt_new_opts(ret_arg, &v, &o);
+    CHECK_OK(mp_process_start(p));
+    CHECK_EQ(mpt_finish(p), 3);
+    idle_stop(&it);
+}
+
+/* ---- descriptors and signals of fresh images --------------------------------- */
+
+/* arg: the number of a descriptor the parent leaked (no close-on-exec);
+ * returns 0 when it is closed here and the handed one is open. */
+static int only_handed_fds(void *arg)
+{
+    int leaked = *(int *)arg;
+    int handed = mp_process_inherited_fd(0);
+    if (handed < 0 || fcntl(handed, F_GETFD) < 0)
+        return 2;
+    return fcntl(leaked, F_GETFD) < 0 && errno == EBADF ? 0 : 1;
+}
+
+TEST(fresh_images_get_only_the_descriptors_handed_to_them)
+{
+    /* No O_CLOEXEC, on purpose; and a number that the child's own
+     * descriptors never take, so that an open one there is the leak. */
+    int leaked = open("/dev/null", O_RDONLY);
+    CHECK(leaked >= 0);
+    CHECK_EQ(dup2(leaked, 200), 200);
+    close(leaked);
+    leaked = 200;
+    int handed = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    mp_start_method m[] = {MP_START_SPAWN, MP_START_FORKSERVER};
+    for (int i = 0; i < 2; i++) {
+        mp_process_opts o = MP_PROCESS_OPTS_INIT;
+        o.start_method = m[i];
+        o.arg_size = sizeof leaked;
+        o.fds = &handed;
+        o.nfds = 1;
+        CHECK_EQ(run_opts(only_handed_fds, &leaked, &o), 0);
+    }
+    /* A fork child shares its parent's descriptors, leaked ones too. */
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_FORK;
+    o.fds = &handed;
+    o.nfds = 1;
+    CHECK_EQ(run_opts(only_handed_fds, &leaked, &o), 1);
+    close(leaked);
+    close(handed);
+}
+
+static int sigint_default(void *arg)
+{
+    (void)arg;
+    struct sigaction sa;
+    return sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL ? 0 : 1;
+}
+
+TEST(the_forkserver_ignores_sigint_and_its_children_go_on)
+{
+    gate g;
+    gate_init(&g);
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_FORKSERVER;
+    o.fds = &g.r;
+    o.nfds = 1;
+    mp_process *p = mpt_new_opts(wait_gate_inherited, NULL, &o);
+    CHECK_OK(mp_process_start(p));
+    pid_t server = mp__forkserver_pid();
+    CHECK(server > 0);
+    /* What a Ctrl-C sends the whole process group, and a service manager. */
+    CHECK_EQ(kill(server, SIGINT), 0);
+    CHECK_EQ(kill(server, SIGTERM), 0);
+    CHECK_EQ(kill(server, SIGHUP), 0);
+    /* A round trip to the server after the signals: it still serves, and
+     * its children have the default action back. */
+    mp_process_opts o2 = MP_PROCESS_OPTS_INIT;
+    o2.start_method = MP_START_FORKSERVER;
+    CHECK_EQ(run_opts(sigint_default, NULL, &o2), 0);
+    CHECK_EQ(mp__forkserver_pid(), server); /* the same server */
+    CHECK(mp_process_is_alive(p));
+    gate_open(&g);
+    CHECK_EQ(mpt_finish(p), 3);
+    gate_close(&g);
+}
+
+TEST(children_die_of_sigint_by_default)
+{
+    mp_start_method m[] = {MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER};
+    for (int i = 0; i < 3; i++) {
+        gate g;
+        gate_init(&g);
+        mp_process_opts o = MP_PROCESS_OPTS_INIT;
+        o.start_method = m[i];
+        o.fds = &g.r;
+        o.nfds = 1;
+        mp_process *p = mpt_new_opts(wait_gate_inherited, NULL, &o);
+        CHECK_OK(mp_process_start(p));
+        /* The child may not have reached its target yet: the signal must
+         * end it all the same (no handler of the library's is in the way). */
+        CHECK_OK(mp_process_signal(p, SIGINT));
+        CHECK_EQ(mpt_finish(p), -SIGINT);
+        gate_close(&g);
+    }
+}
+
+/* ---- joins that a signal interrupts -------------------------------------------- */
+
+typedef struct joiner {
+    mp_process *p;
+    int rc;
+} joiner;
+
+static void *join_main(void *arg)
+{
+    joiner *j = arg;
+    j->rc = mp_process_join(j->p, 30.0);
+    return NULL;
+}
+
+/* Spins until SIGINT's disposition is no longer the default: a wait in
+ * another thread has begun and catches it. */
+static void await_catching(void)
+{
+    double t0 = mpt_now();
+    for (;;) {
+        struct sigaction sa;
+        CHECK_EQ(sigaction(SIGINT, NULL, &sa), 0);
+        if (sa.sa_handler != SIG_DFL)
+            return;
+        CHECK(mpt_now() - t0 < 30);
+        sched_yield();
+    }
+}
+
+static void interrupted_join(void (*interrupt)(void))
+{
+    gate g;
+    gate_init(&g);
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.fds = &g.r;
+    o.nfds = 1;
+    joiner j = {mpt_new_opts(wait_gate_inherited, NULL, &o), 12345};
+    CHECK_OK(mp_process_start(j.p));
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, join_main, &j), 0);
+    await_catching();
+    interrupt();
+    pthread_join(t, NULL);
+    CHECK_ERR(j.rc, MP_ECANCELED);
+    /* The child is left running, and a later join works. */
+    CHECK(mp_process_is_alive(j.p));
+    gate_open(&g);
+    CHECK_EQ(mpt_finish(j.p), 3);
+    gate_close(&g);
+}
+
+static void send_sigint(void)
+{
+    CHECK_EQ(kill(getpid(), SIGINT), 0);
+}
+
+static void cancel_waits(void)
+{
+    mp__waiter_cancel_all();
+}
+
+TEST(a_join_is_interrupted_by_sigint)
+{
+    interrupted_join(send_sigint);
+}
+
+TEST(a_join_is_cancelled_by_a_shutdown)
+{
+    interrupted_join(cancel_waits);
+}
+
+/* ---- active children, parent process ----------------------------------------------- */
+
+static int report_parent(void *arg)
+{
+    pid_t expect = *(pid_t *)arg;
+    return mp_parent_process() == expect ? 0 : 1;
+}
+
+TEST(active_children_and_parent_process)
+{
+    CHECK_EQ(mp_parent_process(), 0); /* the main process */
+    CHECK_EQ(mp_active_children(NULL, 0), 0);
+    CHECK_ERR(mp_active_children(NULL, 1), MP_EINVAL);
+    gate ga, gb;
+    gate_init(&ga);
+    gate_init(&gb);
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.fds = &ga.r;
+    o.nfds = 1;
+    mp_process *a = mpt_new_opts(wait_gate_inherited, NULL, &o);
+    o.fds = &gb.r;
+    mp_process *b = mpt_new_opts(wait_gate_inherited, NULL, &o);
+    CHECK_OK(mp_process_start(a));
+    CHECK_OK(mp_process_start(b));
+    mp_process *out[4] = {NULL};
+    CHECK_EQ(mp_active_children(out, 4), 2);
+    CHECK((out[0] == a && out[1] == b) || (out[0] == b && out[1] == a));
+    CHECK_EQ(mp_active_children(out, 1), 2); /* the count, beyond cap */
+    gate_open(&ga);
+    CHECK_OK(mp_process_join(a, 30));
+    CHECK_EQ(mp_active_children(out, 4), 1);
+    CHECK(out[0] == b);
+    gate_open(&gb);
+    /* b is reaped by mp_active_children itself once it ends. */
+    CHECK_EQ(mpt_wait_gone(mp_process_pid(b), 30), 1);
+    CHECK_EQ(mp_active_children(out, 4), 0);
+    CHECK_EQ(mpt_exitcode(b), 3);
+    mp_process_free(a);
+    mp_process_free(b);
+    gate_close(&ga);
+    gate_close(&gb);
+    /* Every start method names the process that asked as the parent, the
+     * forkserver's children too. */
+    pid_t me = getpid();
+    mp_start_method m[] = {MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER};
+    for (int i = 0; i < 3; i++) {
+        mp_process_opts po = MP_PROCESS_OPTS_INIT;
+        po.start_method = m[i];
+        po.arg_size = sizeof me;
+        CHECK_EQ(run_opts(report_parent, &me, &po), 0);
+    }
+}
+
+/* ---- stacks on request ----------------------------------------------------------------- */
+
+/* Says it runs (inherited descriptor 1), then waits on descriptor 0. */
+static int stack_target(void *arg)
+{
+    (void)arg;
+    char c = 1;
+    if (write(mp_process_inherited_fd(1), &c, 1) != 1)
+        return 2;
+    struct pollfd p = {.fd = mp_process_inherited_fd(0), .events = POLLIN};
+    int n;
+    do { /* the request interrupts poll(), as any handled signal does */
+        n = poll(&p, 1, 30000);
+    } while (n < 0 && errno == EINTR);
+    return n > 0 ? 0 : 1;
+}
+
+TEST(a_child_records_its_stack_when_asked_and_goes_on)
+{
+    int logp[2];
+    CHECK_EQ(pipe2(logp, O_CLOEXEC | O_NONBLOCK), 0);
+    CHECK_OK(mp_log_set_fd(logp[1]));
+    gate g, ready;
+    gate_init(&g);
+    gate_init(&ready);
+    int fds[2] = {g.r, ready.w};
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.fds = fds;
+    o.nfds = 2;
+    o.name = "asked";
+    mp_process *p = mpt_new_opts(stack_target, NULL, &o);
+    CHECK_OK(mp_process_start(p));
+    CHECK_EQ(gate_wait(&ready, 30), 0); /* inside its target */
+    /* Its report pipe becomes readable once it has written the record. */
+    int rfd = mp__process_report_fd_dup(p);
+    CHECK(rfd >= 0);
+    CHECK_OK(mp_process_signal(p, MP__STACK_SIGNAL));
+    struct pollfd pr = {.fd = rfd, .events = POLLIN};
+    CHECK_EQ(poll(&pr, 1, 30000), 1);
+    close(rfd);
+    CHECK(mp_process_is_alive(p)); /* it went on */
+    gate_open(&g);
+    CHECK_EQ(mpt_finish(p), 0); /* and ended normally; the stack is logged */
+    char buf[8192];
+    read_log(logp[0], buf, sizeof buf);
+    CHECK_CONTAINS(buf, "process 'asked'");
+    CHECK_CONTAINS(buf, "asked for its stack");
+    CHECK_CONTAINS(buf, "stack_target");
+    CHECK_OK(mp_log_set_fd(2));
+    close(logp[0]);
+    close(logp[1]);
+    gate_close(&g);
+    gate_close(&ready);
+}
 
 TEST(cpu_counts)
 {

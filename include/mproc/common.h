@@ -44,49 +44,56 @@ extern "C" {
  *
  * XX(name, code, message) - the one table both functions are generated from.
  */
-#define MP_ERRNO_MAP(XX)                                                    \
-    XX(EPERM, -EPERM, "operation not permitted")                            \
-    XX(ENOENT, -ENOENT, "no such file or directory")                        \
-    XX(ESRCH, -ESRCH, "no such process")                                    \
-    XX(EINTR, -EINTR, "interrupted system call")                            \
-    XX(EIO, -EIO, "input/output error")                                     \
-    XX(E2BIG, -E2BIG, "argument list too long")                             \
-    XX(EBADF, -EBADF, "bad file descriptor")                                \
-    XX(ECHILD, -ECHILD, "no child process")                                 \
-    XX(EAGAIN, -EAGAIN, "resource temporarily unavailable")                 \
-    XX(ENOMEM, -ENOMEM, "not enough memory")                                \
-    XX(EACCES, -EACCES, "permission denied")                                \
-    XX(EFAULT, -EFAULT, "bad address")                                      \
-    XX(EBUSY, -EBUSY, "resource busy")                                      \
-    XX(EEXIST, -EEXIST, "already exists")                                   \
-    XX(EINVAL, -EINVAL, "invalid argument")                                 \
-    XX(ENFILE, -ENFILE, "too many open files in the system")                \
-    XX(EMFILE, -EMFILE, "too many open files")                              \
-    XX(ENOSPC, -ENOSPC, "no space left")                                    \
-    XX(EPIPE, -EPIPE, "broken pipe: the other end is closed")               \
-    XX(ERANGE, -ERANGE, "result out of range")                              \
-    XX(EDEADLK, -EDEADLK, "resource deadlock avoided")                      \
-    XX(ENAMETOOLONG, -ENAMETOOLONG, "name too long")                        \
-    XX(ENOSYS, -ENOSYS, "function not implemented")                         \
-    XX(EPROTO, -EPROTO, "protocol error")                                   \
-    XX(EOVERFLOW, -EOVERFLOW, "value too large")                            \
-    XX(EMSGSIZE, -EMSGSIZE, "message larger than the buffer")               \
-    XX(ENOTSUP, -ENOTSUP, "operation not supported")                        \
-    XX(EADDRINUSE, -EADDRINUSE, "address already in use")                   \
-    XX(ECONNRESET, -ECONNRESET, "connection reset by peer")                 \
-    XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                  \
-    XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                   \
-    XX(ECANCELED, -ECANCELED, "operation canceled")                         \
-    XX(EOWNERDEAD, -EOWNERDEAD, "the previous owner died holding the lock") \
-    XX(ENOTRECOVERABLE, -ENOTRECOVERABLE, "state not recoverable")          \
-    XX(EOF, -4095, "end of stream: every writer has closed its end")        \
-    XX(ECLOSED, -4094, "the object is closed")                              \
-    XX(EWORKER, -4093, "the process running the task died")                 \
-    XX(EBROKEN, -4092, "the barrier is broken")                             \
-    XX(EAUTH, -4091, "authentication failed")                               \
-    XX(ETASK, -4090, "the task reported an error")                          \
-    XX(EINIT, -4089, "the worker initializer failed")                       \
-    XX(ESTATE, -4088, "the object is not in a state that allows this call") \
+#define MP_ERRNO_MAP(XX)                                                                         \
+    XX(EPERM, -EPERM, "operation not permitted")                                                 \
+    XX(ENOENT, -ENOENT, "no such file or directory")                                             \
+    XX(ESRCH, -ESRCH, "no such process")                                                         \
+    XX(EINTR, -EINTR, "interrupted system call")                                                 \
+    XX(EIO, -EIO, "input/output error")                                                          \
+    XX(E2BIG, -E2BIG, "argument list too long")                                                  \
+    XX(EBADF, -EBADF, "bad file descriptor")                                                     \
+    XX(ECHILD, -ECHILD, "no child process")                                                      \
+    XX(EAGAIN, -EAGAIN, "resource temporarily unavailable")                                      \
+    XX(ENOMEM, -ENOMEM, "not enough memory")                                                     \
+    XX(EACCES, -EACCES, "permission denied")                                                     \
+    XX(EFAULT, -EFAULT, "bad address")                                                           \
+    XX(EBUSY, -EBUSY, "resource busy")                                                           \
+    XX(EEXIST, -EEXIST, "already exists")                                                        \
+    XX(EINVAL, -EINVAL, "invalid argument")                                                      \
+    XX(ENFILE, -ENFILE, "too many open files in the system")                                     \
+    XX(EMFILE, -EMFILE, "too many open files")                                                   \
+    XX(ENOSPC, -ENOSPC, "no space left")                                                         \
+    XX(EPIPE, -EPIPE, "broken pipe: the other end is closed")                                    \
+    XX(ERANGE, -ERANGE, "result out of range")                                                   \
+    XX(EDEADLK, -EDEADLK, "resource deadlock avoided")                                           \
+    XX(ENAMETOOLONG, -ENAMETOOLONG, "name too long")                                             \
+    XX(ENOSYS, -ENOSYS, "function not implemented")                                              \
+    XX(EPROTO, -EPROTO, "protocol error")                                                        \
+    XX(EOVERFLOW, -EOVERFLOW, "value too large")                                                 \
+    XX(EMSGSIZE, -EMSGSIZE, "message larger than the buffer")                                    \
+    XX(ENOTSUP, -ENOTSUP, "operation not supported")                                             \
+    XX(EADDRINUSE, -EADDRINUSE, "address already in use")                                        \
+    XX(ECONNRESET, -ECONNRESET, "connection reset by peer")                                      \
+    XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                                       \
+    XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                                        \
+    XX(ECANCELED, -ECANCELED, "operation canceled")                                              \
+    XX(EOWNERDEAD, -EOWNERDEAD, "the previous owner died holding the lock")                      \
+    XX(ENOTRECOVERABLE, -ENOTRECOVERABLE, "state not recoverable")                               \
+    XX(EOF, -4095, "end of stream: every writer has closed its end")                             \
+    XX(ECLOSED, -4094, "the object is closed")                                                   \
+    XX(EWORKER, -4093, "the process running the task died")                                      \
+    XX(EBROKEN, -4092, "the barrier is broken")                                                  \
+    XX(EAUTH, -4091, "authentication failed")                                                    \
+    XX(ETASK, -4090, "the task reported an error")                                               \
+    XX(EINIT, -4089, "the worker initializer failed")                                            \
+    XX(ESTATE, -4088, "the object is not in a state that allows this call")                      \
+    XX(EPEERDEAD, -4087, "a rank the call needs has died")                                       \
+    XX(EABANDONED, -4086, "a collective was abandoned: a rank timed out in it")                  \
+    XX(ENOKEY, -4082, "no such key")                                                             \
+    XX(ENOOBJ, -4081, "no such shared object")                                                   \
+    XX(ETYPE, -4080, "the shared object has another type")                                       \
+    XX(ETHREADS, -4074, "fork refused: the program has other threads (use forkserver or spawn)") \
+    XX(ESHUTDOWN, -4073, "the program is shutting down")                                         \
     XX(ETIMELIMIT, -4077, "the task ran past its time limit")
 
 /* The codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ... */

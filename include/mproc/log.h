@@ -18,6 +18,11 @@
  * stderr, or the file named by MPROC_LOG_FILE, or what mp_log_set_file() or
  * mp_log_set_fd() chose.  Crash reports of children are logged at
  * MP_LOG_ERROR by the parent.
+ *
+ * On a terminal, a line never tears a pool's progress bar: while the bar
+ * shows on the same terminal, a line of the process that draws it clears
+ * the bar, goes out, and the bar is drawn again below it (in that same
+ * single write).  Lines of other processes are written as they come.
  */
 #ifndef MPROC_LOG_H
 #define MPROC_LOG_H

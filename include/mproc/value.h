@@ -64,7 +64,15 @@ typedef enum mp_type {
     MP_TYPE_Q,     /* unsigned long long */
     MP_TYPE_f,     /* float */
     MP_TYPE_d,     /* double */
-    MP_TYPE_c      /* char (Python: a bytes object of length 1) */
+    MP_TYPE_c,     /* char (Python: a bytes object of length 1) */
+    /* Value-index pairs, for the reductions MP_OP_MINLOC and MP_OP_MAXLOC
+     * of mproc/comm.h only: Value and Array refuse them, and
+     * mp_type_size() gives 0 for them. */
+    MP_TYPE_FLOAT_INT = 32, /* mp_float_int */
+    MP_TYPE_DOUBLE_INT,     /* mp_double_int */
+    MP_TYPE_LONG_INT,       /* mp_long_int */
+    MP_TYPE_2INT,           /* mp_2int */
+    MP_TYPE_SHORT_INT       /* mp_short_int */
 } mp_type;
 
 /* The type for a typecode ('i' -> MP_TYPE_i), or MP_EINVAL. */

@@ -89,6 +89,19 @@ int mp__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline);
 /* Wakes up to n waiters (INT32_MAX: all).  Returns the number woken. */
 int mp__futex_wake(_Atomic uint32_t *word, int n);
 
+/* The most words one mp__futex_waitv() call sleeps on. */
+#define MP__FUTEX_WAITV_MAX 128
+
+/* Sleeps until any of the n words (1..MP__FUTEX_WAITV_MAX) is woken, or one
+ * differs from its expected value, or the deadline passes: one sleep on many
+ * words, which a port without such a call can only emulate with threads.
+ * Returns >= 0 when woken or when a word differed (the caller re-checks
+ * every condition), MP_ETIMEDOUT, MP_EINTR when a signal handler ran,
+ * MP_ENOSYS where the kernel lacks the call (Linux before 5.16), or
+ * MP_EINVAL for n out of range. */
+int mp__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
+                    int64_t deadline);
+
 /* ---- robust process-shared mutex (mutex.c) ------------------------------ */
 /* A mutex that lives in shared memory and survives the death of its
  * holder: the next locker gets it with MP_EOWNERDEAD and decides whether
@@ -153,6 +166,25 @@ pid_t mp__self_pid(void);
  * cut to what the system keeps (15 bytes on Linux).  Returns 0 or -errno. */
 int mp__thread_set_name(const char *name);
 
+/* Starts a thread running fn(arg), with every signal blocked (signals
+ * meant for the program go to the program's own threads) and named name
+ * before this returns, so that mp__threads_count() never sees it unnamed.
+ * Returns 0 or -errno. */
+int mp__thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
+
+/* The calling thread's name (what mp__thread_set_name set, or the one it
+ * inherited from the thread that created it), NUL-terminated, cut to cap
+ * bytes.  Returns 0 or -errno. */
+int mp__thread_get_name(char *buf, size_t cap);
+
+/* Counts the threads of this process: *total, and *named, those whose name
+ * starts with prefix; *self_named says whether the calling thread is one of
+ * them.  No system call while the process has never had a second thread
+ * (then *total is 1 and nothing is named: there is nothing to tell apart);
+ * otherwise it reads the process's thread list, tens of microseconds.
+ * Returns 0 or -errno (then *total is 1 and the others 0). */
+int mp__threads_count(const char *prefix, int *total, int *named, bool *self_named);
+
 /* How many times a wait polls its condition before it sleeps in the
  * kernel (each poll followed by a short CPU pause).  Process-wide; set
  * returns the previous value, and a negative value restores the default. */
@@ -200,6 +232,11 @@ int mp__dup2_cloexec(int fd, int to);
  * start clean of whatever it inherited.  Cannot fail. */
 void mp__close_from(int lowfd);
 
+/* Closes every descriptor from 3 up except those in keep (entries below 3
+ * ignored; at most 16 are kept).  For a process that must hold nothing it
+ * inherited but what it was given.  Cannot fail. */
+void mp__close_fds_except(const int *keep, size_t n);
+
 /* close() that keeps errno and ignores EINTR (on Linux the descriptor is
  * gone even then; retrying could close a descriptor another thread just
  * opened).  Negative fds are ignored. */
@@ -231,9 +268,10 @@ int mp__unix_socket(int type);
  * non-blocking lfd). */
 int mp__accept(int lfd);
 
-/* The user id of the process at the other end of the connected Unix
- * socket sock, as the kernel vouches for it.  Returns 0 or -errno. */
-int mp__peer_uid(int sock, uid_t *uid);
+/* The process id and user id of the process at the other end of the
+ * connected Unix socket sock, as the kernel vouches for them (either
+ * pointer may be NULL).  Returns 0 or -errno. */
+int mp__peer_cred(int sock, pid_t *pid, uid_t *uid);
 
 /* The address for name in a namespace of local socket addresses that
  * belongs to no file system: nothing to unlink, and the address is free
@@ -291,10 +329,11 @@ int mp__pidfd_send_signal(int pidfd, int signo);
 /* The calling thread's id. */
 pid_t mp__gettid(void);
 
-/* Makes the calling process die (SIGKILL) when parent, its parent, dies -
- * strictly, when the thread that forked it ends.  Returns 0, MP_ESRCH when
- * the parent is already gone (no signal would ever come), or -errno. */
-int mp__die_with_parent(pid_t parent);
+/* Makes the calling process receive signo (SIGKILL for children, SIGTERM
+ * for a server that cleans up) when parent, its parent, dies - strictly,
+ * when the thread that forked it ends.  Returns 0, MP_ESRCH when the parent
+ * is already gone (no signal would ever come), or -errno. */
+int mp__die_with_parent(int signo, pid_t parent);
 
 /* A non-blocking descriptor that becomes readable while a signal of set is
  * pending; the caller blocks those signals first (or they are delivered
@@ -315,10 +354,33 @@ void mp__signals_restore(const sigset_t *old);
 const char *mp__signal_name(int signo);
 const char *mp__signal_code_text(int signo, int code);
 
+/* ---- lifetime (lifetime.c) --------------------------------------------- */
+
 /* ---- CPUs (cpu.c) ------------------------------------------------------- */
 
 int mp__cpu_count(void);
 int mp__physical_cores(void);
+
+/* ---- asymmetric barriers (membarrier.c) ---------------------------------- */
+
+/* Registers the calling process as one whose stores mp__membarrier()
+ * makes visible.  Returns 0, or MP_ENOSYS (or -errno) where the kernel
+ * has no global expedited membarrier: then both sides must fence. */
+int mp__membarrier_register(void);
+
+/* The heavy side of an asymmetric fence: returns once every registered
+ * process has passed a full barrier.  Returns 0 or -errno. */
+int mp__membarrier(void);
+
+/* ---- binding to a CPU (bind.c) ----------------------------------------- */
+
+/* Binds the calling process (its calling thread, and what it starts
+ * afterwards) to the k-th CPU of its affinity mask, counting modulo the
+ * mask's size.  Returns 0 or -errno. */
+int mp__cpu_bind_nth(int k);
+
+/* Whether the calling thread may run on one CPU only. */
+bool mp__cpu_bound(void);
 
 /* ---- symbols (symbol.c) ------------------------------------------------- */
 
@@ -327,6 +389,28 @@ int mp__physical_cores(void);
  * name to buf and the distance from its start to *delta.  Returns 0 or
  * MP_ENOENT.  Reads the file; not async-signal-safe. */
 int mp__symbolize(const char *path, uint64_t offset, char *buf, size_t cap, uint64_t *delta);
+
+/* ---- source lines (debuginfo.c with libdw, debuginfo_none.c without) --- */
+
+/* The debugging information of one ELF file, opened for many lookups. */
+typedef struct mp__debuginfo mp__debuginfo;
+
+/* Opens the DWARF of the ELF file at path: its own sections, or the
+ * separate debug file the system keeps for it (found by build id).
+ * Returns 0 and sets *out, or MP_ENOENT (no such file, or not ELF),
+ * MP_ENOMEM, MP_ENOSYS in a build without a DWARF reader.  Reads files and
+ * allocates; not async-signal-safe.  Close with mp__debuginfo_close(). */
+int mp__debuginfo_open(const char *path, mp__debuginfo **out);
+
+/* The source file (absolute when the DWARF says where the compilation
+ * ran) and line of offset (an address minus its module's load bias, as
+ * for mp__symbolize).  Returns 0, MP_ENOENT when the file has no line for
+ * it (no debugging information), MP_ENAMETOOLONG when the name does not
+ * fit in cap bytes, MP_ENOSYS without a DWARF reader. */
+int mp__debuginfo_line(mp__debuginfo *d, uint64_t offset, char *file, size_t cap, int *line);
+
+/* Releases d; NULL is a no-op. */
+void mp__debuginfo_close(mp__debuginfo *d);
 
 /* ---- reservations and growable shared files (vm.c) ---------------------- */
 /* A shared file that grows while processes map it: address space is
@@ -368,6 +452,15 @@ int mp__map_stack(size_t size, void **addr);
 int mp__vm_read(pid_t pid, uint64_t remote, void *local, size_t len);
 int mp__vm_write(pid_t pid, uint64_t remote, const void *local, size_t len);
 
+/* ---- ptrace permission (ptrace.c) --------------------------------------- */
+
+/* Lets process ancestor and its descendants read and write this process's
+ * memory with mp__vm_read / mp__vm_write where a security module (Yama's
+ * ptrace_scope 1) would otherwise allow only this process's ancestors.
+ * Returns 0, or -errno (MP_EINVAL where no such module runs, when there
+ * is nothing to allow). */
+int mp__ptrace_allow(pid_t ancestor);
+
 /* ---- eventfd (event.c) -------------------------------------------------- */
 
 /* A non-blocking, close-on-exec eventfd starting at 0.  Returns it or
@@ -392,12 +485,16 @@ bool mp__secure_exec(void);
  * cut to cap bytes.  Returns its length or -errno. */
 int mp__exe_path(char *buf, size_t cap);
 
+/* The number keep_fd has in an image started by mp__spawn_self(). */
+#define MP__SPAWN_FD 3
+
 /* Starts a fresh image of this program - the very file this process runs,
  * even if it was renamed or replaced since - with the environment env,
  * argv[0] the name the program was invoked by, no signal blocked and every
- * signal at its default action.  Descriptors are inherited as exec leaves
- * them (close-on-exec ones are closed), except keep_fd (when >= 0), which
- * stays open.  Returns 0 and sets *pid, or -errno. */
+ * signal at its default action.  The image receives descriptors 0, 1 and 2
+ * as they are here, keep_fd (when >= 0) as descriptor MP__SPAWN_FD, and
+ * nothing else: whatever else this process has open, close-on-exec or not,
+ * never reaches it.  Returns 0 and sets *pid, or -errno. */
 int mp__spawn_self(char *const env[], int keep_fd, pid_t *pid);
 
 /* Replaces the calling process with a fresh image of this program, as

@@ -146,12 +146,11 @@ static void draw_bar(const progress_ev *e)
     else
         snprintf(rbuf, sizeof rbuf, "%.1f", rate);
     char line[256];
-    int len =
-        snprintf(line, sizeof line, "%s%3.0f%%|%s| %zu/%zu [%s<%s, %s it/s]%s", tty ? "\r" : "",
-                 frac * 100.0, bar, e->done, e->total, el, eta, rbuf, tty && !e->final ? "" : "\n");
-    if (len > 0)
-        (void)mp__write_all(STDERR_FILENO, line,
-                            (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+    /* Drawn through the log's status line, so that log lines go above it
+     * instead of through it. */
+    if (snprintf(line, sizeof line, "%3.0f%%|%s| %zu/%zu [%s<%s, %s it/s]", frac * 100.0, bar,
+                 e->done, e->total, el, eta, rbuf) > 0)
+        mp__log_status_set(line, e->final);
 }
 
 static void run_progress(void *arg)

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -250,9 +251,12 @@ int mp__dup2_cloexec(int fd, int to)
     return rc < 0 ? -errno : 0;
 }
 
-void mp__close_from(int lowfd)
+/* Closes [lo, hi]. */
+static void close_span(int lo, unsigned hi)
 {
-    if (syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0) == 0)
+    if (lo < 0 || (unsigned)lo > hi)
+        return;
+    if (syscall(SYS_close_range, (unsigned)lo, hi, 0) == 0)
         return;
     /* Kernels before 5.9: close one by one, up to the descriptor limit
      * (bounded, in case the limit is huge or infinite). */
@@ -261,8 +265,36 @@ void mp__close_from(int lowfd)
         getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 65536
             ? (int)rl.rlim_cur
             : 65536;
-    for (int fd = lowfd; fd < top; fd++)
+    for (int fd = lo; fd < top && (unsigned)fd <= hi; fd++)
         close(fd);
+}
+
+void mp__close_from(int lowfd)
+{
+    close_span(lowfd, ~0u);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+void mp__close_fds_except(const int *keep, size_t n)
+{
+    int k[16] = {0};
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < sizeof k / sizeof k[0]; i++) {
+        if (keep[i] > 2)
+            k[m++] = keep[i];
+    }
+    qsort(k, m, sizeof k[0], cmp_int);
+    int lo = 3;
+    for (size_t i = 0; i < m; i++) {
+        close_span(lo, (unsigned)k[i] - 1);
+        lo = k[i] + 1;
+    }
+    close_span(lo, ~0u);
 }
 
 int mp__unix_socket(int type)
@@ -280,13 +312,16 @@ int mp__accept(int lfd)
     return fd < 0 ? -errno : fd;
 }
 
-int mp__peer_uid(int sock, uid_t *uid)
+int mp__peer_cred(int sock, pid_t *pid, uid_t *uid)
 {
     struct ucred cred;
     socklen_t len = sizeof cred;
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
         return -errno;
-    *uid = cred.uid;
+    if (pid)
+        *pid = cred.pid;
+    if (uid)
+        *uid = cred.uid;
     return 0;
 }
 

@@ -44,9 +44,16 @@ int mp__spawn_self(char *const env[], int keep_fd, pid_t *pid)
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&attr);
-    /* dup2 onto itself clears close-on-exec for this one descriptor. */
+    /* The image gets 0, 1, 2 and keep_fd as MP__SPAWN_FD, and nothing
+     * else: a descriptor the program opened without close-on-exec (its own
+     * files, or ones a library leaked) must not reach it, as a fork child
+     * of a clean image would not have it either.  dup2 clears
+     * close-on-exec on the copy (and, onto itself, on the descriptor);
+     * closefrom runs in the new process before exec, so no other thread of
+     * this one can be affected. */
     if (keep_fd >= 0)
-        posix_spawn_file_actions_adddup2(&fa, keep_fd, keep_fd);
+        posix_spawn_file_actions_adddup2(&fa, keep_fd, MP__SPAWN_FD);
+    posix_spawn_file_actions_addclosefrom_np(&fa, keep_fd >= 0 ? MP__SPAWN_FD + 1 : 3);
     /* The fresh image starts with no signal blocked and default actions,
      * whatever this thread's mask is. */
     sigset_t none, all;

@@ -39,11 +39,11 @@ pid_t mp__gettid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
-int mp__die_with_parent(pid_t parent)
+int mp__die_with_parent(int signo, pid_t parent)
 {
     /* The parent may have died before the request took effect, in which
      * case no signal will ever come: check after asking. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    if (prctl(PR_SET_PDEATHSIG, signo) != 0)
         return -errno;
     return getppid() == parent ? 0 : MP_ESRCH;
 }

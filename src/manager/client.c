@@ -1,0 +1,639 @@
+/*
+ * client.c - a manager handle: starting a server, connecting, calls
+ * (local or remote), shutting down, and what a handle does across fork.
+ *
+ * DESIGN
+ * Starting.  mp_manager_start() forks the server (mp__manager_serve, the
+ * server process's one entry point) and waits on a pipe for its "ready"
+ * line: its pid and the addresses it bound.  Then it connects to it like
+ * any client, over the server's Unix address, and so gets the fast path.
+ * A server that is not detached asks for SIGTERM when its starter dies
+ * (PR_SET_PDEATHSIG), and stops cleanly then; the starter's free() kills
+ * and reaps it at once.  A detached server is started through an
+ * intermediate process that exits at once, so that it is nobody's child
+ * and outlives its starter; it leaves the session (setsid).  Both start as
+ * forks of the caller, as Python's fork context does; both close every
+ * descriptor they inherited before they serve.
+ *
+ * Calls.  mp__mcall() performs a request on the mapped store when the
+ * handle has the fast path (exec.c, in the calling thread), else sends it
+ * to the server and waits for the reply, one call at a time per handle
+ * (io lock), with a deadline: rpc_timeout plus the call's own timeout
+ * when it waits for a state.  A remote call that fails in transport -
+ * timed out, reset, malformed reply - leaves the connection out of step,
+ * so the handle drops it; later calls get MP_ECONNRESET.
+ *
+ * Fork.  A child must not share its parent's connection: the server
+ * releases a client's locks when its connection ends, and that must
+ * happen when the parent ends, not when the last of its children does.
+ * So every handle is in a registry, and a fork handler closes each one's
+ * socket in the child; the child's first call through a handle connects
+ * anew (authenticating with the key the handle keeps) and becomes a
+ * client of its own, with its own number.
+ */
+#define _GNU_SOURCE
+#include "mgr.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CONNECT_TIMEOUT 30.0
+#define DEFAULT_KEY_LEN 32
+
+/* ---- the registry ------------------------------------------------------------ */
+
+static struct {
+    pthread_mutex_t lock;
+    mp_manager *head;
+    pthread_once_t once;
+} reg = {PTHREAD_MUTEX_INITIALIZER, NULL, PTHREAD_ONCE_INIT};
+
+static void reg_prepare(void)
+{
+    pthread_mutex_lock(&reg.lock);
+}
+
+static void reg_parent(void)
+{
+    pthread_mutex_unlock(&reg.lock);
+}
+
+/* In a child: drop every inherited connection (see DESIGN); the next call
+ * connects again.  The io locks may have been held by other threads of
+ * the parent: they are made new. */
+static void reg_child(void)
+{
+    for (mp_manager *m = reg.head; m; m = m->next) {
+        mp__close(m->conn.fd);
+        m->conn.fd = -1;
+        pthread_mutex_init(&m->io, NULL);
+    }
+    pthread_mutex_init(&reg.lock, NULL);
+}
+
+static void reg_init(void)
+{
+    pthread_atfork(reg_prepare, reg_parent, reg_child);
+}
+
+static void reg_add(mp_manager *m)
+{
+    pthread_once(&reg.once, reg_init);
+    pthread_mutex_lock(&reg.lock);
+    m->next = reg.head;
+    reg.head = m;
+    pthread_mutex_unlock(&reg.lock);
+}
+
+static void reg_remove(mp_manager *m)
+{
+    pthread_mutex_lock(&reg.lock);
+    for (mp_manager **pp = &reg.head; *pp; pp = &(*pp)->next) {
+        if (*pp == m) {
+            *pp = m->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg.lock);
+}
+
+/* ---- connecting ------------------------------------------------------------------ */
+
+static mp_manager *handle_new(void)
+{
+    mp_manager *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    pthread_mutex_init(&m->io, NULL);
+    m->conn.fd = -1;
+    m->store.fd = -1;
+    m->server_pidfd = -1;
+    m->rpc_timeout = 30.0;
+    m->timeout = CONNECT_TIMEOUT;
+    return m;
+}
+
+static int set_key(mp_manager *m, const void *key, size_t len)
+{
+    if (!key || len == 0 || len > MP_MANAGER_MAX_AUTHKEY)
+        return MP_EINVAL;
+    m->authkey = malloc(len);
+    if (!m->authkey)
+        return MP_ENOMEM;
+    memcpy(m->authkey, key, len);
+    m->authkey_len = len;
+    mp__crypto_master(key, len, m->master);
+    return 0;
+}
+
+/* Connects and authenticates; maps the store when the fast path is
+ * granted. */
+static int dial(mp_manager *m, int64_t deadline)
+{
+    int fd = mp__maddr_connect(&m->connect_to, deadline);
+    if (fd < 0)
+        return fd;
+    mp__mconn_init(&m->conn, fd);
+    uint32_t want = 0;
+    if (m->encrypt)
+        want |= MH_ENCRYPT;
+    else if (!m->no_fastpath && m->conn.unix_socket)
+        want |= MH_FASTPATH;
+    mp__mwelcome w;
+    int rc = mp__mconn_client_hello(&m->conn, m->master, want, deadline, &w);
+    if (rc == 0 && w.store_fd >= 0) {
+        rc = mp__mstore_attach(w.store_fd, &m->store);
+        if (rc < 0)
+            mp__close(w.store_fd);
+    }
+    if (rc < 0) {
+        mp__mconn_close(&m->conn);
+        return rc;
+    }
+    m->local = w.store_fd >= 0;
+    if (!m->local && m->rpc_timeout > 0)
+        mp__mconn_set_rcvtimeo(&m->conn, m->rpc_timeout / 2);
+    m->client_id = w.client_id;
+    m->pid = mp__self_pid();
+    return 0;
+}
+
+/* The handle's connection, connecting again in a forked child. */
+static int ensure(mp_manager *m)
+{
+    if (m->pid == mp__self_pid())
+        return m->conn.fd >= 0 || m->local ? 0 : MP_ECONNRESET;
+    pthread_mutex_lock(&m->io);
+    int rc = 0;
+    if (m->pid != mp__self_pid()) {
+        mp__mconn_close(&m->conn);
+        if (m->local)
+            mp__mstore_detach(&m->store);
+        m->local = false;
+        rc = dial(m, mp__deadline(m->timeout));
+    }
+    pthread_mutex_unlock(&m->io);
+    return rc;
+}
+
+/* ---- calls -------------------------------------------------------------------- */
+
+static int local_check(void *arg)
+{
+    const mp_manager *m = arg;
+    return mp__mstore_alive(&m->store) ? 0 : MP_ECONNRESET;
+}
+
+static bool waits(uint16_t op)
+{
+    switch (op) {
+    case MX_K_ACQUIRE:
+    case MX_S_ACQUIRE:
+    case MX_E_WAIT:
+    case MX_C_WAIT:
+    case MX_B_WAIT:
+    case MX_Q_PUT:
+    case MX_Q_GET:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Sends rq to the server and reads the reply into rp. */
+static int remote(mp_manager *m, mp__mreq *rq, mp__mrep *rp)
+{
+    int64_t deadline = MP__NO_DEADLINE;
+    if (m->rpc_timeout >= 0 && !(waits(rq->op) && rq->timeout < 0))
+        deadline = mp__deadline(m->rpc_timeout + (waits(rq->op) ? rq->timeout : 0));
+    pthread_mutex_lock(&m->io);
+    rq->seq = ++m->seq;
+    int rc = m->conn.fd < 0 ? MP_ECONNRESET : 0;
+    int n = rc < 0 ? rc : mp__wire_encode_req(rq, &m->conn.tx, &m->conn.tx_cap, MC_TAG);
+    if (n < 0) {
+        pthread_mutex_unlock(&m->io);
+        rp->status = n;
+        return n;
+    }
+    rc = mp__mconn_send(&m->conn, (size_t)n, deadline);
+    const uint8_t *p;
+    size_t len;
+    if (rc == 0)
+        rc = mp__mconn_recv(&m->conn, &p, &len, deadline);
+    if (rc == 0)
+        rc = mp__wire_decode_rep(p, len, rq->op, rq->seq, rp);
+    if (rc < 0) {
+        /* Out of step with the server: no later reply can be trusted. */
+        mp__close(m->conn.fd);
+        m->conn.fd = -1;
+        if (rc == MP_EOF || rc == MP_EPIPE)
+            rc = MP_ECONNRESET;
+        rp->status = rc;
+    }
+    pthread_mutex_unlock(&m->io);
+    return rp->status;
+}
+
+int mp__mcall(mp_manager *m, mp__mreq *rq, mp__mrep *rp)
+{
+    if (!m) {
+        rp->status = MP_EINVAL;
+        return MP_EINVAL;
+    }
+    int rc = ensure(m);
+    if (rc < 0) {
+        rp->status = rc;
+        return rc;
+    }
+    if (!m->local)
+        return remote(m, rq, rp);
+    if (!mp__mstore_alive(&m->store)) {
+        rp->status = MP_ECONNRESET;
+        return MP_ECONNRESET;
+    }
+    mx_ctx ctx = {&m->store, m->client_id, local_check, m, false, false, false};
+    return mp__mexec(&ctx, rq, rp);
+}
+
+/* ---- starting a server ---------------------------------------------------------- */
+
+/* A private abstract address, unguessable so that nobody squats it. */
+static void private_address(mp__maddr *a)
+{
+    uint8_t r[8];
+    mp__crypto_random(r, sizeof r);
+    memset(a, 0, sizeof *a);
+    a->family = AF_UNIX;
+    a->abstract = true;
+    snprintf(a->path, sizeof a->path, "mproc-manager-%u-%d-%02x%02x%02x%02x%02x%02x%02x%02x",
+             (unsigned)getuid(), (int)getpid(), r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+}
+
+/* Reads the server's ready line ("OK pid main local" or "ERR code"). */
+static int read_ready(int fd, int64_t deadline, char *line, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        int rc = mp__poll_fd(fd, POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+        ssize_t k = read(fd, line + n, cap - 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return MP_ECHILD; /* the server ended before it was ready */
+        n += (size_t)k;
+        line[n] = '\0';
+        if (memchr(line, '\n', n))
+            return 0;
+    }
+    return MP_EPROTO;
+}
+
+static int parse_ready(mp_manager *m, const char *line)
+{
+    int code;
+    if (sscanf(line, "ERR %d", &code) == 1)
+        return code < 0 ? code : MP_EPROTO;
+    int pid;
+    char main_addr[300], local_addr[300];
+    if (sscanf(line, "OK %d %299s %299s", &pid, main_addr, local_addr) != 3 || pid <= 0)
+        return MP_EPROTO;
+    m->server_pid = pid;
+    snprintf(m->address, sizeof m->address, "%s", main_addr);
+    return mp__maddr_parse(local_addr, &m->connect_to);
+}
+
+static void kill_server(mp_manager *m)
+{
+    if (m->server_pid <= 0)
+        return;
+    if (m->server_pidfd >= 0)
+        (void)mp__pidfd_send_signal(m->server_pidfd, SIGKILL);
+    else
+        (void)kill(m->server_pid, SIGKILL);
+    if (!m->detached) {
+        while (waitpid(m->server_pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    m->server_pid = 0;
+    if (m->has_unlink_path)
+        (void)unlink(m->unlink_path.path);
+}
+
+/* Forks the server (and, detached, an intermediate that exits at once). */
+static int fork_server(mp_manager *m, const mp__mserver_cfg *cfg, int ready[2])
+{
+    sigset_t old;
+    mp__signals_block_all(&old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        mp__close(ready[0]);
+        mp__signals_restore(&old);
+        if (cfg->detached) {
+            pid_t t = fork();
+            if (t != 0)
+                _exit(t < 0 ? 1 : 0);
+        }
+        mp__manager_serve(cfg, ready[1]);
+    }
+    int err = errno;
+    mp__signals_restore(&old);
+    mp__close(ready[1]);
+    if (pid < 0)
+        return -err;
+    if (cfg->detached) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+    } else {
+        m->server_pid = pid;
+    }
+    return 0;
+}
+
+static int start_config(mp_manager *m, const mp_manager_opts *o, mp__mserver_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    if (o->address) {
+        int rc = mp__maddr_parse(o->address, &cfg->addr);
+        if (rc < 0)
+            return rc;
+        if (cfg->addr.family != AF_UNIX) {
+            cfg->also_local = true;
+            private_address(&cfg->local);
+        } else if (!cfg->addr.abstract) {
+            m->unlink_path = cfg->addr; /* armed once the server bound it */
+        }
+    } else {
+        private_address(&cfg->addr);
+    }
+    memcpy(cfg->master, m->master, MC_KEY);
+    cfg->memory = o->memory;
+    cfg->max_clients = o->max_clients;
+    cfg->detached = o->detached;
+    cfg->forked = true;
+    cfg->owner = getpid();
+    bool custom;
+    cfg->keep_fd = mp__log_fd(&custom);
+    return 0;
+}
+
+static int start(mp_manager *m, const mp_manager_opts *o)
+{
+    uint8_t key[DEFAULT_KEY_LEN];
+    int rc;
+    if (o->authkey) {
+        rc = set_key(m, o->authkey, o->authkey_len);
+    } else {
+        mp__crypto_random(key, sizeof key);
+        rc = set_key(m, key, sizeof key);
+        mp__crypto_wipe(key, sizeof key);
+    }
+    mp__mserver_cfg cfg;
+    if (rc < 0 || (rc = start_config(m, o, &cfg)) < 0)
+        return rc;
+    int64_t deadline = mp__deadline(o->timeout);
+    int ready[2];
+    if ((rc = mp__pipe(ready, 0)) < 0)
+        return rc;
+    m->detached = o->detached;
+    m->owner_pid = getpid();
+    rc = fork_server(m, &cfg, ready);
+    mp__crypto_wipe(cfg.master, sizeof cfg.master);
+    if (rc < 0) {
+        mp__close(ready[0]);
+        return rc;
+    }
+    char line[800];
+    rc = read_ready(ready[0], deadline, line, sizeof line);
+    mp__close(ready[0]);
+    if (rc == 0)
+        rc = parse_ready(m, line);
+    if (rc == 0)
+        m->has_unlink_path = m->unlink_path.family == AF_UNIX;
+    if (rc == 0 && !m->detached)
+        m->server_pidfd = mp__pidfd_open(m->server_pid);
+    if (rc == 0)
+        rc = dial(m, deadline);
+    if (rc < 0)
+        kill_server(m);
+    return rc;
+}
+
+/* ---- the public calls ------------------------------------------------------------- */
+
+bool mp_manager_available(void)
+{
+    return mp__crypto_init();
+}
+
+static void handle_free(mp_manager *m)
+{
+    mp__mconn_close(&m->conn);
+    if (m->local)
+        mp__mstore_detach(&m->store);
+    mp__close(m->server_pidfd);
+    if (m->authkey) {
+        mp__crypto_wipe(m->authkey, m->authkey_len);
+        free(m->authkey);
+    }
+    mp__crypto_wipe(m->master, sizeof m->master);
+    pthread_mutex_destroy(&m->io);
+    free(m);
+}
+
+int mp_manager_start(const mp_manager_opts *opts, mp_manager **out)
+{
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    if ((o.authkey && (o.authkey_len == 0 || o.authkey_len > MP_MANAGER_MAX_AUTHKEY)) ||
+        o.max_clients < 0 || o.timeout != o.timeout)
+        return MP_EINVAL;
+    if (!mp__crypto_init())
+        return MP_ENOTSUP;
+    mp_manager *m = handle_new();
+    if (!m)
+        return MP_ENOMEM;
+    int rc = start(m, &o);
+    if (rc < 0) {
+        handle_free(m);
+        return rc;
+    }
+    reg_add(m);
+    *out = m;
+    return 0;
+}
+
+int mp_manager_connect_opts(const mp_manager_client_opts *opts, mp_manager **out)
+{
+    if (!out)
+        return MP_EINVAL;
+    *out = NULL;
+    if (!opts || !opts->address || opts->timeout != opts->timeout ||
+        opts->rpc_timeout != opts->rpc_timeout)
+        return MP_EINVAL;
+    if (!mp__crypto_init())
+        return MP_ENOTSUP;
+    mp_manager *m = handle_new();
+    if (!m)
+        return MP_ENOMEM;
+    int rc = mp__maddr_parse(opts->address, &m->connect_to);
+    if (rc == 0)
+        rc = set_key(m, opts->authkey, opts->authkey_len);
+    if (rc == 0) {
+        snprintf(m->address, sizeof m->address, "%s", opts->address);
+        m->timeout = opts->timeout;
+        m->rpc_timeout = opts->rpc_timeout;
+        m->no_fastpath = opts->no_fastpath || opts->encrypt;
+        m->encrypt = opts->encrypt;
+        rc = dial(m, mp__deadline(opts->timeout));
+    }
+    if (rc < 0) {
+        handle_free(m);
+        return rc;
+    }
+    reg_add(m);
+    *out = m;
+    return 0;
+}
+
+int mp_manager_connect(const char *address, const void *authkey, size_t keylen, mp_manager **out)
+{
+    mp_manager_client_opts o = MP_MANAGER_CLIENT_OPTS_INIT;
+    o.address = address;
+    o.authkey = authkey;
+    o.authkey_len = keylen;
+    return mp_manager_connect_opts(&o, out);
+}
+
+/* Waits until the server this process started has exited, and reaps it. */
+static int await_server(mp_manager *m, double timeout)
+{
+    int rc = 0;
+    if (m->server_pidfd >= 0) {
+        rc = mp__poll_fd(m->server_pidfd, POLLIN, mp__deadline(timeout));
+    } else {
+        int64_t deadline = mp__deadline(timeout);
+        while (kill(m->server_pid, 0) == 0 || errno != ESRCH) {
+            int st;
+            if (!m->detached && waitpid(m->server_pid, &st, WNOHANG) == m->server_pid) {
+                m->server_pid = 0;
+                return 0;
+            }
+            if (mp__remaining_ns(deadline) <= 0) {
+                rc = MP_ETIMEDOUT;
+                break;
+            }
+            mp__sleep_ns(1000000); /* no descriptor to wait on: poll */
+        }
+    }
+    if (rc == MP_ETIMEDOUT) {
+        kill_server(m);
+        return rc;
+    }
+    if (!m->detached) {
+        while (waitpid(m->server_pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    m->server_pid = 0;
+    return 0;
+}
+
+int mp_manager_shutdown(mp_manager *m, double timeout)
+{
+    if (!m || timeout != timeout)
+        return MP_EINVAL;
+    int rc = ensure(m);
+    if (rc == 0) {
+        mp__mreq rq = {0};
+        mp__mrep rp;
+        mp__mrep_init(&rp);
+        rq.op = MX_SHUTDOWN;
+        rc = remote(m, &rq, &rp);
+        mp__mrep_free(&rp);
+    }
+    if (m->owner_pid == getpid() && m->server_pid > 0) {
+        int wrc = await_server(m, timeout);
+        if (wrc < 0)
+            return wrc;
+        return 0;
+    }
+    return rc;
+}
+
+void mp_manager_free(mp_manager *m)
+{
+    if (!m)
+        return;
+    reg_remove(m);
+    if (m->owner_pid == getpid() && !m->detached)
+        kill_server(m);
+    handle_free(m);
+}
+
+const char *mp_manager_address(const mp_manager *m)
+{
+    return m ? m->address : "";
+}
+
+int mp_manager_authkey(const mp_manager *m, void *buf, size_t cap)
+{
+    if (!m || (!buf && cap))
+        return MP_EINVAL;
+    if (cap)
+        memcpy(buf, m->authkey, cap < m->authkey_len ? cap : m->authkey_len);
+    return (int)m->authkey_len;
+}
+
+pid_t mp_manager_pid(const mp_manager *m)
+{
+    return m && m->owner_pid == getpid() ? m->server_pid : 0;
+}
+
+bool mp_manager_is_local(const mp_manager *m)
+{
+    return m && m->local && m->pid == mp__self_pid();
+}
+
+/* ---- serving in this process ----------------------------------------------------- */
+
+int mp_manager_serve_notify(const mp_manager_opts *opts,
+                            void (*ready)(const char *address, void *arg), void *arg)
+{
+    if (!opts || !opts->address || !opts->authkey || opts->authkey_len == 0 ||
+        opts->authkey_len > MP_MANAGER_MAX_AUTHKEY || opts->max_clients < 0)
+        return MP_EINVAL;
+    if (!mp__crypto_init())
+        return MP_ENOTSUP;
+    mp__mserver_cfg *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return MP_ENOMEM;
+    int rc = mp__maddr_parse(opts->address, &cfg->addr);
+    if (rc == 0) {
+        mp__crypto_master(opts->authkey, opts->authkey_len, cfg->master);
+        cfg->memory = opts->memory;
+        cfg->max_clients = opts->max_clients;
+        cfg->keep_fd = -1;
+        cfg->ready = ready;
+        cfg->ready_arg = arg;
+        rc = mp__mserver_run(cfg, -1);
+    }
+    mp__crypto_wipe(cfg->master, sizeof cfg->master);
+    free(cfg);
+    return rc;
+}
+
+int mp_manager_serve(const mp_manager_opts *opts)
+{
+    return mp_manager_serve_notify(opts, NULL, NULL);
+}

@@ -1,0 +1,739 @@
+/*
+ * test_comm.c - ranks on the local engine: the world, point to point,
+ * non-blocking requests with futures, timeouts, bad arguments, mp_run's
+ * outcomes, and ranks that die at the worst moment.  (Collectives:
+ * test_comm_coll.c; the launcher: test_mprun.c.)
+ */
+#include "mp_test.h"
+
+#include "comm/engine.h"
+#include "comm/local.h"
+#include "comm_test.h"
+#include "mpt_helpers.h"
+
+#include <math.h>
+
+/* The byte at i of a message of seed s. */
+static unsigned char pat(unsigned s, size_t i)
+{
+    return (unsigned char)(s * 131u + i * 7u + (i >> 9));
+}
+
+static void fill(void *buf, size_t len, unsigned s)
+{
+    for (size_t i = 0; i < len; i++)
+        ((unsigned char *)buf)[i] = pat(s, i);
+}
+
+/* 0, or the first index where buf differs from the pattern, plus one. */
+static size_t differs(const void *buf, size_t len, unsigned s)
+{
+    for (size_t i = 0; i < len; i++)
+        if (((const unsigned char *)buf)[i] != pat(s, i))
+            return i + 1;
+    return 0;
+}
+
+static int run_ok(int n, mp_rank_fn fn, void *arg)
+{
+    mp_run_opts o = MP_RUN_OPTS_INIT;
+    o.timeout = 50;
+    return mp_run_with_opts(n, fn, arg, &o);
+}
+
+/* ---- the world ---------------------------------------------------------------------- */
+
+TEST(world_of_one)
+{
+    mp_comm *w, *again;
+    CHECK_OK(mp_comm_world(&w));
+    CHECK_OK(mp_comm_world(&again));
+    CHECK(w == again);
+    CHECK_EQ(mp_comm_rank(w), 0);
+    CHECK_EQ(mp_comm_size(w), 1);
+    CHECK_STREQ(mp_comm_engine(w), "local");
+    char name[256];
+    CHECK_GE(mp_comm_processor_name(name, sizeof name), 1);
+    CHECK_ERR(mp_comm_processor_name(name, 1), MP_ERANGE);
+    /* Sending to oneself works for what fits the ring. */
+    char msg[100], got[100];
+    fill(msg, sizeof msg, 3);
+    CHECK_OK(mp_comm_send(w, msg, sizeof msg, 0, 5, 1.0));
+    mp_comm_status st;
+    CHECK_OK(mp_comm_recv(w, got, sizeof got, MP_ANY_SOURCE, MP_ANY_TAG, &st, 1.0));
+    CHECK_EQ(st.source, 0);
+    CHECK_EQ(st.tag, 5);
+    CHECK_EQ(st.count, sizeof msg);
+    CHECK_EQ(differs(got, sizeof got, 3), 0);
+    int x = 41, y = 0;
+    CHECK_OK(mp_comm_allreduce(w, &x, &y, 1, MP_TYPE_i, MP_OP_SUM, 1.0));
+    CHECK_EQ(y, 41);
+    CHECK_OK(mp_comm_bcast(w, &x, sizeof x, 0, 1.0));
+    CHECK_OK(mp_comm_barrier(w, 1.0));
+    CHECK_OK(mp_comm_finalize());
+    CHECK_ERR(mp_comm_barrier(w, 1.0), MP_ECLOSED);
+    CHECK_ERR(mp_comm_world(&again), MP_ECLOSED);
+    CHECK_OK(mp_comm_finalize()); /* twice is fine */
+}
+
+static int hello(mp_comm *w, void *arg)
+{
+    int *seen = arg;
+    mp_comm *again;
+    RK_OK(mp_comm_world(&again));
+    RK_CHECK(again == w);
+    RK_EQ(mp_comm_size(w), seen[0]);
+    RK_CHECK(mp_comm_rank(w) >= 0 && mp_comm_rank(w) < seen[0]);
+    RK_CHECK(strcmp(mp_comm_engine(w), "local") == 0);
+    return 0;
+}
+
+TEST(run_gives_each_rank_its_world)
+{
+    int sizes[] = {1, 2, 3, 4, 7};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(sizes); i++) {
+        int n = sizes[i];
+        int codes[7];
+        mp_run_opts o = MP_RUN_OPTS_INIT;
+        o.exitcodes = codes;
+        CHECK_EQ(mp_run_with_opts(n, hello, &n, &o), 0);
+        for (int r = 0; r < n; r++)
+            CHECK_EQ(codes[r], 0);
+    }
+}
+
+/* ---- point to point ---------------------------------------------------------------- */
+
+/* Sizes across every path: empty, small, the eager limit and around it,
+ * pipeline pieces, 1 MiB and 16 MiB. */
+static const size_t sizes[] = {
+    0,        1,        8, 100, 4095, 16383, 16384, 16385, (64u << 10) + 3, (256u << 10) + 1,
+    1u << 20, 16u << 20};
+
+static int p2p_sizes_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    size_t max = (size_t)16 << 20;
+    unsigned char *buf = malloc(max);
+    RK_CHECK(buf);
+    for (size_t k = 0; k < MP__ARRAY_SIZE(sizes); k++) {
+        size_t len = sizes[k];
+        for (int dir = 0; dir < 2; dir++) {
+            int sender = dir, receiver = 1 - dir;
+            if (rk_me == sender) {
+                fill(buf, len, (unsigned)k);
+                RK_OK(mp_comm_send(w, buf, len, receiver, (int)k, 30));
+            } else {
+                memset(buf, 0xee, len + 1 <= max ? len + 1 : len);
+                mp_comm_status st;
+                RK_OK(mp_comm_recv(w, buf, max, sender, (int)k, &st, 30));
+                RK_EQ(st.count, len);
+                RK_EQ(st.source, sender);
+                RK_EQ(st.tag, (int)k);
+                RK_EQ(differs(buf, len, (unsigned)k), 0);
+                if (len < max)
+                    RK_EQ(buf[len], 0xee); /* nothing beyond the message */
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+TEST_TIMEOUT(p2p_sizes, 120)
+{
+    CHECK_EQ(run_ok(2, p2p_sizes_rank, NULL), 0);
+}
+
+/* The same with single-copy reads refused: the pipeline carries them. */
+TEST_TIMEOUT(p2p_sizes_pipeline, 120)
+{
+    mp__lp_set_cma(false);
+    CHECK_EQ(run_ok(2, p2p_sizes_rank, NULL), 0);
+}
+
+static int any_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    int n = mp_comm_size(w);
+    if (rk_me != 0) {
+        /* Tags 10+rank, then 20+rank; a large one between, started
+         * without waiting (a blocking send of it would wait for rank 0,
+         * which first wants the 20s). */
+        int v = rk_me;
+        RK_OK(mp_comm_send(w, &v, sizeof v, 0, 10 + rk_me, 10));
+        size_t big = 100000;
+        unsigned char *b = malloc(big);
+        RK_CHECK(b);
+        fill(b, big, (unsigned)rk_me);
+        mp_future *f;
+        RK_OK(mp_comm_isend(w, b, big, 0, 30, &f));
+        RK_OK(mp_comm_send(w, &v, sizeof v, 0, 20 + rk_me, 10));
+        RK_OK(mp_future_get(f, NULL, 0, NULL, 10));
+        mp_future_free(f);
+        free(b);
+        return mp_comm_barrier(w, 10);
+    }
+    /* The 20-tags first, by tag, from anyone: each sender's 10 and 30
+     * wait (they do not match) and keep their order. */
+    int seen = 0;
+    for (int i = 1; i < n; i++) {
+        int v;
+        mp_comm_status st;
+        RK_OK(mp_comm_recv(w, &v, sizeof v, MP_ANY_SOURCE, 20 + i, &st, 10));
+        RK_EQ(v, i);
+        RK_EQ(st.source, i);
+        seen |= 1 << i;
+    }
+    RK_EQ(seen, (1 << n) - 2);
+    for (int i = 1; i < n; i++) {
+        int v;
+        mp_comm_status st;
+        /* From rank i, any tag: its first message, tag 10 + i. */
+        RK_OK(mp_comm_recv(w, &v, sizeof v, i, MP_ANY_TAG, &st, 10));
+        RK_EQ(st.tag, 10 + i);
+        RK_EQ(v, i);
+    }
+    unsigned char *b = malloc(100000);
+    RK_CHECK(b);
+    for (int i = 1; i < n; i++) {
+        mp_comm_status st;
+        RK_OK(mp_comm_recv(w, b, 100000, MP_ANY_SOURCE, MP_ANY_TAG, &st, 10));
+        RK_EQ(st.tag, 30);
+        RK_EQ(st.count, 100000);
+        RK_EQ(differs(b, 100000, (unsigned)st.source), 0);
+    }
+    free(b);
+    /* Nothing else is there. */
+    RK_ERR(mp_comm_probe(w, MP_ANY_SOURCE, MP_ANY_TAG, NULL, 0), MP_ETIMEDOUT);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST(p2p_any_source_any_tag)
+{
+    CHECK_EQ(run_ok(4, any_rank, NULL), 0);
+    CHECK_EQ(run_ok(7, any_rank, NULL), 0);
+}
+
+static int order_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    enum { COUNT = 3000 };
+    unsigned char *b = malloc(70000);
+    RK_CHECK(b);
+    for (unsigned i = 0; i < COUNT; i++) {
+        /* Mostly small, every 97th large: eager records and rendezvous
+         * requests interleave in one ring. */
+        size_t len = i % 97 == 0 ? 70000 : 4 + i % 50;
+        if (rk_me == 1) {
+            fill(b, len, i);
+            RK_OK(mp_comm_send(w, b, len, 0, (int)(i % 3), 10));
+        } else {
+            mp_comm_status st;
+            RK_OK(mp_comm_recv(w, b, 70000, 1, MP_ANY_TAG, &st, 10));
+            RK_EQ(st.count, len);
+            RK_EQ(st.tag, (int)(i % 3));
+            RK_EQ(differs(b, len, i), 0);
+        }
+    }
+    free(b);
+    return 0;
+}
+
+TEST(p2p_keeps_order)
+{
+    CHECK_EQ(run_ok(2, order_rank, NULL), 0);
+}
+
+static int msgsize_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    size_t lens[] = {100, 300000};
+    if (rk_me == 1) {
+        unsigned char *b = malloc(300000);
+        RK_CHECK(b);
+        for (int k = 0; k < 2; k++) {
+            fill(b, lens[k], (unsigned)k);
+            RK_OK(mp_comm_send(w, b, lens[k], 0, 1, 10));
+        }
+        free(b);
+        return 0;
+    }
+    unsigned char small[50];
+    unsigned char *b = malloc(300000);
+    RK_CHECK(b);
+    for (int k = 0; k < 2; k++) {
+        mp_comm_status st = {0, 0, 0};
+        /* Too small: nothing received, the message stays first in line. */
+        RK_ERR(mp_comm_recv(w, small, sizeof small, 1, 1, &st, 10), MP_EMSGSIZE);
+        RK_EQ(st.count, lens[k]);
+        RK_OK(mp_comm_probe(w, 1, 1, &st, 10));
+        RK_EQ(st.count, lens[k]);
+        RK_OK(mp_comm_recv(w, b, st.count, 1, 1, &st, 10));
+        RK_EQ(differs(b, lens[k], (unsigned)k), 0);
+    }
+    free(b);
+    return 0;
+}
+
+TEST(p2p_message_too_long_stays)
+{
+    CHECK_EQ(run_ok(2, msgsize_rank, NULL), 0);
+}
+
+static int sendrecv_rank(mp_comm *w, void *arg)
+{
+    size_t len = *(size_t *)arg;
+    rk_me = mp_comm_rank(w);
+    int n = mp_comm_size(w);
+    unsigned char *out = malloc(len), *in = malloc(len);
+    RK_CHECK(out && in);
+    fill(out, len, (unsigned)rk_me);
+    /* Everyone sends right and receives from the left at once: plain
+     * blocking sends of large messages would wait for each other. */
+    int right = (rk_me + 1) % n, left = (rk_me + n - 1) % n;
+    mp_comm_status st;
+    RK_OK(mp_comm_sendrecv(w, out, len, right, 4, in, len, left, 4, &st, 30));
+    RK_EQ(st.source, left);
+    RK_EQ(st.count, len);
+    RK_EQ(differs(in, len, (unsigned)left), 0);
+    free(out);
+    free(in);
+    return 0;
+}
+
+TEST(p2p_sendrecv_ring)
+{
+    size_t lens[] = {10, (size_t)1 << 20};
+    for (int k = 0; k < 2; k++) {
+        CHECK_EQ(run_ok(2, sendrecv_rank, &lens[k]), 0);
+        CHECK_EQ(run_ok(3, sendrecv_rank, &lens[k]), 0);
+        CHECK_EQ(run_ok(4, sendrecv_rank, &lens[k]), 0);
+    }
+}
+
+static int self_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    size_t len = (size_t)1 << 20;
+    unsigned char *out = malloc(len), *in = malloc(len);
+    RK_CHECK(out && in);
+    fill(out, len, 9);
+    mp_future *f;
+    RK_OK(mp_comm_isend(w, out, len, rk_me, 2, &f));
+    RK_OK(mp_comm_recv(w, in, len, rk_me, 2, NULL, 10));
+    RK_OK(mp_future_get(f, NULL, 0, NULL, 10));
+    mp_future_free(f);
+    RK_EQ(differs(in, len, 9), 0);
+    free(out);
+    free(in);
+    return 0;
+}
+
+TEST(p2p_to_oneself)
+{
+    CHECK_EQ(run_ok(2, self_rank, NULL), 0);
+}
+
+/* ---- isend / irecv ------------------------------------------------------------------- */
+
+enum { NREQ = 16 };
+
+static int futures_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    size_t len = (size_t)1 << 20;
+    unsigned char *bufs = malloc(NREQ * len);
+    RK_CHECK(bufs);
+    mp_future *fs[NREQ];
+    if (rk_me == 0) {
+        for (int i = 0; i < NREQ; i++) {
+            size_t l = i % 2 ? len : 40; /* large and small mixed */
+            fill(bufs + (size_t)i * len, l, (unsigned)i);
+            RK_OK(mp_comm_isend(w, bufs + (size_t)i * len, l, 1, i, &fs[i]));
+        }
+        RK_EQ(mp_wait(fs, NREQ, MP_ALL_COMPLETED, 30), NREQ);
+        for (int i = 0; i < NREQ; i++) {
+            RK_EQ(mp_future_status(fs[i]), 0);
+            mp_future_free(fs[i]);
+        }
+    } else {
+        /* Posted in reverse tag order; each matches its own tag. */
+        for (int i = NREQ - 1; i >= 0; i--)
+            RK_OK(mp_comm_irecv(w, bufs + (size_t)i * len, len, 0, i, &fs[i]));
+        mp_as_completed *it;
+        RK_OK(mp_as_completed_new(fs, NREQ, &it));
+        int done = 0;
+        mp_future *f;
+        while (mp_as_completed_next(it, &f, 30) == 0) {
+            mp_comm_status st;
+            size_t got = 0;
+            RK_OK(mp_future_get(f, &st, sizeof st, &got, 0));
+            RK_EQ(got, sizeof st);
+            RK_EQ(st.source, 0);
+            size_t l = st.tag % 2 ? len : 40;
+            RK_EQ(st.count, l);
+            RK_EQ(differs(bufs + (size_t)st.tag * len, l, (unsigned)st.tag), 0);
+            done++;
+        }
+        mp_as_completed_free(it);
+        RK_EQ(done, NREQ);
+        for (int i = 0; i < NREQ; i++)
+            mp_future_free(fs[i]);
+    }
+    free(bufs);
+    return 0;
+}
+
+TEST_TIMEOUT(p2p_isend_irecv_futures, 120)
+{
+    CHECK_EQ(run_ok(2, futures_rank, NULL), 0);
+    mp__lp_set_cma(false);
+    CHECK_EQ(run_ok(2, futures_rank, NULL), 0);
+}
+
+static int cancel_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    char buf[16];
+    if (rk_me == 0) {
+        /* A receive nothing will match: cancelled, it finishes at once. */
+        mp_future *f;
+        RK_OK(mp_comm_irecv(w, buf, sizeof buf, 1, 99, &f));
+        RK_CHECK(!mp_future_done(f));
+        RK_ERR(mp_future_wait(f, 0.01), MP_ETIMEDOUT);
+        RK_OK(mp_future_cancel(f));
+        RK_CHECK(mp_future_cancelled(f));
+        RK_EQ(mp_future_status(f), MP_ECANCELED);
+        mp_future_free(f);
+        /* A large send no receive matched: withdrawn. */
+        size_t len = (size_t)1 << 20;
+        char *big = calloc(1, len);
+        RK_CHECK(big);
+        RK_OK(mp_comm_isend(w, big, len, 1, 7, &f));
+        RK_OK(mp_future_cancel(f));
+        RK_EQ(mp_future_status(f), MP_ECANCELED);
+        mp_future_free(f);
+        free(big);
+        RK_OK(mp_comm_send(w, "go", 3, 1, 8, 10));
+        return mp_comm_barrier(w, 10);
+    }
+    RK_OK(mp_comm_recv(w, buf, sizeof buf, 0, 8, NULL, 10));
+    /* The withdrawn send never arrives. */
+    RK_ERR(mp_comm_probe(w, 0, 7, NULL, 0.05), MP_ETIMEDOUT);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST(p2p_cancel_withdraws)
+{
+    CHECK_EQ(run_ok(2, cancel_rank, NULL), 0);
+}
+
+/* ---- timeouts ---------------------------------------------------------------------- */
+
+static int timeout_rank(mp_comm *w, void *arg)
+{
+    gate *g = arg;
+    rk_me = mp_comm_rank(w);
+    char buf[64];
+    if (rk_me == 0) {
+        RK_ERR(mp_comm_recv(w, buf, sizeof buf, 1, 1, NULL, 0), MP_ETIMEDOUT);
+        double t0 = mpt_now();
+        RK_ERR(mp_comm_recv(w, buf, sizeof buf, MP_ANY_SOURCE, 1, NULL, 0.05), MP_ETIMEDOUT);
+        double dt = mpt_now() - t0;
+        RK_CHECK(dt >= 0.05 && dt < 5);
+        RK_ERR(mp_comm_probe(w, 1, MP_ANY_TAG, NULL, 0.02), MP_ETIMEDOUT);
+        /* A large send nobody receives times out and is withdrawn. */
+        size_t len = 200000;
+        char *big = calloc(1, len);
+        RK_CHECK(big);
+        RK_ERR(mp_comm_send(w, big, len, 1, 2, 0.05), MP_ETIMEDOUT);
+        free(big);
+        RK_OK(mp_comm_send(w, "sync", 5, 1, 9, 10));
+        /* Small sends fill the ring while rank 1 takes nothing, then time
+         * out; each that returned 0 is there. */
+        int sent = 0, rc;
+        while ((rc = mp_comm_send(w, buf, sizeof buf, 1, 3, 0.01)) == 0)
+            sent++;
+        RK_ERR(rc, MP_ETIMEDOUT);
+        RK_CHECK(sent > 10);
+        gate_open(g);
+        RK_OK(mp_comm_send(w, &sent, sizeof sent, 1, 4, MP_FOREVER));
+        return mp_comm_barrier(w, 10);
+    }
+    RK_OK(mp_comm_recv(w, buf, sizeof buf, 0, 9, NULL, 10));
+    RK_ERR(mp_comm_probe(w, 0, 2, NULL, 0), MP_ETIMEDOUT);
+    RK_EQ(gate_wait(g, 10), 0);
+    /* The small ones, then their count. */
+    int got = 0;
+    mp_comm_status st;
+    for (;;) {
+        RK_OK(mp_comm_recv(w, buf, sizeof buf, 0, MP_ANY_TAG, &st, 10));
+        if (st.tag != 3)
+            break;
+        got++;
+    }
+    RK_EQ(st.tag, 4);
+    int sent;
+    memcpy(&sent, buf, sizeof sent);
+    RK_EQ(got, sent);
+    RK_ERR(mp_comm_probe(w, 0, MP_ANY_TAG, NULL, 0), MP_ETIMEDOUT);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST(p2p_timeouts)
+{
+    gate g;
+    gate_init(&g);
+    CHECK_EQ(run_ok(2, timeout_rank, &g), 0);
+    gate_close(&g);
+}
+
+/* ---- bad arguments ------------------------------------------------------------------ */
+
+static int bad_args_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    char b[8];
+    mp_future *f = (mp_future *)1;
+    RK_ERR(mp_comm_send(NULL, b, 1, 0, 0, 1), MP_EINVAL);
+    RK_ERR(mp_comm_send(w, b, 1, 2, 0, 1), MP_EINVAL);
+    RK_ERR(mp_comm_send(w, b, 1, -1, 0, 1), MP_EINVAL);
+    RK_ERR(mp_comm_send(w, b, 1, 0, -1, 1), MP_EINVAL);
+    RK_ERR(mp_comm_send(w, NULL, 1, 0, 0, 1), MP_EINVAL);
+    RK_ERR(mp_comm_send(w, b, 1, 0, 0, NAN), MP_EINVAL);
+    RK_ERR(mp_comm_recv(w, b, 1, 5, 0, NULL, 1), MP_EINVAL);
+    RK_ERR(mp_comm_recv(w, b, 1, 0, -2, NULL, 1), MP_EINVAL);
+    RK_ERR(mp_comm_recv(w, NULL, 4, 0, 0, NULL, 1), MP_EINVAL);
+    RK_ERR(mp_comm_isend(w, b, 1, 0, 0, NULL), MP_EINVAL);
+    RK_ERR(mp_comm_isend(w, b, 1, 9, 0, &f), MP_EINVAL);
+    RK_CHECK(f == NULL);
+    RK_ERR(mp_comm_irecv(w, b, 1, 0, -5, &f), MP_EINVAL);
+    RK_ERR(mp_comm_probe(w, 3, 0, NULL, 1), MP_EINVAL);
+    RK_ERR(mp_comm_sendrecv(w, b, 8, 0, 0, b + 4, 4, 0, 0, NULL, 1), MP_EINVAL); /* overlap */
+    RK_ERR(mp_comm_rank(NULL), MP_EINVAL);
+    RK_ERR(mp_comm_size(NULL), MP_EINVAL);
+    RK_CHECK(mp_comm_engine(NULL) == NULL);
+    RK_ERR(mp_comm_world(NULL), MP_EINVAL);
+    RK_ERR(mp_comm_dup(w, 1, NULL), MP_EINVAL);
+    mp_comm *c;
+    RK_ERR(mp_comm_split(w, -5, 0, 1, &c), MP_EINVAL);
+    mp_comm_free(NULL);
+    mp_comm_free(w); /* the world is never freed */
+    RK_EQ(mp_comm_size(w), 2);
+    RK_OK(mp_comm_barrier(w, 10));
+    return 0;
+}
+
+TEST(p2p_bad_arguments)
+{
+    CHECK_EQ(run_ok(2, bad_args_rank, NULL), 0);
+}
+
+/* ---- mp_run's outcomes ------------------------------------------------------------- */
+
+typedef struct outcome_arg {
+    int rank; /* the rank that misbehaves */
+    int what; /* 1: return 3, 2: return MP_EPROTO, 3: crash, 4: wait forever */
+} outcome_arg;
+
+static int outcome_rank(mp_comm *w, void *arg)
+{
+    const outcome_arg *a = arg;
+    if (mp_comm_rank(w) == a->rank) {
+        if (a->what == 1)
+            return 3;
+        if (a->what == 2)
+            return MP_EPROTO;
+        if (a->what == 3)
+            raise(SIGSEGV);
+    }
+    if (a->what == 4) {
+        char b;
+        return mp_comm_recv(w, &b, 1, MP_ANY_SOURCE, 77, NULL, MP_FOREVER);
+    }
+    /* The others wait for the misbehaving rank, which never comes. */
+    return mp_comm_barrier(w, MP_FOREVER) == MP_EPEERDEAD ? 0 : 5;
+}
+
+TEST(run_outcomes)
+{
+    int codes[3];
+    mp_run_opts o = MP_RUN_OPTS_INIT;
+    o.exitcodes = codes;
+    o.timeout = 30;
+    outcome_arg a = {1, 1};
+    CHECK_EQ(mp_run_with_opts(3, outcome_rank, &a, &o), 3);
+    CHECK_EQ(codes[1], 3);
+    a.what = 2;
+    CHECK_ERR(mp_run_with_opts(3, outcome_rank, &a, &o), MP_EPROTO);
+    CHECK_EQ(codes[1], 1);
+    a.what = 3;
+    CHECK_ERR(mp_run_with_opts(3, outcome_rank, &a, &o), MP_EWORKER);
+    CHECK_EQ(codes[1], -SIGSEGV);
+    /* With keep_going the others see the dead rank and finish. */
+    o.keep_going = true;
+    CHECK_ERR(mp_run_with_opts(3, outcome_rank, &a, &o), MP_EWORKER);
+    CHECK_EQ(codes[0], 0);
+    CHECK_EQ(codes[1], -SIGSEGV);
+    CHECK_EQ(codes[2], 0);
+    /* A time limit stops ranks that wait forever. */
+    a.what = 4;
+    o.keep_going = false;
+    o.timeout = 0.2;
+    double t0 = mpt_now();
+    CHECK_ERR(mp_run_with_opts(2, outcome_rank, &a, &o), MP_ETIMEDOUT);
+    CHECK(mpt_now() - t0 < 10);
+    CHECK_EQ(codes[0], -SIGTERM);
+}
+
+TEST(run_bad_arguments)
+{
+    CHECK_ERR(mp_run(0, outcome_rank, NULL), MP_EINVAL);
+    CHECK_ERR(mp_run(MP__L_MAX_RANKS + 1, outcome_rank, NULL), MP_EINVAL);
+    CHECK_ERR(mp_run(2, NULL, NULL), MP_EINVAL);
+    mp_run_opts o = MP_RUN_OPTS_INIT;
+    o.timeout = NAN;
+    CHECK_ERR(mp_run_with_opts(2, outcome_rank, NULL, &o), MP_EINVAL);
+}
+
+/* ---- ranks that die -------------------------------------------------------------------- */
+
+typedef struct die_arg {
+    int victim;
+    int where; /* 1: before an allreduce, 2: before sending a large message */
+} die_arg;
+
+static int die_rank(mp_comm *w, void *arg)
+{
+    const die_arg *a = arg;
+    rk_me = mp_comm_rank(w);
+    RK_OK(mp_comm_barrier(w, 10));
+    if (rk_me == a->victim)
+        raise(SIGKILL);
+    double t0 = mpt_now();
+    if (a->where == 1) {
+        double x = 1, y;
+        RK_ERR(mp_comm_allreduce(w, &x, &y, 1, MP_TYPE_d, MP_OP_SUM, MP_FOREVER), MP_EPEERDEAD);
+        /* The next call fails the same way, at once. */
+        RK_ERR(mp_comm_barrier(w, MP_FOREVER), MP_EPEERDEAD);
+    } else {
+        size_t len = (size_t)1 << 20;
+        char *b = malloc(len);
+        RK_CHECK(b);
+        RK_ERR(mp_comm_recv(w, b, len, a->victim, 1, NULL, MP_FOREVER), MP_EPEERDEAD);
+        free(b);
+    }
+    RK_CHECK(mpt_now() - t0 < 10);
+    return 0;
+}
+
+TEST(rank_killed_mid_collective)
+{
+    int codes[4];
+    mp_run_opts o = MP_RUN_OPTS_INIT;
+    o.keep_going = true;
+    o.timeout = 40;
+    o.exitcodes = codes;
+    die_arg a = {2, 1};
+    CHECK_ERR(mp_run_with_opts(4, die_rank, &a, &o), MP_EWORKER);
+    CHECK_EQ(codes[0], 0);
+    CHECK_EQ(codes[1], 0);
+    CHECK_EQ(codes[2], -SIGKILL);
+    CHECK_EQ(codes[3], 0);
+    a.where = 2;
+    a.victim = 0;
+    CHECK_ERR(mp_run_with_opts(2, die_rank, &a, &o), MP_EWORKER);
+    CHECK_EQ(codes[1], 0);
+    /* Without keep_going the others are stopped at once. */
+    o.keep_going = false;
+    CHECK_ERR(mp_run_with_opts(4, die_rank, &a, &o), MP_EWORKER);
+    CHECK_EQ(codes[0], -SIGKILL);
+}
+
+/* Without any launcher watching, a waiting rank still finds its dead peer
+ * itself (pidfds checked while it sleeps). */
+TEST(rank_finds_dead_peer_itself)
+{
+    int fd;
+    void *base;
+    size_t size;
+    CHECK_OK(mp__lseg_create(2, 0, &fd, &base, &size));
+    gate ready;
+    gate_init(&ready);
+    fflush(NULL);
+    pid_t victim = fork();
+    if (victim == 0) {
+        mp_comm *w;
+        if (mp__comm_enter_forked(base, size, 1, &w) < 0)
+            _exit(2);
+        gate_open(&ready);
+        _exit(3); /* gone without saying it is done */
+    }
+    pid_t waiter = fork();
+    if (waiter == 0) {
+        mp_comm *w;
+        char b;
+        if (mp__comm_enter_forked(base, size, 0, &w) < 0 || gate_wait(&ready, 10) < 0)
+            _exit(2);
+        double t0 = mpt_now();
+        int rc = mp_comm_recv(w, &b, 1, 1, 0, NULL, 20);
+        _exit(rc == MP_EPEERDEAD && mpt_now() - t0 < 5 ? 0 : 1);
+    }
+    /* The victim is not reaped (and so not marked) until the waiter is
+     * done: only the waiter's own check can find it. */
+    reap_ok(waiter);
+    int st;
+    CHECK_EQ(waitpid(victim, &st, 0), victim);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+    gate_close(&ready);
+    mp__unmap(base, size);
+    mp__close(fd);
+}
+
+static int forked_copy_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        mp_comm *again;
+        int a = mp_comm_barrier(w, 1), b = mp_comm_world(&again);
+        _exit(a == MP_ESTATE && b == MP_ESTATE ? 0 : 1);
+    }
+    int st;
+    RK_EQ(waitpid(pid, &st, 0), pid);
+    RK_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return mp_comm_barrier(w, 10) == 0 ? 0 : 1;
+}
+
+TEST(forked_copy_is_not_a_rank)
+{
+    CHECK_EQ(run_ok(2, forked_copy_rank, NULL), 0);
+}
+
+static int finalize_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    RK_OK(mp_comm_barrier(w, 10));
+    RK_OK(mp_comm_finalize());
+    RK_ERR(mp_comm_send(w, "x", 1, 0, 0, 1), MP_ECLOSED);
+    return 0;
+}
+
+TEST(finalize_closes)
+{
+    CHECK_EQ(run_ok(3, finalize_rank, NULL), 0);
+}
+
+MPT_MAIN()
