@@ -644,6 +644,119 @@ TEST(apply_and_apply_async_return_bytes)
     mp_pool_free(p);
 }
 
+/* A result of a size and a pattern its index chooses: {index, size}. */
+typedef struct tagged_arg {
+    size_t index, size;
+} tagged_arg;
+
+static unsigned char tag_byte(size_t index, size_t j)
+{
+    return (unsigned char)(index * 131 + j * 7 + j / 251);
+}
+
+static int tagged_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    const tagged_arg *a = arg;
+    /* In appends of 1000 bytes, as a result built piece by piece: the
+     * result grows in the ring. */
+    unsigned char piece[1000];
+    for (size_t j = 0; j < a->size; j += sizeof piece) {
+        size_t k = a->size - j < sizeof piece ? a->size - j : sizeof piece;
+        for (size_t i = 0; i < k; i++)
+            piece[i] = tag_byte(a->index, j + i);
+        int rc = mp_buf_append(out, piece, k);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+enum { TAGGED_MAX = 40960 };
+
+static int tagged_item(const void *in, void *out, const void *ctx)
+{
+    size_t index = *(const size_t *)in, size = *(const size_t *)ctx;
+    for (size_t j = 0; j < size; j++)
+        ((unsigned char *)out)[j] = tag_byte(index, j);
+    return 0;
+}
+
+/* How many of the n bytes at b are not result index's. */
+static size_t tagged_wrong(const unsigned char *b, size_t n, size_t index)
+{
+    size_t wrong = 0;
+    for (size_t j = 0; j < n; j++)
+        wrong += b[j] != tag_byte(index, j);
+    return wrong;
+}
+
+/* Each result is its own task's bytes, never a later result of the same
+ * worker written over it in the result ring: 4 KB and 40 KB results, the
+ * ring wrapping many times, over apply_async and map; and sizes mixed,
+ * so that a result put into an emptied ring reaches past where the older
+ * results ended (the supervisor's res_tail) - the next ones must not take
+ * its start for free space. */
+TEST(every_result_holds_its_own_tasks_bytes)
+{
+    enum { N = 400 };
+    /* 0: sizes from 1 KB to 40 KB mixed, result by result. */
+    const size_t sizes[] = {4096, TAGGED_MAX, 0, 4096, TAGGED_MAX};
+    mp_pool *p = pool_with(4);
+    tagged_arg *args = malloc(N * sizeof *args);
+    mp_future **fs = malloc(N * sizeof *fs);
+    size_t *idx = malloc(N * sizeof *idx);
+    unsigned char *outs = malloc((size_t)N * TAGGED_MAX);
+    for (size_t s = 0; s < MP__ARRAY_SIZE(sizes); s++) {
+        if (sizes[s])
+            MPT_CONTEXT("apply_async, %zu-byte results", sizes[s]);
+        else
+            MPT_CONTEXT("apply_async, results of 1 to 40 KB mixed");
+        for (size_t i = 0; i < N; i++) {
+            args[i] = (tagged_arg){i, sizes[s] ? sizes[s] : 1000 + (i * 7919 % 40) * 1000};
+            fs[i] = mp_pool_apply_async(p, tagged_task, &args[i], sizeof args[i]);
+            CHECK(fs[i] != NULL);
+        }
+        size_t wrong = 0;
+        for (size_t i = 0; i < N; i++) {
+            size_t len = 0;
+            CHECK_OK(mp_future_wait(fs[i], 60.0));
+            CHECK_OK(mp_future_status(fs[i]));
+            const unsigned char *b = mp_future_result(fs[i], &len);
+            CHECK_EQ(len, args[i].size);
+            wrong += tagged_wrong(b, len, i) != 0;
+            mp_future_free(fs[i]);
+        }
+        CHECK_EQ(wrong, 0);
+        if (!sizes[s])
+            continue;
+        MPT_CONTEXT("map, %zu-byte outputs", sizes[s]);
+        for (size_t i = 0; i < N; i++)
+            idx[i] = i;
+        mp_map_spec m = MP_MAP_SPEC_INIT;
+        m.fn = tagged_item;
+        m.in = idx;
+        m.n = N;
+        m.in_size = sizeof idx[0];
+        m.out = outs;
+        m.out_size = sizes[s];
+        m.chunksize = 3;
+        m.ctx = &sizes[s];
+        m.ctx_size = sizeof sizes[s];
+        CHECK_OK(mp_pool_map_ex(p, &m));
+        wrong = 0;
+        for (size_t i = 0; i < N; i++)
+            wrong += tagged_wrong(outs + i * sizes[s], sizes[s], i) != 0;
+        CHECK_EQ(wrong, 0);
+    }
+    MPT_CONTEXT_CLEAR();
+    free(outs);
+    free(idx);
+    free(fs);
+    free(args);
+    mp_pool_free(p);
+}
+
 /* Builds "hello, world" in place, then cuts it back to "hello". */
 static int buf_api_task(const void *arg, size_t len, mp_buf *out)
 {

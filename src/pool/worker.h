@@ -33,6 +33,11 @@ typedef struct wctx {
     size_t res_cap;
     uint64_t res_produced;
     size_t res_head;
+    /* Set when a result went into an empty ring (at 0): until the
+     * supervisor reads it (res_consumed passes res_fresh_at), its res_tail
+     * is the end of older results, and the unread ones start at 0. */
+    bool res_fresh;
+    uint64_t res_fresh_at;
     int ev_fd;
     bool fresh; /* forkserver or spawn: functions are found by reference */
     void *fn_cache[MP__POOL_FNS];

@@ -50,13 +50,27 @@ int mp__pool_res_resize(wctx *c, size_t cap)
     return 0;
 }
 
+/* Where the unread results begin.  The supervisor's res_tail is the end
+ * of the last result it read; a result put into the empty ring goes to 0,
+ * and until the supervisor has read that one, res_tail still points past
+ * the older results, wherever they ended - possibly inside the new one,
+ * whose start would then look free.  The worker knows better meanwhile.
+ * (res_consumed is stored after res_tail: once it has moved on, res_tail
+ * is at least as new.) */
+static size_t res_tail(wctx *c)
+{
+    if (c->res_fresh && atomic_load(&c->slot->res_consumed) == c->res_fresh_at)
+        return 0;
+    return (size_t)atomic_load(&c->slot->res_tail);
+}
+
 /* The end of the free space that starts at off == res_head (or at 0 in an
  * empty ring). */
 static size_t res_limit(wctx *c, size_t off)
 {
     if (mp__pool_res_empty(c))
         return c->res_cap;
-    size_t tail = (size_t)atomic_load(&c->slot->res_tail);
+    size_t tail = res_tail(c);
     if (off > tail)
         return c->res_cap;
     if (off == tail)
@@ -77,7 +91,7 @@ static int res_place(wctx *c, size_t need, size_t len, size_t *off, bool placed)
 {
     for (;;) {
         c->res_seen = atomic_load(&c->slot->res_consumed);
-        size_t tail = (size_t)atomic_load(&c->slot->res_tail);
+        size_t tail = res_tail(c);
         size_t head = c->res_head;
         size_t to = SIZE_MAX;
         if (mp__pool_res_empty(c)) {
@@ -93,6 +107,8 @@ static int res_place(wctx *c, size_t need, size_t len, size_t *off, bool placed)
                     return rc == MP_ENOSPC ? MP_ENOMEM : rc;
             }
             to = 0;
+            c->res_fresh = true;
+            c->res_fresh_at = c->res_produced;
         } else if (head > tail) {
             if (c->res_cap - head >= need)
                 to = head;
