@@ -2890,4 +2890,128 @@ TEST(callbacks_may_submit_work)
     CHECK_EQ(atomic_load(&cb_ok), 1100);
 }
 
+/* ---- the program around the pool: threads, shutdown, children ------------------ */
+
+static void *idle_thread(void *arg)
+{
+    const gate *g = arg;
+    (void)gate_wait(g->r, 60.0);
+    return NULL;
+}
+
+/* The parent of process pid, from /proc, or -1. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')'); /* the name may hold spaces */
+    int ppid = -1;
+    char state;
+    if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return (pid_t)ppid;
+}
+
+/* A program with a thread of its own: the default start method is the
+ * forkserver (the workers are not this process's forks), results are
+ * right, and fork asked for explicitly is refused. */
+TEST(pool_in_a_threaded_program_starts_workers_safely)
+{
+    gate g = gate_new();
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, idle_thread, &g), 0);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
+    int in[300];
+    long out[300];
+    for (int i = 0; i < 300; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, square_item, in, 300, sizeof in[0], out, sizeof out[0], 7));
+    for (int i = 0; i < 300; i++)
+        CHECK_EQ(out[i], (long)i * i);
+    long x = 9, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
+    CHECK_EQ(r, 81);
+    pid_t pids[2];
+    CHECK_EQ(mp_pool_worker_pids(p, pids, 2), 2);
+    for (int i = 0; i < 2; i++)
+        CHECK(parent_of(pids[i]) != getpid());
+    mp_pool_free(p);
+    o.start_method = MP_START_FORK;
+    p = (mp_pool *)&p;
+    CHECK_ERR(mp_pool_new(&o, &p), MP_ETHREADS);
+    CHECK(p == NULL);
+    gate_open(g);
+    pthread_join(t, NULL);
+    gate_close(g);
+}
+
+/* mp_shutdown with a pool whose task never ends: it closes the pool, then
+ * terminates it past its timeout, and returns within its bounds; the
+ * workers are gone, the task's future finished, the pool takes no more
+ * work, and freeing it returns. */
+TEST(shutdown_ends_a_live_pool)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    mp_pool *p = pool_with(2);
+    int fds[2] = {g.r, started[1]};
+    mp_future *f = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+    int busy = 0;
+    CHECK_OK(read_int(started[0], &busy, 30.0));
+    CHECK_EQ(wait_workers(p, 2, 30.0), 2);
+    pid_t pids[2];
+    CHECK_EQ(mp_pool_worker_pids(p, pids, 2), 2);
+    mp_shutdown_opts so = MP_SHUTDOWN_OPTS_INIT;
+    so.timeout = 0.5;
+    so.grace = 0.5;
+    mp_shutdown_report rep;
+    double t0 = mpt_now();
+    int rc = mp_shutdown_ex(&so, &rep);
+    double took = mpt_now() - t0;
+    CHECK(rc >= 0);
+    CHECK(took < 10.0);
+    CHECK(rep.closed >= 1);
+    CHECK_OK(mp_future_wait(f, 30.0));
+    CHECK(mp_future_status(f) < 0);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    for (int i = 0; i < 2; i++)
+        CHECK_ERR(kill(pids[i], 0) == 0 ? 0 : -errno, -ESRCH);
+    long x = 3;
+    mp_future *h = mp_pool_apply_async(p, square_task, &x, sizeof x);
+    CHECK(mp_future_status(h) < 0);
+    mp_future_free(h);
+    mp_future_free(f);
+    mp_pool_free(p);
+    close(started[0]);
+    close(started[1]);
+    gate_close(g);
+}
+
+/* A pool's workers are the pool's: mp_active_children() lists the
+ * program's own children only. */
+TEST(active_children_does_not_list_pool_workers)
+{
+    mp_pool *p = pool_with(2);
+    CHECK_EQ(wait_workers(p, 2, 30.0), 2);
+    mp_process *kids[8];
+    CHECK_EQ(mp_active_children(kids, 8), 0);
+    long x = 5, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
+    CHECK_EQ(mp_active_children(kids, 8), 0);
+    mp_pool_free(p);
+}
+
 MPT_MAIN()

@@ -60,9 +60,22 @@
  * callbacks and progress reports.  Every call on a pool is thread-safe.
  * Workers are started by the supervisor thread, which lives as long as the
  * pool, so they die with the parent (PR_SET_PDEATHSIG) however it ends.
+ * They are the pool's, not the program's: mp_active_children() does not
+ * list them.  A program's shutdown (mp_shutdown, mproc/shutdown.h) closes
+ * every live pool, and terminates those whose workers outlast its
+ * timeout; a worker that cannot start because the program is shutting
+ * down closes the pool too (with no worker left, what it holds fails with
+ * MP_ESHUTDOWN).
  *
- * Start methods (opts.start_method).  MP_START_FORK (the default) forks
- * the parent: task functions and the initializer argument are used as they
+ * Start methods (opts.start_method), decided once by mp_pool_new() for
+ * every worker.  MP_START_DEFAULT (what MP_POOL_OPTS_INIT sets) takes the
+ * program's default (mp_get_start_method()); that and MP_START_AUTO fork
+ * while the program has no other thread, and otherwise use the forkserver
+ * (a log line says so) - or refuse with MP_ETHREADS when the initializer's
+ * argument cannot be copied (initarg without initarg_size).  MP_START_FORK
+ * asked for in a program with other threads is refused (MP_ETHREADS); the
+ * pool's own threads, and the library's, do not count.  MP_START_FORK
+ * forks the parent: task functions and the initializer argument are used as they
  * are, and a worker sees the parent's memory as it was when the worker
  * started (workers replaced later see it as it is then) - so a task
  * function from a library the parent loads (dlopen) after the workers
@@ -226,9 +239,9 @@ typedef struct mp_pool_opts {
     double terminate_grace;
 } mp_pool_opts;
 
-#define MP_POOL_OPTS_INIT                                                             \
-    {                                                                                 \
-        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_FORK, NULL, NULL, false, 0.1, NULL, 1.0 \
+#define MP_POOL_OPTS_INIT                                                                \
+    {                                                                                    \
+        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0 \
     }
 
 /*
@@ -240,6 +253,10 @@ typedef struct mp_pool_opts {
  *               without initarg, a negative progress_interval or
  *               terminate_grace, a NaN task_timeout (the field is named
  *               in a log line at MP_LOG_DEBUG);
+ *   MP_ETHREADS the start method is fork (asked for, or the only one
+ *               possible with an initarg to share) and the program has
+ *               other threads: fork would copy their locks held;
+ *   MP_ENOTSUP  fork, while a communication engine that forbids it runs;
  *   MP_ENOMEM   out of memory;
  *   another error when the shared memory, the eventfd, the forkserver or
  *               the supervisor thread cannot be created (a log line at

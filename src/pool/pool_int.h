@@ -223,6 +223,9 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     /* the supervisor */
     pthread_t sup;
     bool sup_started;
+    /* The pool's registration with the program's shutdown (mp_shutdown
+     * closes it, then terminates it). */
+    struct mp__closer *closer;
     bool sup_quit;
 
     /* the callback thread */
@@ -343,11 +346,9 @@ void mp__pool_retry_retired(mp_pool *p);
 
 /* ---- callback.c: the callback thread and progress -------------------------- */
 
-/* Names the calling thread. */
-void mp__pool_thread_name(const char *name);
-
-/* Creates a thread with every signal blocked.  Returns 0 or -errno. */
-int mp__pool_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+/* Creates a thread of the library's, named name ("mproc-..."), with every
+ * signal blocked.  Returns 0 or -errno. */
+int mp__pool_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
 
 /* Runs fn(arg) in the callback thread, started on first use.  Returns 0,
  * MP_ECLOSED once the thread has ended, or an error.  Takes p->ev_lock

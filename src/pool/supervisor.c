@@ -337,7 +337,6 @@ static void sleep_until_next(mp_pool *p, pollset *ps, sup_round *r)
 void *mp__pool_supervisor(void *arg)
 {
     mp_pool *p = arg;
-    mp__pool_thread_name("mproc-pool-sup");
     pollset ps;
     pollset_init(p, &ps);
     pthread_mutex_lock(&p->lock);

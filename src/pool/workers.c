@@ -76,6 +76,7 @@ static int start_worker(mp_pool *p, uint32_t w)
     int rc = mp_process_new_opts(mp__pool_worker_main, arg, &o, &proc);
     if (rc < 0)
         return rc;
+    mp__process_mark_internal(proc); /* not one of mp_active_children() */
     rc = mp_process_start(proc);
     if (rc < 0) {
         mp_process_free(proc);
@@ -294,6 +295,18 @@ static bool wants_worker(mp_pool *p, const wstate *ws)
     return true;
 }
 
+/* The program is shutting down and refuses new processes: the pool
+ * closes, as mp_shutdown() would have it, and with no worker left the
+ * work it still holds fails (MP_ESHUTDOWN) instead of waiting for one. */
+static void refuse_for_shutdown(mp_pool *p)
+{
+    if (p->state == ST_OPEN)
+        p->state = ST_CLOSED;
+    if (p->nlive == 0 && !p->broken)
+        mp__pool_break(p, MP_ESHUTDOWN,
+                       mp__pool_printf("no worker can start: the program is shutting down"));
+}
+
 void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake)
 {
     for (uint32_t w = 0; w < p->nworkers; w++) {
@@ -310,6 +323,10 @@ void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake)
             ws->backoff = 0;
             p->start_failures = 0;
             continue;
+        }
+        if (rc == MP_ESHUTDOWN) {
+            refuse_for_shutdown(p);
+            return;
         }
         /* Out of processes or memory: try again later, and give up once
          * no worker runs and several attempts failed. */
