@@ -399,6 +399,15 @@ typedef struct mp_map_spec {
  * its own share, when the system allows it (see mp_pool_stats.
  * maps_direct); otherwise they are copied through shared memory.  Either
  * way no worker touches them once the call has returned.
+ *
+ * Elements are copied as bytes: a pointer inside one is followed in the
+ * worker, in the worker's memory.  A fork worker sees the parent's memory
+ * as it was when the worker started, so a map over char * (strings, any
+ * pointer) allocated after the pool started reads garbage there, or
+ * crashes; forkserver and spawn workers see none of it.  Put the data
+ * itself in the elements (a fixed-size char array), or in memory from
+ * mp_pool_shared_alloc() with offsets in the elements, or pass it to an
+ * apply task as its argument bytes.
  */
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
                           void *out, size_t out_size, size_t chunksize);
