@@ -71,6 +71,7 @@ lint: build
 	@scripts/deps.sh lint
 	python3 scripts/check_module_graph.py
 	scripts/check_platform.sh
+	python3 scripts/check_function_size.py
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src
 	@# clang-tidy over JOBS files at once; any warning fails the lint.
