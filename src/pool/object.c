@@ -414,7 +414,7 @@ static void closer_terminate(void *obj)
     mp__pool_kick_supervisor(p);
 }
 
-static const mp__closer_ops closer_ops = {"pool", closer_close, closer_terminate};
+static const mp__closer_ops closer_ops = {"pool", closer_close, closer_terminate, NULL};
 
 int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
 {
