@@ -165,6 +165,7 @@ int mp_item_fail(const char *fmt, ...)
         return MP_ETASK;
     va_list ap;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
     int n = vsnprintf(item_msg.text, sizeof item_msg.text, fmt, ap);
     va_end(ap);
     item_msg.len = n < 0                              ? 0
