@@ -348,6 +348,11 @@ static int serve(wctx *c)
             if (c->cut_off) /* the task has not begun: it runs again elsewhere */
                 mp__pool_worker_cut_off(c, "the result file's descriptor", MP_EBADF);
             mp__pool_run_apply(c, e);
+            /* A task that closed the worker's descriptors may not have
+             * needed one (its result fitted inline): one fstat per task
+             * finds out before the next task would fail for it. */
+            if (mp__pool_fd_check(c->res_fd, c->res_dev, c->res_ino) < 0)
+                c->cut_off = true;
         } else if (!mp__pool_run_map(c, e, u)) {
             atomic_store(&s->state, MP__W_EXITING);
             return 0;

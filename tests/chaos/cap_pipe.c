@@ -257,7 +257,7 @@ void chaos_pipe_round(chaos_rng *r)
     unsigned v = chaos_below(r, 5);
     if (v == 0)
         nofile();
-    else if (v == 1 && chaos_bug_enabled("pipe-readahead"))
+    else if (v == 1)
         readers_round(r);
     else
         writer_round(r);

@@ -107,8 +107,8 @@ static void judge(mp_future *f, const task *t, int *struck_normal)
         return;
     }
     if (t->action == T_BIG) {
-        CHAOS_CHECK(rc == 0 && big_ok(f, t->idx), "task %d: a large result: %s", t->idx,
-                    mp_err_name(rc));
+        CHAOS_CHECK(rc == 0 && big_ok(f, t->idx), "task %d: a large result: %s (task error %s)",
+                    t->idx, mp_err_name(rc), mp_err_name(mp_future_task_error(f)));
         return;
     }
     if (t->action == T_OK || t->action == T_CLOSEFDS) {
@@ -151,8 +151,6 @@ static void tasks_round(chaos_rng *r)
             chaos_fault(CHAOS_F_SIGSEGV);
         if (t[i].action == T_KILL)
             chaos_fault(CHAOS_F_SIGKILL);
-        if (t[i].action == T_CLOSEFDS && !chaos_bug_enabled("pool-closefds"))
-            t[i].action = T_OK;
         f[i] = mp_pool_apply_async(p, run_task, &t[i], sizeof t[i]);
         CHAOS_CHECK(f[i] != NULL, "apply_async");
     }

@@ -221,12 +221,7 @@ static void audit(const qmsg *taken, int ntaken, uint64_t *in_slots)
             }
         }
     }
-    if (unexplained > st.lost && unexplained - *in_slots <= st.lost &&
-        !chaos_bug_on("queue-getloss")) {
-        chaos_finding("queue-getloss: %" PRIu64 " message(s) taken uncounted by a consumer "
-                      "killed inside its get",
-                      unexplained - st.lost);
-    } else if (unexplained > st.lost) {
+    if (unexplained > st.lost) {
         __atomic_fetch_add(&chaos_t->lost, unexplained - st.lost, __ATOMIC_RELAXED);
         chaos_fail("%" PRIu64 " acked messages missing, %" PRIu64 " counted lost by the queue, "
                    "%" PRIu64 " of them copied out to a consumer killed inside its get",
@@ -236,15 +231,10 @@ static void audit(const qmsg *taken, int ntaken, uint64_t *in_slots)
 
 /* Joinable: once every message got is done (a dead consumer's taken
  * message counts as done by the queue itself), join returns at once. */
-static void check_join(const qmsg *taken, int ntaken)
+static void check_join(void)
 {
     if (!joinable)
         return;
-    /* queue-getloss leaves such a message unfinished too: off, the round
-     * marks it done for the dead consumer. */
-    for (int i = 0; i < ntaken && !chaos_bug_on("queue-getloss"); i++)
-        if (L->got[taken[i].p][taken[i].seq] == 0 && mp_queue_join(q, 0) != 0)
-            mp_queue_task_done(q);
     int rc = mp_queue_join(q, 5);
     if (rc != 0) {
         mp_queue_stats st;
@@ -318,7 +308,7 @@ void chaos_queue_play(chaos_rng *r, bool join)
     drain();
     uint64_t in_slots = 0;
     audit(taken, dead, &in_slots);
-    check_join(taken, dead);
+    check_join();
     for (int i = 0; i < np + nc; i++)
         mp_process_free(pr[i]);
     mp_queue_free(q);

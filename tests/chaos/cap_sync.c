@@ -165,7 +165,7 @@ static void program_round(chaos_rng *r)
         _exit(127);
     }
     close(fds[1]);
-    if (chaos_below(r, 2) && chaos_bug_enabled("tracker-outlives")) {
+    if (chaos_below(r, 2)) {
         /* Killed while it may be inside its first create, starting its
          * tracker: the tracker must not outlive it either. */
         chaos_sleep_us(chaos_below(r, 30000));

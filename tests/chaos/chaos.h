@@ -86,28 +86,6 @@ __attribute__((format(printf, 1, 2))) void chaos_fail(const char *fmt, ...);
 /* A limit of the library a round ran into that is reported, not hidden
  * (e.g. a segment created beyond /dev/shm's room): counted, not failed. */
 __attribute__((format(printf, 1, 2))) void chaos_finding(const char *fmt, ...);
-/*
- * Variants that meet a bug known in the library, being fixed apart, are
- * off unless CHAOS_KNOWN_BUGS lists their name (or says "all"): the short
- * run in `make test` stays green on a library with the bug, and one
- * setting turns the variant on once the fix is in.  The bugs:
- *   pipe-readahead  a receive reads ahead past its message: a reader that
- *                   dies between receives takes the next messages with it
- *                   (the next reader gets MP_EPROTO and loses them)
- *   pool-closefds   a task that closes its worker's descriptors wedges
- *                   the pool (its future never finishes; later tasks of
- *                   that worker fail)
- *   tracker-outlives  a program killed while its first named segment is
- *                   being created leaves its tracker running (for good)
- *   queue-getloss   a consumer killed inside a get, after the message was
- *                   copied out, takes it away uncounted (mp_queue_stats
- *                   .lost stays 0; a joinable queue's join never returns);
- *                   off, such a message is counted as a limit met
- * chaos_bug_enabled() returns whether the variant named may run and counts
- * a skip when not; chaos_bug_on() only asks.
- */
-bool chaos_bug_enabled(const char *name);
-bool chaos_bug_on(const char *name);
 /* A variant this machine cannot run: counted apart, with the reason. */
 __attribute__((format(printf, 1, 2))) void chaos_skip(const char *fmt, ...);
 #define CHAOS_CHECK(cond, ...)       \

@@ -79,26 +79,6 @@ void chaos_finding(const char *fmt, ...)
     va_end(ap);
 }
 
-bool chaos_bug_on(const char *name)
-{
-    const char *on = getenv("CHAOS_KNOWN_BUGS");
-    size_t len = strlen(name);
-    if (on && strcmp(on, "all") == 0)
-        return true;
-    for (const char *p = on ? strstr(on, name) : NULL; p; p = strstr(p + 1, name))
-        if ((p == on || p[-1] == ',') && (p[len] == '\0' || p[len] == ','))
-            return true;
-    return false;
-}
-
-bool chaos_bug_enabled(const char *name)
-{
-    if (chaos_bug_on(name))
-        return true;
-    chaos_skip("%s: off (a known bug; CHAOS_KNOWN_BUGS=%s turns it on)", name, name);
-    return false;
-}
-
 void chaos_skip(const char *fmt, ...)
 {
     va_list ap;
