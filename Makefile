@@ -3,6 +3,7 @@
 #
 #   make demo     build and run the tour of examples
 #   make test     build and run every test, plain and under ASan+UBSan
+#   make docs     write the HTML reference to $(BUILD)/docs/html (doxygen)
 #   make bench    run the benchmarks beside ../shared/anchors, with ratios
 #   make install  install into PREFIX (default /usr/local)
 #   make uninstall  remove what the last install from $(BUILD) put in place
@@ -18,7 +19,7 @@ CMAKE_ARGS ?=
 # build does not (MPROC_WERROR is off by default).  WERROR=OFF to iterate.
 WERROR     ?= ON
 
-.PHONY: all build build-asan demo test test-plain test-asan bench install uninstall format lint \
+.PHONY: all build build-asan demo docs test test-plain test-asan bench install uninstall format lint \
         fuzz clean deps
 
 all: build
@@ -55,6 +56,12 @@ bench:
 	cmake --build $(BUILD) -j $(JOBS)
 	scripts/bench.sh $(BUILD)
 
+# The reference from the header comments; needs only a configured tree.
+docs:
+	@scripts/deps.sh lint
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROC_WERROR=$(WERROR) $(CMAKE_ARGS)
+	cmake --build $(BUILD) --target docs
+
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -71,6 +78,7 @@ lint: build
 	@scripts/deps.sh lint
 	python3 scripts/check_module_graph.py
 	scripts/check_platform.sh
+	scripts/check_docs.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src
 	@# clang-tidy over JOBS files at once; any warning fails the lint.

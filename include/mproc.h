@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc.h - the one public header of mproc, process-based parallelism for C.
  *
  * mproc gives C programs what Python's multiprocessing and
