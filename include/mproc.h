@@ -33,6 +33,7 @@
 
 #include "mproc/comm.h"
 #include "mproc/common.h"
+#include "mproc/error.h"
 #include "mproc/future.h"
 #include "mproc/log.h"
 #include "mproc/manager.h"

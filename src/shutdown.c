@@ -38,6 +38,7 @@
 
 #include "forkserver.h"
 #include "future.h"
+#include "log.h"
 #include "process.h"
 #include "shutdown_event.h"
 #include "tracker.h"
@@ -433,7 +434,8 @@ int mp_shutdown_ex(const mp_shutdown_opts *opts, mp_shutdown_report *report)
     if (opts)
         o = *opts;
     if (!(o.grace >= 0)) /* NaN too */
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_shutdown_ex: opts.grace must be >= 0 seconds (got %g)",
+                        o.grace);
     if (o.timeout != o.timeout)
         o.timeout = 0;
     unsigned gen = atomic_load(&sd.gen);
@@ -461,8 +463,7 @@ int mp_shutdown(double timeout)
 
 int mp_shutdown_report_get(mp_shutdown_report *out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     pthread_mutex_lock(&sd.run);
     int rc = atomic_load(&sd.gen) ? 0 : MP_ESTATE;
     if (rc == 0)
