@@ -55,6 +55,7 @@ int mp__fail(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
     (void)vsnprintf(last_detail, sizeof last_detail, fmt, ap);
     va_end(ap);
     if (mp_log_enabled(MP_LOG_DEBUG))

@@ -306,13 +306,16 @@ static int done(int rc)
 }
 
 /* The failure of a call given NULL, a freed object, or an object of
- * another kind where a value or an array was due. */
+ * another kind where a value or an array was due.  These return the
+ * constant rather than mp__fail()'s result, so that the callers' "rc is an
+ * error but not MP_EOWNERDEAD" reasoning is visible to the analyzer. */
 static int not_live(const char *fn)
 {
-    return mp__fail(MP_EINVAL,
-                    "%s: the object must be a live mp_value or mp_array (it is NULL, "
-                    "freed, or of another kind)",
-                    fn);
+    (void)mp__fail(MP_EINVAL,
+                   "%s: the object must be a live mp_value or mp_array (it is NULL, "
+                   "freed, or of another kind)",
+                   fn);
+    return MP_EINVAL;
 }
 
 /* The element i of v, checked; NULL with *rc set otherwise. */
@@ -323,7 +326,8 @@ static void *elem(const char *fn, value_impl *v, size_t i, int *rc)
         return NULL;
     }
     if (i >= v->n) {
-        *rc = mp__fail(MP_ERANGE, "%s: index must be < %zu (got %zu)", fn, (size_t)v->n, i);
+        (void)mp__fail(MP_ERANGE, "%s: index must be < %zu (got %zu)", fn, (size_t)v->n, i);
+        *rc = MP_ERANGE;
         return NULL;
     }
     return elems(v) + i * v->elem_size;
@@ -386,8 +390,9 @@ static int not_int(const char *fn, const value_impl *v)
 {
     if (!v)
         return not_live(fn);
-    return mp__fail(MP_EINVAL, "%s: needs an integer type (this one is '%c')", fn,
-                    mp_type_code((mp_type)v->type));
+    (void)mp__fail(MP_EINVAL, "%s: needs an integer type (this one is '%c')", fn,
+                   mp_type_code((mp_type)v->type));
+    return MP_EINVAL;
 }
 
 /* The failure of a floating-point accessor on v, which float_info() refused. */
@@ -395,8 +400,9 @@ static int not_float(const char *fn, const value_impl *v)
 {
     if (!v)
         return not_live(fn);
-    return mp__fail(MP_EINVAL, "%s: needs a floating-point type ('f' or 'd'; this one is '%c')", fn,
-                    mp_type_code((mp_type)v->type));
+    (void)mp__fail(MP_EINVAL, "%s: needs a floating-point type ('f' or 'd'; this one is '%c')", fn,
+                   mp_type_code((mp_type)v->type));
+    return MP_EINVAL;
 }
 
 /* Reads element i of an integer value under its lock, sign-extended into
@@ -753,12 +759,14 @@ static unsigned char *span(const char *fn, value_impl *v, size_t start, size_t n
         return NULL;
     }
     if (!buf) {
-        *rc = mp__fail(MP_EINVAL, "%s: buf must not be NULL", fn);
+        (void)mp__fail(MP_EINVAL, "%s: buf must not be NULL", fn);
+        *rc = MP_EINVAL;
         return NULL;
     }
     if (start > v->n || n > v->n - start) {
-        *rc = mp__fail(MP_ERANGE, "%s: start + n must be at most %zu (got %zu + %zu)", fn,
+        (void)mp__fail(MP_ERANGE, "%s: start + n must be at most %zu (got %zu + %zu)", fn,
                        (size_t)v->n, start, n);
+        *rc = MP_ERANGE;
         return NULL;
     }
     return elems(v) + start * v->elem_size;
