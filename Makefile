@@ -78,6 +78,7 @@ lint: build
 	@scripts/deps.sh lint
 	python3 scripts/check_module_graph.py
 	scripts/check_platform.sh
+	python3 scripts/check_function_size.py
 	scripts/check_docs.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src

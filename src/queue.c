@@ -792,7 +792,7 @@ static void queue_close_op(void *q)
     (void)mp_queue_close(q);
 }
 
-static const mp__closer_ops queue_closer = {"queue", queue_close_op, NULL};
+static const mp__closer_ops queue_closer = {.kind = "queue", .close = queue_close_op};
 
 static mp_queue *handle_new(int fd, void *base, size_t map_size)
 {

@@ -176,6 +176,17 @@ static void closers_call(bool terminate, tally *t)
     pthread_mutex_unlock(&reg.lock);
 }
 
+/* Waits for the registered objects' own processes (see mp__closer_ops). */
+static void closers_reap(int64_t deadline)
+{
+    pthread_mutex_lock(&reg.lock);
+    for (mp__closer *c = reg.head; c; c = c->next) {
+        if (c->ops->reap)
+            c->ops->reap(c->obj, deadline);
+    }
+    pthread_mutex_unlock(&reg.lock);
+}
+
 /* ---- the report ------------------------------------------------------------- */
 
 static struct {
@@ -419,6 +430,9 @@ static int run(const mp_shutdown_opts *o, mp_shutdown_report *r)
         note(r, MP_LOG_ERROR, "cannot list the children: %s", mp_strerror(rc));
     phase_children(&k, o, r);
     kids_free(&k);
+    /* The children had the timeout; what the objects run themselves has
+     * at least the grace period on top of what the children took. */
+    closers_reap(mp__deadline(o->grace));
     /* Its children are all reaped: nothing of the program's needs it. */
     (void)mp_forkserver_stop();
     phase_unlink(r);

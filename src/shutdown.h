@@ -21,6 +21,12 @@ typedef struct mp__closer_ops {
      * object's processes now, without waiting for them (the shutdown then
      * signals and reaps whatever still runs).  May be NULL. */
     void (*terminate)(void *obj);
+    /* After the children: waits until deadline for the object's own
+     * processes that are not mp_processes (a manager's server), then
+     * kills and reaps them.  Runs with the lock held, as the others; it
+     * returns by the deadline plus the moment a SIGKILL takes.  May be
+     * NULL. */
+    void (*reap)(void *obj, int64_t deadline);
 } mp__closer_ops;
 
 typedef struct mp__closer mp__closer;

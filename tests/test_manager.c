@@ -1163,6 +1163,37 @@ TEST(socket_file_removed)
     CHECK_EQ(rmdir(dir), 0);
 }
 
+/* The program's shutdown ends a server this process started as it ends
+ * the children: the server is gone and reaped, its socket file removed,
+ * and the report counts it among the objects closed. */
+TEST(program_shutdown_ends_the_server)
+{
+    SKIP_WITHOUT_MANAGER();
+    char dir[] = "/tmp/mproc-test-XXXXXX", addr[300], path[280];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/mgr.sock", dir);
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.address = addr;
+    mp_manager *m;
+    CHECK_OK(mp_manager_start(&o, &m));
+    pid_t server = mp_manager_pid(m);
+    CHECK(server > 0);
+    mp_shutdown_report r;
+    CHECK(mp_shutdown_ex(NULL, &r) >= 0);
+    CHECK(r.closed >= 1);
+    errno = 0;
+    CHECK_EQ(waitpid(server, NULL, WNOHANG), -1); /* reaped already */
+    CHECK_EQ(errno, ECHILD);
+    struct stat st;
+    CHECK(stat(path, &st) != 0);
+    /* The handle stays usable to free; calls on it fail. */
+    mp_mlist *l;
+    CHECK(mp_mlist_new(m, "after", &l) < 0);
+    mp_manager_free(m);
+    CHECK_EQ(rmdir(dir), 0);
+}
+
 TEST(shutdown_reaches_every_client)
 {
     SKIP_WITHOUT_MANAGER();

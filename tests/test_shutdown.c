@@ -277,7 +277,8 @@ TEST(unlinks_every_named_segment)
 }
 
 /* A closer that counts its calls. */
-static int closes, terminates;
+static int closes, terminates, reaps;
+static int64_t reap_left_ns; /* how long the last reap was given */
 static void count_close(void *obj)
 {
     (void)obj;
@@ -288,7 +289,14 @@ static void count_terminate(void *obj)
     (void)obj;
     terminates++;
 }
-static const mp__closer_ops counting = {"thing", count_close, count_terminate};
+static void count_reap(void *obj, int64_t deadline)
+{
+    (void)obj;
+    reaps++;
+    reap_left_ns = mp__remaining_ns(deadline);
+}
+static const mp__closer_ops counting = {
+    .kind = "thing", .close = count_close, .terminate = count_terminate, .reap = count_reap};
 
 static int shutdown_in_child(void *arg)
 {
@@ -309,6 +317,10 @@ TEST(registered_objects_are_closed_then_terminated)
     CHECK_EQ(mp_shutdown(0), 0);
     CHECK_EQ(closes, 1);
     CHECK_EQ(terminates, 0);
+    /* Reaped after the children, with the grace period (1 s by default)
+     * to end what the object runs itself. */
+    CHECK_EQ(reaps, 1);
+    CHECK(reap_left_ns > 500000000 && reap_left_ns <= 1000000000);
     mp_event *stop;
     CHECK_OK(mp_shutdown_event(&stop));
     CHECK_OK(mp_event_clear(stop));
@@ -318,6 +330,7 @@ TEST(registered_objects_are_closed_then_terminated)
     CHECK_EQ(mp_shutdown_ex(&(mp_shutdown_opts){0.05, 5.0}, &r), 1);
     CHECK_EQ(closes, 2);
     CHECK_EQ(terminates, 1);
+    CHECK_EQ(reaps, 2);
     CHECK_CONTAINS(r.text, "closed 1 thing");
     CHECK_CONTAINS(r.text, "terminating 1 thing");
     mp__shutdown_unregister(c);
@@ -481,7 +494,7 @@ static void close_never(void *obj)
     if (pipe(fds) == 0)
         (void)read(fds[0], &c, 1);
 }
-static const mp__closer_ops never = {"never", close_never, NULL};
+static const mp__closer_ops never = {.kind = "never", .close = close_never};
 
 enum { P_GOOD, P_STUCK, P_BLOCKED }; /* what a program holds besides a good worker */
 

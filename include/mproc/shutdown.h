@@ -20,13 +20,17 @@
  *      waits in progress in this process return MP_ECANCELED;
  *   2. every queue of this process is closed (puts fail with MP_ECLOSED,
  *      gets drain what is left and then return MP_EOF), and every object
- *      that owns processes is asked to close (pools, and later the manager
- *      and ranks);
+ *      that owns processes is asked to close: pools stop taking work, a
+ *      manager server this process started (not a detached one) gets
+ *      SIGTERM and closes its connections; ranks started by mp_run are
+ *      children like any other;
  *   3. it waits up to the timeout for every child of this process to end
  *      by itself;
  *   4. then those objects are told to stop at once, each remaining child
  *      gets SIGTERM and a grace period, then SIGKILL; every child is reaped
- *      (none is left a zombie), and the forkserver is stopped;
+ *      (none is left a zombie), a manager server still running after a
+ *      further grace period is killed and reaped (its socket file removed),
+ *      and the forkserver is stopped;
  *   5. every named segment of the program is unlinked (the tracker knows
  *      them all, whichever process created them).
  * It returns how many children had to be signalled, and a report the

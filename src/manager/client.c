@@ -33,6 +33,7 @@
  */
 #define _GNU_SOURCE
 #include "mgr.h"
+#include "../shutdown.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -439,6 +440,55 @@ static int start(mp_manager *m, const mp_manager_opts *o)
     return rc;
 }
 
+/* ---- the program's shutdown ------------------------------------------------------ */
+
+/* mp_shutdown() ends a server this process started (not a detached one)
+ * as it ends the children: SIGTERM first, which the server answers by
+ * closing its connections and removing its socket file; SIGKILL when it
+ * is still there after the children's wait. */
+static void server_signal(mp_manager *m, int signo)
+{
+    if (m->server_pid <= 0 || m->owner_pid != getpid())
+        return;
+    if (m->server_pidfd >= 0)
+        (void)mp__pidfd_send_signal(m->server_pidfd, signo);
+    else
+        (void)kill(m->server_pid, signo);
+}
+
+static void closer_close(void *obj)
+{
+    server_signal(obj, SIGTERM);
+}
+
+static void closer_terminate(void *obj)
+{
+    server_signal(obj, SIGKILL);
+}
+
+static void closer_reap(void *obj, int64_t deadline)
+{
+    mp_manager *m = obj;
+    if (m->server_pid <= 0 || m->owner_pid != getpid())
+        return;
+    if (m->server_pidfd >= 0 && mp__poll_fd(m->server_pidfd, POLLIN, deadline) > 0) {
+        while (waitpid(m->server_pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        m->server_pid = 0;
+        m->dead = true;
+        return;
+    }
+    kill_server(m); /* SIGKILL, reaped, its socket file removed */
+    m->dead = true;
+}
+
+static const mp__closer_ops server_closer = {
+    .kind = "manager",
+    .close = closer_close,
+    .terminate = closer_terminate,
+    .reap = closer_reap,
+};
+
 /* ---- the public calls ------------------------------------------------------------- */
 
 bool mp_manager_available(void)
@@ -506,6 +556,8 @@ int mp_manager_start(const mp_manager_opts *opts, mp_manager **out)
     if (!m)
         return MP_ENOMEM;
     int rc = start(m, &o);
+    if (rc == 0 && !m->detached && (rc = mp__shutdown_register(&server_closer, m, &m->closer)) < 0)
+        kill_server(m);
     if (rc < 0) {
         handle_free(m);
         return rc;
@@ -627,6 +679,7 @@ void mp_manager_free(mp_manager *m)
     if (!m)
         return;
     reg_remove(m);
+    mp__shutdown_unregister(m->closer);
     if (m->owner_pid == getpid() && !m->detached)
         kill_server(m);
     handle_free(m);

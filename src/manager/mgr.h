@@ -573,7 +573,8 @@ struct mp_manager {
     bool dead;             /* the server is known to be gone */
     mp__maddr unlink_path; /* a socket file to remove after killing it */
     bool has_unlink_path;
-    struct mp_manager *next; /* the registry of handles (fork) */
+    struct mp__closer *closer; /* the shutdown's hold on a started server */
+    struct mp_manager *next;   /* the registry of handles (fork) */
 };
 
 /* The handle of an object (every public handle type is one). */
