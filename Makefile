@@ -5,6 +5,8 @@
 #   make test     build and run every test, plain and under ASan+UBSan
 #   make docs     write the HTML reference to $(BUILD)/docs/html (doxygen)
 #   make bench    run the benchmarks beside ../shared/anchors, with ratios
+#   make chaos    the fault-injection suite, long: CHAOS_ROUNDS (default 200)
+#                 rounds from CHAOS_SEED (default: the clock; printed)
 #   make install  install into PREFIX (default /usr/local)
 #   make uninstall  remove what the last install from $(BUILD) put in place
 #
@@ -20,7 +22,7 @@ CMAKE_ARGS ?=
 WERROR     ?= ON
 
 .PHONY: all build build-asan demo docs test test-plain test-asan bench install uninstall format lint \
-        fuzz clean deps
+        fuzz clean deps chaos
 
 all: build
 
@@ -62,6 +64,13 @@ docs:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROC_WERROR=$(WERROR) $(CMAKE_ARGS)
 	cmake --build $(BUILD) --target docs
 
+# The fault-injection suite (tests/chaos/, docs/chaos.md); `make test`
+# runs a short pass of it.  The last lines it prints are the totals.
+CHAOS_ROUNDS ?= 200
+CHAOS_SEED   ?=
+chaos: build
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_SEED=$(CHAOS_SEED) $(BUILD)/tests/chaos/chaos
+
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
@@ -72,7 +81,7 @@ uninstall:
 
 format:
 	clang-format -i include/mproc.h include/mproc/*.h $$(find src tools -name '*.[ch]' 2>/dev/null) \
-	  tests/*.c tests/*.h examples/*.c examples/apps/*.c bench/*.c bench/*.h
+	  tests/*.c tests/*.h tests/chaos/*.c tests/chaos/*.h examples/*.c examples/apps/*.c bench/*.c bench/*.h
 
 lint: build
 	@scripts/deps.sh lint
