@@ -27,6 +27,11 @@
  *                                                         vs peer_zmq_ipc_msgs_per_s_1p1c
  *   mproc_comm_roundtrip_us           8-byte full round trip
  *                                                         vs peer_zmq_ipc_roundtrip_us
+ *
+ * With --mpi, under mpiexec (launched as the anchors launch Open MPI:
+ * anchors/mpi_run.sh, btl self,vader), the MPI engine's mproc_mpi_pingpong_us,
+ * _bandwidth_MBps, _bcast_* (2 ranks) and _bcast_*_np4_oversub (4 ranks),
+ * against the same mpi_c_* figures of raw Open MPI: the engine's overhead.
  */
 #include "bench_util.h"
 
@@ -42,6 +47,10 @@
 #define BC_BIG_ITERS   1000
 #define MSGS           1000000L
 #define RT_ROUNDS      20000L
+
+/* The figures' prefix: mproc_comm (the local engine, ranks from mp_run) or
+ * mproc_mpi (the MPI engine, ranks from mpiexec: --mpi). */
+static const char *pfx = "mproc_comm";
 
 static void die(const char *what, int rc)
 {
@@ -80,14 +89,17 @@ static int pingpong(mp_comm *w, void *arg)
         if (t >= 0)
             us[t] = dt * 1e6 / (2.0 * iters);
     }
+    char name[96];
+    snprintf(name, sizeof name, "%s_pingpong_us", pfx);
     if (r == 0)
-        bench_report("mproc_comm_pingpong_us", us, TRIALS, "us", "mpi_c_pingpong_us");
+        bench_report(name, us, TRIALS, "us", "mpi_c_pingpong_us");
     return 0;
 }
 
 static int bandwidth(mp_comm *w, void *arg)
 {
-    const char *name = arg;
+    char name[96];
+    snprintf(name, sizeof name, "%s_bandwidth_MBps%s", pfx, (const char *)arg);
     int r = mp_comm_rank(w);
     char *buf = malloc(BIG);
     if (!buf)
@@ -145,7 +157,7 @@ static void bcast_figs(mp_comm *w, size_t bytes, int iters, const char *base, co
     }
     if (buf[bytes - 1] != 7)
         die("bcast verification", MP_EPROTO);
-    snprintf(name, sizeof name, "mproc_comm_%s_us%s", base, sfx);
+    snprintf(name, sizeof name, "%s_%s_us%s", pfx, base, sfx);
     snprintf(anchor, sizeof anchor, "mpi_c_%s_us%s", base, sfx);
     if (r == 0)
         bench_report(name, us, TRIALS, "us", anchor);
@@ -159,7 +171,7 @@ static void bcast_figs(mp_comm *w, size_t bytes, int iters, const char *base, co
         if (t >= 0)
             us[t] = (bench_now() - t0) / m * 1e6;
     }
-    snprintf(name, sizeof name, "mproc_comm_%s_us%s_loop", base, sfx);
+    snprintf(name, sizeof name, "%s_%s_us%s_loop", pfx, base, sfx);
     snprintf(anchor, sizeof anchor, "mpi_c_%s_us%s_loop", base, sfx);
     if (r == 0)
         bench_report(name, us, TRIALS, "us", anchor);
@@ -250,17 +262,40 @@ static void run(int n, mp_rank_fn fn, void *arg, const char *what)
         die(what, rc < 0 ? rc : MP_EWORKER);
 }
 
+/* Under mpiexec (bench.sh runs `mpi_run.sh 2 bench_comm --mpi` and
+ * `mpi_run.sh 4 bench_comm --mpi bcast`): the same figures on the MPI
+ * engine, held against raw Open MPI run the same way. */
+static int mpi_main(const char *only)
+{
+    mp_comm *w;
+    CK("world", mp_comm_world(&w));
+    pfx = "mproc_mpi";
+    int n = mp_comm_size(w);
+    if (mp_comm_rank(w) == 0)
+        printf("# mproc %s, %s engine, %d ranks\n", mp_version_string(), mp_comm_engine(w), n);
+    if (n == 2 && (!only || strcmp(only, "pingpong") == 0))
+        pingpong(w, NULL);
+    if (n == 2 && (!only || strcmp(only, "bandwidth") == 0))
+        bandwidth(w, "");
+    if (!only || strcmp(only, "bcast") == 0)
+        bcasts(w, n > 2 ? "_np4_oversub" : "");
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--mpi") == 0)
+        return mpi_main(argc > 2 ? argv[2] : NULL);
     const char *only = argc > 1 ? argv[1] : NULL;
 #define WANT(x) (!only || strcmp(only, (x)) == 0)
     printf("# mproc %s, local engine, %d CPUs\n", mp_version_string(), mp_cpu_count());
     if (WANT("pingpong"))
         run(2, pingpong, NULL, "pingpong");
     if (WANT("bandwidth")) {
-        run(2, bandwidth, "mproc_comm_bandwidth_MBps", "bandwidth");
+        run(2, bandwidth, "", "bandwidth");
         setenv("MPROC_COMM_CMA", "0", 1);
-        run(2, bandwidth, "mproc_comm_bandwidth_MBps_pipeline", "bandwidth");
+        run(2, bandwidth, "_pipeline", "bandwidth");
         unsetenv("MPROC_COMM_CMA");
     }
     if (WANT("bcast")) {

@@ -4,8 +4,9 @@
  *
  * mproc gives C programs what Python's multiprocessing and
  * concurrent.futures give Python programs: processes, pipes, queues, shared
- * memory, process-shared locks and events, a manager of shared objects, and
- * a worker pool with futures - at C speed, with fault isolation: a child
+ * memory, process-shared locks and events, a manager of shared objects, a
+ * worker pool with futures, and ranks with collectives (under mprun or
+ * Open MPI's mpiexec) - at C speed, with fault isolation: a child
  * that crashes or hangs is reported to its parent as an error value, never
  * as a crash or a hang of the parent.
  *

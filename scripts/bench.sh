@@ -52,6 +52,20 @@ for prog in "$build"/bench/bench_*; do
     timeout 600 "$prog" 2>&1 | tee -a "$out/mproc.log" | grep -a '^# .*trials' || echo "# bench_$name FAILED" >&2
 done
 
+# The MPI engine, launched as the anchors launch Open MPI (mpi_run.sh: the
+# same MCA settings), against the same raw Open MPI figures.
+comm="$build/bench/bench_comm"
+if [ -x "$comm" ] && command -v mpirun >/dev/null 2>&1 && [ -x "$anchors/mpi_run.sh" ] &&
+    { [ -z "${BENCH:-}" ] || echo " $BENCH " | grep -q " comm "; }; then
+    echo "# running bench_comm --mpi (the MPI engine, under mpiexec)"
+    for np in 2 4; do
+        set -- --mpi
+        [ "$np" -gt 2 ] && set -- --mpi bcast
+        ANCHOR_MPI_TIMEOUT=300 "$anchors/mpi_run.sh" "$np" "$comm" "$@" 2>&1 |
+            tee -a "$out/mproc.log" | grep -a '^# .*trials' || echo "# bench_comm --mpi -n $np FAILED" >&2
+    done
+fi
+
 echo
 echo "# ==== figures (ratio > 1: mproc ahead)"
 awk '

@@ -75,7 +75,12 @@ int mp__boot_spawn(mp__role role, int fd, pid_t *pid)
     return rc;
 }
 
-__attribute__((constructor)) static void boot(void)
+/* The first priority a program may use: in a program linked against the
+ * static library, the executable's own constructors (default priority) run
+ * after this one, so a fresh image in a role never runs them, as
+ * process.h promises; with the shared library they run after it anyway,
+ * since a library's constructors come before those of what uses it. */
+__attribute__((constructor(101))) static void boot(void)
 {
     if (mp__secure_exec())
         return;

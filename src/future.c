@@ -584,14 +584,14 @@ static int future_wait(mp_future *f, int64_t deadline)
 
 int mp_future_wait(mp_future *f, double timeout)
 {
-    if (!f)
+    if (!f || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     return future_wait(f, mp__deadline(timeout));
 }
 
 int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeout)
 {
-    if (!f || (cap && !out))
+    if (!f || (cap && !out) || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     /* Finished already (the common case when draining many): no clock. */
     int rc = atomic_load_explicit(&f->done, memory_order_acquire)
@@ -762,7 +762,7 @@ static bool wait_met(mp_future *const *fs, size_t n, mp_wait_mode mode, size_t *
 
 int mp_wait(mp_future *const *fs, size_t n, mp_wait_mode mode, double timeout)
 {
-    if ((n && !fs) ||
+    if ((n && !fs) || mp__timeout_check(timeout) < 0 ||
         (mode != MP_ALL_COMPLETED && mode != MP_FIRST_COMPLETED && mode != MP_FIRST_EXCEPTION))
         return MP_EINVAL;
     for (size_t i = 0; i < n; i++)
@@ -891,7 +891,7 @@ int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
 
 int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout)
 {
-    if (!it || !f)
+    if (!it || !f || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int64_t deadline = mp__deadline(timeout);
     mp__waiter w = {.slot = -1};

@@ -14,6 +14,12 @@
  * number, so a thread logging concurrently never writes to a descriptor
  * that was closed and reused for something else.
  *
+ * A line that cannot be written is dropped, quietly: a pipe whose reader is
+ * gone would raise SIGPIPE and kill the process for a log line, so SIGPIPE
+ * is blocked in the writing thread around the write, and one it raised is
+ * taken back before the mask is restored (unless one was pending already,
+ * which is the program's).
+ *
  * The status line (a progress bar on a terminal) belongs here too, because
  * only the writer of the lines knows when one is about to land on it: a
  * line written while a status shows goes out as "clear the terminal line,
@@ -29,6 +35,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -137,6 +144,24 @@ static void read_env(void)
     }
 }
 
+/* Writes a line, dropping it rather than raising SIGPIPE (see DESIGN). */
+static void write_quietly(int fd, const char *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigemptyset(&pending);
+    (void)sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    if (mp__write_all(fd, buf, len) == MP_EPIPE && !was_pending) {
+        static const struct timespec now = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &now) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static int current_level(void)
 {
     int lv = atomic_load_explicit(&log_level, memory_order_relaxed);
@@ -230,7 +255,7 @@ void mp__log_status_set(const char *text, bool final)
     if (!isatty(STATUS_FD)) {
         memcpy(buf, text, len);
         buf[len] = '\n';
-        (void)mp__write_all(STATUS_FD, buf, len + 1);
+        write_quietly(STATUS_FD, buf, len + 1);
         return;
     }
     /* Drawn over the current line; the clear after the text removes what
@@ -246,7 +271,7 @@ void mp__log_status_set(const char *text, bool final)
         atomic_store_explicit(&status_owner, mp__self_pid(), memory_order_release);
     }
     if (n > 0)
-        (void)mp__write_all(STATUS_FD, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        write_quietly(STATUS_FD, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
     pthread_mutex_unlock(&status_lock);
 }
 
@@ -258,7 +283,7 @@ void mp__log_status_clear(void)
     if (status_mine()) {
         status_len = 0;
         atomic_store_explicit(&status_owner, 0, memory_order_release);
-        (void)mp__write_all(STATUS_FD, CLEAR_LINE, sizeof CLEAR_LINE - 1);
+        write_quietly(STATUS_FD, CLEAR_LINE, sizeof CLEAR_LINE - 1);
     }
     pthread_mutex_unlock(&status_lock);
 }
@@ -278,14 +303,14 @@ static bool on_status_terminal(int fd)
 static void write_line(int fd, const char *line, size_t len)
 {
     if (!status_mine() || !on_status_terminal(fd)) {
-        (void)mp__write_all(fd, line, len);
+        write_quietly(fd, line, len);
         return;
     }
     size_t cap = sizeof CLEAR_LINE + len + STATUS_MAX;
     char stackbuf[4096 + sizeof CLEAR_LINE + STATUS_MAX];
     char *buf = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
     if (!buf) {
-        (void)mp__write_all(fd, line, len);
+        write_quietly(fd, line, len);
         return;
     }
     pthread_mutex_lock(&status_lock);
@@ -300,7 +325,7 @@ static void write_line(int fd, const char *line, size_t len)
         memcpy(buf + n, status_text, status_len);
         n += status_len;
     }
-    (void)mp__write_all(fd, buf, n);
+    write_quietly(fd, buf, n);
     pthread_mutex_unlock(&status_lock);
     if (buf != stackbuf)
         free(buf);

@@ -1,44 +1,52 @@
 /*
- * pipe.c - connections: whole messages over a stream socket.
+ * pipe.c - connections: whole messages over a Unix socket, one message per
+ * receive.
  *
  * DESIGN
- * Transport.  Both kinds of pipe are AF_UNIX SOCK_STREAM socketpairs; a
- * simplex pipe only restricts which end may do what.  Measured on the
- * reference machine (../shared/anchors, limits_ipc): a socketpair moves
- * about three times the bytes per second of pipe(2) (5.6 against
- * 1.7 GB/s) and wakes its peer at least as fast (5.9 against 6.8 us each
- * way); and only a socket can carry descriptors (SCM_RIGHTS), take per-call
- * flags (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_WAITALL) and so never raise
- * SIGPIPE.  Python makes the same choice for its duplex Pipe.
+ * Transport.  Both kinds of pipe are AF_UNIX SOCK_SEQPACKET socketpairs; a
+ * simplex pipe only restricts which end may do what.  A packet socket keeps
+ * message boundaries in the kernel, so a receive takes exactly one message
+ * out of it and nothing beyond: a process that receives one message and
+ * exits, or two processes that read one end by turns, never take or lose
+ * messages that were not theirs.  (The stream socket this replaced read up
+ * to 64 KiB ahead into the process's buffer, and lost what it held when
+ * the process ended.)  Only a Unix socket carries descriptors (SCM_RIGHTS)
+ * and takes MSG_NOSIGNAL, so SIGPIPE is never raised.
  *
- * Framing.  Every message is an 8-byte header - the length shifted left by
- * 8, a kind (bytes or descriptor) in the low byte - then the payload.  The
- * header and payload go out in one sendmsg().
+ * Framing.  Every packet starts with an 8-byte word: the message length
+ * shifted left by 8, a kind in the low byte.
+ *   KIND_DATA  the payload follows in the same packet (up to INLINE_MAX);
+ *   KIND_FD    a descriptor rides on the packet (SCM_RIGHTS), no payload;
+ *   KIND_BULK  a larger message: a stream socket rides on the packet, and
+ *              the payload follows on that stream, which carries nothing
+ *              else and is closed after it.
+ * Large messages go through a stream of their own because packets cost
+ * one system call each way and the kernel lets a packet be at most the
+ * socket's buffer (200 KiB here): 1 MiB messages cut into 64 KiB packets
+ * moved 1-2.5 GB/s where one stream moves 3-5; a socketpair per large
+ * message costs a few microseconds.  Being private to one message, such a
+ * stream cannot desynchronise anything: a sender that gives up midway (a
+ * timeout) closes it, the receiver sees the message cut short (MP_EPROTO)
+ * and the connection goes on; a receiver that dies midway takes only that
+ * message.
  *
- * Receiving.  A connection reads into its own buffer (64 KiB), so that a
- * stream of small messages costs one recvmsg() per buffer-full rather than
- * two per message.  A message larger than a quarter of that buffer is read
- * straight into the caller's memory once its header is in: large messages
- * are copied once, by the kernel.  Whatever a call cannot deliver stays in
- * the connection: a header too large for the caller's buffer (MP_EMSGSIZE)
- * is simply left in place, and the part of a large message that arrived
- * before a timeout is moved back into the connection's buffer (grown for
- * the purpose), where the next call resumes.  Nothing read from the kernel
- * is ever dropped, except the remains of a message cut short by the end
- * of the stream.
+ * Receiving.  A receive reads one packet with one recvmsg(): the word, then
+ * straight into the caller's buffer, then into the connection's own buffer
+ * for what does not fit.  A message that fits is delivered without another
+ * copy.  A packet that cannot be delivered now - too large for the
+ * caller's buffer (MP_EMSGSIZE), of the other kind (MP_EPROTO), a large
+ * message whose payload did not arrive in time, memory that could not be
+ * allocated - is kept in the connection (`held`: the packet, its
+ * descriptor, what arrived of a large payload), and the next receive
+ * starts from it.  So a connection holds at most that one message, and
+ * only after a call reported it; a peek before every read would keep it in
+ * the kernel instead, at the price of a second system call per message.
  *
  * Blocking.  The descriptors stay in blocking mode, because the open file
  * description (and so O_NONBLOCK) is shared with every process that
- * inherited it.  A call without a time limit makes plain blocking calls -
- * one syscall per message each way on the hot path - and a call with one
+ * inherited it.  A call without a time limit makes plain blocking calls,
+ * one system call per message each way on the hot path; a call with one
  * uses MSG_DONTWAIT and waits in ppoll() against its absolute deadline.
- *
- * Descriptors.  A descriptor travels as SCM_RIGHTS on the header of its own
- * frame.  The kernel delivers the descriptors of a sendmsg() with the
- * recvmsg() that reads its first byte, and never reads past a message that
- * carried some in the same call, so descriptors arrive no later than their
- * frame and at most one batch per read: they wait in a small queue beside
- * the byte buffer until their frame is read.
  */
 #define _GNU_SOURCE
 #include "base.h"
@@ -50,30 +58,35 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define HDR       8
-#define KIND_DATA 1u
-#define KIND_FD   2u
-#define MAX_LEN   ((((uint64_t)1) << 56) - 1)
-#define RBUF_SIZE ((size_t)64 * 1024)
-/* Frames up to this size are gathered in the connection's buffer; larger
- * ones are read into the caller's memory. */
-#define SMALL_FRAME (RBUF_SIZE / 4)
-/* Descriptors received ahead of their frame.  One read brings at most one
- * batch, and a read happens only when no whole frame is buffered, so a
- * handful is plenty; more means a foreign sender. */
-#define FDQ_MAX 8
+#define HDR        8
+#define KIND_DATA  1u
+#define KIND_FD    2u
+#define KIND_BULK  3u
+#define MAX_LEN    ((((uint64_t)1) << 56) - 1)
+#define PACKET_MAX ((size_t)64 * 1024)
+/* The largest payload a packet carries: a 64 KiB packet is a 16 KiB head
+ * and pages in the kernel, cheap to allocate; larger ones need large
+ * contiguous allocations and were slower. */
+#define INLINE_MAX (PACKET_MAX - HDR)
+/* The default cap on what mp_conn_recv_alloc() allocates for one message. */
+#define DEFAULT_MAX_MESSAGE ((size_t)1 << 30)
 
 struct mp_conn {
     int fd;
-    int flags; /* MP_CONN_READABLE | MP_CONN_WRITABLE */
-    bool send_broken;
-    bool recv_broken;
+    int flags;             /* MP_CONN_READABLE | MP_CONN_WRITABLE */
     pthread_mutex_t slock; /* serialises senders */
     pthread_mutex_t rlock; /* serialises receivers; guards what follows */
-    char *rbuf;
-    size_t rcap, rpos, rend; /* bytes [rpos, rend) of rbuf are unread */
-    int fdq[FDQ_MAX];        /* -1 marks a descriptor the kernel dropped */
-    size_t nfdq;
+    size_t max_message;
+    char *rbuf; /* PACKET_MAX bytes, allocated at the first receive */
+    /* The message taken from the kernel and not yet delivered (see DESIGN:
+     * Receiving): its word; its payload in rbuf (KIND_DATA); its
+     * descriptor or stream (KIND_FD, KIND_BULK, else -1); what arrived of a
+     * bulk payload (part, got). */
+    bool held;
+    uint64_t word;
+    int held_fd;
+    char *part;
+    size_t got;
 };
 
 /* What a call may wait for. */
@@ -90,19 +103,29 @@ static wait_spec wait_spec_of(double timeout)
     return w;
 }
 
-/* Waits for events on the socket.  Returns 0 when ready, MP_EAGAIN for a
- * call that may not wait, MP_ETIMEDOUT, or -errno. */
-static int wait_ready(const mp_conn *c, short events, const wait_spec *w)
+/* Waits for events on fd.  Returns 0 when ready, MP_EAGAIN for a call that
+ * may not wait, MP_ETIMEDOUT, or -errno. */
+static int wait_ready(int fd, short events, const wait_spec *w)
 {
     if (w->nowait)
         return MP_EAGAIN;
-    int rc = mp__poll_fd(c->fd, events, w->deadline);
+    int rc = mp__poll_fd(fd, events, w->deadline);
     return rc < 0 ? rc : 0;
 }
 
 static uint64_t frame_word(uint64_t len, unsigned kind)
 {
     return len << 8 | kind;
+}
+
+static unsigned word_kind(uint64_t word)
+{
+    return (unsigned)(word & 0xff);
+}
+
+static uint64_t word_len(uint64_t word)
+{
+    return word >> 8;
 }
 
 /* ---- creating ------------------------------------------------------------ */
@@ -114,6 +137,8 @@ static mp_conn *conn_alloc(int fd, int flags)
         return NULL;
     c->fd = fd;
     c->flags = flags;
+    c->held_fd = -1;
+    c->max_message = DEFAULT_MAX_MESSAGE;
     pthread_mutex_init(&c->slock, NULL);
     pthread_mutex_init(&c->rlock, NULL);
     return c;
@@ -125,7 +150,7 @@ int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
         return MP_EINVAL;
     *a = *b = NULL;
     int fds[2];
-    int rc = mp__socketpair(SOCK_STREAM, fds);
+    int rc = mp__socketpair(SOCK_SEQPACKET, fds);
     if (rc < 0)
         return rc;
     int both = MP_CONN_READABLE | MP_CONN_WRITABLE;
@@ -159,7 +184,7 @@ int mp_conn_from_fd(int fd, int flags, mp_conn **out)
         return errno == EBADF ? MP_EBADF : MP_EINVAL;
     sl = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &sl) != 0 || domain != AF_UNIX ||
-        type != SOCK_STREAM)
+        type != SOCK_SEQPACKET)
         return MP_EINVAL;
     int rc = mp__set_cloexec(fd, true);
     if (rc < 0)
@@ -171,14 +196,24 @@ int mp_conn_from_fd(int fd, int flags, mp_conn **out)
     return 0;
 }
 
+int mp_conn_set_max_message(mp_conn *c, size_t max)
+{
+    if (!c || max == 0)
+        return MP_EINVAL;
+    pthread_mutex_lock(&c->rlock);
+    c->max_message = max;
+    pthread_mutex_unlock(&c->rlock);
+    return 0;
+}
+
 /* ---- sending ------------------------------------------------------------- */
 
-/* Sends one frame, with a descriptor on its header when pass_fd >= 0.
- * Caller holds slock. */
-static int send_frame(mp_conn *c, uint64_t word, const void *buf, size_t len, int pass_fd,
-                      double timeout)
+/* Sends one packet: word, then len bytes of buf, with a descriptor when
+ * pass_fd >= 0.  A packet goes whole or not at all.  Returns 0, MP_EAGAIN
+ * (timeout 0) / MP_ETIMEDOUT with nothing sent, MP_EPIPE or -errno. */
+static int send_packet(int sock, uint64_t word, const void *buf, size_t len, int pass_fd,
+                       const wait_spec *w)
 {
-    wait_spec w = wait_spec_of(timeout);
     struct iovec iov[2] = {{&word, HDR}, {(void *)buf, len}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
     union {
@@ -195,68 +230,87 @@ static int send_frame(mp_conn *c, uint64_t word, const void *buf, size_t len, in
         cm->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
     }
-    size_t total = HDR + len, sent = 0;
-    int flags = MSG_NOSIGNAL | (w.forever ? 0 : MSG_DONTWAIT);
-    while (sent < total) {
-        ssize_t n = sendmsg(c->fd, &msg, flags);
-        if (n >= 0) {
-            sent += (size_t)n;
-            /* The descriptor went with the first byte. */
-            msg.msg_control = NULL;
-            msg.msg_controllen = 0;
-            while (n > 0 && msg.msg_iovlen > 0) {
-                size_t k = (size_t)n < msg.msg_iov->iov_len ? (size_t)n : msg.msg_iov->iov_len;
-                msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + k;
-                msg.msg_iov->iov_len -= k;
-                n -= (ssize_t)k;
-                if (msg.msg_iov->iov_len == 0) {
-                    msg.msg_iov++;
-                    msg.msg_iovlen--;
-                }
-            }
-            continue;
-        }
+    int flags = MSG_NOSIGNAL | (w->forever ? 0 : MSG_DONTWAIT);
+    for (;;) {
+        if (sendmsg(sock, &msg, flags) >= 0)
+            return 0;
         int rc = -errno;
         if (rc == MP_EINTR)
             continue;
-        if (rc == MP_EAGAIN) {
-            rc = wait_ready(c, POLLOUT, &w);
-            if (rc == 0)
-                continue;
-            if (sent > 0 && rc == MP_EAGAIN)
-                rc = MP_ETIMEDOUT;
-        } else if (rc == MP_ECONNRESET) {
-            rc = MP_EPIPE;
+        if (rc == MP_ECONNRESET)
+            return MP_EPIPE;
+        if (rc != MP_EAGAIN)
+            return rc;
+        if ((rc = wait_ready(sock, POLLOUT, w)) < 0)
+            return rc;
+    }
+}
+
+/* Writes len bytes to a stream socket, waiting as w allows.  Returns 0 or
+ * the error that stopped it (MP_ETIMEDOUT after a first byte too). */
+static int send_stream(int sock, const char *buf, size_t len, const wait_spec *w)
+{
+    int flags = MSG_NOSIGNAL | (w->forever ? 0 : MSG_DONTWAIT);
+    while (len > 0) {
+        ssize_t n = send(sock, buf, len, flags);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
         }
-        /* Part of the frame is in the stream and cannot be taken back: the
-         * peer would read the next frame's bytes as the rest of this one. */
-        if (sent > 0)
-            c->send_broken = true;
-        return rc;
+        int rc = n == 0 ? MP_EPIPE : -errno;
+        if (rc == MP_EINTR)
+            continue;
+        if (rc == MP_ECONNRESET)
+            return MP_EPIPE;
+        if (rc != MP_EAGAIN)
+            return rc;
+        rc = wait_ready(sock, POLLOUT, w);
+        if (rc < 0)
+            return rc == MP_EAGAIN ? MP_ETIMEDOUT : rc;
     }
     return 0;
+}
+
+/* A large message (see DESIGN: Framing): the packet with the stream's
+ * other end, then the payload on the stream. */
+static int send_bulk(mp_conn *c, const void *buf, size_t len, const wait_spec *w)
+{
+    int s[2];
+    int rc = mp__socketpair(SOCK_STREAM, s);
+    if (rc < 0)
+        return rc;
+    rc = send_packet(c->fd, frame_word(len, KIND_BULK), NULL, 0, s[1], w);
+    mp__close(s[1]);
+    if (rc == 0)
+        rc = send_stream(s[0], buf, len, w);
+    /* On a failure midway the receiver sees the stream end early: that
+     * message is cut (MP_EPROTO there), the connection goes on. */
+    mp__close(s[0]);
+    return rc;
 }
 
 static int send_checked(mp_conn *c, uint64_t word, const void *buf, size_t len, int pass_fd,
                         double timeout)
 {
     pthread_mutex_lock(&c->slock);
+    wait_spec w = wait_spec_of(timeout);
     int rc;
     if (c->fd < 0)
         rc = MP_ECLOSED;
     else if (!(c->flags & MP_CONN_WRITABLE))
         rc = MP_EBADF;
-    else if (c->send_broken)
-        rc = MP_ESTATE;
+    else if (len > INLINE_MAX)
+        rc = send_bulk(c, buf, len, &w);
     else
-        rc = send_frame(c, word, buf, len, pass_fd, timeout);
+        rc = send_packet(c->fd, word, buf, len, pass_fd, &w);
     pthread_mutex_unlock(&c->slock);
     return rc;
 }
 
 int mp_conn_send_timeout(mp_conn *c, const void *buf, size_t len, double timeout)
 {
-    if (!c || (!buf && len > 0) || len > MAX_LEN)
+    if (!c || (!buf && len > 0) || len > MAX_LEN || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     return send_checked(c, frame_word(len, KIND_DATA), buf, len, -1, timeout);
 }
@@ -277,201 +331,185 @@ int mp_conn_send_fd(mp_conn *c, int fd)
 
 /* ---- receiving ----------------------------------------------------------- */
 
-/* Queues the descriptors a read brought, in order. */
-static void take_fds(mp_conn *c, struct msghdr *msg)
+/* The descriptors a packet brought: the first in *fd (else -1), the others
+ * closed (no sender of ours sends more than one).  Returns how many came,
+ * or -1 when the kernel had some it could not give (out of descriptors). */
+static int take_fds(struct msghdr *msg, int *fd)
 {
-    bool got = false;
+    int n = 0;
+    *fd = -1;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
         size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-            if (c->nfdq < FDQ_MAX)
-                c->fdq[c->nfdq++] = fd;
+        for (size_t i = 0; i < k; i++, n++) {
+            int got;
+            memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof got);
+            if (*fd < 0)
+                *fd = got;
             else
-                mp__close(fd); /* more than any sender of ours sends */
-            got = true;
+                mp__close(got);
         }
     }
-    /* The kernel had descriptors for us but could not install them (this
-     * process is out of descriptors): keep the frame's place, so that the
-     * next descriptors are not paired with the wrong frames. */
-    if ((msg->msg_flags & MSG_CTRUNC) && !got && c->nfdq < FDQ_MAX)
-        c->fdq[c->nfdq++] = -1;
+    return n == 0 && (msg->msg_flags & MSG_CTRUNC) ? -1 : n;
 }
 
-/* One recvmsg() into buf.  Returns the byte count, 0 at the end of the
- * stream, or -errno. */
-static ssize_t sock_recv(mp_conn *c, void *buf, size_t len, int flags)
+/* Checks a packet of n bytes with word and nfds descriptors against the
+ * framing.  Returns 0 or MP_EPROTO (a packet no sender of ours makes; a
+ * descriptor frame without its descriptor fails here at once, never after
+ * a wait), MP_EMFILE (a descriptor the kernel could not give us). */
+static int packet_check(uint64_t word, size_t n, int nfds, bool truncated)
 {
+    uint64_t len = word_len(word);
+    if (truncated || n < HDR)
+        return MP_EPROTO;
+    switch (word_kind(word)) {
+    case KIND_DATA:
+        return nfds == 0 && len == n - HDR ? 0 : MP_EPROTO;
+    case KIND_FD:
+    case KIND_BULK:
+        if (nfds < 0)
+            return MP_EMFILE;
+        if (n != HDR || nfds != 1)
+            return MP_EPROTO;
+        return word_kind(word) == KIND_FD ? (len == 0 ? 0 : MP_EPROTO)
+                                          : (len > INLINE_MAX && len <= MAX_LEN ? 0 : MP_EPROTO);
+    default:
+        return MP_EPROTO;
+    }
+}
+
+/* Reads the next packet: its word into *word, the payload into dst (cap
+ * bytes) as far as it fits, the rest into rbuf.  Returns 0 - the message
+ * is then in dst when *in_dst, else held (see DESIGN) - or MP_EOF,
+ * MP_EAGAIN, MP_ETIMEDOUT, MP_EPROTO (a foreign packet, dropped),
+ * MP_EMFILE, MP_ENOMEM, -errno. */
+static int read_packet(mp_conn *c, void *dst, size_t cap, const wait_spec *w, uint64_t *word,
+                       bool *in_dst)
+{
+    if (!c->rbuf && !(c->rbuf = malloc(PACKET_MAX)))
+        return MP_ENOMEM;
+    size_t first = cap < INLINE_MAX ? cap : INLINE_MAX;
+    struct iovec iov[3] = {{word, HDR}, {dst, first}, {c->rbuf, INLINE_MAX - first}};
+    if (first == 0)
+        iov[1] = iov[2];
     union {
         struct cmsghdr align;
-        char b[CMSG_SPACE(sizeof(int) * FDQ_MAX)];
+        char b[CMSG_SPACE(sizeof(int) * 4)];
     } ctl;
-    struct iovec iov = {buf, len};
-    struct msghdr msg = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
-    ssize_t n = mp__recvmsg(c->fd, &msg, flags);
-    if (n < 0)
-        return n == MP_ECONNRESET ? 0 : n; /* reset: the peer is gone */
-    if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
-        take_fds(c, &msg);
-    return n;
-}
-
-static int ensure_rcap(mp_conn *c, size_t need)
-{
-    if (c->rcap >= need)
-        return 0;
-    size_t cap = c->rcap ? c->rcap : RBUF_SIZE;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *p = realloc(c->rbuf, cap);
-    if (!p)
-        return MP_ENOMEM;
-    c->rbuf = p;
-    c->rcap = cap;
-    return 0;
-}
-
-/* The end of the stream came in the middle of a frame: what there is of it
- * can never be completed. */
-static int truncated(mp_conn *c)
-{
-    c->rpos = c->rend = 0;
-    return MP_EPROTO;
-}
-
-/* Makes sure at least want bytes are buffered.  Returns 0, MP_EOF (the
- * stream ended with nothing buffered), MP_EPROTO (it ended inside a frame),
- * MP_EAGAIN / MP_ETIMEDOUT, MP_ENOMEM or -errno. */
-static int fill(mp_conn *c, size_t want, const wait_spec *w)
-{
-    int rc = ensure_rcap(c, want);
-    if (rc < 0)
-        return rc;
-    while (c->rend - c->rpos < want) {
-        if (c->rpos > 0 && c->rcap - c->rpos < want) {
-            memmove(c->rbuf, c->rbuf + c->rpos, c->rend - c->rpos);
-            c->rend -= c->rpos;
-            c->rpos = 0;
-        }
-        ssize_t n =
-            sock_recv(c, c->rbuf + c->rend, c->rcap - c->rend, w->forever ? 0 : MSG_DONTWAIT);
-        if (n > 0) {
-            c->rend += (size_t)n;
-            continue;
-        }
-        if (n == 0)
-            return c->rend == c->rpos ? MP_EOF : truncated(c);
-        if (n == MP_EINTR)
-            continue;
-        if (n != MP_EAGAIN)
-            return (int)n;
-        rc = wait_ready(c, POLLIN, w);
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = first ? 3 : 2};
+    ssize_t n;
+    for (;;) {
+        msg.msg_control = ctl.b;
+        msg.msg_controllen = sizeof ctl.b;
+        n = mp__recvmsg(c->fd, &msg, w->forever ? 0 : MSG_DONTWAIT);
+        if (n >= 0 || (n != MP_EINTR && n != MP_EAGAIN))
+            break;
+        int rc = n == MP_EAGAIN ? wait_ready(c->fd, POLLIN, w) : 0;
         if (rc < 0)
             return rc;
     }
+    if (n == MP_ECONNRESET || n == 0)
+        return MP_EOF; /* every holder of the other end closed it */
+    if (n < 0)
+        return (int)n;
+    int fd;
+    int nfds = take_fds(&msg, &fd);
+    int rc = packet_check(*word, (size_t)n, nfds, (msg.msg_flags & MSG_TRUNC) != 0);
+    if (rc < 0) {
+        mp__close(fd);
+        return rc;
+    }
+    size_t len = (size_t)word_len(*word);
+    bool data = word_kind(*word) == KIND_DATA;
+    *in_dst = data && len <= cap;
+    if (!*in_dst) {
+        /* Held: the payload goes whole into rbuf, after what landed in
+         * dst (the caller's buffer is scratch on a failed call). */
+        if (data && len > first) {
+            memmove(c->rbuf + first, c->rbuf, len - first);
+            if (first > 0) /* dst may be NULL when the caller gave no room */
+                memcpy(c->rbuf, dst, first);
+        }
+        c->held = true;
+        c->word = *word;
+        c->held_fd = fd;
+        c->got = 0;
+    }
     return 0;
 }
 
-/* Reads the rest of a large frame straight into dst, of which got bytes
- * are already there.  On a timeout the part received goes back into the
- * connection's buffer behind its header, so the next call resumes. */
-static int recv_direct(mp_conn *c, uint64_t word, char *dst, size_t got, size_t len,
-                       const wait_spec *w)
+/* Lets go of the held message. */
+static void drop_held(mp_conn *c)
 {
+    mp__close(c->held_fd);
+    c->held_fd = -1;
+    free(c->part);
+    c->part = NULL;
+    c->got = 0;
+    c->held = false;
+}
+
+/* Reads the rest of a held large message from its stream into dst, whose
+ * first c->got bytes are in c->part.  On a timeout what arrived is kept
+ * (c->part) and the next call resumes.  Returns 0, MP_EPROTO (the sender
+ * gave up midway: the message is dropped), MP_EAGAIN / MP_ETIMEDOUT,
+ * MP_ENOMEM, -errno. */
+static int read_bulk(mp_conn *c, char *dst, const wait_spec *w)
+{
+    size_t len = (size_t)word_len(c->word), got = c->got;
+    if (got > 0)
+        memcpy(dst, c->part, got);
+    int rc = 0;
     while (got < len) {
-        ssize_t n = sock_recv(c, dst + got, len - got, w->forever ? MSG_WAITALL : MSG_DONTWAIT);
+        ssize_t n = recv(c->held_fd, dst + got, len - got, w->forever ? MSG_WAITALL : MSG_DONTWAIT);
         if (n > 0) {
             got += (size_t)n;
             continue;
         }
-        if (n == 0)
-            return MP_EPROTO; /* the rest will never come: drop it */
-        if (n == MP_EINTR)
+        rc = n == 0 ? MP_EPROTO : -errno;
+        if (rc == MP_EINTR)
             continue;
-        int rc = (int)n;
-        if (rc == MP_EAGAIN) {
-            rc = wait_ready(c, POLLIN, w);
-            if (rc == 0)
-                continue;
-        }
-        if (ensure_rcap(c, HDR + got) < 0) {
-            /* Nowhere to keep what arrived: the stream cannot be resumed. */
-            c->recv_broken = true;
-            return MP_ENOMEM;
-        }
-        memcpy(c->rbuf, &word, HDR);
-        memcpy(c->rbuf + HDR, dst, got);
-        c->rpos = 0;
-        c->rend = HDR + got;
-        return rc;
+        if (rc == MP_EAGAIN && (rc = wait_ready(c->held_fd, POLLIN, w)) == 0)
+            continue;
+        break;
     }
-    return 0;
+    if (rc == 0 || rc == MP_EPROTO || rc == MP_ECONNRESET) {
+        drop_held(c);
+        return rc == MP_ECONNRESET ? MP_EPROTO : rc;
+    }
+    /* Out of time (or interrupted otherwise): keep what arrived. */
+    char *p = realloc(c->part, got ? got : 1);
+    if (!p)
+        return MP_ENOMEM; /* c->got bytes are still kept: the next call rereads them */
+    memcpy(p, dst, got);
+    c->part = p;
+    c->got = got;
+    return rc;
 }
 
-/* Reads the next frame's header into *word, leaving it buffered. */
-static int peek_header(mp_conn *c, uint64_t *word, const wait_spec *w)
+/* Delivers the held message into buf (cap bytes), or into a new allocation
+ * when abuf is non-NULL.  Returns 0, MP_EMSGSIZE (with *len, the message
+ * stays held), MP_EPROTO for a descriptor frame, MP_ENOMEM, or what
+ * read_bulk() returns. */
+static int deliver_held(mp_conn *c, void *buf, size_t cap, size_t *len, void **abuf,
+                        const wait_spec *w)
 {
-    int rc = fill(c, HDR, w);
-    if (rc < 0)
-        return rc;
-    memcpy(word, c->rbuf + c->rpos, HDR);
-    unsigned kind = (unsigned)(*word & 0xff);
-    if (kind != KIND_DATA && kind != KIND_FD)
+    if (word_kind(c->word) == KIND_FD)
         return MP_EPROTO;
-    return 0;
-}
-
-/* Receives a data frame into buf (cap bytes), or into a new allocation when
- * abuf is non-NULL.  Caller holds rlock. */
-static int recv_locked(mp_conn *c, void *buf, size_t cap, size_t *len, void **abuf, double timeout)
-{
-    wait_spec w = wait_spec_of(timeout);
-    uint64_t word;
-    int rc = peek_header(c, &word, &w);
-    if (rc < 0)
-        return rc;
-    if ((word & 0xff) != KIND_DATA)
-        return MP_EPROTO;
-    uint64_t mlen64 = word >> 8;
-    if (mlen64 > SIZE_MAX - HDR)
-        return MP_EMSGSIZE;
-    size_t mlen = (size_t)mlen64;
+    size_t mlen = (size_t)word_len(c->word);
     *len = mlen;
-    if (abuf) {
-        buf = malloc(mlen ? mlen : 1);
-        if (!buf)
-            return MP_ENOMEM;
-    } else if (mlen > cap) {
+    if (abuf ? mlen > c->max_message : mlen > cap)
         return MP_EMSGSIZE;
-    }
-    if (c->rend - c->rpos - HDR < mlen && HDR + mlen <= SMALL_FRAME)
-        rc = fill(c, HDR + mlen, &w);
-    size_t have = rc == 0 ? c->rend - c->rpos - HDR : 0;
-    if (rc == 0 && have >= mlen) {
-        if (mlen > 0) /* buf may be NULL for an empty message */
-            memcpy(buf, c->rbuf + c->rpos + HDR, mlen);
-        c->rpos += HDR + mlen;
-    } else if (rc == 0) {
-        /* A large frame: what is buffered, then the rest straight from the
-         * socket. */
-        memcpy(buf, c->rbuf + c->rpos + HDR, have);
-        c->rpos = c->rend = 0;
-        rc = recv_direct(c, word, buf, have, mlen, &w);
-    }
-    if (c->rpos == c->rend) {
-        c->rpos = c->rend = 0;
-        if (c->rcap > RBUF_SIZE) { /* grown for a stashed large frame */
-            char *p = realloc(c->rbuf, RBUF_SIZE);
-            if (p) {
-                c->rbuf = p;
-                c->rcap = RBUF_SIZE;
-            }
-        }
+    if (abuf && !(buf = malloc(mlen ? mlen : 1)))
+        return MP_ENOMEM;
+    int rc = 0;
+    if (word_kind(c->word) == KIND_BULK) {
+        rc = read_bulk(c, buf, w);
+    } else {
+        if (mlen > 0)
+            memcpy(buf, c->rbuf, mlen);
+        drop_held(c);
     }
     if (abuf) {
         if (rc == 0)
@@ -480,6 +518,25 @@ static int recv_locked(mp_conn *c, void *buf, size_t cap, size_t *len, void **ab
             free(buf);
     }
     return rc;
+}
+
+/* Receives a data message into buf (cap bytes), or into a new allocation
+ * when abuf is non-NULL.  Caller holds rlock. */
+static int recv_locked(mp_conn *c, void *buf, size_t cap, size_t *len, void **abuf, double timeout)
+{
+    wait_spec w = wait_spec_of(timeout);
+    if (!c->held) {
+        uint64_t word = 0;
+        bool in_dst = false;
+        int rc = read_packet(c, abuf ? NULL : buf, abuf ? 0 : cap, &w, &word, &in_dst);
+        if (rc < 0)
+            return rc;
+        if (in_dst) {
+            *len = (size_t)word_len(word);
+            return 0;
+        }
+    }
+    return deliver_held(c, buf, cap, len, abuf, &w);
 }
 
 /* Takes rlock after checking that the end may receive. */
@@ -491,8 +548,6 @@ static int recv_begin(mp_conn *c)
         rc = MP_ECLOSED;
     else if (!(c->flags & MP_CONN_READABLE))
         rc = MP_EBADF;
-    else if (c->recv_broken)
-        rc = MP_ESTATE;
     if (rc < 0)
         pthread_mutex_unlock(&c->rlock);
     return rc;
@@ -500,7 +555,7 @@ static int recv_begin(mp_conn *c)
 
 int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout)
 {
-    if (!c || !len || (!buf && cap > 0))
+    if (!c || !len || (!buf && cap > 0) || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)
@@ -512,7 +567,7 @@ int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout)
 
 int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout)
 {
-    if (!c || !buf || !len)
+    if (!c || !buf || !len || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)
@@ -524,29 +579,22 @@ int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout)
 
 int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout)
 {
-    if (!c || !fd)
+    if (!c || !fd || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)
         return rc;
     wait_spec w = wait_spec_of(timeout);
     uint64_t word;
-    rc = peek_header(c, &word, &w);
-    if (rc == 0 && (word & 0xff) != KIND_FD)
-        rc = MP_EPROTO;
+    bool in_dst = false;
+    if (!c->held)
+        rc = read_packet(c, NULL, 0, &w, &word, &in_dst);
+    if (rc == 0 && word_kind(c->word) != KIND_FD)
+        rc = MP_EPROTO; /* bytes: they stay for a byte receive */
     if (rc == 0) {
-        c->rpos += HDR;
-        if (c->nfdq == 0) {
-            rc = MP_EPROTO; /* a descriptor frame that came without one */
-        } else {
-            int got = c->fdq[0];
-            memmove(c->fdq, c->fdq + 1, (c->nfdq - 1) * sizeof(int));
-            c->nfdq--;
-            if (got < 0)
-                rc = MP_EMFILE; /* the kernel could not give it to us */
-            else
-                *fd = got;
-        }
+        *fd = c->held_fd;
+        c->held_fd = -1;
+        drop_held(c);
     }
     pthread_mutex_unlock(&c->rlock);
     return rc;
@@ -554,20 +602,15 @@ int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout)
 
 int mp_conn_poll(mp_conn *c, double timeout)
 {
-    if (!c)
+    if (!c || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int rc = recv_begin(c);
     if (rc < 0)
         return rc;
-    bool whole = false;
-    if (c->rend - c->rpos >= HDR) {
-        uint64_t word;
-        memcpy(&word, c->rbuf + c->rpos, HDR);
-        whole = (word >> 8) <= c->rend - c->rpos - HDR;
-    }
+    bool held = c->held;
     int fd = c->fd;
     pthread_mutex_unlock(&c->rlock);
-    if (whole)
+    if (held)
         return 1;
     rc = mp__poll_fd(fd, POLLIN, mp__deadline(timeout));
     if (rc == MP_ETIMEDOUT)
@@ -590,9 +633,7 @@ int mp_conn_close(mp_conn *c)
         return MP_EINVAL;
     mp__close(c->fd);
     c->fd = -1;
-    for (size_t i = 0; i < c->nfdq; i++)
-        mp__close(c->fdq[i]);
-    c->nfdq = 0;
+    drop_held(c);
     return 0;
 }
 

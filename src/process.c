@@ -571,7 +571,7 @@ static int join_interruptible(mp_process *p, int64_t deadline)
 
 int mp_process_join(mp_process *p, double timeout)
 {
-    if (!p)
+    if (!p || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (p->state == ST_NEW || !ours(p))
         return MP_ESTATE;
@@ -677,6 +677,8 @@ int mp_process_kill(mp_process *p)
 
 int mp_process_stop(mp_process *p, double grace)
 {
+    if (mp__duration_check(grace) < 0)
+        return MP_EINVAL;
     int rc = mp_process_terminate(p);
     if (rc < 0)
         return rc;

@@ -447,11 +447,12 @@ int mp_shutdown_ex(const mp_shutdown_opts *opts, mp_shutdown_report *report)
     mp_shutdown_opts o = MP_SHUTDOWN_OPTS_INIT;
     if (opts)
         o = *opts;
-    if (!(o.grace >= 0)) /* NaN too */
+    if (mp__timeout_check(o.timeout) < 0)
+        return mp__fail(MP_EINVAL, "mp_shutdown_ex: opts.timeout must be a number of seconds "
+                                   "(got NaN)");
+    if (mp__duration_check(o.grace) < 0)
         return mp__fail(MP_EINVAL, "mp_shutdown_ex: opts.grace must be >= 0 seconds (got %g)",
                         o.grace);
-    if (o.timeout != o.timeout)
-        o.timeout = 0;
     unsigned gen = atomic_load(&sd.gen);
     pthread_mutex_lock(&sd.run);
     if (atomic_load(&sd.gen) == gen) {

@@ -30,7 +30,11 @@
  * others may sleep.  Semaphore sleeps therefore last at most SLICE_NS, after
  * which a sleeper re-checks the value itself: a dead waiter costs the
  * others at most one slice of delay, never a hang.  (The mutex does the same
- * for its own variant of the problem; events and barriers wake everyone.)
+ * for its own variant of the problem; events, conditions and barriers need
+ * no slice: their wakers wake everyone, or the kernel hands a wake-one to a
+ * live sleeper, and a wake-up once made is never owed again.)  The test
+ * build switches the slices off (mp__recheck_slices()), so that a lost
+ * wake-up hangs a test instead of costing it 100 ms.
  *
  * Condition.  A sequence word: a waiter reads it with the lock held,
  * releases the lock, and sleeps while the word is unchanged; notify(n)
@@ -248,7 +252,7 @@ static int lock_take(lock_impl *li, int64_t deadline)
 int mp_lock_acquire(mp_lock *l, double timeout)
 {
     lock_impl *li = lock_of(l);
-    if (!li)
+    if (!li || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     /* The uncontended case needs no clock: try before computing the
      * deadline. */
@@ -438,7 +442,7 @@ static bool sem_try(sem_impl *si)
 int mp_sem_acquire(mp_sem *s, double timeout)
 {
     sem_impl *si = sem_of(s);
-    if (!si)
+    if (!si || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (sem_try(si))
         return 0;
@@ -448,17 +452,17 @@ int mp_sem_acquire(mp_sem *s, double timeout)
     SPIN_WHILE_NOT(&si->spin_score, atomic_load_explicit(&si->value, memory_order_relaxed) > 0);
     if (sem_try(si))
         return 0;
+    bool slices = mp__recheck_slices(); /* see DESIGN: dying between wake-up and action */
     atomic_fetch_add(&si->nwaiters, 1);
     int rc = 0;
     for (;;) {
         if (sem_try(si))
             break;
-        int64_t now = mp__now_ns();
-        if (deadline != MP__NO_DEADLINE && deadline <= now) {
+        if (passed(deadline)) {
             rc = MP_ETIMEDOUT;
             break;
         }
-        int64_t until = deadline - now > SLICE_NS ? now + SLICE_NS : deadline;
+        int64_t until = mp__slice_end(slices, deadline, SLICE_NS);
         (void)mp__futex_wait(&si->value, 0, until); /* every outcome re-checks */
     }
     atomic_fetch_sub(&si->nwaiters, 1);
@@ -577,7 +581,7 @@ bool mp_event_is_set(const mp_event *e)
 int mp_event_wait(mp_event *e, double timeout)
 {
     event_impl *ei = event_of(e);
-    if (!ei)
+    if (!ei || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (atomic_load_explicit(&ei->flag, memory_order_acquire))
         return 0;
@@ -761,7 +765,7 @@ static int cond_wait(cond_impl *ci, int64_t deadline)
 int mp_cond_wait(mp_cond *c, double timeout)
 {
     cond_impl *ci = cond_of(c);
-    if (!ci)
+    if (!ci || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     return cond_wait(ci, mp__deadline(timeout));
 }
@@ -769,7 +773,7 @@ int mp_cond_wait(mp_cond *c, double timeout)
 int mp_cond_wait_for(mp_cond *c, mp_predicate_fn pred, void *arg, double timeout)
 {
     cond_impl *ci = cond_of(c);
-    if (!ci || !pred)
+    if (!ci || !pred || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     lock_impl *li = cond_lock(ci);
     if (!li)
@@ -945,7 +949,7 @@ static int barrier_outcome(barrier_impl *bi, uint32_t g, uint32_t breaks0)
 int mp_barrier_wait(mp_barrier *b, double timeout)
 {
     barrier_impl *bi = barrier_of(b);
-    if (!bi)
+    if (!bi || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int64_t deadline = mp__deadline(timeout);
     int rc = barrier_lock(bi);
@@ -1030,6 +1034,12 @@ int mp_barrier_reset(mp_barrier *b)
     mp__mutex_unlock(&bi->mutex);
     mp__futex_wake(&bi->seq, INT32_MAX);
     return 0;
+}
+
+mp__mutex *mp__lock_mutex(mp_lock *l)
+{
+    lock_impl *li = lock_of(l);
+    return li ? &li->mutex : NULL;
 }
 
 mp__mutex *mp__barrier_mutex(mp_barrier *b)

@@ -23,14 +23,28 @@ typedef enum mp__queue_point {
     MP__QP_PUT_WRITTEN,   /* record written past tail, not yet published */
     MP__QP_PUT_PUBLISHED, /* published, put lock still held */
     MP__QP_GET_COPIED,    /* record copied out, head not yet moved */
-    MP__QP_GET_COMMITTED, /* head moved, get lock still held */
+    MP__QP_GET_COMMITTED, /* head moved, slot still S_TAKING, get lock held */
     MP__QP_GET_WAITING,   /* about to sleep for data, get lock held */
-    MP__QP_PUT_WAITING    /* about to sleep for room, put lock held */
+    MP__QP_PUT_WAITING,   /* about to sleep for room, put lock held */
+    MP__QP_GET_SLOTTED,   /* consumer slot taken, get lock not yet */
+    MP__QP_GET_TAKEN,     /* slot S_TAKEN, producer woken, get lock held */
+    MP__QP_GET_UNLOCKED   /* get lock released (waiters woken), slot held */
 } mp__queue_point;
 
 /* Called, when set, at each of those instants (in the process that is
  * there).  NULL in normal use; a test sets it in a child that must die. */
 extern void (*mp__queue_fault)(mp__queue_point where);
+
+/* ---- the tracker's client (tracker.c) -------------------------------------- */
+
+/* The instants of starting the tracker where a program may die. */
+typedef enum mp__tracker_point {
+    MP__TP_CONNECTED, /* listening and connected to itself, tracker not started */
+    MP__TP_STARTED    /* tracker started, its first request not yet sent */
+} mp__tracker_point;
+
+/* Called, when set, at each of those instants.  NULL in normal use. */
+extern void (*mp__tracker_fault)(mp__tracker_point where);
 
 /* ---- the arena (arena.c) -------------------------------------------------- */
 
@@ -43,6 +57,9 @@ void mp__arena_crash_in_alloc(mp_arena *a);
 
 /* A barrier's internal mutex, for tests that die holding it. */
 mp__mutex *mp__barrier_mutex(mp_barrier *b);
+
+/* A lock's mutex, for tests that push an RLock's count to its limit. */
+mp__mutex *mp__lock_mutex(mp_lock *l);
 
 /* ---- waits (wait.c) -------------------------------------------------------- */
 

@@ -21,8 +21,13 @@
  *
  * Starting.  The first process that needs the tracker binds the address
  * itself (so two processes racing to start one agree: the loser gets
- * EADDRINUSE and connects), and hands the listening socket to a fresh
- * image of the program in the tracker role (boot.c).  A fresh image, not a
+ * EADDRINUSE and connects), connects to it - the connection waits in the
+ * listening socket's backlog - and only then hands the listening socket to
+ * a fresh image of the program in the tracker role (boot.c).  Connecting
+ * first is what lets the tracker go at once when the program is killed
+ * while it starts it: the tracker's first client is already there, and its
+ * end shows the death; connecting after, a program killed in between left
+ * a tracker waiting for a first client that never came.  A fresh image, not a
  * fork, because a fork would keep the whole memory of a possibly large
  * program alive, copy-on-write, for as long as the program runs.  It is
  * started through an intermediate process that exits at once: the tracker
@@ -53,6 +58,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testhooks.h"
+
 /* How long a process waits for the tracker's answer: starting it is an
  * exec, slow under sanitizers or on a loaded machine, never this slow. */
 #define REPLY_TIMEOUT 30.0
@@ -69,6 +76,14 @@ static struct {
     int fd;
     pthread_once_t once;
 } cl = {PTHREAD_MUTEX_INITIALIZER, -1, PTHREAD_ONCE_INIT};
+
+void (*mp__tracker_fault)(mp__tracker_point where);
+
+static void fault_point(mp__tracker_point where)
+{
+    if (__builtin_expect(mp__tracker_fault != NULL, 0))
+        mp__tracker_fault(where);
+}
 
 /* No prepare handler takes cl.lock: starting the tracker forks while
  * holding it.  A fork by another thread in the middle of a request leaves
@@ -162,11 +177,16 @@ static int tracker_connect(bool start)
                 continue;
             return -err;
         }
+        /* Connected before the tracker exists (see DESIGN: Starting). */
         int rc = listen(l, 128) == 0 ? 0 : -errno;
         if (rc == 0)
-            rc = spawn_tracker(l);
-        if (rc == 0)
             rc = connect(s, (struct sockaddr *)&sa, len) == 0 ? 0 : -errno;
+        if (rc == 0) {
+            fault_point(MP__TP_CONNECTED);
+            rc = spawn_tracker(l);
+        }
+        if (rc == 0)
+            fault_point(MP__TP_STARTED);
         /* The tracker holds the listening socket now; ours must go, or the
          * address would outlive a dead tracker. */
         mp__close(l);

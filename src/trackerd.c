@@ -32,9 +32,11 @@
  * valid until their holders let go of them.
  *
  * Stopping.  The tracker exits once no process of the program is
- * connected and none is waiting to be: after the last one ends.  Before
- * its first client it waits at most IDLE_MS.  Whatever it still tracks
- * then is unlinked.
+ * connected and none is waiting to be: after the last one ends.  The
+ * process that starts it connects first (tracker.c), so its first client
+ * is in the backlog when it starts, dead or alive; should none be, it
+ * waits at most IDLE_MS - about a second, the most it may outlive a
+ * program.  Whatever it still tracks then is unlinked.
  */
 #define _GNU_SOURCE
 #include "trackerd.h"
@@ -49,7 +51,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define IDLE_MS 5000
+#define IDLE_MS 1000
 
 typedef struct seg {
     char path[MP__TRK_PATH_CAP];

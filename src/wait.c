@@ -380,6 +380,8 @@ int mp_wait_any(mp_waitable *set, size_t n, double timeout)
     MP__NONNULL(set);
     if (n == 0)
         return mp__fail(MP_EINVAL, "mp_wait_any: n must be > 0");
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(MP_EINVAL, "mp_wait_any: timeout must be a number of seconds (got NaN)");
     for (size_t i = 0; i < n; i++) {
         int rc = check_valid(set, i);
         if (rc < 0)

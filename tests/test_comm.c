@@ -736,4 +736,154 @@ TEST(finalize_closes)
     CHECK_EQ(run_ok(3, finalize_rank, NULL), 0);
 }
 
-MPT_MAIN()
+/* ---- the same checks under a launcher ----------------------------------------------- */
+
+/* Runs fn on a communicator of world ranks 0 and 1 (the others wait), for
+ * the checks written for two ranks. */
+static int on_pair(mp_comm *w, mp_rank_fn fn, void *arg)
+{
+    mp_comm *pair;
+    int r = mp_comm_rank(w), st = 0;
+    RK_OK(mp_comm_split(w, r < 2 ? 0 : MP_UNDEFINED, r, 30, &pair));
+    if (pair) {
+        st = fn(pair, arg);
+        mp_comm_free(pair);
+    }
+    RK_OK(mp_comm_barrier(w, 60));
+    return st;
+}
+
+/* What every engine must do alike, with timeouts that only a receive or a
+ * probe can take back (an MPI engine cannot withdraw a send). */
+static int timeouts_alike_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    char buf[64];
+    if (rk_me == 0) {
+        RK_ERR(mp_comm_recv(w, buf, sizeof buf, 1, 1, NULL, 0), MP_ETIMEDOUT);
+        double t0 = mpt_now();
+        RK_ERR(mp_comm_recv(w, buf, sizeof buf, MP_ANY_SOURCE, 1, NULL, 0.05), MP_ETIMEDOUT);
+        double dt = mpt_now() - t0;
+        RK_CHECK(dt >= 0.05 && dt < 5);
+        RK_ERR(mp_comm_probe(w, 1, MP_ANY_TAG, NULL, 0.02), MP_ETIMEDOUT);
+        mp_future *f;
+        RK_OK(mp_comm_irecv(w, buf, sizeof buf, 1, 99, &f));
+        RK_ERR(mp_future_wait(f, 0.01), MP_ETIMEDOUT);
+        RK_OK(mp_future_cancel(f));
+        RK_EQ(mp_future_status(f), MP_ECANCELED);
+        mp_future_free(f);
+    }
+    return mp_comm_barrier(w, 10);
+}
+
+/* The point-to-point checks, on whatever world this process is a rank of:
+ * `mprun -n N test_comm --ranks p2p` or `mpiexec -n N ... --ranks p2p`. */
+static int p2p_suite(mp_comm *w)
+{
+    rk_me = mp_comm_rank(w);
+    int n = mp_comm_size(w);
+    size_t small = 10, big = (size_t)1 << 20;
+    RK_PASS(self_rank(w, NULL));
+    RK_PASS(sendrecv_rank(w, &small));
+    RK_PASS(sendrecv_rank(w, &big));
+    if (n < 2)
+        return 0;
+    RK_PASS(any_rank(w, NULL));
+    RK_PASS(on_pair(w, p2p_sizes_rank, NULL));
+    RK_PASS(on_pair(w, order_rank, NULL));
+    RK_PASS(on_pair(w, msgsize_rank, NULL));
+    RK_PASS(on_pair(w, futures_rank, NULL));
+    RK_PASS(on_pair(w, timeouts_alike_rank, NULL));
+    if (n == 2) /* it frees its communicator, expecting the world of 2 */
+        RK_PASS(bad_args_rank(w, NULL));
+    return 0;
+}
+
+/* ---- starting processes from a rank -------------------------------------------------- */
+
+static int child_exit(void *arg)
+{
+    return arg ? *(const int *)arg : 0;
+}
+
+static int square(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    *(int *)out = *(const int *)in * *(const int *)in;
+    return 0;
+}
+
+/* A process and a pool started from a rank: under an engine that forbids
+ * fork (Open MPI) the default start method goes through the forkserver and
+ * an explicit fork is refused; the local engine forks as usual. */
+static int fork_suite(mp_comm *w)
+{
+    rk_me = mp_comm_rank(w);
+    bool mpi = strcmp(mp_comm_engine(w), "mpi") == 0;
+    int code = 40 + rk_me, got = -1;
+    mp_process_opts po = MP_PROCESS_OPTS_INIT;
+    po.arg_size = sizeof code;
+    mp_process *p;
+    RK_OK(mp_process_new_opts(child_exit, &code, &po, &p));
+    RK_OK(mp_process_start(p));
+    RK_EQ(mp_process_start_method(p), mpi ? MP_START_FORKSERVER : MP_START_FORK);
+    RK_OK(mp_process_join(p, 30));
+    RK_OK(mp_process_exitcode(p, &got));
+    RK_EQ(got, code);
+    mp_process_free(p);
+    po.start_method = MP_START_FORK;
+    RK_OK(mp_process_new_opts(child_exit, &code, &po, &p));
+    if (mpi) {
+        RK_ERR(mp_process_start(p), MP_ENOTSUP);
+    } else {
+        RK_OK(mp_process_start(p));
+        RK_OK(mp_process_join(p, 30));
+    }
+    mp_process_free(p);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.start_method = MP_START_FORKSERVER;
+    mp_pool *pool;
+    RK_OK(mp_pool_new(&o, &pool));
+    int in[16], out[16];
+    for (int i = 0; i < 16; i++)
+        in[i] = i + rk_me;
+    RK_OK(mp_pool_map(pool, square, in, 16, sizeof in[0], out, sizeof out[0], 0));
+    for (int i = 0; i < 16; i++)
+        RK_EQ(out[i], in[i] * in[i]);
+    RK_OK(mp_pool_close(pool));
+    RK_OK(mp_pool_join(pool, 30));
+    mp_pool_free(pool);
+    return mp_comm_barrier(w, 60);
+}
+
+static int ranks_main(const char *suite)
+{
+    mp_comm *w;
+    int rc = mp_comm_world(&w);
+    if (rc < 0) {
+        fprintf(stderr, "test_comm: no world: %s\n", mp_err_name(rc));
+        return 100;
+    }
+    int st;
+    if (strcmp(suite, "p2p") == 0) {
+        st = p2p_suite(w);
+    } else if (strcmp(suite, "fork") == 0) {
+        st = fork_suite(w);
+    } else {
+        fprintf(stderr, "test_comm: no suite %s\n", suite);
+        return 2;
+    }
+    printf("rank %d of %d (%s): %s %s\n", mp_comm_rank(w), mp_comm_size(w), mp_comm_engine(w),
+           suite, st ? "FAILED" : "ok");
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    /* --ranks SUITE [marker]: the marker only names the job in `ps`. */
+    if (argc >= 3 && strcmp(argv[1], "--ranks") == 0)
+        return ranks_main(argv[2]);
+    return mpt_run(argc, argv);
+}

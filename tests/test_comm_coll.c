@@ -645,4 +645,69 @@ TEST(coll_timeout_abandons)
     CHECK_EQ(mp_run(2, abandon_rank, NULL), 0);
 }
 
-MPT_MAIN()
+/* ---- the same checks under a launcher ----------------------------------------------- */
+
+/* The collective checks, on whatever world this process is a rank of:
+ * `mprun -n N test_comm_coll --ranks coll` or under mpiexec. */
+static int coll_suite(mp_comm *w)
+{
+    rk_me = mp_comm_rank(w);
+    RK_PASS(coll_rank(w, NULL));
+    RK_PASS(split_rank(w, NULL));
+    mp_comm *pair;
+    RK_OK(mp_comm_split(w, rk_me < 2 ? 0 : MP_UNDEFINED, rk_me, 30, &pair));
+    if (pair && mp_comm_size(pair) == 2) {
+        int st = bad_rank(pair, NULL);
+        if (st == 0)
+            st = abandon_rank(pair, NULL);
+        if (st)
+            return st;
+    }
+    mp_comm_free(pair);
+    rk_me = mp_comm_rank(w);
+    RK_OK(mp_comm_barrier(w, 60));
+    return 0;
+}
+
+/* Rank 1 dies (SIGKILL) while the others are in a broadcast that waits
+ * forever: the launcher must end the job, the survivors with it. */
+static int die_suite(mp_comm *w)
+{
+    rk_me = mp_comm_rank(w);
+    char b[64] = {0};
+    RK_OK(mp_comm_barrier(w, 60));
+    if (rk_me == 1)
+        raise(SIGKILL);
+    RK_OK(mp_comm_bcast(w, b, sizeof b, 1, MP_FOREVER));
+    return 1; /* not reached: rank 1 never sends */
+}
+
+static int ranks_main(const char *suite)
+{
+    mp_comm *w;
+    int rc = mp_comm_world(&w);
+    if (rc < 0) {
+        fprintf(stderr, "test_comm_coll: no world: %s\n", mp_err_name(rc));
+        return 100;
+    }
+    int st;
+    if (strcmp(suite, "coll") == 0) {
+        st = coll_suite(w);
+    } else if (strcmp(suite, "die") == 0 && mp_comm_size(w) >= 2) {
+        st = die_suite(w);
+    } else {
+        fprintf(stderr, "test_comm_coll: no suite %s for %d ranks\n", suite, mp_comm_size(w));
+        return 2;
+    }
+    printf("rank %d of %d (%s): %s %s\n", mp_comm_rank(w), mp_comm_size(w), mp_comm_engine(w),
+           suite, st ? "FAILED" : "ok");
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    /* --ranks SUITE [marker]: the marker only names the job in `ps`. */
+    if (argc >= 3 && strcmp(argv[1], "--ranks") == 0)
+        return ranks_main(argv[2]);
+    return mpt_run(argc, argv);
+}

@@ -3,9 +3,12 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "mp_test.h"
+#include "mpt_helpers.h"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <termios.h>
 
@@ -180,6 +183,113 @@ TEST(lines_from_many_processes_never_interleave)
         for (int j = 0; j < LINES; j++)
             CHECK_EQ(seen[i][j], 1);
     free(text);
+    unlink(path);
+}
+
+/* log.h: "the level comes from MPROC_LOG ... default warning". */
+TEST(the_default_level_is_warning)
+{
+    unsetenv("MPROC_LOG");
+    CHECK_EQ(mp_log_get_level(), MP_LOG_WARNING);
+    CHECK(mp_log_enabled(MP_LOG_WARNING));
+    CHECK(!mp_log_enabled(MP_LOG_INFO));
+}
+
+/* log.h: the environment's level counts "unless mp_log_set_level() was
+ * called before". */
+TEST(a_level_set_before_the_first_line_beats_the_environment)
+{
+    setenv("MPROC_LOG", "debug", 1);
+    mp_log_set_level(MP_LOG_ERROR);
+    mp_log(MP_LOG_WARNING, "first line");
+    CHECK_EQ(mp_log_get_level(), MP_LOG_ERROR);
+}
+
+/* log.h, mp_log_set_fd: "Logs to fd" - and mp_vlog like mp_log. */
+static void vlog_it(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mp_vlog(MP_LOG_ERROR, fmt, ap);
+    va_end(ap);
+}
+
+TEST(lines_go_to_a_descriptor_of_the_callers)
+{
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    CHECK_OK(mp_log_set_fd(p[1]));
+    mp_log_set_level(MP_LOG_INFO);
+    mp_log(MP_LOG_INFO, "to the pipe %d", 1);
+    vlog_it("and %s", "through mp_vlog");
+    char buf[512] = {0};
+    size_t got = 0;
+    while (got < sizeof buf - 1 && !strstr(buf, "mp_vlog\n")) {
+        ssize_t n = read(p[0], buf + got, sizeof buf - 1 - got);
+        CHECK(n > 0);
+        got += (size_t)n;
+    }
+    CHECK_CONTAINS(buf, "INFO [pid ");
+    CHECK_CONTAINS(buf, "] to the pipe 1\n");
+    CHECK_CONTAINS(buf, "ERROR [pid ");
+    CHECK_CONTAINS(buf, "] and through mp_vlog\n");
+    CHECK_OK(mp_log_set_fd(STDERR_FILENO));
+    close(p[0]);
+    close(p[1]); /* the library never closes it: this does not fail */
+}
+
+/* log.h, mp_log: "Never fails visibly: a line that cannot be written is
+ * dropped" - not even when the destination is a pipe nobody reads any
+ * more (a write there raises SIGPIPE, which would kill the process). */
+TEST(a_line_that_cannot_be_written_is_dropped_quietly)
+{
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    close(p[0]);
+    CHECK_OK(mp_log_set_fd(p[1]));
+    mp_log(MP_LOG_ERROR, "into a pipe without a reader");
+    mp_log(MP_LOG_ERROR, "and again");
+    CHECK_OK(mp_log_set_fd(STDERR_FILENO));
+    close(p[1]);
+    /* SIGPIPE, had it been raised, is not left pending either. */
+    sigset_t pending;
+    CHECK_EQ(sigpending(&pending), 0);
+    CHECK(!sigismember(&pending, SIGPIPE));
+}
+
+/* log.h: "Children inherit the destination and the level" - a fresh image
+ * too (spawn), which has none of the parent's memory. */
+static int log_in_child(void *arg)
+{
+    (void)arg;
+    mp_log(MP_LOG_DEBUG, "child debug");
+    mp_log(MP_LOG_INFO, "child info");
+    return mp_log_get_level() == MP_LOG_INFO ? 0 : 1;
+}
+
+TEST(children_inherit_the_destination_and_the_level)
+{
+    char path[256];
+    temp_path(path, sizeof path);
+    CHECK_OK(mp_log_set_file(path));
+    mp_log_set_level(MP_LOG_INFO);
+    const mp_start_method methods[] = {MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(methods); i++) {
+        MPT_CONTEXT("start method %zu", i);
+        mp_process_opts o = MP_PROCESS_OPTS_INIT;
+        o.start_method = methods[i];
+        o.name = "logger";
+        mp_process *p = mpt_new_opts(log_in_child, NULL, &o);
+        CHECK_OK(mp_process_start(p));
+        CHECK_EQ(mpt_finish(p), 0);
+        char *text = slurp(path);
+        CHECK_CONTAINS(text, " logger] child info\n");
+        CHECK(strstr(text, "child debug") == NULL);
+        free(text);
+        CHECK_EQ(truncate(path, 0), 0);
+    }
+    MPT_CONTEXT_CLEAR();
+    CHECK_OK(mp_log_set_file(NULL));
     unlink(path);
 }
 

@@ -196,22 +196,189 @@ TEST(send_to_a_closed_peer_is_epipe_without_sigpipe)
     mp_conn_free(b);
 }
 
+/* Sends a packet by hand: word, payload, and a descriptor when fd >= 0. */
+static void raw_packet(mp_conn *c, uint64_t word, const void *payload, size_t len, int fd)
+{
+    char pkt[256];
+    CHECK_LE_U(len, sizeof pkt - 8);
+    memcpy(pkt, &word, 8);
+    if (len)
+        memcpy(pkt + 8, payload, len);
+    CHECK_OK(mp__send_fds(mp_conn_fd(c), pkt, 8 + len, &fd, fd >= 0 ? 1 : 0));
+}
+
+/* A packet no mproc sender makes (a length that is not the payload's)
+ * is dropped as a protocol error; what follows is read as usual. */
 TEST(truncated_message_is_eproto_then_eof)
 {
     mp_conn *a, *b;
     CHECK_OK(mp_pipe(&a, &b, true));
-    /* A header announcing 1000 bytes, then only 10, then the end. */
-    uint64_t hdr = (uint64_t)1000 << 8 | 1;
+    /* A header announcing 1000 bytes, with only 10, then the end. */
     char part[10] = {0};
-    CHECK_EQ(write(mp_conn_fd(b), &hdr, sizeof hdr), (ssize_t)sizeof hdr);
-    CHECK_EQ(write(mp_conn_fd(b), part, sizeof part), (ssize_t)sizeof part);
+    raw_packet(b, (uint64_t)1000 << 8 | 1, part, sizeof part, -1);
+    CHECK_OK(mp_conn_send(b, "next", 4));
     mp_conn_close(b);
     char buf[2000];
     size_t len;
     CHECK_ERR(mp_conn_recv(a, buf, sizeof buf, &len, 10.0), MP_EPROTO);
+    CHECK_OK(mp_conn_recv(a, buf, sizeof buf, &len, 10.0));
+    CHECK_EQ_U(len, 4);
     CHECK_ERR(mp_conn_recv(a, buf, sizeof buf, &len, 10.0), MP_EOF);
     mp_conn_free(a);
     mp_conn_free(b);
+}
+
+/* pipe.h, mp_conn_recv_fd: a descriptor message that came without its
+ * descriptor is MP_EPROTO at once, not after the wait; so is a large
+ * message without its stream. */
+TEST(a_descriptor_frame_without_its_descriptor_fails_at_once)
+{
+    mp_conn *a, *b;
+    CHECK_OK(mp_pipe(&a, &b, true));
+    raw_packet(b, 2, NULL, 0, -1);                          /* KIND_FD, no fd */
+    raw_packet(b, (uint64_t)1 << 20 << 8 | 3, NULL, 0, -1); /* KIND_BULK, no stream */
+    int fd = -1;
+    double t0 = mpt_now();
+    CHECK_ERR(mp_conn_recv_fd(a, &fd, 30.0), MP_EPROTO);
+    char buf[8];
+    size_t len;
+    CHECK_ERR(mp_conn_recv(a, buf, sizeof buf, &len, 30.0), MP_EPROTO);
+    CHECK(mpt_now() - t0 < 5.0);
+    CHECK_EQ(fd, -1);
+    CHECK_ERR(mp_conn_recv(a, buf, sizeof buf, &len, 0), MP_EAGAIN);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
+/* pipe.h, mp_conn_recv_alloc: the length a peer announces is not trusted
+ * beyond the end's limit (1 GiB by default, settable): the call refuses at
+ * once, allocating nothing, and the message stays for a receive that can
+ * take it. */
+TEST(recv_alloc_refuses_a_message_over_its_limit)
+{
+    mp_conn *a, *b;
+    CHECK_OK(mp_pipe(&a, &b, true));
+    int s[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+    uint64_t huge = (uint64_t)3 << 30; /* 3 GiB, never sent */
+    raw_packet(b, huge << 8 | 3, NULL, 0, s[1]);
+    void *p = NULL;
+    size_t len = 0;
+    double t0 = mpt_now();
+    CHECK_ERR(mp_conn_recv_alloc(a, &p, &len, 10.0), MP_EMSGSIZE);
+    CHECK(mpt_now() - t0 < 5.0);
+    CHECK_EQ_U(len, huge);
+    CHECK_NULL(p);
+    /* A lower limit refuses smaller ones. */
+    CHECK_ERR(mp_conn_set_max_message(a, 0), MP_EINVAL);
+    CHECK_ERR(mp_conn_set_max_message(NULL, 10), MP_EINVAL);
+    mp_conn *c, *d;
+    CHECK_OK(mp_pipe(&c, &d, true));
+    CHECK_OK(mp_conn_set_max_message(c, 100));
+    char msg[200] = {0};
+    CHECK_OK(mp_conn_send(d, msg, sizeof msg));
+    CHECK_ERR(mp_conn_recv_alloc(c, &p, &len, 1.0), MP_EMSGSIZE);
+    CHECK_EQ_U(len, sizeof msg);
+    CHECK_OK(mp_conn_set_max_message(c, 200));
+    CHECK_OK(mp_conn_recv_alloc(c, &p, &len, 1.0));
+    CHECK_EQ_U(len, sizeof msg);
+    free(p);
+    close(s[0]);
+    close(s[1]);
+    mp_conn_free(a);
+    mp_conn_free(b);
+    mp_conn_free(c);
+    mp_conn_free(d);
+}
+
+/* ---- one message per receive ------------------------------------------------ */
+
+/* Sends message i: its number and size, then a checkable body; every
+ * seventh is larger than a packet (64 KiB). */
+static void send_numbered(mp_conn *c, uint32_t i)
+{
+    size_t size = i % 7 == 3 ? 100000 + i : 8 + i % 50;
+    unsigned char *m = malloc(size);
+    CHECK_NOT_NULL(m);
+    fill(m, size, i);
+    memcpy(m, &i, sizeof i);
+    CHECK_OK(mp_conn_send(c, m, size));
+    free(m);
+}
+
+/* Receives one numbered message; returns its number. */
+static uint32_t recv_numbered(mp_conn *c)
+{
+    static unsigned char buf[200000];
+    size_t len;
+    CHECK_OK(mp_conn_recv(c, buf, sizeof buf, &len, 30.0));
+    uint32_t i;
+    memcpy(&i, buf, sizeof i);
+    CHECK_EQ_U(len, i % 7 == 3 ? 100000 + i : 8 + i % 50);
+    memcpy(buf, (unsigned char[4]){pat(i, 0), pat(i, 1), pat(i, 2), pat(i, 3)}, 4);
+    CHECK(matches(buf, len, i));
+    return i;
+}
+
+/* pipe.h, "One message per receive": a child that receives one message
+ * and exits leaves the others where they were, for the parent that holds
+ * the same end (the connection read up to 64 KiB ahead, and the child took
+ * what it had read with it). */
+TEST(a_child_that_receives_one_message_leaves_the_rest)
+{
+    mp_conn *r, *w;
+    CHECK_OK(mp_pipe(&r, &w, false));
+    enum { N = 20 };
+    for (uint32_t i = 0; i < N; i++)
+        send_numbered(w, i);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(recv_numbered(r) == 0 ? 0 : 1);
+    reap_ok(pid);
+    for (uint32_t i = 1; i < N; i++)
+        CHECK_EQ_U(recv_numbered(r), i);
+    char buf[8];
+    size_t len;
+    CHECK_ERR(mp_conn_recv(r, buf, sizeof buf, &len, 0), MP_EAGAIN);
+    mp_conn_free(r);
+    mp_conn_free(w);
+}
+
+/* Two processes receive from one end by turns (never at once, as pipe.h
+ * asks), then one exits: every message is received exactly once, in
+ * order between them. */
+TEST(two_processes_reading_one_end_by_turns_lose_nothing)
+{
+    mp_conn *r, *w;
+    CHECK_OK(mp_pipe(&r, &w, false));
+    enum { N = 120, CHILD_TURNS = 40 };
+    for (uint32_t i = 0; i < N; i++)
+        send_numbered(w, i);
+    gate to_child, to_parent;
+    gate_init(&to_child);
+    gate_init(&to_parent);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Even numbers are the child's turns: it must get exactly those. */
+        for (uint32_t t = 0; t < CHILD_TURNS; t++) {
+            if (gate_wait(&to_child, 30) < 0 || recv_numbered(r) != 2 * t)
+                _exit(1);
+            gate_open(&to_parent);
+        }
+        _exit(0);
+    }
+    for (uint32_t t = 0; t < CHILD_TURNS; t++) {
+        gate_open(&to_child);
+        CHECK_OK(gate_wait(&to_parent, 30));
+        CHECK_EQ_U(recv_numbered(r), 2 * t + 1);
+    }
+    reap_ok(pid);
+    for (uint32_t i = 2 * CHILD_TURNS; i < N; i++)
+        CHECK_EQ_U(recv_numbered(r), i);
+    gate_close(&to_child);
+    gate_close(&to_parent);
+    mp_conn_free(r);
+    mp_conn_free(w);
 }
 
 /* ---- timeouts ------------------------------------------------------------- */
@@ -284,7 +451,9 @@ TEST(send_timeouts_when_the_peer_does_not_read)
     mp_conn_free(b);
 }
 
-TEST(send_timing_out_midway_breaks_only_the_sending_side)
+/* pipe.h, mp_conn_send_timeout: a large message cut by its timeout is
+ * MP_EPROTO for the receiver, and both ends go on. */
+TEST(send_timing_out_midway_cuts_only_that_message)
 {
     mp_conn *a, *b;
     CHECK_OK(mp_pipe(&a, &b, true));
@@ -293,18 +462,20 @@ TEST(send_timing_out_midway_breaks_only_the_sending_side)
     CHECK(msg != NULL);
     fill(msg, big, 3);
     CHECK_ERR(mp_conn_send_timeout(a, msg, big, 0.05), MP_ETIMEDOUT);
-    CHECK_ERR(mp_conn_send(a, "x", 1), MP_ESTATE);
-    /* The other direction still works. */
+    CHECK_OK(mp_conn_send(a, "x", 1));
+    /* The other direction works throughout. */
     CHECK_OK(mp_conn_send(b, "ok", 2));
     char buf[8];
     size_t len;
     CHECK_OK(mp_conn_recv(a, buf, sizeof buf, &len, 1.0));
     CHECK_EQ(len, 2);
-    /* The peer gets the cut message as a protocol error once a closes. */
-    mp_conn_close(a);
     unsigned char *in = malloc(big);
     CHECK(in != NULL);
     CHECK_ERR(mp_conn_recv(b, in, big, &len, 10.0), MP_EPROTO);
+    CHECK_OK(mp_conn_recv(b, in, big, &len, 10.0));
+    CHECK_EQ_U(len, 1);
+    CHECK_EQ(in[0], 'x');
+    mp_conn_close(a);
     CHECK_ERR(mp_conn_recv(b, in, big, &len, 10.0), MP_EOF);
     free(msg);
     free(in);
@@ -370,14 +541,18 @@ TEST(a_message_cut_by_a_timeout_resumes_where_it_stopped)
     gate_init(&g);
     pid_t pid = fork();
     if (pid == 0) {
-        /* Writes the frame by hand: the header and half the payload, then
-         * the rest once the parent has timed out in the middle. */
-        int fd = mp_conn_fd(b);
-        uint64_t hdr = (uint64_t)big << 8 | 1;
-        if (mp__write_all(fd, &hdr, sizeof hdr) < 0 || mp__write_all(fd, msg, half) < 0)
+        /* Sends the large message by hand: the packet with its stream,
+         * half the payload, then the rest once the parent has timed out in
+         * the middle. */
+        int s[2];
+        uint64_t hdr = (uint64_t)big << 8 | 3;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s) != 0 ||
+            mp__send_fds(mp_conn_fd(b), &hdr, sizeof hdr, &s[1], 1) < 0 ||
+            mp__write_all(s[0], msg, half) < 0)
             _exit(1);
-        if (gate_wait(&g, 30) < 0 || mp__write_all(fd, msg + half, big - half) < 0)
+        if (gate_wait(&g, 30) < 0 || mp__write_all(s[0], msg + half, big - half) < 0)
             _exit(2);
+        close(s[0]);
         _exit(mp_conn_send(b, "after", 5) == 0 ? 0 : 3);
     }
     size_t len;
@@ -650,7 +825,7 @@ TEST(an_end_handed_to_a_spawned_child)
     mp_conn_free(b);
 }
 
-TEST(from_fd_takes_only_stream_sockets)
+TEST(from_fd_takes_only_packet_sockets)
 {
     mp_conn *c = NULL;
     int p[2];
@@ -667,7 +842,11 @@ TEST(from_fd_takes_only_stream_sockets)
     close(p[1]);
     close(s[0]);
     close(s[1]);
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+    CHECK_ERR(mp_conn_from_fd(s[0], MP_CONN_READABLE, &c), MP_EINVAL);
+    close(s[0]);
+    close(s[1]);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, s), 0);
     mp_conn *x, *y;
     CHECK_OK(mp_conn_from_fd(s[0], MP_CONN_WRITABLE, &x));
     CHECK_OK(mp_conn_from_fd(s[1], MP_CONN_READABLE, &y));

@@ -5,6 +5,7 @@
 #include "mp_test.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -26,6 +27,47 @@ TEST(deadlines)
     CHECK(!mp__deadline_timespec(MP__NO_DEADLINE, &ts));
     CHECK(mp__deadline_timespec(d, &ts));
     CHECK_EQ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, d);
+}
+
+/* The switch of the re-check slices (platform.h): off in every case (the
+ * runner sets MPROC_TEST_NO_RECHECK=1), read afresh at each call, so that
+ * mpt_allow_recheck() turns them back on; off, a sleep lasts to the
+ * deadline, on, a slice at most. */
+TEST(recheck_slices_follow_the_test_setting)
+{
+    CHECK(!mp__recheck_slices());
+    int64_t now = mp__now_ns(), far = now + 60000000000LL;
+    CHECK_EQ(mp__slice_end(false, far, 100000000LL), far);
+    CHECK_EQ(mp__slice_end(false, MP__NO_DEADLINE, 100000000LL), MP__NO_DEADLINE);
+    mpt_allow_recheck();
+    CHECK(mp__recheck_slices());
+    int64_t end = mp__slice_end(true, far, 100000000LL);
+    CHECK(end >= now + 100000000LL && end < now + 10000000000LL);
+    CHECK_EQ(mp__slice_end(true, now, 100000000LL), now);
+    setenv("MPROC_TEST_NO_RECHECK", "1", 1);
+    CHECK(!mp__recheck_slices());
+}
+
+/* The conversions of the time rule (common.h): saturating, never wrapping. */
+TEST(seconds_and_sums_saturate)
+{
+    CHECK_EQ(mp__seconds_ns(1.5), 1500000000LL);
+    CHECK_EQ(mp__seconds_ns(0), 0);
+    CHECK_EQ(mp__seconds_ns(-3), 0);
+    CHECK_EQ(mp__seconds_ns(1e-10), 0);
+    CHECK_EQ(mp__seconds_ns(INFINITY), INT64_MAX);
+    CHECK_EQ(mp__seconds_ns(1e10), INT64_MAX);
+    CHECK_EQ(mp__seconds_ns(9.2e9), 9200000000000000000LL);
+    CHECK_EQ(mp__time_after(100, 5), 105);
+    CHECK_EQ(mp__time_after(mp__now_ns(), INT64_MAX), MP__NO_DEADLINE);
+    CHECK_EQ(mp__time_after(INT64_MAX - 10, 20), MP__NO_DEADLINE);
+    CHECK_EQ(mp__deadline(9.3e9), MP__NO_DEADLINE);
+    CHECK_EQ(mp__deadline(-INFINITY), MP__NO_DEADLINE);
+    CHECK_ERR(mp__timeout_check(NAN), MP_EINVAL);
+    CHECK_OK(mp__timeout_check(-1));
+    CHECK_ERR(mp__duration_check(-1), MP_EINVAL);
+    CHECK_ERR(mp__duration_check(NAN), MP_EINVAL);
+    CHECK_OK(mp__duration_check(INFINITY));
 }
 
 TEST(futex_wait_times_out_and_wakes)

@@ -71,6 +71,42 @@ TEST(thread_names_are_what_the_system_shows)
     gate_close(&n.done);
 }
 
+/* Thread identities (platform.h): a live thread is known with its start
+ * time; a zombie and a reaped process are gone; the caller's own start
+ * time is what another process reads, and a forked child has its own. */
+TEST(thread_identities_tell_the_living_from_the_dead)
+{
+    uint64_t mine = mp__thread_start_time(), seen = 0;
+    CHECK_NE_U(mine, 0);
+    CHECK_OK(mp__thread_check(mp__self_tid(), &seen));
+    CHECK_EQ_U(seen, mine);
+    int up[2], down[2];
+    CHECK_EQ(pipe2(up, O_CLOEXEC), 0);
+    CHECK_EQ(pipe2(down, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint64_t start = mp__thread_start_time();
+        char c;
+        bool ok = write(up[1], &start, sizeof start) == sizeof start && read(down[0], &c, 1) == 1;
+        _exit(ok ? 0 : 1);
+    }
+    uint64_t child = 0;
+    CHECK_EQ(read(up[0], &child, sizeof child), (ssize_t)sizeof child);
+    CHECK_OK(mp__thread_check(pid, &seen));
+    CHECK_EQ_U(seen, child);
+    CHECK_GE_U(child, mine);
+    CHECK_EQ(write(down[1], "x", 1), 1);
+    CHECK(mpt_wait_gone(pid, 30)); /* a zombie now: dead */
+    CHECK_ERR(mp__thread_check(pid, &seen), MP_ESRCH);
+    reap_ok(pid);
+    CHECK_ERR(mp__thread_check(pid, &seen), MP_ESRCH);
+    CHECK_ERR(mp__thread_check(0, &seen), MP_ESRCH);
+    for (int i = 0; i < 2; i++) {
+        close(up[i]);
+        close(down[i]);
+    }
+}
+
 TEST(a_child_dies_with_its_parent)
 {
     int pp[2];

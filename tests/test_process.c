@@ -5,6 +5,8 @@
 #include "mp_test.h"
 #include "mpt_helpers.h"
 
+#include <pthread.h>
+
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -41,7 +43,9 @@ TEST(start_join_exitcode)
     CHECK_OK(mp_process_join(p, 10.0));
     CHECK_EQ(mpt_exitcode(p), 42);
     CHECK(!mp_process_is_alive(p));
-    CHECK(mp_process_report(p) == NULL || strstr(mp_process_report(p), "status 42"));
+    /* process.h: a child that exits with a status other than 0 has a
+     * report that says so. */
+    CHECK_CONTAINS(mp_process_report(p), "status 42");
     CHECK_EQ(mpt_error(p), 0);
     /* A second join returns at once; the child was reaped exactly once. */
     CHECK_OK(mp_process_join(p, 0));
@@ -363,9 +367,15 @@ __attribute__((noinline)) static int crash_bus(void *arg)
     return 0;
 }
 
+static const char *method_name(mp_start_method m)
+{
+    return m == MP_START_FORK ? "fork" : m == MP_START_SPAWN ? "spawn" : "forkserver";
+}
+
 static void check_crash(mp_target_fn fn, int signo, const char *signame, const char *fname,
                         mp_start_method method)
 {
+    MPT_CONTEXT("%s in a child started by %s", signame, method_name(method));
     int one = 1;
     mp_process_opts o = MP_PROCESS_OPTS_INIT;
     o.name = "crasher";
@@ -385,6 +395,7 @@ static void check_crash(mp_target_fn fn, int signo, const char *signame, const c
     if (signo == SIGSEGV)
         CHECK_CONTAINS(r, "at address 0x10");
     mp_process_free(p);
+    MPT_CONTEXT_CLEAR();
 }
 
 TEST(crash_report_for_each_fatal_signal)
@@ -691,6 +702,7 @@ static int fresh_job(void *arg)
 
 static void check_method(mp_start_method m, int expect_mark)
 {
+    MPT_CONTEXT("start method %s", method_name(m));
     global_mark = 2;
     int fds[2];
     CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
@@ -713,6 +725,7 @@ static void check_method(mp_start_method m, int expect_mark)
     mp_process_free(p);
     close(fds[0]);
     close(fds[1]);
+    MPT_CONTEXT_CLEAR();
 }
 
 TEST(fork_method)
@@ -1258,6 +1271,165 @@ TEST(cpu_counts)
     CHECK_EQ(sched_setaffinity(0, sizeof one, &one), 0);
     CHECK_EQ(mp_cpu_count(), 1);
     CHECK_EQ(mp_physical_cores(), 1);
+}
+
+/* ---- promises of process.h, one by one ------------------------------------ */
+
+static int exit_three(void *arg)
+{
+    (void)arg;
+    return 3;
+}
+
+/* "A started child is reaped exactly once, by join, is_alive, exitcode,
+ * error or free, whichever notices its end first." */
+TEST(whichever_call_notices_the_end_reaps_the_child_once)
+{
+    for (int k = 0; k < 3; k++) {
+        static const char *const by[] = {"is_alive", "exitcode", "error"};
+        MPT_CONTEXT("noticed by mp_process_%s", by[k]);
+        mp_process *p = mpt_start(exit_three, NULL);
+        pid_t pid = mp_process_pid(p);
+        CHECK(mpt_wait_gone(pid, 30)); /* a zombie, not yet reaped */
+        int v = -1;
+        if (k == 0)
+            CHECK(!mp_process_is_alive(p));
+        else if (k == 1)
+            CHECK_OK(mp_process_exitcode(p, &v));
+        else
+            CHECK_OK(mp_process_error(p, &v));
+        CHECK_EQ(waitpid(pid, NULL, WNOHANG), -1); /* reaped already */
+        CHECK_EQ(errno, ECHILD);
+        CHECK_OK(mp_process_join(p, 0));
+        CHECK_EQ(mpt_exitcode(p), 3);
+        mp_process_free(p);
+    }
+    MPT_CONTEXT_CLEAR();
+}
+
+/* The executable's own constructors, which a fresh image must not have run
+ * (process.h, "Start methods"): this one marks the global. */
+static int ctor_ran;
+
+__attribute__((constructor)) static void mark_ctor(void)
+{
+    ctor_ran = 1;
+}
+
+static int report_ctor(void *arg)
+{
+    (void)arg;
+    return ctor_ran ? 5 : 6;
+}
+
+/* "With spawn and forkserver ... main() has not run, and neither have the
+ * executable's own constructors." (A fork copies the parent, where they
+ * did.) */
+TEST(fresh_images_run_no_constructor_of_the_executable)
+{
+    const mp_start_method m[] = {MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(m); i++) {
+        MPT_CONTEXT("start method %s", method_name(m[i]));
+        mp_process_opts o = MP_PROCESS_OPTS_INIT;
+        o.start_method = m[i];
+        mp_process *p = mpt_new_opts(report_ctor, NULL, &o);
+        CHECK_OK(mp_process_start(p));
+        CHECK_EQ(mpt_finish(p), m[i] == MP_START_FORK ? 5 : 6);
+    }
+    MPT_CONTEXT_CLEAR();
+}
+
+static int comm_is(void *arg)
+{
+    char comm[32] = {0};
+    FILE *f = fopen("/proc/self/comm", "re");
+    if (!f || !fgets(comm, sizeof comm, f))
+        return 2;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    return strcmp(comm, arg) == 0 && strcmp(mp_process_current_name(), "") != 0 ? 0 : 1;
+}
+
+/* mp_process_opts.name: shown in `ps` "(the first 15 bytes)", "at most 63
+ * bytes are kept". */
+TEST(long_names_are_cut_where_documented)
+{
+    char name[100];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    char comm[16];
+    memcpy(comm, name, 15);
+    comm[15] = '\0';
+    mp_process *p = mpt_new(comm_is, comm, name);
+    CHECK_EQ(strlen(mp_process_name(p)), 63);
+    CHECK_OK(mp_process_start(p));
+    CHECK_EQ(mpt_finish(p), 0);
+}
+
+/* mp_process_inherited_fd: "MP_EBADF when ... this process was not started
+ * by mproc". */
+TEST(the_main_process_inherited_no_descriptor)
+{
+    CHECK_ERR(mp_process_inherited_fd(0), MP_EBADF);
+    CHECK_STREQ(mp_process_current_name(), "MainProcess");
+}
+
+/* mp_process_stop: "MP_ESTATE before start"; terminate, kill and signal:
+ * "Returns 0, also when the child has already ended". */
+TEST(stop_before_start_and_signals_after_the_end)
+{
+    mp_process *p = mpt_new(exit_three, NULL, NULL);
+    CHECK_ERR(mp_process_stop(p, 1.0), MP_ESTATE);
+    CHECK_ERR(mp_process_kill(p), MP_ESTATE);
+    CHECK_OK(mp_process_start(p));
+    CHECK_OK(mp_process_join(p, 30));
+    CHECK_OK(mp_process_kill(p));
+    CHECK_OK(mp_process_signal(p, SIGUSR1));
+    CHECK_OK(mp_process_stop(p, 1.0));
+    CHECK_EQ(mpt_exitcode(p), 3);
+    mp_process_free(p);
+}
+
+typedef struct starter_arg {
+    int rc;
+    int code;
+} starter_arg;
+
+static void *start_from_thread(void *arg)
+{
+    starter_arg *a = arg;
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    o.start_method = MP_START_FORKSERVER;
+    mp_process *p = NULL;
+    a->rc = mp_process_new_opts(exit_three, NULL, &o, &p);
+    if (a->rc == 0)
+        a->rc = mp_process_start(p);
+    if (a->rc == 0)
+        a->rc = mp_process_join(p, 30);
+    if (a->rc == 0)
+        a->rc = mp_process_exitcode(p, &a->code);
+    mp_process_free(p);
+    return NULL;
+}
+
+/* mp_forkserver_start: "Returns 0 (also if it runs already)"; the server
+ * "serves every thread". */
+TEST(the_forkserver_starts_once_and_serves_every_thread)
+{
+    CHECK_OK(mp_forkserver_start());
+    CHECK_OK(mp_forkserver_start());
+    enum { T = 4 };
+    pthread_t th[T];
+    starter_arg a[T];
+    for (int i = 0; i < T; i++)
+        CHECK_EQ(pthread_create(&th[i], NULL, start_from_thread, &a[i]), 0);
+    for (int i = 0; i < T; i++) {
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
+        CHECK_OK(a[i].rc);
+        CHECK_EQ(a[i].code, 3);
+    }
+    CHECK_OK(mp_forkserver_stop());
+    CHECK_OK(mp_forkserver_stop());
 }
 
 MPT_MAIN()

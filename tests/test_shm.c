@@ -187,7 +187,7 @@ TEST(arena_free_without_close)
 TEST(default_arena_has_the_default_size)
 {
     if (getenv("MPROC_ARENA_SIZE"))
-        return; /* the environment chose another size */
+        MPT_SKIP("MPROC_ARENA_SIZE in the environment chose another size");
     CHECK_EQ(mp_arena_size(mp_arena_default()), MP_ARENA_DEFAULT_SIZE);
 }
 
@@ -376,6 +376,7 @@ static int fresh_image_attaches(void *arg)
 
 static void check_fresh_image(mp_start_method m)
 {
+    MPT_CONTEXT("start method %s", m == MP_START_SPAWN ? "spawn" : "forkserver");
     mp_arena *d = mp_arena_default();
     char *text = mp_arena_alloc(NULL, 64);
     strcpy(text, "from the parent");
@@ -395,6 +396,7 @@ static void check_fresh_image(mp_start_method m)
     CHECK_STREQ(q, "allocated in the child");
     CHECK_OK(mp_arena_dealloc(NULL, q));
     CHECK_OK(mp_arena_dealloc(NULL, text));
+    MPT_CONTEXT_CLEAR();
 }
 
 TEST(spawned_child_maps_the_arena_at_the_same_address)
@@ -762,6 +764,121 @@ TEST(unrelated_exec_process_attaches_by_name)
     /* Its close did not unlink what this program created. */
     CHECK_OK(mp_shm_unlink(s));
     mp_shm_free(s);
+}
+
+/* ---- the tracker outlives no killed program ------------------------------------------ */
+
+/* This test program, executed afresh with MPT_TRACKER_VICTIM=<how> in its
+ * environment, is a program of its own (its session is its pid) that
+ * creates its first named segment - which starts its tracker - and is
+ * SIGKILLed: at a chosen instant of starting the tracker ("connected",
+ * "started"), or at a moment the test chooses ("wait": it then waits to
+ * be killed). */
+static char victim_how[16];
+
+static void die_here(mp__tracker_point where)
+{
+    if ((where == MP__TP_CONNECTED && strcmp(victim_how, "connected") == 0) ||
+        (where == MP__TP_STARTED && strcmp(victim_how, "started") == 0))
+        kill(getpid(), SIGKILL);
+}
+
+__attribute__((constructor)) static void tracker_victim(void)
+{
+    const char *v = getenv("MPT_TRACKER_VICTIM");
+    if (!v)
+        return;
+    snprintf(victim_how, sizeof victim_how, "%s", v);
+    const char *how = victim_how;
+    /* The tracker it starts is this program too: not a victim. */
+    unsetenv("MPT_TRACKER_VICTIM");
+    mp__tracker_fault = die_here;
+    mp_shm *s;
+    if (mp_shm_create(NULL, 4096, &s) != 0)
+        _exit(10);
+    if (strcmp(how, "wait") != 0)
+        _exit(11); /* should have died */
+    for (;;)
+        pause();
+}
+
+/* Whether the tracker of session sess (by its address, which lives as long
+ * as it does) is listed in /proc/net/unix. */
+static bool tracker_listed(pid_t sess)
+{
+    char want[96], line[512];
+    snprintf(want, sizeof want, "@mproc-tracker-%u-%d\n", (unsigned)getuid(), (int)sess);
+    FILE *f = fopen("/proc/net/unix", "re");
+    CHECK_NOT_NULL(f);
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        const char *at = strchr(line, '@');
+        found = at && strcmp(at, want) == 0;
+    }
+    fclose(f);
+    return found;
+}
+
+static pid_t spawn_victim(const char *how)
+{
+    char var[64];
+    snprintf(var, sizeof var, "MPT_TRACKER_VICTIM=%s", how);
+    char *envp[] = {var, NULL};
+    char *argv[] = {(char *)"tracker-victim", NULL};
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp), 0);
+    return pid;
+}
+
+/* Reaps the victim, then gives whatever tracker it started limit seconds to
+ * be gone: the time to start a fresh image and see its first client's end,
+ * far below the 5 s a tracker waited for a client that never came. */
+static void check_tracker_goes(pid_t victim, double limit)
+{
+    int st;
+    CHECK_EQ(waitpid(victim, &st, 0), victim);
+    CHECK(WIFSIGNALED(st));
+    double end = mpt_now() + limit;
+    while (tracker_listed(victim) && mpt_now() < end) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL); /* bounded polling: no event announces it */
+    }
+    CHECK(!tracker_listed(victim));
+}
+
+/* shm.h's promise that nothing outlives the program, in the window where a
+ * tracker started for a program killed at once waited 5 s (its start came
+ * before the program's connection): killed just after connecting to the
+ * new address, and just after starting the tracker. */
+TEST(a_program_killed_while_starting_its_tracker_leaves_no_tracker)
+{
+    const char *points[] = {"connected", "started"};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(points); i++) {
+        MPT_CONTEXT("killed when %s", points[i]);
+        check_tracker_goes(spawn_victim(points[i]), 2.0);
+    }
+    MPT_CONTEXT_CLEAR();
+}
+
+/* The same at moments of the test's choosing, 0 to 3 ms after the program
+ * started (where the window was hit 12 times in 60), and once it runs. */
+TEST_TIMEOUT(programs_killed_at_random_moments_leave_no_tracker, 120)
+{
+    uint64_t rng = 0x2545f4914f6cdd1dull ^ (uint64_t)getpid();
+    for (int i = 0; i < 30; i++) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        double delay = (double)(rng % 3000) * 1e-6;
+        MPT_CONTEXT("kill %d, %.0f us after the start", i, delay * 1e6);
+        pid_t pid = spawn_victim("wait");
+        double until = mpt_now() + delay;
+        while (mpt_now() < until) {
+        }
+        kill(pid, SIGKILL);
+        check_tracker_goes(pid, 2.0);
+    }
+    MPT_CONTEXT_CLEAR();
 }
 
 MPT_MAIN()

@@ -189,21 +189,30 @@ TEST(rlock_counts_and_owner)
 }
 
 /* Shared state for the contention tests: a plain counter that only the
- * lock protects. */
+ * lock protects, and a barrier every contender waits at before its first
+ * increment, so that they all run at once (started one by one, the first
+ * could finish before the last began, and the count came out right with
+ * the locks switched off). */
 typedef struct counter_arg {
     mp_lock *lock;
     volatile long *count;
     int n;
+    mp_barrier *start;
 } counter_arg;
 
 static int add_under_lock(void *arg)
 {
     counter_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     for (int i = 0; i < a->n; i++) {
         if (mp_lock_acquire(a->lock, 30.0) != 0)
             return 1;
-        /* A read-modify-write in two steps: lost updates would show. */
+        /* A read-modify-write in two steps, now and then with the CPU
+         * given away in between: without exclusion, updates are lost. */
         long v = *a->count;
+        if (i % 16 == 0)
+            sched_yield();
         *a->count = v + 1;
         if (mp_lock_release(a->lock) != 0)
             return 2;
@@ -211,12 +220,13 @@ static int add_under_lock(void *arg)
     return 0;
 }
 
-static void check_exact_count(mp_lock *lock)
+static void check_exact_count(mp_lock *lock, const char *kind)
 {
+    MPT_CONTEXT("%s", kind);
     enum { PROCS = 4, N = 20000 };
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
     CHECK(count != NULL);
-    counter_arg a = {lock, count, N};
+    counter_arg a = {lock, count, N, new_barrier(PROCS)};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(add_under_lock, &a);
@@ -224,15 +234,19 @@ static void check_exact_count(mp_lock *lock)
         CHECK_EQ(mpt_finish(ps[i]), 0);
     CHECK_EQ(*count, (long)PROCS * N);
     CHECK_OK(mp_arena_dealloc(NULL, (void *)count));
+    mp_barrier_free(a.start);
+    MPT_CONTEXT_CLEAR();
 }
 
+/* sync.h: a Lock and an RLock exclude each other's holders, here four
+ * processes that start together. */
 TEST(lock_exact_count_under_contention)
 {
     mp_lock *l = new_lock();
-    check_exact_count(l);
+    check_exact_count(l, "Lock");
     mp_lock_free(l);
     mp_rlock *r = new_rlock();
-    check_exact_count(r);
+    check_exact_count(r, "RLock");
     mp_lock_free(r);
 }
 
@@ -257,12 +271,13 @@ TEST(lock_exact_count_between_threads_and_processes)
 {
     mp_rlock *l = new_rlock();
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
-    counter_arg a = {l, count, 10000};
+    counter_arg a = {l, count, 10000, new_barrier(4)};
     mp_process *p = mpt_start(threads_add, &a);
     CHECK_EQ(threads_add(&a), 0);
     CHECK_EQ(mpt_finish(p), 0);
     CHECK_EQ(*count, 40000);
     CHECK_OK(mp_arena_dealloc(NULL, (void *)count));
+    mp_barrier_free(a.start);
     mp_lock_free(l);
 }
 
@@ -286,6 +301,30 @@ static int hold_lock(void *arg)
     for (int i = 0; i < h->depth; i++)
         mp_lock_release(h->lock);
     return 0;
+}
+
+/* sync.h, mp_lock_acquire: "MP_EAGAIN when an RLock's count would
+ * overflow" - and the lock stays held, at the same depth. */
+TEST(rlock_count_overflow_is_eagain)
+{
+    mp_rlock *r = new_rlock();
+    CHECK_OK(mp_lock_acquire(r, 0));
+    CHECK_OK(mp_lock_acquire(r, 0));
+    CHECK_EQ(mp_lock_count(r), 2);
+    /* Four billion acquisitions, without the four billion calls. */
+    CHECK_OK(mp__mutex_set_depth(mp__lock_mutex(r), UINT32_MAX));
+    CHECK_ERR(mp_lock_acquire(r, 0), MP_EAGAIN);
+    CHECK_ERR(mp_lock_acquire(r, MP_FOREVER), MP_EAGAIN);
+    CHECK(mp_lock_is_owned(r));
+    CHECK_EQ((unsigned)mp_lock_count(r), UINT32_MAX);
+    CHECK_OK(mp_lock_release(r));
+    CHECK_EQ((unsigned)mp_lock_count(r), UINT32_MAX - 1);
+    CHECK_OK(mp_lock_acquire(r, 0));
+    CHECK_OK(mp__mutex_set_depth(mp__lock_mutex(r), 1));
+    CHECK_OK(mp_lock_release(r));
+    CHECK(!mp_lock_is_owned(r));
+    CHECK_EQ(mp_lock_owner(r, NULL, NULL), 0);
+    mp_lock_free(r);
 }
 
 TEST(lock_timeouts)
@@ -378,6 +417,7 @@ TEST(waits_survive_signals_without_stretching)
 
 static void check_owner_death(int depth)
 {
+    MPT_CONTEXT("%s held %d deep", depth > 1 ? "RLock" : "Lock", depth);
     holder_arg h = {.lock = depth > 1 ? new_rlock() : new_lock(), .depth = depth};
     gate_init(&h.ready);
     gate_init(&h.go);
@@ -415,6 +455,7 @@ static void check_owner_death(int depth)
     mp_lock_free(h.lock);
     gate_close(&h.ready);
     gate_close(&h.go);
+    MPT_CONTEXT_CLEAR();
 }
 
 TEST(lock_owner_death_is_recovered)
@@ -543,15 +584,20 @@ typedef struct sem_arg {
     int n;
     int *successes; /* per child, in shared memory */
     int idx;
+    mp_barrier *start; /* all contenders start together (see counter_arg) */
 } sem_arg;
 
 static int add_under_sem(void *arg)
 {
     sem_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     for (int i = 0; i < a->n; i++) {
         if (mp_sem_acquire(a->sem, 30.0) != 0)
             return 1;
-        long v = *a->count;
+        long v = *a->count; /* as add_under_lock */
+        if (i % 16 == 0)
+            sched_yield();
         *a->count = v + 1;
         if (mp_sem_release(a->sem) != 0)
             return 2;
@@ -564,7 +610,7 @@ TEST(semaphore_as_mutex_exact_count)
     enum { PROCS = 4, N = 10000 };
     mp_sem *s = new_sem(1, true);
     volatile long *count = mp_arena_alloc(NULL, sizeof(long));
-    sem_arg a = {s, count, N, NULL, 0};
+    sem_arg a = {s, count, N, NULL, 0, new_barrier(PROCS)};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(add_under_sem, &a);
@@ -573,6 +619,7 @@ TEST(semaphore_as_mutex_exact_count)
     CHECK_EQ(*count, (long)PROCS * N);
     CHECK_EQ(mp_sem_value(s), 1);
     mp_arena_dealloc(NULL, (void *)count);
+    mp_barrier_free(a.start);
     mp_sem_free(s);
 }
 
@@ -610,7 +657,7 @@ TEST(bounded_semaphore_over_release_is_always_refused)
     sem_arg a[PROCS];
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++) {
-        a[i] = (sem_arg){s, NULL, 1000, succ, i};
+        a[i] = (sem_arg){s, NULL, 1000, succ, i, NULL};
         ps[i] = mpt_start(release_many, &a[i]);
     }
     int total = 0;
@@ -641,6 +688,25 @@ static int sem_wait_child(void *arg)
     sem_wait_arg *w = arg;
     gate_open(&w->ready);
     return mp_sem_acquire(w->sem, 60.0) == 0 ? 0 : 1;
+}
+
+/* A release wakes a waiter asleep in the kernel.  The waiter's own limit
+ * (60 s) is longer than the case's on purpose: waits re-check nothing in
+ * tests (MPROC_TEST_NO_RECHECK), so a lost wake-up hangs the case until
+ * its limit fails it. */
+TEST_TIMEOUT(semaphore_release_wakes_a_sleeping_waiter, 20)
+{
+    mp_sem *s = new_sem(0, false);
+    sem_wait_arg w = {.sem = s};
+    gate_init(&w.ready);
+    mp_process *p = mpt_start(sem_wait_child, &w);
+    CHECK_EQ(gate_wait(&w.ready, 10.0), 0);
+    CHECK(eventually(in_futex_wait, pid_arg(p), 10.0));
+    CHECK_OK(mp_sem_release(s));
+    CHECK_EQ(mpt_finish(p), 0);
+    CHECK_EQ(mp_sem_value(s), 0);
+    mp_sem_free(s);
+    gate_close(&w.ready);
 }
 
 TEST(semaphore_waiter_killed_does_not_block_others)
@@ -882,6 +948,71 @@ TEST(condition_producers_and_consumers)
     CHECK_OK(mp_cond_destroy(&b->not_full));
     CHECK_OK(mp_lock_destroy(&b->lock));
     mp_arena_dealloc(NULL, b);
+}
+
+/* Waiters of notify_n_wakes_at_least_n: each takes the lock, says it is
+ * ready, waits, and once woken counts itself and says so on a pipe. */
+typedef struct notify_arg {
+    mp_cond *c;
+    volatile int *woken;
+    gate ready, done;
+} notify_arg;
+
+static int wait_to_be_notified(void *arg)
+{
+    notify_arg *a = arg;
+    if (mp_cond_acquire(a->c, 30.0) != 0)
+        return 1;
+    gate_open(&a->ready);
+    int rc = mp_cond_wait(a->c, 60.0);
+    (*a->woken)++;
+    mp_cond_release(a->c);
+    gate_open(&a->done);
+    return rc == 0 ? 0 : 2;
+}
+
+/* sync.h, Condition: "notify(n) wakes at least min(n, sleepers) waiters":
+ * with four asleep, notify(2) lets two through, notify(1) a third,
+ * notify_all the last. */
+TEST(condition_notify_n_wakes_at_least_n)
+{
+    enum { W = 4 };
+    mp_cond *c = new_cond(NULL);
+    volatile int *woken = mp_arena_alloc(NULL, sizeof(int));
+    notify_arg a = {.c = c, .woken = woken};
+    gate_init(&a.ready);
+    gate_init(&a.done);
+    mp_process *ps[W];
+    for (int i = 0; i < W; i++) {
+        ps[i] = mpt_start(wait_to_be_notified, &a);
+        CHECK_OK(gate_wait(&a.ready, 30.0));
+    }
+    for (int i = 0; i < W; i++)
+        CHECK(eventually(in_futex_wait, pid_arg(ps[i]), 30.0));
+    const int n[] = {2, 1};
+    int expect = 0;
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(mp_cond_acquire(c, 30.0));
+        CHECK_ERR(mp_cond_notify(c, 0), MP_EINVAL);
+        CHECK_OK(mp_cond_notify(c, n[k]));
+        CHECK_OK(mp_cond_release(c));
+        expect += n[k];
+        for (int i = 0; i < n[k]; i++)
+            CHECK_OK(gate_wait(&a.done, 30.0));
+        CHECK_OK(mp_cond_acquire(c, 30.0));
+        CHECK_GE(*woken, expect);
+        CHECK_OK(mp_cond_release(c));
+    }
+    CHECK_OK(mp_cond_acquire(c, 30.0));
+    CHECK_OK(mp_cond_notify_all(c));
+    CHECK_OK(mp_cond_release(c));
+    for (int i = 0; i < W; i++)
+        CHECK_EQ(mpt_finish(ps[i]), 0);
+    CHECK_EQ(*woken, W);
+    mp_arena_dealloc(NULL, (void *)woken);
+    mp_cond_free(c);
+    gate_close(&a.ready);
+    gate_close(&a.done);
 }
 
 typedef struct flag_arg {
@@ -1185,6 +1316,58 @@ TEST(barrier_timeout_breaks_it_until_reset)
     p = mpt_start(barrier_wait_expect, &a);
     CHECK(mp_barrier_wait(b, 30.0) >= 0);
     CHECK_EQ(mpt_finish(p), 0);
+    mp_barrier_free(b);
+    gate_close(&a.ready);
+}
+
+static int barrier_index(void *arg)
+{
+    int rc = mp_barrier_wait(arg, 60.0);
+    return rc < 0 ? 100 : rc;
+}
+
+static bool n_arrived(mp_barrier *b, int n)
+{
+    double end = mpt_now() + 30;
+    while (mp_barrier_n_waiting(b) != n && mpt_now() < end)
+        sched_yield();
+    return mp_barrier_n_waiting(b) == n;
+}
+
+/* sync.h, Barrier: "wait returns each an index, 0 .. parties-1, in the
+ * order they arrived". */
+TEST(barrier_indexes_follow_the_order_of_arrival)
+{
+    enum { PARTIES = 4 };
+    mp_barrier *b = new_barrier(PARTIES);
+    mp_process *ps[PARTIES - 1];
+    for (int i = 0; i < PARTIES - 1; i++) {
+        ps[i] = mpt_start(barrier_index, b);
+        CHECK(n_arrived(b, i + 1)); /* it arrived before the next starts */
+    }
+    CHECK_EQ(mp_barrier_wait(b, 30.0), PARTIES - 1);
+    for (int i = 0; i < PARTIES - 1; i++)
+        CHECK_EQ(mpt_finish(ps[i]), i);
+    mp_barrier_free(b);
+}
+
+/* sync.h, Barrier: "A wait that times out breaks it too (the caller gets
+ * MP_ETIMEDOUT, the others MP_EBROKEN)" - the others already waiting, and
+ * those who come after, until reset. */
+TEST(a_timed_out_wait_breaks_the_barrier_for_the_others)
+{
+    mp_barrier *b = new_barrier(3);
+    bwait_arg a = {.b = b, .expect = MP_EBROKEN};
+    gate_init(&a.ready);
+    mp_process *p = mpt_start(barrier_wait_expect, &a);
+    CHECK_EQ(gate_wait(&a.ready, 30.0), 0);
+    CHECK(n_arrived(b, 1));
+    CHECK_ERR(mp_barrier_wait(b, 0.1), MP_ETIMEDOUT);
+    CHECK_EQ(mpt_finish(p), 0); /* it got MP_EBROKEN */
+    CHECK(mp_barrier_broken(b));
+    CHECK_ERR(mp_barrier_wait(b, 30.0), MP_EBROKEN);
+    CHECK_OK(mp_barrier_reset(b));
+    CHECK(!mp_barrier_broken(b));
     mp_barrier_free(b);
     gate_close(&a.ready);
 }

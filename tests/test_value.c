@@ -6,6 +6,8 @@
 #include "mp_test.h"
 #include "mpt_helpers.h"
 
+#include <sched.h>
+
 #include <float.h>
 
 /* ---- types -------------------------------------------------------------- */
@@ -19,12 +21,14 @@ TEST(typecodes_as_python_names_them)
         sizeof(long long),   sizeof(unsigned long long), sizeof(float), sizeof(double),
         sizeof(char)};
     for (int i = 0; codes[i]; i++) {
+        MPT_CONTEXT("typecode '%c'", codes[i]);
         int t = mp_type_from_code(codes[i]);
         CHECK_GE(t, 1);
         CHECK_EQ(mp_type_code((mp_type)t), codes[i]);
         CHECK_EQ(mp_type_size((mp_type)t), sizes[i]);
         CHECK_EQ(mp_type_is_integer((mp_type)t), codes[i] != 'f' && codes[i] != 'd');
     }
+    MPT_CONTEXT_CLEAR();
     /* The seeds' note: 'd' is a double, 'i' a signed int. */
     CHECK_EQ(mp_type_from_code('d'), MP_TYPE_d);
     CHECK_EQ(mp_type_size(MP_TYPE_d), sizeof(double));
@@ -233,21 +237,34 @@ TEST(value_cubed_in_a_child)
     mp_value_free(num);
 }
 
+/* A value, how many increments each process makes, and a barrier every
+ * process waits at before its first (started one by one, the first could
+ * be done before the last began, and a count came out right without the
+ * lock or the atomics). */
 typedef struct incr_arg {
     mp_value *v;
     int n;
+    mp_barrier *start;
 } incr_arg;
 
 /* Python's   with v.get_lock(): v.value += 1 */
 static int locked_increments(void *arg)
 {
     incr_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     mp_lock *l = mp_value_get_lock(a->v);
     for (int i = 0; i < a->n; i++) {
         int64_t x;
         if (mp_lock_acquire(l, 30.0) != 0)
             return 1;
-        if (mp_value_get_i64(a->v, &x) != 0 || mp_value_set_i64(a->v, x + 1) != 0)
+        /* Now and then the CPU is given away between the read and the
+         * write: without the lock, updates are lost. */
+        if (mp_value_get_i64(a->v, &x) != 0)
+            return 2;
+        if (i % 16 == 0)
+            sched_yield();
+        if (mp_value_set_i64(a->v, x + 1) != 0)
             return 2;
         mp_lock_release(l);
     }
@@ -257,6 +274,8 @@ static int locked_increments(void *arg)
 static int atomic_increments(void *arg)
 {
     incr_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     for (int i = 0; i < a->n; i++)
         if (mp_value_fetch_add(a->v, 1, NULL) != 0)
             return 1;
@@ -266,6 +285,8 @@ static int atomic_increments(void *arg)
 static int cas_increments(void *arg)
 {
     incr_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     for (int i = 0; i < a->n; i++) {
         int64_t seen = 0;
         if (mp_value_get_i64(a->v, &seen) != 0)
@@ -279,10 +300,13 @@ static int cas_increments(void *arg)
     return 0;
 }
 
-static void check_increments(mp_type t, bool lock, mp_target_fn fn, int n)
+static void check_increments(mp_type t, bool lock, mp_target_fn fn, const char *how, int n)
 {
+    MPT_CONTEXT("'%c', %s, %s", mp_type_code(t), lock ? "with a lock" : "raw", how);
     enum { PROCS = 4 };
-    incr_arg a = {vnew(t, NULL, lock), n};
+    mp_barrier *start = NULL;
+    CHECK_OK(mp_barrier_new(PROCS, &start));
+    incr_arg a = {vnew(t, NULL, lock), n, start};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(fn, &a);
@@ -292,14 +316,18 @@ static void check_increments(mp_type t, bool lock, mp_target_fn fn, int n)
     CHECK_OK(mp_value_get_i64(a.v, &x));
     CHECK_EQ(x, (int64_t)PROCS * n);
     mp_value_free(a.v);
+    mp_barrier_free(start);
+    MPT_CONTEXT_CLEAR();
 }
 
+/* value.h: increments under get_lock(), fetch_add and compare_exchange
+ * lose nothing between four processes that start together. */
 TEST(value_exact_counts_from_four_processes)
 {
-    check_increments(MP_TYPE_i, true, locked_increments, 10000);
-    check_increments(MP_TYPE_q, false, atomic_increments, 50000);
-    check_increments(MP_TYPE_I, true, atomic_increments, 50000);
-    check_increments(MP_TYPE_i, false, cas_increments, 10000);
+    check_increments(MP_TYPE_i, true, locked_increments, "get_lock", 10000);
+    check_increments(MP_TYPE_q, false, atomic_increments, "fetch_add", 50000);
+    check_increments(MP_TYPE_I, true, atomic_increments, "fetch_add", 50000);
+    check_increments(MP_TYPE_i, false, cas_increments, "compare_exchange", 10000);
 }
 
 TEST(value_atomics_wrap_at_the_type_width)
@@ -480,11 +508,14 @@ TEST(array_access_and_slices)
 typedef struct arr_arg {
     mp_array *a;
     int n;
+    mp_barrier *start; /* as incr_arg's */
 } arr_arg;
 
 static int add_to_every_element(void *arg)
 {
     arr_arg *a = arg;
+    if (mp_barrier_wait(a->start, 30.0) < 0)
+        return 3;
     size_t len = mp_array_len(a->a);
     for (int r = 0; r < a->n; r++)
         for (size_t i = 0; i < len; i++)
@@ -496,7 +527,9 @@ static int add_to_every_element(void *arg)
 TEST(array_atomic_adds_from_four_processes)
 {
     enum { PROCS = 4, N = 5000, LEN = 8 };
-    arr_arg a = {anew(MP_TYPE_l, LEN, NULL, false), N};
+    mp_barrier *start = NULL;
+    CHECK_OK(mp_barrier_new(PROCS, &start));
+    arr_arg a = {anew(MP_TYPE_l, LEN, NULL, false), N, start};
     mp_process *ps[PROCS];
     for (int i = 0; i < PROCS; i++)
         ps[i] = mpt_start(add_to_every_element, &a);
@@ -508,6 +541,7 @@ TEST(array_atomic_adds_from_four_processes)
         CHECK_EQ(x, (int64_t)PROCS * N * (int64_t)(i + 1));
     }
     mp_array_free(a.a);
+    mp_barrier_free(start);
 }
 
 TEST(values_in_an_arena_of_ones_own)
@@ -582,6 +616,7 @@ TEST(fresh_images_update_values_after_attaching)
     int fd = mp_arena_fd(mp_arena_default());
     mp_start_method methods[] = {MP_START_SPAWN, MP_START_FORKSERVER};
     for (int m = 0; m < 2; m++) {
+        MPT_CONTEXT("start method %s", m == 0 ? "spawn" : "forkserver");
         mp_process_opts o = MP_PROCESS_OPTS_INIT;
         o.start_method = methods[m];
         o.arg_size = sizeof f;
@@ -591,6 +626,7 @@ TEST(fresh_images_update_values_after_attaching)
         CHECK_OK(mp_process_start(p));
         CHECK_EQ(mpt_finish(p), 0);
     }
+    MPT_CONTEXT_CLEAR();
     int64_t x;
     CHECK_OK(mp_value_get_i64(f.v, &x));
     CHECK_EQ(x, 300);

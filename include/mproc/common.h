@@ -26,11 +26,25 @@ extern "C" {
 #endif
 
 /*
- * Timeouts.  Every call that can block takes a timeout in seconds as a
- * double: MP_FOREVER (any negative value) waits without limit, 0 polls once,
- * and a positive value is a limit measured on CLOCK_MONOTONIC, so that
- * changes to the wall clock never shorten or stretch a wait.  A wait that
- * runs out returns MP_ETIMEDOUT.
+ * Times.  Every call that can block takes a timeout, and a few calls and
+ * options take a duration (a grace period, a time limit, an interval): both
+ * are seconds in a double, measured on CLOCK_MONOTONIC so that changes to
+ * the wall clock never shorten or stretch them, and every one of them is
+ * read by this one rule:
+ *
+ *   - NaN is refused: the call returns MP_EINVAL and does nothing (an
+ *     options struct holding one makes its constructor fail so);
+ *   - +INFINITY, and any value too large for the clock to count (beyond
+ *     about 292 years), means "no limit";
+ *   - a finite positive value is rounded to the nearest nanosecond;
+ *   - a timeout below 0 (MP_FOREVER; -INFINITY too) waits without limit,
+ *     and a timeout of 0 (or -0.0) never blocks: the call tries once and,
+ *     where it would have to wait, returns what its declaration names for
+ *     that (MP_ETIMEDOUT, or MP_EAGAIN for pipes and queues);
+ *   - a duration below 0 is MP_EINVAL, except where its declaration gives
+ *     negative values a meaning; each declaration says what 0 means.
+ *
+ * A wait that runs out returns MP_ETIMEDOUT.
  */
 #define MP_FOREVER (-1.0)
 

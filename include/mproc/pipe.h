@@ -11,6 +11,15 @@
  * file descriptor (mp_conn_send_fd), which arrives as a new descriptor
  * for the same open file, socket or memory segment.
  *
+ * One message per receive.  A receive takes exactly one message out of the
+ * kernel, never more: a process that receives one message and exits, or
+ * two processes that receive from one end by turns, leave every other
+ * message where it was, for whoever receives next.  (A receive that fails
+ * with MP_EMSGSIZE or MP_EPROTO for the message's kind, or that times out
+ * in the middle of a message larger than 64 KiB, has taken that one
+ * message from the kernel: it keeps it, and the next receive on the same
+ * connection in the same process starts from it.)
+ *
  * After fork.  A forked child holds both ends, as its parent does.  Close
  * the end each process does not use, as in Python: an end sees MP_EOF only
  * once every holder of the other end - in every process - has closed it,
@@ -47,7 +56,7 @@ enum { MP_CONN_READABLE = 1, MP_CONN_WRITABLE = 2 };
 /*
  * Makes a connected pair.  duplex: both ends send and receive.  Not duplex:
  * *a only receives and *b only sends (Python's `r, w = Pipe(False)`).
- * Both ends are AF_UNIX stream sockets, close-on-exec.  Returns 0, MP_EINVAL
+ * Both ends are AF_UNIX SOCK_SEQPACKET sockets, close-on-exec.  Returns 0, MP_EINVAL
  * for NULL pointers, MP_ENOMEM, or the socketpair error (MP_EMFILE, ...);
  * on error nothing is allocated and *a, *b are NULL.
  */
@@ -59,29 +68,39 @@ MP_EXTERN int mp_pipe(mp_conn **a, mp_conn **b, bool duplex);
  * new mp_conn.  flags: MP_CONN_READABLE and/or MP_CONN_WRITABLE.  The
  * connection takes ownership of fd (closing the connection closes it) and
  * makes it close-on-exec.  Returns 0, MP_EINVAL (NULL out, a negative fd,
- * no flags, or fd is not an AF_UNIX stream socket), MP_EBADF (fd is not
- * open), or MP_ENOMEM.
+ * no flags, or fd is not an AF_UNIX SOCK_SEQPACKET socket - the other end
+ * of an mp_pipe()), MP_EBADF (fd is not open), or MP_ENOMEM.
  */
 MP_EXTERN int mp_conn_from_fd(int fd, int flags, mp_conn **out);
+
+/*
+ * The largest message mp_conn_recv_alloc() accepts on this end: a peer
+ * announcing a larger one gets MP_EMSGSIZE there instead of an allocation
+ * of the size it names.  Default 1 GiB.  mp_conn_recv() into the caller's
+ * own buffer is bounded by that buffer instead.  Returns 0, or MP_EINVAL
+ * for a NULL c or a max of 0.  Thread-safe.
+ */
+MP_EXTERN int mp_conn_set_max_message(mp_conn *c, size_t max);
 
 /*
  * Sends one message of len bytes (len may be 0; buf may then be NULL),
  * blocking as long as the peer's buffer is full.  Returns 0 once the whole
  * message is handed to the kernel; MP_EPIPE when no one holds the other end
- * any more; MP_EBADF on a receive-only end; MP_ECLOSED after
- * mp_conn_close(); MP_EINVAL for a NULL conn or NULL buf with len > 0;
- * MP_ESTATE if an earlier timed send gave up midway (see below).
+ * any more (or, for a message over 64 KiB, when the receiver that started
+ * taking it went away); MP_EBADF on a receive-only end; MP_ECLOSED after
+ * mp_conn_close(); MP_EINVAL for a NULL conn or NULL buf with len > 0.
  */
 MP_EXTERN int mp_conn_send(mp_conn *c, const void *buf, size_t len);
 
 /*
- * As mp_conn_send(), waiting at most timeout seconds for room.  When the
- * time runs out before the first byte went out, nothing was sent: returns
- * MP_EAGAIN for a timeout of 0, MP_ETIMEDOUT otherwise, and the call may be
- * repeated.  When it runs out in the middle of a message too large for the
- * kernel's buffer, the message cannot be taken back: the call returns
- * MP_ETIMEDOUT, this end can no longer send (MP_ESTATE), and the peer
- * receives MP_EPROTO once this end is closed.  Give large messages a
+ * As mp_conn_send(), waiting at most timeout seconds for room.  A message
+ * of up to 64 KiB goes whole or not at all: when the time runs out nothing
+ * was sent, the call returns MP_EAGAIN for a timeout of 0, MP_ETIMEDOUT
+ * otherwise, and may be repeated.  A larger message streams through the
+ * kernel's buffer, so the time can run out in its middle (or before its
+ * first byte, once the receiver was told it comes): the call returns
+ * MP_ETIMEDOUT and the message is cut - the receiver gets MP_EPROTO for it
+ * and both ends go on with the next message.  Give large messages a
  * generous timeout.
  */
 MP_EXTERN int mp_conn_send_timeout(mp_conn *c, const void *buf, size_t len, double timeout);
@@ -94,18 +113,24 @@ MP_EXTERN int mp_conn_send_timeout(mp_conn *c, const void *buf, size_t len, doub
  * MP_EAGAIN (timeout 0) or MP_ETIMEDOUT when no whole message came in time
  * (what arrived of it is kept for the next call); MP_EOF when every holder
  * of the other end has closed it and every message has been read;
- * MP_EPROTO when the stream ended in the middle of a message (it is
- * dropped; the next call returns MP_EOF) or when the next message is a
- * descriptor (read it with mp_conn_recv_fd); MP_EBADF on a send-only end;
- * MP_ECLOSED; MP_EINVAL for NULL c or len, or NULL buf with cap > 0.
- * A large message is read straight into buf, not through an extra copy.
+ * MP_EPROTO when the sender cut the message short (a timed-out or dead
+ * sender: that message is dropped, the next one follows), when a packet
+ * no mproc sender makes arrived (dropped), or when the next message is a
+ * descriptor (read it with mp_conn_recv_fd); MP_EMFILE when a descriptor
+ * or large message came and this process is out of descriptors; MP_EBADF
+ * on a send-only end; MP_ECLOSED; MP_EINVAL for NULL c or len, or NULL buf
+ * with cap > 0.  On a failure the contents of buf are unspecified.  A
+ * message is read straight into buf, not through an extra copy.
  */
 MP_EXTERN int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout);
 
 /*
  * As mp_conn_recv(), into a buffer the call allocates (malloc; the caller
  * frees it).  *buf is set only on success (a 0-byte message gets a
- * 1-byte allocation, never NULL).  MP_ENOMEM leaves the message to be read.
+ * 1-byte allocation, never NULL).  A message larger than the end's limit
+ * (mp_conn_set_max_message, 1 GiB by default) is not allocated for:
+ * MP_EMSGSIZE with *len set, the message stays.  MP_ENOMEM leaves the
+ * message to be read.
  */
 MP_EXTERN int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout);
 
@@ -130,8 +155,11 @@ MP_EXTERN int mp_conn_send_fd(mp_conn *c, int fd);
 /*
  * Receives a descriptor sent with mp_conn_send_fd(), close-on-exec, into
  * *fd; the caller owns it.  Waits at most timeout seconds.  Returns 0;
- * MP_EPROTO without consuming anything when the next message is bytes;
- * otherwise as mp_conn_recv().
+ * MP_EPROTO when the next message is bytes (it stays for mp_conn_recv),
+ * and at once - never after a wait - for a descriptor message that came
+ * without its descriptor; MP_EMFILE when the kernel could not give it to
+ * this process (out of descriptors; the message is consumed); otherwise
+ * as mp_conn_recv().
  */
 MP_EXTERN int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout);
 

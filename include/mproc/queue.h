@@ -22,10 +22,20 @@
  * middle of a put or a get included - without harm to the others: the next
  * process to put (or get) notices, repairs, and goes on.  A message is never
  * delivered twice and never in part.  A dying producer's message is either
- * whole in the queue or absent; a dying consumer either leaves its message
- * in the queue for the next get, or takes it away with it - at most that
- * one message is lost, and it is counted (mp_queue_stats_get) and logged at
- * MP_LOG_WARNING.
+ * whole in the queue or absent.  The guarantee for consumers is exact:
+ * every message put is, at every instant, in the queue, or returned by a
+ * get (the get returned 0 to its caller), or lost with a consumer that died
+ * inside the get that took it - never silently gone.  A consumer that dies
+ * before its get took the message leaves it first in the queue; one that
+ * dies after taking it and before its get returned takes it away, and that
+ * message is counted in mp_queue_stats_get()'s `lost` (logged at
+ * MP_LOG_WARNING) and, for a joinable queue, counts as done, so join is not
+ * blocked by the crash.  At most one message is lost per dead consumer.
+ * The death is noticed - and the message counted - by the next get that
+ * needs what the dead consumer held, by mp_queue_stats_get(), and by
+ * mp_queue_join(), which looks again every 100 ms while it waits.  Deaths
+ * are recognised through /proc (thread ids with their start times): a
+ * consumer must be visible there to the process that notices it.
  *
  * Sharing with children.  The ring is a memory file (memfd), mapped shared:
  * forked children use the parent's mp_queue as it is; for spawn and
@@ -76,7 +86,8 @@ typedef struct mp_queue_stats {
     uint64_t dead_producers; /* producers that died inside a put */
     uint64_t dead_consumers; /* consumers that died inside a get */
     uint64_t lost;           /* messages those consumers took away with them */
-    uint64_t unfinished;     /* joinable: messages put and not yet task_done */
+    uint64_t unfinished;     /* joinable: messages put and not yet task_done
+                                (lost ones count as done) */
 } mp_queue_stats;
 
 /*
@@ -173,12 +184,14 @@ MP_EXTERN int mp_queue_task_done(mp_queue *q);
 
 /*
  * Joinable queues: waits at most timeout seconds until every message put
- * has been marked done.  Returns 0, MP_ETIMEDOUT, MP_ENOTSUP.
+ * has been marked done or lost with a dead consumer (see "Crashes" above).
+ * Returns 0, MP_ETIMEDOUT, MP_ENOTSUP, MP_EINVAL.
  */
 MP_EXTERN int mp_queue_join(mp_queue *q, double timeout);
 
-/* Fills *out with the queue's counters (a snapshot).  Returns 0, or
- * MP_EINVAL for a NULL q or out. */
+/* Fills *out with the queue's counters (a snapshot), after counting the
+ * consumers found dead since the last look (see "Crashes" above).  Returns
+ * 0, or MP_EINVAL for a NULL q or out. */
 MP_EXTERN int mp_queue_stats_get(const mp_queue *q, mp_queue_stats *out);
 
 /*

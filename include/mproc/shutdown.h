@@ -112,8 +112,9 @@ typedef struct mp_shutdown_report {
 /**
  * Shuts the program down as described at the top of this file and fills
  * *report (which may be NULL).  Returns how many children had to be
- * signalled (terminated + killed, >= 0), or MP_EINVAL for a NULL opts
- * field out of range (grace NaN or negative).  Blocks for at most
+ * signalled (terminated + killed, >= 0), or MP_EINVAL for an opts
+ * field out of range (a NaN timeout; a grace NaN or negative: see "Times"
+ * in common.h).  Blocks for at most
  * timeout + grace and the kernel's time to end what was killed (bounded:
  * a child stuck in the kernel is counted as lost, not waited for).
  * Thread-safe: a call made while another runs waits for it and returns its
@@ -123,7 +124,8 @@ typedef struct mp_shutdown_report {
  */
 MP_EXTERN int mp_shutdown_ex(const mp_shutdown_opts *opts, mp_shutdown_report *report);
 
-/** mp_shutdown_ex() with this timeout and a grace period of 1 second. */
+/** mp_shutdown_ex() with this timeout and a grace period of 1 second
+ * (MP_EINVAL for a NaN timeout). */
 MP_EXTERN int mp_shutdown(double timeout);
 
 /**

@@ -117,7 +117,8 @@ static inline mp_waitable mp_waitable_fd(int fd)
  * already; with timeout 0 it only checks.  Otherwise returns MP_ETIMEDOUT;
  * MP_ECANCELED when interrupted (a SIGINT while SIGINT has its default
  * action, or a shutdown of the program: see mp_process_join); MP_EINVAL
- * for n == 0, a NULL set, an unknown kind, a NULL object or a negative fd;
+ * for n == 0, a NULL set, an unknown kind, a NULL object, a negative fd or
+ * a NaN timeout (see "Times" in common.h);
  * MP_ESTATE for a process never started or not started by this process,
  * and the error of a connection that cannot be received from (MP_EBADF
  * for a send-only end, MP_ECLOSED); MP_E2BIG for more than 127 queues and

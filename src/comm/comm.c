@@ -66,12 +66,40 @@ static bool mpi_launched(void)
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
 }
 
+/* Opens the MPI engine: $MPROC_MPI_ENGINE, else libmproc_mpi.so.<major> in
+ * the directory libmproc itself was loaded from (where it is installed,
+ * whether or not that directory is on the loader's path), else wherever
+ * the dynamic loader finds it. */
+static void *engine_open(const char **path)
+{
+    static char beside[PATH_MAX];
+    const char *env = getenv("MPROC_MPI_ENGINE");
+    if (env && *env) {
+        *path = env;
+        return dlopen(env, RTLD_NOW | RTLD_GLOBAL);
+    }
+    Dl_info info;
+    void *self = (void *)(uintptr_t)&mp_comm_world;
+    if (dladdr(self, &info) && info.dli_fname) {
+        const char *slash = strrchr(info.dli_fname, '/');
+        int dir = slash ? (int)(slash - info.dli_fname) : 0;
+        int n = snprintf(beside, sizeof beside, "%.*s/%s", dir, info.dli_fname, MPI_ENGINE_FILE);
+        if (slash && n > 0 && (size_t)n < sizeof beside) {
+            void *h = dlopen(beside, RTLD_NOW | RTLD_GLOBAL);
+            if (h) {
+                *path = beside;
+                return h;
+            }
+        }
+    }
+    *path = MPI_ENGINE_FILE;
+    return dlopen(MPI_ENGINE_FILE, RTLD_NOW | RTLD_GLOBAL);
+}
+
 static const mp__comm_ops *engine_load(int *rc)
 {
-    const char *path = getenv("MPROC_MPI_ENGINE");
-    if (!path || !*path)
-        path = MPI_ENGINE_FILE;
-    void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    const char *path;
+    void *h = engine_open(&path);
     if (!h) {
         mp_log(MP_LOG_ERROR,
                "comm: running under an MPI launcher, but the MPI engine %s "

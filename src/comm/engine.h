@@ -53,6 +53,11 @@ enum {
     MP__COMM_CAP_RUN = 1u << 1
 };
 
+/* User operations (mp_op_new) are MP__OP_USER_BASE + a slot, 0 ..
+ * MP__OP_USER_MAX - 1 (ops.c); the MPI engine has a trampoline per slot. */
+#define MP__OP_USER_BASE 1024
+#define MP__OP_USER_MAX  64
+
 /* Tags the generic algorithms use (all < MP_ANY_TAG). */
 enum {
     MP__TAG_BARRIER = -2,

@@ -16,8 +16,8 @@
 #define _GNU_SOURCE
 #include "engine.h"
 
-#define USER_BASE 1024
-#define USER_MAX  64
+#define USER_BASE MP__OP_USER_BASE
+#define USER_MAX  MP__OP_USER_MAX
 
 static struct {
     pthread_mutex_t lock;

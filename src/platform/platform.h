@@ -30,6 +30,7 @@
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -49,9 +50,53 @@
 /* CLOCK_MONOTONIC, in nanoseconds. */
 int64_t mp__now_ns(void);
 
-/* The absolute deadline for a timeout in seconds: MP__NO_DEADLINE for a
- * negative timeout (MP_FOREVER), now for 0, NaN treated as 0. */
+/* The rule of include/mproc/common.h for the times the API takes, in one
+ * place.  Every public call that takes a timeout checks it with
+ * mp__timeout_check() before anything else, and every duration (a grace
+ * period, a limit, an interval) with mp__duration_check(); both return 0,
+ * or MP_EINVAL for NaN (and for a duration below 0).  Inline: the queue's
+ * put and get pay one comparison for it. */
+static inline int mp__timeout_check(double seconds)
+{
+    return seconds != seconds ? -EINVAL : 0;
+}
+
+static inline int mp__duration_check(double seconds)
+{
+    return seconds != seconds || seconds < 0 ? -EINVAL : 0;
+}
+
+/* Seconds as nanoseconds by that rule: rounded to the nearest; INT64_MAX
+ * (no limit) for +INFINITY and for anything the clock cannot count; 0 for
+ * 0, for values below 0 and for NaN (which callers refused already). */
+int64_t mp__seconds_ns(double seconds);
+
+/* start + ns, a time ns nanoseconds after start, saturating: never wraps
+ * around, MP__NO_DEADLINE when it is past what the clock can count (or ns
+ * is INT64_MAX, "no limit"). */
+int64_t mp__time_after(int64_t start, int64_t ns);
+
+/* The absolute deadline for a timeout in seconds, by the same rule:
+ * MP__NO_DEADLINE for a negative timeout (MP_FOREVER), +INFINITY and
+ * anything too large; now for 0 (and for NaN, which callers refused). */
 int64_t mp__deadline(double timeout);
+
+/* Whether a wait cuts its sleep into re-check slices.  Several waits sleep
+ * at most a slice (100 ms) at a time and look at their condition again,
+ * because a process may die between changing what a sleeper waits for and
+ * waking it (or between being woken and acting on it, where the wake-up
+ * was meant for it), and nobody else would ever wake that sleeper: the
+ * slice bounds what such a death costs the others.  In the library users
+ * get this is always true.  In the test build (MPROC_TESTING) the
+ * environment variable MPROC_TEST_NO_RECHECK=1 makes it false, so that a
+ * wait sleeps until it is woken or its deadline passes and a lost wake-up
+ * hangs the test instead of costing a slice; the variable is read at each
+ * call, so a wait asks once, when it begins, and a test can change it. */
+bool mp__recheck_slices(void);
+
+/* The end of the next sleep of a wait that began with slices = the result
+ * of mp__recheck_slices(): deadline, or at most slice_ns from now. */
+int64_t mp__slice_end(bool slices, int64_t deadline, int64_t slice_ns);
 
 /* Nanoseconds left until deadline: <= 0 once it passed, INT64_MAX for none. */
 int64_t mp__remaining_ns(int64_t deadline);
@@ -148,6 +193,12 @@ bool mp__mutex_is_mine(const mp__mutex *m);
 /* How many times the calling thread holds the mutex: 0 when it does not,
  * 1 for a non-recursive mutex it holds, the depth for a recursive one. */
 unsigned mp__mutex_depth(const mp__mutex *m);
+
+/* For tests of a recursive mutex's overflow, which four billion
+ * acquisitions would take minutes to reach: sets the depth of a recursive
+ * mutex the calling thread holds.  Returns 0, or MP_EPERM when it does not
+ * hold it. */
+int mp__mutex_set_depth(mp__mutex *m, unsigned depth);
 
 /* Initialises a process-private pthread mutex for a lock that many threads
  * take for short moments: it spins briefly before sleeping where the
@@ -328,6 +379,18 @@ int mp__pidfd_send_signal(int pidfd, int signo);
 
 /* The calling thread's id. */
 pid_t mp__gettid(void);
+
+/* Thread identities another process can check.  A thread id alone names a
+ * thread only while it lives (ids are reused); with the thread's start time
+ * it names one thread for good.  mp__thread_start_time() is the calling
+ * thread's start time (clock ticks since boot), cached per thread (one read
+ * of /proc the first time, and again in a child after fork); 0 when it
+ * cannot be read.  mp__thread_check(tid, &start) says whether thread tid is
+ * alive: 0 and its start time in *start; MP_ESRCH when no such thread
+ * exists any more or it is dead (a zombie); another -errno when it cannot
+ * tell (the thread may well live). */
+uint64_t mp__thread_start_time(void);
+int mp__thread_check(pid_t tid, uint64_t *start);
 
 /* Makes the calling process receive signo (SIGKILL for children, SIGTERM
  * for a server that cleans up) when parent, its parent, dies - strictly,

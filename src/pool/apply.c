@@ -205,7 +205,7 @@ mp_future *mp_pool_apply_async_cb(mp_pool *p, mp_task_fn fn, const void *arg, si
 int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t len, void *out, size_t cap,
                   size_t *out_len, double timeout)
 {
-    if (!p || !fn || (cap && !out))
+    if (!p || !fn || (cap && !out) || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     mp_future *f = mp_pool_apply_async(p, fn, arg, len);
     if (!f)

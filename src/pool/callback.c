@@ -196,7 +196,7 @@ void mp__pool_progress_emit(mp_pool *p, uint32_t e, bool final)
      * resumes it; reports never go backwards. */
     if (done < pj->progress_done)
         done = pj->progress_done;
-    if (!final && (now - pj->progress_ns < (int64_t)(p->opts.progress_interval * 1e9) ||
+    if (!final && (now - pj->progress_ns < mp__seconds_ns(p->opts.progress_interval) ||
                    done == pj->progress_done))
         return;
     pj->progress_ns = now;
@@ -229,5 +229,5 @@ int64_t mp__pool_progress_tick(mp_pool *p, int64_t now)
     }
     /* A map still pending may report once it runs. */
     p->has_progress_jobs = any || p->pend_head;
-    return any ? now + (int64_t)(p->opts.progress_interval * 1e9) : MP__NO_DEADLINE;
+    return any ? mp__time_after(now, mp__seconds_ns(p->opts.progress_interval)) : MP__NO_DEADLINE;
 }

@@ -224,7 +224,7 @@ static bool imap_sleep(mp_imap *it, mp__waiter *w, int64_t deadline, void *out, 
 
 int mp_imap_next(mp_imap *it, void *out, size_t *index, double timeout)
 {
-    if (!it)
+    if (!it || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     int64_t deadline = mp__deadline(timeout);
     mp__waiter w = {.slot = -1};

@@ -257,8 +257,9 @@ static const char *opts_check(const mp_pool_opts *o)
         return "opts.start_method unknown";
     if (o->initarg_size > MP__MAX_ARG || (o->initarg_size && !o->initarg))
         return "opts.initarg_size over 16 MiB, or without opts.initarg";
-    if (o->progress_interval < 0 || o->terminate_grace < 0 || o->task_timeout != o->task_timeout)
-        return "opts.progress_interval or terminate_grace negative, or task_timeout NaN";
+    if (mp__duration_check(o->progress_interval) < 0 ||
+        mp__duration_check(o->terminate_grace) < 0 || mp__timeout_check(o->task_timeout) < 0)
+        return "opts.progress_interval or terminate_grace negative or NaN, or task_timeout NaN";
     return NULL;
 }
 
@@ -490,7 +491,7 @@ int mp_pool_terminate(mp_pool *p)
 
 int mp_pool_join(mp_pool *p, double timeout)
 {
-    if (!p)
+    if (!p || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     if (!mp__pool_ours(p))
         return MP_ESTATE;
@@ -549,6 +550,8 @@ int mp_pool_join(mp_pool *p, double timeout)
 
 int mp_pool_shutdown(mp_pool *p, bool cancel_pending, double timeout)
 {
+    if (mp__timeout_check(timeout) < 0)
+        return MP_EINVAL;
     int rc = mp_pool_close(p);
     if (rc < 0)
         return rc;

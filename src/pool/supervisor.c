@@ -100,7 +100,7 @@ static void begin_terminate(mp_pool *p, int64_t now)
             mp_process_terminate(ws->proc);
     }
     p->term_killed = kill;
-    p->term_deadline = now + (kill ? 0 : (int64_t)(p->opts.terminate_grace * 1e9));
+    p->term_deadline = mp__time_after(now, mp__seconds_ns(p->opts.terminate_grace));
 }
 
 /* Once no worker is left after a terminate: whatever still runs (nothing

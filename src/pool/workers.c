@@ -291,9 +291,10 @@ void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake)
  * Returns the time of the next check. */
 int64_t mp__pool_watchdog(mp_pool *p, int64_t now)
 {
-    if (!(p->opts.task_timeout > 0))
+    /* <= 0, +INFINITY or too long for the clock: no limit. */
+    int64_t limit = mp__seconds_ns(p->opts.task_timeout);
+    if (limit == 0 || limit == INT64_MAX)
         return MP__NO_DEADLINE;
-    int64_t limit = (int64_t)(p->opts.task_timeout * 1e9);
     int64_t next = MP__NO_DEADLINE;
     bool busy = false;
     for (uint32_t w = 0; w < p->nworkers; w++) {
@@ -313,7 +314,7 @@ int64_t mp__pool_watchdog(mp_pool *p, int64_t now)
             ws->key_item = it;
             ws->key_since = now;
         }
-        int64_t due = ws->key_since + limit;
+        int64_t due = mp__time_after(ws->key_since, limit);
         if (now >= due) {
             ws->timed_out = true;
             p->stats.tasks_timed_out++;
@@ -325,7 +326,7 @@ int64_t mp__pool_watchdog(mp_pool *p, int64_t now)
     /* Work can start without the supervisor hearing of it: look again
      * within a quarter of the limit while anything is active. */
     if (busy || p->nactive) {
-        int64_t tick = now + (limit / 4 > 1000000 ? limit / 4 : 1000000);
+        int64_t tick = mp__time_after(now, limit / 4 > 1000000 ? limit / 4 : 1000000);
         if (tick < next)
             next = tick;
     }

@@ -33,7 +33,8 @@
  * The same happens when the kernel wakes one sleeper for a dead holder.
  * So no sleep here is longer than SLICE_NS: a sleeper whose slice ends
  * tries again (and re-arms the bit), and the worst a dead waiter costs the
- * others is one slice of delay.
+ * others is one slice of delay.  (Tests switch the slices off, so that a
+ * wake-up lost any other way hangs: mp__recheck_slices() in platform.h.)
  *
  * The lock word.  On glibc a robust mutex's word (__data.__lock) holds the
  * holder's thread id, FUTEX_WAITERS and FUTEX_OWNER_DIED; the kernel
@@ -188,16 +189,21 @@ int mp__mutex_lock(mp__mutex *m, int64_t deadline)
         if (backoff < BACKOFF_MAX)
             backoff *= 2;
     }
+    bool slices = mp__recheck_slices(); /* see "Lost wake-ups" above */
     for (;;) {
         int64_t now = mp__now_ns();
         if (deadline != MP__NO_DEADLINE && deadline <= now) {
             rc = map_rc(try_once(m));
             return rc == MP_EBUSY ? MP_ETIMEDOUT : rc;
         }
-        int64_t slice = now + SLICE_NS;
-        bool last = deadline != MP__NO_DEADLINE && deadline <= slice;
+        int64_t until = mp__slice_end(slices, deadline, SLICE_NS);
+        bool last = until == deadline;
+        if (until == MP__NO_DEADLINE) {
+            rc = pthread_mutex_lock(&m->m);
+            return map_rc(rc);
+        }
         struct timespec abs;
-        mp__deadline_timespec(last ? deadline : slice, &abs);
+        mp__deadline_timespec(until, &abs);
         rc = pthread_mutex_clocklock(&m->m, CLOCK_MONOTONIC, &abs);
         if (rc == ETIMEDOUT && !last)
             continue; /* a slice ended, not the caller's time */
@@ -229,6 +235,14 @@ bool mp__mutex_is_mine(const mp__mutex *m)
 {
     pid_t owner = mp__mutex_owner_tid(m);
     return owner != 0 && owner == mp__self_tid();
+}
+
+int mp__mutex_set_depth(mp__mutex *m, unsigned depth)
+{
+    if (!mp__mutex_is_mine(m) || depth == 0)
+        return MP_EPERM;
+    m->m.__data.__count = depth;
+    return 0;
 }
 
 unsigned mp__mutex_depth(const mp__mutex *m)

@@ -7,7 +7,9 @@
 #include "mproc/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -37,6 +39,70 @@ int mp__pidfd_send_signal(int pidfd, int signo)
 pid_t mp__gettid(void)
 {
     return (pid_t)syscall(SYS_gettid);
+}
+
+/* Reads /proc/<tid>/stat: state and start time (fields 3 and 22).  Returns
+ * 0, MP_ESRCH (gone or dead) or -errno. */
+static int thread_stat(const char *path, uint64_t *start)
+{
+    char buf[1024];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ESRCH ? MP_ESRCH : -errno;
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return err == ESRCH ? MP_ESRCH : -err;
+    buf[n] = '\0';
+    /* The name (field 2) may hold anything but ends at the last ')'. */
+    const char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ')
+        return MP_EPROTO;
+    char state = p[2];
+    if (state == 'Z' || state == 'X' || state == 'x')
+        return MP_ESRCH;
+    p += 2;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return MP_EPROTO;
+        p++;
+    }
+    *start = strtoull(p, NULL, 10);
+    return 0;
+}
+
+int mp__thread_check(pid_t tid, uint64_t *start)
+{
+    if (tid <= 0)
+        return MP_ESRCH;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+    return thread_stat(path, start);
+}
+
+static _Thread_local struct {
+    pid_t tid;
+    uint64_t start;
+} start_cache __attribute__((tls_model("initial-exec")));
+
+uint64_t mp__thread_start_time(void)
+{
+    /* Keyed by the thread id, which fork changes (mp__self_tid's cache is
+     * reset in the child). */
+    pid_t tid = mp__self_tid();
+    if (start_cache.tid != tid) {
+        uint64_t start = 0;
+        if (thread_stat("/proc/thread-self/stat", &start) < 0)
+            start = 0;
+        start_cache.start = start;
+        start_cache.tid = tid;
+    }
+    return start_cache.start;
 }
 
 int mp__die_with_parent(int signo, pid_t parent)

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <time.h>
 
 int64_t mp__now_ns(void)
@@ -19,17 +20,48 @@ int64_t mp__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t mp__seconds_ns(double seconds)
+{
+    if (!(seconds > 0)) /* 0, below 0, NaN */
+        return 0;
+    /* (double)INT64_MAX rounds up to 2^63: anything that large, +INFINITY
+     * included, is past what the clock counts. */
+    if (seconds >= (double)INT64_MAX / 1e9)
+        return INT64_MAX;
+    double ns = nearbyint(seconds * 1e9);
+    return ns >= (double)INT64_MAX ? INT64_MAX : (int64_t)ns;
+}
+
+int64_t mp__time_after(int64_t start, int64_t ns)
+{
+    if (ns >= MP__NO_DEADLINE - start)
+        return MP__NO_DEADLINE;
+    return start + ns;
+}
+
 int64_t mp__deadline(double timeout)
 {
     if (timeout < 0)
         return MP__NO_DEADLINE;
-    int64_t now = mp__now_ns();
-    if (!(timeout > 0)) /* 0 and NaN: poll */
-        return now;
-    /* Beyond about 292 years the sum would overflow; that is forever. */
-    if (timeout >= (double)(MP__NO_DEADLINE - now) / 1e9)
-        return MP__NO_DEADLINE;
-    return now + (int64_t)llround(timeout * 1e9);
+    return mp__time_after(mp__now_ns(), mp__seconds_ns(timeout));
+}
+
+bool mp__recheck_slices(void)
+{
+#ifdef MPROC_TESTING
+    const char *v = getenv("MPROC_TEST_NO_RECHECK");
+    return !(v && v[0] == '1' && v[1] == '\0');
+#else
+    return true;
+#endif
+}
+
+int64_t mp__slice_end(bool slices, int64_t deadline, int64_t slice_ns)
+{
+    if (!slices)
+        return deadline;
+    int64_t end = mp__time_after(mp__now_ns(), slice_ns);
+    return end < deadline ? end : deadline;
 }
 
 int64_t mp__remaining_ns(int64_t deadline)

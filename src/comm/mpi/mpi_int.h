@@ -1,0 +1,165 @@
+/*
+ * mpi_int.h - the Open MPI engine's internals: its state, the mapping of
+ * mproc's communicators, tags and types onto MPI's, and the helpers its
+ * three files share (mpi_world.c, mpi_p2p.c, mpi_coll.c).
+ *
+ * DESIGN
+ * The engine is libmproc_mpi.so, loaded by comm.c under an MPI launcher.
+ * It sees libmproc only through the host table (engine.h): everything it
+ * uses from the library comes from there, never from libmproc's hidden
+ * symbols.
+ *
+ * One lock.  Every MPI call the engine makes is made under one mutex, so
+ * MPI_THREAD_SERIALIZED is enough (Open MPI's THREAD_MULTIPLE locks every
+ * call of its own, and costs the ping-pong more than a mutex nobody else
+ * holds).  The caller's thread and the engine's progress thread (which
+ * finishes the futures of isend and irecv) take turns through it.
+ *
+ * Two ways to wait.  An operation without a deadline is the blocking MPI
+ * call itself, made with the lock held: nothing is faster, and MPI makes
+ * progress on every pending request meanwhile.  One with a deadline is the
+ * nonblocking call, then MPI_Test under the lock, released between tries,
+ * until it completes or the deadline passes (MPI calls take no timeouts).
+ * What a timeout leaves behind is MPI's to keep: see docs/comm.md.
+ *
+ * Communicators.  Each mp_comm has two MPI communicators, duplicates of
+ * its parent: one for the user's tags (0 .. MPI_TAG_UB), one for the
+ * library's own (the negative tags of engine.h, sent as their negation,
+ * and the notice that a rank abandoned the collectives).  So MP_ANY_TAG
+ * is MPI_ANY_TAG on the first one and never sees the library's messages.
+ */
+#ifndef MPROC_COMM_MPI_INT_H
+#define MPROC_COMM_MPI_INT_H
+
+#include "comm/engine.h"
+
+#include <mpi.h>
+
+/* The tag, on a communicator's internal MPI communicator, of the notice a
+ * rank sends every other when it abandons the collectives (engine.h's
+ * internal tags are -2 .. -64, sent as 2 .. 64). */
+#define MPE_TAG_ABANDON 1000
+
+/* A communicator's engine part (mp_comm.impl). */
+typedef struct mcomm {
+    MPI_Comm user; /* user tags */
+    MPI_Comm lib;  /* the library's tags and notices */
+    bool abandoned;
+} mcomm;
+
+/* A request with a future (isend, irecv), or an orphan: a request a
+ * timed-out call left in flight, kept until MPI completes it. */
+typedef struct mreq {
+    struct mreq *next;
+    MPI_Request rq;
+    mp_future *fut; /* NULL for an orphan */
+    bool recv;
+    bool lib_tag;  /* received on the internal communicator */
+    void *owned;   /* freed when it completes (an orphan's copy) */
+    mcomm *holder; /* comm kept alive by the request, or NULL */
+} mreq;
+
+/* The engine's state: one per process. */
+typedef struct mpe_state {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    const mp__comm_host *host;
+    bool inited_mpi; /* we called MPI_Init (else the program did) */
+    bool closed;
+    int tag_ub;
+    mreq *pending; /* futures' requests and orphans */
+    pthread_t thread;
+    bool threaded, stop;
+} mpe_state;
+
+extern mpe_state mpe;
+
+/* ---- mpi_world.c ---------------------------------------------------------------- */
+
+/* An MPI return code as an MP_E* code. */
+int mpe_err(int mpi_rc);
+
+/* The MPI datatype of an mp_type for moving data, or MPI_DATATYPE_NULL. */
+MPI_Datatype mpe_type(mp_type t);
+
+/* The mp_type of an MPI datatype mpe_type returned (for user ops). */
+mp_type mpe_type_back(MPI_Datatype dt);
+
+/* The MPI communicator and tag a tag of c travels on. */
+static inline MPI_Comm mpe_comm_of(const mp_comm *c, int tag, int *mtag)
+{
+    const mcomm *m = c->impl;
+    if (tag >= 0) {
+        *mtag = tag;
+        return m->user;
+    }
+    if (tag == MP_ANY_TAG) {
+        *mtag = MPI_ANY_TAG;
+        return m->user;
+    }
+    *mtag = -tag;
+    return m->lib;
+}
+
+/* Waits for rq until it completes or deadline passes, trying MPI_Test
+ * with the lock held and releasing it between tries.  Called and returns
+ * with the lock held.  If abandon_of is not NULL, a notice that another
+ * rank abandoned its collectives ends the wait with MP_EABANDONED.
+ * Returns 0, MP_ETIMEDOUT (rq still in flight) or an error. */
+int mpe_wait(MPI_Request *rq, MPI_Status *st, int64_t deadline, mp_comm *abandon_of);
+
+/* Hands a request still in flight to the progress thread, which completes
+ * it (and frees owned) whenever MPI does.  Lock held. */
+void mpe_orphan(MPI_Request rq, void *owned);
+
+/* Adds a request with a future; starts the progress thread if needed.
+ * Lock held.  Returns 0 or an error (the request is then untouched). */
+int mpe_pending_add(mreq *r);
+
+/* Whether another rank said it abandoned c's collectives (sets
+ * m->abandoned).  Lock held. */
+bool mpe_abandon_seen(mp_comm *c);
+
+/* ---- mpi_p2p.c ------------------------------------------------------------------ */
+
+int mpe_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, int64_t deadline);
+int mpe_recv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
+             int64_t deadline);
+int mpe_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int dest, int stag, void *rbuf,
+                 size_t rcap, int src, int rtag, mp_comm_status *st, int64_t deadline);
+int mpe_isend(mp_comm *c, const void *buf, size_t len, int dest, int tag, mp_future **out);
+int mpe_irecv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_future **out);
+int mpe_probe(mp_comm *c, int src, int tag, mp_comm_status *st, int64_t deadline);
+
+/* Completes a request of the pending list that MPI finished: finishes
+ * its future from st.  Called without the lock. */
+void mpe_req_done(mreq *r, const MPI_Status *st, int rc);
+
+extern const mp__future_ops mpe_future_ops;
+
+/* ---- mpi_coll.c ------------------------------------------------------------------ */
+
+int mpe_barrier(mp_comm *c, int64_t deadline);
+int mpe_bcast(mp_comm *c, void *buf, size_t len, int root, int64_t deadline);
+int mpe_scatter(mp_comm *c, const void *send, void *recv, size_t count, mp_type type, int root,
+                int64_t deadline);
+int mpe_scatterv(mp_comm *c, const void *send, const size_t *counts, const size_t *displs,
+                 void *recv, size_t recv_count, mp_type type, int root, int64_t deadline);
+int mpe_gather(mp_comm *c, const void *send, void *recv, size_t count, mp_type type, int root,
+               int64_t deadline);
+int mpe_gatherv(mp_comm *c, const void *send, size_t send_count, void *recv, const size_t *counts,
+                const size_t *displs, mp_type type, int root, int64_t deadline);
+int mpe_allgather(mp_comm *c, const void *send, void *recv, size_t count, mp_type type,
+                  int64_t deadline);
+int mpe_allgatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
+                   const size_t *counts, const size_t *displs, mp_type type, int64_t deadline);
+int mpe_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_type type,
+                 int64_t deadline);
+int mpe_reduce(mp_comm *c, const void *send, void *recv, size_t count, mp_type type, mp_op op,
+               int root, int64_t deadline);
+int mpe_allreduce(mp_comm *c, const void *send, void *recv, size_t count, mp_type type, mp_op op,
+                  int64_t deadline);
+int mpe_scan(mp_comm *c, const void *send, void *recv, size_t count, mp_type type, mp_op op,
+             int64_t deadline);
+
+#endif /* MPROC_COMM_MPI_INT_H */
