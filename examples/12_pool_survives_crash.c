@@ -8,7 +8,7 @@
  * future reports MP_EWORKER with the signal and a crash report naming the
  * function, the worker is replaced, and every other task completes.  A
  * task that runs past the pool's time limit has its worker killed and
- * fails with MP_ETIMEDOUT.  In a map, only the item being run fails.
+ * fails with MP_ETIMELIMIT.  In a map, only the item being run fails.
  *
  * Python:  with Pool(2) as pool:
  *              pool.map(parse, records)   # one record segfaults: hangs forever
@@ -84,7 +84,7 @@ int main(void)
             printf("record %d: %s, exit code %d\n  %s\n", i, mp_err_name(rc),
                    mp_future_exitcode(fs[i]), mp_future_report(fs[i]));
             crashed += rc == MP_EWORKER && strstr(mp_future_report(fs[i]), "parse") != NULL;
-            timed_out += rc == MP_ETIMEDOUT;
+            timed_out += rc == MP_ETIMELIMIT;
         }
         mp_future_free(fs[i]);
     }
@@ -107,7 +107,7 @@ int main(void)
     printf("map -> %s (the first failed item's error); per item:", mp_err_name(rc));
     for (int i = 0; i < N; i++) {
         printf(" %s", errors[i] ? mp_err_name(errors[i]) : "ok");
-        map_ok &= errors[i] == (i == 3 ? MP_EWORKER : i == 7 ? MP_ETIMEDOUT : 0);
+        map_ok &= errors[i] == (i == 3 ? MP_EWORKER : i == 7 ? MP_ETIMELIMIT : 0);
         map_ok &= errors[i] || out[i] == i * 100L;
     }
     printf("\n");

@@ -5,10 +5,23 @@
  * DESIGN
  * A future is a small object in the parent: a mutex, an outcome written
  * once, a list of watchers and a list of done callbacks.  Whoever finishes
- * it (a pool's supervisor) writes the outcome, sets `done` with release
- * ordering, and notifies the watchers under the future's lock; a reader
- * that sees `done` needs no lock to read the outcome, which never changes
- * afterwards.
+ * it (a pool's supervisor) writes the outcome and sets `finished` with
+ * release ordering; a reader that sees it needs no lock to read the
+ * outcome, which never changes afterwards.
+ *
+ * Callbacks before waiters (as Python's Pool: a result's callback has run
+ * before get() returns; Future.cancel() runs the callbacks before it
+ * returns).  A future is seen as done - by every query and every wait -
+ * only once its done callbacks have run: `done` is set after them (at
+ * once when there are none), and watchers are told then.  The callbacks
+ * themselves, and anything they call, see a finished future as done: a
+ * thread running callbacks (in_callback) judges by `finished`, so that a
+ * callback may read its own future, and wait for another one whose
+ * callbacks are queued behind it in the same thread, without waiting for
+ * itself.  For that, watchers hear of `finished` too (on_finish).  A
+ * cancel that finishes the future in the cancelling thread leaves its
+ * callbacks to that thread (cancelling), which runs them before
+ * mp_future_cancel() returns.
  *
  * Every wait - on one future, on many (mp_wait), for the next completion
  * (as_completed), for an imap item - is a waiter: a 32-bit word the thread
@@ -60,7 +73,9 @@ typedef struct cb_node {
 struct mp_future {
     pthread_mutex_t lock;
     _Atomic int refs;
-    _Atomic uint32_t done;
+    _Atomic uint32_t finished; /* the outcome is written */
+    _Atomic uint32_t done;     /* and its callbacks have run */
+    bool deferred;             /* finished by a cancel whose thread runs the callbacks */
     int status;
     int task_error;
     int exitcode;
@@ -342,6 +357,22 @@ static uint32_t waiter_seen(const mp__waiter *w)
 
 /* ---- futures ------------------------------------------------------------- */
 
+/* Callbacks running in this thread (nested: a callback added to a done
+ * future runs at once, in the thread that adds it). */
+static _Thread_local int in_callback;
+
+/* The future this thread is cancelling: if the cancel finishes it here,
+ * its callbacks are left to mp_future_cancel(), which runs them. */
+static _Thread_local const mp_future *cancelling;
+
+/* Whether f counts as done for this thread (see DESIGN). */
+static bool visible(const mp_future *f)
+{
+    if (atomic_load_explicit(&f->done, memory_order_acquire))
+        return true;
+    return in_callback && atomic_load_explicit(&f->finished, memory_order_acquire);
+}
+
 static mp_future *future_alloc(void)
 {
     mp_future *f = calloc(1, sizeof *f);
@@ -373,6 +404,7 @@ mp_future *mp__future_new_failed(int status, const char *report)
     f->status = status;
     f->cancelled = status == MP_ECANCELED;
     f->report = report ? strdup(report) : NULL;
+    atomic_store(&f->finished, 1);
     atomic_store(&f->done, 1);
     return f;
 }
@@ -408,28 +440,64 @@ void mp_future_free(mp_future *f)
     free(f);
 }
 
-typedef struct cb_batch {
-    mp_future *f;
-    cb_node *cbs;
-} cb_batch;
-
-static void run_callbacks(void *arg)
+/* Runs cbs in order, as callbacks (see in_callback), and frees them. */
+static void run_cbs(mp_future *f, cb_node *cbs)
 {
-    cb_batch *b = arg;
-    for (cb_node *c = b->cbs, *next; c; c = next) {
+    in_callback++;
+    for (cb_node *c = cbs, *next; c; c = next) {
         next = c->next;
-        c->fn(b->f, c->ctx);
+        c->fn(f, c->ctx);
         free(c);
     }
-    mp_future_free(b->f);
-    free(b);
+    in_callback--;
+}
+
+/* f is done: every query and wait now sees it so.  Under f->lock. */
+static void mark_done(mp_future *f)
+{
+    atomic_store_explicit(&f->done, 1, memory_order_release);
+    for (mp__watch *w = f->watchers, *next; w; w = next) {
+        next = w->next;
+        w->linked = false;
+        w->prev = w->next = NULL;
+        w->notify(w, f);
+    }
+    f->watchers = NULL;
+}
+
+/* Runs f's done callbacks - and those added while they run - then marks
+ * it done.  No lock held. */
+static void settle(mp_future *f)
+{
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        cb_node *cbs = f->cbs;
+        f->cbs = NULL;
+        f->cbs_tail = &f->cbs;
+        if (!cbs) {
+            mark_done(f);
+            pthread_mutex_unlock(&f->lock);
+            return;
+        }
+        pthread_mutex_unlock(&f->lock);
+        run_cbs(f, cbs);
+    }
+}
+
+/* settle() in the owner's callback thread, with the reference the
+ * hand-over took. */
+static void settle_handed(void *arg)
+{
+    mp_future *f = arg;
+    settle(f);
+    mp_future_free(f);
 }
 
 void mp__future_finish(mp_future *f, int status, void *result, size_t len, int task_error,
                        int exitcode, char *report, long long failed_index)
 {
     pthread_mutex_lock(&f->lock);
-    if (atomic_load(&f->done)) {
+    if (atomic_load(&f->finished)) {
         pthread_mutex_unlock(&f->lock);
         free(result);
         free(report);
@@ -449,35 +517,24 @@ void mp__future_finish(mp_future *f, int status, void *result, size_t len, int t
     void *owner = f->owner;
     f->ops = NULL;
     f->owner = NULL;
-    cb_node *cbs = f->cbs;
-    f->cbs = NULL;
-    f->cbs_tail = &f->cbs;
-    atomic_store_explicit(&f->done, 1, memory_order_release);
-    for (mp__watch *w = f->watchers, *next; w; w = next) {
-        next = w->next;
-        w->linked = false;
-        w->prev = w->next = NULL;
-        w->notify(w, f);
-    }
-    f->watchers = NULL;
+    atomic_store_explicit(&f->finished, 1, memory_order_release);
+    for (mp__watch *w = f->watchers; w; w = w->next)
+        if (w->on_finish)
+            w->on_finish(w, f);
+    /* With no callbacks it is done now; otherwise once they have run: in
+     * the owner's callback thread, or in the thread whose cancel this is,
+     * before its mp_future_cancel() returns. */
+    bool has_cbs = f->cbs != NULL;
+    f->deferred = has_cbs && cancelling == f;
+    if (!has_cbs)
+        mark_done(f);
+    bool hand_over = has_cbs && !f->deferred;
     pthread_mutex_unlock(&f->lock);
 
-    if (cbs) {
-        cb_batch *b = malloc(sizeof *b);
-        if (b) {
-            b->f = f;
-            b->cbs = cbs;
-            mp__future_ref(f); /* dropped by run_callbacks */
-            if (!ops || !ops->dispatch || ops->dispatch(owner, run_callbacks, b) != 0)
-                run_callbacks(b);
-        } else {
-            /* Out of memory for the hand-over: run them here. */
-            for (cb_node *c = cbs, *next; c; c = next) {
-                next = c->next;
-                c->fn(f, c->ctx);
-                free(c);
-            }
-        }
+    if (hand_over) {
+        mp__future_ref(f); /* dropped by settle_handed */
+        if (!ops || !ops->dispatch || ops->dispatch(owner, settle_handed, f) != 0)
+            settle_handed(f);
     }
     mp_future_free(f); /* the owner's reference */
 }
@@ -548,13 +605,13 @@ static void interrupt_owner(mp_future *f)
  * or MP_ECANCELED on SIGINT (after interrupting f's owner). */
 static int future_wait(mp_future *f, int64_t deadline)
 {
-    if (atomic_load_explicit(&f->done, memory_order_acquire))
+    if (visible(f))
         return 0;
     if (mp__remaining_ns(deadline) <= 0)
         return MP_ETIMEDOUT;
     mp__waiter w;
     mp__waiter_begin(&w);
-    mp__watch node = {.notify = notify_word, .word = w.word};
+    mp__watch node = {.on_finish = notify_word, .notify = notify_word, .word = w.word};
     pthread_mutex_lock(&f->lock);
     if (!atomic_load(&f->done))
         watch_add(f, &node);
@@ -562,14 +619,14 @@ static int future_wait(mp_future *f, int64_t deadline)
     int rc = 0;
     for (;;) {
         uint32_t seen = waiter_seen(&w);
-        if (atomic_load_explicit(&f->done, memory_order_acquire))
+        if (visible(f))
             break;
         if (mp__waiter_interrupted(&w)) {
             rc = MP_ECANCELED;
             break;
         }
         if (waiter_sleep(&w, seen, deadline) == MP_ETIMEDOUT) {
-            rc = atomic_load(&f->done) ? 0 : MP_ETIMEDOUT;
+            rc = visible(f) ? 0 : MP_ETIMEDOUT;
             break;
         }
     }
@@ -594,15 +651,17 @@ int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeo
     if (!f || (cap && !out) || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     /* Finished already (the common case when draining many): no clock. */
-    int rc = atomic_load_explicit(&f->done, memory_order_acquire)
-                 ? 0
-                 : future_wait(f, mp__deadline(timeout));
+    int rc = visible(f) ? 0 : future_wait(f, mp__deadline(timeout));
     if (rc < 0)
         return rc;
     if (len)
         *len = f->len;
     if (f->status != 0)
         return f->status;
+    /* No buffer at all asks for the length only: that is an answer, not a
+     * buffer too small. */
+    if (!out)
+        return 0;
     if (f->len > cap)
         return MP_EMSGSIZE;
     if (f->len)
@@ -614,7 +673,7 @@ const void *mp_future_result(const mp_future *f, size_t *len)
 {
     if (len)
         *len = 0;
-    if (!f || !atomic_load_explicit(&f->done, memory_order_acquire) || f->status != 0)
+    if (!f || !visible(f) || f->status != 0)
         return NULL;
     if (len)
         *len = f->len;
@@ -623,7 +682,7 @@ const void *mp_future_result(const mp_future *f, size_t *len)
 
 bool mp_future_done(const mp_future *f)
 {
-    return f && atomic_load_explicit(&f->done, memory_order_acquire);
+    return f && visible(f);
 }
 
 bool mp_future_ready(const mp_future *f)
@@ -691,7 +750,7 @@ int mp_future_cancel(mp_future *f)
     if (!f)
         return MP_EINVAL;
     pthread_mutex_lock(&f->lock);
-    if (atomic_load(&f->done)) {
+    if (atomic_load(&f->finished)) {
         int rc = f->cancelled ? 0 : MP_EBUSY;
         pthread_mutex_unlock(&f->lock);
         return rc;
@@ -703,8 +762,20 @@ int mp_future_cancel(mp_future *f)
     pthread_mutex_unlock(&f->lock);
     if (!ops)
         return MP_EBUSY;
+    /* Should the cancel finish f here, its callbacks are left to this
+     * thread (mp__future_finish), which runs them before returning, as
+     * Python's Future.cancel() does. */
+    const mp_future *outer = cancelling;
+    cancelling = f;
     int rc = ops->cancel(owner, f);
+    cancelling = outer;
     ops->release(owner);
+    pthread_mutex_lock(&f->lock);
+    bool mine = f->deferred;
+    f->deferred = false;
+    pthread_mutex_unlock(&f->lock);
+    if (mine)
+        settle(f);
     return rc;
 }
 
@@ -719,15 +790,16 @@ int mp_future_add_done_callback(mp_future *f, mp_future_cb fn, void *ctx)
     c->ctx = ctx;
     c->next = NULL;
     pthread_mutex_lock(&f->lock);
-    if (!atomic_load(&f->done)) {
+    if (!visible(f)) {
+        /* Run by whoever settles f (see settle), even when the outcome is
+         * written already. */
         *f->cbs_tail = c;
         f->cbs_tail = &c->next;
         pthread_mutex_unlock(&f->lock);
         return 0;
     }
     pthread_mutex_unlock(&f->lock);
-    fn(f, ctx);
-    free(c);
+    run_cbs(f, c);
     return 0;
 }
 
@@ -782,7 +854,7 @@ int mp_wait(mp_future *const *fs, size_t n, mp_wait_mode mode, double timeout)
     mp__waiter w;
     mp__waiter_begin(&w);
     for (size_t i = 0; i < n; i++) {
-        nodes[i] = (mp__watch){.notify = notify_word, .word = w.word};
+        nodes[i] = (mp__watch){.on_finish = notify_word, .notify = notify_word, .word = w.word};
         pthread_mutex_lock(&fs[i]->lock);
         if (!atomic_load(&fs[i]->done))
             watch_add(fs[i], &nodes[i]);
@@ -827,20 +899,82 @@ struct mp_as_completed {
     size_t n;
     mp_future **fs;
     mp__watch *nodes;
-    size_t *ready; /* indices in order of completion, a queue */
+    size_t *ready; /* indices in the order the outcomes came, a queue */
     size_t ready_head, ready_tail;
     size_t yielded;
     _Atomic uint32_t *word; /* of the thread waiting in next, if any */
 };
 
+/* Queues the future's index when its outcome comes (once), and wakes the
+ * waiting thread then and when the future is done.  Under f's lock. */
 static void notify_iter(mp__watch *w, mp_future *f)
 {
     (void)f;
     mp_as_completed *it = w->ctx;
     pthread_mutex_lock(&it->lock);
-    it->ready[it->ready_tail++] = w->index;
+    if (!w->queued) {
+        w->queued = true;
+        it->ready[it->ready_tail++] = w->index;
+    }
     mp__waiter_wake(it->word);
     pthread_mutex_unlock(&it->lock);
+}
+
+/* The index of the first queued future that is done for this thread,
+ * taken from the queue; SIZE_MAX when there is none (an outcome may have
+ * come whose callbacks still run).  Under it->lock. */
+static size_t take_done(mp_as_completed *it)
+{
+    for (size_t k = it->ready_head; k < it->ready_tail; k++) {
+        if (visible(it->fs[it->ready[k]])) {
+            size_t idx = it->ready[k];
+            it->ready[k] = it->ready[it->ready_head];
+            it->ready[it->ready_head++] = idx;
+            return idx;
+        }
+    }
+    return SIZE_MAX;
+}
+
+/* A future's place in the caller's list, for finding repeats. */
+typedef struct fut_pos {
+    mp_future *f;
+    size_t i;
+} fut_pos;
+
+static int fut_pos_cmp(const void *a, const void *b)
+{
+    const fut_pos *x = a, *y = b;
+    if (x->f != y->f)
+        return (uintptr_t)x->f < (uintptr_t)y->f ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Copies fs to uniq without repeats, each future at its first place (as
+ * Python's as_completed iterates set(fs)).  Returns how many there are, or
+ * (size_t)-1 when memory runs out. */
+static size_t unique_futures(mp_future *const *fs, size_t n, mp_future **uniq)
+{
+    fut_pos *pos = malloc((n ? n : 1) * sizeof *pos);
+    bool *repeat = calloc(n ? n : 1, sizeof *repeat);
+    if (!pos || !repeat) {
+        free(pos);
+        free(repeat);
+        return (size_t)-1;
+    }
+    for (size_t i = 0; i < n; i++)
+        pos[i] = (fut_pos){fs[i], i};
+    qsort(pos, n, sizeof *pos, fut_pos_cmp);
+    for (size_t k = 1; k < n; k++)
+        if (pos[k].f == pos[k - 1].f)
+            repeat[pos[k].i] = true;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!repeat[i])
+            uniq[m++] = fs[i];
+    free(pos);
+    free(repeat);
+    return m;
 }
 
 int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
@@ -868,21 +1002,30 @@ int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
         free(it);
         return MP_ENOMEM;
     }
+    n = unique_futures(fs, n, it->fs);
+    if (n == (size_t)-1) {
+        free(it->fs);
+        free(it->nodes);
+        free(it->ready);
+        free(it);
+        return MP_ENOMEM;
+    }
     pthread_mutex_init(&it->lock, NULL);
     it->n = n;
     for (size_t i = 0; i < n; i++) {
-        mp_future *f = fs[i];
+        mp_future *f = it->fs[i];
         mp__future_ref(f);
-        it->fs[i] = f;
-        it->nodes[i] = (mp__watch){.notify = notify_iter, .ctx = it, .index = i};
+        it->nodes[i] =
+            (mp__watch){.on_finish = notify_iter, .notify = notify_iter, .ctx = it, .index = i};
         pthread_mutex_lock(&f->lock);
-        if (atomic_load(&f->done)) {
+        if (atomic_load(&f->finished)) {
+            it->nodes[i].queued = true;
             pthread_mutex_lock(&it->lock);
             it->ready[it->ready_tail++] = i;
             pthread_mutex_unlock(&it->lock);
-        } else {
-            watch_add(f, &it->nodes[i]);
         }
+        if (!atomic_load(&f->done))
+            watch_add(f, &it->nodes[i]);
         pthread_mutex_unlock(&f->lock);
     }
     *out = it;
@@ -899,8 +1042,9 @@ int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout)
     int rc = 0;
     for (;;) {
         pthread_mutex_lock(&it->lock);
-        if (it->ready_head < it->ready_tail) {
-            *f = it->fs[it->ready[it->ready_head++]];
+        size_t idx = take_done(it);
+        if (idx != SIZE_MAX) {
+            *f = it->fs[idx];
             it->yielded++;
             it->word = NULL;
             pthread_mutex_unlock(&it->lock);
@@ -936,7 +1080,9 @@ int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout)
         }
         if (waiter_sleep(&w, seen, deadline) == MP_ETIMEDOUT) {
             pthread_mutex_lock(&it->lock);
-            bool any = it->ready_head < it->ready_tail;
+            bool any = false;
+            for (size_t k = it->ready_head; k < it->ready_tail && !any; k++)
+                any = visible(it->fs[it->ready[k]]);
             pthread_mutex_unlock(&it->lock);
             if (!any) {
                 rc = MP_ETIMEDOUT;

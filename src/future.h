@@ -30,6 +30,11 @@ typedef struct mp__future_ops {
 typedef struct mp__watch {
     struct mp__watch *prev, *next;
     bool linked;
+    bool queued; /* as_completed: its index is in the ready queue */
+    /* Called under the future's lock when the outcome is written (the
+     * watcher stays; NULL: not told), then notify when the future is done
+     * (unlinked). */
+    void (*on_finish)(struct mp__watch *w, mp_future *f);
     void (*notify)(struct mp__watch *w, mp_future *f);
     _Atomic uint32_t *word; /* for plain waiters */
     int wake_fd1;           /* an eventfd to write too, plus one (0: none) */

@@ -144,6 +144,13 @@ TEST(get_waits_with_a_limit_and_returns_the_result)
     char c = 0;
     CHECK_ERR(mp_future_get(f, &c, 1, &len, 0), MP_EMSGSIZE);
     CHECK_EQ(len, sizeof v);
+    /* future.h: "With out NULL and cap 0 the call asks for the length
+     * alone: on success it returns 0 and stores the length in *len"; fails
+     * when asking for the length is answered MP_EMSGSIZE. */
+    len = 0;
+    CHECK_OK(mp_future_get(f, NULL, 0, &len, 0));
+    CHECK_EQ(len, sizeof v);
+    CHECK_ERR(mp_future_get(f, &c, 0, &len, 0), MP_EMSGSIZE);
     CHECK_ERR(mp_future_get(NULL, NULL, 0, NULL, 0), MP_EINVAL);
     CHECK_ERR(mp_future_get(f, NULL, 4, NULL, 0), MP_EINVAL);
     CHECK_ERR(mp_future_wait(NULL, 0), MP_EINVAL);
@@ -339,7 +346,9 @@ TEST(done_callbacks_run_once_in_order_off_the_callers_thread)
     CHECK_EQ(cblog.order[2], 3);
     CHECK(!pthread_equal(cblog.thread, pthread_self()));
     pthread_mutex_unlock(&cblog.lock);
-    /* Added once finished: runs at once, here. */
+    /* Added once finished (its callbacks have run: future.h): runs at
+     * once, here. */
+    CHECK_OK(mp_future_wait(f, 30.0));
     CHECK_OK(mp_future_add_done_callback(f, record_cb, (void *)4));
     CHECK_EQ(cblog.n, 4);
     CHECK_EQ(cblog.order[3], 4);
@@ -349,6 +358,179 @@ TEST(done_callbacks_run_once_in_order_off_the_callers_thread)
     gates_free(&g);
     close(cblog.ready_pipe[0]);
     close(cblog.ready_pipe[1]);
+}
+
+/* A callback that takes its time, then records the future's result: a
+ * waiter that returned before it ran finds nothing recorded.  The sleep
+ * widens the window a wrong order leaves open; it synchronises nothing. */
+static _Atomic int slow_cb_seen;
+
+static void slow_record_cb(mp_future *f, void *ctx)
+{
+    (void)ctx;
+    mp__sleep_ns(100 * 1000000);
+    int v = 0;
+    if (mp_future_get(f, &v, sizeof v, NULL, 0) == 0)
+        atomic_store(&slow_cb_seen, v);
+}
+
+/* future.h, "Callbacks": "a waiter sees a future finished only once its
+ * done callbacks have run" (Python's Pool runs a result's callback before
+ * get() and wait() return).  One case per way of waiting; fails when a
+ * waiter returns while the callback still runs. */
+TEST(callbacks_have_run_before_a_waiter_returns)
+{
+    gates g = gates_new();
+    mp_pool *p = pool_with(1);
+    for (int how = 0; how < 5; how++) {
+        MPT_CONTEXT("wait %d (get, wait, mp_wait, as_completed, apply_async_cb)", how);
+        atomic_store(&slow_cb_seen, 0);
+        gated_arg a = {g.open, how, 40 + how};
+        mp_future *f;
+        if (how == 4) {
+            f = mp_pool_apply_async_cb(p, gated_task, &a, sizeof a, slow_record_cb, NULL, NULL);
+        } else {
+            f = mp_pool_apply_async(p, gated_task, &a, sizeof a);
+            CHECK_OK(mp_future_add_done_callback(f, slow_record_cb, NULL));
+        }
+        CHECK(!mp_future_done(f));
+        gates_open(&g, how);
+        mp_as_completed *it = NULL;
+        mp_future *got = NULL;
+        switch (how) {
+        case 0:
+        case 4:
+            CHECK_OK(mp_future_get(f, NULL, 0, NULL, 30.0));
+            break;
+        case 1:
+            CHECK_OK(mp_future_wait(f, 30.0));
+            break;
+        case 2:
+            CHECK_EQ(mp_wait(&f, 1, MP_ALL_COMPLETED, 30.0), 1);
+            break;
+        case 3:
+            CHECK_OK(mp_as_completed_new(&f, 1, &it));
+            CHECK_OK(mp_as_completed_next(it, &got, 30.0));
+            CHECK_PTR_EQ(got, f);
+            mp_as_completed_free(it);
+            break;
+        }
+        CHECK_EQ(atomic_load(&slow_cb_seen), 40 + how);
+        CHECK(mp_future_done(f));
+        mp_future_free(f);
+    }
+    mp_pool_free(p);
+    gates_free(&g);
+}
+
+static pthread_t cancel_cb_thread;
+static _Atomic int cancel_cb_calls;
+
+static void cancel_record_cb(mp_future *f, void *ctx)
+{
+    (void)ctx;
+    if (mp_future_cancelled(f))
+        atomic_fetch_add(&cancel_cb_calls, 1);
+    cancel_cb_thread = pthread_self();
+}
+
+/* future.h, mp_future_cancel: "its callbacks have run, in the calling
+ * thread, before the call returns" (Python's Future.cancel()).  Fails
+ * when the callbacks are left to the pool's callback thread. */
+TEST(cancel_runs_the_callbacks_before_it_returns)
+{
+    gates g = gates_new();
+    mp_pool *p = pool_with(1);
+    mp_future *blocker = gated(p, &g, 0, 0);
+    wait_running(blocker);
+    /* An apply task, and a map, both queued behind the blocker. */
+    mp_future *f = gated(p, &g, 1, 1);
+    CHECK_OK(mp_future_add_done_callback(f, cancel_record_cb, NULL));
+    CHECK_OK(mp_future_add_done_callback(f, cancel_record_cb, NULL));
+    CHECK_OK(mp_future_cancel(f));
+    CHECK_EQ(atomic_load(&cancel_cb_calls), 2);
+    CHECK(pthread_equal(cancel_cb_thread, pthread_self()));
+    CHECK(mp_future_cancelled(f));
+    int in[10] = {0}, out[10];
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = identity;
+    s.in = in;
+    s.n = 10;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    mp_future *m = mp_pool_map_async_ex(p, &s);
+    CHECK_OK(mp_future_add_done_callback(m, cancel_record_cb, NULL));
+    CHECK_OK(mp_future_cancel(m));
+    CHECK_EQ(atomic_load(&cancel_cb_calls), 3);
+    /* apply_async's error_callback is a done callback too. */
+    gated_arg a = {g.open, 2, 2};
+    mp_future *e =
+        mp_pool_apply_async_cb(p, gated_task, &a, sizeof a, NULL, cancel_record_cb, NULL);
+    CHECK_OK(mp_future_cancel(e));
+    CHECK_EQ(atomic_load(&cancel_cb_calls), 4);
+    CHECK(pthread_equal(cancel_cb_thread, pthread_self()));
+    gates_open(&g, 0);
+    CHECK_OK(mp_future_wait(blocker, 30.0));
+    mp_future_free(blocker);
+    mp_future_free(f);
+    mp_future_free(m);
+    mp_future_free(e);
+    mp_pool_free(p);
+    gates_free(&g);
+}
+
+typedef struct chain_ctx {
+    mp_future *other; /* finishes after this one, with callbacks of its own */
+    gates *g;
+    _Atomic int result;
+} chain_ctx;
+
+static void noop_cb(mp_future *f, void *ctx)
+{
+    (void)f;
+    (void)ctx;
+}
+
+/* Waits, from a callback of its own future, for a future whose callbacks
+ * are queued behind it in the same thread: get, mp_wait, as_completed. */
+static void wait_other_cb(mp_future *f, void *ctx)
+{
+    chain_ctx *c = ctx;
+    int v = 0, ok = mp_future_get(f, &v, sizeof v, NULL, 0) == 0 && v == 7;
+    gates_open(c->g, 1); /* now the other future may finish */
+    mp_future *o = c->other;
+    ok &= mp_future_get(o, &v, sizeof v, NULL, 30.0) == 0 && v == 8;
+    ok &= mp_wait(&o, 1, MP_ALL_COMPLETED, 30.0) == 1;
+    mp_as_completed *it = NULL;
+    mp_future *got = NULL;
+    ok &= mp_as_completed_new(&o, 1, &it) == 0 && mp_as_completed_next(it, &got, 30.0) == 0 &&
+          got == o;
+    mp_as_completed_free(it);
+    atomic_store(&c->result, ok ? 1 : -1);
+}
+
+/* future.h, "Callbacks": "A callback may query any future ... or wait for
+ * other futures", its own future counting as finished there.  Fails when
+ * a callback waits for itself, or for a future whose callbacks are queued
+ * behind it (both would wait for ever). */
+TEST(a_callback_sees_its_future_done_and_waits_for_others)
+{
+    gates g = gates_new();
+    mp_pool *p = pool_with(2);
+    mp_future *f = gated(p, &g, 0, 7);
+    mp_future *o = gated(p, &g, 1, 8);
+    CHECK_OK(mp_future_add_done_callback(o, noop_cb, NULL));
+    chain_ctx c = {o, &g, 0};
+    CHECK_OK(mp_future_add_done_callback(f, wait_other_cb, &c));
+    gates_open(&g, 0);
+    CHECK_OK(mp_future_wait(f, 60.0));
+    CHECK_EQ(atomic_load(&c.result), 1);
+    CHECK_OK(mp_future_wait(o, 30.0));
+    mp_future_free(f);
+    mp_future_free(o);
+    mp_pool_free(p);
+    gates_free(&g);
 }
 
 /* ---- many futures ---------------------------------------------------------------- */
@@ -485,6 +667,41 @@ TEST(as_completed_over_many_tasks)
         mp_future_free(fs[i]);
     free(fs);
     mp_pool_free(p);
+}
+
+/* future.h: "A future listed more than once is yielded once"; fails when
+ * a repeated future comes back once per listing. */
+TEST(as_completed_yields_a_repeated_future_once)
+{
+    gates g = gates_new();
+    gates_open(&g, 1);
+    mp_pool *p = pool_with(2);
+    mp_future *a = gated(p, &g, 0, 1), *b = gated(p, &g, 1, 2);
+    CHECK_OK(mp_future_wait(b, 30.0));
+    mp_future *fs[6] = {a, a, b, a, b, b};
+    mp_as_completed *it = NULL;
+    CHECK_OK(mp_as_completed_new(fs, 6, &it));
+    mp_future *f = NULL;
+    /* b is finished already, so it comes first; a once its gate opens. */
+    CHECK_OK(mp_as_completed_next(it, &f, 30.0));
+    CHECK_PTR_EQ(f, b);
+    CHECK_ERR(mp_as_completed_next(it, &f, 0.05), MP_ETIMEDOUT);
+    gates_open(&g, 0);
+    CHECK_OK(mp_as_completed_next(it, &f, 30.0));
+    CHECK_PTR_EQ(f, a);
+    CHECK_ERR(mp_as_completed_next(it, &f, 0.2), MP_EOF);
+    mp_as_completed_free(it);
+    /* Three times the same future: one item. */
+    mp_future *same[3] = {a, a, a};
+    CHECK_OK(mp_as_completed_new(same, 3, &it));
+    CHECK_OK(mp_as_completed_next(it, &f, 0));
+    CHECK_PTR_EQ(f, a);
+    CHECK_ERR(mp_as_completed_next(it, &f, 0), MP_EOF);
+    mp_as_completed_free(it);
+    mp_future_free(a);
+    mp_future_free(b);
+    mp_pool_free(p);
+    gates_free(&g);
 }
 
 /* ---- waiters from many threads ------------------------------------------------------ */

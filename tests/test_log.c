@@ -489,6 +489,11 @@ TEST(the_pools_progress_bar_is_never_torn_by_a_log_line)
     o.progress = log_progress;
     o.progress_bar = true;
     o.progress_interval = 0.01;
+    /* The capture's reader is a thread of the program's: the default would
+     * be the forkserver, which outlives the pool and keeps the terminal
+     * open, so the capture would never see its end.  Spawned workers are
+     * the pool's, and gone when it is freed. */
+    o.start_method = MP_START_SPAWN;
     mp_pool *p = NULL;
     CHECK_OK(mp_pool_new(&o, &p));
     enum { N = 600 };

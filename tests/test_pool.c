@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "mp_test.h"
 #include "pool/hooks.h"
+#include "pool/pool_int.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -138,11 +139,13 @@ TEST(map_results_in_order_for_any_chunksize)
         in[i] = i - 500;
     size_t chunks[] = {0, 1, 3, 64, 5000, N, 2 * N};
     for (size_t k = 0; k < MP__ARRAY_SIZE(chunks); k++) {
+        MPT_CONTEXT("chunksize %zu", chunks[k]);
         memset(out, 0xff, N * sizeof *out);
         CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, chunks[k]));
         for (int i = 0; i < N; i++)
             CHECK_EQ(out[i], (long)(i - 500) * (i - 500));
     }
+    MPT_CONTEXT_CLEAR();
     /* n == 0 is a success that runs nothing. */
     CHECK_OK(mp_pool_map(p, square_item, in, 0, sizeof *in, out, sizeof *out, 0));
     free(in);
@@ -359,6 +362,29 @@ TEST(map_in_place_in_shared_memory)
     mp_pool_shared_free(p, out);
     mp_pool_shared_free(p, NULL);
     CHECK(mp_pool_shared_alloc(p, 0) == NULL);
+    mp_pool_free(p);
+}
+
+/* pool.h: mp_pool_shared_alloc "Returns NULL for size 0, a closed pool, or
+ * when memory runs out"; fails if a closed (or terminated) pool still hands
+ * out memory.  Memory handed out before stays usable. */
+TEST(shared_alloc_returns_null_on_a_closed_pool)
+{
+    mp_pool *p = pool_with(1);
+    int *before = mp_pool_shared_alloc(p, 4096);
+    CHECK_NOT_NULL(before);
+    CHECK_OK(mp_pool_close(p));
+    CHECK_NULL(mp_pool_shared_alloc(p, 64));
+    CHECK_NULL(mp_pool_shared_alloc(NULL, 64));
+    before[1023] = 7; /* still mapped */
+    CHECK_EQ(before[1023], 7);
+    mp_pool_shared_free(p, before);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    CHECK_NULL(mp_pool_shared_alloc(p, 64));
+    mp_pool *q = pool_with(1);
+    CHECK_OK(mp_pool_terminate(q));
+    CHECK_NULL(mp_pool_shared_alloc(q, 64));
+    mp_pool_free(q);
     mp_pool_free(p);
 }
 
@@ -618,6 +644,119 @@ TEST(apply_and_apply_async_return_bytes)
     mp_pool_free(p);
 }
 
+/* A result of a size and a pattern its index chooses: {index, size}. */
+typedef struct tagged_arg {
+    size_t index, size;
+} tagged_arg;
+
+static unsigned char tag_byte(size_t index, size_t j)
+{
+    return (unsigned char)(index * 131 + j * 7 + j / 251);
+}
+
+static int tagged_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    const tagged_arg *a = arg;
+    /* In appends of 1000 bytes, as a result built piece by piece: the
+     * result grows in the ring. */
+    unsigned char piece[1000];
+    for (size_t j = 0; j < a->size; j += sizeof piece) {
+        size_t k = a->size - j < sizeof piece ? a->size - j : sizeof piece;
+        for (size_t i = 0; i < k; i++)
+            piece[i] = tag_byte(a->index, j + i);
+        int rc = mp_buf_append(out, piece, k);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+enum { TAGGED_MAX = 40960 };
+
+static int tagged_item(const void *in, void *out, const void *ctx)
+{
+    size_t index = *(const size_t *)in, size = *(const size_t *)ctx;
+    for (size_t j = 0; j < size; j++)
+        ((unsigned char *)out)[j] = tag_byte(index, j);
+    return 0;
+}
+
+/* How many of the n bytes at b are not result index's. */
+static size_t tagged_wrong(const unsigned char *b, size_t n, size_t index)
+{
+    size_t wrong = 0;
+    for (size_t j = 0; j < n; j++)
+        wrong += b[j] != tag_byte(index, j);
+    return wrong;
+}
+
+/* Each result is its own task's bytes, never a later result of the same
+ * worker written over it in the result ring: 4 KB and 40 KB results, the
+ * ring wrapping many times, over apply_async and map; and sizes mixed,
+ * so that a result put into an emptied ring reaches past where the older
+ * results ended (the supervisor's res_tail) - the next ones must not take
+ * its start for free space. */
+TEST(every_result_holds_its_own_tasks_bytes)
+{
+    enum { N = 400 };
+    /* 0: sizes from 1 KB to 40 KB mixed, result by result. */
+    const size_t sizes[] = {4096, TAGGED_MAX, 0, 4096, TAGGED_MAX};
+    mp_pool *p = pool_with(4);
+    tagged_arg *args = malloc(N * sizeof *args);
+    mp_future **fs = malloc(N * sizeof *fs);
+    size_t *idx = malloc(N * sizeof *idx);
+    unsigned char *outs = malloc((size_t)N * TAGGED_MAX);
+    for (size_t s = 0; s < MP__ARRAY_SIZE(sizes); s++) {
+        if (sizes[s])
+            MPT_CONTEXT("apply_async, %zu-byte results", sizes[s]);
+        else
+            MPT_CONTEXT("apply_async, results of 1 to 40 KB mixed");
+        for (size_t i = 0; i < N; i++) {
+            args[i] = (tagged_arg){i, sizes[s] ? sizes[s] : 1000 + (i * 7919 % 40) * 1000};
+            fs[i] = mp_pool_apply_async(p, tagged_task, &args[i], sizeof args[i]);
+            CHECK(fs[i] != NULL);
+        }
+        size_t wrong = 0;
+        for (size_t i = 0; i < N; i++) {
+            size_t len = 0;
+            CHECK_OK(mp_future_wait(fs[i], 60.0));
+            CHECK_OK(mp_future_status(fs[i]));
+            const unsigned char *b = mp_future_result(fs[i], &len);
+            CHECK_EQ(len, args[i].size);
+            wrong += tagged_wrong(b, len, i) != 0;
+            mp_future_free(fs[i]);
+        }
+        CHECK_EQ(wrong, 0);
+        if (!sizes[s])
+            continue;
+        MPT_CONTEXT("map, %zu-byte outputs", sizes[s]);
+        for (size_t i = 0; i < N; i++)
+            idx[i] = i;
+        mp_map_spec m = MP_MAP_SPEC_INIT;
+        m.fn = tagged_item;
+        m.in = idx;
+        m.n = N;
+        m.in_size = sizeof idx[0];
+        m.out = outs;
+        m.out_size = sizes[s];
+        m.chunksize = 3;
+        m.ctx = &sizes[s];
+        m.ctx_size = sizeof sizes[s];
+        CHECK_OK(mp_pool_map_ex(p, &m));
+        wrong = 0;
+        for (size_t i = 0; i < N; i++)
+            wrong += tagged_wrong(outs + i * sizes[s], sizes[s], i) != 0;
+        CHECK_EQ(wrong, 0);
+    }
+    MPT_CONTEXT_CLEAR();
+    free(outs);
+    free(idx);
+    free(fs);
+    free(args);
+    mp_pool_free(p);
+}
+
 /* Builds "hello, world" in place, then cuts it back to "hello". */
 static int buf_api_task(const void *arg, size_t len, mp_buf *out)
 {
@@ -850,7 +989,7 @@ TEST(task_timeout_kills_and_replaces)
     mp_future *hang = mp_pool_apply_async(p, spin_forever, NULL, 0);
     long x = 9;
     mp_future *ok = mp_pool_apply_async(p, square_task, &x, sizeof x);
-    CHECK_ERR(mp_future_get(hang, NULL, 0, NULL, 30.0), MP_ETIMEDOUT);
+    CHECK_ERR(mp_future_get(hang, NULL, 0, NULL, 30.0), MP_ETIMELIMIT);
     double dt = mpt_now() - t0;
     CHECK(mp_future_done(hang)); /* the task's limit, not the wait's */
     CHECK(dt >= 0.3);
@@ -872,11 +1011,11 @@ TEST(task_timeout_kills_and_replaces)
     s.errors = errs;
     s.chunksize = 6;
     t0 = mpt_now();
-    CHECK_ERR(mp_pool_map_ex(p, &s), MP_ETIMEDOUT);
+    CHECK_ERR(mp_pool_map_ex(p, &s), MP_ETIMELIMIT);
     CHECK(mpt_now() - t0 >= 0.3);
     for (int i = 0; i < 6; i++) {
         if (i == 3) {
-            CHECK_ERR(errs[i], MP_ETIMEDOUT);
+            CHECK_ERR(errs[i], MP_ETIMELIMIT);
         } else {
             CHECK_EQ(errs[i], 0);
             CHECK_EQ(out[i], in[i] * 10);
@@ -886,6 +1025,35 @@ TEST(task_timeout_kills_and_replaces)
     mp_pool_stats st;
     CHECK_OK(mp_pool_stats_get(p, &st));
     CHECK_EQ(st.tasks_timed_out, 2);
+    mp_pool_free(p);
+}
+
+/* future.h, mp_future_get: "MP_ETIMEDOUT when the wait ran out while f is
+ * not finished (a task that ran past the pool's time limit is
+ * MP_ETIMELIMIT, so the two never mix)".  Fails when a task's time limit
+ * and a caller's wait that ran out answer with the same code. */
+TEST(get_tells_a_wait_that_ran_out_from_a_task_past_its_limit)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 1;
+    o.task_timeout = 0.5;
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
+    mp_future *f = mp_pool_apply_async(p, spin_forever, NULL, 0);
+    /* The wait runs out first: the task still runs. */
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 0.05), MP_ETIMEDOUT);
+    CHECK(!mp_future_done(f));
+    /* Then the task's limit: a different answer, and the future is done. */
+    int rc = mp_future_get(f, NULL, 0, NULL, 30.0);
+    CHECK_NE(rc, MP_ETIMEDOUT);
+    CHECK_ERR(rc, MP_ETIMELIMIT);
+    CHECK(mp_future_done(f));
+    CHECK_ERR(mp_future_status(f), MP_ETIMELIMIT);
+    CHECK_STREQ(mp_err_name(MP_ETIMELIMIT), "MP_ETIMELIMIT");
+    mp_future_free(f);
+    /* mp_pool_apply answers the same way. */
+    CHECK_ERR(mp_pool_apply(p, spin_forever, NULL, 0, NULL, 0, NULL, 30.0), MP_ETIMELIMIT);
     mp_pool_free(p);
 }
 
@@ -947,11 +1115,13 @@ TEST(every_kind_of_crash_fails_one_task)
         bad[k] = mp_pool_apply_async(p, crash_task, &kinds[k].how, sizeof(int));
     }
     for (int k = 0; k < K; k++) {
+        MPT_CONTEXT("crash by %s", kinds[k].text);
         CHECK_ERR(mp_future_get(bad[k], NULL, 0, NULL, 30.0), MP_EWORKER);
         CHECK_EQ(mp_future_exitcode(bad[k]), kinds[k].exitcode);
         CHECK_CONTAINS(mp_future_report(bad[k]), kinds[k].text);
         mp_future_free(bad[k]);
     }
+    MPT_CONTEXT_CLEAR();
     for (int i = 0; i < 3 * K; i++) {
         long v;
         CHECK_OK(mp_future_get(good[i], &v, sizeof v, NULL, 30.0));
@@ -1047,10 +1217,13 @@ TEST(map_uses_the_callers_arrays_in_place_where_allowed)
         iin[i] = (int)i;
     }
     for (int copy_only = 0; copy_only < 2; copy_only++) {
+        MPT_CONTEXT("%s", copy_only ? "copies forced" : "in place where allowed");
         mp_pool *p = pool_settled(2, copy_only);
         /* Chunks of a few KiB and more; small ones are always copied. */
         size_t chunks[] = {0, 5000, 99999};
         for (size_t k = 0; k < MP__ARRAY_SIZE(chunks); k++) {
+            MPT_CONTEXT("%s, chunksize %zu", copy_only ? "copies forced" : "in place where allowed",
+                        chunks[k]);
             memset(out, 0, N * sizeof *out);
             mp_map_spec s = map_spec(in, N, sizeof *in, out, sizeof *out);
             s.range_fn = square32_range;
@@ -1067,16 +1240,27 @@ TEST(map_uses_the_callers_arrays_in_place_where_allowed)
         CHECK_OK(mp_pool_map(p, square_item, iin, 5000, sizeof *iin, iout, sizeof *iout, 1));
         for (long i = 0; i < 5000; i++)
             CHECK_EQ(iout[i], i * i);
-        /* Asynchronous maps copy: the caller may reuse its inputs at once. */
+        /* pool.h, mp_pool_map_async: "Inputs are copied before the call
+         * returns": the caller reuses its inputs at once, and the map
+         * computes what they were.  Fails when an asynchronous map reads
+         * the caller's array after the call. */
+        memset(iout, 0, N * sizeof *iout);
         mp_future *f =
             mp_pool_map_async(p, square_item, iin, N, sizeof *iin, iout, sizeof *iout, 0);
+        for (int i = 0; i < N; i++)
+            iin[i] = -7;
         CHECK_OK(mp_future_get(f, NULL, 0, NULL, 60.0));
         mp_future_free(f);
+        for (long i = 0; i < N; i++) {
+            CHECK_EQ(iout[i], i * i);
+            iin[i] = (int)i;
+        }
         mp_pool_stats st;
         CHECK_OK(mp_pool_stats_get(p, &st));
         CHECK_EQ(st.maps_direct, allowed && !copy_only ? 2 * MP__ARRAY_SIZE(chunks) : 0);
         mp_pool_free(p);
     }
+    MPT_CONTEXT_CLEAR();
     free(in);
     free(out);
     free(iin);
@@ -1143,6 +1327,10 @@ TEST(map_chunk_with_a_crash_splits_at_the_item)
     /* Waited for (the caller's arrays used in place where allowed) and
      * asynchronous (copied), then waited for with copies forced. */
     for (int mode = 0; mode < 3; mode++) {
+        MPT_CONTEXT("mode %d (%s)", mode,
+                    mode == 0   ? "waited for"
+                    : mode == 1 ? "async"
+                                : "waited for, copies forced");
         mp_pool *p = pool_settled(2, mode == 2);
         for (int i = 0; i < N; i++)
             atomic_store(&runs[i], 0);
@@ -1176,6 +1364,7 @@ TEST(map_chunk_with_a_crash_splits_at_the_item)
         }
         mp_pool_free(p);
     }
+    MPT_CONTEXT_CLEAR();
     mp__unmap((void *)runs, N * sizeof(int));
 }
 
@@ -1203,6 +1392,7 @@ TEST(map_range_crash_fails_the_range_that_was_running)
     for (uint32_t i = 0; i < N; i++)
         in[i] = i;
     for (int copy_only = 0; copy_only < 2; copy_only++) {
+        MPT_CONTEXT("%s", copy_only ? "copies forced" : "in place where allowed");
         mp_pool *p = pool_settled(2, copy_only);
         atomic_store(&once[0], 0);
         atomic_store(&once[1], CRASH);
@@ -1233,10 +1423,303 @@ TEST(map_range_crash_fails_the_range_that_was_running)
         printf("  %s: items %u..%d failed\n", copy_only ? "copied" : "in place", b, N - 1);
         mp_pool_free(p);
     }
+    MPT_CONTEXT_CLEAR();
     free(in);
     free(out);
     free(errs);
     mp__unmap((void *)once, 2 * sizeof(int));
+}
+
+/* ---- failures with a message ------------------------------------------------------ */
+
+static int fail_with_reason_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    int how = *(const int *)arg;
+    if (how == 0)
+        return mp_task_fail(out, "no such file: %s", "x.txt");
+    if (how == 1) {
+        (void)mp_buf_append(out, "half done", 9);
+        return 3;
+    }
+    if (how == 2) {
+        char big[100000];
+        memset(big, 'm', sizeof big);
+        (void)mp_buf_append(out, big, sizeof big);
+        return 4;
+    }
+    return 5; /* no message */
+}
+
+static int odd_items_fail(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    int v = *(const int *)in;
+    if (v % 2)
+        return v == 3 ? 7 : mp_item_fail("item %d is odd", v);
+    *(int *)out = v;
+    return 0;
+}
+
+static int range_fails_with_reason(const void *in, void *out, size_t n, const void *ctx)
+{
+    (void)in;
+    (void)out;
+    (void)ctx;
+    return mp_item_fail("a range of %zu failed", n);
+}
+
+/* pool.h, mp_task_fail and mp_task_fn: a failing task's message - from
+ * mp_task_fail(), or what it appended before returning nonzero, at most
+ * 64 KiB - is mp_future_report(), and a log line at MP_LOG_INFO carries
+ * it; mp_item_fail() does the same for a map item, the map future's
+ * report being its first failed item's.  Fails when the text is dropped,
+ * cut wrong, or attached to an item that left none. */
+TEST(a_failing_task_says_why)
+{
+    int logp[2];
+    CHECK_EQ(pipe2(logp, O_CLOEXEC | O_NONBLOCK), 0);
+    mp_log_set_level(MP_LOG_INFO);
+    CHECK_OK(mp_log_set_fd(logp[1]));
+    mp_pool *p = pool_with(2);
+    const char *want[] = {"no such file: x.txt", "half done", NULL, NULL};
+    int codes[] = {MP_ETASK, 3, 4, 5};
+    for (int how = 0; how < 4; how++) {
+        MPT_CONTEXT("task %d", how);
+        mp_future *f = mp_pool_apply_async(p, fail_with_reason_task, &how, sizeof how);
+        CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 30.0), MP_ETASK);
+        CHECK_EQ(mp_future_task_error(f), codes[how]);
+        if (how == 2) {
+            CHECK_NOT_NULL(mp_future_report(f));
+            CHECK_EQ_U(strlen(mp_future_report(f)), 64u << 10);
+        } else if (want[how]) {
+            CHECK_STREQ(mp_future_report(f), want[how]);
+        } else {
+            CHECK_NULL(mp_future_report(f));
+        }
+        mp_future_free(f);
+    }
+    MPT_CONTEXT_CLEAR();
+    /* Map items: each failed item's message, the first one the map's. */
+    int in[8] = {0, 1, 2, 3, 4, 5, 6, 7}, out[8], errs[8];
+    mp_map_spec s = map_spec(in, 8, sizeof in[0], out, sizeof out[0]);
+    s.fn = odd_items_fail;
+    s.errors = errs;
+    s.chunksize = 3;
+    mp_future *m = mp_pool_map_async_ex(p, &s);
+    CHECK_ERR(mp_future_get(m, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_EQ(mp_future_failed_index(m), 1);
+    CHECK_STREQ(mp_future_report(m), "item 1 is odd");
+    CHECK_ERR(errs[3], MP_ETASK);
+    CHECK_EQ(errs[4], 0);
+    mp_future_free(m);
+    /* Item 3 left no message: a map whose first failure is it has none. */
+    s.in = in + 3;
+    s.n = 1;
+    m = mp_pool_map_async_ex(p, &s);
+    CHECK_ERR(mp_future_get(m, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_NULL(mp_future_report(m));
+    mp_future_free(m);
+    mp_map_spec r = map_spec(in, 8, sizeof in[0], out, sizeof out[0]);
+    r.range_fn = range_fails_with_reason;
+    r.chunksize = 8;
+    m = mp_pool_map_async_ex(p, &r);
+    CHECK_ERR(mp_future_get(m, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_STREQ(mp_future_report(m), "a range of 8 failed");
+    mp_future_free(m);
+    CHECK_ERR(mp_item_fail("outside a worker"), MP_ETASK);
+    mp_pool_free(p);
+    char logbuf[8192];
+    ssize_t n = read(logp[0], logbuf, sizeof logbuf - 1);
+    CHECK(n > 0);
+    logbuf[n > 0 ? n : 0] = '\0';
+    CHECK_CONTAINS(logbuf, "no such file: x.txt");
+    CHECK_CONTAINS(logbuf, "item 5 is odd");
+    close(logp[0]);
+    close(logp[1]);
+}
+
+/* ---- stop points: a worker killed at each instant of the protocol ------------- */ /* ---- stop points: a worker killed at each instant of the protocol ------------- */
+
+/* Shared: [0] armed, [1] hits of the point, [2..] runs of each item. */
+static _Atomic int *stop_state;
+static mp__pool_point stop_at;
+
+/* The pool's fault hook: the first worker to reach stop_at once armed
+ * dies there. */
+static void die_once_at(mp__pool_point where)
+{
+    if (where == stop_at && atomic_load(&stop_state[0]) && atomic_fetch_add(&stop_state[1], 1) == 0)
+        raise(SIGKILL);
+}
+
+static int stop_counted_item(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    int v = *(const int *)in;
+    atomic_fetch_add(&stop_state[2 + v], 1);
+    *(long *)out = 3L * v;
+    return 0;
+}
+
+static int stop_counted_range(const void *in, void *out, size_t n, const void *ctx)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        int v = ((const int *)in)[i];
+        atomic_fetch_add(&stop_state[2 + v], 1);
+        ((long *)out)[i] = 3L * v;
+    }
+    return 0;
+}
+
+/* Returns *arg bytes, a pattern, and counts its runs in stop_state[2]. */
+static int stop_counted_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    atomic_fetch_add(&stop_state[2], 1);
+    size_t n = *(const size_t *)arg;
+    unsigned char *b = mp_buf_alloc(out, n);
+    if (!b && n)
+        return MP_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 7 + 1);
+    return 0;
+}
+
+enum { STOP_N = 4000 };
+
+/* A pool of 2 settled workers whose first worker to reach `where` from
+ * now on is SIGKILLed there. */
+static mp_pool *pool_dying_at(mp__pool_point where, bool copy_only)
+{
+    if (!stop_state)
+        stop_state = shared_ints(2 + STOP_N);
+    stop_at = where;
+    mp__pool_fault = die_once_at;
+    mp_pool *p = pool_settled(2, copy_only);
+    for (int i = 0; i < 2 + STOP_N; i++)
+        atomic_store(&stop_state[i], 0);
+    atomic_store(&stop_state[0], 1);
+    return p;
+}
+
+/* Maps over STOP_N items with one worker killed at `where` in each mode
+ * (waited for, the caller's arrays in place where allowed; asynchronous,
+ * copied; each with an item and a range function) and requires what
+ * pool.h promises there: every item run exactly once, none failed. */
+static void check_map_stop_fails_nothing(mp__pool_point where)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    int *in = malloc(STOP_N * sizeof *in), *errs = malloc(STOP_N * sizeof *errs);
+    long *out = malloc(STOP_N * sizeof *out);
+    for (int i = 0; i < STOP_N; i++)
+        in[i] = i;
+    for (int mode = 0; mode < 4; mode++) {
+        MPT_CONTEXT("mode %d (%s, %s function)", mode, mode % 2 ? "async" : "waited for",
+                    mode < 2 ? "item" : "range");
+        mp_pool *p = pool_dying_at(where, false);
+        memset(out, 0, STOP_N * sizeof *out);
+        mp_map_spec s = map_spec(in, STOP_N, sizeof *in, out, sizeof *out);
+        if (mode < 2)
+            s.fn = stop_counted_item;
+        else
+            s.range_fn = stop_counted_range;
+        s.errors = errs;
+        s.chunksize = 1000;
+        int rc;
+        if (mode % 2) {
+            mp_future *f = mp_pool_map_async_ex(p, &s);
+            rc = mp_future_get(f, NULL, 0, NULL, 60.0);
+            mp_future_free(f);
+        } else {
+            rc = mp_pool_map_ex(p, &s);
+        }
+        CHECK_OK(rc);
+        CHECK_EQ(atomic_load(&stop_state[1]) >= 1, 1); /* the point was reached */
+        for (int i = 0; i < STOP_N; i++) {
+            CHECK_EQ(atomic_load(&stop_state[2 + i]), 1);
+            CHECK_EQ(errs[i], 0);
+            CHECK_EQ(out[i], 3L * i);
+        }
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.workers_died, 1);
+        CHECK_EQ_U(st.tasks_failed, 0);
+        mp_pool_free(p);
+    }
+    MPT_CONTEXT_CLEAR();
+    mp__pool_fault = NULL;
+    free(in);
+    free(out);
+    free(errs);
+}
+
+/* An apply task, with a small (inline) and a large (result file) result,
+ * with its worker killed at `where`: it runs exactly once and succeeds. */
+static void check_apply_stop_fails_nothing(mp__pool_point where)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    size_t sizes[] = {8, 100000};
+    for (size_t k = 0; k < MP__ARRAY_SIZE(sizes); k++) {
+        MPT_CONTEXT("result of %zu bytes", sizes[k]);
+        mp_pool *p = pool_dying_at(where, false);
+        mp_future *f = mp_pool_apply_async(p, stop_counted_task, &sizes[k], sizeof sizes[k]);
+        CHECK_OK(mp_future_wait(f, 60.0));
+        CHECK_OK(mp_future_status(f));
+        size_t len = 0;
+        const unsigned char *b = mp_future_result(f, &len);
+        CHECK_EQ_U(len, sizes[k]);
+        CHECK_NOT_NULL(b);
+        for (size_t i = 0; i < len; i += 997)
+            CHECK_EQ(b[i], (unsigned char)(i * 7 + 1));
+        CHECK_EQ(atomic_load(&stop_state[1]) >= 1, 1);
+        CHECK_EQ(atomic_load(&stop_state[2]), 1);
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.workers_died, 1);
+        mp_future_free(f);
+        mp_pool_free(p);
+    }
+    MPT_CONTEXT_CLEAR();
+    mp__pool_fault = NULL;
+}
+
+/* pool.h: "a worker that dies after claiming a chunk but before starting
+ * its first item fails nothing", here between the fetch-add on the claim
+ * cursor and the CAS that claims the chunk. */
+TEST(stop_after_chunk_fetch_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_CHUNK_FETCHED);
+}
+
+/* The same, after the CAS; and pool.h: "an apply task whose worker dies
+ * after taking it but before starting it runs again". */
+TEST(stop_after_claim_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_CLAIMED);
+    check_apply_stop_fails_nothing(MP__PP_CLAIMED);
+}
+
+/* pool.h: "one that dies after the chunk's last item but before reporting
+ * the chunk done fails nothing either, the chunk is collected". */
+TEST(stop_after_last_item_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_LAST_ITEM);
+}
+
+/* pool.h: "one whose worker dies after writing its result is collected". */
+TEST(stop_after_result_written_fails_nothing)
+{
+    check_apply_stop_fails_nothing(MP__PP_RESULT_WRITTEN);
+}
+
+/* records.h, Completion: a unit DONE whose record was never written is
+ * collected through the intent, once. */
+TEST(stop_after_done_fails_nothing)
+{
+    check_map_stop_fails_nothing(MP__PP_DONE);
+    check_apply_stop_fails_nothing(MP__PP_DONE);
 }
 
 static int crash_once_task(const void *arg, size_t len, mp_buf *out)
@@ -1324,6 +1807,8 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
     size_t chunks[] = {1, 7, 0, 250, 2000};
     int total_failed = 0, total_kills = 0;
     for (int r = 0; r < ROUNDS; r++) {
+        MPT_CONTEXT("round %d, chunksize %zu, %s", r, chunks[r % MP__ARRAY_SIZE(chunks)],
+                    r % 2 ? "waited for" : "async");
         for (int i = 0; i < N; i++)
             atomic_store(&runs[i], 0);
         memset(out, 0, N * sizeof *out);
@@ -1369,10 +1854,17 @@ TEST_TIMEOUT(random_sigkills_lose_and_double_nothing, 120)
         total_kills += atomic_load(&k.kills);
         mp_future_free(f);
     }
+    MPT_CONTEXT_CLEAR();
     printf("  %d kills, %d items failed over %d rounds\n", total_kills, total_failed, ROUNDS);
-    /* Kills land between items too; each failed item is one kill. */
+    /* Kills land between items too; each failed item is one kill.  The
+     * kills happened, hit items, and the pool saw them. */
     CHECK_LE(total_failed, total_kills);
     CHECK_GE(total_kills, ROUNDS);
+    CHECK_GE(total_failed, 1);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_GE_U(st.workers_died, ROUNDS);
+    CHECK_LE_U(st.workers_died, (uint64_t)total_kills);
     /* The pool is still whole and correct afterwards. */
     CHECK_EQ(wait_workers(p, 3, 10.0), 3);
     CHECK_OK(mp_pool_map(p, square_item, in, N, sizeof *in, out, sizeof *out, 0));
@@ -1415,12 +1907,171 @@ TEST_TIMEOUT(random_sigkills_during_apply_async, 120)
     }
     atomic_store(&k.stop, 1);
     pthread_join(t, NULL);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    printf("  %d kills, %llu deaths seen, %d tasks failed\n", atomic_load(&k.kills),
+           (unsigned long long)st.workers_died, failed);
     CHECK_LE(failed, atomic_load(&k.kills));
+    /* The kills happened, and the pool saw them. */
+    CHECK_GE(atomic_load(&k.kills), 10);
+    CHECK_GE_U(st.workers_died, 10);
+    CHECK_LE_U(st.workers_died, (uint64_t)atomic_load(&k.kills));
+    CHECK_GE(failed, 1);
     free(fs);
     mp_pool_free(p);
 }
 
-/* ---- initializers ------------------------------------------------------------------ */
+static int close_every_fd_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    for (int fd = 3; fd < 4096; fd++)
+        close(fd);
+    int v = 99;
+    return mp_buf_append(out, &v, sizeof v);
+}
+
+/* pool.h, "Fault isolation": nothing a task does hangs the parent - here
+ * a task that closes every descriptor, those its worker shares with the
+ * pool included, with no task_timeout to fall back on.  Fails when the
+ * worker, unable to wake the supervisor, leaves it asleep with work
+ * outstanding (every later future waits for ever). */
+TEST(a_task_closing_every_descriptor_wedges_nothing)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mp_start_method methods[] = {MP_START_FORK, MP_START_FORKSERVER};
+    for (size_t m = 0; m < MP__ARRAY_SIZE(methods); m++) {
+        mp_pool_opts o = MP_POOL_OPTS_INIT;
+        o.processes = 1;
+        o.start_method = methods[m];
+        mp_pool *p = NULL;
+        CHECK_OK(mp_pool_new(&o, &p));
+        for (int round = 0; round < 4; round++) {
+            MPT_CONTEXT("start method %d, round %d", (int)methods[m], round);
+            int v = 0;
+            CHECK_OK(mp_pool_apply(p, close_every_fd_task, NULL, 0, &v, sizeof v, NULL, 30.0));
+            CHECK_EQ(v, 99);
+            /* Whatever the worker did next, later work completes. */
+            for (long i = 0; i < 20; i++) {
+                long r = 0;
+                CHECK_OK(mp_pool_apply(p, square_task, &i, sizeof i, &r, sizeof r, NULL, 30.0));
+                CHECK_EQ(r, i * i);
+            }
+            int in[1000];
+            long out[1000];
+            for (int i = 0; i < 1000; i++)
+                in[i] = i;
+            mp_future *mf =
+                mp_pool_map_async(p, square_item, in, 1000, sizeof in[0], out, sizeof out[0], 10);
+            CHECK_OK(mp_future_get(mf, NULL, 0, NULL, 30.0));
+            mp_future_free(mf);
+            CHECK_EQ(out[999], 999L * 999);
+            /* A result that must grow the worker's result file: a worker
+             * that lost the file fails this one task, then leaves. */
+            size_t big = 100000;
+            mp_future *b1 = mp_pool_apply_async(p, pattern_task, &big, sizeof big);
+            CHECK_OK(mp_future_wait(b1, 30.0));
+            if (mp_future_status(b1) != 0) {
+                CHECK_ERR(mp_future_status(b1), MP_ETASK);
+                CHECK_ERR(mp_future_task_error(b1), MP_EBADF);
+            }
+            mp_future_free(b1);
+            size_t len = 0;
+            CHECK_OK(mp_pool_apply(p, pattern_task, &big, sizeof big, NULL, 0, &len, 30.0));
+            CHECK_EQ_U(len, big);
+        }
+        MPT_CONTEXT_CLEAR();
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.tasks_failed, 0);
+        mp_pool_free(p);
+    }
+}
+
+/* ---- wake-ups: a worker waiting for the supervisor -------------------------------- */
+
+/* Waits (at most secs) until worker slot 0 of p says it waits for the
+ * supervisor to free space. */
+static bool slot0_waits(mp_pool *p, double secs)
+{
+    double end = mpt_now() + secs;
+    while (!atomic_load(&mp__pool_wslot(p, 0)->waiting) && mpt_now() < end)
+        mp__sleep_ns(1000000); /* polls a state, bounded */
+    return atomic_load(&mp__pool_wslot(p, 0)->waiting);
+}
+
+static int gate_then_fail_item(const void *in, void *out, const void *ctx)
+{
+    (void)out;
+    if (*(const int *)in == 0 && gate_wait(*(const int *)ctx, 30.0) < 0)
+        return 2;
+    return 1;
+}
+
+static int gate_then_big_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    const int *a = arg; /* gate, bytes */
+    if (a[0] >= 0 && gate_wait(a[0], 30.0) < 0)
+        return 2;
+    return mp_buf_alloc(out, (size_t)a[1]) ? 0 : MP_ENOMEM;
+}
+
+/* A worker whose completion ring (records.h, Completion) or result file
+ * is full waits for the supervisor to read it, and must be woken when it
+ * has: the test holds the supervisor back (its lock) until the worker
+ * waits, then lets it go.  With the re-check slices off (the test build's
+ * MPROC_TEST_NO_RECHECK), a lost wake-up hangs here instead of costing
+ * 100 ms: fails when the supervisor does not wake the worker. */
+TEST(the_supervisor_wakes_a_worker_waiting_for_space)
+{
+    gate g = gate_new();
+    mp_pool *p = pool_with(1);
+    long x = 2, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
+    /* 3000 failing items: 3000 records for a ring of 1024. */
+    enum { N = 3000 };
+    static int in[N], errs[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    mp_map_spec s = map_spec(in, N, sizeof in[0], NULL, 0);
+    s.fn = gate_then_fail_item;
+    s.ctx = &g.r;
+    s.ctx_size = sizeof g.r;
+    s.errors = errs;
+    s.chunksize = N;
+    mp_future *f = mp_pool_map_async_ex(p, &s);
+    pthread_mutex_lock(&p->lock);
+    gate_open(g);
+    bool waited = slot0_waits(p, 30.0);
+    pthread_mutex_unlock(&p->lock);
+    CHECK(waited);
+    CHECK_ERR(mp_future_get(f, NULL, 0, NULL, 30.0), MP_ETASK);
+    CHECK_ERR(errs[N - 1], MP_ETASK);
+    mp_future_free(f);
+    /* Two results of 4 MiB: the second waits until the first is read. */
+    gate_close(g);
+    g = gate_new();
+    int a1[2] = {g.r, 4 << 20}, a2[2] = {-1, 4 << 20};
+    mp_future *b1 = mp_pool_apply_async(p, gate_then_big_task, a1, sizeof a1);
+    mp_future *b2 = mp_pool_apply_async(p, gate_then_big_task, a2, sizeof a2);
+    pthread_mutex_lock(&p->lock);
+    gate_open(g);
+    waited = slot0_waits(p, 30.0);
+    pthread_mutex_unlock(&p->lock);
+    CHECK(waited);
+    size_t len = 0;
+    CHECK_OK(mp_future_get(b1, NULL, 0, &len, 30.0));
+    CHECK_EQ_U(len, 4u << 20);
+    CHECK_OK(mp_future_get(b2, NULL, 0, &len, 30.0));
+    mp_future_free(b1);
+    mp_future_free(b2);
+    mp_pool_free(p);
+    gate_close(g);
+}
+
+/* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
+/* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
 
 static _Atomic int *init_runs;
 
@@ -1460,6 +2111,43 @@ TEST(failing_initializer_is_reported_once)
     CHECK_OK(mp_pool_stats_get(p, &st));
     CHECK_LE(st.workers_started, 2);
     mp_pool_free(p);
+    mp__unmap((void *)init_runs, sizeof(int));
+}
+
+static int counting_init(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(init_runs, 1);
+    return 0;
+}
+
+/* Python starts a pool's workers when it is created, so each runs its
+ * initializer even when the pool is closed at once (pool.h: mp_pool_new
+ * "starts its workers").  Fails when a closed pool never starts them. */
+TEST(initializer_runs_in_a_pool_closed_at_once)
+{
+    init_runs = shared_ints(1);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.initializer = counting_init;
+    /* The close races the supervisor's first start: some rounds close
+     * before it, which is the case that matters. */
+    for (int round = 0; round < 20; round++) {
+        MPT_CONTEXT("round %d", round);
+        atomic_store(init_runs, 0);
+        mp_pool *p = NULL;
+        CHECK_OK(mp_pool_new(&o, &p));
+        CHECK_OK(mp_pool_close(p));
+        CHECK_OK(mp_pool_join(p, 30.0));
+        CHECK_EQ(atomic_load(init_runs), 2);
+        mp_pool_stats st;
+        CHECK_OK(mp_pool_stats_get(p, &st));
+        CHECK_EQ_U(st.workers_started, 2);
+        CHECK_EQ_U(st.workers_died, 0);
+        CHECK_EQ(mp_pool_worker_pids(p, NULL, 0), 0);
+        mp_pool_free(p);
+    }
+    MPT_CONTEXT_CLEAR();
     mp__unmap((void *)init_runs, sizeof(int));
 }
 
@@ -1700,6 +2388,11 @@ TEST(join_times_out_while_work_runs)
     close(started[1]);
 }
 
+/* pool.h, mp_pool_shutdown: "cancels the work no worker has started when
+ * cancel_pending is true".  The one worker is held by a task until after
+ * the shutdown, so the queued tasks cannot have started: each must be
+ * cancelled.  Fails when cancel_pending is ignored (they are then still
+ * queued, and run once the gate opens). */
 TEST(shutdown_cancels_pending_work)
 {
     gate g = gate_new();
@@ -1711,17 +2404,33 @@ TEST(shutdown_cancels_pending_work)
     mp_future *queued[5];
     for (int i = 0; i < 5; i++)
         queued[i] = mp_pool_apply_async(p, pid_task, NULL, 0);
+    int in[50];
+    long out[50];
+    int errs[50];
+    for (int i = 0; i < 50; i++)
+        in[i] = i;
+    mp_map_spec s = map_spec(in, 50, sizeof in[0], out, sizeof out[0]);
+    s.fn = square_item;
+    s.errors = errs;
+    mp_future *map = mp_pool_map_async_ex(p, &s);
     int pid;
     CHECK_OK(read_int(started[0], &pid, 30.0));
-    gate_open(g);
-    CHECK_OK(mp_pool_shutdown(p, true, 30.0));
-    CHECK_OK(mp_future_status(running));
+    /* The running task holds the worker: the join part times out. */
+    CHECK_ERR(mp_pool_shutdown(p, true, 0.2), MP_ETIMEDOUT);
     for (int i = 0; i < 5; i++) {
-        /* Each was either cancelled or, if the worker was quick, run. */
-        int st = mp_future_status(queued[i]);
-        CHECK(st == 0 || st == MP_ECANCELED);
+        CHECK(mp_future_done(queued[i]));
+        CHECK_ERR(mp_future_status(queued[i]), MP_ECANCELED);
         mp_future_free(queued[i]);
     }
+    CHECK(mp_future_done(map));
+    CHECK_ERR(mp_future_status(map), MP_ECANCELED);
+    CHECK_ERR(errs[0], MP_ECANCELED);
+    CHECK_ERR(errs[49], MP_ECANCELED);
+    mp_future_free(map);
+    CHECK(!mp_future_done(running));
+    gate_open(g);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    CHECK_OK(mp_future_status(running));
     mp_future_free(running);
     mp_pool_free(p);
     gate_close(g);
@@ -1748,6 +2457,134 @@ TEST(free_with_work_pending_cancels_it)
     gate_close(g);
     close(dummy[0]);
     close(dummy[1]);
+}
+
+/* How a scribbling task writes over the pool's shared memory. */
+enum { SCRIBBLE_ZEROS, SCRIBBLE_ONES, SCRIBBLE_RANDOM, SCRIBBLE_NUDGE, SCRIBBLE_KINDS };
+
+static void scribble(unsigned char *p, size_t len, int how, uint64_t *seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (how == SCRIBBLE_ZEROS) {
+            p[i] = 0;
+        } else if (how == SCRIBBLE_ONES) {
+            p[i] = 0xff;
+        } else if (how == SCRIBBLE_RANDOM) {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            p[i] = (unsigned char)*seed;
+        } else if (i % 4 == 0) {
+            p[i]++; /* small changes everywhere: counters, offsets, states */
+        }
+    }
+}
+
+typedef struct scribble_arg {
+    int how;
+    bool crash;
+} scribble_arg;
+
+/* Writes over every mapping of the pool's memory files this worker has
+ * (the control region and the data region), then crashes, or returns. */
+static int scribble_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)len;
+    (void)out;
+    /* The argument lies in shared memory too: read it before. */
+    const scribble_arg a = *(const scribble_arg *)arg;
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    FILE *m = fopen("/proc/self/maps", "re");
+    char line[512];
+    while (m && fgets(line, sizeof line, m)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[1] != 'w')
+            continue;
+        if (strstr(line, "mproc-pool-ctrl") || strstr(line, "mproc-pool-data"))
+            scribble((unsigned char *)lo, hi - lo, a.how, &seed);
+    }
+    if (m)
+        fclose(m);
+    if (a.crash)
+        crash_by(1);
+    return 0;
+}
+
+/* pool.h, "Fault isolation": "A task that writes over the pool's shared
+ * memory may fail other tasks, but every future finishes, the pool goes
+ * on and mp_pool_free() returns".  A task overwrites both shared regions
+ * (zeros, ones, random bytes, or every fourth byte nudged) while other
+ * work runs, waits and is queued, then crashes or returns.  Fails when a
+ * future never finishes, when the pool takes no more work, or when
+ * freeing it hangs. */
+TEST_TIMEOUT(a_task_scribbling_over_shared_memory_fails_only_work_in_progress, 120)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    mpt_allow_recheck(); /* a task that scribbles and returns is found by the periodic look */
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    int fds[2] = {g.r, started[1]};
+    for (int how = 0; how < SCRIBBLE_KINDS; how++) {
+        for (int crash = 1; crash >= 0; crash--) {
+            MPT_CONTEXT("scribble %d, %s", how, crash ? "then crash" : "then return");
+            mp_pool *p = pool_with(2);
+            /* One task holding a worker, a map and tasks queued behind. */
+            mp_future *held = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+            int pid;
+            CHECK_OK(read_int(started[0], &pid, 30.0));
+            int in[500];
+            long out[500];
+            for (int i = 0; i < 500; i++)
+                in[i] = i;
+            mp_future *map =
+                mp_pool_map_async(p, square_item, in, 500, sizeof in[0], out, sizeof out[0], 7);
+            scribble_arg a = {how, crash};
+            mp_future *bad = mp_pool_apply_async(p, scribble_task, &a, sizeof a);
+            mp_future *after[20];
+            for (long i = 0; i < 20; i++)
+                after[i] = mp_pool_apply_async(p, square_task, &i, sizeof i);
+            /* Every future finishes. */
+            CHECK_OK(mp_future_wait(bad, 60.0));
+            CHECK_OK(mp_future_wait(map, 60.0));
+            for (int i = 0; i < 20; i++)
+                CHECK_OK(mp_future_wait(after[i], 60.0));
+            gate_open(g);
+            CHECK_OK(mp_future_wait(held, 60.0));
+            /* The pool goes on: new work runs, and is right. */
+            for (long i = 0; i < 20; i++) {
+                long r = 0;
+                CHECK_OK(mp_pool_apply(p, square_task, &i, sizeof i, &r, sizeof r, NULL, 60.0));
+                CHECK_EQ(r, i * i);
+            }
+            memset(out, 0, sizeof out);
+            CHECK_OK(mp_pool_map(p, square_item, in, 500, sizeof in[0], out, sizeof out[0], 7));
+            CHECK_EQ(out[499], 499L * 499);
+            mp_pool_stats st;
+            CHECK_OK(mp_pool_stats_get(p, &st));
+            printf("  scribble %d, %s: bad %s, map %s, %llu resets\n", how,
+                   crash ? "crash" : "return", mp_err_name(mp_future_status(bad)),
+                   mp_err_name(mp_future_status(map)), (unsigned long long)st.pool_resets);
+            CHECK_EQ_U(st.pool_resets, 1);
+            if (crash)
+                CHECK_NE(mp_future_status(bad), 0);
+            mp_future_free(bad);
+            mp_future_free(map);
+            mp_future_free(held);
+            for (int i = 0; i < 20; i++)
+                mp_future_free(after[i]);
+            mp_pool_free(p);
+            /* The gate stays open: drain it for the next round. */
+            gate_close(g);
+            g = gate_new();
+            fds[0] = g.r;
+        }
+    }
+    MPT_CONTEXT_CLEAR();
+    gate_close(g);
+    close(started[0]);
+    close(started[1]);
 }
 
 /* ---- Ctrl-C ----------------------------------------------------------------------------- */
@@ -1782,6 +2619,19 @@ static int started_then_wait(const void *in, void *out, const void *ctx)
     return 0;
 }
 
+static int pid_item(const void *in, void *out, const void *ctx)
+{
+    (void)in;
+    (void)ctx;
+    *(int *)out = (int)getpid();
+    return 0;
+}
+
+/* pool.h: "Worker processes ignore SIGINT: a Ctrl-C reaches the parent,
+ * which coordinates ... a SIGINT while a thread waits in map ...
+ * terminates the pool and returns MP_ECANCELED".  Fails when the workers
+ * die of the SIGINT a terminal sends the whole process group, or when the
+ * parent's wait does not end the pool. */
 TEST(sigint_during_map_cancels_and_stops_the_workers)
 {
     gate g = gate_new();
@@ -1791,9 +2641,18 @@ TEST(sigint_during_map_cancels_and_stops_the_workers)
     pid_t pids[2];
     CHECK_EQ(wait_workers(p, 2, 10.0), 2);
     CHECK_EQ(mp_pool_worker_pids(p, pids, 2), 2);
-    /* A Ctrl-C reaches the whole process group: workers ignore it. */
+    /* A Ctrl-C reaches the whole process group: workers ignore it.  They
+     * are the ones that run the next map, and none died. */
     kill(pids[0], SIGINT);
     kill(pids[1], SIGINT);
+    int who[64];
+    CHECK_OK(mp_pool_map(p, pid_item, NULL, 64, 0, who, sizeof who[0], 1));
+    for (int i = 0; i < 64; i++)
+        CHECK(who[i] == pids[0] || who[i] == pids[1]);
+    mp_pool_stats st;
+    CHECK_OK(mp_pool_stats_get(p, &st));
+    CHECK_EQ_U(st.workers_died, 0);
+    CHECK_EQ_U(st.workers_started, 2);
     int in[64], out[64];
     for (int i = 0; i < 64; i++)
         in[i] = i;
@@ -2029,6 +2888,130 @@ TEST(callbacks_may_submit_work)
     CHECK_OK(mp_pool_join(p, 30.0));
     mp_pool_free(p);
     CHECK_EQ(atomic_load(&cb_ok), 1100);
+}
+
+/* ---- the program around the pool: threads, shutdown, children ------------------ */
+
+static void *idle_thread(void *arg)
+{
+    const gate *g = arg;
+    (void)gate_wait(g->r, 60.0);
+    return NULL;
+}
+
+/* The parent of process pid, from /proc, or -1. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')'); /* the name may hold spaces */
+    int ppid = -1;
+    char state;
+    if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return (pid_t)ppid;
+}
+
+/* A program with a thread of its own: the default start method is the
+ * forkserver (the workers are not this process's forks), results are
+ * right, and fork asked for explicitly is refused. */
+TEST(pool_in_a_threaded_program_starts_workers_safely)
+{
+    gate g = gate_new();
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, idle_thread, &g), 0);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
+    int in[300];
+    long out[300];
+    for (int i = 0; i < 300; i++)
+        in[i] = i;
+    CHECK_OK(mp_pool_map(p, square_item, in, 300, sizeof in[0], out, sizeof out[0], 7));
+    for (int i = 0; i < 300; i++)
+        CHECK_EQ(out[i], (long)i * i);
+    long x = 9, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
+    CHECK_EQ(r, 81);
+    pid_t pids[2];
+    CHECK_EQ(mp_pool_worker_pids(p, pids, 2), 2);
+    for (int i = 0; i < 2; i++)
+        CHECK(parent_of(pids[i]) != getpid());
+    mp_pool_free(p);
+    o.start_method = MP_START_FORK;
+    p = (mp_pool *)&p;
+    CHECK_ERR(mp_pool_new(&o, &p), MP_ETHREADS);
+    CHECK(p == NULL);
+    gate_open(g);
+    pthread_join(t, NULL);
+    gate_close(g);
+}
+
+/* mp_shutdown with a pool whose task never ends: it closes the pool, then
+ * terminates it past its timeout, and returns within its bounds; the
+ * workers are gone, the task's future finished, the pool takes no more
+ * work, and freeing it returns. */
+TEST(shutdown_ends_a_live_pool)
+{
+    mp_log_set_level(MP_LOG_OFF);
+    gate g = gate_new();
+    int started[2];
+    CHECK_EQ(pipe2(started, O_CLOEXEC), 0);
+    mp_pool *p = pool_with(2);
+    int fds[2] = {g.r, started[1]};
+    mp_future *f = mp_pool_apply_async(p, gate_task, fds, sizeof fds);
+    int busy = 0;
+    CHECK_OK(read_int(started[0], &busy, 30.0));
+    CHECK_EQ(wait_workers(p, 2, 30.0), 2);
+    pid_t pids[2];
+    CHECK_EQ(mp_pool_worker_pids(p, pids, 2), 2);
+    mp_shutdown_opts so = MP_SHUTDOWN_OPTS_INIT;
+    so.timeout = 0.5;
+    so.grace = 0.5;
+    mp_shutdown_report rep;
+    double t0 = mpt_now();
+    int rc = mp_shutdown_ex(&so, &rep);
+    double took = mpt_now() - t0;
+    CHECK(rc >= 0);
+    CHECK(took < 10.0);
+    CHECK(rep.closed >= 1);
+    CHECK_OK(mp_future_wait(f, 30.0));
+    CHECK(mp_future_status(f) < 0);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    for (int i = 0; i < 2; i++)
+        CHECK_ERR(kill(pids[i], 0) == 0 ? 0 : -errno, -ESRCH);
+    long x = 3;
+    mp_future *h = mp_pool_apply_async(p, square_task, &x, sizeof x);
+    CHECK(mp_future_status(h) < 0);
+    mp_future_free(h);
+    mp_future_free(f);
+    mp_pool_free(p);
+    close(started[0]);
+    close(started[1]);
+    gate_close(g);
+}
+
+/* A pool's workers are the pool's: mp_active_children() lists the
+ * program's own children only. */
+TEST(active_children_does_not_list_pool_workers)
+{
+    mp_pool *p = pool_with(2);
+    CHECK_EQ(wait_workers(p, 2, 30.0), 2);
+    mp_process *kids[8];
+    CHECK_EQ(mp_active_children(kids, 8), 0);
+    long x = 5, r = 0;
+    CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
+    CHECK_EQ(mp_active_children(kids, 8), 0);
+    mp_pool_free(p);
 }
 
 MPT_MAIN()

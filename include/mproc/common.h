@@ -107,7 +107,8 @@ extern "C" {
     XX(ENOOBJ, -4081, "no such shared object")                                                   \
     XX(ETYPE, -4080, "the shared object has another type")                                       \
     XX(ETHREADS, -4074, "fork refused: the program has other threads (use forkserver or spawn)") \
-    XX(ESHUTDOWN, -4073, "the program is shutting down")
+    XX(ESHUTDOWN, -4073, "the program is shutting down")                                         \
+    XX(ETIMELIMIT, -4077, "the task ran past its time limit")
 
 /* The codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ... */
 typedef enum mp_errno {

@@ -16,7 +16,7 @@
  *                 abort, SIGKILL from the OOM killer, _exit()):
  *                 mp_future_exitcode() gives its exit status or -SIGNUM and
  *                 mp_future_report() the crash report
- *   MP_ETIMEDOUT  it ran past the pool's task timeout; its worker was
+ *   MP_ETIMELIMIT it ran past the pool's task timeout; its worker was
  *                 killed and replaced
  *   MP_ECANCELED  it was cancelled, or the pool was terminated first
  *   MP_EINIT      the pool's worker initializer failed, so nothing runs
@@ -28,14 +28,20 @@
  * not cancel: the work still runs and its result is discarded.  A future
  * may outlive its pool.
  *
- * Callbacks.  Done callbacks run once the future is finished.  For futures
- * of a pool they run in that pool's callback thread, one at a time, in the
- * order the futures finished; never in a worker process and never in the
- * pool's supervisor, so a slow callback delays other callbacks but never
- * crash detection or timeouts.  A callback may query any future, submit
- * new work, or wait for other futures; it must not free or join its own
- * pool (those return MP_EDEADLK from there).  A callback added to a future
- * that is already finished runs at once, in the thread that adds it.
+ * Callbacks.  Done callbacks run once the outcome is known, and before
+ * anyone else sees the future finished (as in Python's Pool, where a
+ * result's callback has run before get() returns): a waiter sees a future
+ * finished only once its done callbacks have run, and so do
+ * mp_future_done() and the other queries.  For futures of a pool they run
+ * in that pool's callback thread, one at a time, in the order the futures
+ * finished; never in a worker process and never in the pool's supervisor,
+ * so a slow callback delays other callbacks but never crash detection or
+ * timeouts.  A cancel runs them in the cancelling thread (see
+ * mp_future_cancel).  A callback sees its own future finished, and any
+ * other whose outcome is known; it may query any future, submit new work,
+ * or wait for other futures; it must not free or join its own pool (those
+ * return MP_EDEADLK from there).  A callback added to a future that is
+ * already finished runs at once, in the thread that adds it.
  *
  * Ctrl-C.  While a thread waits in mp_future_get/mp_future_wait/mp_wait/
  * mp_as_completed_next and SIGINT has its default action, a SIGINT does not
@@ -62,12 +68,15 @@ typedef void (*mp_future_cb)(mp_future *f, void *ctx);
 /*
  * Waits up to timeout seconds for f to finish, then copies its result into
  * out (at most cap bytes) and stores the result's full length in *len.
- * out may be NULL when cap is 0, len may be NULL.  Returns f's status (see
- * above), or, while it is not finished, MP_ETIMEDOUT; MP_EMSGSIZE when the
- * result is longer than cap (nothing is copied; *len tells the size
- * needed); MP_ECANCELED when SIGINT interrupted the wait; MP_EINVAL for a
- * NULL f.  A pool's task timeout also ends in MP_ETIMEDOUT:
- * mp_future_done() tells the two apart.  Blocks; thread-safe.
+ * len may be NULL.  Returns f's status (see above): 0 on success, the
+ * task's error otherwise; or, about the call itself: MP_ETIMEDOUT when
+ * the wait ran out while f is not finished (a task that ran past the
+ * pool's time limit is MP_ETIMELIMIT, so the two never mix); MP_EMSGSIZE
+ * when the result is longer than cap > 0 (nothing is copied; *len tells
+ * the size needed); MP_ECANCELED when SIGINT interrupted the wait;
+ * MP_EINVAL for a NULL f, or a NULL out with cap > 0.  With out NULL and
+ * cap 0 the call asks for the length alone: on success it returns 0 and
+ * stores the length in *len.  Blocks; thread-safe.
  */
 MP_EXTERN int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeout);
 
@@ -86,9 +95,10 @@ MP_EXTERN const void *mp_future_result(const mp_future *f, size_t *len);
  */
 MP_EXTERN int mp_future_wait(mp_future *f, double timeout);
 
-/* True once f is finished (successfully, with an error, or cancelled):
- * Python's Future.done().  mp_future_ready() is the same, by the name
- * Pool's AsyncResult.ready() gives it.  Never blocks. */
+/* True once f is finished (successfully, with an error, or cancelled)
+ * and its done callbacks have run (see "Callbacks"): Python's
+ * Future.done().  mp_future_ready() is the same, by the name Pool's
+ * AsyncResult.ready() gives it.  Never blocks. */
 MP_EXTERN bool mp_future_done(const mp_future *f);
 MP_EXTERN bool mp_future_ready(const mp_future *f);
 
@@ -113,8 +123,9 @@ MP_EXTERN int mp_future_status(const mp_future *f);
 /*
  * Cancels f if no worker has taken its work yet.  Returns 0 when f is now
  * cancelled (also when it was before); MP_EBUSY when a worker runs it or
- * it has finished.  A cancelled future finishes at once with MP_ECANCELED
- * and its callbacks run.  For a map's future, the items no worker has
+ * it has finished.  A cancelled future finishes at once with MP_ECANCELED,
+ * and its callbacks have run, in the calling thread, before the call
+ * returns (as Python's Future.cancel()).  For a map's future, the items no worker has
  * started are cancelled either way (MP_ECANCELED in their errors); the
  * call returns 0 only when none had started, and the future finishes once
  * the items already running have.  Thread-safe.
@@ -125,7 +136,7 @@ MP_EXTERN int mp_future_cancel(mp_future *f);
 MP_EXTERN int mp_future_task_error(const mp_future *f);
 
 /*
- * For MP_EWORKER and MP_ETIMEDOUT: the worker's exit status, or -SIGNUM
+ * For MP_EWORKER and MP_ETIMELIMIT: the worker's exit status, or -SIGNUM
  * when a signal ended it (-SIGSEGV, -SIGKILL, ...).  0 otherwise.
  */
 MP_EXTERN int mp_future_exitcode(const mp_future *f);
@@ -133,8 +144,11 @@ MP_EXTERN int mp_future_exitcode(const mp_future *f);
 /*
  * What went wrong, as text: the crash report of the worker (signal,
  * faulting address, symbolized backtrace) for MP_EWORKER, the time limit
- * for MP_ETIMEDOUT, the initializer's failure for MP_EINIT.  NULL for a
- * success, and while f is not finished.  Owned by f.
+ * for MP_ETIMELIMIT, the initializer's failure for MP_EINIT, the message
+ * a failing task left (mp_task_fail, or what it appended before returning
+ * nonzero; for a map, its first failed item's, mp_item_fail) for
+ * MP_ETASK - NULL when it left none.  NULL for a success, and while f is
+ * not finished.  Owned by f.
  */
 MP_EXTERN const char *mp_future_report(const mp_future *f);
 
@@ -181,6 +195,8 @@ typedef struct mp_as_completed mp_as_completed;
  * Starts an iteration over the n futures in fs, which it references (they
  * may be freed by the caller meanwhile), and stores it in *out; the caller
  * ends it with mp_as_completed_free().  n may be 0 (fs may then be NULL).
+ * A future listed more than once is yielded once (as Python iterates
+ * set(fs)), at its first place in fs.
  * Returns 0; MP_EINVAL for a NULL out, a NULL fs with n > 0, or a NULL
  * entry; MP_ENOMEM.  On failure *out is NULL (when out is not) and no
  * reference is taken.  Does not block.

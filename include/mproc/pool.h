@@ -23,9 +23,20 @@
  * task fails that task alone, with MP_EWORKER, its exit status and its
  * crash report; the worker is replaced and every other task completes.  A
  * task that runs past opts.task_timeout has its worker killed and replaced
- * and fails with MP_ETIMEDOUT.  opts.retries re-runs such a task on a fresh
+ * and fails with MP_ETIMELIMIT.  opts.retries re-runs such a task on a fresh
  * worker before giving up.  A worker initializer that fails breaks the
- * pool once (MP_EINIT), instead of being retried forever.
+ * pool once (MP_EINIT), instead of being retried forever.  Nothing a task
+ * does hangs the parent: a task that closes every descriptor costs its
+ * worker (which leaves; the next task there may fail with MP_EBADF if its
+ * result must grow), not the pool.  Tasks share the pool's memory,
+ * though: a task that writes over it (a stray pointer) can fail, or spoil
+ * the outputs of, the work in progress at that moment.  The parent keeps
+ * its own records and checks the shared memory against them after any
+ * worker dies and every 100 ms while work runs; when they disagree it
+ * kills every worker, fails the work in progress (and queued work whose
+ * data lies in shared memory) with MP_EPROTO, rebuilds its shared state
+ * and goes on with fresh workers (mp_pool_stats.pool_resets counts it).
+ * Every future still finishes, and mp_pool_free() still returns.
  *
  * Map items and failures.  A map item whose function returns nonzero fails
  * with MP_ETASK; the other items go on.  When the worker running a chunk
@@ -33,7 +44,11 @@
  * the items before it in the chunk keep their results, and the items after
  * it are run again on another worker; a worker that dies after claiming a
  * chunk but before starting its first item fails nothing, the chunk is
- * simply run again.  No item is ever lost, and no item's result is
+ * simply run again, and one that dies after the chunk's last item but
+ * before reporting the chunk done fails nothing either, the chunk is
+ * collected.  Likewise an apply task whose worker dies after taking it but
+ * before starting it runs again, and one whose worker dies after writing
+ * its result is collected.  No item is ever lost, and no item's result is
  * delivered twice.  Outputs of failed items are unspecified.  The per-item outcome is available through
  * mp_map_spec.errors; the map's return value (or its future's status) is
  * the error of the first failed item.
@@ -45,9 +60,22 @@
  * callbacks and progress reports.  Every call on a pool is thread-safe.
  * Workers are started by the supervisor thread, which lives as long as the
  * pool, so they die with the parent (PR_SET_PDEATHSIG) however it ends.
+ * They are the pool's, not the program's: mp_active_children() does not
+ * list them.  A program's shutdown (mp_shutdown, mproc/shutdown.h) closes
+ * every live pool, and terminates those whose workers outlast its
+ * timeout; a worker that cannot start because the program is shutting
+ * down closes the pool too (with no worker left, what it holds fails with
+ * MP_ESHUTDOWN).
  *
- * Start methods (opts.start_method).  MP_START_FORK (the default) forks
- * the parent: task functions and the initializer argument are used as they
+ * Start methods (opts.start_method), decided once by mp_pool_new() for
+ * every worker.  MP_START_DEFAULT (what MP_POOL_OPTS_INIT sets) takes the
+ * program's default (mp_get_start_method()); that and MP_START_AUTO fork
+ * while the program has no other thread, and otherwise use the forkserver
+ * (a log line says so) - or refuse with MP_ETHREADS when the initializer's
+ * argument cannot be copied (initarg without initarg_size).  MP_START_FORK
+ * asked for in a program with other threads is refused (MP_ETHREADS); the
+ * pool's own threads, and the library's, do not count.  MP_START_FORK
+ * forks the parent: task functions and the initializer argument are used as they
  * are, and a worker sees the parent's memory as it was when the worker
  * started (workers replaced later see it as it is then) - so a task
  * function from a library the parent loads (dlopen) after the workers
@@ -80,6 +108,7 @@
 
 #include "common.h"
 #include "future.h"
+#include "log.h"
 #include "process.h"
 
 #ifdef __cplusplus
@@ -103,7 +132,9 @@ typedef struct mp_buf mp_buf;
  */
 MP_EXTERN void *mp_buf_alloc(mp_buf *b, size_t len);
 
-/* Appends len bytes.  Returns 0 or MP_ENOMEM. */
+/* Appends len bytes.  Returns 0, MP_ENOMEM, or MP_EBADF when the result
+ * had to grow and a task had closed the worker's result file (the worker
+ * then leaves the pool once this task is over). */
 MP_EXTERN int mp_buf_append(mp_buf *b, const void *data, size_t len);
 
 /* The result so far: its bytes (valid until the next call on b) and its
@@ -115,10 +146,34 @@ MP_EXTERN size_t mp_buf_len(const mp_buf *b);
 MP_EXTERN void mp_buf_truncate(mp_buf *b, size_t len);
 
 /*
+ * Fails the task (or the item of a map over byte strings) with a message,
+ * as a Python task raises an exception with its text: replaces what was
+ * appended to b with the text printf formats (at most 64 KiB) and returns
+ * MP_ETASK, so that `return mp_task_fail(out, "no such file: %s", name);`
+ * fails the task with MP_ETASK (mp_future_task_error() is then MP_ETASK).
+ * The caller reads the text from mp_future_report() (or, in a map over
+ * byte strings, mp_results_message()), and a log line at MP_LOG_INFO
+ * carries it.  A task that returns nonzero without it leaves what it
+ * appended as its message all the same.  Only valid inside the task.
+ */
+MP_EXTERN int mp_task_fail(mp_buf *b, const char *fmt, ...) MP__PRINTF(2, 3);
+
+/*
+ * The same for an item of a map over fixed-size elements (mp_map_fn,
+ * mp_map_range_fn), which has no mp_buf: records the message for the
+ * item running now and returns MP_ETASK, so that `return mp_item_fail(...)`
+ * fails it.  The map future's report (the first failed item's) and a log
+ * line at MP_LOG_INFO carry it.  Outside a pool's worker it only returns
+ * MP_ETASK.
+ */
+MP_EXTERN int mp_item_fail(const char *fmt, ...) MP__PRINTF(1, 2);
+
+/*
  * An apply task: runs in a worker with the argument bytes the parent gave
  * (arg is NULL when len is 0) and appends its result to out.  Returns 0 on
  * success; any other value fails the task with MP_ETASK, the value being
- * available as mp_future_task_error().
+ * available as mp_future_task_error(), and what it appended (up to 64
+ * KiB) as the failure's message, mp_future_report() (see mp_task_fail).
  */
 typedef int (*mp_task_fn)(const void *arg, size_t len, mp_buf *out);
 
@@ -159,7 +214,8 @@ typedef struct mp_pool_opts {
      * is replaced by a fresh one; 0: never. */
     unsigned maxtasksperchild;
     /* Seconds one task (or one map item) may run; its worker is killed
-     * past that and the task fails with MP_ETIMEDOUT.  <= 0: no limit. */
+     * past that and the task fails with MP_ETIMELIMIT (never MP_ETIMEDOUT,
+     * which means that a wait ran out).  <= 0: no limit. */
     double task_timeout;
     /* How many times a task whose worker died or timed out is run again
      * on a fresh worker before it fails.  A task that returns an error is
@@ -183,9 +239,9 @@ typedef struct mp_pool_opts {
     double terminate_grace;
 } mp_pool_opts;
 
-#define MP_POOL_OPTS_INIT                                                             \
-    {                                                                                 \
-        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_FORK, NULL, NULL, false, 0.1, NULL, 1.0 \
+#define MP_POOL_OPTS_INIT                                                                \
+    {                                                                                    \
+        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0 \
     }
 
 /*
@@ -197,6 +253,10 @@ typedef struct mp_pool_opts {
  *               without initarg, a negative progress_interval or
  *               terminate_grace, a NaN task_timeout (the field is named
  *               in a log line at MP_LOG_DEBUG);
+ *   MP_ETHREADS the start method is fork (asked for, or the only one
+ *               possible with an initarg to share) and the program has
+ *               other threads: fork would copy their locks held;
+ *   MP_ENOTSUP  fork, while a communication engine that forbids it runs;
  *   MP_ENOMEM   out of memory;
  *   another error when the shared memory, the eventfd, the forkserver or
  *               the supervisor thread cannot be created (a log line at
@@ -314,7 +374,7 @@ typedef struct mp_map_spec {
     const void *ctx;
     size_t ctx_size;
     /* Optional: n ints that receive each item's outcome, 0 or an error
-     * (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED; for a map whose
+     * (MP_ETASK, MP_EWORKER, MP_ETIMELIMIT, MP_ECANCELED; for a map whose
      * workers use the caller's arrays in place, also what stopped them
      * from reaching those: MP_EFAULT for a bad address, MP_EPERM). */
     int *errors;
@@ -339,6 +399,15 @@ typedef struct mp_map_spec {
  * its own share, when the system allows it (see mp_pool_stats.
  * maps_direct); otherwise they are copied through shared memory.  Either
  * way no worker touches them once the call has returned.
+ *
+ * Elements are copied as bytes: a pointer inside one is followed in the
+ * worker, in the worker's memory.  A fork worker sees the parent's memory
+ * as it was when the worker started, so a map over char * (strings, any
+ * pointer) allocated after the pool started reads garbage there, or
+ * crashes; forkserver and spawn workers see none of it.  Put the data
+ * itself in the elements (a fixed-size char array), or in memory from
+ * mp_pool_shared_alloc() with offsets in the elements, or pass it to an
+ * apply task as its argument bytes.
  */
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
                           void *out, size_t out_size, size_t chunksize);
@@ -397,7 +466,7 @@ MP_EXTERN int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ordered,
 /*
  * Waits up to timeout seconds for the next item: copies its output
  * (out_size bytes) to out and its index to *index (either may be NULL).
- * Returns 0; the item's error (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT,
+ * Returns 0; the item's error (MP_ETASK, MP_EWORKER, MP_ETIMELIMIT,
  * MP_ECANCELED) with *index set, when that item failed - the iteration
  * goes on after it; MP_EOF once all n items were returned; MP_ETIMEDOUT
  * when no item was ready in time; MP_ECANCELED when SIGINT interrupted
@@ -441,6 +510,10 @@ typedef struct mp_pool_stats {
      * its parent's memory as a debugger would: not under Yama's
      * ptrace_scope >= 1, nor with MPROC_POOL_VM=0 in the environment. */
     uint64_t maps_direct;
+    /* Times the pool found its shared memory overwritten (by a task
+     * writing where it should not) and started afresh: the work then in
+     * progress failed with MP_EPROTO. */
+    uint64_t pool_resets;
 } mp_pool_stats;
 
 /* Fills *st.  Returns 0 or MP_EINVAL.  Thread-safe. */

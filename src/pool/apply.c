@@ -30,6 +30,7 @@ static int cancel_pending(mp_pool *p, mp_future *f, pending *n)
         p->nactive--;
         if (n->pj.data_len)
             mp__region_release(&p->region, n->pj.data_off);
+        mp__pool_pjob_free(&n->pj);
         free(n);
         mp__future_finish(f, MP_ECANCELED, NULL, 0, 0, 0, NULL, -1);
         return 0;

@@ -23,16 +23,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-/* Names the calling thread (as ps and gdb show it). */
-void mp__pool_thread_name(const char *name)
-{
-    (void)mp__thread_set_name(name);
-}
-
 static void *ev_main(void *arg)
 {
     mp_pool *p = arg;
-    mp__pool_thread_name("mproc-pool-cb");
     pthread_mutex_lock(&p->ev_lock);
     for (;;) {
         while (!p->ev_head && !p->ev_quit)
@@ -52,15 +45,12 @@ static void *ev_main(void *arg)
     return NULL;
 }
 
-/* Creates a thread with every signal blocked, so that process-directed
- * signals (SIGINT above all) go to the program's own threads. */
-int mp__pool_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+/* Every signal blocked, so that process-directed signals (SIGINT above
+ * all) go to the program's own threads; named as the library's, so that a
+ * fork decision does not count it among the program's threads. */
+int mp__pool_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
-    sigset_t old;
-    mp__signals_block_all(&old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    mp__signals_restore(&old);
-    return -rc;
+    return mp__thread_start(t, name, fn, arg);
 }
 
 int mp__pool_ev_post(mp_pool *p, void (*fn)(void *), void *arg)
@@ -78,7 +68,7 @@ int mp__pool_ev_post(mp_pool *p, void (*fn)(void *), void *arg)
         return MP_ECLOSED;
     }
     if (!p->ev_started) {
-        int rc = mp__pool_thread_start(&p->ev_tid, ev_main, p);
+        int rc = mp__pool_thread_start(&p->ev_tid, "mproc-pool-cb", ev_main, p);
         if (rc < 0) {
             pthread_mutex_unlock(&p->ev_lock);
             free(e);
@@ -170,7 +160,7 @@ static size_t items_done(mp_pool *p, uint32_t e)
     pjob *pj = &p->pjobs[e];
     size_t done = pj->items_final;
     for (uint32_t w = 0; w < p->nworkers; w++) {
-        mp__wslot *s = mp__pool_slot(p->hdr, w);
+        mp__wslot *s = mp__pool_wslot(p, w);
         if (!p->ws[w].proc || atomic_load(&s->state) != MP__W_BUSY ||
             atomic_load(&s->intent_job) != e + 1)
             continue;

@@ -38,13 +38,14 @@ int mp__pool_fn_id(mp_pool *p, const void *fn, uint32_t *id)
     }
     if (p->nfns == MP__POOL_FNS)
         return MP_ENOSPC;
-    mp__fnent *ent = &p->fns[p->nfns];
+    mp__fnent *ent = &p->fns_copy[p->nfns];
     ent->ptr = (uint64_t)(uintptr_t)fn;
     if (p->opts.start_method != MP_START_FORK) {
         int rc = mp__fnref_from_ptr(fn, &ent->ref);
         if (rc < 0)
             return rc;
     }
+    p->fns[p->nfns] = *ent;
     p->fnptr[p->nfns] = fn;
     *id = p->nfns++;
     return 0;
@@ -52,8 +53,7 @@ int mp__pool_fn_id(mp_pool *p, const void *fn, uint32_t *id)
 
 static bool can_publish(mp_pool *p)
 {
-    mp__pool_hdr *h = p->hdr;
-    return atomic_load(&h->job_tail) - atomic_load(&h->job_head) < MP__POOL_ORDER - 1;
+    return p->pub_tail - atomic_load(&p->hdr->job_head) < MP__POOL_ORDER - 1;
 }
 
 /* Publishes entry e at the next position and wakes up to `wake` idle
@@ -61,15 +61,19 @@ static bool can_publish(mp_pool *p)
 bool mp__pool_publish(mp_pool *p, uint32_t e, uint32_t wake)
 {
     mp__pool_hdr *h = p->hdr;
-    if (!can_publish(p)) {
+    /* Starting afresh (check.c): nothing goes into the control region
+     * until it is rewritten; then the entry is failed or published. */
+    if (p->resetting || !can_publish(p)) {
         if (!p->pjobs[e].republish)
             p->nrepublish++;
         p->pjobs[e].republish = true;
         return false;
     }
-    uint64_t pos = atomic_load(&h->job_tail);
+    /* The parent's own count, not what shared memory says (check.c). */
+    uint64_t pos = p->pub_tail++;
     p->order[pos & (MP__POOL_ORDER - 1)] = e;
     atomic_store(&p->jobs[e].seq, pos);
+    p->pjobs[e].pos = pos;
     if (p->pjobs[e].republish)
         p->nrepublish--;
     p->pjobs[e].republish = false;
@@ -115,6 +119,12 @@ static void entry_install(mp_pool *p, uint32_t e, const mp__job *job, const pjob
     atomic_store(&j->next_unit, 0);
     atomic_store(&j->state, job->kind == MP__JOB_APPLY ? MP__U_QUEUED : MP__U_FREE);
     p->pjobs[e] = *pj;
+    jdesc *d = &p->pjobs[e].desc;
+    d->kind = job->kind;
+    d->fn = job->fn;
+    d->flags = job->flags;
+    d->u = job->u;
+    memcpy(d->arg, j->arg, sizeof d->arg);
     if (pj->fut)
         mp__future_set_token(pj->fut, TOK_ENTRY(e));
 }
@@ -136,7 +146,7 @@ void mp__pool_republish(mp_pool *p)
 /* Moves pending work into free entries, in order. */
 void mp__pool_publish_pending(mp_pool *p)
 {
-    while (p->pend_head && p->nfree > 0 && can_publish(p)) {
+    while (p->pend_head && p->nfree > 0 && can_publish(p) && !p->resetting) {
         pending *n = p->pend_head;
         p->pend_head = n->next;
         if (!p->pend_head)
@@ -159,7 +169,7 @@ int mp__pool_submit_job(mp_pool *p, const mp__job *job, const pjob *pj)
         p->sup_unbounded = false;
         mp__eventfd_signal(p->ev_fd);
     }
-    if (!p->pend_head && p->nfree > 0 && can_publish(p)) {
+    if (!p->pend_head && p->nfree > 0 && can_publish(p) && !p->resetting) {
         uint32_t e = (uint32_t)entry_take(p);
         entry_install(p, e, job, pj);
         mp__pool_publish(p, e, wake_count(p, job));
@@ -190,18 +200,25 @@ void mp__pool_entry_release(mp_pool *p, uint32_t e)
     pjob *pj = &p->pjobs[e];
     if (pj->republish)
         p->nrepublish--;
-    free(pj->fails);
-    free(pj->first_report);
-    free(pj->uattempts);
-    free(pj->ufailed);
+    mp__pool_pjob_free(pj);
     memset(pj, 0, sizeof *pj);
     for (uint32_t w = 0; w < p->nworkers; w++) {
-        if (atomic_load(&mp__pool_slot(p->hdr, w)->hazard) == e + 1) {
+        if (atomic_load(&mp__pool_wslot(p, w)->hazard) == e + 1) {
             p->retired[p->nretired++] = e;
             return;
         }
     }
     p->free_entries[p->nfree++] = e;
+}
+
+void mp__pool_pjob_free(pjob *pj)
+{
+    free(pj->fails);
+    free(pj->first_report);
+    free(pj->ufinal);
+    free(pj->uresume);
+    free(pj->uattempts);
+    free(pj->ufailed);
 }
 
 void mp__pool_retry_retired(mp_pool *p)
@@ -211,7 +228,7 @@ void mp__pool_retry_retired(mp_pool *p)
         uint32_t e = p->retired[i];
         bool held = false;
         for (uint32_t w = 0; w < p->nworkers && !held; w++)
-            held = atomic_load(&mp__pool_slot(p->hdr, w)->hazard) == e + 1;
+            held = atomic_load(&mp__pool_wslot(p, w)->hazard) == e + 1;
         if (held)
             p->retired[k++] = e;
         else

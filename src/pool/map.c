@@ -215,7 +215,7 @@ static void map_fill(mp_pool *p, map_build *b, struct mp_imap *it)
     b->ready = (mp__map_ready *)(data + b->base);
     b->ready->rin = (uint64_t)(uintptr_t)s->in;
     b->ready->rout = (uint64_t)(uintptr_t)s->out;
-    b->ready->rpid = p->hdr->vm_pid;
+    b->ready->rpid = p->hdr_fixed.vm_pid;
     size_t in_bytes = b->in_place || !s->in_size || (b->job.flags & MP__JOB_RIN)
                           ? 0
                           : (size_t)(b->n * s->in_size);
@@ -288,14 +288,23 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
     b.s = s;
     b.mode = mode;
     map_describe(p, &b, f, it);
+    /* The parent's own record of which units are final (check.c). */
+    b.pj.ufinal = calloc((size_t)(b.nunits + 63) / 64, sizeof *b.pj.ufinal);
+    if (!b.pj.ufinal)
+        return MP_ENOMEM;
     int rc = map_place(p, &b);
-    if (rc < 0)
+    if (rc < 0) {
+        free(b.pj.ufinal);
         return rc;
+    }
     map_fill(p, &b, it);
     rc = map_publish(p, &b);
+    if (rc < 0)
+        free(b.pj.ufinal); /* the pool did not take the job */
     if (rc == 0 && b.copied < b.n)
         map_copy_rest(p, &b);
-    return rc;
+    /* The job's record in the pool owns ufinal now (or it was freed). */
+    return rc; // NOLINT(clang-analyzer-unix.Malloc)
 }
 
 static mp_future *map_start(mp_pool *p, const mp_map_spec *s, int mode)

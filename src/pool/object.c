@@ -27,6 +27,8 @@
  */
 #define _GNU_SOURCE
 #include "pool_int.h"
+#include "shutdown.h"
+#include "startmethod.h"
 
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -204,9 +206,14 @@ static int ctrl_setup(mp_pool *p)
     h->jobs_off = layout.jobs_off;
     h->slots_off = layout.slots_off;
     vm_probe_init(p, h);
+    p->vm_initial = atomic_load(&h->vm);
+    p->hdr_fixed = (hdr_fixed){h->magic,     h->nworkers,      h->ctrl_size,   h->data_reserve,
+                               h->order_off, h->fns_off,       h->jobs_off,    h->slots_off,
+                               h->vm_pid,    h->vm_probe_addr, h->vm_probe_val};
     p->order = mp__pool_order(h);
     p->fns = mp__pool_fns(h);
     p->jobs = mp__pool_jobs(h);
+    p->slots = mp__pool_slot(h, 0);
     for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
         atomic_store(&p->jobs[e].seq, MP__SEQ_RETIRED);
         p->free_entries[p->nfree++] = MP__POOL_JOBS - 1 - e;
@@ -234,12 +241,9 @@ static void pool_destroy(mp_pool *p)
     free(p->boots);
     free(p->initarg_copy);
     free(p->broken_report);
-    for (uint32_t e = 0; e < MP__POOL_JOBS; e++) {
-        free(p->pjobs[e].fails);
-        free(p->pjobs[e].first_report);
-        free(p->pjobs[e].uattempts);
-        free(p->pjobs[e].ufailed);
-    }
+    free(p->reset_report);
+    for (uint32_t e = 0; e < MP__POOL_JOBS; e++)
+        mp__pool_pjob_free(&p->pjobs[e]);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->ev_lock);
@@ -252,8 +256,7 @@ static const char *opts_check(const mp_pool_opts *o)
 {
     if (o->processes < 0 || o->processes > MP__POOL_MAX_WORKERS)
         return "opts.processes out of range (0 to 1024)";
-    if (o->start_method != MP_START_FORK && o->start_method != MP_START_FORKSERVER &&
-        o->start_method != MP_START_SPAWN)
+    if (o->start_method < MP_START_DEFAULT || o->start_method > MP_START_AUTO)
         return "opts.start_method unknown";
     if (o->initarg_size > MP__MAX_ARG || (o->initarg_size && !o->initarg))
         return "opts.initarg_size over 16 MiB, or without opts.initarg";
@@ -388,11 +391,31 @@ static int pool_start(mp_pool *p, const char **what)
             return rc;
     }
     *what = "the supervisor thread";
-    if ((rc = mp__pool_thread_start(&p->sup, mp__pool_supervisor, p)) < 0)
+    if ((rc = mp__pool_thread_start(&p->sup, "mproc-pool-sup", mp__pool_supervisor, p)) < 0)
         return rc;
     p->sup_started = true;
     return 0;
 }
+
+/* What a program's shutdown (mp_shutdown) does to a live pool: close it,
+ * then, past its timeout, terminate it.  Neither waits: called under the
+ * registry's lock, they only ask the supervisor. */
+static void closer_close(void *obj)
+{
+    (void)mp_pool_close(obj);
+}
+
+static void closer_terminate(void *obj)
+{
+    mp_pool *p = obj;
+    pthread_mutex_lock(&p->lock);
+    if (p->sup_started && !p->sup_quit)
+        p->terminate_req = true;
+    pthread_mutex_unlock(&p->lock);
+    mp__pool_kick_supervisor(p);
+}
+
+static const mp__closer_ops closer_ops = {"pool", closer_close, closer_terminate, NULL};
 
 int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
 {
@@ -407,17 +430,29 @@ int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
         mp_log(MP_LOG_DEBUG, "mp_pool_new: %s", bad);
         return MP_EINVAL;
     }
+    /* Decided once for every worker: fork while the program has no other
+     * thread, else (default, auto) the forkserver; fork asked for in a
+     * threaded program is refused.  Fork hands initarg over as it is, the
+     * others copy initarg_size bytes of it. */
+    bool copyable = !o.initializer || !o.initarg || o.initarg_size;
+    int rc = mp__start_method_resolve(o.start_method, copyable, "pool", &o.start_method);
+    if (rc < 0)
+        return rc;
     mp_pool *p = pool_alloc(&o);
     if (!p)
         return MP_ENOMEM;
     const char *what = "memory";
-    int rc = pool_tables(p);
+    rc = pool_tables(p);
     if (rc == 0)
         rc = pool_shared(p, &what);
     if (rc == 0)
         rc = boots_fill(p, &what);
     if (rc == 0)
         rc = pool_start(p, &what);
+    if (rc == 0) {
+        what = "the shutdown's registration";
+        rc = mp__shutdown_register(&closer_ops, p, &p->closer);
+    }
     if (rc < 0) {
         /* The code says what; the line says which resource. */
         mp_log(MP_LOG_ERROR, "mp_pool_new: cannot create %s: %s", what, mp_strerror(rc));
@@ -571,6 +606,8 @@ void mp_pool_free(mp_pool *p)
     if (!mp__pool_ours(p)) {
         /* A copy inherited through fork: its threads and workers are the
          * parent's; release this process's memory only. */
+        mp__shutdown_unregister(p->closer);
+        p->closer = NULL;
         if (p->hdr)
             munmap(p->hdr, p->ctrl_size);
         mp__region_unmap(&p->region);
@@ -580,6 +617,8 @@ void mp_pool_free(mp_pool *p)
         mp_log(MP_LOG_ERROR, "mp_pool_free called from the pool's own callback thread: ignored");
         return;
     }
+    mp__shutdown_unregister(p->closer);
+    p->closer = NULL;
     live_remove(p);
     pthread_mutex_lock(&p->lock);
     bool done = p->workers_gone && p->nactive == 0;
@@ -622,7 +661,9 @@ void *mp_pool_shared_alloc(mp_pool *p, size_t size)
         return NULL;
     pthread_mutex_lock(&p->lock);
     size_t off = 0;
-    int rc = p->state < ST_TERMINATING ? mp__region_alloc(&p->region, size, &off) : MP_ECLOSED;
+    /* A closed pool takes no more work, so it hands out no more memory for
+     * it either (as pool.h says). */
+    int rc = p->state == ST_OPEN ? mp__region_alloc(&p->region, size, &off) : MP_ECLOSED;
     pthread_mutex_unlock(&p->lock);
     return rc < 0 ? NULL : p->region.base + off;
 }

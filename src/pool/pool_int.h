@@ -69,8 +69,20 @@ typedef struct failure {
     int err, task_error, exitcode;
 } failure;
 
+/* What the parent published in a job entry and what workers never write:
+ * kept in the parent's memory, so that the supervisor takes none of it
+ * from shared memory a task may have scribbled over, and can check the
+ * entry against it (check.c). */
+typedef struct jdesc {
+    uint32_t kind, fn, flags;
+    union mp__job_u u; /* map: all of it; apply: arg_off and arg_len */
+    unsigned char arg[MP__POOL_INLINE];
+} jdesc;
+
 typedef struct pjob {
-    int kind; /* 0: entry free */
+    int kind;     /* 0: entry free */
+    jdesc desc;   /* set when the job is installed in its entry */
+    uint64_t pos; /* the dispatch position it was last published at */
     mp_future *fut;
     struct mp_imap *it;
     size_t data_off, data_len; /* block in the data region; data_len 0: none */
@@ -87,6 +99,8 @@ typedef struct pjob {
     size_t nfails, capfails;
     failure first; /* the failure of the lowest index */
     char *first_report;
+    uint64_t *ufinal;    /* per unit, a bit: final (the parent's record) */
+    uint32_t *uresume;   /* per unit: items accounted for before a re-run */
     uint32_t *uattempts; /* per unit: runs of its failing item */
     uint64_t *ufailed;   /* per unit: which item that was */
     mp_progress_fn progress;
@@ -106,14 +120,28 @@ typedef struct pending {
 typedef struct wstate {
     mp_process *proc;
     int wait_fd;
+    /* What the supervisor last wrote in the worker's slot (check.c). */
+    uint32_t done_tail;
+    uint64_t res_consumed, res_tail;
     uint64_t key_claims, key_item; /* watchdog: what it ran when last seen */
     int64_t key_since;
     bool timed_out;
-    bool doomed; /* terminate killed it */
+    bool doomed;    /* terminate killed it */
+    bool past_init; /* it reported work: its initializer is behind it */
+    bool launched;  /* the slot has had its first worker */
     int64_t next_start;
     int64_t backoff;
     void *arg; /* the copied start argument (forkserver, spawn) */
 } wstate;
+
+/* The control region header's fields that never change, as laid out. */
+typedef struct hdr_fixed {
+    uint32_t magic, nworkers;
+    uint64_t ctrl_size, data_reserve;
+    uint64_t order_off, fns_off, jobs_off, slots_off;
+    int32_t vm_pid;
+    uint64_t vm_probe_addr, vm_probe_val;
+} hdr_fixed;
 
 typedef struct ev {
     struct ev *next;
@@ -139,13 +167,25 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     int ctrl_fd;
     size_t ctrl_size;
     mp__pool_hdr *hdr;
+    /* Where the control region's parts are, as laid out: never taken from
+     * its header again, which a task may scribble over. */
     uint32_t *order;
     mp__fnent *fns;
     mp__job *jobs;
+    mp__wslot *slots;
     mp__region region; /* the data region */
     int *res_fds;
     int ev_fd;
     mp__wboot *boots;
+    /* The parent's copies of what it writes there (check.c). */
+    hdr_fixed hdr_fixed;
+    uint32_t vm_initial;
+    uint64_t pub_tail;  /* positions published: hdr.job_tail */
+    uint32_t stop_sent; /* hdr.stop */
+    mp__fnent fns_copy[MP__POOL_FNS];
+    bool resetting;     /* shared memory found overwritten: starting afresh */
+    char *reset_report; /* why, for the work it fails */
+    int64_t next_audit; /* when check.c looks again while work is outstanding */
 
     /* bookkeeping, under lock */
     pthread_mutex_t lock;
@@ -169,6 +209,7 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     uint64_t vm_probe; /* what a worker must read here to use our memory */
     wstate *ws;
     uint32_t nlive;
+    uint32_t nlaunched; /* slots that have had their first worker */
     unsigned worker_counter;
     int start_failures;
     int init_kills; /* workers SIGKILLed in their initializer, in a row */
@@ -182,6 +223,9 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     /* the supervisor */
     pthread_t sup;
     bool sup_started;
+    /* The pool's registration with the program's shutdown (mp_shutdown
+     * closes it, then terminates it). */
+    struct mp__closer *closer;
     bool sup_quit;
 
     /* the callback thread */
@@ -219,9 +263,28 @@ static inline size_t mp__pool_align_up(size_t v, size_t a)
     return (v + a - 1) & ~(a - 1);
 }
 
+/* Worker slot w of the control region, where the parent placed it. */
+static inline mp__wslot *mp__pool_wslot(mp_pool *p, uint32_t w)
+{
+    return p->slots + w;
+}
+
+/* The unit records of map job e, where the parent placed them. */
 static inline mp__unit *mp__pool_units(mp_pool *p, uint32_t e)
 {
-    return (mp__unit *)mp__region_at(&p->region, p->jobs[e].u.map.units_off);
+    return (mp__unit *)mp__region_at(&p->region, p->pjobs[e].desc.u.map.units_off);
+}
+
+/* Whether unit u of map job e is final, by the parent's own record. */
+static inline bool mp__pool_unit_is_final(const pjob *pj, uint64_t u)
+{
+    return pj->ufinal[u / 64] >> (u % 64) & 1u;
+}
+
+/* Items of unit u of map job e accounted for before its current run. */
+static inline uint64_t mp__pool_unit_resume(const pjob *pj, uint64_t u)
+{
+    return pj->uresume ? pj->uresume[u] : 0;
 }
 
 /* Wakes the supervisor from its sleep.  Any thread, any lock. */
@@ -275,16 +338,17 @@ int mp__pool_submit_job(mp_pool *p, const mp__job *job, const pjob *pj);
 /* Retires entry e, recycled once no worker looks at it. */
 void mp__pool_entry_release(mp_pool *p, uint32_t e);
 
+/* Frees what a job's parent record owns (not the record itself). */
+void mp__pool_pjob_free(pjob *pj);
+
 /* Recycles retired entries no worker looks at any more. */
 void mp__pool_retry_retired(mp_pool *p);
 
 /* ---- callback.c: the callback thread and progress -------------------------- */
 
-/* Names the calling thread. */
-void mp__pool_thread_name(const char *name);
-
-/* Creates a thread with every signal blocked.  Returns 0 or -errno. */
-int mp__pool_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+/* Creates a thread of the library's, named name ("mproc-..."), with every
+ * signal blocked.  Returns 0 or -errno. */
+int mp__pool_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
 
 /* Runs fn(arg) in the callback thread, started on first use.  Returns 0,
  * MP_ECLOSED once the thread has ended, or an error.  Takes p->ev_lock
@@ -307,8 +371,15 @@ int64_t mp__pool_progress_tick(mp_pool *p, int64_t now);
 void mp__pool_finish_apply(mp_pool *p, uint32_t e, int status, void *res, size_t len,
                            int task_error, int exitcode, char *report);
 
-/* Reads the result of DONE apply job e and finishes it. */
-void mp__pool_collect_apply(mp_pool *p, uint32_t e);
+/* Takes len bytes at off of worker w's result ring (at most want of them,
+ * into *out, malloc'ed and NUL-terminated; out may be NULL), then releases
+ * their space, in order, and wakes the worker if it waits for it.
+ * p->lock is let go during a large read.  Returns 0 or an error. */
+int mp__pool_ring_take(mp_pool *p, uint32_t w, uint64_t off, uint64_t len, size_t want, void **out);
+
+/* Reads the result worker w left for DONE apply job e and finishes it
+ * (MP_EPROTO when w's description of it is not valid). */
+void mp__pool_collect_apply(mp_pool *p, uint32_t e, uint32_t w);
 
 /* Inserts f into a sorted array of failures (dropped when memory runs
  * out: the items still count as failed). */
@@ -327,12 +398,18 @@ void mp__pool_collect_unit(mp_pool *p, uint32_t e, uint64_t u);
 /* Drains slot w's completion ring.  Returns whether anything was there. */
 bool mp__pool_drain_slot(mp_pool *p, uint32_t w);
 
-/* Apply job e's worker died (err: MP_EWORKER, MP_ETIMEDOUT,
+/* Apply job e's worker died (err: MP_EWORKER, MP_ETIMELIMIT,
  * MP_ECANCELED): retry or fail it. */
 void mp__pool_fail_apply(mp_pool *p, uint32_t e, int err, int exitcode, const char *report);
 
+/* Worker w died holding apply job e, which had got as far as `item`
+ * (MP__APPLY_*): run it again, collect it, or fail it (err, as above). */
+void mp__pool_apply_died(mp_pool *p, uint32_t e, uint32_t w, uint64_t item, int err, int exitcode,
+                         const char *report);
+
 /* The worker running unit u of map job e died with `item` (UINT64_MAX:
- * none) in progress: fail, retry or re-queue what it held. */
+ * none; the unit's end: all done) in progress: fail, retry or re-queue
+ * what it held, or collect it. */
 void mp__pool_fail_map_unit(mp_pool *p, uint32_t e, uint64_t u, uint64_t item, int err,
                             int exitcode, const char *report);
 
@@ -350,8 +427,15 @@ bool mp__pool_map_cancel_queued(mp_pool *p, uint32_t e, int status, const char *
 /* Cancels what no worker took, with status (report is copied). */
 void mp__pool_cancel_queued(mp_pool *p, int status, const char *report);
 
-/* After a terminate, with no worker left: cancels everything unfinished. */
-void mp__pool_cancel_all(mp_pool *p);
+/* Fails the work waiting in the parent whose data is in the data region
+ * (what a scribble may have reached) with status; report is copied. */
+void mp__pool_fail_pending_data(mp_pool *p, int status, const char *report);
+
+/* With no worker left (after a terminate, or to start afresh): fails
+ * everything unfinished with status (MP_ECANCELED: the items not begun;
+ * otherwise every item of an unfinished unit, whose outputs are not
+ * trusted), by the parent's records alone.  report is copied. */
+void mp__pool_fail_all(mp_pool *p, int status, const char *report);
 
 /* ---- workers.c: worker processes ------------------------------------------- */
 
@@ -368,6 +452,22 @@ void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake);
 
 /* Kills workers past the time limit.  Returns the time of the next check. */
 int64_t mp__pool_watchdog(mp_pool *p, int64_t now);
+
+/* ---- check.c: the audit of shared memory ------------------------------------ */
+
+/* Compares the shared memory with the parent's records.  Returns true
+ * when they agree; otherwise false, with what differs in why. */
+bool mp__pool_audit(mp_pool *p, char *why, size_t cap);
+
+/* The shared memory was found overwritten (why): kills every worker, to
+ * start afresh once they are all reaped.  Nothing while terminating or
+ * starting afresh already. */
+void mp__pool_corrupt(mp_pool *p, const char *why);
+
+/* With every worker reaped after mp__pool_corrupt(): fails the work in
+ * progress and what waits with data in shared memory (MP_EPROTO), and
+ * rewrites the control region from the parent's records. */
+void mp__pool_reset_finish(mp_pool *p);
 
 /* ---- supervisor.c ---------------------------------------------------------- */
 

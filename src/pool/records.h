@@ -61,7 +61,13 @@
  * record: whatever moment it dies at, the supervisor either finds the
  * record or finds DONE behind the intent, and collects a unit only on the
  * DONE -> FINAL transition, which it alone makes, so nothing is counted
- * twice.
+ * twice.  Before DONE, the slot's `item` says how far the unit got (a
+ * release store, after what it covers): for a map unit, the item running,
+ * or the unit's end once every item is done or reported; for an apply
+ * task, not begun, running, or its result written (MP__APPLY_*).  So a
+ * worker that dies after claiming a unit but before beginning it, or
+ * after finishing it but before DONE, fails nothing: the unit runs again,
+ * or is collected as if DONE.
  *
  * Sleeping.  An idle worker registers in hdr.idle, then sleeps on the
  * futex hdr.work_seq.  Whoever publishes work wakes sleepers only while
@@ -132,8 +138,19 @@ enum {
     MP__W_BUSY = 3,     /* running a unit's own code (what time limits measure) */
     MP__W_INIT_FAILED = 4,
     MP__W_RECYCLE = 5, /* done its maxtasksperchild: exits cleanly */
-    MP__W_EXITING = 6  /* leaving because the pool closed */
+    MP__W_EXITING = 6, /* leaving because the pool closed */
+    MP__W_CUT_OFF = 7  /* leaving because a task closed the pool's descriptors */
 };
+
+/* The exit status of a worker cut off from the pool (MP__W_CUT_OFF). */
+#define MP__WORKER_CUT_OFF_STATUS 3
+
+/* How far an apply task got, in its worker's slot.item: a worker that
+ * dies before it began the task fails nothing (the task runs again), nor
+ * one that dies after it wrote the result (the result is collected). */
+#define MP__APPLY_UNSTARTED UINT64_MAX
+#define MP__APPLY_RUNNING   0u
+#define MP__APPLY_WRITTEN   1u
 
 /* hdr.stop */
 enum { MP__STOP_NONE = 0, MP__STOP_DRAIN = 1, MP__STOP_NOW = 2 };
@@ -164,7 +181,14 @@ typedef struct mp__rec {
     uint64_t unit;
     uint64_t item; /* ITEM_ERROR: the item's index */
     int64_t code;  /* ITEM_ERROR: what the function returned */
+    /* ITEM_ERROR: the message the item failed with (mp_item_fail), in the
+     * worker's result ring, as a result of its own; msg_len 0: none. */
+    uint64_t msg_off, msg_len;
 } mp__rec;
+
+/* The longest message a failing task or item leaves (longer ones are cut
+ * there). */
+#define MP__POOL_MSG_MAX ((size_t)64 << 10)
 
 typedef struct mp__fnent {
     uint64_t ptr; /* the parent's address: what fork children use */
@@ -211,8 +235,10 @@ typedef struct mp__wslot {
     _Atomic int32_t init_error;
     _Atomic uint32_t done_head; /* completion ring: next record to write */
     /* Written once per map item: a line of its own, so that the
-     * supervisor reading the fields above does not slow the stores. */
-    alignas(MP__LINE) _Atomic uint64_t item; /* the map item being run */
+     * supervisor reading the fields above does not slow the stores.  A
+     * map unit: the item being run (UINT64_MAX: none begun; the unit's
+     * end: every item done or reported).  An apply task: MP__APPLY_*. */
+    alignas(MP__LINE) _Atomic uint64_t item;
     /* Written by the supervisor. */
     alignas(MP__LINE) _Atomic uint32_t done_tail;
     _Atomic uint32_t wake;         /* futex: bumped when it frees ring or result space */
@@ -317,7 +343,8 @@ static inline bool mp__pool_hdr_valid(const mp__pool_hdr *h, uint64_t size)
 /* A completion record: an entry that exists and a kind that is known. */
 static inline bool mp__pool_rec_valid(const mp__rec *r)
 {
-    return r->entry < MP__POOL_JOBS && r->kind >= MP__REC_DONE && r->kind <= MP__REC_REST_ERROR;
+    return r->entry < MP__POOL_JOBS && r->kind >= MP__REC_DONE && r->kind <= MP__REC_REST_ERROR &&
+           r->msg_len <= MP__POOL_MSG_MAX;
 }
 
 /* An apply job's result as its worker described it: inline, within the
@@ -353,11 +380,20 @@ static inline bool mp__pool_map_job_valid(const mp__job *j)
             mp__pool_span_ok(j->u.map.out_off, out_len, UINT64_MAX));
 }
 
-/* Wakes the supervisor if it sleeps or is about to (see Sleeping above). */
-static inline void mp__pool_kick(mp__pool_hdr *h, int ev_fd)
+/* Whether a wait keeps its re-check slice: a bound on a sleep that a
+ * wake-up ends anyway, there only to limit what a lost wake-up costs (in
+ * the pool, one a task caused by writing over shared memory).  The test
+ * build of the library (MPROC_TESTING) drops the slices when
+ * MPROC_TEST_NO_RECHECK=1, so that a lost wake-up hangs and a test's time
+ * limit catches it (tests/mp_test.h); read when a wait begins. */
+static inline bool mp__pool_recheck(void)
 {
-    if (atomic_load(&h->sup_sleeping) && atomic_exchange(&h->sup_sleeping, 0))
-        mp__eventfd_signal(ev_fd);
+#ifdef MPROC_TESTING
+    const char *v = getenv("MPROC_TEST_NO_RECHECK");
+    return !(v && strcmp(v, "1") == 0);
+#else
+    return true;
+#endif
 }
 
 /* The worker's entry point (worker.c): the target of every worker process. */

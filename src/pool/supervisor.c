@@ -24,6 +24,9 @@
  *   start_workers      empty slots refilled (with back-off)
  *   run_watchdog       workers past the time limit killed
  *   report_progress    progress of running maps handed to the callback thread
+ *   audit_shared       while work is outstanding, every RECHECK_NS: shared
+ *                      memory checked against the parent's records
+ *                      (check.c), idle workers woken if published work waits
  *   sleep_until_next   poll() until a worker writes the eventfd or exits,
  *                      or the earliest deadline a phase asked for; not at
  *                      all when the round did something
@@ -41,6 +44,14 @@
 #include "pool_int.h"
 
 #include <poll.h>
+
+/* While work is outstanding the supervisor wakes at least this often, even
+ * with no deadline of its own.  The protocol loses no wake-up, so this is
+ * not for speed: a task can write over shared memory (sup_sleeping, a
+ * worker's idle registration, the dispatch queue), and then a wake-up
+ * can be lost, or work never published where workers look.  The periodic
+ * look (audit_shared) bounds how long such damage goes unseen. */
+#define RECHECK_NS ((int64_t)100 * 1000000)
 
 /* One sup_round of the loop: when it began, the earliest deadline a phase
  * asked to be woken at, and whether it did anything (then the next sup_round
@@ -78,6 +89,7 @@ static void wake_joiners(mp_pool *p)
 static void stop_workers(mp_pool *p, uint32_t how)
 {
     mp__pool_hdr *h = p->hdr;
+    p->stop_sent = how;
     atomic_store(&h->stop, how);
     atomic_fetch_add(&h->work_seq, 1);
     (void)mp__futex_wake(&h->work_seq, INT32_MAX);
@@ -107,7 +119,7 @@ static void begin_terminate(mp_pool *p, int64_t now)
  * should) is cancelled, and waiters are told. */
 static void end_terminate(mp_pool *p)
 {
-    mp__pool_cancel_all(p);
+    mp__pool_fail_all(p, MP_ECANCELED, NULL);
     p->state = ST_TERMINATED;
     p->workers_gone = true;
     pthread_cond_broadcast(&p->cond);
@@ -138,7 +150,7 @@ static void run_orders(mp_pool *p, sup_round *r)
 
 static void drain_completions(mp_pool *p, sup_round *r)
 {
-    for (uint32_t w = 0; w < p->nworkers; w++)
+    for (uint32_t w = 0; w < p->nworkers && !p->resetting; w++)
         r->did |= mp__pool_drain_slot(p, w);
 }
 
@@ -164,6 +176,8 @@ static void reap_exited(mp_pool *p, pollset *ps, sup_round *r)
 
 static void publish_waiting(mp_pool *p)
 {
+    if (p->resetting)
+        return;
     if (p->nretired)
         mp__pool_retry_retired(p);
     mp__pool_republish(p);
@@ -172,9 +186,13 @@ static void publish_waiting(mp_pool *p)
 
 /* Terminate ends once no worker is left.  Close (or a broken pool) tells
  * the workers to leave once no work is active, and is over once they all
- * have; join and terminate wait for workers_gone. */
+ * have - and once every slot has had its first worker, whose initializer
+ * runs even in a pool closed at once; join and terminate wait for
+ * workers_gone. */
 static void advance_shutdown(mp_pool *p)
 {
+    if (p->resetting && p->nlive == 0)
+        mp__pool_reset_finish(p);
     if (p->state == ST_TERMINATING && p->nlive == 0)
         end_terminate(p);
     bool closing = p->state == ST_CLOSED || p->broken;
@@ -182,7 +200,8 @@ static void advance_shutdown(mp_pool *p)
         stop_workers(p, MP__STOP_DRAIN);
         p->closing_done = true;
     }
-    if (closing && p->closing_done && p->nlive == 0 && !p->workers_gone) {
+    bool launched = p->nlaunched == p->nworkers || p->broken;
+    if (closing && p->closing_done && p->nlive == 0 && launched && !p->workers_gone) {
         p->workers_gone = true;
         pthread_cond_broadcast(&p->cond);
         wake_joiners(p);
@@ -196,12 +215,41 @@ static void start_workers(mp_pool *p, sup_round *r)
 
 static void run_watchdog(mp_pool *p, sup_round *r)
 {
-    due_at(r, mp__pool_watchdog(p, r->now));
+    if (!p->resetting)
+        due_at(r, mp__pool_watchdog(p, r->now));
 }
 
 static void report_progress(mp_pool *p, sup_round *r)
 {
     due_at(r, mp__pool_progress_tick(p, r->now));
+}
+
+/* Wakes the workers asleep for work, when published work waits. */
+static void wake_idle_workers(mp_pool *p)
+{
+    mp__pool_hdr *h = p->hdr;
+    if (atomic_load(&h->job_head) >= p->pub_tail)
+        return;
+    atomic_fetch_add(&h->work_seq, 1);
+    (void)mp__futex_wake(&h->work_seq, INT32_MAX);
+}
+
+static void audit_shared(mp_pool *p, sup_round *r)
+{
+    if (p->resetting || p->state >= ST_TERMINATING || p->nactive == 0)
+        return;
+    if (r->now >= p->next_audit) {
+        char why[200];
+        if (!mp__pool_audit(p, why, sizeof why)) {
+            mp__pool_corrupt(p, why);
+            r->did = true;
+            return;
+        }
+        wake_idle_workers(p);
+        p->next_audit = r->now + RECHECK_NS;
+    }
+    if (mp__pool_recheck())
+        due_at(r, p->next_audit);
 }
 
 /* ---- sleeping ---------------------------------------------------------------- */
@@ -247,7 +295,7 @@ static int announce_sleep(mp_pool *p, int64_t next_wake)
     mp__pool_hdr *h = p->hdr;
     atomic_store(&h->sup_sleeping, 1);
     for (uint32_t w = 0; w < p->nworkers; w++) {
-        mp__wslot *s = mp__pool_slot(h, w);
+        mp__wslot *s = mp__pool_wslot(p, w);
         if (atomic_load(&s->done_head) != atomic_load(&s->done_tail)) {
             atomic_store(&h->sup_sleeping, 0);
             return 0;
@@ -289,7 +337,6 @@ static void sleep_until_next(mp_pool *p, pollset *ps, sup_round *r)
 void *mp__pool_supervisor(void *arg)
 {
     mp_pool *p = arg;
-    mp__pool_thread_name("mproc-pool-sup");
     pollset ps;
     pollset_init(p, &ps);
     pthread_mutex_lock(&p->lock);
@@ -303,6 +350,7 @@ void *mp__pool_supervisor(void *arg)
         start_workers(p, &r);
         run_watchdog(p, &r);
         report_progress(p, &r);
+        audit_shared(p, &r);
         sleep_until_next(p, &ps, &r);
     }
     pthread_mutex_unlock(&p->lock);

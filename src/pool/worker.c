@@ -28,16 +28,63 @@
 #define _GNU_SOURCE
 #include "worker.h"
 
+#include "hooks.h"
+
+#include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+int mp__pool_fd_check(int fd, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino)
+        return MP_EBADF;
+    return 0;
+}
+
+_Noreturn void mp__pool_worker_cut_off(wctx *c, const char *what, int err)
+{
+    atomic_store(&c->slot->state, MP__W_CUT_OFF);
+    mp_log(MP_LOG_WARNING, "pool worker: %s is gone (%s): a task closed it; the worker leaves",
+           what, mp_err_name(err));
+    /* What the task printed is its own: flushed, as at any exit. */
+    fflush(NULL);
+    _exit(MP__WORKER_CUT_OFF_STATUS);
+}
+
+/* Wakes the supervisor if it sleeps or is about to (records.h, Sleeping):
+ * the eventfd it polls.  A write that fails means a task closed it; the
+ * worker can then never wake the supervisor again, and leaves - its exit
+ * wakes it instead (the record written before this is collected then). */
+static void kick(wctx *c)
+{
+    mp__pool_hdr *h = c->hdr;
+    if (!atomic_load(&h->sup_sleeping) || !atomic_exchange(&h->sup_sleeping, 0))
+        return;
+    uint64_t one = 1;
+    ssize_t n;
+    do {
+        n = write(c->ev_fd, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN: the counter is full, so readable already. */
+    if (n < 0 && errno != EAGAIN)
+        mp__pool_worker_cut_off(c, "the supervisor's eventfd", -errno);
+}
 
 int mp__pool_map_more(wctx *c, uint64_t need)
 {
     size_t size = (size_t)atomic_load(&c->hdr->data_size);
     if (need > size)
         return MP_EPROTO;
-    int rc = mp__vm_map_fixed(c->data_fd, c->data_mapped, size - c->data_mapped,
-                              c->data + c->data_mapped);
+    /* Rare (the region grew): check the descriptor still names the data
+     * file before mapping whatever it names now. */
+    int rc = mp__pool_fd_check(c->data_fd, c->data_dev, c->data_ino);
+    if (rc < 0)
+        return rc;
+    rc = mp__vm_map_fixed(c->data_fd, c->data_mapped, size - c->data_mapped,
+                          c->data + c->data_mapped);
     if (rc < 0)
         return rc;
     c->data_mapped = size;
@@ -55,11 +102,14 @@ void mp__pool_wait_supervisor(wctx *c, bool (*done)(wctx *))
     atomic_store(&s->waiting, 1);
     uint32_t seen = atomic_load(&s->wake);
     if (!done(c)) {
-        mp__pool_kick(c->hdr, c->ev_fd);
+        kick(c);
         /* Bounded: should the supervisor be gone, the parent is gone too
-         * and the death signal ends this process; the bound only keeps a
-         * lost wake-up from ever being more than a delay. */
-        (void)mp__futex_wait(&s->wake, seen, mp__deadline(0.1));
+         * and the death signal ends this process; the bound (a re-check
+         * slice, mp__pool_recheck) only keeps a lost wake-up - a task that
+         * wrote over `wake` or `waiting` - from ever being more than a
+         * delay. */
+        (void)mp__futex_wait(&s->wake, seen,
+                             mp__pool_recheck() ? mp__deadline(0.1) : MP__NO_DEADLINE);
     }
     atomic_store(&s->waiting, 0);
 }
@@ -70,8 +120,9 @@ static bool ring_has_room(wctx *c)
 }
 
 /* Appends a completion record and wakes the supervisor if it sleeps. */
-void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
-                       int64_t code)
+/* Appends a record (see mp__pool_push_rec) with a message at msg_off. */
+static void push_rec_msg(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
+                         int64_t code, uint64_t msg_off, uint64_t msg_len)
 {
     mp__wslot *s = c->slot;
     while (!ring_has_room(c))
@@ -82,10 +133,57 @@ void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, ui
     r->unit = unit;
     r->item = item;
     r->code = code;
+    r->msg_off = msg_off;
+    r->msg_len = msg_len;
     /* seq_cst: the record is published before sup_sleeping is read (the
      * supervisor stores sup_sleeping before it looks at the rings). */
     atomic_store(&s->done_head, ++c->done_head);
-    mp__pool_kick(c->hdr, c->ev_fd);
+    kick(c);
+}
+
+void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
+                       int64_t code)
+{
+    push_rec_msg(c, kind, entry, unit, item, code, 0, 0);
+}
+
+wctx *mp__pool_worker_self;
+
+/* The message of the item running now (mp_item_fail): which unit run and
+ * item it belongs to, so that a message left by another item is never
+ * taken for this one's. */
+static struct {
+    uint64_t claims, item;
+    size_t len;
+    char text[MP__POOL_MSG_MAX];
+} item_msg = {UINT64_MAX, UINT64_MAX, 0, {0}};
+
+int mp_item_fail(const char *fmt, ...)
+{
+    wctx *c = mp__pool_worker_self;
+    if (!c || !fmt)
+        return MP_ETASK;
+    va_list ap;
+    va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
+    int n = vsnprintf(item_msg.text, sizeof item_msg.text, fmt, ap);
+    va_end(ap);
+    item_msg.len = n < 0                              ? 0
+                   : (size_t)n < sizeof item_msg.text ? (size_t)n
+                                                      : sizeof item_msg.text - 1;
+    item_msg.claims = c->claims;
+    item_msg.item = atomic_load_explicit(&c->slot->item, memory_order_relaxed);
+    return MP_ETASK;
+}
+
+void mp__pool_push_item_error(wctx *c, uint32_t e, uint64_t u, uint64_t item, int64_t code)
+{
+    uint64_t off = 0, len = 0;
+    if (item_msg.claims == c->claims && item_msg.item == item && item_msg.len &&
+        mp__pool_ring_put(c, item_msg.text, item_msg.len, &off) == 0)
+        len = item_msg.len;
+    item_msg.claims = UINT64_MAX;
+    push_rec_msg(c, MP__REC_ITEM_ERROR, e, u, item, code, off, len);
 }
 
 void *mp__pool_resolve_fn(wctx *c, uint32_t id)
@@ -141,13 +239,18 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
         }
         if (j->kind == MP__JOB_APPLY) {
             /* Relaxed: the CAS below is a release, so whoever sees the
-             * unit RUNNING by this worker sees the intent too. */
+             * unit RUNNING by this worker sees the intent too.  `item`
+             * says how far the task got (MP__APPLY_*): not begun. */
             atomic_store_explicit(&s->intent_unit, 0, memory_order_relaxed);
-            atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
+            atomic_store_explicit(&s->item, MP__APPLY_UNSTARTED, memory_order_relaxed);
+            /* Release: whoever reads this intent sees the unit before
+             * finished (the supervisor's audit, check.c). */
+            atomic_store_explicit(&s->intent_job, e + 1, memory_order_release);
             uint32_t expect = MP__U_QUEUED;
             bool ok = atomic_compare_exchange_strong(&j->state, &expect, MP__U_RUNNING_BY(c->w));
             advance_head(h, head);
             if (ok) {
+                mp__pool_fault_point(MP__PP_CLAIMED);
                 *entry = e;
                 *unit = 0;
                 return 1;
@@ -166,14 +269,17 @@ static int claim(wctx *c, uint32_t *entry, uint64_t *unit)
             advance_head(h, head);
             continue;
         }
+        mp__pool_fault_point(MP__PP_CHUNK_FETCHED);
         /* Relaxed, as above: published by the CAS that follows. */
         atomic_store_explicit(&s->intent_unit, u, memory_order_relaxed);
-        atomic_store_explicit(&s->intent_job, e + 1, memory_order_relaxed);
         /* No item of this unit has begun: the supervisor must not take an
          * index left from an earlier unit for this one's. */
         atomic_store_explicit(&s->item, UINT64_MAX, memory_order_relaxed);
+        /* Release, as above. */
+        atomic_store_explicit(&s->intent_job, e + 1, memory_order_release);
         uint32_t expect = MP__U_QUEUED;
         if (atomic_compare_exchange_strong(&units[u].state, &expect, MP__U_RUNNING_BY(c->w))) {
+            mp__pool_fault_point(MP__PP_CLAIMED);
             *entry = e;
             *unit = u;
             return 1;
@@ -220,6 +326,8 @@ static int serve(wctx *c)
         uint32_t e;
         uint64_t u;
         int rc = claim(c, &e, &u);
+        if (rc == MP_EBADF)
+            mp__pool_worker_cut_off(c, "the data region's descriptor", rc);
         if (rc < 0)
             return rc;
         if (rc == 0) {
@@ -237,11 +345,17 @@ static int serve(wctx *c)
         if (c->jobs[e].kind == MP__JOB_APPLY) {
             if (c->res_cap > RES_KEEP_CAP && mp__pool_res_empty(c))
                 (void)mp__pool_res_resize(c, RES_MIN_CAP); /* give a huge result's memory back */
+            if (c->cut_off) /* the task has not begun: it runs again elsewhere */
+                mp__pool_worker_cut_off(c, "the result file's descriptor", MP_EBADF);
             mp__pool_run_apply(c, e);
         } else if (!mp__pool_run_map(c, e, u)) {
             atomic_store(&s->state, MP__W_EXITING);
             return 0;
         }
+        /* A task closed a descriptor the worker needs: the unit is done
+         * (or failed for it), and the next one is better run elsewhere. */
+        if (c->cut_off)
+            mp__pool_worker_cut_off(c, "a descriptor of the pool's", MP_EBADF);
         atomic_store_explicit(&s->state, MP__W_READY, memory_order_relaxed);
         if (c->maxtasks && ++c->tasks >= c->maxtasks) {
             atomic_store(&s->state, MP__W_RECYCLE);
@@ -252,13 +366,16 @@ static int serve(wctx *c)
 
 /* Workers start from the supervisor thread, which blocks every signal:
  * unblock them all at once (a blocked SIGSEGV would kill the worker
- * without a crash report), and leave SIGINT to the parent. */
+ * without a crash report), and leave SIGINT to the parent.  SIGINT is
+ * ignored first: a Ctrl-C that reached the process group while the worker
+ * was starting is pending, and would kill it the moment it is unblocked
+ * (ignoring a pending signal discards it). */
 static void signals_setup(void)
 {
+    signal(SIGINT, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
-    signal(SIGINT, SIG_IGN);
 }
 
 /* A fork of the supervisor thread: bytes another thread of the parent had
@@ -332,12 +449,20 @@ static void probe_vm(mp__pool_hdr *h)
         &h->vm, &expect, rc == 0 && v == h->vm_probe_val ? MP__VM_OK : MP__VM_DENIED);
 }
 
-/* Checks the control region and finds this worker's slot and tables. */
+/* Checks the control region and finds this worker's slot and tables;
+ * notes which files the memory descriptors name (mp__pool_fd_check). */
 static int attach_control(wctx *c, const mp__wboot *b)
 {
     mp__pool_hdr *h = c->hdr;
     if (!mp__pool_hdr_valid(h, b->ctrl_size) || c->w >= h->nworkers)
         return MP_EPROTO;
+    struct stat ds, rs;
+    if (fstat(c->data_fd, &ds) != 0 || fstat(c->res_fd, &rs) != 0)
+        return MP_EBADF;
+    c->data_dev = ds.st_dev;
+    c->data_ino = ds.st_ino;
+    c->res_dev = rs.st_dev;
+    c->res_ino = rs.st_ino;
     c->slot = mp__pool_slot(h, c->w);
     c->order = mp__pool_order(h);
     c->fns = mp__pool_fns(h);
@@ -377,7 +502,9 @@ int mp__pool_worker_main(void *arg)
         }
     }
     atomic_store(&c.slot->state, MP__W_READY);
+    mp__pool_worker_self = &c;
     rc = serve(&c);
+    mp__pool_worker_self = NULL;
     free(c.scratch);
     return rc;
 }

@@ -33,6 +33,11 @@ typedef struct wctx {
     size_t res_cap;
     uint64_t res_produced;
     size_t res_head;
+    /* Set when a result went into an empty ring (at 0): until the
+     * supervisor reads it (res_consumed passes res_fresh_at), its res_tail
+     * is the end of older results, and the unread ones start at 0. */
+    bool res_fresh;
+    uint64_t res_fresh_at;
     int ev_fd;
     bool fresh; /* forkserver or spawn: functions are found by reference */
     void *fn_cache[MP__POOL_FNS];
@@ -42,6 +47,11 @@ typedef struct wctx {
     uint64_t res_seen;      /* res_consumed when a wait for result space began */
     unsigned char *scratch; /* a RIN/ROUT map's slice buffers */
     size_t scratch_cap;
+    /* The memory files as attached (a task may close their descriptors,
+     * and the numbers may come back naming other files). */
+    dev_t data_dev, res_dev;
+    ino_t data_ino, res_ino;
+    bool cut_off; /* a descriptor of the pool's is gone: leave after this unit */
 } wctx;
 
 struct mp_buf {
@@ -50,7 +60,7 @@ struct mp_buf {
     size_t len, cap;
     size_t off; /* in the result file, when where == MP__RES_RING */
     int where;
-    bool failed;
+    int err; /* why growing it failed (then it stays failed), or 0 */
 };
 
 /* ---- worker.c ------------------------------------------------------------ */
@@ -69,9 +79,28 @@ static inline int mp__pool_ensure_data(wctx *c, uint64_t need)
  * result space - done() says when - waking it first.  Callers loop. */
 void mp__pool_wait_supervisor(wctx *c, bool (*done)(wctx *));
 
+/* Whether descriptor fd still names the memory file (dev, ino) attached.
+ * Returns 0, or MP_EBADF when a task closed it (or its number now names
+ * another file). */
+int mp__pool_fd_check(int fd, dev_t dev, ino_t ino);
+
+/* Leaves the pool at once: a task closed a descriptor the worker needs
+ * (what), so it can no longer take work or wake the supervisor.  Its exit
+ * is what wakes the supervisor now; what it held is settled as for any
+ * death (records.h: before a unit begins, or after DONE, that fails
+ * nothing). */
+_Noreturn void mp__pool_worker_cut_off(wctx *c, const char *what, int err);
+
 /* Appends a completion record and wakes the supervisor if it sleeps. */
 void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, uint64_t item,
                        int64_t code);
+
+/* Item `item` of unit u of map job e failed with code: an ITEM_ERROR
+ * record, with the message the item left with mp_item_fail(), if any. */
+void mp__pool_push_item_error(wctx *c, uint32_t e, uint64_t u, uint64_t item, int64_t code);
+
+/* The worker this process runs (for mp_item_fail), or NULL. */
+extern wctx *mp__pool_worker_self;
 
 /* The task function with index id in this image, or NULL. */
 void *mp__pool_resolve_fn(wctx *c, uint32_t id);
@@ -94,5 +123,10 @@ bool mp__pool_res_empty(wctx *c);
 /* Sets the result file's capacity to cap bytes and maps it.  Only while
  * the ring is empty of unread results. */
 int mp__pool_res_resize(wctx *c, size_t cap);
+
+/* Puts len bytes into the result ring as a result of their own (read and
+ * released in order by the supervisor, as an apply task's).  Returns 0 and
+ * their offset, or an error (nothing is put then). */
+int mp__pool_ring_put(wctx *c, const void *data, size_t len, uint64_t *off);
 
 #endif /* MPROC_POOL_WORKER_H */

@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include "worker.h"
 
+#include <stdarg.h>
 #include <sys/mman.h>
 
 bool mp__pool_res_empty(wctx *c)
@@ -28,7 +29,14 @@ bool mp__pool_res_empty(wctx *c)
  * whose bytes the file keeps). */
 int mp__pool_res_resize(wctx *c, size_t cap)
 {
-    int rc = mp__file_resize(c->res_fd, cap);
+    /* Rare (the file grows or shrinks): check the descriptor still names
+     * the result file; a task may have closed it. */
+    int rc = mp__pool_fd_check(c->res_fd, c->res_dev, c->res_ino);
+    if (rc < 0) {
+        c->cut_off = true;
+        return rc;
+    }
+    rc = mp__file_resize(c->res_fd, cap);
     if (rc < 0)
         return rc;
     void *p = NULL;
@@ -42,13 +50,27 @@ int mp__pool_res_resize(wctx *c, size_t cap)
     return 0;
 }
 
+/* Where the unread results begin.  The supervisor's res_tail is the end
+ * of the last result it read; a result put into the empty ring goes to 0,
+ * and until the supervisor has read that one, res_tail still points past
+ * the older results, wherever they ended - possibly inside the new one,
+ * whose start would then look free.  The worker knows better meanwhile.
+ * (res_consumed is stored after res_tail: once it has moved on, res_tail
+ * is at least as new.) */
+static size_t res_tail(wctx *c)
+{
+    if (c->res_fresh && atomic_load(&c->slot->res_consumed) == c->res_fresh_at)
+        return 0;
+    return (size_t)atomic_load(&c->slot->res_tail);
+}
+
 /* The end of the free space that starts at off == res_head (or at 0 in an
  * empty ring). */
 static size_t res_limit(wctx *c, size_t off)
 {
     if (mp__pool_res_empty(c))
         return c->res_cap;
-    size_t tail = (size_t)atomic_load(&c->slot->res_tail);
+    size_t tail = res_tail(c);
     if (off > tail)
         return c->res_cap;
     if (off == tail)
@@ -69,7 +91,7 @@ static int res_place(wctx *c, size_t need, size_t len, size_t *off, bool placed)
 {
     for (;;) {
         c->res_seen = atomic_load(&c->slot->res_consumed);
-        size_t tail = (size_t)atomic_load(&c->slot->res_tail);
+        size_t tail = res_tail(c);
         size_t head = c->res_head;
         size_t to = SIZE_MAX;
         if (mp__pool_res_empty(c)) {
@@ -85,6 +107,8 @@ static int res_place(wctx *c, size_t need, size_t len, size_t *off, bool placed)
                     return rc == MP_ENOSPC ? MP_ENOMEM : rc;
             }
             to = 0;
+            c->res_fresh = true;
+            c->res_fresh_at = c->res_produced;
         } else if (head > tail) {
             if (c->res_cap - head >= need)
                 to = head;
@@ -134,11 +158,12 @@ static int buf_grow(mp_buf *b, size_t newlen)
 
 void *mp_buf_alloc(mp_buf *b, size_t len)
 {
-    if (!b || b->failed || len > SIZE_MAX - b->len)
+    if (!b || b->err || len > SIZE_MAX - b->len)
         return NULL;
     size_t newlen = b->len + len;
-    if (newlen > b->cap && buf_grow(b, newlen) < 0) {
-        b->failed = true;
+    int rc = newlen > b->cap ? buf_grow(b, newlen) : 0;
+    if (rc < 0) {
+        b->err = rc;
         return NULL;
     }
     void *p = b->data + b->len;
@@ -152,10 +177,44 @@ int mp_buf_append(mp_buf *b, const void *data, size_t len)
         return MP_EINVAL;
     void *p = mp_buf_alloc(b, len);
     if (!p)
-        return len ? MP_ENOMEM : 0;
+        return len ? (b->err ? b->err : MP_ENOMEM) : 0;
     if (len)
         memcpy(p, data, len);
     return 0;
+}
+
+int mp__pool_ring_put(wctx *c, const void *data, size_t len, uint64_t *off)
+{
+    mp_buf b = {.c = c, .where = MP__RES_INLINE};
+    int rc = mp_buf_append(&b, data, len);
+    if (rc < 0 || b.where != MP__RES_RING)
+        return rc < 0 ? rc : MP_EINVAL;
+    c->res_produced++;
+    c->res_head = b.off + b.len;
+    *off = b.off;
+    return 0;
+}
+
+int mp_task_fail(mp_buf *out, const char *fmt, ...)
+{
+    if (!out || !fmt)
+        return MP_ETASK;
+    mp_buf_truncate(out, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = n < 0 ? 0 : (size_t)n < MP__POOL_MSG_MAX ? (size_t)n : MP__POOL_MSG_MAX - 1;
+    char *p = len ? mp_buf_alloc(out, len + 1) : NULL;
+    if (p) {
+        va_start(ap, fmt);
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
+        (void)vsnprintf(p, len + 1, fmt, ap);
+        va_end(ap);
+        mp_buf_truncate(out, len); /* the message, without its NUL */
+    }
+    return MP_ETASK;
 }
 
 void *mp_buf_data(mp_buf *b)

@@ -38,18 +38,22 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
         rc = mp__pool_span_ok(j->u.apply.arg_off, len, UINT64_MAX)
                  ? mp__pool_ensure_data(c, j->u.apply.arg_off + len)
                  : MP_EPROTO;
+        if (rc == MP_EBADF) /* not begun: it runs again elsewhere */
+            mp__pool_worker_cut_off(c, "the data region's descriptor", rc);
         arg = c->data + j->u.apply.arg_off;
     } else if (len) {
         arg = j->arg;
     }
     mp_buf b = {.c = c, .data = j->res, .cap = MP__POOL_INLINE, .where = MP__RES_INLINE};
     /* BUSY while the task's own code runs: what the time limit measures
-     * (read by the watchdog, for which a late view is harmless). */
+     * (read by the watchdog, for which a late view is harmless).  From
+     * here on the task has begun: a death fails it. */
     atomic_store_explicit(&c->slot->state, MP__W_BUSY, memory_order_relaxed);
+    atomic_store_explicit(&c->slot->item, MP__APPLY_RUNNING, memory_order_release);
     if (rc == 0)
         rc = fn ? fn(arg, len, &b) : MP_ENOENT;
-    if (rc == 0 && b.failed)
-        rc = MP_ENOMEM;
+    if (rc == 0 && b.err)
+        rc = b.err;
     if (b.where == MP__RES_RING && b.len == 0)
         b.where = MP__RES_INLINE; /* nothing to read: keep the ring's count exact */
     j->u.apply.status = rc;
@@ -61,8 +65,11 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
         c->res_produced++;
         c->res_head = b.off + b.len;
     }
-    /* Result first, then DONE (release), then the record. */
+    /* Result first, then WRITTEN and DONE (release), then the record. */
+    atomic_store_explicit(&c->slot->item, MP__APPLY_WRITTEN, memory_order_release);
+    mp__pool_fault_point(MP__PP_RESULT_WRITTEN);
     atomic_store_explicit(&j->state, MP__U_DONE, memory_order_release);
+    mp__pool_fault_point(MP__PP_DONE);
     mp__pool_push_rec(c, MP__REC_DONE, e, 0, 0, 0);
 }
 
@@ -121,6 +128,8 @@ static unsigned char *scratch(wctx *c, size_t len)
 
 struct mp__pool_vm_fault mp__pool_vm_fault;
 
+void (*mp__pool_fault)(mp__pool_point where);
+
 /* One copy from (write false) or to the caller's memory. */
 static int vm_copy(const mp__map_ready *r, uint64_t remote, void *local, size_t len, bool write)
 {
@@ -169,7 +178,7 @@ static void run_item_span(const unit_run *ur, mp_map_fn fn, const unsigned char 
         uint64_t stop = err ? i : run_items(fn, ip, istep, op, ostep, ur->ctx, item, i, end, &r);
         if (stop == end)
             break;
-        mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, stop, r);
+        mp__pool_push_item_error(ur->c, ur->e, ur->u, stop, r);
         ip = ip ? ip + (stop + 1 - i) * istep : NULL;
         op = op ? op + (stop + 1 - i) * ostep : NULL;
         i = stop + 1;
@@ -230,7 +239,7 @@ static int run_slice(const unit_run *ur, void *fn, const slices *sl, uint64_t i,
     if (range) {
         int r2 = ((mp_map_range_fn)fn)(ip, op, (size_t)k, ur->ctx);
         if (r2 != 0) {
-            mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, i, r2);
+            mp__pool_push_item_error(ur->c, ur->e, ur->u, i, r2);
             return 1;
         }
     } else {
@@ -298,7 +307,7 @@ static void run_range_unit(const unit_run *ur, int err)
                      ur->ctx)
                 : MP_ENOENT;
     if (rc != 0)
-        mp__pool_push_rec(ur->c, MP__REC_ITEM_ERROR, ur->e, ur->u, ur->start, rc);
+        mp__pool_push_item_error(ur->c, ur->e, ur->u, ur->start, rc);
 }
 
 /* The end of the data region's part the job's pieces reach. */
@@ -347,6 +356,8 @@ bool mp__pool_run_map(wctx *c, uint32_t e, uint64_t u)
 {
     unit_run ur;
     int rc = unit_open(c, e, u, &ur);
+    if (rc == MP_EBADF) /* no item begun: the unit runs again elsewhere */
+        mp__pool_worker_cut_off(c, "the data region's descriptor", rc);
     mp__job *j = ur.j;
     if (rc == 0 && ur.in && !wait_inputs(c, (mp__map_ready *)ur.ready, ur.end))
         return false;
@@ -367,9 +378,14 @@ bool mp__pool_run_map(wctx *c, uint32_t e, uint64_t u)
                           ur.out ? ur.out + ur.start * osz : NULL, ur.start, ur.end, rc);
         }
     }
+    /* Every item is done or reported: a death from here on fails nothing
+     * (release: after the outputs and the records). */
+    atomic_store_explicit(&c->slot->item, ur.end, memory_order_release);
+    mp__pool_fault_point(MP__PP_LAST_ITEM);
     /* Release: the outputs before DONE. */
     mp__unit *unit = (mp__unit *)(c->data + j->u.map.units_off) + u;
     atomic_store_explicit(&unit->state, MP__U_DONE, memory_order_release);
+    mp__pool_fault_point(MP__PP_DONE);
     mp__pool_push_rec(c, MP__REC_DONE, e, u, 0, 0);
     return true;
 }

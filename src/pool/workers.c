@@ -24,7 +24,7 @@
 
 static void reset_slot(mp_pool *p, uint32_t w)
 {
-    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    mp__wslot *s = mp__pool_wslot(p, w);
     atomic_store(&s->state, MP__W_STARTING);
     atomic_store(&s->hazard, 0);
     atomic_store(&s->intent_job, 0);
@@ -37,6 +37,9 @@ static void reset_slot(mp_pool *p, uint32_t w)
     atomic_store(&s->done_tail, 0);
     atomic_store(&s->res_consumed, 0);
     atomic_store(&s->res_tail, 0);
+    p->ws[w].done_tail = 0;
+    p->ws[w].res_consumed = 0;
+    p->ws[w].res_tail = 0;
 }
 
 static int start_worker(mp_pool *p, uint32_t w)
@@ -73,6 +76,7 @@ static int start_worker(mp_pool *p, uint32_t w)
     int rc = mp_process_new_opts(mp__pool_worker_main, arg, &o, &proc);
     if (rc < 0)
         return rc;
+    mp__process_mark_internal(proc); /* not one of mp_active_children() */
     rc = mp_process_start(proc);
     if (rc < 0) {
         mp_process_free(proc);
@@ -91,6 +95,10 @@ static int start_worker(mp_pool *p, uint32_t w)
     ws->timed_out = false;
     ws->doomed = false;
     ws->key_claims = UINT64_MAX;
+    ws->past_init = false;
+    if (!ws->launched)
+        p->nlaunched++;
+    ws->launched = true;
     p->nlive++;
     p->stats.workers_started++;
     if (p->state == ST_TERMINATING)
@@ -146,7 +154,7 @@ static void check_start(mp_pool *p, uint32_t w, worker_end *x)
         p->init_kills = 0;
     const char *name = mp_process_name(x->proc);
     if (x->state == MP__W_INIT_FAILED || x->state == MP__W_INIT) {
-        int ie = atomic_load(&mp__pool_slot(p->hdr, w)->init_error);
+        int ie = atomic_load(&mp__pool_wslot(p, w)->init_error);
         char *text;
         if (x->state == MP__W_INIT_FAILED)
             text = mp__pool_printf("the initializer of worker '%s' (pid %d) returned %d (%s); no "
@@ -173,53 +181,80 @@ static void check_start(mp_pool *p, uint32_t w, worker_end *x)
 static int held_error(mp_pool *p, const wstate *ws, const worker_end *x, char **why)
 {
     int err = ws->doomed || p->state >= ST_TERMINATING ? MP_ECANCELED
-              : ws->timed_out                          ? MP_ETIMEDOUT
+              : ws->timed_out                          ? MP_ETIMELIMIT
                                                        : MP_EWORKER;
     const char *name = mp_process_name(x->proc);
     int pid = (int)mp_process_pid(x->proc);
     *why = NULL;
-    if (err == MP_ETIMEDOUT)
+    if (err == MP_ETIMELIMIT)
         *why = mp__pool_printf("the task ran past the pool's time limit of %g s; its worker '%s' "
                                "(pid %d) was killed",
                                p->opts.task_timeout, name, pid);
+    else if (err == MP_EWORKER && x->state == MP__W_CUT_OFF)
+        *why = mp__pool_printf("worker '%s' (pid %d) left: a task closed the descriptors it "
+                               "shares with the pool",
+                               name, pid);
     else if (!x->report && err == MP_EWORKER)
         *why = mp__pool_printf("process '%s' (pid %d) exited with status %d", name, pid, x->code);
     return err;
 }
 
 /* Settles the unit worker w held when it died, named by its intent: a
- * unit still RUNNING by it fails (or is retried); one it finished (DONE)
- * is collected, should its record have been lost. */
+ * unit still RUNNING by it is settled by how far it got (slot.item,
+ * records.h: not begun, it runs again; finished, it is collected; begun,
+ * it fails or is retried); one it finished (DONE) is collected, should
+ * its record have been lost. */
 static void settle_held(mp_pool *p, uint32_t w, const worker_end *x)
 {
-    mp__wslot *s = mp__pool_slot(p->hdr, w);
+    mp__wslot *s = mp__pool_wslot(p, w);
     uint32_t ij = atomic_load(&s->intent_job);
     if (!ij || ij > MP__POOL_JOBS)
         return;
     uint32_t e = ij - 1;
     uint64_t u = atomic_load(&s->intent_unit);
+    uint64_t item = atomic_load(&s->item);
     char *why;
     int err = held_error(p, &p->ws[w], x, &why);
     const char *rep = why ? why : x->report;
     if (p->pjobs[e].kind == MP__JOB_APPLY) {
         uint32_t st = atomic_load(&p->jobs[e].state);
         if (st == MP__U_RUNNING_BY(w))
-            mp__pool_fail_apply(p, e, err, x->code, rep);
+            mp__pool_apply_died(p, e, w, item, err, x->code, rep);
         else if (st == MP__U_DONE && p->jobs[e].u.apply.runner == w)
-            mp__pool_collect_apply(p, e);
+            mp__pool_collect_apply(p, e, w);
     } else if (p->pjobs[e].kind == MP__JOB_MAP && u < p->pjobs[e].nunits) {
         uint32_t st = atomic_load(&mp__pool_units(p, e)[u].state);
         if (st == MP__U_RUNNING_BY(w))
-            mp__pool_fail_map_unit(p, e, u, atomic_load(&s->item), err, x->code, rep);
+            mp__pool_fail_map_unit(p, e, u, item, err, x->code, rep);
         else if (st == MP__U_DONE)
             mp__pool_collect_unit(p, e, u);
     }
     free(why);
 }
 
+/* After an abnormal end: whether the shared memory still agrees with the
+ * parent's records (a task may have scribbled over it, then crashed).
+ * When it does not, the pool starts afresh (check.c) instead of settling
+ * anything by what the slot says. */
+static bool memory_intact(mp_pool *p, uint32_t w, const worker_end *x)
+{
+    char why[200];
+    if (p->ws[w].past_init && x->state < MP__W_READY)
+        snprintf(why, sizeof why, "the state of worker %u went back to %u", w, x->state);
+    else if (mp__pool_audit(p, why, sizeof why))
+        return true;
+    char what[320];
+    snprintf(what, sizeof what, "%s, found after worker '%s' (pid %d) ended with %s %d", why,
+             mp_process_name(x->proc), (int)mp_process_pid(x->proc),
+             x->code < 0 ? "signal" : "status", x->code < 0 ? -x->code : x->code);
+    mp__pool_corrupt(p, what);
+    return false;
+}
+
 /* A worker's exit descriptor became readable: reap it, collect what its
  * ring still holds, settle what it held, and empty its slot for a
- * replacement. */
+ * replacement.  While the pool starts afresh, nothing is settled: the
+ * reset fails what it held. */
 void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
 {
     wstate *ws = &p->ws[w];
@@ -230,13 +265,16 @@ void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
     (void)mp_process_exitcode(x.proc, &x.code);
     (void)mp_process_error(x.proc, &x.perr);
     x.report = mp_process_report(x.proc);
-    mp__pool_drain_slot(p, w);
-    x.state = atomic_load(&mp__pool_slot(p->hdr, w)->state);
+    if (!p->resetting)
+        mp__pool_drain_slot(p, w);
+    x.state = atomic_load(&mp__pool_wslot(p, w)->state);
     bool clean = count_end(p, ws, &x);
-    check_start(p, w, &x);
-    settle_held(p, w, &x);
-    if (!clean)
-        mp__pool_requeue_orphans(p);
+    if (!p->resetting && (clean || memory_intact(p, w, &x))) {
+        check_start(p, w, &x);
+        settle_held(p, w, &x);
+        if (!clean)
+            mp__pool_requeue_orphans(p);
+    }
     reset_slot(p, w);
     mp_process_free(x.proc);
     ws->proc = NULL;
@@ -244,23 +282,36 @@ void mp__pool_on_worker_exit(mp_pool *p, uint32_t w)
     p->nlive--;
 }
 
-/* Whether slot w should have a worker now. */
-static bool wants_worker(mp_pool *p)
+/* Whether slot ws should have a worker now.  Every slot gets its first
+ * worker, closed pool or not: Python starts the workers when the pool is
+ * created, so a pool closed at once still runs each worker's initializer.
+ * Replacements come only while there is work. */
+static bool wants_worker(mp_pool *p, const wstate *ws)
 {
-    if (p->broken || p->state >= ST_TERMINATING)
+    if (p->broken || p->state >= ST_TERMINATING || p->resetting)
         return false;
     if (p->state == ST_CLOSED && p->nactive == 0)
-        return false;
+        return !ws->launched;
     return true;
+}
+
+/* The program is shutting down and refuses new processes: the pool
+ * closes, as mp_shutdown() would have it, and with no worker left the
+ * work it still holds fails (MP_ESHUTDOWN) instead of waiting for one. */
+static void refuse_for_shutdown(mp_pool *p)
+{
+    if (p->state == ST_OPEN)
+        p->state = ST_CLOSED;
+    if (p->nlive == 0 && !p->broken)
+        mp__pool_break(p, MP_ESHUTDOWN,
+                       mp__pool_printf("no worker can start: the program is shutting down"));
 }
 
 void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake)
 {
-    if (!wants_worker(p))
-        return;
-    for (uint32_t w = 0; w < p->nworkers && wants_worker(p); w++) {
+    for (uint32_t w = 0; w < p->nworkers; w++) {
         wstate *ws = &p->ws[w];
-        if (ws->proc)
+        if (ws->proc || !wants_worker(p, ws))
             continue;
         if (ws->next_start > now) {
             if (ws->next_start < *next_wake)
@@ -272,6 +323,10 @@ void mp__pool_start_missing(mp_pool *p, int64_t now, int64_t *next_wake)
             ws->backoff = 0;
             p->start_failures = 0;
             continue;
+        }
+        if (rc == MP_ESHUTDOWN) {
+            refuse_for_shutdown(p);
+            return;
         }
         /* Out of processes or memory: try again later, and give up once
          * no worker runs and several attempts failed. */
@@ -301,7 +356,7 @@ int64_t mp__pool_watchdog(mp_pool *p, int64_t now)
         wstate *ws = &p->ws[w];
         if (!ws->proc || ws->timed_out || ws->doomed)
             continue;
-        mp__wslot *s = mp__pool_slot(p->hdr, w);
+        mp__wslot *s = mp__pool_wslot(p, w);
         if (atomic_load(&s->state) != MP__W_BUSY) {
             ws->key_claims = UINT64_MAX;
             continue;
