@@ -3,6 +3,7 @@
 #
 #   make demo     build and run the tour of examples
 #   make test     build and run every test, plain and under ASan+UBSan
+#   make docs     write the HTML reference to $(BUILD)/docs/html (doxygen)
 #   make bench    run the benchmarks beside ../shared/anchors, with ratios
 #   make chaos    the fault-injection suite, long: CHAOS_ROUNDS (default 200)
 #                 rounds from CHAOS_SEED (default: the clock; printed)
@@ -20,7 +21,7 @@ CMAKE_ARGS ?=
 # build does not (MPROC_WERROR is off by default).  WERROR=OFF to iterate.
 WERROR     ?= ON
 
-.PHONY: all build build-asan demo test test-plain test-asan bench install uninstall format lint \
+.PHONY: all build build-asan demo docs test test-plain test-asan bench install uninstall format lint \
         fuzz clean deps chaos
 
 all: build
@@ -57,6 +58,12 @@ bench:
 	cmake --build $(BUILD) -j $(JOBS)
 	scripts/bench.sh $(BUILD)
 
+# The reference from the header comments; needs only a configured tree.
+docs:
+	@scripts/deps.sh lint
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPROC_WERROR=$(WERROR) $(CMAKE_ARGS)
+	cmake --build $(BUILD) --target docs
+
 # The fault-injection suite (tests/chaos/, docs/chaos.md); `make test`
 # runs a short pass of it.  The last lines it prints are the totals.
 CHAOS_ROUNDS ?= 200
@@ -81,6 +88,7 @@ lint: build
 	python3 scripts/check_module_graph.py
 	scripts/check_platform.sh
 	python3 scripts/check_function_size.py
+	scripts/check_docs.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I include -I src src
 	@# clang-tidy over JOBS files at once; any warning fails the lint.

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc.h - the one public header of mproc, process-based parallelism for C.
  *
  * mproc gives C programs what Python's multiprocessing and
@@ -33,6 +34,7 @@
 
 #include "mproc/comm.h"
 #include "mproc/common.h"
+#include "mproc/error.h"
 #include "mproc/future.h"
 #include "mproc/log.h"
 #include "mproc/manager.h"

@@ -44,7 +44,8 @@ for what in "$@"; do
     lint | all)
         want cppcheck cppcheck
         want clang-tidy clang-tidy
-        want clang-format clang-format ;;
+        want clang-format clang-format
+        want doxygen doxygen ;;
     esac
     case $what in
     bench | all)

@@ -50,6 +50,8 @@
 #define _GNU_SOURCE
 #include "arena.h"
 
+#include "log.h"
+
 #include "testhooks.h"
 
 #include <errno.h>
@@ -495,11 +497,22 @@ static int arena_create(size_t size, bool is_default, mp_arena **out)
     return 0;
 }
 
+/* MP_EINVAL with a detail naming fn unless size rounds to an arena's size. */
+static int check_size(const char *fn, size_t size)
+{
+    if (round_size(size) < MIN_SIZE || size > MAX_SIZE)
+        return mp__fail(MP_EINVAL, "%s: size must be %zu to %zu bytes (got %zu)", fn,
+                        (size_t)MIN_SIZE, (size_t)MAX_SIZE, size);
+    return 0;
+}
+
 int mp_arena_new(size_t size, mp_arena **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
+    int err = check_size(__func__, size);
+    if (err < 0)
+        return err;
     mp_arena *a;
     int rc = arena_create(size, false, &a);
     if (rc < 0)
@@ -573,21 +586,25 @@ mp_arena *mp_arena_default(void)
 
 int mp_arena_set_default_size(size_t size)
 {
-    if (round_size(size) < MIN_SIZE || size > MAX_SIZE)
-        return MP_EINVAL;
+    int rc = check_size(__func__, size);
+    if (rc < 0)
+        return rc;
     reg_lock();
-    int rc = reg.deflt ? MP_ESTATE : 0;
+    rc = reg.deflt ? MP_ESTATE : 0;
     if (rc == 0)
         reg.default_size = size;
     reg_unlock();
+    if (rc < 0)
+        return mp__fail(rc, "mp_arena_set_default_size: the default arena exists already");
     return rc;
 }
 
 int mp_arena_attach(int fd, mp_arena **out)
 {
-    if (!out || fd < 0)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
+    if (fd < 0)
+        return mp__fail(MP_EINVAL, "mp_arena_attach: fd must be >= 0 (got %d)", fd);
     struct stat st;
     if (fstat(fd, &st) != 0)
         return -errno;
@@ -595,7 +612,7 @@ int mp_arena_attach(int fd, mp_arena **out)
     if (!S_ISREG(st.st_mode) || pread(fd, &hd, sizeof hd, 0) != (ssize_t)sizeof hd ||
         hd.magic != ARENA_MAGIC || hd.version != ARENA_VERSION || hd.size != (uint64_t)st.st_size ||
         hd.size < MIN_SIZE || hd.size > MAX_SIZE || hd.base == 0)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_arena_attach: fd %d is not an arena of this version", fd);
 
     reg_lock();
     for (mp_arena *r = reg.head; r; r = r->next) {
@@ -640,8 +657,7 @@ int mp_arena_attach(int fd, mp_arena **out)
 
 int mp_arena_fd(const mp_arena *a)
 {
-    if (!a)
-        return MP_EINVAL;
+    MP__NONNULL(a);
     return a->h ? a->fd : MP_ECLOSED;
 }
 
@@ -652,8 +668,7 @@ size_t mp_arena_size(const mp_arena *a)
 
 int mp_arena_usage(mp_arena *a, size_t *used, size_t *largest)
 {
-    if (!a)
-        return MP_EINVAL;
+    MP__NONNULL(a);
     if (!a->h)
         return MP_ECLOSED;
     int rc = lock_heap(a);
@@ -700,6 +715,10 @@ int mp__arena_alloc(mp_arena *a, size_t size, void **out)
 
 void *mp_arena_alloc(mp_arena *a, size_t size)
 {
+    if (size == 0) {
+        (void)mp__fail(MP_EINVAL, "mp_arena_alloc: size must be > 0");
+        return NULL;
+    }
     void *p;
     return mp__arena_alloc(a, size, &p) == 0 ? p : NULL;
 }
@@ -711,7 +730,7 @@ int mp_arena_dealloc(mp_arena *a, void *p)
     if (!a)
         a = mp__arena_find(p);
     if (!a)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_arena_dealloc: p is in no arena of this process");
     if (!a->h)
         return MP_ECLOSED;
     int rc = lock_heap(a);
@@ -723,17 +742,18 @@ int mp_arena_dealloc(mp_arena *a, void *p)
     if (off)
         free_locked(a, off);
     mp__mutex_unlock(&a->h->lock);
-    return off ? 0 : MP_EINVAL;
+    return off ? 0
+               : mp__fail(MP_EINVAL, "mp_arena_dealloc: p is not a block of the arena (or was "
+                                     "freed before)");
 }
 
 int mp_arena_close(mp_arena *a)
 {
-    if (!a)
-        return MP_EINVAL;
+    MP__NONNULL(a);
     reg_lock();
     if (a->is_default) {
         reg_unlock();
-        return MP_EPERM;
+        return mp__fail(MP_EPERM, "mp_arena_close: the default arena is never closed");
     }
     if (!a->h) {
         reg_unlock();

@@ -50,7 +50,36 @@ static int owned_fd = -1; /* the descriptor the log opened itself */
 static pthread_mutex_t set_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 
-int mp_log_parse_level(const char *text, mp_log_level *level)
+/*
+ * The detail of this thread's last failure that recorded one.  Per thread,
+ * as errno is, so that threads never read each other's; kept until the
+ * next failure that records one (a success does not clear it), because a
+ * caller reads it after the failing call has returned.
+ */
+static _Thread_local char last_detail[256];
+
+int mp__fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started just above */
+    (void)vsnprintf(last_detail, sizeof last_detail, fmt, ap);
+    va_end(ap);
+    if (mp_log_enabled(MP_LOG_DEBUG))
+        mp_log(MP_LOG_DEBUG, "%s: %s", mp_err_name(code), last_detail);
+    return code;
+}
+
+const char *mp_last_error_detail(void)
+{
+    return last_detail;
+}
+
+/* The level text names, case-insensitive, into *level: 0, or -1 for a
+ * name it does not know.  Records no error detail: read_env() uses it from
+ * inside the pthread_once that mp_log_enabled() - which recording a
+ * detail calls - waits on. */
+static int level_of(const char *text, mp_log_level *level)
 {
     static const struct {
         const char *name;
@@ -58,15 +87,25 @@ int mp_log_parse_level(const char *text, mp_log_level *level)
     } names[] = {{"debug", MP_LOG_DEBUG},  {"info", MP_LOG_INFO},   {"warning", MP_LOG_WARNING},
                  {"warn", MP_LOG_WARNING}, {"error", MP_LOG_ERROR}, {"critical", MP_LOG_CRITICAL},
                  {"off", MP_LOG_OFF},      {"none", MP_LOG_OFF}};
-    if (!text || !level)
-        return MP_EINVAL;
     for (size_t i = 0; i < MP__ARRAY_SIZE(names); i++) {
         if (strcasecmp(text, names[i].name) == 0) {
             *level = names[i].level;
             return 0;
         }
     }
-    return MP_EINVAL;
+    return -1;
+}
+
+int mp_log_parse_level(const char *text, mp_log_level *level)
+{
+    MP__NONNULL(text);
+    MP__NONNULL(level);
+    if (level_of(text, level) == 0)
+        return 0;
+    return mp__fail(MP_EINVAL,
+                    "mp_log_parse_level: text must be debug, info, warning, error, critical or "
+                    "off (got \"%.32s\")",
+                    text);
 }
 
 static int open_log_file(const char *path)
@@ -94,7 +133,7 @@ static void read_env(void)
     const char *lv = getenv("MPROC_LOG");
     mp_log_level level = MP_LOG_WARNING;
     if (lv && *lv)
-        (void)mp_log_parse_level(lv, &level);
+        (void)level_of(lv, &level);
     int unset = LEVEL_UNSET;
     atomic_compare_exchange_strong(&log_level, &unset, (int)level);
     const char *path = getenv("MPROC_LOG_FILE");

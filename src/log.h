@@ -1,6 +1,7 @@
 /*
  * log.h - the log's internal side (log.c): handing the destination to a
- * fresh image, and the status line.
+ * fresh image, the status line, and recording why a call failed
+ * (mp_last_error_detail).
  */
 #ifndef MP__LOG_H
 #define MP__LOG_H
@@ -31,5 +32,25 @@ void mp__log_adopt(int fd, int level);
  */
 void mp__log_status_set(const char *text, bool final);
 void mp__log_status_clear(void);
+
+/*
+ * Records the detail of a failure - fmt and its arguments, printf-style,
+ * starting with the public call's name - as this thread's
+ * mp_last_error_detail(), logs it at MP_LOG_DEBUG, and returns code, so
+ * that a check reads `return mp__fail(MP_EINVAL, "mp_x_new: ...", ...);`.
+ * It lives in the log module because it logs: every module that checks
+ * arguments may use it without a cycle in the module graph.  Not
+ * async-signal-safe (it formats and may log): for argument and state
+ * checks, never in a signal handler or a child between fork and exec.
+ */
+int mp__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Fails the calling public function with MP_EINVAL, naming the argument,
+ * when the pointer arg is NULL. */
+#define MP__NONNULL(arg)                                                           \
+    do {                                                                           \
+        if (!(arg))                                                                \
+            return mp__fail(MP_EINVAL, "%s: " #arg " must not be NULL", __func__); \
+    } while (0)
 
 #endif /* MP__LOG_H */

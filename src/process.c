@@ -47,6 +47,7 @@
 #include "child.h"
 #include "forkserver.h"
 #include "future.h"
+#include "log.h"
 #include "report.h"
 #include "request.h"
 #include "self.h"
@@ -304,30 +305,45 @@ int mp__process_wait_fd(mp_process *p)
 
 /* ---- the API ------------------------------------------------------------ */
 
-/* Whether opts describe a process that can be started. */
-static bool opts_valid(mp_target_fn target, const void *arg, const mp_process_opts *o)
+/* 0 when opts describe a process that can be started, else MP_EINVAL
+ * with a detail naming the option and the rule it breaks. */
+static int opts_check(mp_target_fn target, const void *arg, const mp_process_opts *o)
 {
-    if (!target || o->nfds > MP__MAX_FDS || (o->nfds && !o->fds) || o->arg_size > MP__MAX_ARG)
-        return false;
+    static const char fn[] = "mp_process_new_opts";
+    if (!target)
+        return mp__fail(MP_EINVAL, "%s: target must not be NULL", fn);
+    if (o->nfds > MP__MAX_FDS)
+        return mp__fail(MP_EINVAL, "%s: opts.nfds must be at most %d (got %zu)", fn, MP__MAX_FDS,
+                        o->nfds);
+    if (o->nfds && !o->fds)
+        return mp__fail(MP_EINVAL, "%s: opts.fds must not be NULL when opts.nfds is %zu", fn,
+                        o->nfds);
+    if (o->arg_size > MP__MAX_ARG)
+        return mp__fail(MP_EINVAL, "%s: opts.arg_size must be at most %zu bytes (got %zu)", fn,
+                        MP__MAX_ARG, o->arg_size);
     if (o->start_method != MP_START_FORK && o->start_method != MP_START_SPAWN &&
         o->start_method != MP_START_FORKSERVER && o->start_method != MP_START_AUTO &&
         o->start_method != MP_START_DEFAULT)
-        return false;
+        return mp__fail(MP_EINVAL, "%s: opts.start_method must be an mp_start_method (got %d)", fn,
+                        (int)o->start_method);
     /* Where a fresh image may run it, arg_size bytes are copied from arg. */
-    return o->start_method == MP_START_FORK || !o->arg_size || arg;
+    if (o->start_method != MP_START_FORK && o->arg_size && !arg)
+        return mp__fail(MP_EINVAL, "%s: arg must not be NULL when opts.arg_size is %zu", fn,
+                        o->arg_size);
+    return 0;
 }
 
 int mp_process_new_opts(mp_target_fn target, void *arg, const mp_process_opts *opts,
                         mp_process **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     mp_process_opts defaults = MP_PROCESS_OPTS_INIT;
     if (!opts)
         opts = &defaults;
-    if (!opts_valid(target, arg, opts))
-        return MP_EINVAL;
+    int rc = opts_check(target, arg, opts);
+    if (rc < 0)
+        return rc;
     mp_process *p = calloc(1, sizeof *p);
     if (!p)
         return MP_ENOMEM;
@@ -462,10 +478,9 @@ static int start_prepare(mp_process *p)
 
 int mp_process_start(mp_process *p)
 {
-    if (!p)
-        return MP_EINVAL;
+    MP__NONNULL(p);
     if (p->state != ST_NEW)
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "mp_process_start: %s was started before", p->name);
     int rc = start_prepare(p);
     if (rc < 0)
         return rc;
@@ -581,8 +596,8 @@ static int outcome_ready(mp_process *p)
 
 int mp_process_exitcode(mp_process *p, int *code)
 {
-    if (!p || !code)
-        return MP_EINVAL;
+    MP__NONNULL(p);
+    MP__NONNULL(code);
     int rc = outcome_ready(p);
     if (rc == 0 && p->status_lost)
         rc = MP_ECHILD;
@@ -593,8 +608,8 @@ int mp_process_exitcode(mp_process *p, int *code)
 
 int mp_process_error(mp_process *p, int *err)
 {
-    if (!p || !err)
-        return MP_EINVAL;
+    MP__NONNULL(p);
+    MP__NONNULL(err);
     int rc = outcome_ready(p);
     if (rc == 0)
         *err = p->out.error;
@@ -623,10 +638,14 @@ bool mp_process_daemon(const mp_process *p)
 
 int mp_process_signal(mp_process *p, int signo)
 {
-    if (!p || signo < 0 || signo >= NSIG)
-        return MP_EINVAL;
-    if (p->state == ST_NEW || !ours(p))
-        return MP_ESTATE;
+    MP__NONNULL(p);
+    if (signo < 0 || signo >= NSIG)
+        return mp__fail(MP_EINVAL, "mp_process_signal: signo must be 0 to %d (got %d)", NSIG - 1,
+                        signo);
+    if (p->state == ST_NEW)
+        return mp__fail(MP_ESTATE, "mp_process_signal: %s was never started", p->name);
+    if (!ours(p))
+        return mp__fail(MP_ESTATE, "mp_process_signal: %s was started by another process", p->name);
     pthread_mutex_lock(&p->lock);
     int rc = 0;
     if (p->state == ST_RUNNING) {
@@ -803,7 +822,7 @@ void mp__registry_release(mp_process **list, size_t n)
 int mp_active_children(mp_process **out, size_t cap)
 {
     if (cap && !out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_active_children: out must not be NULL when cap is %zu", cap);
     mp__registry_reap_detached();
     mp_process **list;
     int n = mp__registry_hold(&list);

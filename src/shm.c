@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include "tracker.h"
 
+#include "log.h"
 #include "self.h"
 
 #include <errno.h>
@@ -43,12 +44,20 @@ struct mp_shm {
 
 static _Atomic unsigned name_counter;
 
-static int check_name(const char *name)
+/* 0 for a name a segment may have, else the error, with a detail that
+ * names fn, the call being checked. */
+static int check_name(const char *fn, const char *name)
 {
     size_t len = strlen(name);
     if (len == 0 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return MP_EINVAL;
-    return len > MP_SHM_NAME_MAX ? MP_ENAMETOOLONG : 0;
+        return mp__fail(
+            MP_EINVAL,
+            "%s: name must be non-empty, without '/', not \".\" or \"..\" (got \"%.*s\")", fn, 64,
+            name);
+    if (len > MP_SHM_NAME_MAX)
+        return mp__fail(MP_ENAMETOOLONG, "%s: name must be at most %d bytes (got %zu)", fn,
+                        MP_SHM_NAME_MAX, len);
+    return 0;
 }
 
 static mp_shm *handle_new(const char *name)
@@ -84,8 +93,7 @@ static int map_segment(mp_shm *s, int fd, size_t size)
 
 int mp_shm_create(const char *name, size_t size, mp_shm **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     char made[64];
     if (!name) {
@@ -93,11 +101,12 @@ int mp_shm_create(const char *name, size_t size, mp_shm **out)
                  atomic_fetch_add(&name_counter, 1) + 1);
         name = made;
     }
-    int rc = check_name(name);
+    int rc = check_name(__func__, name);
     if (rc < 0)
         return rc;
     if (size == 0 || size > (size_t)INT64_MAX)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_shm_create: size must be 1 to INT64_MAX bytes (got %zu)",
+                        size);
     mp_shm *s = handle_new(name);
     if (!s)
         return MP_ENOMEM;
@@ -126,10 +135,10 @@ int mp_shm_create(const char *name, size_t size, mp_shm **out)
 
 int mp_shm_attach(const char *name, mp_shm **out)
 {
-    if (!out || !name)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
-    int rc = check_name(name);
+    MP__NONNULL(name);
+    int rc = check_name(__func__, name);
     if (rc < 0)
         return rc;
     mp_shm *s = handle_new(name);
@@ -164,8 +173,7 @@ const char *mp_shm_name(const mp_shm *s)
 
 int mp_shm_unlink(mp_shm *s)
 {
-    if (!s)
-        return MP_EINVAL;
+    MP__NONNULL(s);
     int rc = mp__tracker_unlink(s->path, s->ino);
     if (rc != MP_ESRCH)
         return rc;
@@ -179,8 +187,7 @@ int mp_shm_unlink(mp_shm *s)
 
 int mp_shm_close(mp_shm *s)
 {
-    if (!s)
-        return MP_EINVAL;
+    MP__NONNULL(s);
     if (!s->addr)
         return 0; /* closed before */
     mp__unmap(s->addr, s->size);

@@ -38,6 +38,7 @@
 
 #include "forkserver.h"
 #include "future.h"
+#include "log.h"
 #include "process.h"
 #include "shutdown_event.h"
 #include "tracker.h"
@@ -446,8 +447,12 @@ int mp_shutdown_ex(const mp_shutdown_opts *opts, mp_shutdown_report *report)
     mp_shutdown_opts o = MP_SHUTDOWN_OPTS_INIT;
     if (opts)
         o = *opts;
-    if (mp__timeout_check(o.timeout) < 0 || mp__duration_check(o.grace) < 0)
-        return MP_EINVAL;
+    if (mp__timeout_check(o.timeout) < 0)
+        return mp__fail(MP_EINVAL, "mp_shutdown_ex: opts.timeout must be a number of seconds "
+                                   "(got NaN)");
+    if (mp__duration_check(o.grace) < 0)
+        return mp__fail(MP_EINVAL, "mp_shutdown_ex: opts.grace must be >= 0 seconds (got %g)",
+                        o.grace);
     unsigned gen = atomic_load(&sd.gen);
     pthread_mutex_lock(&sd.run);
     if (atomic_load(&sd.gen) == gen) {
@@ -473,8 +478,7 @@ int mp_shutdown(double timeout)
 
 int mp_shutdown_report_get(mp_shutdown_report *out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     pthread_mutex_lock(&sd.run);
     int rc = atomic_load(&sd.gen) ? 0 : MP_ESTATE;
     if (rc == 0)

@@ -25,6 +25,7 @@
 #include "startmethod.h"
 
 #include "fork_guard.h"
+#include "log.h"
 
 static _Atomic int default_method = MP_START_AUTO;
 static _Atomic bool switch_logged;
@@ -49,7 +50,10 @@ const char *mp__start_method_name(mp_start_method m)
 int mp_set_start_method(mp_start_method m)
 {
     if (m != MP_START_FORK && m != MP_START_SPAWN && m != MP_START_FORKSERVER && m != MP_START_AUTO)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL,
+                        "mp_set_start_method: method must be MP_START_FORK, _SPAWN, _FORKSERVER "
+                        "or _AUTO (got %d)",
+                        (int)m);
     atomic_store(&default_method, (int)m);
     return 0;
 }

@@ -22,6 +22,7 @@
 #include "sync.h"
 
 #include "arena.h"
+#include "log.h"
 
 #include <float.h>
 
@@ -80,7 +81,8 @@ int mp_type_from_code(char code)
     for (int t = MP_TYPE_b; t <= MP_TYPE_c; t++)
         if (types[t].code == code)
             return t;
-    return MP_EINVAL;
+    return mp__fail(MP_EINVAL, "mp_type_from_code: code must be one of bBhHiIlLqQfdc (got 0x%02x)",
+                    (unsigned char)code);
 }
 
 char mp_type_code(mp_type type)
@@ -234,13 +236,18 @@ static inline unsigned char *elems(value_impl *v)
 
 /* Makes a value (magic MP__VALUE_MAGIC) or an array in arena a (NULL: the
  * default one).  Returns it, or NULL with the reason in *rc. */
-static value_impl *create(mp_arena *a, mp_type type, size_t n, const void *init, bool lock,
-                          uint32_t magic, int *rc)
+static value_impl *create(const char *fn, mp_arena *a, mp_type type, size_t n, const void *init,
+                          bool lock, uint32_t magic, int *rc)
 {
     const struct type_info *ti = info_of((int)type);
-    *rc = MP_EINVAL;
-    if (!ti || n == 0)
+    if (!ti) {
+        *rc = mp__fail(MP_EINVAL, "%s: type must be an mp_type (got %d)", fn, (int)type);
         return NULL;
+    }
+    if (n == 0) {
+        *rc = mp__fail(MP_EINVAL, "%s: n must be > 0", fn);
+        return NULL;
+    }
     *rc = MP_ENOMEM; /* no arena holds that many */
     if (n > (SIZE_MAX - sizeof(value_impl)) / ti->size)
         return NULL;
@@ -298,28 +305,42 @@ static int done(int rc)
     return rc == MP_EOWNERDEAD ? rc : 0;
 }
 
+/* The failure of a call given NULL, a freed object, or an object of
+ * another kind where a value or an array was due.  These return the
+ * constant rather than mp__fail()'s result, so that the callers' "rc is an
+ * error but not MP_EOWNERDEAD" reasoning is visible to the analyzer. */
+static int not_live(const char *fn)
+{
+    (void)mp__fail(MP_EINVAL,
+                   "%s: the object must be a live mp_value or mp_array (it is NULL, "
+                   "freed, or of another kind)",
+                   fn);
+    return MP_EINVAL;
+}
+
 /* The element i of v, checked; NULL with *rc set otherwise. */
-static void *elem(value_impl *v, size_t i, int *rc)
+static void *elem(const char *fn, value_impl *v, size_t i, int *rc)
 {
     if (!v) {
-        *rc = MP_EINVAL;
+        *rc = not_live(fn);
         return NULL;
     }
     if (i >= v->n) {
+        (void)mp__fail(MP_ERANGE, "%s: index must be < %zu (got %zu)", fn, (size_t)v->n, i);
         *rc = MP_ERANGE;
         return NULL;
     }
     return elems(v) + i * v->elem_size;
 }
 
-static int get_buf(value_impl *v, size_t i, void *buf)
+static int get_buf(const char *fn, value_impl *v, size_t i, void *buf)
 {
     int rc;
-    void *p = elem(v, i, &rc);
+    void *p = elem(fn, v, i, &rc);
     if (!p)
         return rc;
     if (!buf)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: buf must not be NULL", fn);
     rc = enter(v);
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
@@ -329,10 +350,10 @@ static int get_buf(value_impl *v, size_t i, void *buf)
     return done(rc);
 }
 
-static int set_bits(value_impl *v, size_t i, uint64_t bits)
+static int set_bits(const char *fn, value_impl *v, size_t i, uint64_t bits)
 {
     int rc;
-    void *p = elem(v, i, &rc);
+    void *p = elem(fn, v, i, &rc);
     if (!p)
         return rc;
     rc = enter(v);
@@ -343,11 +364,13 @@ static int set_bits(value_impl *v, size_t i, uint64_t bits)
     return done(rc);
 }
 
-static int set_buf(value_impl *v, size_t i, const void *buf)
+static int set_buf(const char *fn, value_impl *v, size_t i, const void *buf)
 {
-    if (!v || !buf)
-        return MP_EINVAL;
-    return set_bits(v, i, buf_to_bits(buf, v->elem_size));
+    if (!v)
+        return not_live(fn);
+    if (!buf)
+        return mp__fail(MP_EINVAL, "%s: buf must not be NULL", fn);
+    return set_bits(fn, v, i, buf_to_bits(buf, v->elem_size));
 }
 
 static const struct type_info *int_info(const value_impl *v)
@@ -362,16 +385,37 @@ static const struct type_info *float_info(const value_impl *v)
     return ti && ti->is_float ? ti : NULL;
 }
 
+/* The failure of an integer accessor on v, which int_info() refused. */
+static int not_int(const char *fn, const value_impl *v)
+{
+    if (!v)
+        return not_live(fn);
+    (void)mp__fail(MP_EINVAL, "%s: needs an integer type (this one is '%c')", fn,
+                   mp_type_code((mp_type)v->type));
+    return MP_EINVAL;
+}
+
+/* The failure of a floating-point accessor on v, which float_info() refused. */
+static int not_float(const char *fn, const value_impl *v)
+{
+    if (!v)
+        return not_live(fn);
+    (void)mp__fail(MP_EINVAL, "%s: needs a floating-point type ('f' or 'd'; this one is '%c')", fn,
+                   mp_type_code((mp_type)v->type));
+    return MP_EINVAL;
+}
+
 /* Reads element i of an integer value under its lock, sign-extended into
  * *x, and its type into *tip.  Returns 0 or MP_EOWNERDEAD (for done()), or
  * an error. */
-static int read_int(value_impl *v, size_t i, const struct type_info **tip, int64_t *x)
+static int read_int(const char *fn, value_impl *v, size_t i, const struct type_info **tip,
+                    int64_t *x)
 {
     const struct type_info *ti = int_info(v);
     if (!ti)
-        return MP_EINVAL;
+        return not_int(fn, v);
     int rc;
-    void *p = elem(v, i, &rc);
+    void *p = elem(fn, v, i, &rc);
     if (!p)
         return rc;
     rc = enter(v);
@@ -383,59 +427,70 @@ static int read_int(value_impl *v, size_t i, const struct type_info **tip, int64
     return rc;
 }
 
-static int get_i64(value_impl *v, size_t i, int64_t *out)
+static int get_i64(const char *fn, value_impl *v, size_t i, int64_t *out)
 {
     const struct type_info *ti;
     int64_t x;
-    int rc = out ? read_int(v, i, &ti, &x) : MP_EINVAL;
+    if (!out)
+        return mp__fail(MP_EINVAL, "%s: out must not be NULL", fn);
+    int rc = read_int(fn, v, i, &ti, &x);
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
-    if (!ti->is_signed && x < 0)
-        return MP_ERANGE; /* an unsigned 64-bit value beyond INT64_MAX */
+    if (!ti->is_signed && x < 0) /* an unsigned 64-bit value beyond INT64_MAX */
+        return mp__fail(MP_ERANGE, "%s: the element, %llu, does not fit in an int64_t", fn,
+                        (unsigned long long)x);
     *out = x;
     return done(rc);
 }
 
-static int get_u64(value_impl *v, size_t i, uint64_t *out)
+static int get_u64(const char *fn, value_impl *v, size_t i, uint64_t *out)
 {
     const struct type_info *ti;
     int64_t x;
-    int rc = out ? read_int(v, i, &ti, &x) : MP_EINVAL;
+    if (!out)
+        return mp__fail(MP_EINVAL, "%s: out must not be NULL", fn);
+    int rc = read_int(fn, v, i, &ti, &x);
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     if (ti->is_signed && x < 0)
-        return MP_ERANGE;
+        return mp__fail(MP_ERANGE, "%s: the element, %lld, does not fit in a uint64_t", fn,
+                        (long long)x);
     *out = (uint64_t)x;
     return done(rc);
 }
 
-static int set_i64(value_impl *v, size_t i, int64_t x)
+static int set_i64(const char *fn, value_impl *v, size_t i, int64_t x)
 {
     const struct type_info *ti = int_info(v);
     if (!ti)
-        return MP_EINVAL;
+        return not_int(fn, v);
     if (x < type_min(ti) || (x > 0 && (uint64_t)x > type_max(ti)))
-        return MP_ERANGE;
-    return set_bits(v, i, (uint64_t)x);
+        return mp__fail(MP_ERANGE, "%s: x must be %lld to %llu for type '%c' (got %lld)", fn,
+                        (long long)type_min(ti), (unsigned long long)type_max(ti), ti->code,
+                        (long long)x);
+    return set_bits(fn, v, i, (uint64_t)x);
 }
 
-static int set_u64(value_impl *v, size_t i, uint64_t x)
+static int set_u64(const char *fn, value_impl *v, size_t i, uint64_t x)
 {
     const struct type_info *ti = int_info(v);
     if (!ti)
-        return MP_EINVAL;
+        return not_int(fn, v);
     if (x > type_max(ti))
-        return MP_ERANGE;
-    return set_bits(v, i, x);
+        return mp__fail(MP_ERANGE, "%s: x must be at most %llu for type '%c' (got %llu)", fn,
+                        (unsigned long long)type_max(ti), ti->code, (unsigned long long)x);
+    return set_bits(fn, v, i, x);
 }
 
-static int get_double(value_impl *v, size_t i, double *out)
+static int get_double(const char *fn, value_impl *v, size_t i, double *out)
 {
     const struct type_info *ti = float_info(v);
-    if (!ti || !out)
-        return MP_EINVAL;
+    if (!ti)
+        return not_float(fn, v);
+    if (!out)
+        return mp__fail(MP_EINVAL, "%s: out must not be NULL", fn);
     unsigned char buf[8];
-    int rc = get_buf(v, i, buf);
+    int rc = get_buf(fn, v, i, buf);
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     if (ti->size == sizeof(float)) {
@@ -448,25 +503,32 @@ static int get_double(value_impl *v, size_t i, double *out)
     return rc;
 }
 
-static int set_double(value_impl *v, size_t i, double x)
+static int set_double(const char *fn, value_impl *v, size_t i, double x)
 {
     const struct type_info *ti = float_info(v);
     if (!ti)
-        return MP_EINVAL;
+        return not_float(fn, v);
+    /* The bits are taken here, at the size the type gives, rather than
+     * through set_buf(), whose size comes from the object: the compiler
+     * cannot see that the two agree and warns of an overread. */
     if (ti->size == sizeof(float)) {
         float f = (float)x;
-        return set_buf(v, i, &f);
+        uint32_t b;
+        memcpy(&b, &f, sizeof b);
+        return set_bits(fn, v, i, b);
     }
-    return set_buf(v, i, &x);
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    return set_bits(fn, v, i, b);
 }
 
-static int fetch_add(value_impl *v, size_t i, int64_t delta, int64_t *old)
+static int fetch_add(const char *fn, value_impl *v, size_t i, int64_t delta, int64_t *old)
 {
     const struct type_info *ti = int_info(v);
     if (!ti)
-        return MP_EINVAL;
+        return not_int(fn, v);
     int rc;
-    void *p = elem(v, i, &rc);
+    void *p = elem(fn, v, i, &rc);
     if (!p)
         return rc;
     uint64_t d = (uint64_t)delta, prev;
@@ -491,13 +553,16 @@ static int fetch_add(value_impl *v, size_t i, int64_t delta, int64_t *old)
     return 0;
 }
 
-static int compare_exchange(value_impl *v, size_t i, int64_t *expected, int64_t desired)
+static int compare_exchange(const char *fn, value_impl *v, size_t i, int64_t *expected,
+                            int64_t desired)
 {
     const struct type_info *ti = int_info(v);
-    if (!ti || !expected)
-        return MP_EINVAL;
+    if (!ti)
+        return not_int(fn, v);
+    if (!expected)
+        return mp__fail(MP_EINVAL, "%s: expected must not be NULL", fn);
     int rc;
-    void *p = elem(v, i, &rc);
+    void *p = elem(fn, v, i, &rc);
     if (!p)
         return rc;
     uint64_t e = (uint64_t)*expected, d = (uint64_t)desired;
@@ -540,10 +605,9 @@ static int compare_exchange(value_impl *v, size_t i, int64_t *expected, int64_t 
 
 int mp_value_new_in(mp_arena *a, mp_type type, const void *init, bool lock, mp_value **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     int rc;
-    *out = (mp_value *)create(a, type, 1, init, lock, MP__VALUE_MAGIC, &rc);
+    *out = (mp_value *)create(__func__, a, type, 1, init, lock, MP__VALUE_MAGIC, &rc);
     return rc;
 }
 
@@ -560,7 +624,7 @@ void mp_value_free(mp_value *v)
 int mp_value_type(const mp_value *v)
 {
     value_impl *vi = VAL(v);
-    return vi ? vi->type : MP_EINVAL;
+    return vi ? vi->type : not_live(__func__);
 }
 
 mp_lock *mp_value_get_lock(mp_value *v)
@@ -577,52 +641,52 @@ void *mp_value_ptr(mp_value *v)
 
 int mp_value_get(mp_value *v, void *buf)
 {
-    return get_buf(VAL(v), 0, buf);
+    return get_buf(__func__, VAL(v), 0, buf);
 }
 
 int mp_value_set(mp_value *v, const void *buf)
 {
-    return set_buf(VAL(v), 0, buf);
+    return set_buf(__func__, VAL(v), 0, buf);
 }
 
 int mp_value_get_i64(mp_value *v, int64_t *out)
 {
-    return get_i64(VAL(v), 0, out);
+    return get_i64(__func__, VAL(v), 0, out);
 }
 
 int mp_value_set_i64(mp_value *v, int64_t x)
 {
-    return set_i64(VAL(v), 0, x);
+    return set_i64(__func__, VAL(v), 0, x);
 }
 
 int mp_value_get_u64(mp_value *v, uint64_t *out)
 {
-    return get_u64(VAL(v), 0, out);
+    return get_u64(__func__, VAL(v), 0, out);
 }
 
 int mp_value_set_u64(mp_value *v, uint64_t x)
 {
-    return set_u64(VAL(v), 0, x);
+    return set_u64(__func__, VAL(v), 0, x);
 }
 
 int mp_value_get_double(mp_value *v, double *out)
 {
-    return get_double(VAL(v), 0, out);
+    return get_double(__func__, VAL(v), 0, out);
 }
 
 int mp_value_set_double(mp_value *v, double x)
 {
-    return set_double(VAL(v), 0, x);
+    return set_double(__func__, VAL(v), 0, x);
 }
 
 int mp_value_fetch_add(mp_value *v, int64_t delta, int64_t *old)
 {
-    return fetch_add(VAL(v), 0, delta, old);
+    return fetch_add(__func__, VAL(v), 0, delta, old);
 }
 
 int mp_value_compare_exchange(mp_value *v, int64_t *expected, int64_t desired)
 {
-    return compare_exchange(VAL(v), 0, expected, desired);
+    return compare_exchange(__func__, VAL(v), 0, expected, desired);
 }
 
 /* ---- Array ------------------------------------------------------------------------ */
@@ -632,10 +696,9 @@ int mp_value_compare_exchange(mp_value *v, int64_t *expected, int64_t desired)
 int mp_array_new_in(mp_arena *ar, mp_type type, size_t n, const void *init, bool lock,
                     mp_array **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     int rc;
-    *out = (mp_array *)create(ar, type, n, init, lock, MP__ARRAY_MAGIC, &rc);
+    *out = (mp_array *)create(__func__, ar, type, n, init, lock, MP__ARRAY_MAGIC, &rc);
     return rc;
 }
 
@@ -652,7 +715,7 @@ void mp_array_free(mp_array *a)
 int mp_array_type(const mp_array *a)
 {
     value_impl *vi = ARR(a);
-    return vi ? vi->type : MP_EINVAL;
+    return vi ? vi->type : not_live(__func__);
 }
 
 size_t mp_array_len(const mp_array *a)
@@ -675,12 +738,12 @@ void *mp_array_ptr(mp_array *a)
 
 int mp_array_get(mp_array *a, size_t i, void *buf)
 {
-    return get_buf(ARR(a), i, buf);
+    return get_buf(__func__, ARR(a), i, buf);
 }
 
 int mp_array_set(mp_array *a, size_t i, const void *buf)
 {
-    return set_buf(ARR(a), i, buf);
+    return set_buf(__func__, ARR(a), i, buf);
 }
 
 /* Bulk copies: one memcpy under the lock, or element by element with
@@ -688,23 +751,31 @@ int mp_array_set(mp_array *a, size_t i, const void *buf)
  * atomically at the same time.  Reading and writing are separate functions
  * over one checked span, so that no path - inlined or not - hands memcpy
  * a NULL standing for "the other direction". */
-static unsigned char *span(value_impl *v, size_t start, size_t n, const void *buf, int *rc)
+static unsigned char *span(const char *fn, value_impl *v, size_t start, size_t n, const void *buf,
+                           int *rc)
 {
-    if (!v || !buf) {
+    if (!v) {
+        *rc = not_live(fn);
+        return NULL;
+    }
+    if (!buf) {
+        (void)mp__fail(MP_EINVAL, "%s: buf must not be NULL", fn);
         *rc = MP_EINVAL;
         return NULL;
     }
     if (start > v->n || n > v->n - start) {
+        (void)mp__fail(MP_ERANGE, "%s: start + n must be at most %zu (got %zu + %zu)", fn,
+                       (size_t)v->n, start, n);
         *rc = MP_ERANGE;
         return NULL;
     }
     return elems(v) + start * v->elem_size;
 }
 
-static int bulk_read(value_impl *v, size_t start, size_t n, unsigned char *buf)
+static int bulk_read(const char *fn, value_impl *v, size_t start, size_t n, unsigned char *buf)
 {
     int rc;
-    const unsigned char *p = span(v, start, n, buf, &rc);
+    const unsigned char *p = span(fn, v, start, n, buf, &rc);
     if (!p)
         return rc;
     size_t es = v->elem_size;
@@ -720,10 +791,11 @@ static int bulk_read(value_impl *v, size_t start, size_t n, unsigned char *buf)
     return done(rc);
 }
 
-static int bulk_write(value_impl *v, size_t start, size_t n, const unsigned char *buf)
+static int bulk_write(const char *fn, value_impl *v, size_t start, size_t n,
+                      const unsigned char *buf)
 {
     int rc;
-    unsigned char *p = span(v, start, n, buf, &rc);
+    unsigned char *p = span(fn, v, start, n, buf, &rc);
     if (!p)
         return rc;
     size_t es = v->elem_size;
@@ -741,50 +813,50 @@ static int bulk_write(value_impl *v, size_t start, size_t n, const unsigned char
 
 int mp_array_read(mp_array *a, size_t start, size_t n, void *buf)
 {
-    return bulk_read(ARR(a), start, n, buf);
+    return bulk_read(__func__, ARR(a), start, n, buf);
 }
 
 int mp_array_write(mp_array *a, size_t start, size_t n, const void *buf)
 {
-    return bulk_write(ARR(a), start, n, buf);
+    return bulk_write(__func__, ARR(a), start, n, buf);
 }
 
 int mp_array_get_i64(mp_array *a, size_t i, int64_t *out)
 {
-    return get_i64(ARR(a), i, out);
+    return get_i64(__func__, ARR(a), i, out);
 }
 
 int mp_array_set_i64(mp_array *a, size_t i, int64_t x)
 {
-    return set_i64(ARR(a), i, x);
+    return set_i64(__func__, ARR(a), i, x);
 }
 
 int mp_array_get_u64(mp_array *a, size_t i, uint64_t *out)
 {
-    return get_u64(ARR(a), i, out);
+    return get_u64(__func__, ARR(a), i, out);
 }
 
 int mp_array_set_u64(mp_array *a, size_t i, uint64_t x)
 {
-    return set_u64(ARR(a), i, x);
+    return set_u64(__func__, ARR(a), i, x);
 }
 
 int mp_array_get_double(mp_array *a, size_t i, double *out)
 {
-    return get_double(ARR(a), i, out);
+    return get_double(__func__, ARR(a), i, out);
 }
 
 int mp_array_set_double(mp_array *a, size_t i, double x)
 {
-    return set_double(ARR(a), i, x);
+    return set_double(__func__, ARR(a), i, x);
 }
 
 int mp_array_fetch_add(mp_array *a, size_t i, int64_t delta, int64_t *old)
 {
-    return fetch_add(ARR(a), i, delta, old);
+    return fetch_add(__func__, ARR(a), i, delta, old);
 }
 
 int mp_array_compare_exchange(mp_array *a, size_t i, int64_t *expected, int64_t desired)
 {
-    return compare_exchange(ARR(a), i, expected, desired);
+    return compare_exchange(__func__, ARR(a), i, expected, desired);
 }

@@ -39,6 +39,8 @@
 #define _GNU_SOURCE
 #include "base.h"
 
+#include "log.h"
+
 #include "future.h"
 #include "process.h"
 #include "queue.h"
@@ -81,19 +83,27 @@ static bool is_fd_kind(mp_wait_kind k)
     return k == MP_WAIT_PROCESS || k == MP_WAIT_CONN || k == MP_WAIT_FD;
 }
 
-static int check_valid(const mp_waitable *w)
+/* 0 when set[i] can be waited for, else MP_EINVAL with a detail. */
+static int check_valid(const mp_waitable *set, size_t i)
 {
+    const mp_waitable *w = &set[i];
     switch (w->kind) {
     case MP_WAIT_PROCESS:
     case MP_WAIT_CONN:
     case MP_WAIT_QUEUE:
     case MP_WAIT_FUTURE:
     case MP_WAIT_EVENT:
-        return w->obj.process ? 0 : MP_EINVAL; /* any member: a pointer */
+        if (w->obj.process) /* any member: a pointer */
+            return 0;
+        return mp__fail(MP_EINVAL, "mp_wait_any: set[%zu].obj must not be NULL", i);
     case MP_WAIT_FD:
-        return w->obj.fd >= 0 ? 0 : MP_EINVAL;
+        if (w->obj.fd >= 0)
+            return 0;
+        return mp__fail(MP_EINVAL, "mp_wait_any: set[%zu].obj.fd must be >= 0 (got %d)", i,
+                        w->obj.fd);
     }
-    return MP_EINVAL;
+    return mp__fail(MP_EINVAL, "mp_wait_any: set[%zu].kind must be an mp_wait_kind (got %d)", i,
+                    (int)w->kind);
 }
 
 /* Whether one waitable is ready now: 1, 0, or an error. */
@@ -195,7 +205,7 @@ static int arm(waitset *s, mp_waitable *set, size_t n)
         case MP_WAIT_EVENT:
             it->word = mp__event_watch(set[i].obj.event);
             if (!it->word)
-                return MP_EINVAL;
+                return mp__fail(MP_EINVAL, "mp_wait_any: set[%zu] is not a live event", i);
             break;
         case MP_WAIT_FUTURE:
             mp__future_watch(set[i].obj.future, &it->node, s->w.word, mp__waiter_fd(&s->w));
@@ -367,10 +377,13 @@ static int wait_loop(waitset *s, mp_waitable *set, size_t n, int64_t deadline)
 
 int mp_wait_any(mp_waitable *set, size_t n, double timeout)
 {
-    if (!set || n == 0 || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    MP__NONNULL(set);
+    if (n == 0)
+        return mp__fail(MP_EINVAL, "mp_wait_any: n must be > 0");
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(MP_EINVAL, "mp_wait_any: timeout must be a number of seconds (got NaN)");
     for (size_t i = 0; i < n; i++) {
-        int rc = check_valid(&set[i]);
+        int rc = check_valid(set, i);
         if (rc < 0)
             return rc;
     }

@@ -1,6 +1,11 @@
 /* Tests of the error model: codes, names and messages from one table. */
 #include "mp_test.h"
 
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
 TEST(errno_codes_are_negative_errno)
 {
     CHECK_EQ(MP_EAGAIN, -EAGAIN);
@@ -47,6 +52,228 @@ TEST(version)
     char want[32];
     snprintf(want, sizeof want, "%d.%d.%d", MP_VERSION_MAJOR, MP_VERSION_MINOR, MP_VERSION_PATCH);
     CHECK_STREQ(mp_version_string(), want);
+}
+
+/* ---- mp_last_error_detail: which argument, which rule --------------------------- */
+
+/* The call returns code, and the detail names the call and contains what. */
+#define CHECK_DETAIL(expr, code, call, what)               \
+    do {                                                   \
+        CHECK_ERR(expr, code);                             \
+        CHECK_CONTAINS(mp_last_error_detail(), call ": "); \
+        CHECK_CONTAINS(mp_last_error_detail(), what);      \
+    } while (0)
+
+static int nothing(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+TEST(detail_is_empty_before_any_failure)
+{
+    CHECK_STREQ(mp_last_error_detail(), "");
+}
+
+TEST(detail_stays_until_the_next_failure_with_one)
+{
+    mp_log_level lv;
+    CHECK_DETAIL(mp_log_parse_level("loud", &lv), MP_EINVAL, "mp_log_parse_level",
+                 "(got \"loud\")");
+    /* A success leaves it. */
+    CHECK_OK(mp_log_parse_level("info", &lv));
+    CHECK_CONTAINS(mp_last_error_detail(), "loud");
+    /* The next failure replaces it. */
+    CHECK_DETAIL(mp_set_start_method((mp_start_method)42), MP_EINVAL, "mp_set_start_method",
+                 "(got 42)");
+    CHECK_EQ(strstr(mp_last_error_detail(), "loud") == NULL, 1);
+}
+
+static void *fail_in_thread(void *arg)
+{
+    char *seen = arg;
+    /* A thread starts with no detail of its own, whatever the others did. */
+    snprintf(seen, 256, "%s", mp_last_error_detail());
+    (void)mp_set_start_method((mp_start_method)7);
+    return NULL;
+}
+
+TEST(detail_is_per_thread)
+{
+    mp_log_level lv;
+    CHECK_ERR(mp_log_parse_level("loud", &lv), MP_EINVAL);
+    char seen[256] = "unset";
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, fail_in_thread, seen), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_STREQ(seen, "");
+    /* The thread's failure did not replace this thread's detail. */
+    CHECK_CONTAINS(mp_last_error_detail(), "mp_log_parse_level");
+}
+
+TEST(detail_is_logged_at_debug_level)
+{
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    CHECK_OK(mp_log_set_fd(fds[1]));
+    mp_log_set_level(MP_LOG_DEBUG);
+    mp_shm *s = NULL;
+    CHECK_ERR(mp_shm_create("a/b", 4096, &s), MP_EINVAL);
+    mp_log_set_level(MP_LOG_OFF);
+    close(fds[1]);
+    char buf[1024];
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    CHECK_GE(n, 1);
+    buf[n > 0 ? n : 0] = '\0';
+    CHECK_CONTAINS(buf, "MP_EINVAL");
+    CHECK_CONTAINS(buf, "mp_shm_create: name must");
+}
+
+TEST(process_details)
+{
+    mp_process *p = NULL;
+    mp_process_opts o = MP_PROCESS_OPTS_INIT;
+    CHECK_DETAIL(mp_process_new_opts(NULL, NULL, &o, &p), MP_EINVAL, "mp_process_new_opts",
+                 "target must not be NULL");
+    o.nfds = 65;
+    int fd = 0;
+    o.fds = &fd;
+    CHECK_DETAIL(mp_process_new_opts(nothing, NULL, &o, &p), MP_EINVAL, "mp_process_new_opts",
+                 "opts.nfds must be at most 64 (got 65)");
+    o.nfds = 1;
+    o.fds = NULL;
+    CHECK_DETAIL(mp_process_new_opts(nothing, NULL, &o, &p), MP_EINVAL, "mp_process_new_opts",
+                 "opts.fds must not be NULL");
+    mp_process_opts o2 = MP_PROCESS_OPTS_INIT;
+    o2.start_method = MP_START_SPAWN;
+    o2.arg_size = 8;
+    CHECK_DETAIL(mp_process_new_opts(nothing, NULL, &o2, &p), MP_EINVAL, "mp_process_new_opts",
+                 "arg must not be NULL when opts.arg_size is 8");
+    o2.start_method = (mp_start_method)9;
+    CHECK_DETAIL(mp_process_new_opts(nothing, NULL, &o2, &p), MP_EINVAL, "mp_process_new_opts",
+                 "opts.start_method");
+    CHECK_DETAIL(mp_process_new(nothing, NULL, NULL, NULL), MP_EINVAL, "mp_process_new_opts",
+                 "out must not be NULL");
+    CHECK_OK(mp_process_new(nothing, NULL, "idle", &p));
+    int code;
+    CHECK_DETAIL(mp_process_exitcode(p, NULL), MP_EINVAL, "mp_process_exitcode",
+                 "code must not be NULL");
+    CHECK_DETAIL(mp_process_error(p, NULL), MP_EINVAL, "mp_process_error", "err must not be NULL");
+    CHECK_DETAIL(mp_process_exitcode(NULL, &code), MP_EINVAL, "mp_process_exitcode",
+                 "p must not be NULL");
+    CHECK_DETAIL(mp_process_signal(p, -1), MP_EINVAL, "mp_process_signal", "signo must be 0 to");
+    CHECK_DETAIL(mp_process_signal(p, SIGTERM), MP_ESTATE, "mp_process_signal",
+                 "idle was never started");
+    CHECK_DETAIL(mp_active_children(NULL, 3), MP_EINVAL, "mp_active_children",
+                 "out must not be NULL when cap is 3");
+    mp_process_free(p);
+}
+
+TEST(shm_and_arena_details)
+{
+    mp_shm *s = NULL;
+    CHECK_DETAIL(mp_shm_create("a/b", 4096, &s), MP_EINVAL, "mp_shm_create", "(got \"a/b\")");
+    CHECK_DETAIL(mp_shm_create(NULL, 0, &s), MP_EINVAL, "mp_shm_create",
+                 "size must be 1 to INT64_MAX bytes (got 0)");
+    char longname[MP_SHM_NAME_MAX + 2];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    CHECK_DETAIL(mp_shm_create(longname, 4096, &s), MP_ENAMETOOLONG, "mp_shm_create",
+                 "name must be at most 200 bytes (got 201)");
+    CHECK_DETAIL(mp_shm_attach(NULL, &s), MP_EINVAL, "mp_shm_attach", "name must not be NULL");
+    CHECK_DETAIL(mp_shm_close(NULL), MP_EINVAL, "mp_shm_close", "s must not be NULL");
+    CHECK_NULL(s);
+
+    mp_arena *a = NULL;
+    CHECK_DETAIL(mp_arena_new(1, &a), MP_EINVAL, "mp_arena_new", "size must be 65536 to");
+    CHECK_DETAIL(mp_arena_attach(-1, &a), MP_EINVAL, "mp_arena_attach", "fd must be >= 0 (got -1)");
+    CHECK_DETAIL(mp_arena_set_default_size(0), MP_EINVAL, "mp_arena_set_default_size", "(got 0)");
+    CHECK_NULL(mp_arena_alloc(NULL, 0));
+    CHECK_CONTAINS(mp_last_error_detail(), "mp_arena_alloc: size must be > 0");
+    CHECK_DETAIL(mp_arena_close(mp_arena_default()), MP_EPERM, "mp_arena_close", "default arena");
+}
+
+TEST(value_details)
+{
+    mp_value *v = NULL;
+    mp_array *a = NULL;
+    CHECK_DETAIL(mp_value_new((mp_type)99, NULL, false, &v), MP_EINVAL, "mp_value_new_in",
+                 "type must be an mp_type (got 99)");
+    CHECK_DETAIL(mp_array_new(MP_TYPE_i, 0, NULL, false, &a), MP_EINVAL, "mp_array_new_in",
+                 "n must be > 0");
+    CHECK_DETAIL(mp_type_from_code('z'), MP_EINVAL, "mp_type_from_code", "(got 0x7a)");
+
+    CHECK_OK(mp_array_new(MP_TYPE_b, 3, NULL, true, &a));
+    int64_t x;
+    double d;
+    CHECK_DETAIL(mp_array_get_i64(a, 5, &x), MP_ERANGE, "mp_array_get_i64",
+                 "index must be < 3 (got 5)");
+    CHECK_DETAIL(mp_array_set_i64(a, 0, 1000), MP_ERANGE, "mp_array_set_i64",
+                 "x must be -128 to 127 for type 'b' (got 1000)");
+    CHECK_DETAIL(mp_array_get_i64(a, 0, NULL), MP_EINVAL, "mp_array_get_i64",
+                 "out must not be NULL");
+    CHECK_DETAIL(mp_array_get_double(a, 0, &d), MP_EINVAL, "mp_array_get_double",
+                 "needs a floating-point type");
+    CHECK_DETAIL(mp_array_read(a, 2, 2, &x), MP_ERANGE, "mp_array_read",
+                 "start + n must be at most 3 (got 2 + 2)");
+    CHECK_DETAIL(mp_array_set(a, 0, NULL), MP_EINVAL, "mp_array_set", "buf must not be NULL");
+    mp_array_free(a);
+
+    CHECK_OK(mp_value_new(MP_TYPE_d, NULL, false, &v));
+    CHECK_DETAIL(mp_value_set_i64(v, 1), MP_EINVAL, "mp_value_set_i64",
+                 "needs an integer type (this one is 'd')");
+    CHECK_DETAIL(mp_value_compare_exchange(NULL, &x, 1), MP_EINVAL, "mp_value_compare_exchange",
+                 "must be a live mp_value");
+    mp_value_free(v);
+}
+
+TEST(shutdown_wait_and_start_method_details)
+{
+    mp_shutdown_opts o = MP_SHUTDOWN_OPTS_INIT;
+    o.grace = -1;
+    CHECK_DETAIL(mp_shutdown_ex(&o, NULL), MP_EINVAL, "mp_shutdown_ex",
+                 "opts.grace must be >= 0 seconds (got -1)");
+    CHECK_DETAIL(mp_shutdown_report_get(NULL), MP_EINVAL, "mp_shutdown_report_get",
+                 "out must not be NULL");
+
+    mp_waitable w[2] = {mp_waitable_fd(0), mp_waitable_fd(-1)};
+    CHECK_DETAIL(mp_wait_any(w, 2, 0), MP_EINVAL, "mp_wait_any",
+                 "set[1].obj.fd must be >= 0 (got -1)");
+    CHECK_DETAIL(mp_wait_any(w, 0, 0), MP_EINVAL, "mp_wait_any", "n must be > 0");
+    CHECK_DETAIL(mp_wait_any(NULL, 1, 0), MP_EINVAL, "mp_wait_any", "set must not be NULL");
+    w[0].kind = (mp_wait_kind)77;
+    CHECK_DETAIL(mp_wait_any(w, 1, 0), MP_EINVAL, "mp_wait_any",
+                 "set[0].kind must be an mp_wait_kind (got 77)");
+
+    CHECK_DETAIL(mp_set_start_method((mp_start_method)5), MP_EINVAL, "mp_set_start_method",
+                 "method must be MP_START_FORK");
+}
+
+TEST(manager_details)
+{
+    static const char key[16] = "0123456789abcdef";
+    mp_manager *m = NULL;
+    CHECK_DETAIL(mp_manager_connect("unix:@x", NULL, 16, &m), MP_EINVAL, "mp_manager_connect_opts",
+                 "opts.authkey must not be NULL");
+    CHECK_DETAIL(mp_manager_connect("unix:@x", key, 0, &m), MP_EINVAL, "mp_manager_connect_opts",
+                 "opts.authkey_len must be 1 to 1024 bytes (got 0)");
+    CHECK_DETAIL(mp_manager_connect(NULL, key, 16, &m), MP_EINVAL, "mp_manager_connect_opts",
+                 "opts.address must not be NULL");
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.max_clients = -2;
+    CHECK_DETAIL(mp_manager_start(&o, &m), MP_EINVAL, "mp_manager_start",
+                 "opts.max_clients must be >= 0 (got -2)");
+    CHECK_DETAIL(mp_manager_remove(NULL, "x"), MP_EINVAL, "mp_manager_remove",
+                 "m must not be NULL");
+    mp_mdict *d = NULL;
+    CHECK_DETAIL(mp_mdict_new(NULL, "x", &d), MP_EINVAL, "mp_mdict_new", "m must not be NULL");
+    CHECK_DETAIL(mp_mdict_set(NULL, "", "v", 1), MP_EINVAL, "mp_mdict_set", "key must be 1 to");
+    CHECK_NULL(m);
+    if (!mp_manager_available())
+        MPT_SKIP("no manager in this build (libsodium)");
+    CHECK_DETAIL(mp_manager_connect("nowhere", key, 16, &m), MP_EINVAL, "mp_manager_connect_opts",
+                 "opts.address must be unix:/PATH");
 }
 
 MPT_MAIN()

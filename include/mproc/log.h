@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/log.h - a time-stamped log shared by every process of a program.
  *
  * Included by <mproc.h>.
@@ -35,7 +36,7 @@
 extern "C" {
 #endif
 
-/* Python's logging levels, with the same numbers. */
+/** Python's logging levels, with the same numbers. */
 typedef enum mp_log_level {
     MP_LOG_DEBUG = 10,
     MP_LOG_INFO = 20,
@@ -51,7 +52,8 @@ typedef enum mp_log_level {
 #define MP__PRINTF(f, a)
 #endif
 
-/*
+/** @{ */
+/**
  * Logs one line at level, if level is enabled.  A trailing newline in fmt
  * is not needed (one is added).  Never fails visibly: a line that cannot be
  * written is dropped.  Safe from many threads and processes; not
@@ -59,30 +61,31 @@ typedef enum mp_log_level {
  */
 MP_EXTERN void mp_log(mp_log_level level, const char *fmt, ...) MP__PRINTF(2, 3);
 MP_EXTERN void mp_vlog(mp_log_level level, const char *fmt, va_list ap) MP__PRINTF(2, 0);
+/** @} */
 
-/* Whether a line at level would be written. */
+/** Whether a line at level would be written. */
 MP_EXTERN bool mp_log_enabled(mp_log_level level);
 
-/* Sets the level for this process (and children started afterwards). */
+/** Sets the level for this process (and children started afterwards). */
 MP_EXTERN void mp_log_set_level(mp_log_level level);
 
-/* The current level. */
+/** The current level. */
 MP_EXTERN mp_log_level mp_log_get_level(void);
 
-/*
+/**
  * Parses "debug", "info", "warning", "error", "critical", "off" (any case)
  * into *level.  Returns 0, or MP_EINVAL for anything else.
  */
 MP_EXTERN int mp_log_parse_level(const char *text, mp_log_level *level);
 
-/*
+/**
  * Logs to the file at path, created if needed and appended to; NULL goes
  * back to stderr.  Returns 0 or the open error (the destination is then
  * unchanged).
  */
 MP_EXTERN int mp_log_set_file(const char *path);
 
-/*
+/**
  * Logs to fd, which the caller keeps open while it is in use (the library
  * never closes it).  Returns 0, or MP_EBADF for a negative fd.
  */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/process.h - child processes (Python's multiprocessing.Process).
  *
  * Included by <mproc.h>.
@@ -79,9 +80,11 @@
 extern "C" {
 #endif
 
+/** A child process: made by mp_process_new(), started by mp_process_start(), freed by
+ * mp_process_free().  Opaque. */
 typedef struct mp_process mp_process;
 
-/*
+/**
  * The function a child runs.  Its return value becomes the exit code:
  * 0..255 exit with that status; a negative value (an MP_E* code) is
  * reported to the parent (mp_process_error, mp_process_report) and the
@@ -90,15 +93,16 @@ typedef struct mp_process mp_process;
  */
 typedef int (*mp_target_fn)(void *arg);
 
+/** How a child is started (see "Start methods" above). */
 typedef enum mp_start_method {
-    MP_START_DEFAULT = -1, /* the program's default, mp_get_start_method() */
-    MP_START_FORK = 0,
-    MP_START_SPAWN = 1,
-    MP_START_FORKSERVER = 2,
-    MP_START_AUTO = 3 /* fork in a single-threaded program, else forkserver */
+    MP_START_DEFAULT = -1,   /**< the program's default, mp_get_start_method() */
+    MP_START_FORK = 0,       /**< fork() the caller */
+    MP_START_SPAWN = 1,      /**< execute the program afresh and run the target in the new image */
+    MP_START_FORKSERVER = 2, /**< ask the forkserver to fork the child */
+    MP_START_AUTO = 3        /**< fork in a single-threaded program, else forkserver */
 } mp_start_method;
 
-/*
+/**
  * Sets the program's default start method, which process objects that name
  * none use (and pools that name none): MP_START_FORK, MP_START_SPAWN,
  * MP_START_FORKSERVER or MP_START_AUTO (the initial default).  A default of
@@ -108,38 +112,40 @@ typedef enum mp_start_method {
  */
 MP_EXTERN int mp_set_start_method(mp_start_method method);
 
-/* The program's default start method (MP_START_AUTO unless set). */
+/** The program's default start method (MP_START_AUTO unless set). */
 MP_EXTERN mp_start_method mp_get_start_method(void);
 
-/* Options for mp_process_new_opts().  Always start from MP_PROCESS_OPTS_INIT. */
+/** Options for mp_process_new_opts().  Always start from MP_PROCESS_OPTS_INIT. */
 typedef struct mp_process_opts {
-    /* The child's name, shown in logs, reports and `ps` (the first 15
+    /** The child's name, shown in logs, reports and `ps` (the first 15
      * bytes).  NULL: "Process-N", numbered per parent as Python does.
      * Copied; at most 63 bytes are kept. */
     const char *name;
-    /* A daemon child is terminated when its parent exits or frees it;
+    /** A daemon child is terminated when its parent exits or frees it;
      * a non-daemon child is joined at exit. */
     bool daemon;
-    /* MP_START_DEFAULT: the program's default (mp_get_start_method()). */
+    /** MP_START_DEFAULT: the program's default (mp_get_start_method()). */
     mp_start_method start_method;
-    /* For spawn and forkserver: the number of bytes at arg to copy to the
+    /** For spawn and forkserver: the number of bytes at arg to copy to the
      * child, which receives a pointer to its own copy (NULL when 0).
      * Ignored for fork, where arg is passed as it is.  At most 16 MiB. */
     size_t arg_size;
-    /* Descriptors handed to the child: inherited with fork, duplicated
+    /** Descriptors handed to the child: inherited with fork, duplicated
      * across exec with spawn, sent over a Unix socket with forkserver.  In
      * the child, mp_process_inherited_fd(i) names the descriptor that
      * stands for fds[i].  The array is copied; at most 64. */
     const int *fds;
-    size_t nfds;
+    size_t nfds; /**< the number of descriptors in fds */
 } mp_process_opts;
 
+/** The defaults of mp_process_opts: a "Process-N" name, not a daemon, the program's start method,
+ * no argument copy, no descriptors. */
 #define MP_PROCESS_OPTS_INIT                      \
     {                                             \
         NULL, false, MP_START_DEFAULT, 0, NULL, 0 \
     }
 
-/*
+/**
  * Creates a process object that will run target(arg) with the program's
  * default start method, not yet started, and stores it in *out; the caller owns it
  * (mp_process_free).  name may be NULL ("Process-N").  Returns 0;
@@ -148,7 +154,7 @@ typedef struct mp_process_opts {
  */
 MP_EXTERN int mp_process_new(mp_target_fn target, void *arg, const char *name, mp_process **out);
 
-/*
+/**
  * As mp_process_new(), with options; opts may be NULL (the defaults).
  * MP_EINVAL also for an invalid option: an unknown start method, arg_size
  * above 16 MiB, more than 64 fds, fds NULL with nfds > 0, or arg NULL with
@@ -157,7 +163,7 @@ MP_EXTERN int mp_process_new(mp_target_fn target, void *arg, const char *name, m
 MP_EXTERN int mp_process_new_opts(mp_target_fn target, void *arg, const mp_process_opts *opts,
                                   mp_process **out);
 
-/*
+/**
  * Starts the child.  Returns 0 once the child exists (it may not have run
  * yet), MP_ESTATE if the object was started before, MP_ETHREADS when fork
  * is not safe (see "Start methods" above), MP_ESHUTDOWN once the program's
@@ -169,14 +175,14 @@ MP_EXTERN int mp_process_new_opts(mp_target_fn target, void *arg, const mp_proce
  */
 MP_EXTERN int mp_process_start(mp_process *p);
 
-/*
+/**
  * The start method the child was started with - the one chosen for it when
  * it asked for MP_START_DEFAULT or MP_START_AUTO - or, before start, the
  * one it asks for.  MP_START_DEFAULT for a NULL p.
  */
 MP_EXTERN mp_start_method mp_process_start_method(const mp_process *p);
 
-/*
+/**
  * Waits up to timeout seconds for the child to end, then reaps it.  Returns
  * 0 when it has ended (at once if it had already), MP_ETIMEDOUT if it is
  * still running when the time is up, MP_ESTATE if it was never started,
@@ -190,10 +196,10 @@ MP_EXTERN mp_start_method mp_process_start_method(const mp_process *p);
  */
 MP_EXTERN int mp_process_join(mp_process *p, double timeout);
 
-/* True while the child runs.  Does not block; reaps the child if it ended. */
+/** True while the child runs.  Does not block; reaps the child if it ended. */
 MP_EXTERN bool mp_process_is_alive(mp_process *p);
 
-/*
+/**
  * The exit code, as Python reports it, in *code: the status the child
  * exited with (0..255), or -SIGNUM if a signal ended it (-9 for SIGKILL).
  * The return value is only the call's own outcome, so a signal can never
@@ -206,7 +212,7 @@ MP_EXTERN bool mp_process_is_alive(mp_process *p);
  */
 MP_EXTERN int mp_process_exitcode(mp_process *p, int *code);
 
-/*
+/**
  * The error the child reported, in *err: the MP_E* code (or the value
  * above 255) its target returned, or the error its set-up failed with; 0
  * when it reported none.  Returns 0 once the child has ended (*err is set);
@@ -215,7 +221,7 @@ MP_EXTERN int mp_process_exitcode(mp_process *p, int *code);
  */
 MP_EXTERN int mp_process_error(mp_process *p, int *err);
 
-/*
+/**
  * What went wrong, as text, once an ended child ended abnormally: the
  * signal's name and meaning, the faulting address where there is one, and a
  * backtrace of the crashing thread - each frame's function, and its source
@@ -229,16 +235,17 @@ MP_EXTERN int mp_process_error(mp_process *p, int *err);
  */
 MP_EXTERN const char *mp_process_report(const mp_process *p);
 
-/* The child's pid; 0 before start. */
+/** The child's pid; 0 before start. */
 MP_EXTERN pid_t mp_process_pid(const mp_process *p);
 
-/* The child's name (never NULL). */
+/** The child's name (never NULL). */
 MP_EXTERN const char *mp_process_name(const mp_process *p);
 
-/* Whether the process is a daemon (see mp_process_opts.daemon). */
+/** Whether the process is a daemon (see mp_process_opts.daemon). */
 MP_EXTERN bool mp_process_daemon(const mp_process *p);
 
-/*
+/** @{ */
+/**
  * Sends SIGTERM (terminate), SIGKILL (kill), or any signal (signal).
  * Returns 0, also when the child has already ended (nothing is sent then);
  * MP_ESTATE before start.  Signals go through a pidfd where the kernel has
@@ -247,8 +254,9 @@ MP_EXTERN bool mp_process_daemon(const mp_process *p);
 MP_EXTERN int mp_process_terminate(mp_process *p);
 MP_EXTERN int mp_process_kill(mp_process *p);
 MP_EXTERN int mp_process_signal(mp_process *p, int signo);
+/** @} */
 
-/*
+/**
  * Stops a child the way a shutdown should: SIGTERM, up to grace seconds
  * for it to end, then SIGKILL, then a join.  Returns 0 once the child is
  * reaped, MP_ESTATE before start.  Blocks for at most grace seconds plus
@@ -256,7 +264,7 @@ MP_EXTERN int mp_process_signal(mp_process *p, int signo);
  */
 MP_EXTERN int mp_process_stop(mp_process *p, double grace);
 
-/*
+/**
  * Frees the object.  Never waits for a running child: a daemon child is
  * killed (SIGKILL) and reaped; a non-daemon child is left to run, is reaped
  * in the background by later calls of the library, and is joined at exit,
@@ -264,17 +272,17 @@ MP_EXTERN int mp_process_stop(mp_process *p, double grace);
  */
 MP_EXTERN void mp_process_free(mp_process *p);
 
-/*
+/**
  * In a child started by mproc: the descriptor that stands for opts.fds[i]
  * of the parent, or MP_EBADF when i is out of range or this process was not
  * started by mproc.
  */
 MP_EXTERN int mp_process_inherited_fd(size_t i);
 
-/* The calling process's name: "MainProcess" unless mproc started it. */
+/** The calling process's name: "MainProcess" unless mproc started it. */
 MP_EXTERN const char *mp_process_current_name(void);
 
-/*
+/**
  * Python's active_children(): the children this process started that are
  * still running, reaping those that have ended (as a join would).  Stores
  * up to cap of them in out (which may be NULL when cap is 0) and returns
@@ -285,7 +293,7 @@ MP_EXTERN const char *mp_process_current_name(void);
  */
 MP_EXTERN int mp_active_children(mp_process **out, size_t cap);
 
-/*
+/**
  * Python's parent_process(): in a child started by mproc, the process that
  * started it (for a forkserver child, the process that asked the server,
  * not the server); 0 in a process mproc did not start, such as the main
@@ -293,7 +301,7 @@ MP_EXTERN int mp_active_children(mp_process **out, size_t cap);
  */
 MP_EXTERN pid_t mp_parent_process(void);
 
-/*
+/**
  * Starts the forkserver now rather than at its first use, so that its start
  * (an exec of the program) is paid at a chosen moment.  Returns 0 (also if
  * it runs already) or the exec error.  The server is shared by the whole
@@ -301,20 +309,20 @@ MP_EXTERN pid_t mp_parent_process(void);
  */
 MP_EXTERN int mp_forkserver_start(void);
 
-/*
+/**
  * Stops the forkserver if it runs; children it started keep running and
  * remain joinable.  Returns 0.  Called at exit by the library itself.
  */
 MP_EXTERN int mp_forkserver_stop(void);
 
-/*
+/**
  * The number of CPUs this process may use: the CPUs in its affinity mask,
  * capped by a cgroup CPU quota (cgroup v2 cpu.max, or v1 cfs_quota), rounded
  * up.  What a pool should size itself by.  Always >= 1.
  */
 MP_EXTERN int mp_cpu_count(void);
 
-/*
+/**
  * The number of distinct physical cores among the CPUs this process may
  * use (hyper-threads of one core count once), from sysfs topology.  Falls
  * back to mp_cpu_count() when the topology is unknown.  Always >= 1.

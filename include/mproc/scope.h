@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/scope.h - cleanup when a variable leaves its scope, as Python's
  * `with` block does (GCC and Clang).
  *
@@ -55,20 +56,33 @@
 #include "process.h"
 #include "queue.h"
 
+/** Defined (as 1) when the compiler has the cleanup attribute and the MP_AUTO_* declarations
+ * exist. */
 #define MP_HAVE_SCOPE 1
 
 #ifndef MP_SCOPE_JOIN_TIMEOUT
+/** Seconds MP_AUTO_PROCESS waits for a started child to end before it stops it; define it before
+ * including mproc.h to change it. */
 #define MP_SCOPE_JOIN_TIMEOUT 10.0
 #endif
 #ifndef MP_SCOPE_STOP_GRACE
+/** Seconds a child stopped at scope exit gets between SIGTERM and SIGKILL; define it before
+ * including mproc.h to change it. */
 #define MP_SCOPE_STOP_GRACE 1.0
 #endif
 
-#define MP_AUTO_POOL    __attribute__((cleanup(mp__scope_pool))) mp_pool *
+/** Declares an mp_pool pointer that is terminated (unfinished work is cancelled) and freed when it
+ * leaves scope. */
+#define MP_AUTO_POOL __attribute__((cleanup(mp__scope_pool))) mp_pool *
+/** Declares an mp_process pointer that is joined (stopped after MP_SCOPE_JOIN_TIMEOUT) and freed
+ * when it leaves scope. */
 #define MP_AUTO_PROCESS __attribute__((cleanup(mp__scope_process))) mp_process *
-#define MP_AUTO_FUTURE  __attribute__((cleanup(mp__scope_future))) mp_future *
-#define MP_AUTO_QUEUE   __attribute__((cleanup(mp__scope_queue))) mp_queue *
-#define MP_AUTO_CONN    __attribute__((cleanup(mp__scope_conn))) mp_conn *
+/** Declares an mp_future pointer that is freed when it leaves scope (its work is not cancelled). */
+#define MP_AUTO_FUTURE __attribute__((cleanup(mp__scope_future))) mp_future *
+/** Declares an mp_queue pointer that is closed and freed when it leaves scope. */
+#define MP_AUTO_QUEUE __attribute__((cleanup(mp__scope_queue))) mp_queue *
+/** Declares an mp_conn pointer that is closed and freed when it leaves scope. */
+#define MP_AUTO_CONN __attribute__((cleanup(mp__scope_conn))) mp_conn *
 
 /* The cleanups themselves, called with the variable's address. */
 

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/shm.h - shared memory: the shared arena that mproc's objects live
  * in, and named segments (Python's multiprocessing.shared_memory).
  *
@@ -40,7 +41,7 @@
  *
  * Named segments.  mp_shm_create(name, size) makes a segment any process
  * can attach by name with mp_shm_attach(), like Python's SharedMemory; it
- * appears as /dev/shm/mproc-<name>.  Segments are tracked so that none
+ * appears as `/dev/shm/mproc-<name>`.  Segments are tracked so that none
  * outlives its program: a small tracker process, shared by the processes
  * of the program (its session, see mp_process), counts for each segment
  * the processes of the program that hold it open, and unlinks a segment
@@ -72,14 +73,15 @@ extern "C" {
 
 /* ---- the shared arena ------------------------------------------------------ */
 
+/** The shared arena: an allocator over shared memory made before fork (see above).  Opaque. */
 typedef struct mp_arena mp_arena;
 
-/* The default arena's size when neither MPROC_ARENA_SIZE (bytes, with an
+/** The default arena's size when neither MPROC_ARENA_SIZE (bytes, with an
  * optional K, M or G suffix) nor mp_arena_set_default_size() says
  * otherwise.  Address space only: pages take memory once they are used. */
 #define MP_ARENA_DEFAULT_SIZE ((size_t)64 << 20)
 
-/*
+/**
  * Creates an arena of size bytes (rounded up to whole pages; at least
  * 64 KiB, at most 128 GiB) and maps it in this process.  *out receives a
  * handle owned by the caller (mp_arena_free).  Returns 0, MP_EINVAL for a
@@ -88,21 +90,21 @@ typedef struct mp_arena mp_arena;
  */
 MP_EXTERN int mp_arena_new(size_t size, mp_arena **out);
 
-/*
+/**
  * The default arena of this process, created on first use.  Returns NULL
  * only if it cannot be created (no memory, no descriptors).  The handle
  * belongs to the library: never free it.  Thread-safe.
  */
 MP_EXTERN mp_arena *mp_arena_default(void);
 
-/*
+/**
  * Sets the size of the default arena before it exists.  Returns 0,
  * MP_EINVAL for a size outside [64 KiB, 128 GiB], or MP_ESTATE when the
  * default arena exists already.
  */
 MP_EXTERN int mp_arena_set_default_size(size_t size);
 
-/*
+/**
  * Maps the arena whose descriptor is fd (from mp_arena_fd() of another
  * process) at the address it has in its creator.  The descriptor is
  * duplicated: the caller keeps its own.  If this process has no default
@@ -114,14 +116,14 @@ MP_EXTERN int mp_arena_set_default_size(size_t size);
  */
 MP_EXTERN int mp_arena_attach(int fd, mp_arena **out);
 
-/* The arena's descriptor (close-on-exec, owned by the arena), for handing
+/** The arena's descriptor (close-on-exec, owned by the arena), for handing
  * to fresh images; MP_EINVAL for NULL, MP_ECLOSED after mp_arena_close(). */
 MP_EXTERN int mp_arena_fd(const mp_arena *a);
 
-/* The arena's size in bytes; 0 for NULL or a closed arena. */
+/** The arena's size in bytes; 0 for NULL or a closed arena. */
 MP_EXTERN size_t mp_arena_size(const mp_arena *a);
 
-/*
+/**
  * What is in use: *used receives the bytes held by live allocations
  * (headers included), *largest the largest block that could be allocated
  * now.  Either may be NULL.  Takes the arena's lock.  Returns 0,
@@ -129,7 +131,7 @@ MP_EXTERN size_t mp_arena_size(const mp_arena *a);
  */
 MP_EXTERN int mp_arena_usage(mp_arena *a, size_t *used, size_t *largest);
 
-/*
+/**
  * Allocates size bytes, zeroed and aligned to 64 bytes (a cache line), from
  * the arena a (NULL: the default arena).  Like malloc, returns NULL when it
  * cannot: size 0, nothing that large free, a closed or broken arena.  (The
@@ -139,7 +141,7 @@ MP_EXTERN int mp_arena_usage(mp_arena *a, size_t *used, size_t *largest);
  */
 MP_EXTERN void *mp_arena_alloc(mp_arena *a, size_t size);
 
-/*
+/**
  * Returns a block from mp_arena_alloc() to its arena.  a may be NULL (the
  * arena is found from the address).  Returns 0, or MP_EINVAL when p is not
  * a live block of an arena mapped in this process (a double free, a
@@ -148,7 +150,7 @@ MP_EXTERN void *mp_arena_alloc(mp_arena *a, size_t size);
  */
 MP_EXTERN int mp_arena_dealloc(mp_arena *a, void *p);
 
-/*
+/**
  * Unmaps the arena from this process and closes its descriptor; the handle
  * stays until mp_arena_free().  Other processes keep their mappings, and
  * the memory goes with the last of them.  Objects in it must not be used
@@ -159,7 +161,7 @@ MP_EXTERN int mp_arena_dealloc(mp_arena *a, void *p);
  */
 MP_EXTERN int mp_arena_close(mp_arena *a);
 
-/*
+/**
  * Closes the arena if it is still open (as mp_arena_close) and frees the
  * handle.  Never waits.  NULL and the default arena are left alone.
  */
@@ -167,14 +169,15 @@ MP_EXTERN void mp_arena_free(mp_arena *a);
 
 /* ---- named segments ---------------------------------------------------------- */
 
+/** A named shared-memory segment, created or attached by name.  Opaque. */
 typedef struct mp_shm mp_shm;
 
-/* The longest name a segment may have, without the "mproc-" prefix. */
+/** The longest name a segment may have, without the "mproc-" prefix. */
 #define MP_SHM_NAME_MAX 200
 
-/*
- * Creates a segment of size bytes (zero-filled), named /dev/shm/mproc-<name>,
- * and maps it.  name NULL makes a unique name, "<session>-<pid>-<n>".  A
+/**
+ * Creates a segment of size bytes (zero-filled), named `/dev/shm/mproc-<name>`,
+ * and maps it.  name NULL makes a unique name, `"<session>-<pid>-<n>"`.  A
  * name is 1 to MP_SHM_NAME_MAX bytes, without '/', and not "." or "..".
  * The segment is tracked (see above).  *out receives the handle.
  * Returns 0; MP_EEXIST if the name is taken; MP_EINVAL for a bad name, a
@@ -184,7 +187,7 @@ typedef struct mp_shm mp_shm;
  */
 MP_EXTERN int mp_shm_create(const char *name, size_t size, mp_shm **out);
 
-/*
+/**
  * Attaches the segment called name (as given to mp_shm_create) and maps
  * it, whoever created it.  Returns 0 and sets *out; MP_ENOENT if there is
  * none; MP_EAGAIN for a segment still being created (not sized yet);
@@ -195,14 +198,16 @@ MP_EXTERN int mp_shm_create(const char *name, size_t size, mp_shm **out);
  */
 MP_EXTERN int mp_shm_attach(const char *name, mp_shm **out);
 
-/* The mapping's address, size in bytes, and name (as given, without the
+/** @{ */
+/** The mapping's address, size in bytes, and name (as given, without the
  * prefix); NULL / 0 / NULL for a NULL handle.  After mp_shm_close() the
  * address is NULL and the size 0; the name stays. */
 MP_EXTERN void *mp_shm_addr(const mp_shm *s);
 MP_EXTERN size_t mp_shm_size(const mp_shm *s);
 MP_EXTERN const char *mp_shm_name(const mp_shm *s);
+/** @} */
 
-/*
+/**
  * Removes the name now: processes that have the segment mapped keep it,
  * nobody can attach it any more, and the memory goes with the last
  * mapping.  Any holder may unlink, not only the creator, also after its
@@ -211,7 +216,7 @@ MP_EXTERN const char *mp_shm_name(const mp_shm *s);
  */
 MP_EXTERN int mp_shm_unlink(mp_shm *s);
 
-/*
+/**
  * Unmaps the segment; the handle stays, for mp_shm_name() and
  * mp_shm_unlink(), until mp_shm_free().  This process stops being a
  * holder; if it was the last holder in the creating program, the tracker
@@ -222,7 +227,7 @@ MP_EXTERN int mp_shm_unlink(mp_shm *s);
  */
 MP_EXTERN int mp_shm_close(mp_shm *s);
 
-/*
+/**
  * Closes the segment if it is still open (as mp_shm_close) and frees the
  * handle.  Never waits.  NULL is a no-op.
  */

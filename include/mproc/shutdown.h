@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/shutdown.h - ending a program cleanly: one shutdown event that
  * every process of the program sees, mp_shutdown(), which makes sure every
  * child really ended and nothing named is left, and SIGINT / SIGTERM
@@ -55,7 +56,7 @@ extern "C" {
 
 /* ---- the shutdown event ------------------------------------------------------- */
 
-/*
+/**
  * The program's shutdown event in *out: an mp_event (mproc/sync.h) in
  * shared memory that every process of the program sees - children forked
  * from this one inherit it, spawn and forkserver children are handed it
@@ -69,45 +70,46 @@ extern "C" {
  */
 MP_EXTERN int mp_shutdown_event(mp_event **out);
 
-/* Whether the shutdown event is set (false before it exists).  A snapshot;
+/** Whether the shutdown event is set (false before it exists).  A snapshot;
  * no system call: cheap enough for every iteration of a loop. */
 MP_EXTERN bool mp_shutdown_requested(void);
 
 /* ---- shutting down ----------------------------------------------------------- */
 
-/* Options for mp_shutdown_ex().  Start from MP_SHUTDOWN_OPTS_INIT. */
+/** Options for mp_shutdown_ex().  Start from MP_SHUTDOWN_OPTS_INIT. */
 typedef struct mp_shutdown_opts {
-    /* How long children get to end by themselves once the event is set
+    /** How long children get to end by themselves once the event is set
      * (step 3).  0: none; MP_FOREVER: no limit (shutdown then never
      * signals anyone, unless a second signal forces it). */
     double timeout;
-    /* How long children get after SIGTERM before SIGKILL (step 4). */
+    /** How long children get after SIGTERM before SIGKILL (step 4). */
     double grace;
 } mp_shutdown_opts;
 
+/** The defaults of mp_shutdown_opts: 5 s for children to end, then 1 s after SIGTERM. */
 #define MP_SHUTDOWN_OPTS_INIT \
     {                         \
         5.0, 1.0              \
     }
 
-/* What a shutdown did.  The counts are of this process's children. */
+/** What a shutdown did.  The counts are of this process's children. */
 typedef struct mp_shutdown_report {
-    int children;   /* running when it began */
-    int exited;     /* ended by themselves within the timeout */
-    int terminated; /* ended after SIGTERM */
-    int killed;     /* needed SIGKILL */
-    int lost;       /* still there after SIGKILL (stuck in the kernel) */
-    int closed;     /* objects closed: queues, pools, ... */
-    int unlinked;   /* named segments unlinked */
-    int signo;      /* the signal that started it; 0 when called directly */
-    bool forced;    /* a second signal cut the waits short */
-    double seconds; /* how long it took */
-    /* The steps, one line each, and the name and pid of every child that
+    int children;   /**< running when it began */
+    int exited;     /**< ended by themselves within the timeout */
+    int terminated; /**< ended after SIGTERM */
+    int killed;     /**< needed SIGKILL */
+    int lost;       /**< still there after SIGKILL (stuck in the kernel) */
+    int closed;     /**< objects closed: queues, pools, ... */
+    int unlinked;   /**< named segments unlinked */
+    int signo;      /**< the signal that started it; 0 when called directly */
+    bool forced;    /**< a second signal cut the waits short */
+    double seconds; /**< how long it took */
+    /** The steps, one line each, and the name and pid of every child that
      * had to be signalled; cut short (with "...") if it does not fit. */
     char text[4096];
 } mp_shutdown_report;
 
-/*
+/**
  * Shuts the program down as described at the top of this file and fills
  * *report (which may be NULL).  Returns how many children had to be
  * signalled (terminated + killed, >= 0), or MP_EINVAL for an opts
@@ -122,11 +124,11 @@ typedef struct mp_shutdown_report {
  */
 MP_EXTERN int mp_shutdown_ex(const mp_shutdown_opts *opts, mp_shutdown_report *report);
 
-/* mp_shutdown_ex() with this timeout and a grace period of 1 second
+/** mp_shutdown_ex() with this timeout and a grace period of 1 second
  * (MP_EINVAL for a NaN timeout). */
 MP_EXTERN int mp_shutdown(double timeout);
 
-/*
+/**
  * The report of the last shutdown that finished in this process, in *out.
  * Returns 0, MP_ESTATE when none has finished, MP_EINVAL for NULL.  For a
  * program whose shutdown a signal started (mp_signals_install with
@@ -136,27 +138,28 @@ MP_EXTERN int mp_shutdown_report_get(mp_shutdown_report *out);
 
 /* ---- signals ----------------------------------------------------------------- */
 
-/* Options for mp_signals_install().  Start from MP_SIGNALS_OPTS_INIT. */
+/** Options for mp_signals_install().  Start from MP_SIGNALS_OPTS_INIT. */
 typedef struct mp_signals_opts {
-    mp_shutdown_opts shutdown; /* for the shutdown a signal starts */
-    /* Once that shutdown is done, end the program by the signal that
+    mp_shutdown_opts shutdown; /**< for the shutdown a signal starts */
+    /** Once that shutdown is done, end the program by the signal that
      * started it (its default action, so that whoever started the program
      * sees it killed by SIGINT or SIGTERM).  false: the program goes on;
      * its waits return MP_ECANCELED and mp_shutdown_requested() is true,
      * so that main() can finish on its own. */
     bool exit;
-    /* On SIGINT, log the stack of the thread that received it (normally
+    /** On SIGINT, log the stack of the thread that received it (normally
      * the main thread) and ask every child for its own; each child's is
      * logged, named, when it is reaped. */
     bool stack_traces;
 } mp_signals_opts;
 
+/** The defaults of mp_signals_opts: the shutdown defaults, with both flags on. */
 #define MP_SIGNALS_OPTS_INIT   \
     {                          \
         {5.0, 1.0}, true, true \
     }
 
-/*
+/**
  * Opt-in: from now on SIGTERM and SIGINT start a shutdown (mp_shutdown_ex
  * with opts->shutdown) instead of killing the program at once.  The
  * handler only sets the shutdown event, cancels this process's waits and
@@ -176,7 +179,7 @@ typedef struct mp_signals_opts {
  */
 MP_EXTERN int mp_signals_install(const mp_signals_opts *opts);
 
-/*
+/**
  * Restores the dispositions SIGINT and SIGTERM had before
  * mp_signals_install() and stops the library's thread, after the shutdown
  * a signal started, if one runs, is over.  Children started afterwards

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/wait.h - waiting for any of many things at once, as Python's
  * multiprocessing.connection.wait() does over sentinels: children that end,
  * connections and queues with something to receive, futures that finish,
@@ -36,20 +37,20 @@
 extern "C" {
 #endif
 
-/* What a waitable is, and when it is ready. */
+/** What a waitable is, and when it is ready. */
 typedef enum mp_wait_kind {
-    MP_WAIT_PROCESS = 1, /* a started child: ready once it has ended (it is reaped) */
-    MP_WAIT_CONN,        /* a connection: a message, or the end of the stream, can be received */
-    MP_WAIT_QUEUE,       /* a queue: a get would not wait (a message, or closed and empty) */
-    MP_WAIT_FUTURE,      /* a future: finished */
-    MP_WAIT_EVENT,       /* an event: set (the shutdown event included) */
-    MP_WAIT_FD           /* any descriptor: readable (POLLIN, or hung up) */
+    MP_WAIT_PROCESS = 1, /**< a started child: ready once it has ended (it is reaped) */
+    MP_WAIT_CONN,        /**< a connection: a message, or the end of the stream, can be received */
+    MP_WAIT_QUEUE,       /**< a queue: a get would not wait (a message, or closed and empty) */
+    MP_WAIT_FUTURE,      /**< a future: finished */
+    MP_WAIT_EVENT,       /**< an event: set (the shutdown event included) */
+    MP_WAIT_FD           /**< any descriptor: readable (POLLIN, or hung up) */
 } mp_wait_kind;
 
-/* One thing to wait for.  Make it with the mp_waitable_*() functions;
+/** One thing to wait for.  Make it with the mp_waitable_*() functions;
  * mp_wait_any() sets ready. */
 typedef struct mp_waitable {
-    mp_wait_kind kind;
+    mp_wait_kind kind; /**< what obj holds */
     union {
         mp_process *process;
         mp_conn *conn;
@@ -57,10 +58,11 @@ typedef struct mp_waitable {
         mp_future *future;
         mp_event *event;
         int fd;
-    } obj;
-    bool ready;
+    } obj;      /**< the object, as kind says */
+    bool ready; /**< set by mp_wait_any(): true when this one is ready */
 } mp_waitable;
 
+/** A waitable for a started child: ready once it has ended. */
 static inline mp_waitable mp_waitable_process(mp_process *p)
 {
     mp_waitable w = {MP_WAIT_PROCESS, {NULL}, false};
@@ -68,6 +70,7 @@ static inline mp_waitable mp_waitable_process(mp_process *p)
     return w;
 }
 
+/** A waitable for a connection: ready when a message or the end of the stream can be received. */
 static inline mp_waitable mp_waitable_conn(mp_conn *c)
 {
     mp_waitable w = {MP_WAIT_CONN, {NULL}, false};
@@ -75,6 +78,7 @@ static inline mp_waitable mp_waitable_conn(mp_conn *c)
     return w;
 }
 
+/** A waitable for a queue: ready when a get would not wait. */
 static inline mp_waitable mp_waitable_queue(mp_queue *q)
 {
     mp_waitable w = {MP_WAIT_QUEUE, {NULL}, false};
@@ -82,6 +86,7 @@ static inline mp_waitable mp_waitable_queue(mp_queue *q)
     return w;
 }
 
+/** A waitable for a future: ready once it has finished. */
 static inline mp_waitable mp_waitable_future(mp_future *f)
 {
     mp_waitable w = {MP_WAIT_FUTURE, {NULL}, false};
@@ -89,6 +94,7 @@ static inline mp_waitable mp_waitable_future(mp_future *f)
     return w;
 }
 
+/** A waitable for an event: ready once it is set. */
 static inline mp_waitable mp_waitable_event(mp_event *e)
 {
     mp_waitable w = {MP_WAIT_EVENT, {NULL}, false};
@@ -96,6 +102,7 @@ static inline mp_waitable mp_waitable_event(mp_event *e)
     return w;
 }
 
+/** A waitable for any descriptor: ready when it is readable or hung up. */
 static inline mp_waitable mp_waitable_fd(int fd)
 {
     mp_waitable w = {MP_WAIT_FD, {NULL}, false};
@@ -103,7 +110,7 @@ static inline mp_waitable mp_waitable_fd(int fd)
     return w;
 }
 
-/*
+/**
  * Waits up to timeout seconds until at least one of the n waitables is
  * ready (as mp_wait_kind says), then sets ready on every waitable that is
  * and returns how many are (> 0).  Returns at once when some are ready

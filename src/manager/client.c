@@ -358,11 +358,24 @@ static int fork_server(mp_manager *m, const mp__mserver_cfg *cfg, int ready[2])
     return 0;
 }
 
+/* Parses the address text of the call fn (opts.address) into *a: 0, or
+ * MP_EINVAL with a detail saying what an address looks like. */
+static int address_parse(const char *fn, const char *text, mp__maddr *a)
+{
+    int rc = mp__maddr_parse(text, a);
+    if (rc == MP_EINVAL)
+        return mp__fail(MP_EINVAL,
+                        "%s: opts.address must be unix:/PATH, unix:@NAME or tcp://HOST:PORT "
+                        "(got \"%.100s\")",
+                        fn, text);
+    return rc;
+}
+
 static int start_config(mp_manager *m, const mp_manager_opts *o, mp__mserver_cfg *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     if (o->address) {
-        int rc = mp__maddr_parse(o->address, &cfg->addr);
+        int rc = address_parse("mp_manager_start", o->address, &cfg->addr);
         if (rc < 0)
             return rc;
         if (cfg->addr.family != AF_UNIX) {
@@ -498,17 +511,45 @@ static void handle_free(mp_manager *m)
     free(m);
 }
 
+/* 0 for a key length of 1 to MP_MANAGER_MAX_AUTHKEY bytes, else MP_EINVAL
+ * with a detail naming fn's argument what. */
+static int keylen_check(const char *fn, const char *what, size_t len)
+{
+    if (len == 0 || len > MP_MANAGER_MAX_AUTHKEY)
+        return mp__fail(MP_EINVAL, "%s: %s must be 1 to %d bytes (got %zu)", fn, what,
+                        (int)MP_MANAGER_MAX_AUTHKEY, len);
+    return 0;
+}
+
+/* 0 unless t is NaN; MP_EINVAL with a detail naming fn's argument what. */
+static int time_check(const char *fn, const char *what, double t)
+{
+    if (t != t)
+        return mp__fail(MP_EINVAL, "%s: %s must be a number of seconds (got NaN)", fn, what);
+    return 0;
+}
+
+/* The checks mp_manager_start() and mp_manager_serve_notify() share. */
+static int server_opts_check(const char *fn, const mp_manager_opts *o)
+{
+    int rc = o->authkey ? keylen_check(fn, "opts.authkey_len", o->authkey_len) : 0;
+    if (rc == 0 && o->max_clients < 0)
+        rc = mp__fail(MP_EINVAL, "%s: opts.max_clients must be >= 0 (got %d)", fn, o->max_clients);
+    return rc;
+}
+
 int mp_manager_start(const mp_manager_opts *opts, mp_manager **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     mp_manager_opts o = MP_MANAGER_OPTS_INIT;
     if (opts)
         o = *opts;
-    if ((o.authkey && (o.authkey_len == 0 || o.authkey_len > MP_MANAGER_MAX_AUTHKEY)) ||
-        o.max_clients < 0 || o.timeout != o.timeout)
-        return MP_EINVAL;
+    int bad = server_opts_check(__func__, &o);
+    if (bad == 0)
+        bad = time_check(__func__, "opts.timeout", o.timeout);
+    if (bad < 0)
+        return bad;
     if (!mp__crypto_init())
         return MP_ENOTSUP;
     mp_manager *m = handle_new();
@@ -528,18 +569,26 @@ int mp_manager_start(const mp_manager_opts *opts, mp_manager **out)
 
 int mp_manager_connect_opts(const mp_manager_client_opts *opts, mp_manager **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
-    if (!opts || !opts->address || opts->timeout != opts->timeout ||
-        opts->rpc_timeout != opts->rpc_timeout)
-        return MP_EINVAL;
+    MP__NONNULL(opts);
+    if (!opts->address)
+        return mp__fail(MP_EINVAL, "%s: opts.address must not be NULL", __func__);
+    int bad = time_check(__func__, "opts.timeout", opts->timeout);
+    if (bad == 0)
+        bad = time_check(__func__, "opts.rpc_timeout", opts->rpc_timeout);
+    if (bad == 0 && !opts->authkey)
+        bad = mp__fail(MP_EINVAL, "%s: opts.authkey must not be NULL", __func__);
+    if (bad == 0)
+        bad = keylen_check(__func__, "opts.authkey_len", opts->authkey_len);
+    if (bad < 0)
+        return bad;
     if (!mp__crypto_init())
         return MP_ENOTSUP;
     mp_manager *m = handle_new();
     if (!m)
         return MP_ENOMEM;
-    int rc = mp__maddr_parse(opts->address, &m->connect_to);
+    int rc = address_parse(__func__, opts->address, &m->connect_to);
     if (rc == 0)
         rc = set_key(m, opts->authkey, opts->authkey_len);
     if (rc == 0) {
@@ -603,8 +652,10 @@ static int await_server(mp_manager *m, double timeout)
 
 int mp_manager_shutdown(mp_manager *m, double timeout)
 {
-    if (!m || timeout != timeout)
-        return MP_EINVAL;
+    MP__NONNULL(m);
+    int bad = time_check(__func__, "timeout", timeout);
+    if (bad < 0)
+        return bad;
     int rc = ensure(m);
     if (rc == 0) {
         mp__mreq rq = {0};
@@ -641,8 +692,9 @@ const char *mp_manager_address(const mp_manager *m)
 
 int mp_manager_authkey(const mp_manager *m, void *buf, size_t cap)
 {
-    if (!m || (!buf && cap))
-        return MP_EINVAL;
+    MP__NONNULL(m);
+    if (!buf && cap)
+        return mp__fail(MP_EINVAL, "%s: buf must not be NULL when cap is %zu", __func__, cap);
     if (cap)
         memcpy(buf, m->authkey, cap < m->authkey_len ? cap : m->authkey_len);
     return (int)m->authkey_len;
@@ -663,15 +715,20 @@ bool mp_manager_is_local(const mp_manager *m)
 int mp_manager_serve_notify(const mp_manager_opts *opts,
                             void (*ready)(const char *address, void *arg), void *arg)
 {
-    if (!opts || !opts->address || !opts->authkey || opts->authkey_len == 0 ||
-        opts->authkey_len > MP_MANAGER_MAX_AUTHKEY || opts->max_clients < 0)
-        return MP_EINVAL;
+    MP__NONNULL(opts);
+    if (!opts->address)
+        return mp__fail(MP_EINVAL, "%s: opts.address must not be NULL", __func__);
+    if (!opts->authkey)
+        return mp__fail(MP_EINVAL, "%s: opts.authkey must not be NULL", __func__);
+    int bad = server_opts_check(__func__, opts);
+    if (bad < 0)
+        return bad;
     if (!mp__crypto_init())
         return MP_ENOTSUP;
     mp__mserver_cfg *cfg = calloc(1, sizeof *cfg);
     if (!cfg)
         return MP_ENOMEM;
-    int rc = mp__maddr_parse(opts->address, &cfg->addr);
+    int rc = address_parse(__func__, opts->address, &cfg->addr);
     if (rc == 0) {
         mp__crypto_master(opts->authkey, opts->authkey_len, cfg->master);
         cfg->memory = opts->memory;

@@ -46,24 +46,31 @@ struct mp_marray {
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static int key_arg(const char *key, mp__mbytes *b)
+/* Checks a key (or a field name) of the call fn, the argument named what,
+ * and points b at it.  Returns 0, or MP_EINVAL with a detail. */
+static int key_arg(const char *fn, const char *what, const char *key, mp__mbytes *b)
 {
     if (!key)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: %s must not be NULL", fn, what);
     size_t n = strnlen(key, MP_MANAGER_MAX_KEY + 1);
     if (n == 0 || n > MP_MANAGER_MAX_KEY)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: %s must be 1 to %d bytes (got %s%zu)", fn, what,
+                        (int)MP_MANAGER_MAX_KEY, n > MP_MANAGER_MAX_KEY ? "more than " : "",
+                        n ? (size_t)MP_MANAGER_MAX_KEY : n);
     b->p = key;
     b->len = (uint32_t)n;
     return 0;
 }
 
-static int val_arg(const void *val, size_t len, mp__mbytes *b)
+/* Checks a value of the call fn, the argument named what, and points b at
+ * it.  Returns 0, or MP_EINVAL or MP_EMSGSIZE with a detail. */
+static int val_arg(const char *fn, const char *what, const void *val, size_t len, mp__mbytes *b)
 {
     if (!val && len)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: %s must not be NULL when its length is %zu", fn, what, len);
     if (len > MP_MANAGER_MAX_VALUE)
-        return MP_EMSGSIZE;
+        return mp__fail(MP_EMSGSIZE, "%s: %s must be at most %zu bytes (got %zu)", fn, what,
+                        (size_t)MP_MANAGER_MAX_VALUE, len);
     b->p = val ? val : "";
     b->len = (uint32_t)len;
     return 0;
@@ -206,17 +213,28 @@ void mp_mitems_free(mp_mitems *items)
     free(items);
 }
 
+/* The failure of a call whose object name is nl bytes long (strnlen up to
+ * one past the limit). */
+static int name_fail(const char *fn, size_t nl)
+{
+    if (nl == 0)
+        return mp__fail(MP_EINVAL, "%s: name must not be empty", fn);
+    return mp__fail(MP_EINVAL, "%s: name must be at most %d bytes", fn, (int)MP_MANAGER_MAX_NAME);
+}
+
 /* Opens the object and allocates a handle of size bytes (each public
  * handle type is a struct whose only member is an mp__mobj). */
-static int open_handle(mp_manager *m, const char *name, int type, int64_t param, uint16_t flags,
-                       size_t size, void **out)
+static int open_handle(const char *fn, mp_manager *m, const char *name, int type, int64_t param,
+                       uint16_t flags, size_t size, void **out)
 {
     if (!out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: out must not be NULL", fn);
     *out = NULL;
+    if (!m)
+        return mp__fail(MP_EINVAL, "%s: m must not be NULL", fn);
     size_t nl = name ? strnlen(name, MP_MANAGER_MAX_NAME + 1) : 0;
-    if (!m || (name && (nl == 0 || nl > MP_MANAGER_MAX_NAME)))
-        return MP_EINVAL;
+    if (name && (nl == 0 || nl > MP_MANAGER_MAX_NAME))
+        return name_fail(fn, nl);
     mp__mbytes s = {name ? name : "", (uint32_t)nl};
     mp__mreq rq = {0};
     rq.op = MX_OPEN;
@@ -246,15 +264,19 @@ static int open_handle(mp_manager *m, const char *name, int type, int64_t param,
 }
 
 #define HANDLE_NEW(T, mtype, param, flags) \
-    return open_handle(m, name, (mtype), (param), (flags), sizeof(T), (void **)out)
+    return open_handle(__func__, m, name, (mtype), (param), (flags), sizeof(T), (void **)out)
 
 /* ---- the manager's own calls -------------------------------------------------- */
 
-static int by_name(mp_manager *m, uint16_t op, const char *name, int64_t *ra)
+static int by_name(const char *fn, mp_manager *m, uint16_t op, const char *name, int64_t *ra)
 {
-    size_t nl = name ? strnlen(name, MP_MANAGER_MAX_NAME + 1) : 0;
-    if (!m || nl == 0 || nl > MP_MANAGER_MAX_NAME)
-        return MP_EINVAL;
+    if (!m)
+        return mp__fail(MP_EINVAL, "%s: m must not be NULL", fn);
+    if (!name)
+        return mp__fail(MP_EINVAL, "%s: name must not be NULL", fn);
+    size_t nl = strnlen(name, MP_MANAGER_MAX_NAME + 1);
+    if (nl == 0 || nl > MP_MANAGER_MAX_NAME)
+        return name_fail(fn, nl);
     mp__mbytes s = {name, (uint32_t)nl};
     mp__mreq rq = {0};
     rq.op = op;
@@ -272,13 +294,13 @@ static int by_name(mp_manager *m, uint16_t op, const char *name, int64_t *ra)
 int mp_manager_type(mp_manager *m, const char *name)
 {
     int64_t t = 0;
-    int rc = by_name(m, MX_TYPE, name, &t);
+    int rc = by_name(__func__, m, MX_TYPE, name, &t);
     return rc < 0 ? rc : (int)t;
 }
 
 int mp_manager_remove(mp_manager *m, const char *name)
 {
-    return by_name(m, MX_REMOVE, name, NULL);
+    return by_name(__func__, m, MX_REMOVE, name, NULL);
 }
 
 /* ---- dict ------------------------------------------------------------------------ */
@@ -293,11 +315,11 @@ void mp_mdict_free(mp_mdict *d)
     free(d);
 }
 
-static int dict_set(const mp__mobj *h, const char *key, const void *val, size_t len)
+static int dict_set(const char *fn, const mp__mobj *h, const char *key, const void *val, size_t len)
 {
     mp__mbytes s[2];
-    int rc = key_arg(key, &s[0]);
-    if (rc < 0 || (rc = val_arg(val, len, &s[1])) < 0)
+    int rc = key_arg(fn, "key", key, &s[0]);
+    if (rc < 0 || (rc = val_arg(fn, "val", val, len, &s[1])) < 0)
         return rc;
     mp__mrep rp;
     mp__mrep_init(&rp);
@@ -307,11 +329,11 @@ static int dict_set(const mp__mobj *h, const char *key, const void *val, size_t 
 }
 
 /* get and pop: op on key, the value into buf. */
-static int dict_take(const mp__mobj *h, uint16_t op, const char *key, void *buf, size_t cap,
-                     size_t *len)
+static int dict_take(const char *fn, const mp__mobj *h, uint16_t op, const char *key, void *buf,
+                     size_t cap, size_t *len)
 {
     mp__mbytes s;
-    int rc = key_arg(key, &s);
+    int rc = key_arg(fn, "key", key, &s);
     if (rc < 0 || (!buf && cap))
         return rc < 0 ? rc : MP_EINVAL;
     mp__mrep rp;
@@ -322,13 +344,14 @@ static int dict_take(const mp__mobj *h, uint16_t op, const char *key, void *buf,
     return rc;
 }
 
-static int dict_get_alloc(const mp__mobj *h, const char *key, void **val, size_t *len)
+static int dict_get_alloc(const char *fn, const mp__mobj *h, const char *key, void **val,
+                          size_t *len)
 {
     mp__mbytes s;
     if (!val)
         return MP_EINVAL;
     *val = NULL;
-    int rc = key_arg(key, &s);
+    int rc = key_arg(fn, "key", key, &s);
     if (rc < 0)
         return rc;
     mp__mrep rp;
@@ -339,10 +362,11 @@ static int dict_get_alloc(const mp__mobj *h, const char *key, void **val, size_t
     return rc;
 }
 
-static int dict_keyed(const mp__mobj *h, uint16_t op, const char *key, int64_t a, int64_t *ra)
+static int dict_keyed(const char *fn, const mp__mobj *h, uint16_t op, const char *key, int64_t a,
+                      int64_t *ra)
 {
     mp__mbytes s;
-    int rc = key_arg(key, &s);
+    int rc = key_arg(fn, "key", key, &s);
     if (rc < 0)
         return rc;
     mp__mrep rp;
@@ -370,28 +394,28 @@ static int dict_list(const mp__mobj *h, uint16_t op, int shape, mp_mitems **out)
 
 int mp_mdict_set(mp_mdict *d, const char *key, const void *val, size_t len)
 {
-    return dict_set(d ? &d->o : NULL, key, val, len);
+    return dict_set(__func__, d ? &d->o : NULL, key, val, len);
 }
 
 int mp_mdict_get(mp_mdict *d, const char *key, void *buf, size_t cap, size_t *len)
 {
-    return dict_take(d ? &d->o : NULL, MX_D_GET, key, buf, cap, len);
+    return dict_take(__func__, d ? &d->o : NULL, MX_D_GET, key, buf, cap, len);
 }
 
 int mp_mdict_get_alloc(mp_mdict *d, const char *key, void **val, size_t *len)
 {
-    return dict_get_alloc(d ? &d->o : NULL, key, val, len);
+    return dict_get_alloc(__func__, d ? &d->o : NULL, key, val, len);
 }
 
 int mp_mdict_del(mp_mdict *d, const char *key)
 {
-    return dict_keyed(d ? &d->o : NULL, MX_D_DEL, key, 0, NULL);
+    return dict_keyed(__func__, d ? &d->o : NULL, MX_D_DEL, key, 0, NULL);
 }
 
 int mp_mdict_contains(mp_mdict *d, const char *key)
 {
     int64_t r = 0;
-    int rc = dict_keyed(d ? &d->o : NULL, MX_D_HAS, key, 0, &r);
+    int rc = dict_keyed(__func__, d ? &d->o : NULL, MX_D_HAS, key, 0, &r);
     return rc < 0 ? rc : (int)r;
 }
 
@@ -404,15 +428,15 @@ int mp_mdict_len(mp_mdict *d)
 
 int mp_mdict_pop(mp_mdict *d, const char *key, void *buf, size_t cap, size_t *len)
 {
-    return dict_take(d ? &d->o : NULL, MX_D_POP, key, buf, cap, len);
+    return dict_take(__func__, d ? &d->o : NULL, MX_D_POP, key, buf, cap, len);
 }
 
 int mp_mdict_setdefault(mp_mdict *d, const char *key, const void *dflt, size_t dlen, void *buf,
                         size_t cap, size_t *len)
 {
     mp__mbytes s[2];
-    int rc = key_arg(key, &s[0]);
-    if (rc < 0 || (rc = val_arg(dflt, dlen, &s[1])) < 0)
+    int rc = key_arg(__func__, "key", key, &s[0]);
+    if (rc < 0 || (rc = val_arg(__func__, "dflt", dflt, dlen, &s[1])) < 0)
         return rc;
     if (!buf && cap)
         return MP_EINVAL;
@@ -432,8 +456,9 @@ int mp_mdict_update(mp_mdict *d, const mp_mitem *items, size_t n)
         return MP_EINVAL;
     mp__mbytes s[2 * MP_MANAGER_MAX_BATCH];
     for (size_t i = 0; i < n; i++) {
-        int rc = key_arg(items[i].key, &s[2 * i]);
-        if (rc < 0 || (rc = val_arg(items[i].value, items[i].len, &s[2 * i + 1])) < 0)
+        int rc = key_arg(__func__, "items[i].key", items[i].key, &s[2 * i]);
+        if (rc < 0 || (rc = val_arg(__func__, "items[i].value", items[i].value, items[i].len,
+                                    &s[2 * i + 1])) < 0)
             return rc;
     }
     mp__mrep rp;
@@ -461,7 +486,7 @@ int mp_mdict_items(mp_mdict *d, mp_mitems **out)
 int mp_mdict_incr(mp_mdict *d, const char *key, int64_t delta, int64_t *result)
 {
     int64_t r = 0;
-    int rc = dict_keyed(d ? &d->o : NULL, MX_D_INCR, key, delta, &r);
+    int rc = dict_keyed(__func__, d ? &d->o : NULL, MX_D_INCR, key, delta, &r);
     if (rc >= 0 && result)
         *result = r;
     return rc < 0 ? rc : 0;
@@ -492,10 +517,10 @@ int mp_mdict_cas(mp_mdict *d, const char *key, const void *expected, size_t elen
                  const void *desired, size_t dlen)
 {
     mp__mbytes s[3];
-    int rc = key_arg(key, &s[0]);
-    if (rc < 0 || (rc = val_arg(desired, dlen, &s[1])) < 0)
+    int rc = key_arg(__func__, "key", key, &s[0]);
+    if (rc < 0 || (rc = val_arg(__func__, "desired", desired, dlen, &s[1])) < 0)
         return rc;
-    if (expected && (rc = val_arg(expected, elen, &s[2])) < 0)
+    if (expected && (rc = val_arg(__func__, "expected", expected, elen, &s[2])) < 0)
         return rc;
     mp__mreq rq = {0};
     rq.op = MX_D_CAS;
@@ -528,22 +553,29 @@ static void txn_unpack(mp_mdict_op *op, const uint8_t *p, uint32_t n)
     }
 }
 
-static int txn_pack(mp_mdict_op *ops, size_t n, uint8_t *desc, mp__mbytes *s)
+static int txn_pack(const char *fn, mp_mdict_op *ops, size_t n, uint8_t *desc, mp__mbytes *s)
 {
     for (size_t i = 0; i < n; i++) {
         mp_mdict_op *op = &ops[i];
         op->status = 0;
         op->out_len = 0;
         op->result = 0;
-        if (op->kind < MP_MTXN_SET || op->kind > MP_MTXN_GET || (!op->buf && op->cap)) {
+        if (op->kind < MP_MTXN_SET || op->kind > MP_MTXN_GET) {
             op->status = MP_EINVAL;
-            return MP_EINVAL;
+            return mp__fail(MP_EINVAL, "%s: ops[%zu].kind must be an mp_mdict_txn_kind (got %d)",
+                            fn, i, op->kind);
+        }
+        if (!op->buf && op->cap) {
+            op->status = MP_EINVAL;
+            return mp__fail(MP_EINVAL, "%s: ops[%zu].buf must not be NULL when its cap is %zu", fn,
+                            i, op->cap);
         }
         bool absent = op->kind == MP_MTXN_CHECK && !op->value;
         bool has_value = op->kind == MP_MTXN_SET || (op->kind == MP_MTXN_CHECK && !absent);
-        int rc = key_arg(op->key, &s[1 + 2 * i]);
+        int rc = key_arg(fn, "ops[i].key", op->key, &s[1 + 2 * i]);
         if (rc == 0)
-            rc = val_arg(has_value ? op->value : NULL, has_value ? op->len : 0, &s[2 + 2 * i]);
+            rc = val_arg(fn, "ops[i].value", has_value ? op->value : NULL, has_value ? op->len : 0,
+                         &s[2 + 2 * i]);
         if (rc < 0) {
             op->status = rc;
             return rc;
@@ -562,7 +594,7 @@ int mp_mdict_txn(mp_mdict *d, mp_mdict_op *ops, size_t n)
         return MP_EINVAL;
     uint8_t desc[17 * MP_MANAGER_MAX_TXN];
     mp__mbytes s[1 + 2 * MP_MANAGER_MAX_TXN];
-    int rc = txn_pack(ops, n, desc, s);
+    int rc = txn_pack(__func__, ops, n, desc, s);
     if (rc < 0)
         return rc;
     s[0].p = desc;
@@ -604,10 +636,11 @@ void mp_mlist_free(mp_mlist *l)
 
 /* An operation with one value and an index; returns the count it answers
  * (a length) or an error. */
-static int list_value(const mp__mobj *h, uint16_t op, int64_t index, const void *val, size_t len)
+static int list_value(const char *fn, const mp__mobj *h, uint16_t op, int64_t index,
+                      const void *val, size_t len)
 {
     mp__mbytes s;
-    int rc = val_arg(val, len, &s);
+    int rc = val_arg(fn, "val", val, len, &s);
     if (rc < 0)
         return rc;
     mp__mrep rp;
@@ -635,7 +668,7 @@ static int list_take(const mp__mobj *h, uint16_t op, int64_t index, void *buf, s
 
 int mp_mlist_append(mp_mlist *l, const void *val, size_t len)
 {
-    return list_value(l ? &l->o : NULL, MX_L_APPEND, 0, val, len);
+    return list_value(__func__, l ? &l->o : NULL, MX_L_APPEND, 0, val, len);
 }
 
 int mp_mlist_extend(mp_mlist *l, const mp_mitem *items, size_t n)
@@ -644,7 +677,7 @@ int mp_mlist_extend(mp_mlist *l, const mp_mitem *items, size_t n)
         return MP_EINVAL;
     mp__mbytes s[MP_MANAGER_MAX_BATCH];
     for (size_t i = 0; i < n; i++) {
-        int rc = val_arg(items[i].value, items[i].len, &s[i]);
+        int rc = val_arg(__func__, "items[i].value", items[i].value, items[i].len, &s[i]);
         if (rc < 0)
             return rc;
     }
@@ -676,12 +709,12 @@ int mp_mlist_get_alloc(mp_mlist *l, int64_t index, void **val, size_t *len)
 
 int mp_mlist_set(mp_mlist *l, int64_t index, const void *val, size_t len)
 {
-    return list_value(l ? &l->o : NULL, MX_L_SET, index, val, len);
+    return list_value(__func__, l ? &l->o : NULL, MX_L_SET, index, val, len);
 }
 
 int mp_mlist_insert(mp_mlist *l, int64_t index, const void *val, size_t len)
 {
-    int rc = list_value(l ? &l->o : NULL, MX_L_INSERT, index, val, len);
+    int rc = list_value(__func__, l ? &l->o : NULL, MX_L_INSERT, index, val, len);
     return rc < 0 ? rc : 0;
 }
 
@@ -692,7 +725,7 @@ int mp_mlist_pop(mp_mlist *l, int64_t index, void *buf, size_t cap, size_t *len)
 
 int mp_mlist_remove(mp_mlist *l, const void *val, size_t len)
 {
-    return list_value(l ? &l->o : NULL, MX_L_REMOVE, 0, val, len);
+    return list_value(__func__, l ? &l->o : NULL, MX_L_REMOVE, 0, val, len);
 }
 
 int mp_mlist_len(mp_mlist *l)
@@ -735,17 +768,17 @@ void mp_mnamespace_free(mp_mnamespace *ns)
 
 int mp_mnamespace_set(mp_mnamespace *ns, const char *field, const void *val, size_t len)
 {
-    return dict_set(ns ? &ns->o : NULL, field, val, len);
+    return dict_set(__func__, ns ? &ns->o : NULL, field, val, len);
 }
 
 int mp_mnamespace_get(mp_mnamespace *ns, const char *field, void *buf, size_t cap, size_t *len)
 {
-    return dict_take(ns ? &ns->o : NULL, MX_D_GET, field, buf, cap, len);
+    return dict_take(__func__, ns ? &ns->o : NULL, MX_D_GET, field, buf, cap, len);
 }
 
 int mp_mnamespace_del(mp_mnamespace *ns, const char *field)
 {
-    return dict_keyed(ns ? &ns->o : NULL, MX_D_DEL, field, 0, NULL);
+    return dict_keyed(__func__, ns ? &ns->o : NULL, MX_D_DEL, field, 0, NULL);
 }
 
 int mp_mnamespace_items(mp_mnamespace *ns, mp_mitems **out)
@@ -938,7 +971,7 @@ void mp_mqueue_free(mp_mqueue *q)
 int mp_mqueue_put(mp_mqueue *q, const void *buf, size_t len, double timeout)
 {
     mp__mbytes s;
-    int rc = val_arg(buf, len, &s);
+    int rc = val_arg(__func__, "buf", buf, len, &s);
     if (rc < 0)
         return rc;
     mp__mreq rq = {0};
