@@ -11,6 +11,8 @@
  *   map / map_async / starmap      one function over an array of
  *                                  fixed-size elements, into an array
  *   imap / imap_unordered          the same, results taken one by one
+ *   map_bytes / imap_bytes         one function over byte strings of any
+ *                                  size, one output of any size per item
  *
  * Data.  Task arguments, map inputs and outputs travel through shared
  * memory that the pool owns, never as a message per item: a worker claims
@@ -406,8 +408,9 @@ typedef struct mp_map_spec {
  * pointer) allocated after the pool started reads garbage there, or
  * crashes; forkserver and spawn workers see none of it.  Put the data
  * itself in the elements (a fixed-size char array), or in memory from
- * mp_pool_shared_alloc() with offsets in the elements, or pass it to an
- * apply task as its argument bytes.
+ * mp_pool_shared_alloc() with offsets in the elements, or - for strings
+ * and other data of any size - map over the bytes themselves with
+ * mp_pool_map_bytes(), which copies them into shared memory.
  */
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
                           void *out, size_t out_size, size_t chunksize);
@@ -479,6 +482,161 @@ MP_EXTERN int mp_imap_next(mp_imap *it, void *out, size_t *index, double timeout
 /* Frees the iterator; items not taken are discarded (the map still runs to
  * its end).  NULL is a no-op. */
 MP_EXTERN void mp_imap_free(mp_imap *it);
+
+/* ---- maps over byte strings ------------------------------------------------------ */
+
+/**
+ * @name Maps over byte strings
+ *
+ * Python maps over lists of strings and gets a list of any-size results
+ * back; these maps do the same in C: n items of any size in (each a
+ * pointer and a length), one output of any size per item back, read item
+ * by item from an mp_results object (or an mp_imap_bytes iterator).
+ *
+ * They are the fix for the fork-visibility rule (see mp_pool_map()): a
+ * map over an array of `char *` works only for memory the workers saw
+ * when they started, while these copy each item's bytes into the pool's
+ * shared memory before the call returns, so items allocated at any time
+ * (and under every start method) reach the workers whole.
+ *
+ * Speed: items are cut into chunks as for mp_pool_map(); each chunk's
+ * items are copied once, straight into shared memory, a worker runs the
+ * function over all of them into one result buffer, and that buffer comes
+ * back in one piece; the results object points into it.  No message
+ * travels per item.
+ *
+ * Failures: an item whose function returns nonzero fails alone with
+ * MP_ETASK, and what it appended (or the text of mp_task_fail() or
+ * mp_item_fail()) is its message.  A chunk whose worker dies fails all
+ * its items with MP_EWORKER and the crash report as their message (or
+ * runs again, with opts.retries); opts.task_timeout limits a whole chunk
+ * (MP_ETIMELIMIT); a terminate fails what had not run with MP_ECANCELED.
+ * @{
+ */
+
+/** One item of a map over byte strings: len bytes at data (data may be
+ * NULL when len is 0).  The bytes are copied; the caller keeps them. */
+typedef struct mp_bytes {
+    const void *data; /**< the item's first byte */
+    size_t len;       /**< its length in bytes */
+} mp_bytes;
+
+/**
+ * A function over one byte string, run in a worker.
+ * @param in   the item's bytes (NULL when len is 0), read-only, valid
+ *             during the call only
+ * @param len  their length
+ * @param out  the item's output: append any number of bytes to it
+ *             (mp_buf_append, mp_buf_alloc); mp_buf_data() and
+ *             mp_buf_len() see this item's output alone
+ * @return 0, or nonzero to fail this item alone with MP_ETASK; what it
+ *         appended is then its message (see mp_task_fail()).
+ */
+typedef int (*mp_bytes_fn)(const void *in, size_t len, mp_buf *out);
+
+/** The outcomes of a map over byte strings, item by item.  Reading it is
+ * thread-safe; free it with mp_results_free(). */
+typedef struct mp_results mp_results;
+
+/**
+ * Runs fn over the n items at in, in chunks of chunksize items (0: as
+ * Python chooses, ceil(n / (4 * workers))), and waits for all of them.
+ * *out receives the results (free them with mp_results_free()).
+ * @return 0 when every item succeeded; otherwise the error of the first
+ * failed item (by index), the other items' outputs valid all the same;
+ * MP_ECANCELED after a SIGINT or a terminate; with *out set in all these
+ * cases.  MP_EINVAL (a NULL p, fn, in or out, n of 0, an item with len > 0
+ * and NULL data, items whose lengths add up past what shared memory
+ * holds), MP_ESTATE (a process that does not own the pool) or MP_ENOMEM
+ * when the map could not start, with *out NULL.  A closed or broken pool
+ * fails every item (MP_ECLOSED, MP_EINIT).  Blocks; thread-safe.
+ */
+MP_EXTERN int mp_pool_map_bytes(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n,
+                                size_t chunksize, mp_results **out);
+
+/**
+ * As mp_pool_map_bytes(), returning at once with a future that finishes
+ * when every item has; its status, mp_future_failed_index() and
+ * mp_future_report() are the first failed item's.  The items' bytes are
+ * copied before the call returns.  *out receives the results object, to
+ * read once the future is finished (items not finished read as
+ * MP_ESTATE), or NULL when the map could not start (the future's status
+ * says why: the errors of mp_pool_map_bytes()).  Returns NULL (and *out
+ * NULL) only when memory for the future runs out.  The caller frees both
+ * the future and the results.
+ */
+MP_EXTERN mp_future *mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in,
+                                             size_t n, size_t chunksize, mp_results **out);
+
+/** How many items r holds (0 for NULL). */
+MP_EXTERN size_t mp_results_count(const mp_results *r);
+
+/**
+ * Item i's output, owned by r and valid until mp_results_free().
+ * @param r    the results
+ * @param i    the item's index
+ * @param len  receives the output's length (may be NULL)
+ * @return its first byte; NULL, with *len 0, when the output is empty, the
+ *         item failed or has not finished, or i is out of range.
+ */
+MP_EXTERN const void *mp_results_item(const mp_results *r, size_t i, size_t *len);
+
+/** Item i's outcome: 0, or MP_ETASK (its function returned nonzero),
+ * MP_EWORKER, MP_ETIMELIMIT, MP_ECANCELED, MP_EPROTO, MP_ECLOSED,
+ * MP_EINIT, MP_ENOMEM; MP_ESTATE while it has not finished; MP_EINVAL
+ * for a NULL r or an i out of range. */
+MP_EXTERN int mp_results_error(const mp_results *r, size_t i);
+
+/** Item i's message when it failed (its own text, a crash report, the
+ * time limit...), NUL-terminated and owned by r; NULL when it succeeded,
+ * has not finished, or left none. */
+MP_EXTERN const char *mp_results_message(const mp_results *r, size_t i);
+
+/** Drops the caller's reference; chunks still running keep what they
+ * fill until they end.  Never waits.  NULL is a no-op. */
+MP_EXTERN void mp_results_free(mp_results *r);
+
+/** The outputs of a map over byte strings, taken one by one. */
+typedef struct mp_imap_bytes mp_imap_bytes;
+
+/**
+ * Starts a map over byte strings whose outputs are taken with
+ * mp_imap_bytes_next(): in order of index (imap_bytes) or chunk by chunk
+ * as chunks finish (_unordered), and stores the iterator in *out.  The
+ * items' bytes are copied before the call returns.  Returns 0, or the
+ * errors of mp_pool_map_bytes() for a map that could not start (*out is
+ * then NULL).  Free the iterator with mp_imap_bytes_free().
+ */
+MP_EXTERN int mp_pool_imap_bytes(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n,
+                                 size_t chunksize, mp_imap_bytes **out);
+/** mp_pool_imap_bytes(), its chunks handed out as they finish. */
+MP_EXTERN int mp_pool_imap_bytes_unordered(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in,
+                                           size_t n, size_t chunksize, mp_imap_bytes **out);
+
+/**
+ * Waits up to timeout seconds for the next item.
+ * @param it       the iterator
+ * @param data     receives the item's output, or its message when it
+ *                 failed (NUL-terminated; NULL when it has none); owned by
+ *                 the iterator, valid until mp_imap_bytes_free() (may be
+ *                 NULL)
+ * @param len      receives its length (may be NULL)
+ * @param index    receives the item's index (may be NULL)
+ * @param timeout  seconds; MP_FOREVER waits forever, 0 polls
+ * @return 0; the item's error (as mp_results_error()) when it failed -
+ *         the iteration goes on after it; MP_EOF once every item was
+ *         returned; MP_ETIMEDOUT; MP_ECANCELED when SIGINT interrupted the
+ *         wait (the pool is then terminated); MP_EINVAL for a NULL it or a
+ *         NaN timeout.  One thread at a time per iterator.
+ */
+MP_EXTERN int mp_imap_bytes_next(mp_imap_bytes *it, const void **data, size_t *len,
+                                 size_t *index, double timeout);
+
+/** Frees the iterator; items not taken are dropped (the map still runs to
+ * its end).  Never waits.  NULL is a no-op. */
+MP_EXTERN void mp_imap_bytes_free(mp_imap_bytes *it);
+
+/** @} */
 
 /* ---- shared memory ---------------------------------------------------------------- */
 

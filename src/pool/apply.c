@@ -115,8 +115,16 @@ static void apply_cb_trampoline(mp_future *f, void *arg)
     free(c);
 }
 
-static mp_future *apply_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_t len,
-                               apply_cbs *cbs)
+/* Copies an apply task's argument bytes from src (the default filler). */
+static void copy_arg(void *dst, size_t len, const void *src)
+{
+    memcpy(dst, src, len);
+}
+
+/* Submits fn with len argument bytes that fill writes straight to their
+ * place in shared memory (or the job entry), from src. */
+static mp_future *apply_submit_fill(mp_pool *p, mp_task_fn fn, size_t len, mp__pool_arg_fill fill,
+                                    const void *arg, apply_cbs *cbs)
 {
     if (!p || !fn || (len && !arg) || len > DATA_RESERVE) {
         free(cbs);
@@ -155,17 +163,17 @@ static mp_future *apply_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_
             if (len >= COPY_UNLOCKED) {
                 /* The block is ours alone until published. */
                 pthread_mutex_unlock(&p->lock);
-                memcpy(p->region.base + off, arg, len);
+                fill(p->region.base + off, len, arg);
                 pthread_mutex_lock(&p->lock);
                 rc = mp__pool_refusal(p);
                 if (rc < 0)
                     mp__region_release(&p->region, off);
             } else {
-                memcpy(p->region.base + off, arg, len);
+                fill(p->region.base + off, len, arg);
             }
         }
     } else if (len) {
-        memcpy(job.arg, arg, len);
+        fill(job.arg, len, arg);
     }
     if (rc == 0) {
         rc = mp__pool_submit_job(p, &job, &pj);
@@ -178,6 +186,18 @@ static mp_future *apply_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_
     }
     pthread_mutex_unlock(&p->lock);
     return f;
+}
+
+static mp_future *apply_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_t len,
+                               apply_cbs *cbs)
+{
+    return apply_submit_fill(p, fn, len, copy_arg, arg, cbs);
+}
+
+mp_future *mp__pool_apply_fill(mp_pool *p, mp_task_fn fn, size_t len, mp__pool_arg_fill fill,
+                               const void *src)
+{
+    return apply_submit_fill(p, fn, len, fill, src, NULL);
 }
 
 mp_future *mp_pool_apply_async(mp_pool *p, mp_task_fn fn, const void *arg, size_t len)

@@ -479,6 +479,15 @@ void *mp__pool_supervisor(void *arg);
 /* The operations of the pool's futures. */
 extern const mp__future_ops mp__pool_future_ops;
 
+/* Writes an apply task's len argument bytes to dst, from src. */
+typedef void (*mp__pool_arg_fill)(void *dst, size_t len, const void *src);
+
+/* mp_pool_apply_async() whose argument bytes fill writes in place (one
+ * copy, straight into shared memory), from src: maps over byte strings
+ * (bytes.c) gather their items so. */
+mp_future *mp__pool_apply_fill(mp_pool *p, mp_task_fn fn, size_t len, mp__pool_arg_fill fill,
+                               const void *src);
+
 /* Items per unit and units of a map of n items. */
 void mp__pool_map_geometry(mp_pool *p, uint64_t n, uint64_t chunksize, uint64_t *chunk,
                            uint64_t *nunits);

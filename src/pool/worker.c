@@ -176,6 +176,14 @@ int mp_item_fail(const char *fmt, ...)
     return MP_ETASK;
 }
 
+size_t mp__pool_item_msg_take(wctx *c, const char **text)
+{
+    size_t len = item_msg.claims == c->claims ? item_msg.len : 0;
+    item_msg.claims = UINT64_MAX;
+    *text = item_msg.text;
+    return len;
+}
+
 void mp__pool_push_item_error(wctx *c, uint32_t e, uint64_t u, uint64_t item, int64_t code)
 {
     uint64_t off = 0, len = 0;

@@ -61,6 +61,9 @@ struct mp_buf {
     size_t off; /* in the result file, when where == MP__RES_RING */
     int where;
     int err; /* why growing it failed (then it stays failed), or 0 */
+    /* What the task sees starts here: a map over byte strings gives each
+     * item's function the same buffer, past the items before it. */
+    size_t base;
 };
 
 /* ---- worker.c ------------------------------------------------------------ */
@@ -98,6 +101,11 @@ void mp__pool_push_rec(wctx *c, uint32_t kind, uint32_t entry, uint64_t unit, ui
 /* Item `item` of unit u of map job e failed with code: an ITEM_ERROR
  * record, with the message the item left with mp_item_fail(), if any. */
 void mp__pool_push_item_error(wctx *c, uint32_t e, uint64_t u, uint64_t item, int64_t code);
+
+/* The message mp_item_fail() left during the running task, if any: its
+ * length, and *text (valid until the next call).  Forgets it either way,
+ * so that the next item starts with none. */
+size_t mp__pool_item_msg_take(wctx *c, const char **text);
 
 /* The worker this process runs (for mp_item_fail), or NULL. */
 extern wctx *mp__pool_worker_self;

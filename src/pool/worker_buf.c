@@ -219,16 +219,16 @@ int mp_task_fail(mp_buf *out, const char *fmt, ...)
 
 void *mp_buf_data(mp_buf *b)
 {
-    return b ? b->data : NULL;
+    return b && b->data ? b->data + b->base : NULL;
 }
 
 size_t mp_buf_len(const mp_buf *b)
 {
-    return b ? b->len : 0;
+    return b ? b->len - b->base : 0;
 }
 
 void mp_buf_truncate(mp_buf *b, size_t len)
 {
-    if (b && len < b->len)
-        b->len = len;
+    if (b && len < b->len - b->base)
+        b->len = b->base + len;
 }
