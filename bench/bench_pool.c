@@ -12,6 +12,12 @@
  *                                               (the C way to write a trivial map)
  *   mproc_pool_map_task_overhead_us_chunksize1  the same with chunksize 1
  *                                               vs py_pool_map_task_overhead_us_chunksize1
+ *   mproc_pool_map_bytes_task_overhead_us_default
+ *                                               map_bytes over 200000 short strings (i in
+ *                                               decimal) giving i*i in decimal, wall time /
+ *                                               items, default chunksize; Python's map over
+ *                                               ints is the nearest anchor
+ *                                               vs py_pool_map_task_overhead_us_default
  *   mproc_pool_apply_async_per_s                10000 apply_async(square, i), then get all
  *                                               in order; vs py_pool_apply_async_per_s
  *   mproc_executor_submit_per_s                 10000 submit(square, i), then each future's
@@ -95,6 +101,40 @@ static double map_overhead(mp_pool *p, const int32_t *in, int64_t *out, size_t c
         die("map", rc);
     if (out[MAP_N - 1] != (int64_t)(MAP_N - 1) * (MAP_N - 1) || out[12345] != 12345LL * 12345)
         die("map: wrong results", MP_EIO);
+    return dt / MAP_N * 1e6;
+}
+
+/* The square of a decimal number, in decimal. */
+static int square_str(const void *in, size_t len, mp_buf *out)
+{
+    char num[24];
+    if (len == 0 || len >= sizeof num)
+        return 1;
+    memcpy(num, in, len);
+    num[len] = '\0';
+    long long v = atoll(num);
+    char res[24];
+    int n = snprintf(res, sizeof res, "%lld", v * v);
+    return mp_buf_append(out, res, (size_t)n);
+}
+
+/* One map_bytes over the strings at in (MAP_N of them); checks two
+ * results.  Returns the wall time per item in microseconds. */
+static double map_bytes_overhead(mp_pool *p, const mp_bytes *in)
+{
+    mp_results *r = NULL;
+    double t0 = bench_now();
+    int rc = mp_pool_map_bytes(p, square_str, in, MAP_N, 0, &r);
+    double dt = bench_now() - t0;
+    if (rc != 0)
+        die("map_bytes", rc);
+    size_t len = 0;
+    const char *last = mp_results_item(r, MAP_N - 1, &len);
+    const char *mid = mp_results_item(r, 12345, NULL);
+    if (!last || len != 11 || memcmp(last, "39999600001", 11) != 0 || !mid ||
+        memcmp(mid, "152399025", 9) != 0)
+        die("map_bytes: wrong results", MP_EIO);
+    mp_results_free(r);
     return dt / MAP_N * 1e6;
 }
 
@@ -211,6 +251,21 @@ int main(void)
         v[t] = map_overhead(p, in, out, 1, false);
     bench_report("mproc_pool_map_task_overhead_us_chunksize1", v, TRIALS, "us",
                  "py_pool_map_task_overhead_us_chunksize1");
+
+    /* Short strings, copied into shared memory and back. */
+    char *text = malloc((size_t)MAP_N * 8);
+    mp_bytes *items = malloc(MAP_N * sizeof *items);
+    for (int i = 0; i < MAP_N; i++) {
+        int n = snprintf(text + (size_t)i * 8, 8, "%d", i);
+        items[i] = (mp_bytes){text + (size_t)i * 8, (size_t)n};
+    }
+    map_bytes_overhead(p, items);
+    for (int t = 0; t < TRIALS; t++)
+        v[t] = map_bytes_overhead(p, items);
+    bench_report("mproc_pool_map_bytes_task_overhead_us_default", v, TRIALS, "us",
+                 "py_pool_map_task_overhead_us_default");
+    free(items);
+    free(text);
 
     mp_future **fs = malloc(APPLY_N * sizeof *fs);
     double r[7];
