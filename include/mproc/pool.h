@@ -610,8 +610,8 @@ typedef struct mp_imap_bytes mp_imap_bytes;
 MP_EXTERN int mp_pool_imap_bytes(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n,
                                  size_t chunksize, mp_imap_bytes **out);
 /** mp_pool_imap_bytes(), its chunks handed out as they finish. */
-MP_EXTERN int mp_pool_imap_bytes_unordered(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in,
-                                           size_t n, size_t chunksize, mp_imap_bytes **out);
+MP_EXTERN int mp_pool_imap_bytes_unordered(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n,
+                                           size_t chunksize, mp_imap_bytes **out);
 
 /**
  * Waits up to timeout seconds for the next item.
@@ -629,8 +629,8 @@ MP_EXTERN int mp_pool_imap_bytes_unordered(mp_pool *p, mp_bytes_fn fn, const mp_
  *         wait (the pool is then terminated); MP_EINVAL for a NULL it or a
  *         NaN timeout.  One thread at a time per iterator.
  */
-MP_EXTERN int mp_imap_bytes_next(mp_imap_bytes *it, const void **data, size_t *len,
-                                 size_t *index, double timeout);
+MP_EXTERN int mp_imap_bytes_next(mp_imap_bytes *it, const void **data, size_t *len, size_t *index,
+                                 double timeout);
 
 /** Frees the iterator; items not taken are dropped (the map still runs to
  * its end).  Never waits.  NULL is a no-op. */

@@ -104,7 +104,8 @@ static int run_item(mp_bytes_fn fn, const unsigned char *in, size_t len, mp_buf 
         return out->err ? out->err : MP_ENOMEM;
     if (rc != 0)
         out->data[out->len - 1] = '\0';
-    if (!mp_buf_alloc(out, pad8(out->len - hdr)))
+    size_t pad = pad8(out->len - hdr);
+    if (pad && !mp_buf_alloc(out, pad))
         return out->err ? out->err : MP_ENOMEM;
     memcpy(out->data + hdr, &h, sizeof h); /* data may have moved */
     return 0;
