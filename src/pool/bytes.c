@@ -507,7 +507,7 @@ static size_t chunk_of(const mp_imap_bytes *it, const mp_future *f)
 static int unordered_init(mp_imap_bytes *it)
 {
     mp_results *r = it->r;
-    mp_future **fs = malloc(r->nchunks * sizeof *fs);
+    mp_future **fs = calloc(r->nchunks, sizeof(mp_future *));
     it->by_fut = malloc(r->nchunks * sizeof *it->by_fut);
     if (!fs || !it->by_fut) {
         free(fs);
@@ -591,12 +591,13 @@ int mp_imap_bytes_next(mp_imap_bytes *it, const void **data, size_t *len, size_t
     if (!it || mp__timeout_check(timeout) < 0)
         return MP_EINVAL;
     mp_results *r = it->r;
-    const vchunk *ch = it->chunk < r->nchunks ? &r->chunks[it->chunk] : NULL;
-    if (!ch || it->pos == ch->first + ch->n) {
+    /* it->chunk is nchunks before the first chunk. */
+    bool more =
+        it->chunk < r->nchunks && it->pos < r->chunks[it->chunk].first + r->chunks[it->chunk].n;
+    if (!more) {
         int rc = next_chunk(it, timeout);
         if (rc < 0)
             return rc;
-        ch = &r->chunks[it->chunk];
     }
     size_t i = it->pos++;
     ritem e = {NULL, 0, MP_EPROTO};
