@@ -16,7 +16,7 @@
 set -eu
 
 root=$(cd "${1:-$(dirname "$0")/..}" && pwd)
-PENDING="include/mproc/comm.h include/mproc/future.h
+PENDING="include/mproc/comm.h
 include/mproc/pipe.h include/mproc/pool.h include/mproc/queue.h"
 
 if ! command -v doxygen >/dev/null 2>&1; then
