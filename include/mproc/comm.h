@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/comm.h - ranks and collectives (mpi4py's MPI.COMM_WORLD, for C).
  *
  * Included by <mproc.h>.
@@ -76,6 +77,10 @@
 extern "C" {
 #endif
 
+/** A communicator: a group of ranks with its own message space.  The world
+ * comes from mp_comm_world() and belongs to the library; others come from
+ * mp_comm_dup() or mp_comm_split() and are freed with mp_comm_free().
+ * Opaque. */
 typedef struct mp_comm mp_comm;
 
 /* C11's _Noreturn is no C++ keyword: the attribute serves both. */
@@ -85,25 +90,25 @@ typedef struct mp_comm mp_comm;
 #define MP__NORETURN
 #endif
 
-/* A receive or probe that accepts a message from any rank / with any tag. */
+/** The source of a receive or probe that accepts a message from any rank. */
 #define MP_ANY_SOURCE (-1)
-#define MP_ANY_TAG    (-1)
-/* The largest tag (tags are 0 .. MP_TAG_MAX). */
+/** The tag of a receive or probe that accepts a message with any tag. */
+#define MP_ANY_TAG (-1)
+/** The largest tag (tags are 0 .. MP_TAG_MAX). */
 #define MP_TAG_MAX 0x7fffffff
-/* mp_comm_split: a color that puts the caller in no new communicator. */
+/** mp_comm_split: a color that puts the caller in no new communicator. */
 #define MP_UNDEFINED (-32766)
 
-/* What arrived: the sender's rank in the communicator, its tag, and the
- * message's size in bytes. */
+/** What arrived, filled in by a receive or probe. */
 typedef struct mp_comm_status {
-    int source;
-    int tag;
-    size_t count;
+    int source;   /**< the sender's rank in the communicator */
+    int tag;      /**< the tag it was sent with */
+    size_t count; /**< the message's size in bytes */
 } mp_comm_status;
 
 /* ---- the world, ranks --------------------------------------------------- */
 
-/*
+/**
  * The communicator of every rank of this program (MPI_COMM_WORLD), in
  * *out.  The first call joins the world this process was started in: as a
  * rank of mprun or mp_run, under an MPI launcher (MPI_Init happens here),
@@ -116,7 +121,7 @@ typedef struct mp_comm_status {
  */
 MP_EXTERN int mp_comm_world(mp_comm **out);
 
-/*
+/**
  * Leaves the world: tells the other ranks this one is done, stops the
  * engine's thread if it started one and, under MPI, calls MPI_Finalize.
  * Called by the library at exit (and when an mp_run rank's function
@@ -125,24 +130,26 @@ MP_EXTERN int mp_comm_world(mp_comm **out);
  */
 MP_EXTERN int mp_comm_finalize(void);
 
-/* The caller's rank in c (0 .. size-1), or MP_EINVAL. */
+/** The caller's rank in c (0 .. size-1), or MP_EINVAL for an invalid c.
+ * Never blocks. */
 MP_EXTERN int mp_comm_rank(const mp_comm *c);
 
-/* The number of ranks in c, or MP_EINVAL. */
+/** The number of ranks in c, or MP_EINVAL for an invalid c.  Never
+ * blocks. */
 MP_EXTERN int mp_comm_size(const mp_comm *c);
 
-/* The engine behind c: "local" (shared memory, mprun, mp_run, or a world
+/** The engine behind c: "local" (shared memory, mprun, mp_run, or a world
  * of one) or "mpi".  NULL for an invalid communicator. */
 MP_EXTERN const char *mp_comm_engine(const mp_comm *c);
 
-/*
+/**
  * The name of the machine the caller runs on (MPI_Get_processor_name), as
  * a NUL-terminated string in buf.  Returns its length, or MP_EINVAL for a
  * NULL buf, MP_ERANGE when cap is too small.
  */
 MP_EXTERN int mp_comm_processor_name(char *buf, size_t cap);
 
-/*
+/**
  * A new communicator with the same ranks as c but its own message space:
  * messages and collectives on one never match the other's (for a library
  * that must not see its caller's messages).  Collective: every rank of c
@@ -151,7 +158,7 @@ MP_EXTERN int mp_comm_processor_name(char *buf, size_t cap);
  */
 MP_EXTERN int mp_comm_dup(mp_comm *c, double timeout, mp_comm **out);
 
-/*
+/**
  * Splits c into disjoint communicators, one per color: the ranks that pass
  * the same color (>= 0) form one, ordered by key, ties by their rank in c.
  * A rank passing MP_UNDEFINED gets *out = NULL.  Collective over c.
@@ -160,14 +167,14 @@ MP_EXTERN int mp_comm_dup(mp_comm *c, double timeout, mp_comm **out);
  */
 MP_EXTERN int mp_comm_split(mp_comm *c, int color, int key, double timeout, mp_comm **out);
 
-/*
+/**
  * Frees a communicator made by dup or split.  Never waits.  The world and
  * NULL are ignored.  Requests still pending on it (isend/irecv) keep what
  * they need alive and finish as they would have.
  */
 MP_EXTERN void mp_comm_free(mp_comm *c);
 
-/*
+/**
  * Ends every rank of the program at once (MPI_Abort): under a launcher the
  * others are killed and the launcher exits with status code & 255 (1 when
  * that is 0); in a world of one the process exits with it.  Never returns.
@@ -176,7 +183,7 @@ MP_EXTERN void mp_comm_abort(mp_comm *c, int code) MP__NORETURN;
 
 /* ---- point to point --------------------------------------------------------- */
 
-/*
+/**
  * Sends len bytes at buf to rank dest of c with tag.  Returns once buf may
  * be reused: at once for small messages (copied into a ring shared with
  * dest), or once dest has received a large one (copied straight from buf,
@@ -187,7 +194,7 @@ MP_EXTERN void mp_comm_abort(mp_comm *c, int code) MP__NORETURN;
 MP_EXTERN int mp_comm_send(mp_comm *c, const void *buf, size_t len, int dest, int tag,
                            double timeout);
 
-/*
+/**
  * Receives the next message from source (or MP_ANY_SOURCE) with tag (or
  * MP_ANY_TAG) into buf, at most cap bytes; st (may be NULL) says what came.
  * Returns 0; MP_EMSGSIZE when the message is longer than cap - nothing is
@@ -197,7 +204,7 @@ MP_EXTERN int mp_comm_send(mp_comm *c, const void *buf, size_t len, int dest, in
 MP_EXTERN int mp_comm_recv(mp_comm *c, void *buf, size_t cap, int source, int tag,
                            mp_comm_status *st, double timeout);
 
-/*
+/**
  * Sends and receives in one call, without the deadlock two ranks would
  * meet sending large messages to each other first (MPI_Sendrecv).  The two
  * buffers must not overlap.  Returns 0 once both are done, or the first
@@ -207,7 +214,7 @@ MP_EXTERN int mp_comm_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int de
                                void *rbuf, size_t rcap, int source, int rtag, mp_comm_status *st,
                                double timeout);
 
-/*
+/**
  * Starts a send and returns a future in *out that finishes once buf may be
  * reused (status 0, no result bytes), or with an error.  buf must stay
  * valid and unchanged until then.  mp_wait, mp_as_completed and
@@ -220,7 +227,7 @@ MP_EXTERN int mp_comm_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int de
 MP_EXTERN int mp_comm_isend(mp_comm *c, const void *buf, size_t len, int dest, int tag,
                             mp_future **out);
 
-/*
+/**
  * Starts a receive into buf (at most cap bytes) and returns a future that
  * finishes once a message is in buf, with an mp_comm_status as its result
  * bytes (mp_future_get(f, &st, sizeof st, NULL, timeout)), or with an error
@@ -232,7 +239,7 @@ MP_EXTERN int mp_comm_isend(mp_comm *c, const void *buf, size_t len, int dest, i
 MP_EXTERN int mp_comm_irecv(mp_comm *c, void *buf, size_t cap, int source, int tag,
                             mp_future **out);
 
-/*
+/**
  * Waits until a message from source with tag (either may be ANY) can be
  * received, and fills st without receiving it.  With timeout 0 it only
  * looks (MPI_Iprobe): MP_ETIMEDOUT when nothing is there.  Returns 0;
@@ -242,50 +249,55 @@ MP_EXTERN int mp_comm_probe(mp_comm *c, int source, int tag, mp_comm_status *st,
 
 /* ---- collectives -------------------------------------------------------------- */
 
-/* Reduction operations.  min, max, sum and prod work on every type but the
+/** Reduction operations.  min, max, sum and prod work on every type but the
  * pairs; the logical ones on the integer types (nonzero is true, results
  * are 0 or 1); the bitwise ones on the integer types; minloc and maxloc on
  * the value-index pairs (the smallest or largest value, and among equal
- * values the smallest index). */
+ * values the smallest index).  mp_op_new() makes further ones. */
 typedef enum mp_op {
-    MP_OP_SUM = 1,
-    MP_OP_PROD,
-    MP_OP_MIN,
-    MP_OP_MAX,
-    MP_OP_MINLOC,
-    MP_OP_MAXLOC,
-    MP_OP_LAND,
-    MP_OP_LOR,
-    MP_OP_LXOR,
-    MP_OP_BAND,
-    MP_OP_BOR,
-    MP_OP_BXOR
+    MP_OP_SUM = 1, /**< sum */
+    MP_OP_PROD,    /**< product */
+    MP_OP_MIN,     /**< minimum */
+    MP_OP_MAX,     /**< maximum */
+    MP_OP_MINLOC,  /**< smallest value and its index (value-index pairs) */
+    MP_OP_MAXLOC,  /**< largest value and its index (value-index pairs) */
+    MP_OP_LAND,    /**< logical and (integer types) */
+    MP_OP_LOR,     /**< logical or (integer types) */
+    MP_OP_LXOR,    /**< logical exclusive or (integer types) */
+    MP_OP_BAND,    /**< bitwise and (integer types) */
+    MP_OP_BOR,     /**< bitwise or (integer types) */
+    MP_OP_BXOR     /**< bitwise exclusive or (integer types) */
 } mp_op;
 
 /* The value-index pairs for MP_OP_MINLOC / MP_OP_MAXLOC, laid out as MPI's
  * MPI_FLOAT_INT, MPI_DOUBLE_INT, MPI_LONG_INT, MPI_2INT, MPI_SHORT_INT. */
+/** A float and an index, for MP_OP_MINLOC / MP_OP_MAXLOC (MPI_FLOAT_INT). */
 typedef struct mp_float_int {
-    float value;
-    int index;
+    float value; /**< the value compared */
+    int index;   /**< its index, typically the rank it came from */
 } mp_float_int;
+/** A double and an index, for MP_OP_MINLOC / MP_OP_MAXLOC (MPI_DOUBLE_INT). */
 typedef struct mp_double_int {
-    double value;
-    int index;
+    double value; /**< the value compared */
+    int index;    /**< its index, typically the rank it came from */
 } mp_double_int;
+/** A long and an index, for MP_OP_MINLOC / MP_OP_MAXLOC (MPI_LONG_INT). */
 typedef struct mp_long_int {
-    long value;
-    int index;
+    long value; /**< the value compared */
+    int index;  /**< its index, typically the rank it came from */
 } mp_long_int;
+/** An int and an index, for MP_OP_MINLOC / MP_OP_MAXLOC (MPI_2INT). */
 typedef struct mp_2int {
-    int value;
-    int index;
+    int value; /**< the value compared */
+    int index; /**< its index, typically the rank it came from */
 } mp_2int;
+/** A short and an index, for MP_OP_MINLOC / MP_OP_MAXLOC (MPI_SHORT_INT). */
 typedef struct mp_short_int {
-    short value;
-    int index;
+    short value; /**< the value compared */
+    int index;   /**< its index, typically the rank it came from */
 } mp_short_int;
 
-/*
+/**
  * A user operation: combines count elements, inout[i] = in[i] op inout[i],
  * where in holds the contribution of lower ranks.  It must be associative;
  * commute says whether it is commutative too (the local engine keeps rank
@@ -293,7 +305,7 @@ typedef struct mp_short_int {
  */
 typedef void (*mp_op_fn)(const void *in, void *inout, size_t count, mp_type type, void *ctx);
 
-/*
+/**
  * Makes an operation from fn, in *out, for the reduce calls.  Every rank
  * that reduces with it must make it, in the same order (ranks forked by
  * mp_run after it was made inherit it).  At most 64 live at once.  Returns
@@ -301,107 +313,123 @@ typedef void (*mp_op_fn)(const void *in, void *inout, size_t count, mp_type type
  */
 MP_EXTERN int mp_op_new(mp_op_fn fn, void *ctx, bool commute, mp_op *out);
 
-/* Frees a user operation.  Returns 0, or MP_EINVAL for a built-in or
- * unknown one. */
+/** Frees a user operation made by mp_op_new().  Returns 0, or MP_EINVAL
+ * for a built-in or unknown one. */
 MP_EXTERN int mp_op_free(mp_op op);
 
-/* Waits until every rank of c has called it. */
+/** Waits until every rank of c has called it.  Collective.  Returns 0;
+ * common errors. */
 MP_EXTERN int mp_comm_barrier(mp_comm *c, double timeout);
 
-/* Copies len bytes at buf on root into buf on every rank.  len must be the
- * same on every rank. */
+/** Copies len bytes at buf on root into buf on every rank.  len must be the
+ * same on every rank.  Collective.  Returns 0; common errors. */
 MP_EXTERN int mp_comm_bcast(mp_comm *c, void *buf, size_t len, int root, double timeout);
 
-/*
+/**
  * Scatter: root's send holds size * count elements; rank i receives
  * elements i*count .. i*count+count-1 in recv.  send is read on root only
- * (may be NULL elsewhere).
+ * (may be NULL elsewhere).  Collective.  Returns 0; common errors.
  */
 MP_EXTERN int mp_comm_scatter(mp_comm *c, const void *send, void *recv, size_t count, mp_type type,
                               int root, double timeout);
 
-/*
+/**
  * Scatterv: rank i receives counts[i] elements starting at element
  * displs[i] of root's send; recv_count (on every rank) is the room in recv
  * and must be >= counts[i] (MP_EMSGSIZE otherwise).  send, counts and
- * displs are read on root only.
+ * displs are read on root only.  Collective.  Returns 0; common errors.
  */
 MP_EXTERN int mp_comm_scatterv(mp_comm *c, const void *send, const size_t *counts,
                                const size_t *displs, void *recv, size_t recv_count, mp_type type,
                                int root, double timeout);
 
-/* Gather: the inverse of scatter; recv (size * count elements) is written
- * on root only (may be NULL elsewhere). */
+/** Gather: the inverse of scatter; recv (size * count elements) is written
+ * on root only (may be NULL elsewhere).  Collective.  Returns 0; common
+ * errors. */
 MP_EXTERN int mp_comm_gather(mp_comm *c, const void *send, void *recv, size_t count, mp_type type,
                              int root, double timeout);
 
-/* Gatherv: rank i's send_count elements go to displs[i] in root's recv;
- * counts[i] (root's) must equal rank i's send_count (MP_EMSGSIZE). */
+/** Gatherv: rank i's send_count elements go to displs[i] in root's recv;
+ * counts[i] (root's) must equal rank i's send_count (MP_EMSGSIZE
+ * otherwise).  recv, counts and displs are used on root only (may be
+ * NULL elsewhere).  Collective.
+ * Returns 0; common errors. */
 MP_EXTERN int mp_comm_gatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
                               const size_t *counts, const size_t *displs, mp_type type, int root,
                               double timeout);
 
-/* Allgather(v): gather(v) whose result every rank receives. */
+/** Allgather: mp_comm_gather() whose result every rank receives (recv
+ * holds size * count elements on every rank).  Collective.  Returns 0;
+ * common errors. */
 MP_EXTERN int mp_comm_allgather(mp_comm *c, const void *send, void *recv, size_t count,
                                 mp_type type, double timeout);
+/** Allgatherv: mp_comm_gatherv() whose result every rank receives; recv,
+ * counts and displs are used on every rank.  Collective.  Returns 0;
+ * common errors. */
 MP_EXTERN int mp_comm_allgatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
                                  const size_t *counts, const size_t *displs, mp_type type,
                                  double timeout);
 
-/* Alltoall: rank i's elements j*count .. j*count+count-1 of send go to
- * rank j, which stores them at i*count in recv. */
+/** Alltoall: rank i's elements j*count .. j*count+count-1 of send go to
+ * rank j, which stores them at i*count in recv (send and recv each hold
+ * size * count elements).  Collective.  Returns 0; common errors. */
 MP_EXTERN int mp_comm_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_type type,
                                double timeout);
 
-/*
+/**
  * Reduce: element-wise send[0] op send[1] op ... over the ranks in rank
  * order, into recv on root (recv may be NULL elsewhere).  send and recv
- * must not overlap.
+ * must not overlap.  Collective.  Returns 0; common errors.
  */
 MP_EXTERN int mp_comm_reduce(mp_comm *c, const void *send, void *recv, size_t count, mp_type type,
                              mp_op op, int root, double timeout);
 
-/* Allreduce: reduce whose result every rank receives. */
+/** Allreduce: mp_comm_reduce() whose result every rank receives.
+ * Collective.  Returns 0; common errors. */
 MP_EXTERN int mp_comm_allreduce(mp_comm *c, const void *send, void *recv, size_t count,
                                 mp_type type, mp_op op, double timeout);
 
-/* Scan: rank i receives the reduction of ranks 0 .. i (inclusive). */
+/** Scan: rank i receives in recv the reduction of ranks 0 .. i
+ * (inclusive).  Collective.  Returns 0; common errors. */
 MP_EXTERN int mp_comm_scan(mp_comm *c, const void *send, void *recv, size_t count, mp_type type,
                            mp_op op, double timeout);
 
 /* ---- ranks inside one program ---------------------------------------------- */
 
-/* What a rank started by mp_run runs: its world and the argument given.
+/** What a rank started by mp_run runs: its world and the argument given.
  * The return value is the rank's exit status, as for a process target
  * (0..255, or a negative MP_E* code). */
 typedef int (*mp_rank_fn)(mp_comm *world, void *arg);
 
-/* Options for mp_run_with_opts(); start from MP_RUN_OPTS_INIT. */
+/** Options for mp_run_with_opts(); start from MP_RUN_OPTS_INIT. */
 typedef struct mp_run_opts {
-    /* false: once a rank fails (dies, or returns nonzero) the others are
+    /** false: once a rank fails (dies, or returns nonzero) the others are
      * killed at once.  true: the others run on; their calls that need the
      * failed rank return MP_EPEERDEAD. */
     bool keep_going;
-    /* Seconds to wait for the ranks; then every rank is killed and the call
+    /** Seconds to wait for the ranks; then every rank is killed and the call
      * returns MP_ETIMEDOUT.  MP_FOREVER: no limit. */
     double timeout;
-    /* NULL, or room for n exit codes: each rank's exit status, or -SIGNUM
+    /** NULL, or room for n exit codes: each rank's exit status, or -SIGNUM
      * for a rank ended by a signal (its own crash, or the kill that
      * stopped it after another rank failed). */
     int *exitcodes;
-    /* Binds rank k to the k-th CPU the caller may use, when there are no
+    /** Binds rank k to the k-th CPU the caller may use, when there are no
      * more ranks than CPUs (mpiexec's default, and mprun's): ranks poll for
      * each other, and hand off fastest with a CPU each.  Off by default:
      * two jobs bound at once would share their CPUs. */
     bool bind;
 } mp_run_opts;
 
+/** The default options: stop every rank once one fails, no time limit, no
+ * exit codes, no CPU binding.  Initialise every mp_run_opts with it, then
+ * set the fields wanted. */
 #define MP_RUN_OPTS_INIT               \
     {                                  \
         false, MP_FOREVER, NULL, false \
     }
 
-/*
+/**
  * Runs fn(world, arg) on n ranks forked from the caller, connected by
  * shared memory, and waits for them all.  The caller is not a rank; it
  * supervises: a rank that dies is marked dead at once for the others, its
@@ -415,8 +443,9 @@ typedef struct mp_run_opts {
  */
 MP_EXTERN int mp_run(int n, mp_rank_fn fn, void *arg);
 
-/* As mp_run, with options (NULL: the defaults).  MP_ETIMEDOUT when
- * opts->timeout ran out (every rank killed). */
+/** As mp_run, with options (NULL: the defaults).  MP_ETIMEDOUT when
+ * opts->timeout ran out (every rank killed).  MP_EINVAL also for a NaN
+ * opts->timeout. */
 MP_EXTERN int mp_run_with_opts(int n, mp_rank_fn fn, void *arg, const mp_run_opts *opts);
 
 #ifdef __cplusplus

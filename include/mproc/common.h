@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/common.h - what every part of mproc shares: the export macro, the
  * timeout convention and the error model.
  *
@@ -18,14 +19,20 @@
 extern "C" {
 #endif
 
-/* Symbols are hidden by default; MP_EXTERN marks the public API. */
+/**
+ * Marks a declaration as part of the public API.  The library is built with
+ * symbols hidden by default, so only what carries MP_EXTERN is exported
+ * from libmproc.so; outside the library's own build it expands to nothing.
+ */
 #if defined(MPROC_BUILDING) && defined(__GNUC__)
 #define MP_EXTERN __attribute__((visibility("default")))
 #else
 #define MP_EXTERN
 #endif
 
-/*
+/**
+ * A timeout that waits without limit (any negative timeout does).
+ *
  * Times.  Every call that can block takes a timeout, and a few calls and
  * options take a duration (a grace period, a time limit, an interval): both
  * are seconds in a double, measured on CLOCK_MONOTONIC so that changes to
@@ -48,7 +55,11 @@ extern "C" {
  */
 #define MP_FOREVER (-1.0)
 
-/*
+/**
+ * The table of error codes, one XX(name, code, message) entry per code:
+ * the mp_errno enum, mp_strerror() and mp_err_name() are all generated
+ * from it, so that a code, its name and its message cannot drift apart.
+ *
  * Errors.  A call that can fail returns int: 0 (or a non-negative count) on
  * success, a negative MP_E* code on failure.  Where an errno value fits, the
  * code is -errno (as in libuv), so that system call failures pass through
@@ -56,7 +67,9 @@ extern "C" {
  * -4000 that no errno reaches.  mp_strerror() and mp_err_name() describe any
  * code, including -errno values not listed here.
  *
- * XX(name, code, message) - the one table both functions are generated from.
+ * @param XX  a macro taking (name, code, message); name lacks the MP_
+ *            prefix (EINVAL for MP_EINVAL), code is the negative value,
+ *            message the text mp_strerror() returns.
  */
 #define MP_ERRNO_MAP(XX)                                                                         \
     XX(EPERM, -EPERM, "operation not permitted")                                                 \
@@ -110,28 +123,43 @@ extern "C" {
     XX(ESHUTDOWN, -4073, "the program is shutting down")                                         \
     XX(ETIMELIMIT, -4077, "the task ran past its time limit")
 
-/* The codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ... */
+/**
+ * The error codes as an enum: MP_EINVAL, MP_ETIMEDOUT, MP_EOF, ..., one
+ * value per MP_ERRNO_MAP entry (whose message says what each means).  Calls
+ * return them as plain int; every value is negative.
+ */
 typedef enum mp_errno {
 #define MP__ERRNO_ENUM(name, code, msg) MP_##name = (code),
     MP_ERRNO_MAP(MP__ERRNO_ENUM)
 #undef MP__ERRNO_ENUM
 } mp_errno;
 
-/*
+/**
  * A message for an error code: "timed out" for MP_ETIMEDOUT.  Codes outside
  * the table that are -errno values get the C library's text; anything else
- * gets "unknown error".  The string is static; never NULL; thread-safe.
+ * gets "unknown error".  Does not block; thread-safe.
+ *
+ * @param code  an MP_E* code or any other int.
+ * @return a static string, never NULL.
  */
 MP_EXTERN const char *mp_strerror(int code);
 
-/*
+/**
  * The name of an error code: "MP_ETIMEDOUT" for MP_ETIMEDOUT, "OK" for 0 and
  * for positive counts.  Unlisted -errno values get "E..." names from the C
- * library; anything else "MP_EUNKNOWN".  Static string; thread-safe.
+ * library; anything else "MP_EUNKNOWN".  Does not block; thread-safe.
+ *
+ * @param code  an MP_E* code, a count, or any other int.
+ * @return a static string, never NULL.
  */
 MP_EXTERN const char *mp_err_name(int code);
 
-/* The library's version as "MAJOR.MINOR.PATCH" (the one it was built as). */
+/**
+ * The library's version as "MAJOR.MINOR.PATCH": the version of the library
+ * the program runs with, which may differ from the MP_VERSION_* macros of
+ * the headers it was compiled against (mproc/version.h).  A static string;
+ * thread-safe.
+ */
 MP_EXTERN const char *mp_version_string(void);
 
 #ifdef __cplusplus

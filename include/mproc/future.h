@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/future.h - results that arrive later (Python's concurrent.futures).
  *
  * Included by <mproc.h>.
@@ -60,55 +61,70 @@
 extern "C" {
 #endif
 
+/** The outcome of work submitted to a pool: made by the pool's submitting
+ * calls, released with mp_future_free().  Opaque; thread-safe. */
 typedef struct mp_future mp_future;
 
-/* A done callback: runs once, when f finishes, with the ctx given. */
+/** A done callback: runs once, when f finishes, with the ctx given to
+ * mp_future_add_done_callback() (see "Callbacks" above for the thread). */
 typedef void (*mp_future_cb)(mp_future *f, void *ctx);
 
-/*
+/**
  * Waits up to timeout seconds for f to finish, then copies its result into
  * out (at most cap bytes) and stores the result's full length in *len.
- * len may be NULL.  Returns f's status (see above): 0 on success, the
- * task's error otherwise; or, about the call itself: MP_ETIMEDOUT when
+ * len may be NULL.  Returns f's status (see "Outcomes" above): 0 on
+ * success, the task's error otherwise; or, about the call itself: MP_ETIMEDOUT when
  * the wait ran out while f is not finished (a task that ran past the
  * pool's time limit is MP_ETIMELIMIT, so the two never mix); MP_EMSGSIZE
  * when the result is longer than cap > 0 (nothing is copied; *len tells
  * the size needed); MP_ECANCELED when SIGINT interrupted the wait;
- * MP_EINVAL for a NULL f, or a NULL out with cap > 0.  With out NULL and
- * cap 0 the call asks for the length alone: on success it returns 0 and
- * stores the length in *len.  Blocks; thread-safe.
+ * MP_EINVAL for a NULL f, a NULL out with cap > 0, or a NaN timeout.
+ * With out NULL and cap 0 the call asks for the length alone: on success
+ * it returns 0 and stores the length in *len.  Blocks; thread-safe.
+ *
+ * @param f        the future to wait for.
+ * @param out      where the result bytes go (NULL when cap is 0).
+ * @param cap      the size of out in bytes.
+ * @param len      receives the result's full length; may be NULL.
+ * @param timeout  seconds to wait; MP_FOREVER waits without limit, 0 polls.
+ * @return f's status, or MP_ETIMEDOUT, MP_EMSGSIZE, MP_ECANCELED, MP_EINVAL.
  */
 MP_EXTERN int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeout);
 
-/*
- * The result bytes of a finished, successful future, owned by it and
- * valid until mp_future_free(); *len receives their length (may be NULL).
- * NULL while f is not finished, when it failed, or when the result is
- * empty.  Does not block.
+/**
+ * The result bytes of a finished, successful future, without copying them:
+ * owned by f and valid until mp_future_free().  *len receives their length
+ * (len may be NULL), and 0 whenever the call returns NULL.  NULL while f
+ * is not finished, when it failed, when the result is empty, and for a
+ * NULL f.  Does not block.
  */
 MP_EXTERN const void *mp_future_result(const mp_future *f, size_t *len);
 
-/*
- * Waits up to timeout seconds for f to finish, whatever its outcome.
- * Returns 0 once it is finished, MP_ETIMEDOUT if it is not, MP_ECANCELED
- * when SIGINT interrupted the wait.
+/**
+ * Waits up to timeout seconds for f to finish, whatever its outcome (read
+ * it afterwards with mp_future_status() or mp_future_get()).  Returns 0
+ * once it is finished, MP_ETIMEDOUT if it is not, MP_ECANCELED when SIGINT
+ * interrupted the wait, MP_EINVAL for a NULL f or a NaN timeout.  Blocks;
+ * thread-safe.
  */
 MP_EXTERN int mp_future_wait(mp_future *f, double timeout);
 
-/* True once f is finished (successfully, with an error, or cancelled)
+/** True once f is finished (successfully, with an error, or cancelled)
  * and its done callbacks have run (see "Callbacks"): Python's
- * Future.done().  mp_future_ready() is the same, by the name Pool's
- * AsyncResult.ready() gives it.  Never blocks. */
+ * Future.done().  False for NULL.  Never blocks. */
 MP_EXTERN bool mp_future_done(const mp_future *f);
+/** mp_future_done() by the name Pool's AsyncResult.ready() gives it. */
 MP_EXTERN bool mp_future_ready(const mp_future *f);
 
-/* True while a worker runs f's task. */
+/** True while a worker runs f's task; false before a worker takes it,
+ * once it has finished, and for NULL.  Never blocks. */
 MP_EXTERN bool mp_future_running(const mp_future *f);
 
-/* True when f was cancelled (by mp_future_cancel or a pool's terminate). */
+/** True when f was cancelled (by mp_future_cancel or a pool's terminate),
+ * once it is finished; false otherwise and for NULL.  Never blocks. */
 MP_EXTERN bool mp_future_cancelled(const mp_future *f);
 
-/*
+/**
  * True when f has finished with status 0; false while it is not finished
  * (where Python raises ValueError: ask mp_future_done() first to tell the
  * two apart), when it finished with an error or was cancelled, and for
@@ -116,82 +132,97 @@ MP_EXTERN bool mp_future_cancelled(const mp_future *f);
  */
 MP_EXTERN bool mp_future_successful(const mp_future *f);
 
-/* f's status once finished (0 or an error, as listed above); MP_ESTATE
- * while it is not finished. */
+/** f's status once finished (0 or an error, as listed under "Outcomes");
+ * MP_ESTATE while it is not finished; MP_EINVAL for NULL.  Never blocks. */
 MP_EXTERN int mp_future_status(const mp_future *f);
 
-/*
+/**
  * Cancels f if no worker has taken its work yet.  Returns 0 when f is now
  * cancelled (also when it was before); MP_EBUSY when a worker runs it or
  * it has finished.  A cancelled future finishes at once with MP_ECANCELED,
  * and its callbacks have run, in the calling thread, before the call
- * returns (as Python's Future.cancel()).  For a map's future, the items no worker has
- * started are cancelled either way (MP_ECANCELED in their errors); the
+ * returns (as Python's Future.cancel()).  For a map's future, the items no
+ * worker has started are cancelled either way (MP_ECANCELED in their errors); the
  * call returns 0 only when none had started, and the future finishes once
  * the items already running have.  Thread-safe.
  */
 MP_EXTERN int mp_future_cancel(mp_future *f);
 
-/* For MP_ETASK: the nonzero code the task returned.  0 otherwise. */
+/** For a future finished with MP_ETASK: the nonzero code the task
+ * returned.  0 otherwise (also while f is not finished, and for NULL). */
 MP_EXTERN int mp_future_task_error(const mp_future *f);
 
-/*
- * For MP_EWORKER and MP_ETIMELIMIT: the worker's exit status, or -SIGNUM
- * when a signal ended it (-SIGSEGV, -SIGKILL, ...).  0 otherwise.
+/**
+ * For a future finished with MP_EWORKER or MP_ETIMELIMIT: the worker's
+ * exit status, or -SIGNUM when a signal ended it (-SIGSEGV, -SIGKILL, ...).
+ * 0 otherwise (also while f is not finished, and for NULL).
  */
 MP_EXTERN int mp_future_exitcode(const mp_future *f);
 
-/*
+/**
  * What went wrong, as text: the crash report of the worker (signal,
  * faulting address, symbolized backtrace) for MP_EWORKER, the time limit
  * for MP_ETIMELIMIT, the initializer's failure for MP_EINIT, the message
  * a failing task left (mp_task_fail, or what it appended before returning
  * nonzero; for a map, its first failed item's, mp_item_fail) for
- * MP_ETASK - NULL when it left none.  NULL for a success, and while f is
- * not finished.  Owned by f.
+ * MP_ETASK - NULL when it left none.  NULL for a success, while f is not
+ * finished, and for NULL.  Owned by f: valid until mp_future_free().
  */
 MP_EXTERN const char *mp_future_report(const mp_future *f);
 
-/*
+/**
  * For a map future: the index of the first item that failed (the one whose
- * error the future's status reports), or -1 when none did.
+ * error the future's status reports), or -1 when none did, for other
+ * futures, while f is not finished, and for NULL.
  */
 MP_EXTERN long long mp_future_failed_index(const mp_future *f);
 
-/*
+/**
  * Adds a done callback (see "Callbacks" above).  Callbacks run in the order
- * they were added.  Returns 0, MP_EINVAL for NULL arguments, MP_ENOMEM.
+ * they were added; on a future already finished, fn runs at once, in the
+ * calling thread, before the call returns.  Thread-safe.
+ *
+ * @param f    the future.
+ * @param fn   the callback.
+ * @param ctx  passed to fn as it is; may be NULL.
+ * @return 0, MP_EINVAL for a NULL f or fn, MP_ENOMEM.
  */
 MP_EXTERN int mp_future_add_done_callback(mp_future *f, mp_future_cb fn, void *ctx);
 
-/* Drops the caller's reference.  Never waits, never cancels.  NULL is a
- * no-op. */
+/** Drops the caller's reference; every future a call hands out must be
+ * freed so, or it leaks.  Never waits, never cancels: unfinished work
+ * still runs and its result is discarded.  NULL is a no-op. */
 MP_EXTERN void mp_future_free(mp_future *f);
 
-/* What mp_wait waits for (Python's FIRST_COMPLETED, ALL_COMPLETED,
+/** What mp_wait waits for (Python's FIRST_COMPLETED, ALL_COMPLETED,
  * FIRST_EXCEPTION). */
 typedef enum mp_wait_mode {
+    /** Every future has finished. */
     MP_ALL_COMPLETED = 0,
+    /** At least one future has finished. */
     MP_FIRST_COMPLETED = 1,
-    /* The first future that finishes with an error (cancelled ones do
+    /** The first future that finishes with an error (cancelled ones do
      * not count, as in Python), or all of them. */
     MP_FIRST_EXCEPTION = 2
 } mp_wait_mode;
 
-/*
+/**
  * Waits up to timeout seconds until the condition mode names holds for the
  * n futures in fs.  Returns how many of them are finished (> 0, or 0 for
  * n == 0) once it holds; MP_ETIMEDOUT when the time ran out first (check
  * each future with mp_future_done); MP_ECANCELED when SIGINT interrupted
- * the wait; MP_EINVAL for a NULL array or entry, or an unknown mode.  The
- * same future may appear more than once.  Thread-safe.
+ * the wait; MP_EINVAL for a NULL array (with n > 0) or entry, an unknown
+ * mode, or a NaN timeout.  The same future may appear more than once.
+ * Thread-safe.
  */
 MP_EXTERN int mp_wait(mp_future *const *fs, size_t n, mp_wait_mode mode, double timeout);
 
-/* Iteration over futures in the order they finish (Python's as_completed). */
+/** Iteration over futures in the order they finish (Python's
+ * as_completed): made by mp_as_completed_new(), freed by
+ * mp_as_completed_free().  Opaque. */
 typedef struct mp_as_completed mp_as_completed;
 
-/*
+/**
  * Starts an iteration over the n futures in fs, which it references (they
  * may be freed by the caller meanwhile), and stores it in *out; the caller
  * ends it with mp_as_completed_free().  n may be 0 (fs may then be NULL).
@@ -203,16 +234,18 @@ typedef struct mp_as_completed mp_as_completed;
  */
 MP_EXTERN int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out);
 
-/*
+/**
  * Waits up to timeout seconds for the next future to finish and stores it
  * in *f (borrowed from the iteration: valid until mp_as_completed_free).
  * Futures finished already come first, in the order given.  Returns 0,
- * MP_EOF once every future was returned, MP_ETIMEDOUT, or MP_ECANCELED on
- * SIGINT.  One thread at a time per iteration.
+ * MP_EOF once every future was returned, MP_ETIMEDOUT, MP_ECANCELED on
+ * SIGINT, MP_EINVAL for a NULL it or f or a NaN timeout.  One thread at a
+ * time per iteration.
  */
 MP_EXTERN int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout);
 
-/* Ends the iteration and drops its references.  NULL is a no-op. */
+/** Ends the iteration and drops its references to the futures (the
+ * caller's own references are untouched).  NULL is a no-op. */
 MP_EXTERN void mp_as_completed_free(mp_as_completed *it);
 
 #ifdef __cplusplus

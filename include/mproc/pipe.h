@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/pipe.h - connections between two processes (Python's
  * multiprocessing.Pipe and Connection).
  *
@@ -48,32 +49,44 @@
 extern "C" {
 #endif
 
+/** One end of a connection: made by mp_pipe() or mp_conn_from_fd(),
+ * closed by mp_conn_close(), freed by mp_conn_free().  Opaque. */
 typedef struct mp_conn mp_conn;
 
-/* Directions for mp_conn_from_fd(). */
-enum { MP_CONN_READABLE = 1, MP_CONN_WRITABLE = 2 };
+/** Directions for mp_conn_from_fd(), combined with `|`. */
+enum {
+    MP_CONN_READABLE = 1, /**< the end receives */
+    MP_CONN_WRITABLE = 2  /**< the end sends */
+};
 
-/*
+/**
  * Makes a connected pair.  duplex: both ends send and receive.  Not duplex:
  * *a only receives and *b only sends (Python's `r, w = Pipe(False)`).
- * Both ends are AF_UNIX SOCK_SEQPACKET sockets, close-on-exec.  Returns 0, MP_EINVAL
- * for NULL pointers, MP_ENOMEM, or the socketpair error (MP_EMFILE, ...);
- * on error nothing is allocated and *a, *b are NULL.
+ * Both ends are AF_UNIX SOCK_SEQPACKET sockets, close-on-exec.  The caller
+ * frees each end with mp_conn_free().
+ *
+ * @param a       receives the first end (the receiving one when not duplex).
+ * @param b       receives the second end (the sending one when not duplex).
+ * @param duplex  true for two ends that both send and receive.
+ * @return 0, MP_EINVAL for NULL pointers, MP_ENOMEM, or the socketpair
+ *         error (MP_EMFILE, ...); on error nothing is allocated and *a, *b
+ *         are NULL.
  */
 MP_EXTERN int mp_pipe(mp_conn **a, mp_conn **b, bool duplex);
 
-/*
+/**
  * Wraps a descriptor that is one end of a connection - typically one
  * inherited by a spawn or forkserver child (mp_process_inherited_fd) - in a
  * new mp_conn.  flags: MP_CONN_READABLE and/or MP_CONN_WRITABLE.  The
  * connection takes ownership of fd (closing the connection closes it) and
  * makes it close-on-exec.  Returns 0, MP_EINVAL (NULL out, a negative fd,
- * no flags, or fd is not an AF_UNIX SOCK_SEQPACKET socket - the other end
- * of an mp_pipe()), MP_EBADF (fd is not open), or MP_ENOMEM.
+ * no flags or an unknown one, or fd is not an AF_UNIX SOCK_SEQPACKET socket - the other end
+ * of an mp_pipe()), MP_EBADF (fd is not open), or MP_ENOMEM; *out is then
+ * NULL (when out is not) and fd stays the caller's.
  */
 MP_EXTERN int mp_conn_from_fd(int fd, int flags, mp_conn **out);
 
-/*
+/**
  * The largest message mp_conn_recv_alloc() accepts on this end: a peer
  * announcing a larger one gets MP_EMSGSIZE there instead of an allocation
  * of the size it names.  Default 1 GiB.  mp_conn_recv() into the caller's
@@ -82,17 +95,18 @@ MP_EXTERN int mp_conn_from_fd(int fd, int flags, mp_conn **out);
  */
 MP_EXTERN int mp_conn_set_max_message(mp_conn *c, size_t max);
 
-/*
+/**
  * Sends one message of len bytes (len may be 0; buf may then be NULL),
  * blocking as long as the peer's buffer is full.  Returns 0 once the whole
  * message is handed to the kernel; MP_EPIPE when no one holds the other end
  * any more (or, for a message over 64 KiB, when the receiver that started
  * taking it went away); MP_EBADF on a receive-only end; MP_ECLOSED after
  * mp_conn_close(); MP_EINVAL for a NULL conn or NULL buf with len > 0.
+ * Blocks (see mp_conn_send_timeout() for a bounded wait); thread-safe.
  */
 MP_EXTERN int mp_conn_send(mp_conn *c, const void *buf, size_t len);
 
-/*
+/**
  * As mp_conn_send(), waiting at most timeout seconds for room.  A message
  * of up to 64 KiB goes whole or not at all: when the time runs out nothing
  * was sent, the call returns MP_EAGAIN for a timeout of 0, MP_ETIMEDOUT
@@ -101,11 +115,12 @@ MP_EXTERN int mp_conn_send(mp_conn *c, const void *buf, size_t len);
  * first byte, once the receiver was told it comes): the call returns
  * MP_ETIMEDOUT and the message is cut - the receiver gets MP_EPROTO for it
  * and both ends go on with the next message.  Give large messages a
- * generous timeout.
+ * generous timeout.  Other errors as mp_conn_send(), and MP_EINVAL for a
+ * NaN timeout.
  */
 MP_EXTERN int mp_conn_send_timeout(mp_conn *c, const void *buf, size_t len, double timeout);
 
-/*
+/**
  * Receives the next message into buf (cap bytes), waiting at most timeout
  * seconds for it to arrive; sets *len to its size.  Returns 0;
  * MP_EMSGSIZE when the message is larger than cap, with *len set to the
@@ -124,17 +139,18 @@ MP_EXTERN int mp_conn_send_timeout(mp_conn *c, const void *buf, size_t len, doub
  */
 MP_EXTERN int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout);
 
-/*
+/**
  * As mp_conn_recv(), into a buffer the call allocates (malloc; the caller
  * frees it).  *buf is set only on success (a 0-byte message gets a
  * 1-byte allocation, never NULL).  A message larger than the end's limit
  * (mp_conn_set_max_message, 1 GiB by default) is not allocated for:
  * MP_EMSGSIZE with *len set, the message stays.  MP_ENOMEM leaves the
- * message to be read.
+ * message to be read.  Other errors as mp_conn_recv(), and MP_EINVAL for
+ * a NULL buf or len.
  */
 MP_EXTERN int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout);
 
-/*
+/**
  * Waits at most timeout seconds until a receive would not block: data is
  * waiting or the stream has ended.  Returns 1 when so, 0 when the time ran
  * out (a query, like Python's poll(), not an error), MP_EBADF on a
@@ -143,7 +159,7 @@ MP_EXTERN int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double tim
  */
 MP_EXTERN int mp_conn_poll(mp_conn *c, double timeout);
 
-/*
+/**
  * Sends a descriptor: the receiver gets a new descriptor for the same open
  * file description (a memfd, a socket, a pipe, a file), as if dup()ed into
  * its process.  fd stays open here.  Messages and descriptors keep their
@@ -152,7 +168,7 @@ MP_EXTERN int mp_conn_poll(mp_conn *c, double timeout);
  */
 MP_EXTERN int mp_conn_send_fd(mp_conn *c, int fd);
 
-/*
+/**
  * Receives a descriptor sent with mp_conn_send_fd(), close-on-exec, into
  * *fd; the caller owns it.  Waits at most timeout seconds.  Returns 0;
  * MP_EPROTO when the next message is bytes (it stays for mp_conn_recv),
@@ -163,15 +179,16 @@ MP_EXTERN int mp_conn_send_fd(mp_conn *c, int fd);
  */
 MP_EXTERN int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout);
 
-/*
+/**
  * The descriptor underneath, for poll()/epoll in an event loop (readable
  * means mp_conn_poll() would return 1, give or take data already buffered
  * by this connection: call mp_conn_poll(c, 0) to be sure).  Do not read,
- * write or close it.  MP_ECLOSED after close, MP_EINVAL for NULL.
+ * write or close it.  Returns the descriptor (>= 0), MP_ECLOSED after
+ * close, MP_EINVAL for NULL.  Never blocks.
  */
 MP_EXTERN int mp_conn_fd(const mp_conn *c);
 
-/*
+/**
  * Closes this process's copy of the end.  Idempotent; returns 0 (MP_EINVAL
  * for NULL).  Descriptors received but not yet taken are closed too.  Other
  * processes' copies stay open.  Must not run while another thread is inside
@@ -179,7 +196,8 @@ MP_EXTERN int mp_conn_fd(const mp_conn *c);
  */
 MP_EXTERN int mp_conn_close(mp_conn *c);
 
-/* Closes (if needed) and frees the connection.  NULL is a no-op. */
+/** Closes (if needed) and frees the connection.  Never blocks.  NULL is a
+ * no-op. */
 MP_EXTERN void mp_conn_free(mp_conn *c);
 
 #ifdef __cplusplus

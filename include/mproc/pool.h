@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/pool.h - a pool of worker processes (Python's multiprocessing.Pool
  * and concurrent.futures.ProcessPoolExecutor), with fault isolation.
  *
@@ -117,9 +118,11 @@
 extern "C" {
 #endif
 
+/** A pool of worker processes: made by mp_pool_new(), freed by
+ * mp_pool_free().  Opaque; every call on it is thread-safe. */
 typedef struct mp_pool mp_pool;
 
-/*
+/**
  * The result of an apply task under construction, in the worker: bytes
  * appended to it come back to the parent as the future's result.  Small
  * results travel inside the task's slot; larger ones through a shared
@@ -127,27 +130,28 @@ typedef struct mp_pool mp_pool;
  */
 typedef struct mp_buf mp_buf;
 
-/*
+/**
  * Grows the result by len bytes and returns a pointer to them (to be
  * filled), valid until the next call on b.  NULL when memory runs out
  * (the task may then return an error).
  */
 MP_EXTERN void *mp_buf_alloc(mp_buf *b, size_t len);
 
-/* Appends len bytes.  Returns 0, MP_ENOMEM, or MP_EBADF when the result
+/** Appends len bytes.  Returns 0, MP_ENOMEM, or MP_EBADF when the result
  * had to grow and a task had closed the worker's result file (the worker
  * then leaves the pool once this task is over). */
 MP_EXTERN int mp_buf_append(mp_buf *b, const void *data, size_t len);
 
-/* The result so far: its bytes (valid until the next call on b) and its
- * length. */
+/** The result so far: its bytes (valid until the next call on b); see
+ * mp_buf_len() for its length. */
 MP_EXTERN void *mp_buf_data(mp_buf *b);
+/** The length in bytes of the result so far. */
 MP_EXTERN size_t mp_buf_len(const mp_buf *b);
 
-/* Shortens the result to len bytes (no effect when it is not longer). */
+/** Shortens the result to len bytes (no effect when it is not longer). */
 MP_EXTERN void mp_buf_truncate(mp_buf *b, size_t len);
 
-/*
+/**
  * Fails the task (or the item of a map over byte strings) with a message,
  * as a Python task raises an exception with its text: replaces what was
  * appended to b with the text printf formats (at most 64 KiB) and returns
@@ -160,7 +164,7 @@ MP_EXTERN void mp_buf_truncate(mp_buf *b, size_t len);
  */
 MP_EXTERN int mp_task_fail(mp_buf *b, const char *fmt, ...) MP__PRINTF(2, 3);
 
-/*
+/**
  * The same for an item of a map over fixed-size elements (mp_map_fn,
  * mp_map_range_fn), which has no mp_buf: records the message for the
  * item running now and returns MP_ETASK, so that `return mp_item_fail(...)`
@@ -170,7 +174,7 @@ MP_EXTERN int mp_task_fail(mp_buf *b, const char *fmt, ...) MP__PRINTF(2, 3);
  */
 MP_EXTERN int mp_item_fail(const char *fmt, ...) MP__PRINTF(1, 2);
 
-/*
+/**
  * An apply task: runs in a worker with the argument bytes the parent gave
  * (arg is NULL when len is 0) and appends its result to out.  Returns 0 on
  * success; any other value fails the task with MP_ETASK, the value being
@@ -179,14 +183,14 @@ MP_EXTERN int mp_item_fail(const char *fmt, ...) MP__PRINTF(1, 2);
  */
 typedef int (*mp_task_fn)(const void *arg, size_t len, mp_buf *out);
 
-/*
+/**
  * A map function: computes one output element from one input element.
  * ctx points to the map's ctx bytes (NULL when there are none).  Returns 0,
  * or nonzero to fail this item alone with MP_ETASK.
  */
 typedef int (*mp_map_fn)(const void *in, void *out, const void *ctx);
 
-/*
+/**
  * A map function over a contiguous range of n elements (in[0..n), out
  * [0..n)), for loops the compiler can vectorise.  A worker death fails the
  * whole range that was running, since the function's progress inside it
@@ -195,58 +199,66 @@ typedef int (*mp_map_fn)(const void *in, void *out, const void *ctx);
  */
 typedef int (*mp_map_range_fn)(const void *in, void *out, size_t n, const void *ctx);
 
-/* A worker initializer: runs once in each worker before its first task.
+/** A worker initializer: runs once in each worker before its first task.
  * Nonzero fails it: the pool breaks with MP_EINIT (reported once). */
 typedef int (*mp_init_fn)(void *arg);
 
-/* A progress report: done of total items of one map finished. */
+/** A progress report: done of total items of one map finished; ctx is
+ * the progress_ctx given with the function. */
 typedef void (*mp_progress_fn)(size_t done, size_t total, void *ctx);
 
-/* Options for mp_pool_new().  Always start from MP_POOL_OPTS_INIT. */
+/** Options for mp_pool_new().  Always start from MP_POOL_OPTS_INIT. */
 typedef struct mp_pool_opts {
-    /* Number of worker processes; 0: mp_cpu_count().  At most 1024. */
+    /** Number of worker processes; 0: mp_cpu_count().  At most 1024. */
     int processes;
-    /* Run once in each worker before its first task, with initarg.  With
+    /** Run once in each worker before its first task, with initarg.  With
      * fork, initarg is passed as it is; otherwise initarg_size bytes of it
      * are copied (at most 16 MiB). */
     mp_init_fn initializer;
-    void *initarg;
-    size_t initarg_size;
-    /* A worker exits after this many tasks (a map chunk counts as one) and
+    void *initarg;       /**< the initializer's argument */
+    size_t initarg_size; /**< bytes of initarg to copy (see initializer) */
+    /** A worker exits after this many tasks (a map chunk counts as one) and
      * is replaced by a fresh one; 0: never. */
     unsigned maxtasksperchild;
-    /* Seconds one task (or one map item) may run; its worker is killed
+    /** Seconds one task (or one map item) may run; its worker is killed
      * past that and the task fails with MP_ETIMELIMIT (never MP_ETIMEDOUT,
      * which means that a wait ran out).  <= 0: no limit. */
     double task_timeout;
-    /* How many times a task whose worker died or timed out is run again
+    /** How many times a task whose worker died or timed out is run again
      * on a fresh worker before it fails.  A task that returns an error is
      * not retried: that is its answer. */
     unsigned retries;
+    /** How the workers are started (see "Start methods" above);
+     * MP_START_DEFAULT: the program's default. */
     mp_start_method start_method;
-    /* Called with the progress of every map and imap, from the pool's
+    /** Called with the progress of every map and imap, from the pool's
      * callback thread, at most every progress_interval seconds and once at
      * the end. */
     mp_progress_fn progress;
-    void *progress_ctx;
-    /* Draws a progress bar of every map and imap on stderr (a line redrawn
+    void *progress_ctx; /**< passed to progress as it is */
+    /** Draws a progress bar of every map and imap on stderr (a line redrawn
      * in place on a terminal; a line a second otherwise). */
     bool progress_bar;
+    /** Seconds between two progress calls (0: the default, 0.1). */
     double progress_interval;
-    /* Workers are named "<name>Worker-<n>" (default "PoolWorker-<n>").
+    /** Workers are named "<name>Worker-<n>" (default "PoolWorker-<n>").
      * Copied; at most 40 bytes are kept. */
     const char *name;
-    /* mp_pool_terminate() sends SIGTERM, waits this long for the workers to
+    /** mp_pool_terminate() sends SIGTERM, waits this long for the workers to
      * end, then sends SIGKILL.  0: SIGKILL at once. */
     double terminate_grace;
 } mp_pool_opts;
 
+/** The default options: one worker per CPU, no initializer, no task or time
+ * limit, no retries, the program's start method, no progress report, 0.1 s
+ * between progress calls, 1 s of grace at terminate.  Initialise every
+ * mp_pool_opts with it, then set the fields wanted. */
 #define MP_POOL_OPTS_INIT                                                                \
     {                                                                                    \
         0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0 \
     }
 
-/*
+/**
  * Creates a pool and starts its workers (in the background: the call does
  * not wait for them, nor for their initializer), and stores it in *out.
  * opts may be NULL (the defaults).  Returns 0, or:
@@ -267,17 +279,18 @@ typedef struct mp_pool_opts {
  */
 MP_EXTERN int mp_pool_new(const mp_pool_opts *opts, mp_pool **out);
 
-/* The number of worker processes the pool keeps running. */
+/** The number of worker processes the pool keeps running, or MP_EINVAL for
+ * NULL.  Never blocks. */
 MP_EXTERN int mp_pool_size(const mp_pool *p);
 
-/*
+/**
  * Stops accepting work: later submissions fail with MP_ECLOSED.  Work
  * already submitted completes, then the workers exit.  Returns 0 (also
  * when closed already), MP_EINVAL.  Does not block.
  */
 MP_EXTERN int mp_pool_close(mp_pool *p);
 
-/*
+/**
  * Stops the pool now: pending and running work fails with MP_ECANCELED
  * (and callbacks run), the workers get SIGTERM and, after
  * opts.terminate_grace seconds, SIGKILL.  Returns 0 once every worker is
@@ -286,7 +299,7 @@ MP_EXTERN int mp_pool_close(mp_pool *p);
  */
 MP_EXTERN int mp_pool_terminate(mp_pool *p);
 
-/*
+/**
  * Waits up to timeout seconds for a closed or terminated pool to finish
  * its work and for every worker to exit.  Returns 0, MP_ETIMEDOUT,
  * MP_ESTATE when the pool was neither closed nor terminated (as Python),
@@ -294,14 +307,14 @@ MP_EXTERN int mp_pool_terminate(mp_pool *p);
  */
 MP_EXTERN int mp_pool_join(mp_pool *p, double timeout);
 
-/*
+/**
  * Python's executor shutdown: closes the pool, cancels the work no worker
  * has started when cancel_pending is true, and waits up to timeout seconds
  * as mp_pool_join() does.
  */
 MP_EXTERN int mp_pool_shutdown(mp_pool *p, bool cancel_pending, double timeout);
 
-/*
+/**
  * Frees the pool.  A pool that still has workers is terminated first (as
  * leaving Python's `with Pool()` block does).  Futures and iterators of the
  * pool stay valid (unfinished ones are cancelled).  Callbacks still queued
@@ -311,19 +324,20 @@ MP_EXTERN int mp_pool_shutdown(mp_pool *p, bool cancel_pending, double timeout);
  */
 MP_EXTERN void mp_pool_free(mp_pool *p);
 
-/*
+/**
  * 0 while the pool can run work; the error that broke it otherwise:
  * MP_EINIT when a worker's initializer failed, or the error that kept
  * workers from starting.  mp_pool_report() says more.
  */
 MP_EXTERN int mp_pool_error(const mp_pool *p);
 
-/* The report of what broke the pool, or NULL.  Owned by the pool. */
+/** The report of what broke the pool, or NULL (also for NULL).  Owned by
+ * the pool: valid until mp_pool_free(). */
 MP_EXTERN const char *mp_pool_report(const mp_pool *p);
 
 /* ---- apply and submit ------------------------------------------------------- */
 
-/*
+/**
  * Runs fn(arg, len) in a worker and waits up to timeout seconds for it.
  * The result is copied to out (cap bytes), its length stored in *out_len.
  * Returns the task's status as mp_future_get() does; MP_ETIMEDOUT when the
@@ -332,7 +346,7 @@ MP_EXTERN const char *mp_pool_report(const mp_pool *p);
 MP_EXTERN int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t len, void *out,
                             size_t cap, size_t *out_len, double timeout);
 
-/*
+/**
  * Submits fn(arg, len) and returns its future at once.  The len bytes at
  * arg are copied before the call returns.  Never blocks: when more work is
  * queued than the shared task table holds, the rest waits in the parent.
@@ -344,7 +358,7 @@ MP_EXTERN int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t l
  */
 MP_EXTERN mp_future *mp_pool_apply_async(mp_pool *p, mp_task_fn fn, const void *arg, size_t len);
 
-/*
+/**
  * As mp_pool_apply_async(), with Python's callback and error_callback:
  * callback(f, ctx) runs when the task succeeds, error_callback(f, ctx)
  * when it fails or is cancelled, in the pool's callback thread.  Either
@@ -354,43 +368,46 @@ MP_EXTERN mp_future *mp_pool_apply_async_cb(mp_pool *p, mp_task_fn fn, const voi
                                             mp_future_cb callback, mp_future_cb error_callback,
                                             void *ctx);
 
-/* The executor's submit(): mp_pool_apply_async() by another name. */
+/** The executor's submit(): mp_pool_apply_async() by another name. */
 MP_EXTERN mp_future *mp_pool_submit(mp_pool *p, mp_task_fn fn, const void *arg, size_t len);
 
 /* ---- map --------------------------------------------------------------------- */
 
-/* A map call in full.  Start from MP_MAP_SPEC_INIT. */
+/** A map call in full, for mp_pool_map_ex() and its kin.  Start from
+ * MP_MAP_SPEC_INIT. */
 typedef struct mp_map_spec {
-    mp_map_fn fn; /* one of fn and range_fn */
-    mp_map_range_fn range_fn;
-    const void *in; /* n elements of in_size bytes (in_size may be 0) */
-    size_t n;
-    size_t in_size;
-    void *out; /* n elements of out_size bytes (out_size may be 0) */
-    size_t out_size;
-    /* Items per chunk a worker claims at once; 0: as Python chooses,
+    mp_map_fn fn;             /**< one of fn and range_fn */
+    mp_map_range_fn range_fn; /**< the other one (NULL when fn is set) */
+    const void *in;           /**< n elements of in_size bytes (in_size may be 0) */
+    size_t n;                 /**< the number of items */
+    size_t in_size;           /**< bytes per input element */
+    void *out;                /**< n elements of out_size bytes (out_size may be 0) */
+    size_t out_size;          /**< bytes per output element */
+    /** Items per chunk a worker claims at once; 0: as Python chooses,
      * ceil(n / (4 * workers)). */
     size_t chunksize;
-    /* ctx_size bytes copied once for the whole map and passed to every
+    /** ctx_size bytes copied once for the whole map and passed to every
      * call (at most 16 MiB); NULL for none. */
     const void *ctx;
-    size_t ctx_size;
-    /* Optional: n ints that receive each item's outcome, 0 or an error
+    size_t ctx_size; /**< bytes at ctx */
+    /** Optional: n ints that receive each item's outcome, 0 or an error
      * (MP_ETASK, MP_EWORKER, MP_ETIMELIMIT, MP_ECANCELED; for a map whose
      * workers use the caller's arrays in place, also what stopped them
      * from reaching those: MP_EFAULT for a bad address, MP_EPERM). */
     int *errors;
-    /* Progress of this map; NULL: the pool's (opts.progress). */
+    /** Progress of this map; NULL: the pool's (opts.progress). */
     mp_progress_fn progress;
-    void *progress_ctx;
+    void *progress_ctx; /**< passed to progress as it is */
 } mp_map_spec;
 
+/** An empty map: every field 0 or NULL.  Initialise every mp_map_spec with
+ * it, then set the fields wanted. */
 #define MP_MAP_SPEC_INIT                                              \
     {                                                                 \
         NULL, NULL, NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL, NULL \
     }
 
-/*
+/**
  * Runs fn over n input elements of in_size bytes, writing n outputs of
  * out_size bytes, in order, and waits for all of them.  Returns 0 when
  * every item succeeded; otherwise the error of the first failed item (by
@@ -415,7 +432,7 @@ typedef struct mp_map_spec {
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
                           void *out, size_t out_size, size_t chunksize);
 
-/*
+/**
  * As mp_pool_map(), returning at once with a future that finishes when
  * every item has.  Inputs are copied before the call returns; out must stay
  * valid, and untouched, until the future is finished.  The future carries
@@ -427,27 +444,31 @@ MP_EXTERN mp_future *mp_pool_map_async(mp_pool *p, mp_map_fn fn, const void *in,
                                        size_t in_size, void *out, size_t out_size,
                                        size_t chunksize);
 
-/*
+/**
  * Python's starmap: in C a tuple of arguments is a struct, so starmap is a
  * map over an array of argument structs, each of args_size bytes; fn
  * receives a pointer to one struct.  Same results and errors as map.
  */
 MP_EXTERN int mp_pool_starmap(mp_pool *p, mp_map_fn fn, const void *args, size_t n,
                               size_t args_size, void *out, size_t out_size, size_t chunksize);
+/** As mp_pool_starmap(), returning at once with a future, as
+ * mp_pool_map_async() does. */
 MP_EXTERN mp_future *mp_pool_starmap_async(mp_pool *p, mp_map_fn fn, const void *args, size_t n,
                                            size_t args_size, void *out, size_t out_size,
                                            size_t chunksize);
 
-/* mp_pool_map() and mp_pool_map_async() with every option. */
+/** mp_pool_map() with every option, from spec. */
 MP_EXTERN int mp_pool_map_ex(mp_pool *p, const mp_map_spec *spec);
+/** mp_pool_map_async() with every option, from spec. */
 MP_EXTERN mp_future *mp_pool_map_async_ex(mp_pool *p, const mp_map_spec *spec);
 
 /* ---- imap ---------------------------------------------------------------------- */
 
-/* Results of a map taken one at a time, as they are ready. */
+/** Results of a map taken one at a time, as they are ready: made by
+ * mp_pool_imap() and its kin, freed by mp_imap_free().  Opaque. */
 typedef struct mp_imap mp_imap;
 
-/*
+/**
  * Starts a map whose results are taken with mp_imap_next(): in order of
  * index (imap) or as they finish (imap_unordered), and stores the
  * iterator in *out.  Inputs are copied before the call returns.  Returns
@@ -459,14 +480,17 @@ typedef struct mp_imap mp_imap;
  */
 MP_EXTERN int mp_pool_imap(mp_pool *p, mp_map_fn fn, const void *in, size_t n, size_t in_size,
                            size_t out_size, size_t chunksize, mp_imap **out);
+/** As mp_pool_imap(), the results taken as they finish rather than in
+ * order of index. */
 MP_EXTERN int mp_pool_imap_unordered(mp_pool *p, mp_map_fn fn, const void *in, size_t n,
                                      size_t in_size, size_t out_size, size_t chunksize,
                                      mp_imap **out);
 
-/* As above with every option; spec->out and spec->errors are not used. */
+/** mp_pool_imap() (ordered true) or mp_pool_imap_unordered() (ordered
+ * false) with every option; spec->out and spec->errors are not used. */
 MP_EXTERN int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ordered, mp_imap **out);
 
-/*
+/**
  * Waits up to timeout seconds for the next item: copies its output
  * (out_size bytes) to out and its index to *index (either may be NULL).
  * Returns 0; the item's error (MP_ETASK, MP_EWORKER, MP_ETIMELIMIT,
@@ -479,7 +503,7 @@ MP_EXTERN int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *spec, bool ordered,
  */
 MP_EXTERN int mp_imap_next(mp_imap *it, void *out, size_t *index, double timeout);
 
-/* Frees the iterator; items not taken are discarded (the map still runs to
+/** Frees the iterator; items not taken are discarded (the map still runs to
  * its end).  NULL is a no-op. */
 MP_EXTERN void mp_imap_free(mp_imap *it);
 
@@ -640,7 +664,7 @@ MP_EXTERN void mp_imap_bytes_free(mp_imap_bytes *it);
 
 /* ---- shared memory ---------------------------------------------------------------- */
 
-/*
+/**
  * size bytes of memory the pool's workers see too (64-byte aligned): map
  * inputs and outputs placed here are used in place, never copied.  The
  * memory lives until mp_pool_shared_free() or the pool's free.  Returns
@@ -648,38 +672,42 @@ MP_EXTERN void mp_imap_bytes_free(mp_imap_bytes *it);
  */
 MP_EXTERN void *mp_pool_shared_alloc(mp_pool *p, size_t size);
 
-/* Returns memory from mp_pool_shared_alloc().  NULL is a no-op. */
+/** Returns memory from mp_pool_shared_alloc().  NULL is a no-op. */
 MP_EXTERN void mp_pool_shared_free(mp_pool *p, void *ptr);
 
 /* ---- inspection ---------------------------------------------------------------------- */
 
+/** Counters of a pool since it was made, read with mp_pool_stats_get(). */
 typedef struct mp_pool_stats {
-    uint64_t tasks_done;      /* tasks and map chunks run to their end */
-    uint64_t tasks_failed;    /* failed by a worker's death or a timeout */
-    uint64_t tasks_retried;   /* run again after a worker's death or a timeout */
-    uint64_t tasks_timed_out; /* ran past task_timeout */
-    uint64_t workers_started;
-    uint64_t workers_died;     /* ended abnormally: crashed, killed, timed out */
-    uint64_t workers_recycled; /* exited after maxtasksperchild tasks */
-    /* mp_pool_map() calls whose workers read and wrote the caller's arrays
+    uint64_t tasks_done;       /**< tasks and map chunks run to their end */
+    uint64_t tasks_failed;     /**< failed by a worker's death or a timeout */
+    uint64_t tasks_retried;    /**< run again after a worker's death or a timeout */
+    uint64_t tasks_timed_out;  /**< ran past task_timeout */
+    uint64_t workers_started;  /**< worker processes started, replacements included */
+    uint64_t workers_died;     /**< ended abnormally: crashed, killed, timed out */
+    uint64_t workers_recycled; /**< exited after maxtasksperchild tasks */
+    /** mp_pool_map() calls whose workers read and wrote the caller's arrays
      * where they are (one kernel copy each way, by process_vm_readv and
      * process_vm_writev) instead of through shared memory.  They do when
      * chunks hold a few KiB or more, and the system lets a process read
      * its parent's memory as a debugger would: not under Yama's
      * ptrace_scope >= 1, nor with MPROC_POOL_VM=0 in the environment. */
     uint64_t maps_direct;
-    /* Times the pool found its shared memory overwritten (by a task
+    /** Times the pool found its shared memory overwritten (by a task
      * writing where it should not) and started afresh: the work then in
      * progress failed with MP_EPROTO. */
     uint64_t pool_resets;
 } mp_pool_stats;
 
-/* Fills *st.  Returns 0 or MP_EINVAL.  Thread-safe. */
+/** Fills *st with the pool's counters (a snapshot).  Returns 0, or
+ * MP_EINVAL for a NULL p or st.  Never blocks; thread-safe. */
 MP_EXTERN int mp_pool_stats_get(mp_pool *p, mp_pool_stats *st);
 
-/*
+/**
  * Stores the pids of the running workers in pids (at most cap) and
- * returns how many run.  Thread-safe.
+ * returns how many run, which may be more than cap (pids may be NULL
+ * when cap is 0); MP_EINVAL for a NULL p, or a NULL pids with cap > 0.
+ * Never blocks; thread-safe.
  */
 MP_EXTERN int mp_pool_worker_pids(mp_pool *p, pid_t *pids, size_t cap);
 

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * mproc/queue.h - message queues shared by many processes (Python's
  * multiprocessing.Queue, SimpleQueue and JoinableQueue).
  *
@@ -57,40 +58,46 @@
 extern "C" {
 #endif
 
+/** A message queue: made by mp_queue_new(), mp_queue_new_opts() or
+ * mp_queue_attach(), released by mp_queue_free().  Opaque. */
 typedef struct mp_queue mp_queue;
 
-/* Options for mp_queue_new_opts().  Always start from MP_QUEUE_OPTS_INIT. */
+/** Options for mp_queue_new_opts().  Always start from MP_QUEUE_OPTS_INIT. */
 typedef struct mp_queue_opts {
-    /* Bytes of ring, rounded up to a power of two between 256 bytes and
+    /** Bytes of ring, rounded up to a power of two between 256 bytes and
      * 1 GiB; 0 means 1 MiB.  A message takes its length plus 8 bytes,
      * rounded up to a multiple of 8; the largest message a queue takes is
      * mp_queue_max_message() = capacity - 8. */
     size_t capacity;
-    /* At most this many messages in the queue at once, as Python's maxsize;
+    /** At most this many messages in the queue at once, as Python's maxsize;
      * 0: bounded by bytes only.  At most 2^30. */
     size_t max_messages;
-    /* A joinable queue counts unfinished messages: mp_queue_task_done()
+    /** A joinable queue counts unfinished messages: mp_queue_task_done()
      * and mp_queue_join() work on it (Python's JoinableQueue). */
     bool joinable;
 } mp_queue_opts;
 
+/** The default options: a 1 MiB ring, bounded by bytes only, not
+ * joinable.  Initialise every mp_queue_opts with it, then set the fields
+ * wanted, so that fields added later get their defaults. */
 #define MP_QUEUE_OPTS_INIT \
     {                      \
         0, 0, false        \
     }
 
-/* Counters a queue keeps across all the processes that use it. */
+/** Counters a queue keeps across all the processes that use it, read
+ * with mp_queue_stats_get(). */
 typedef struct mp_queue_stats {
-    size_t messages;         /* in the queue now */
-    size_t bytes;            /* of ring in use, headers included */
-    uint64_t dead_producers; /* producers that died inside a put */
-    uint64_t dead_consumers; /* consumers that died inside a get */
-    uint64_t lost;           /* messages those consumers took away with them */
-    uint64_t unfinished;     /* joinable: messages put and not yet task_done
-                                (lost ones count as done) */
+    size_t messages;         /**< messages in the queue now */
+    size_t bytes;            /**< bytes of ring in use, headers included */
+    uint64_t dead_producers; /**< producers that died inside a put */
+    uint64_t dead_consumers; /**< consumers that died inside a get */
+    uint64_t lost;           /**< messages those consumers took away with them */
+    uint64_t unfinished;     /**< joinable queues: messages put and not yet
+                                  marked done (lost ones count as done) */
 } mp_queue_stats;
 
-/*
+/**
  * Creates a queue with a ring of capacity bytes (see mp_queue_opts), not
  * joinable, bounded by bytes only, and stores it in *out; the caller owns
  * it (mp_queue_free).  Returns 0; MP_EINVAL for a capacity above 1 GiB or
@@ -99,70 +106,79 @@ typedef struct mp_queue_stats {
  */
 MP_EXTERN int mp_queue_new(size_t capacity, mp_queue **out);
 
-/* As mp_queue_new(), with options; opts may be NULL (the defaults).
+/** As mp_queue_new(), with options; opts may be NULL (the defaults).
  * MP_EINVAL also for max_messages above 2^30. */
 MP_EXTERN int mp_queue_new_opts(const mp_queue_opts *opts, mp_queue **out);
 
-/*
+/**
  * Opens, in this process, the queue whose memory file is fd - a descriptor
  * from mp_queue_fd(), handed over with mp_process_opts.fds or
  * mp_conn_send_fd().  fd is not taken over (the queue keeps its own
  * duplicate).  Returns 0 and sets *out; MP_EINVAL when fd is not a queue's
- * memory; MP_EBADF; MP_ENOMEM.
+ * memory or out is NULL; MP_EBADF for a negative or closed fd; MP_ENOMEM.
+ * On failure *out is NULL (when out is not).  Free the queue with
+ * mp_queue_free() as any other.
  */
 MP_EXTERN int mp_queue_attach(int fd, mp_queue **out);
 
-/*
+/**
  * The queue's memory file, to hand to another process for
- * mp_queue_attach().  Owned by the queue: do not close it.  MP_EINVAL for
- * NULL.
+ * mp_queue_attach().  Owned by the queue: do not close it.  Returns the
+ * descriptor (>= 0), or MP_EINVAL for NULL.  Never blocks.
  */
 MP_EXTERN int mp_queue_fd(const mp_queue *q);
 
-/*
+/**
  * Puts one message of len bytes (0 allowed; buf may then be NULL), waiting
  * at most timeout seconds for room.  Returns 0 once the message is in the
  * queue; MP_EAGAIN (timeout 0) or MP_ETIMEDOUT when it did not fit in time
  * (nothing was put); MP_ECLOSED once the queue is closed; MP_EMSGSIZE when
- * len exceeds mp_queue_max_message(); MP_EINVAL.  Process- and thread-safe.
+ * len exceeds mp_queue_max_message(); MP_EINVAL for a NULL q, a NULL buf
+ * with len > 0, or a NaN timeout.  Process- and thread-safe.
  */
 MP_EXTERN int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout);
 
-/*
+/**
  * Takes the oldest message into buf (cap bytes), waiting at most timeout
  * seconds for one; sets *len (may be NULL) to its size.  Returns 0;
  * MP_EMSGSIZE when it is larger than cap, with *len set to the size needed:
  * the message stays first in the queue; MP_EAGAIN (timeout 0) or
  * MP_ETIMEDOUT when none came; MP_EOF once the queue is closed and empty;
- * MP_EINVAL.  Process- and thread-safe.
+ * MP_EINVAL for a NULL q, a NULL buf with cap > 0, or a NaN timeout.
+ * Process- and thread-safe.
  */
 MP_EXTERN int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout);
 
-/*
+/**
  * As mp_queue_get(), into a buffer the call allocates with malloc (the
  * caller frees it; a 0-byte message gets a 1-byte buffer).  *buf is set
- * only on success; MP_ENOMEM leaves the message in the queue.
+ * only on success; MP_ENOMEM leaves the message in the queue.  Other
+ * returns as mp_queue_get(), and MP_EINVAL for a NULL buf.
  */
 MP_EXTERN int mp_queue_get_alloc(mp_queue *q, void **buf, size_t *len, double timeout);
 
-/*
+/**
  * The number of messages in the queue: a snapshot, which other processes
- * may change at once (as Python's qsize).  MP_EINVAL for NULL.
+ * may change at once (as Python's qsize).  MP_EINVAL for NULL.  Never
+ * blocks.
  */
 MP_EXTERN int mp_queue_qsize(const mp_queue *q);
 
-/* Whether the queue holds no message (a snapshot).  NULL: true. */
+/** Whether the queue holds no message (a snapshot).  NULL: true. */
 MP_EXTERN bool mp_queue_empty(const mp_queue *q);
 
-/* Whether not even an empty message would fit now, by bytes or by count
+/** Whether not even an empty message would fit now, by bytes or by count
  * (a snapshot).  NULL: false. */
 MP_EXTERN bool mp_queue_full(const mp_queue *q);
 
-/* The ring's size in bytes, and the largest message it takes.  0 for NULL. */
+/** The ring's size in bytes (the capacity asked for, rounded up).  0 for
+ * NULL. */
 MP_EXTERN size_t mp_queue_capacity(const mp_queue *q);
+/** The largest message the queue takes: mp_queue_capacity() - 8.  0 for
+ * NULL. */
 MP_EXTERN size_t mp_queue_max_message(const mp_queue *q);
 
-/*
+/**
  * Closes the queue for every process: puts return MP_ECLOSED from now on
  * (waiting ones too), gets return what is left and then MP_EOF.  A put
  * racing with the close either completes before it or fails; a message is
@@ -170,31 +186,33 @@ MP_EXTERN size_t mp_queue_max_message(const mp_queue *q);
  */
 MP_EXTERN int mp_queue_close(mp_queue *q);
 
-/* Whether the queue has been closed (by any process).  NULL: true. */
+/** Whether the queue has been closed (by any process).  NULL: true. */
 MP_EXTERN bool mp_queue_closed(const mp_queue *q);
 
-/*
+/**
  * Joinable queues: tells the queue that one message taken out has been
  * dealt with.  Returns 0; MP_ESTATE when there are more task_done calls
  * than messages put (Python's ValueError); MP_ENOTSUP for a queue that is
- * not joinable.  Messages a dead consumer took away count as done, so that
- * a crash does not block join() forever.
+ * not joinable; MP_EINVAL for NULL.  Messages a dead consumer took away
+ * count as done, so that a crash does not block join() forever.  Never
+ * blocks.
  */
 MP_EXTERN int mp_queue_task_done(mp_queue *q);
 
-/*
+/**
  * Joinable queues: waits at most timeout seconds until every message put
  * has been marked done or lost with a dead consumer (see "Crashes" above).
- * Returns 0, MP_ETIMEDOUT, MP_ENOTSUP, MP_EINVAL.
+ * Returns 0, MP_ETIMEDOUT, MP_ENOTSUP for a queue that is not joinable,
+ * MP_EINVAL for NULL or a NaN timeout.
  */
 MP_EXTERN int mp_queue_join(mp_queue *q, double timeout);
 
-/* Fills *out with the queue's counters (a snapshot), after counting the
+/** Fills *out with the queue's counters (a snapshot), after counting the
  * consumers found dead since the last look (see "Crashes" above).  Returns
  * 0, or MP_EINVAL for a NULL q or out. */
 MP_EXTERN int mp_queue_stats_get(const mp_queue *q, mp_queue_stats *out);
 
-/*
+/**
  * Releases this process's hold on the queue (its mapping and descriptor).
  * The queue lives on in the other processes that hold it.  Never blocks;
  * NULL is a no-op.  Must not run while another thread of this process is
