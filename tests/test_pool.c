@@ -572,6 +572,25 @@ static int echo_task(const void *arg, size_t len, mp_buf *out)
     return mp_buf_append(out, arg, len);
 }
 
+/* A closed pool refuses an apply task whatever its argument's size.
+ * Fails (a stack overflow, under ASan) when a refused argument larger
+ * than a job entry holds is still copied into the entry. */
+TEST(apply_with_a_large_argument_on_a_closed_pool_is_refused)
+{
+    mp_pool *p = pool_with(1);
+    CHECK_OK(mp_pool_close(p));
+    static unsigned char arg[64 << 10];
+    size_t sizes[] = {1, 64, 65, 4096, sizeof arg};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        mp_future *f = mp_pool_apply_async(p, echo_task, arg, sizes[i]);
+        CHECK(f != NULL);
+        CHECK_ERR(mp_future_status(f), MP_ECLOSED);
+        mp_future_free(f);
+    }
+    CHECK_OK(mp_pool_join(p, 30.0));
+    mp_pool_free(p);
+}
+
 /* Builds a result of *arg bytes in small appends, a pattern of its index. */
 static int pattern_task(const void *arg, size_t len, mp_buf *out)
 {

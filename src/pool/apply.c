@@ -172,7 +172,7 @@ static mp_future *apply_submit_fill(mp_pool *p, mp_task_fn fn, size_t len, mp__p
                 fill(p->region.base + off, len, arg);
             }
         }
-    } else if (len) {
+    } else if (rc == 0 && len) {
         fill(job.arg, len, arg);
     }
     if (rc == 0) {
