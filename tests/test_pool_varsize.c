@@ -6,6 +6,7 @@
 #include "mp_test.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <mproc.h>
 #include <signal.h>
 
@@ -416,6 +417,60 @@ TEST(results_and_iterators_freed_early)
     CHECK_OK(mp_future_status(f));
     mp_future_free(f);
     mp_pool_free(p);
+}
+
+/* Fails when a map on a closed pool is run, or reports nothing. */
+TEST(map_bytes_on_a_closed_pool_fails_every_item_with_mp_eclosed)
+{
+    mp_bytes in[3] = {str("a"), str("b"), str("c")};
+    mp_pool *p = pool_with(1, MP_START_FORK);
+    CHECK_OK(mp_pool_close(p));
+    mp_results *r = NULL;
+    CHECK_ERR(mp_pool_map_bytes(p, upper_fn, in, 3, 1, &r), MP_ECLOSED);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_ERR(mp_results_error(r, i), MP_ECLOSED);
+    mp_results_free(r);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    mp_pool_free(p);
+}
+
+static int gate_fd = -1;
+
+/* Waits (at most 30 s) until the test writes to the gate. */
+static int gated_fn(const void *in, size_t len, mp_buf *out)
+{
+    struct pollfd pf = {.fd = gate_fd, .events = POLLIN};
+    (void)poll(&pf, 1, 30000);
+    return upper_fn(in, len, out);
+}
+
+/* Fails when a terminate leaves the map's future unfinished, or its
+ * items without an outcome (a hang, or MP_ESTATE). */
+TEST(terminate_cancels_a_running_map_bytes)
+{
+    int fds[2];
+    CHECK_OK(pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno);
+    gate_fd = fds[0];
+    mp_bytes in[40];
+    for (int i = 0; i < 40; i++)
+        in[i] = str("x");
+    mp_pool *p = pool_with(2, MP_START_FORK);
+    mp_results *r = NULL;
+    mp_future *f = mp_pool_map_bytes_async(p, gated_fn, in, 40, 1, &r);
+    CHECK(f != NULL && r != NULL);
+    CHECK_OK(mp_pool_terminate(p));
+    CHECK_OK(mp_future_wait(f, 30.0));
+    int st = mp_future_status(f);
+    CHECK(st == MP_ECANCELED || st == MP_EWORKER);
+    for (size_t i = 0; i < 40; i++) {
+        int e = mp_results_error(r, i);
+        CHECK(e == MP_ECANCELED || e == MP_EWORKER);
+    }
+    mp_future_free(f);
+    mp_results_free(r);
+    mp_pool_free(p);
+    close(fds[0]);
+    close(fds[1]);
 }
 
 MPT_MAIN()
