@@ -217,6 +217,16 @@ static int picky_fn(const void *in, size_t len, mp_buf *out)
     }
     if (len >= 5 && memcmp(s, "item:", 5) == 0)
         return mp_item_fail("item says %.*s", (int)(len - 5), s + 5);
+    if (len == 4 && memcmp(s, "app:", 4) == 0) {
+        (void)mp_buf_append(out, "junk", 4);
+        return mp_item_fail("replaced");
+    }
+    if (len == 3 && memcmp(s, "big", 3) == 0) {
+        char *d = mp_buf_alloc(out, 100000);
+        if (d)
+            memset(d, 'z', 100000);
+        return 3;
+    }
     if (len >= 4 && memcmp(s, "raw:", 4) == 0) {
         (void)mp_buf_append(out, s + 4, len - 4);
         return 7;
@@ -233,8 +243,8 @@ static mp_bytes str(const char *s)
  * when its failure spoils the items around it. */
 TEST(failing_items_carry_their_message_and_spare_the_others)
 {
-    mp_bytes in[] = {str("ok"), str("fail:x"),  str("b"), str("item:boom"),
-                     str(""),   str("raw:why"), str("zz")};
+    mp_bytes in[] = {str("ok"),      str("fail:x"), str("b"),    str("item:boom"), str(""),
+                     str("raw:why"), str("zz"),     str("app:"), str("big")};
     size_t n = sizeof in / sizeof *in;
     mp_pool *p = pool_with(2, MP_START_FORK);
     for (size_t chunksize = 1; chunksize <= n; chunksize += n - 1) {
@@ -257,6 +267,11 @@ TEST(failing_items_carry_their_message_and_spare_the_others)
         CHECK(mp_results_message(r, 6) == NULL);
         CHECK(memcmp(mp_results_item(r, 0, NULL), "OK", 2) == 0);
         CHECK(memcmp(mp_results_item(r, 2, NULL), "B", 1) == 0);
+        /* mp_item_fail's text replaces what the item appended; a long
+         * output as a message is cut at 64 KiB. */
+        CHECK_STREQ(mp_results_message(r, 7), "replaced");
+        CHECK_EQ_U(strlen(mp_results_message(r, 8)), (64 << 10) - 1);
+        CHECK_EQ(mp_results_message(r, 8)[1000], 'z');
         CHECK_ERR(mp_results_error(r, n), MP_EINVAL);
         mp_results_free(r);
     }

@@ -554,7 +554,8 @@ typedef struct mp_bytes {
  *             (mp_buf_append, mp_buf_alloc); mp_buf_data() and
  *             mp_buf_len() see this item's output alone
  * @return 0, or nonzero to fail this item alone with MP_ETASK; what it
- *         appended is then its message (see mp_task_fail()).
+ *         appended (at most 64 KiB) is then its message (see
+ *         mp_task_fail()).
  */
 typedef int (*mp_bytes_fn)(const void *in, size_t len, mp_buf *out);
 
@@ -587,7 +588,9 @@ MP_EXTERN int mp_pool_map_bytes(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, 
  * MP_ESTATE), or NULL when the map could not start (the future's status
  * says why: the errors of mp_pool_map_bytes()).  Returns NULL (and *out
  * NULL) only when memory for the future runs out.  The caller frees both
- * the future and the results.
+ * the future and the results.  mp_future_cancel() on the
+ * future returns MP_EBUSY: a map over byte strings stops with a
+ * terminate (or a SIGINT while a thread waits for it).
  */
 MP_EXTERN mp_future *mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in,
                                              size_t n, size_t chunksize, mp_results **out);

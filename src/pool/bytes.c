@@ -93,9 +93,16 @@ static int run_item(mp_bytes_fn fn, const unsigned char *in, size_t len, mp_buf 
     int rc = fn(len ? in : NULL, len, out);
     if (rc == 0 && out->err)
         rc = out->err;
+    /* mp_item_fail's text, when it left one, is the message, as
+     * mp_task_fail's replaces what the item appended. */
     size_t mlen = c && rc != 0 ? mp__pool_item_msg_take(c, &text) : 0;
-    if (rc != 0 && out->len == out->base && mlen)
+    if (mlen) {
+        mp_buf_truncate(out, 0);
         (void)mp_buf_append(out, text, mlen);
+    }
+    /* A message is at most what an apply task's can be. */
+    if (rc != 0 && out->len - out->base >= MP__POOL_MSG_MAX)
+        mp_buf_truncate(out, MP__POOL_MSG_MAX - 1);
     vs_item h = {out->len - out->base, rc};
     out->base = 0;
     /* A failure's message ends with a NUL, so the parent hands it out in
@@ -118,7 +125,8 @@ static int vs_chunk_task(const void *arg, size_t len, mp_buf *out)
     if (len < sizeof h)
         return MP_EPROTO;
     memcpy(&h, arg, sizeof h);
-    if (h.magic != VS_MAGIC || h.n == 0 || h.n > (len - sizeof h) / sizeof(uint64_t) - 1)
+    /* n + 1 offsets must fit in what follows the header. */
+    if (h.magic != VS_MAGIC || h.n == 0 || h.n >= (len - sizeof h) / sizeof(uint64_t))
         return MP_EPROTO;
     const unsigned char *base = arg;
     const unsigned char *offs = base + sizeof h;
