@@ -217,6 +217,8 @@ static int picky_fn(const void *in, size_t len, mp_buf *out)
     }
     if (len >= 5 && memcmp(s, "item:", 5) == 0)
         return mp_item_fail("item says %.*s", (int)(len - 5), s + 5);
+    if (len == 4 && memcmp(s, "hang", 4) == 0)
+        (void)poll(NULL, 0, 30000);
     if (len == 4 && memcmp(s, "app:", 4) == 0) {
         (void)mp_buf_append(out, "junk", 4);
         return mp_item_fail("replaced");
@@ -312,6 +314,28 @@ TEST(a_crashing_item_fails_its_chunk_with_mp_eworker)
     mp_results_free(r);
     /* The pool goes on with a fresh worker. */
     CHECK_OK(mp_pool_map_bytes(p, picky_fn, in, 2, 0, &r));
+    mp_results_free(r);
+    mp_pool_free(p);
+}
+
+/* Fails when a chunk past opts.task_timeout is not stopped (the map
+ * hangs), or spoils the other chunks. */
+TEST(a_chunk_past_the_time_limit_fails_with_mp_etimelimit)
+{
+    mp_bytes in[] = {str("a"), str("hang"), str("c")};
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.start_method = MP_START_FORK;
+    o.task_timeout = 0.3;
+    mp_pool *p = NULL;
+    CHECK_OK(mp_pool_new(&o, &p));
+    mp_results *r = NULL;
+    CHECK_ERR(mp_pool_map_bytes(p, picky_fn, in, 3, 1, &r), MP_ETIMELIMIT);
+    CHECK_ERR(mp_results_error(r, 1), MP_ETIMELIMIT);
+    CHECK(mp_results_message(r, 1) != NULL);
+    CHECK_OK(mp_results_error(r, 0));
+    CHECK_OK(mp_results_error(r, 2));
+    CHECK(memcmp(mp_results_item(r, 2, NULL), "C", 1) == 0);
     mp_results_free(r);
     mp_pool_free(p);
 }
