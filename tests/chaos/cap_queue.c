@@ -276,7 +276,7 @@ void chaos_queue_play(chaos_rng *r, bool join)
     static const size_t caps[] = {512, 1024, 4096, 65536};
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     mp_process *pr[QP + QC];
-    enum chaos_fault fate[QP + QC];
+    enum chaos_fault fate[QP + QC] = {0};
     int np = 1 + (int)chaos_below(r, QP - 1), nc = 1 + (int)chaos_below(r, QC), dead = 0;
     joinable = join;
     L = chaos_shared(sizeof *L);
