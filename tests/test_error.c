@@ -1,6 +1,7 @@
 /* Tests of the error model: codes, names and messages from one table. */
 #include "mp_test.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -274,6 +275,35 @@ TEST(manager_details)
         MPT_SKIP("no manager in this build (libsodium)");
     CHECK_DETAIL(mp_manager_connect("nowhere", key, 16, &m), MP_EINVAL, "mp_manager_connect_opts",
                  "opts.address must be unix:/PATH");
+}
+
+TEST(sync_details)
+{
+    mp_lock *l = NULL;
+    CHECK_DETAIL(mp_lock_new(NULL), MP_EINVAL, "mp_lock_new", "out must not be NULL");
+    CHECK_DETAIL(mp_rlock_new(NULL), MP_EINVAL, "mp_rlock_new", "out must not be NULL");
+    CHECK_DETAIL(mp_lock_acquire(NULL, 1), MP_EINVAL, "mp_lock_acquire", "l must be initialised");
+    CHECK_OK(mp_lock_new(&l));
+    CHECK_DETAIL(mp_lock_acquire(l, NAN), MP_EINVAL, "mp_lock_acquire", "timeout must be a number");
+    CHECK_DETAIL(mp_lock_consistent(l), MP_EINVAL, "mp_lock_consistent",
+                 "l must be held by the calling thread");
+    mp_sem *s = NULL;
+    CHECK_DETAIL(mp_sem_new(MP_SEM_VALUE_MAX + 1u, &s), MP_EINVAL, "mp_sem_new",
+                 "value must be 0 to");
+    CHECK_DETAIL(mp_sem_release(NULL), MP_EINVAL, "mp_sem_release", "s must be initialised");
+    CHECK_DETAIL(mp_event_wait(NULL, 0), MP_EINVAL, "mp_event_wait", "e must be initialised");
+    mp_cond *c = NULL;
+    CHECK_OK(mp_cond_new(l, &c));
+    CHECK_DETAIL(mp_cond_notify(c, 0), MP_EINVAL, "mp_cond_notify", "n must be >= 1 (got 0)");
+    CHECK_DETAIL(mp_cond_notify_all(c), MP_EPERM, "mp_cond_notify_all",
+                 "c's lock must be held by the calling thread");
+    CHECK_DETAIL(mp_cond_wait_for(c, NULL, NULL, 1), MP_EINVAL, "mp_cond_wait_for",
+                 "pred must not be NULL");
+    mp_barrier *b = NULL;
+    CHECK_DETAIL(mp_barrier_new(0, &b), MP_EINVAL, "mp_barrier_new", "parties must be 1 to");
+    CHECK_DETAIL(mp_barrier_wait(NULL, 1), MP_EINVAL, "mp_barrier_wait", "b must be initialised");
+    mp_cond_free(c);
+    mp_lock_free(l);
 }
 
 MPT_MAIN()
