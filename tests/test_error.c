@@ -306,4 +306,29 @@ TEST(sync_details)
     mp_lock_free(l);
 }
 
+TEST(queue_details)
+{
+    mp_queue *q = NULL;
+    CHECK_DETAIL(mp_queue_new_opts(NULL, NULL), MP_EINVAL, "mp_queue_new_opts",
+                 "out must not be NULL");
+    mp_queue_opts o = MP_QUEUE_OPTS_INIT;
+    o.capacity = (size_t)1 << 31;
+    CHECK_DETAIL(mp_queue_new_opts(&o, &q), MP_EINVAL, "mp_queue_new_opts",
+                 "opts.capacity must be at most");
+    CHECK_DETAIL(mp_queue_attach(-1, &q), MP_EBADF, "mp_queue_attach", "fd must be >= 0 (got -1)");
+    CHECK_OK(mp_queue_new(4096, &q));
+    CHECK_DETAIL(mp_queue_put(q, NULL, 4, 1), MP_EINVAL, "mp_queue_put",
+                 "buf must not be NULL when len > 0");
+    CHECK_DETAIL(mp_queue_put(q, "x", 1, NAN), MP_EINVAL, "mp_queue_put", "timeout must be");
+    static char big[8192];
+    CHECK_DETAIL(mp_queue_put(q, big, sizeof big, 1), MP_EMSGSIZE, "mp_queue_put",
+                 "len must be at most");
+    CHECK_DETAIL(mp_queue_get(NULL, big, 1, NULL, 0), MP_EINVAL, "mp_queue_get",
+                 "q must not be NULL");
+    CHECK_DETAIL(mp_queue_task_done(q), MP_ENOTSUP, "mp_queue_task_done", "opts.joinable");
+    CHECK_DETAIL(mp_queue_stats_get(q, NULL), MP_EINVAL, "mp_queue_stats_get",
+                 "out must not be NULL");
+    mp_queue_free(q);
+}
+
 MPT_MAIN()
