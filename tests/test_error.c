@@ -331,4 +331,27 @@ TEST(queue_details)
     mp_queue_free(q);
 }
 
+TEST(pipe_details)
+{
+    mp_conn *a = NULL, *b = NULL;
+    CHECK_DETAIL(mp_pipe(NULL, &b, true), MP_EINVAL, "mp_pipe", "a must not be NULL");
+    CHECK_DETAIL(mp_conn_from_fd(-1, MP_CONN_READABLE, &a), MP_EINVAL, "mp_conn_from_fd",
+                 "fd must be >= 0 (got -1)");
+    CHECK_DETAIL(mp_conn_from_fd(0, 0, &a), MP_EINVAL, "mp_conn_from_fd", "flags must be");
+    CHECK_OK(mp_pipe(&a, &b, true));
+    CHECK_DETAIL(mp_conn_send_timeout(a, NULL, 3, 1), MP_EINVAL, "mp_conn_send_timeout",
+                 "buf must not be NULL when len > 0");
+    CHECK_DETAIL(mp_conn_send_timeout(NULL, "x", 1, 1), MP_EINVAL, "mp_conn_send_timeout",
+                 "c must not be NULL");
+    char buf[4];
+    CHECK_DETAIL(mp_conn_recv(b, buf, sizeof buf, NULL, 0), MP_EINVAL, "mp_conn_recv",
+                 "len must not be NULL");
+    CHECK_DETAIL(mp_conn_poll(b, NAN), MP_EINVAL, "mp_conn_poll", "timeout must be a number");
+    CHECK_DETAIL(mp_conn_send_fd(a, -1), MP_EBADF, "mp_conn_send_fd", "fd must be an open");
+    CHECK_DETAIL(mp_conn_set_max_message(a, 0), MP_EINVAL, "mp_conn_set_max_message",
+                 "max must be > 0");
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
 MPT_MAIN()
