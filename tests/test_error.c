@@ -354,4 +354,28 @@ TEST(pipe_details)
     mp_conn_free(b);
 }
 
+TEST(future_details)
+{
+    CHECK_DETAIL(mp_future_wait(NULL, 1), MP_EINVAL, "mp_future_wait", "f must not be NULL");
+    CHECK_DETAIL(mp_future_get(NULL, NULL, 0, NULL, 1), MP_EINVAL, "mp_future_get",
+                 "f must not be NULL");
+    CHECK_DETAIL(mp_future_add_done_callback(NULL, NULL, NULL), MP_EINVAL,
+                 "mp_future_add_done_callback", "f must not be NULL");
+    CHECK_DETAIL(mp_wait(NULL, 2, MP_ALL_COMPLETED, 1), MP_EINVAL, "mp_wait",
+                 "fs must not be NULL when n > 0 (got n 2)");
+    CHECK_DETAIL(mp_wait(NULL, 0, (mp_wait_mode)42, 1), MP_EINVAL, "mp_wait",
+                 "mode must be MP_ALL_COMPLETED");
+    mp_future *fs[1] = {NULL};
+    mp_as_completed *it = NULL;
+    CHECK_DETAIL(mp_as_completed_new(fs, 1, &it), MP_EINVAL, "mp_as_completed_new",
+                 "fs[0] must not be NULL");
+    CHECK_OK(mp_as_completed_new(NULL, 0, &it));
+    mp_future *f = NULL;
+    CHECK_DETAIL(mp_as_completed_next(it, &f, NAN), MP_EINVAL, "mp_as_completed_next",
+                 "timeout must be a number");
+    CHECK_DETAIL(mp_as_completed_next(it, NULL, 0), MP_EINVAL, "mp_as_completed_next",
+                 "f must not be NULL");
+    mp_as_completed_free(it);
+}
+
 MPT_MAIN()
