@@ -378,4 +378,19 @@ TEST(future_details)
     mp_as_completed_free(it);
 }
 
+TEST(signals_and_shutdown_event_details)
+{
+    CHECK_DETAIL(mp_signals_uninstall(), MP_ESTATE, "mp_signals_uninstall",
+                 "the handlers are not installed");
+    mp_signals_opts o = MP_SIGNALS_OPTS_INIT;
+    o.shutdown.grace = -1;
+    CHECK_DETAIL(mp_signals_install(&o), MP_EINVAL, "mp_signals_install",
+                 "opts.shutdown.grace must be >= 0 (got -1)");
+    o = (mp_signals_opts)MP_SIGNALS_OPTS_INIT;
+    o.shutdown.timeout = NAN;
+    CHECK_DETAIL(mp_signals_install(&o), MP_EINVAL, "mp_signals_install",
+                 "opts.shutdown.timeout must be a number");
+    CHECK_DETAIL(mp_shutdown_event(NULL), MP_EINVAL, "mp_shutdown_event", "out must not be NULL");
+}
+
 MPT_MAIN()
