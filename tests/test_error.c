@@ -393,4 +393,17 @@ TEST(signals_and_shutdown_event_details)
     CHECK_DETAIL(mp_shutdown_event(NULL), MP_EINVAL, "mp_shutdown_event", "out must not be NULL");
 }
 
+TEST(process_join_and_stop_details)
+{
+    mp_process *p = NULL;
+    CHECK_OK(mp_process_new(nothing, NULL, "idle", &p));
+    CHECK_DETAIL(mp_process_join(p, NAN), MP_EINVAL, "mp_process_join", "timeout must be a number");
+    CHECK_DETAIL(mp_process_join(p, 1), MP_ESTATE, "mp_process_join", "idle was never started");
+    CHECK_DETAIL(mp_process_join(NULL, 1), MP_EINVAL, "mp_process_join", "p must not be NULL");
+    CHECK_DETAIL(mp_process_stop(p, -1), MP_EINVAL, "mp_process_stop",
+                 "grace must be a number >= 0 (got -1)");
+    CHECK_DETAIL(mp_process_stop(NULL, 1), MP_EINVAL, "mp_process_stop", "p must not be NULL");
+    mp_process_free(p);
+}
+
 MPT_MAIN()
