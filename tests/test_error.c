@@ -406,4 +406,41 @@ TEST(process_join_and_stop_details)
     mp_process_free(p);
 }
 
+static int pool_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    (void)out;
+    return 0;
+}
+
+TEST(pool_details)
+{
+    mp_pool *p = NULL;
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = -1;
+    CHECK_DETAIL(mp_pool_new(&o, &p), MP_EINVAL, "mp_pool_new", "opts.processes");
+    CHECK_DETAIL(mp_pool_new(NULL, NULL), MP_EINVAL, "mp_pool_new", "out must not be NULL");
+    CHECK_DETAIL(mp_pool_apply(NULL, pool_task, NULL, 0, NULL, 0, NULL, 1), MP_EINVAL,
+                 "mp_pool_apply", "p must not be NULL");
+    mp_map_spec s = {0};
+    CHECK_DETAIL(mp_pool_map_ex(NULL, &s), MP_EINVAL, "mp_pool_map_ex", "p must not be NULL");
+    mp_imap *it = NULL;
+    CHECK_DETAIL(mp_pool_imap_ex(NULL, &s, true, &it), MP_EINVAL, "mp_pool_imap_ex",
+                 "p must not be NULL");
+    mp_results *r = NULL;
+    CHECK_DETAIL(mp_pool_map_bytes(NULL, NULL, NULL, 0, 0, &r), MP_EINVAL,
+                 "mp_pool_map_bytes_async", "p must not be NULL");
+    CHECK_DETAIL(mp_pool_join(NULL, 1), MP_EINVAL, "mp_pool_join", "p must not be NULL");
+    CHECK_DETAIL(mp_pool_shutdown(NULL, false, NAN), MP_EINVAL, "mp_pool_shutdown",
+                 "timeout must be a number");
+    mp_pool_stats st;
+    CHECK_DETAIL(mp_pool_stats_get(NULL, &st), MP_EINVAL, "mp_pool_stats_get",
+                 "p must not be NULL");
+    CHECK_NULL(mp_pool_shared_alloc(NULL, 8));
+    CHECK_CONTAINS(mp_last_error_detail(), "mp_pool_shared_alloc: p must not be NULL");
+    CHECK_DETAIL(mp_imap_next(NULL, NULL, NULL, 1), MP_EINVAL, "mp_imap_next",
+                 "it must not be NULL");
+}
+
 MPT_MAIN()
