@@ -443,4 +443,43 @@ TEST(pool_details)
                  "it must not be NULL");
 }
 
+/* In a one-rank world: 0 when each refusal has its code and detail, else
+ * the line of the first that has not. */
+static int comm_details_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    int x = 0;
+    if (mp_comm_send(w, &x, sizeof x, 5, 0, 1) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_send: dest must be 0 to 0 (got 5)"))
+        return __LINE__;
+    if (mp_comm_recv(w, &x, sizeof x, 0, -7, NULL, 1) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_recv: tag must be >= 0 or MP_ANY_TAG (got -7)"))
+        return __LINE__;
+    if (mp_comm_bcast(w, NULL, 4, 0, 1) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_bcast: buf must not be NULL for 4 bytes"))
+        return __LINE__;
+    if (mp_comm_barrier(w, NAN) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_barrier: timeout must be a number"))
+        return __LINE__;
+    mp_comm *d = NULL;
+    if (mp_comm_split(w, -5, 0, 1, &d) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_split: color must be >= 0 or MP_UNDEFINED"))
+        return __LINE__;
+    return 0;
+}
+
+TEST(comm_details)
+{
+    CHECK_DETAIL(mp_comm_send(NULL, NULL, 0, 0, 0, 1), MP_EINVAL, "mp_comm_send",
+                 "c must be a communicator");
+    CHECK_DETAIL(mp_comm_rank(NULL), MP_EINVAL, "mp_comm_rank", "c must be a communicator");
+    char name[4];
+    CHECK_DETAIL(mp_comm_processor_name(name, 0), MP_EINVAL, "mp_comm_processor_name",
+                 "cap must be > 0");
+    CHECK_DETAIL(mp_run(0, comm_details_rank, NULL), MP_EINVAL, "mp_run_with_opts",
+                 "n must be 1 to");
+    CHECK_DETAIL(mp_run(1, NULL, NULL), MP_EINVAL, "mp_run_with_opts", "fn must not be NULL");
+    CHECK_OK(mp_run(1, comm_details_rank, NULL));
+}
+
 MPT_MAIN()
