@@ -550,7 +550,7 @@ static int check_blocks(const char *call, const char *what, const mp_comm *c, mp
     if (!counts || !displs)
         return mp__fail(MP_EINVAL, "%s: counts and displs must not be NULL", call);
     for (int i = 0; i < c->size; i++) {
-        size_t bytes;
+        size_t bytes = 0;
         if (displs[i] > SIZE_MAX - counts[i] ||
             check_count(call, type, displs[i] + counts[i], 1, &bytes) < 0)
             return mp__fail(MP_EOVERFLOW, "%s: displs[%d] + counts[%d] must fit a size_t in bytes",

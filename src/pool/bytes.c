@@ -416,8 +416,12 @@ static int map_start(const char *call, mp_pool *p, mp_bytes_fn fn, const mp_byte
     int rc = args_check(call, p, fn, in, n);
     if (rc < 0)
         return rc;
-    if (!mp__pool_ours(p))
-        return mp__fail(MP_ESTATE, "%s: p was made by another process", call);
+    if (!mp__pool_ours(p)) {
+        /* The code itself returned, so that *out stays NULL on every path
+         * an analyser follows. */
+        (void)mp__fail(MP_ESTATE, "%s: p was made by another process", call);
+        return MP_ESTATE;
+    }
     size_t workers = (size_t)mp_pool_size(p);
     size_t chunk = chunksize ? chunksize : (n + 4 * workers - 1) / (4 * workers);
     if (chunk == 0)
