@@ -509,7 +509,7 @@ int mp_sem_release(mp_sem *s)
         /* Checked and incremented in one atomic step: no release can ever
          * take a bounded semaphore past its bound, however many race. */
         if (v >= si->max)
-            return MP_EOVERFLOW;
+            return mp__fail(MP_EOVERFLOW, "mp_sem_release: s must be below its bound %u", si->max);
     } while (!atomic_compare_exchange_weak(&si->value, &v, v + 1));
     if (atomic_load(&si->nwaiters) > 0)
         mp__futex_wake(&si->value, 1);

@@ -291,6 +291,9 @@ TEST(sync_details)
     CHECK_DETAIL(mp_sem_new(MP_SEM_VALUE_MAX + 1u, &s), MP_EINVAL, "mp_sem_new",
                  "value must be 0 to");
     CHECK_DETAIL(mp_sem_release(NULL), MP_EINVAL, "mp_sem_release", "s must be initialised");
+    CHECK_OK(mp_sem_new_bounded(1, &s));
+    CHECK_DETAIL(mp_sem_release(s), MP_EOVERFLOW, "mp_sem_release", "s must be below its bound 1");
+    mp_sem_free(s);
     CHECK_DETAIL(mp_event_wait(NULL, 0), MP_EINVAL, "mp_event_wait", "e must be initialised");
     mp_cond *c = NULL;
     CHECK_OK(mp_cond_new(l, &c));
