@@ -59,6 +59,7 @@
  */
 #define _GNU_SOURCE
 #include "future.h"
+#include "log.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -639,17 +640,32 @@ static int future_wait(mp_future *f, int64_t deadline)
     return rc;
 }
 
+/* The detail of a refused wait (mp_last_error_detail): obj if it is NULL,
+ * else bad (the rule another argument broke), else the timeout.  Out of
+ * line, so that the checks on the way to a result cost no more. */
+__attribute__((cold, noinline)) static int refused(const char *call, const char *name,
+                                                   const void *obj, const char *bad, double timeout)
+{
+    if (!obj)
+        return mp__fail(MP_EINVAL, "%s: %s must not be NULL", call, name);
+    if (bad)
+        return mp__fail(MP_EINVAL, "%s: %s", call, bad);
+    return mp__fail(MP_EINVAL, "%s: timeout must be a number, < 0 for forever (got %g)", call,
+                    timeout);
+}
+
 int mp_future_wait(mp_future *f, double timeout)
 {
     if (!f || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_future_wait", "f", f, NULL, timeout);
     return future_wait(f, mp__deadline(timeout));
 }
 
 int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeout)
 {
     if (!f || (cap && !out) || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_future_get", "f", f,
+                       cap && !out ? "out must not be NULL when cap > 0" : NULL, timeout);
     /* Finished already (the common case when draining many): no clock. */
     int rc = visible(f) ? 0 : future_wait(f, mp__deadline(timeout));
     if (rc < 0)
@@ -663,7 +679,9 @@ int mp_future_get(mp_future *f, void *out, size_t cap, size_t *len, double timeo
     if (!out)
         return 0;
     if (f->len > cap)
-        return MP_EMSGSIZE;
+        return mp__fail(MP_EMSGSIZE,
+                        "mp_future_get: cap must be at least the result's %zu bytes (got %zu)",
+                        f->len, cap);
     if (f->len)
         memcpy(out, f->result, f->len);
     return 0;
@@ -697,8 +715,7 @@ bool mp_future_cancelled(const mp_future *f)
 
 int mp_future_status(const mp_future *f)
 {
-    if (!f)
-        return MP_EINVAL;
+    MP__NONNULL(f);
     return mp_future_done(f) ? f->status : MP_ESTATE;
 }
 
@@ -747,8 +764,7 @@ bool mp_future_running(const mp_future *f)
 
 int mp_future_cancel(mp_future *f)
 {
-    if (!f)
-        return MP_EINVAL;
+    MP__NONNULL(f);
     pthread_mutex_lock(&f->lock);
     if (atomic_load(&f->finished)) {
         int rc = f->cancelled ? 0 : MP_EBUSY;
@@ -781,8 +797,8 @@ int mp_future_cancel(mp_future *f)
 
 int mp_future_add_done_callback(mp_future *f, mp_future_cb fn, void *ctx)
 {
-    if (!f || !fn)
-        return MP_EINVAL;
+    MP__NONNULL(f);
+    MP__NONNULL(fn);
     cb_node *c = malloc(sizeof *c);
     if (!c)
         return MP_ENOMEM;
@@ -834,12 +850,19 @@ static bool wait_met(mp_future *const *fs, size_t n, mp_wait_mode mode, size_t *
 
 int mp_wait(mp_future *const *fs, size_t n, mp_wait_mode mode, double timeout)
 {
-    if ((n && !fs) || mp__timeout_check(timeout) < 0 ||
-        (mode != MP_ALL_COMPLETED && mode != MP_FIRST_COMPLETED && mode != MP_FIRST_EXCEPTION))
-        return MP_EINVAL;
+    if (n && !fs)
+        return mp__fail(MP_EINVAL, "mp_wait: fs must not be NULL when n > 0 (got n %zu)", n);
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(MP_EINVAL, "mp_wait: timeout must be a number, < 0 for forever (got %g)",
+                        timeout);
+    if (mode != MP_ALL_COMPLETED && mode != MP_FIRST_COMPLETED && mode != MP_FIRST_EXCEPTION)
+        return mp__fail(MP_EINVAL,
+                        "mp_wait: mode must be MP_ALL_COMPLETED, "
+                        "MP_FIRST_COMPLETED or MP_FIRST_EXCEPTION (got %d)",
+                        (int)mode);
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
-            return MP_EINVAL;
+            return mp__fail(MP_EINVAL, "mp_wait: fs[%zu] must not be NULL", i);
     int64_t deadline = mp__deadline(timeout);
     size_t ndone;
     if (wait_met(fs, n, mode, &ndone))
@@ -979,14 +1002,14 @@ static size_t unique_futures(mp_future *const *fs, size_t n, mp_future **uniq)
 
 int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     if (n && !fs)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL,
+                        "mp_as_completed_new: fs must not be NULL when n > 0 (got n %zu)", n);
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
-            return MP_EINVAL;
+            return mp__fail(MP_EINVAL, "mp_as_completed_new: fs[%zu] must not be NULL", i);
     mp_as_completed *it = calloc(1, sizeof *it);
     if (!it)
         return MP_ENOMEM;
@@ -1035,7 +1058,7 @@ int mp_as_completed_new(mp_future *const *fs, size_t n, mp_as_completed **out)
 int mp_as_completed_next(mp_as_completed *it, mp_future **f, double timeout)
 {
     if (!it || !f || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_as_completed_next", "it", it, !f ? "f must not be NULL" : NULL, timeout);
     int64_t deadline = mp__deadline(timeout);
     mp__waiter w = {.slot = -1};
     bool waiting = false;

@@ -50,6 +50,7 @@
  */
 #define _GNU_SOURCE
 #include "base.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -144,10 +145,24 @@ static mp_conn *conn_alloc(int fd, int flags)
     return c;
 }
 
+/* The detail of a refused send or receive (mp_last_error_detail): c if it is
+ * NULL, else bad (the rule another argument broke), else the timeout.  Out
+ * of line, so that the checks on the way to a message cost no more. */
+__attribute__((cold, noinline)) static int refused(const char *call, const mp_conn *c,
+                                                   const char *bad, double timeout)
+{
+    if (!c)
+        return mp__fail(MP_EINVAL, "%s: c must not be NULL", call);
+    if (bad)
+        return mp__fail(MP_EINVAL, "%s: %s", call, bad);
+    return mp__fail(MP_EINVAL, "%s: timeout must be a number, < 0 for forever (got %g)", call,
+                    timeout);
+}
+
 int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
 {
-    if (!a || !b)
-        return MP_EINVAL;
+    MP__NONNULL(a);
+    MP__NONNULL(b);
     *a = *b = NULL;
     int fds[2];
     int rc = mp__socketpair(SOCK_SEQPACKET, fds);
@@ -172,20 +187,26 @@ int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
 
 int mp_conn_from_fd(int fd, int flags, mp_conn **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     int both = MP_CONN_READABLE | MP_CONN_WRITABLE;
-    if (fd < 0 || (flags & both) == 0 || (flags & ~both) != 0)
-        return MP_EINVAL;
+    if (fd < 0)
+        return mp__fail(MP_EINVAL, "mp_conn_from_fd: fd must be >= 0 (got %d)", fd);
+    if ((flags & both) == 0 || (flags & ~both) != 0)
+        return mp__fail(MP_EINVAL,
+                        "mp_conn_from_fd: flags must be MP_CONN_READABLE and/or "
+                        "MP_CONN_WRITABLE (got %#x)",
+                        (unsigned)flags);
     int domain = 0, type = 0;
     socklen_t sl = sizeof domain;
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &sl) != 0)
-        return errno == EBADF ? MP_EBADF : MP_EINVAL;
+        return mp__fail(errno == EBADF ? MP_EBADF : MP_EINVAL,
+                        "mp_conn_from_fd: fd must be an open socket (got %d)", fd);
     sl = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &sl) != 0 || domain != AF_UNIX ||
         type != SOCK_SEQPACKET)
-        return MP_EINVAL;
+        return mp__fail(
+            MP_EINVAL, "mp_conn_from_fd: fd must be an AF_UNIX SOCK_SEQPACKET socket (got %d)", fd);
     int rc = mp__set_cloexec(fd, true);
     if (rc < 0)
         return rc;
@@ -198,8 +219,9 @@ int mp_conn_from_fd(int fd, int flags, mp_conn **out)
 
 int mp_conn_set_max_message(mp_conn *c, size_t max)
 {
-    if (!c || max == 0)
-        return MP_EINVAL;
+    MP__NONNULL(c);
+    if (max == 0)
+        return mp__fail(MP_EINVAL, "mp_conn_set_max_message: max must be > 0 (got 0)");
     pthread_mutex_lock(&c->rlock);
     c->max_message = max;
     pthread_mutex_unlock(&c->rlock);
@@ -311,7 +333,11 @@ static int send_checked(mp_conn *c, uint64_t word, const void *buf, size_t len, 
 int mp_conn_send_timeout(mp_conn *c, const void *buf, size_t len, double timeout)
 {
     if (!c || (!buf && len > 0) || len > MAX_LEN || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_conn_send_timeout", c,
+                       !buf && len > 0 ? "buf must not be NULL when len > 0"
+                       : len > MAX_LEN ? "len must be below 2^56 bytes"
+                                       : NULL,
+                       timeout);
     return send_checked(c, frame_word(len, KIND_DATA), buf, len, -1, timeout);
 }
 
@@ -322,10 +348,9 @@ int mp_conn_send(mp_conn *c, const void *buf, size_t len)
 
 int mp_conn_send_fd(mp_conn *c, int fd)
 {
-    if (!c)
-        return MP_EINVAL;
+    MP__NONNULL(c);
     if (fd < 0 || fcntl(fd, F_GETFD) < 0)
-        return MP_EBADF;
+        return mp__fail(MP_EBADF, "mp_conn_send_fd: fd must be an open descriptor (got %d)", fd);
     return send_checked(c, frame_word(0, KIND_FD), NULL, 0, fd, MP_FOREVER);
 }
 
@@ -556,7 +581,11 @@ static int recv_begin(mp_conn *c)
 int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout)
 {
     if (!c || !len || (!buf && cap > 0) || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_conn_recv", c,
+                       !len              ? "len must not be NULL"
+                       : !buf && cap > 0 ? "buf must not be NULL when cap > 0"
+                                         : NULL,
+                       timeout);
     int rc = recv_begin(c);
     if (rc < 0)
         return rc;
@@ -568,7 +597,11 @@ int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, double timeout)
 int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout)
 {
     if (!c || !buf || !len || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_conn_recv_alloc", c,
+                       !buf   ? "buf must not be NULL"
+                       : !len ? "len must not be NULL"
+                              : NULL,
+                       timeout);
     int rc = recv_begin(c);
     if (rc < 0)
         return rc;
@@ -580,7 +613,7 @@ int mp_conn_recv_alloc(mp_conn *c, void **buf, size_t *len, double timeout)
 int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout)
 {
     if (!c || !fd || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_conn_recv_fd", c, !fd ? "fd must not be NULL" : NULL, timeout);
     int rc = recv_begin(c);
     if (rc < 0)
         return rc;
@@ -603,7 +636,7 @@ int mp_conn_recv_fd(mp_conn *c, int *fd, double timeout)
 int mp_conn_poll(mp_conn *c, double timeout)
 {
     if (!c || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_conn_poll", c, NULL, timeout);
     int rc = recv_begin(c);
     if (rc < 0)
         return rc;
@@ -622,15 +655,13 @@ int mp_conn_poll(mp_conn *c, double timeout)
 
 int mp_conn_fd(const mp_conn *c)
 {
-    if (!c)
-        return MP_EINVAL;
+    MP__NONNULL(c);
     return c->fd < 0 ? MP_ECLOSED : c->fd;
 }
 
 int mp_conn_close(mp_conn *c)
 {
-    if (!c)
-        return MP_EINVAL;
+    MP__NONNULL(c);
     mp__close(c->fd);
     c->fd = -1;
     drop_held(c);

@@ -571,10 +571,15 @@ static int join_interruptible(mp_process *p, int64_t deadline)
 
 int mp_process_join(mp_process *p, double timeout)
 {
-    if (!p || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
-    if (p->state == ST_NEW || !ours(p))
-        return MP_ESTATE;
+    MP__NONNULL(p);
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(MP_EINVAL,
+                        "mp_process_join: timeout must be a number, < 0 for forever (got %g)",
+                        timeout);
+    if (p->state == ST_NEW)
+        return mp__fail(MP_ESTATE, "mp_process_join: %s was never started", p->name);
+    if (!ours(p))
+        return mp__fail(MP_ESTATE, "mp_process_join: %s was started by another process", p->name);
     return join_interruptible(p, mp__deadline(timeout));
 }
 
@@ -678,7 +683,8 @@ int mp_process_kill(mp_process *p)
 int mp_process_stop(mp_process *p, double grace)
 {
     if (mp__duration_check(grace) < 0)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_process_stop: grace must be a number >= 0 (got %g)", grace);
+    MP__NONNULL(p);
     int rc = mp_process_terminate(p);
     if (rc < 0)
         return rc;

@@ -133,6 +133,7 @@
  */
 #define _GNU_SOURCE
 #include "queue.h"
+#include "log.h"
 
 #include "shutdown.h"
 #include "testhooks.h"
@@ -663,12 +664,27 @@ static int space_ready(mp_queue *q, void *arg)
     return 1;
 }
 
+/* The detail of a refused put or get (mp_last_error_detail), out of line so
+ * that the checks on the way to a message cost no more than before. */
+__attribute__((cold, noinline)) static int refused(const char *call, const mp_queue *q,
+                                                   bool buf_bad, const char *rule, double timeout)
+{
+    if (!q)
+        return mp__fail(MP_EINVAL, "%s: q must not be NULL", call);
+    if (buf_bad)
+        return mp__fail(MP_EINVAL, "%s: buf %s", call, rule);
+    return mp__fail(MP_EINVAL, "%s: timeout must be a number, < 0 for forever (got %g)", call,
+                    timeout);
+}
+
 int mp_queue_put(mp_queue *q, const void *buf, size_t len, double timeout)
 {
     if (!q || (!buf && len > 0) || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_queue_put", q, !buf && len > 0, "must not be NULL when len > 0",
+                       timeout);
     if (len > q->cap - HDR)
-        return MP_EMSGSIZE;
+        return mp__fail(MP_EMSGSIZE, "mp_queue_put: len must be at most %llu bytes (got %zu)",
+                        (unsigned long long)(q->cap - HDR), len);
     qshared *s = q->s;
     uint64_t need = record_size(len);
     qwait w = {timeout, 0, false, true};
@@ -852,14 +868,15 @@ static int get_impl(mp_queue *q, void *buf, size_t cap, size_t *len, void **abuf
 int mp_queue_get(mp_queue *q, void *buf, size_t cap, size_t *len, double timeout)
 {
     if (!q || (!buf && cap > 0) || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_queue_get", q, !buf && cap > 0, "must not be NULL when cap > 0",
+                       timeout);
     return get_impl(q, buf, cap, len, NULL, timeout);
 }
 
 int mp_queue_get_alloc(mp_queue *q, void **buf, size_t *len, double timeout)
 {
     if (!q || !buf || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return refused("mp_queue_get_alloc", q, !buf, "must not be NULL", timeout);
     return get_impl(q, NULL, 0, len, buf, timeout);
 }
 
@@ -867,8 +884,7 @@ int mp_queue_get_alloc(mp_queue *q, void **buf, size_t *len, double timeout)
 
 int mp_queue_qsize(const mp_queue *q)
 {
-    if (!q)
-        return MP_EINVAL;
+    MP__NONNULL(q);
     /* head first: tail is then at least as new, so the difference is not
      * negative. */
     uint64_t h = atomic_load(&q->s->head);
@@ -905,8 +921,7 @@ size_t mp_queue_max_message(const mp_queue *q)
 
 int mp_queue_close(mp_queue *q)
 {
-    if (!q)
-        return MP_EINVAL;
+    MP__NONNULL(q);
     qshared *s = q->s;
     atomic_fetch_or(&s->tail, CLOSED_BIT);
     /* After the flag: a waiter that read the old tail also read the old
@@ -945,16 +960,16 @@ static uint32_t unfinished(const mp_queue *q)
 
 int mp_queue_task_done(mp_queue *q)
 {
-    if (!q)
-        return MP_EINVAL;
+    MP__NONNULL(q);
     qshared *s = q->s;
     if (!(s->flags & F_JOINABLE))
-        return MP_ENOTSUP;
+        return mp__fail(MP_ENOTSUP, "mp_queue_task_done: q must be made with opts.joinable");
     uint32_t d = atomic_load(&s->ndone);
     for (;;) {
         uint32_t left = w_count(atomic_load(&s->tail)) - d - lost_count(q);
         if (left == 0 || left > INT32_MAX)
-            return MP_ESTATE;
+            return mp__fail(MP_ESTATE, "mp_queue_task_done: called more times than items were "
+                                       "put");
         if (atomic_compare_exchange_weak(&s->ndone, &d, d + 1))
             break;
     }
@@ -965,11 +980,14 @@ int mp_queue_task_done(mp_queue *q)
 
 int mp_queue_join(mp_queue *q, double timeout)
 {
-    if (!q || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    MP__NONNULL(q);
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(MP_EINVAL,
+                        "mp_queue_join: timeout must be a number, < 0 for forever (got %g)",
+                        timeout);
     qshared *s = q->s;
     if (!(s->flags & F_JOINABLE))
-        return MP_ENOTSUP;
+        return mp__fail(MP_ENOTSUP, "mp_queue_join: q must be made with opts.joinable");
     qwait w = {timeout, 0, false, true};
     for (;;) {
         /* A consumer that died after taking a message is counted once its
@@ -989,8 +1007,8 @@ int mp_queue_join(mp_queue *q, double timeout)
 
 int mp_queue_stats_get(const mp_queue *q, mp_queue_stats *out)
 {
-    if (!q || !out)
-        return MP_EINVAL;
+    MP__NONNULL(q);
+    MP__NONNULL(out);
     /* Settles dead consumers' slots first, so that the counts are current
      * (the shared state changes; the handle does not). */
     slots_reap((mp_queue *)q, false);
@@ -1057,15 +1075,22 @@ static int ring_init(void *base, size_t map_size, uint64_t c, const mp_queue_opt
 
 int mp_queue_new_opts(const mp_queue_opts *opts, mp_queue **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     mp_queue_opts o = MP_QUEUE_OPTS_INIT;
     if (opts)
         o = *opts;
     uint64_t cap = o.capacity ? (uint64_t)o.capacity : DEFAULT_CAP;
-    if (cap > MAX_CAP || o.max_messages > MAX_MSGS)
-        return MP_EINVAL;
+    if (cap > MAX_CAP)
+        return mp__fail(MP_EINVAL,
+                        "mp_queue_new_opts: opts.capacity must be at most %llu bytes "
+                        "(got %llu)",
+                        (unsigned long long)MAX_CAP, (unsigned long long)cap);
+    if (o.max_messages > MAX_MSGS)
+        return mp__fail(MP_EINVAL,
+                        "mp_queue_new_opts: opts.max_messages must be at most %llu "
+                        "(got %llu)",
+                        (unsigned long long)MAX_MSGS, (unsigned long long)o.max_messages);
     uint64_t c = MIN_CAP;
     while (c < cap)
         c <<= 1;
@@ -1101,17 +1126,17 @@ int mp_queue_new(size_t capacity, mp_queue **out)
 
 int mp_queue_attach(int fd, mp_queue **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     if (fd < 0)
-        return MP_EBADF;
+        return mp__fail(MP_EBADF, "mp_queue_attach: fd must be >= 0 (got %d)", fd);
     size_t size;
     int rc = mp__fd_size(fd, &size);
     if (rc < 0)
         return rc;
     if (size < QHDR_SIZE + MIN_CAP + SLOTS_SIZE)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_queue_attach: fd must be a queue's memory (got %zu bytes)",
+                        size);
     int own = mp__dup_cloexec(fd, 0);
     if (own < 0)
         return own;

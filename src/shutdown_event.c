@@ -20,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include "shutdown_event.h"
+#include "log.h"
 
 #define PAGE_MAGIC 0x6d707364u /* "mpsd" */
 #define PAGE_SIZE  4096u
@@ -120,8 +121,7 @@ void mp__sdev_set(void)
 
 int mp_shutdown_event(mp_event **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     return mp__sdev_get(out);
 }
 

@@ -43,6 +43,7 @@
 
 #include "child.h"
 #include "future.h"
+#include "log.h"
 #include "process.h"
 #include "report.h"
 #include "shutdown.h"
@@ -235,9 +236,17 @@ static void sg_register_atfork(void)
     pthread_atfork(NULL, NULL, sg_atfork_child);
 }
 
-static bool opts_valid(const mp_signals_opts *o)
+/* 0 when o is sound, else MP_EINVAL with its detail. */
+static int opts_check(const mp_signals_opts *o)
 {
-    return o->shutdown.grace >= 0 && o->shutdown.timeout == o->shutdown.timeout;
+    if (!(o->shutdown.grace >= 0))
+        return mp__fail(MP_EINVAL, "mp_signals_install: opts.shutdown.grace must be >= 0 (got %g)",
+                        o->shutdown.grace);
+    if (o->shutdown.timeout != o->shutdown.timeout)
+        return mp__fail(MP_EINVAL,
+                        "mp_signals_install: opts.shutdown.timeout must be a number (got %g)",
+                        o->shutdown.timeout);
+    return 0;
 }
 
 /* Starts the thread and installs the handlers.  Caller holds sg.lock. */
@@ -284,20 +293,21 @@ int mp_signals_install(const mp_signals_opts *opts)
     mp_signals_opts o = MP_SIGNALS_OPTS_INIT;
     if (opts)
         o = *opts;
-    if (!opts_valid(&o))
-        return MP_EINVAL;
+    int rc = opts_check(&o);
+    if (rc < 0)
+        return rc;
     pthread_once(&sg.once, sg_register_atfork);
     /* What the handler needs, ready beforehand: the event's page, the
      * unwinder and the module table. */
     mp_event *ev;
-    int rc = mp__sdev_get(&ev);
+    rc = mp__sdev_get(&ev);
     if (rc < 0)
         return rc;
     mp__crash_prepare();
     pthread_mutex_lock(&sg.lock);
     if (sg.installed) {
         pthread_mutex_unlock(&sg.lock);
-        return MP_EBUSY;
+        return mp__fail(MP_EBUSY, "mp_signals_install: the handlers are installed already");
     }
     sg.opts = o;
     atomic_store(&sg.stacks, o.stack_traces);
@@ -315,7 +325,7 @@ int mp_signals_uninstall(void)
     pthread_mutex_lock(&sg.lock);
     if (!sg.installed) {
         pthread_mutex_unlock(&sg.lock);
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "mp_signals_uninstall: the handlers are not installed");
     }
     /* A signal's shutdown in progress is finished first: the join below
      * waits for the thread (its shutdown is bounded). */

@@ -56,9 +56,24 @@
 #include "sync.h"
 
 #include "arena.h"
+#include "log.h"
 #include "testhooks.h"
 
 #include <errno.h>
+
+/* The detail of a refused handle or timeout (mp_last_error_detail): call
+ * is the public call, what the argument and the type it must be. */
+static int bad_handle(const char *call, const char *what, const void *p)
+{
+    return mp__fail(MP_EINVAL, "%s: %s must be initialised and not destroyed (got %p)", call, what,
+                    p);
+}
+
+static int bad_timeout(const char *call, double timeout)
+{
+    return mp__fail(MP_EINVAL, "%s: timeout must be a number, < 0 for forever (got %g)", call,
+                    timeout);
+}
 
 #define LOCK_MAGIC    0x6d706c6bu /* "mplk" */
 #define SEM_MAGIC     0x6d70736du /* "mpsm" */
@@ -177,7 +192,8 @@ static lock_impl *lock_of(const mp_lock *l)
 static int lock_init(mp_lock *l, uint32_t kind)
 {
     if (!aligned8(l))
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: l must be non-NULL and 8-byte aligned (got %p)",
+                        kind == KIND_RLOCK ? "mp_rlock_init" : "mp_lock_init", (void *)l);
     lock_impl *li = (lock_impl *)l;
     memset(l, 0, sizeof *l);
     int rc = kind == KIND_RLOCK ? mp__mutex_init_recursive(&li->mutex) : mp__mutex_init(&li->mutex);
@@ -202,7 +218,7 @@ int mp_lock_destroy(mp_lock *l)
 {
     lock_impl *li = lock_of(l);
     if (!li)
-        return MP_EINVAL;
+        return bad_handle("mp_lock_destroy", "l", l);
     if (mp__mutex_owner_tid(&li->mutex) != 0)
         return MP_EBUSY;
     atomic_store_explicit(&li->magic, 0, memory_order_release);
@@ -213,7 +229,8 @@ int mp_lock_destroy(mp_lock *l)
 static int lock_new(uint32_t kind, mp_lock **out)
 {
     if (!out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: out must not be NULL",
+                        kind == KIND_RLOCK ? "mp_rlock_new" : "mp_lock_new");
     int rc;
     mp_lock *l = arena_obj(sizeof *l, &rc);
     if (l && (rc = lock_init(l, kind)) < 0) {
@@ -252,8 +269,10 @@ static int lock_take(lock_impl *li, int64_t deadline)
 int mp_lock_acquire(mp_lock *l, double timeout)
 {
     lock_impl *li = lock_of(l);
-    if (!li || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    if (!li)
+        return bad_handle("mp_lock_acquire", "l", l);
+    if (mp__timeout_check(timeout) < 0)
+        return bad_timeout("mp_lock_acquire", timeout);
     /* The uncontended case needs no clock: try before computing the
      * deadline. */
     int rc = mp__mutex_trylock(&li->mutex);
@@ -268,15 +287,17 @@ int mp_lock_release(mp_lock *l)
 {
     lock_impl *li = lock_of(l);
     if (!li)
-        return MP_EINVAL;
+        return bad_handle("mp_lock_release", "l", l);
     return mp__mutex_unlock(&li->mutex);
 }
 
 int mp_lock_consistent(mp_lock *l)
 {
     lock_impl *li = lock_of(l);
-    if (!li || !mp__mutex_is_mine(&li->mutex))
-        return MP_EINVAL;
+    if (!li)
+        return bad_handle("mp_lock_consistent", "l", l);
+    if (!mp__mutex_is_mine(&li->mutex))
+        return mp__fail(MP_EINVAL, "mp_lock_consistent: l must be held by the calling thread");
     return mp__mutex_consistent(&li->mutex);
 }
 
@@ -290,7 +311,7 @@ int mp_lock_count(const mp_lock *l)
 {
     lock_impl *li = lock_of(l);
     if (!li)
-        return MP_EINVAL;
+        return bad_handle("mp_lock_count", "l", l);
     return (int)mp__mutex_depth(&li->mutex);
 }
 
@@ -298,7 +319,7 @@ int mp_lock_owner(const mp_lock *l, pid_t *pid, pid_t *tid)
 {
     lock_impl *li = lock_of(l);
     if (!li)
-        return MP_EINVAL;
+        return bad_handle("mp_lock_owner", "l", l);
     pid_t t = mp__mutex_owner_tid(&li->mutex);
     if (t == 0)
         return 0;
@@ -365,8 +386,13 @@ static sem_impl *sem_of(const mp_sem *s)
 
 static int sem_init(mp_sem *s, unsigned value, bool bounded)
 {
-    if (!aligned8(s) || value > MP_SEM_VALUE_MAX)
-        return MP_EINVAL;
+    const char *call = bounded ? "mp_sem_init_bounded" : "mp_sem_init";
+    if (!aligned8(s))
+        return mp__fail(MP_EINVAL, "%s: s must be non-NULL and 8-byte aligned (got %p)", call,
+                        (void *)s);
+    if (value > MP_SEM_VALUE_MAX)
+        return mp__fail(MP_EINVAL, "%s: value must be 0 to %u (got %u)", call,
+                        (unsigned)MP_SEM_VALUE_MAX, value);
     sem_impl *si = (sem_impl *)s;
     memset(s, 0, sizeof *s);
     si->max = bounded ? value : MP_SEM_VALUE_MAX;
@@ -390,18 +416,20 @@ int mp_sem_destroy(mp_sem *s)
 {
     sem_impl *si = sem_of(s);
     if (!si)
-        return MP_EINVAL;
+        return bad_handle("mp_sem_destroy", "s", s);
     atomic_store_explicit(&si->magic, 0, memory_order_release);
     return 0;
 }
 
 static int sem_new(unsigned value, bool bounded, mp_sem **out)
 {
+    const char *call = bounded ? "mp_sem_new_bounded" : "mp_sem_new";
     if (!out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: out must not be NULL", call);
     *out = NULL;
     if (value > MP_SEM_VALUE_MAX)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: value must be 0 to %u (got %u)", call,
+                        (unsigned)MP_SEM_VALUE_MAX, value);
     int rc;
     mp_sem *s = arena_obj(sizeof *s, &rc);
     if (s && (rc = sem_init(s, value, bounded)) < 0) {
@@ -442,8 +470,10 @@ static bool sem_try(sem_impl *si)
 int mp_sem_acquire(mp_sem *s, double timeout)
 {
     sem_impl *si = sem_of(s);
-    if (!si || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    if (!si)
+        return bad_handle("mp_sem_acquire", "s", s);
+    if (mp__timeout_check(timeout) < 0)
+        return bad_timeout("mp_sem_acquire", timeout);
     if (sem_try(si))
         return 0;
     int64_t deadline = mp__deadline(timeout);
@@ -473,13 +503,13 @@ int mp_sem_release(mp_sem *s)
 {
     sem_impl *si = sem_of(s);
     if (!si)
-        return MP_EINVAL;
+        return bad_handle("mp_sem_release", "s", s);
     uint32_t v = atomic_load_explicit(&si->value, memory_order_relaxed);
     do {
         /* Checked and incremented in one atomic step: no release can ever
          * take a bounded semaphore past its bound, however many race. */
         if (v >= si->max)
-            return MP_EOVERFLOW;
+            return mp__fail(MP_EOVERFLOW, "mp_sem_release: s must be below its bound %u", si->max);
     } while (!atomic_compare_exchange_weak(&si->value, &v, v + 1));
     if (atomic_load(&si->nwaiters) > 0)
         mp__futex_wake(&si->value, 1);
@@ -490,7 +520,7 @@ int mp_sem_value(const mp_sem *s)
 {
     sem_impl *si = sem_of(s);
     if (!si)
-        return MP_EINVAL;
+        return bad_handle("mp_sem_value", "s", s);
     return (int)atomic_load_explicit(&si->value, memory_order_relaxed);
 }
 
@@ -516,7 +546,8 @@ static event_impl *event_of(const mp_event *e)
 int mp_event_init(mp_event *e)
 {
     if (!aligned8(e))
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_event_init: e must be non-NULL and 8-byte aligned (got %p)",
+                        (void *)e);
     memset(e, 0, sizeof *e);
     atomic_store_explicit(&((event_impl *)e)->spin_score, SCORE_MAX, memory_order_relaxed);
     atomic_store_explicit(&((event_impl *)e)->magic, EVENT_MAGIC, memory_order_release);
@@ -527,7 +558,7 @@ int mp_event_destroy(mp_event *e)
 {
     event_impl *ei = event_of(e);
     if (!ei)
-        return MP_EINVAL;
+        return bad_handle("mp_event_destroy", "e", e);
     atomic_store_explicit(&ei->magic, 0, memory_order_release);
     return 0;
 }
@@ -535,7 +566,7 @@ int mp_event_destroy(mp_event *e)
 int mp_event_new(mp_event **out)
 {
     if (!out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_event_new: out must not be NULL");
     int rc;
     mp_event *e = arena_obj(sizeof *e, &rc);
     if (e && (rc = mp_event_init(e)) < 0) {
@@ -556,7 +587,7 @@ int mp_event_set(mp_event *e)
 {
     event_impl *ei = event_of(e);
     if (!ei)
-        return MP_EINVAL;
+        return bad_handle("mp_event_set", "e", e);
     /* Only the change from clear to set can find sleepers. */
     if (atomic_exchange(&ei->flag, 1) == 0 && atomic_load(&ei->nwaiters) > 0)
         mp__futex_wake(&ei->flag, INT32_MAX);
@@ -567,7 +598,7 @@ int mp_event_clear(mp_event *e)
 {
     event_impl *ei = event_of(e);
     if (!ei)
-        return MP_EINVAL;
+        return bad_handle("mp_event_clear", "e", e);
     atomic_store(&ei->flag, 0);
     return 0;
 }
@@ -581,8 +612,10 @@ bool mp_event_is_set(const mp_event *e)
 int mp_event_wait(mp_event *e, double timeout)
 {
     event_impl *ei = event_of(e);
-    if (!ei || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    if (!ei)
+        return bad_handle("mp_event_wait", "e", e);
+    if (mp__timeout_check(timeout) < 0)
+        return bad_timeout("mp_event_wait", timeout);
     if (atomic_load_explicit(&ei->flag, memory_order_acquire))
         return 0;
     int64_t deadline = mp__deadline(timeout);
@@ -649,8 +682,11 @@ static lock_impl *cond_lock(cond_impl *ci)
 
 int mp_cond_init(mp_cond *c, mp_lock *lock)
 {
-    if (!aligned8(c) || (lock && !lock_of(lock)))
-        return MP_EINVAL;
+    if (!aligned8(c))
+        return mp__fail(MP_EINVAL, "mp_cond_init: c must be non-NULL and 8-byte aligned (got %p)",
+                        (void *)c);
+    if (lock && !lock_of(lock))
+        return bad_handle("mp_cond_init", "lock (when not NULL)", lock);
     cond_impl *ci = (cond_impl *)c;
     memset(c, 0, sizeof *c);
     if (!lock) {
@@ -669,7 +705,7 @@ int mp_cond_destroy(mp_cond *c)
 {
     cond_impl *ci = cond_of(c);
     if (!ci)
-        return MP_EINVAL;
+        return bad_handle("mp_cond_destroy", "c", c);
     if ((mp_lock *)((char *)ci + ci->lock_rel) == &ci->own) {
         int rc = mp_lock_destroy(&ci->own);
         if (rc < 0)
@@ -682,7 +718,7 @@ int mp_cond_destroy(mp_cond *c)
 int mp_cond_new(mp_lock *lock, mp_cond **out)
 {
     if (!out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_cond_new: out must not be NULL");
     *out = NULL;
     int rc;
     mp_cond *c = arena_obj(sizeof *c, &rc);
@@ -691,7 +727,10 @@ int mp_cond_new(mp_lock *lock, mp_cond **out)
     /* The lock must be where every process finds it at the same distance:
      * in the same arena as the condition. */
     if (lock && mp__arena_find(lock) != mp__arena_find(c))
-        rc = MP_EINVAL;
+        rc = mp__fail(MP_EINVAL,
+                      "mp_cond_new: lock must live in the default arena, as the "
+                      "condition does (got %p)",
+                      (void *)lock);
     else
         rc = mp_cond_init(c, lock);
     if (rc < 0) {
@@ -765,21 +804,26 @@ static int cond_wait(cond_impl *ci, int64_t deadline)
 int mp_cond_wait(mp_cond *c, double timeout)
 {
     cond_impl *ci = cond_of(c);
-    if (!ci || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    if (!ci)
+        return bad_handle("mp_cond_wait", "c", c);
+    if (mp__timeout_check(timeout) < 0)
+        return bad_timeout("mp_cond_wait", timeout);
     return cond_wait(ci, mp__deadline(timeout));
 }
 
 int mp_cond_wait_for(mp_cond *c, mp_predicate_fn pred, void *arg, double timeout)
 {
     cond_impl *ci = cond_of(c);
-    if (!ci || !pred || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    if (!ci)
+        return bad_handle("mp_cond_wait_for", "c", c);
+    MP__NONNULL(pred);
+    if (mp__timeout_check(timeout) < 0)
+        return bad_timeout("mp_cond_wait_for", timeout);
     lock_impl *li = cond_lock(ci);
     if (!li)
-        return MP_EINVAL;
+        return bad_handle("mp_cond_wait_for", "c's lock", c);
     if (!mp__mutex_is_mine(&li->mutex))
-        return MP_EPERM;
+        return mp__fail(MP_EPERM, "mp_cond_wait_for: c's lock must be held by the calling thread");
     int64_t deadline = mp__deadline(timeout);
     while (!pred(arg)) {
         if (passed(deadline))
@@ -795,14 +839,15 @@ int mp_cond_wait_for(mp_cond *c, mp_predicate_fn pred, void *arg, double timeout
 
 static int cond_notify(mp_cond *c, int n)
 {
+    const char *call = n == INT32_MAX ? "mp_cond_notify_all" : "mp_cond_notify";
     cond_impl *ci = cond_of(c);
     if (!ci)
-        return MP_EINVAL;
+        return bad_handle(call, "c", c);
     lock_impl *li = cond_lock(ci);
     if (!li)
-        return MP_EINVAL;
+        return bad_handle(call, "c's lock", c);
     if (!mp__mutex_is_mine(&li->mutex))
-        return MP_EPERM;
+        return mp__fail(MP_EPERM, "%s: c's lock must be held by the calling thread", call);
     if (atomic_load(&ci->nwaiters) == 0)
         return 0;
     atomic_fetch_add(&ci->seq, 1);
@@ -812,7 +857,9 @@ static int cond_notify(mp_cond *c, int n)
 
 int mp_cond_notify(mp_cond *c, int n)
 {
-    return n < 1 ? MP_EINVAL : cond_notify(c, n);
+    if (n < 1)
+        return mp__fail(MP_EINVAL, "mp_cond_notify: n must be >= 1 (got %d)", n);
+    return cond_notify(c, n);
 }
 
 int mp_cond_notify_all(mp_cond *c)
@@ -847,8 +894,13 @@ static barrier_impl *barrier_of(const mp_barrier *b)
 
 int mp_barrier_init(mp_barrier *b, unsigned parties)
 {
-    if (!aligned8(b) || parties == 0 || parties > MP_SEM_VALUE_MAX)
-        return MP_EINVAL;
+    if (!aligned8(b))
+        return mp__fail(MP_EINVAL,
+                        "mp_barrier_init: b must be non-NULL and 8-byte aligned (got %p)",
+                        (void *)b);
+    if (parties == 0 || parties > MP_SEM_VALUE_MAX)
+        return mp__fail(MP_EINVAL, "mp_barrier_init: parties must be 1 to %u (got %u)",
+                        (unsigned)MP_SEM_VALUE_MAX, parties);
     barrier_impl *bi = (barrier_impl *)b;
     memset(b, 0, sizeof *b);
     int rc = mp__mutex_init(&bi->mutex);
@@ -864,7 +916,7 @@ int mp_barrier_destroy(mp_barrier *b)
 {
     barrier_impl *bi = barrier_of(b);
     if (!bi)
-        return MP_EINVAL;
+        return bad_handle("mp_barrier_destroy", "b", b);
     atomic_store_explicit(&bi->magic, 0, memory_order_release);
     mp__mutex_destroy(&bi->mutex);
     return 0;
@@ -873,10 +925,11 @@ int mp_barrier_destroy(mp_barrier *b)
 int mp_barrier_new(unsigned parties, mp_barrier **out)
 {
     if (!out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_barrier_new: out must not be NULL");
     *out = NULL;
     if (parties == 0 || parties > MP_SEM_VALUE_MAX)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_barrier_new: parties must be 1 to %u (got %u)",
+                        (unsigned)MP_SEM_VALUE_MAX, parties);
     int rc;
     mp_barrier *b = arena_obj(sizeof *b, &rc);
     if (b && (rc = mp_barrier_init(b, parties)) < 0) {
@@ -949,8 +1002,10 @@ static int barrier_outcome(barrier_impl *bi, uint32_t g, uint32_t breaks0)
 int mp_barrier_wait(mp_barrier *b, double timeout)
 {
     barrier_impl *bi = barrier_of(b);
-    if (!bi || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    if (!bi)
+        return bad_handle("mp_barrier_wait", "b", b);
+    if (mp__timeout_check(timeout) < 0)
+        return bad_timeout("mp_barrier_wait", timeout);
     int64_t deadline = mp__deadline(timeout);
     int rc = barrier_lock(bi);
     if (rc < 0)
@@ -1009,7 +1064,7 @@ int mp_barrier_abort(mp_barrier *b)
 {
     barrier_impl *bi = barrier_of(b);
     if (!bi)
-        return MP_EINVAL;
+        return bad_handle("mp_barrier_abort", "b", b);
     int rc = barrier_lock(bi);
     if (rc < 0)
         return rc;
@@ -1024,7 +1079,7 @@ int mp_barrier_reset(mp_barrier *b)
 {
     barrier_impl *bi = barrier_of(b);
     if (!bi)
-        return MP_EINVAL;
+        return bad_handle("mp_barrier_reset", "b", b);
     int rc = barrier_lock(bi);
     if (rc < 0)
         return rc;
@@ -1051,14 +1106,14 @@ mp__mutex *mp__barrier_mutex(mp_barrier *b)
 int mp_barrier_parties(const mp_barrier *b)
 {
     barrier_impl *bi = barrier_of(b);
-    return bi ? (int)bi->parties : MP_EINVAL;
+    return bi ? (int)bi->parties : bad_handle("mp_barrier_parties", "b", b);
 }
 
 int mp_barrier_n_waiting(const mp_barrier *b)
 {
     barrier_impl *bi = barrier_of(b);
     if (!bi)
-        return MP_EINVAL;
+        return bad_handle("mp_barrier_n_waiting", "b", b);
     return atomic_load(&bi->broken) ? 0 : (int)atomic_load(&bi->count);
 }
 

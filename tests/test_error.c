@@ -1,6 +1,7 @@
 /* Tests of the error model: codes, names and messages from one table. */
 #include "mp_test.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -274,6 +275,214 @@ TEST(manager_details)
         MPT_SKIP("no manager in this build (libsodium)");
     CHECK_DETAIL(mp_manager_connect("nowhere", key, 16, &m), MP_EINVAL, "mp_manager_connect_opts",
                  "opts.address must be unix:/PATH");
+}
+
+TEST(sync_details)
+{
+    mp_lock *l = NULL;
+    CHECK_DETAIL(mp_lock_new(NULL), MP_EINVAL, "mp_lock_new", "out must not be NULL");
+    CHECK_DETAIL(mp_rlock_new(NULL), MP_EINVAL, "mp_rlock_new", "out must not be NULL");
+    CHECK_DETAIL(mp_lock_acquire(NULL, 1), MP_EINVAL, "mp_lock_acquire", "l must be initialised");
+    CHECK_OK(mp_lock_new(&l));
+    CHECK_DETAIL(mp_lock_acquire(l, NAN), MP_EINVAL, "mp_lock_acquire", "timeout must be a number");
+    CHECK_DETAIL(mp_lock_consistent(l), MP_EINVAL, "mp_lock_consistent",
+                 "l must be held by the calling thread");
+    mp_sem *s = NULL;
+    CHECK_DETAIL(mp_sem_new(MP_SEM_VALUE_MAX + 1u, &s), MP_EINVAL, "mp_sem_new",
+                 "value must be 0 to");
+    CHECK_DETAIL(mp_sem_release(NULL), MP_EINVAL, "mp_sem_release", "s must be initialised");
+    CHECK_OK(mp_sem_new_bounded(1, &s));
+    CHECK_DETAIL(mp_sem_release(s), MP_EOVERFLOW, "mp_sem_release", "s must be below its bound 1");
+    mp_sem_free(s);
+    CHECK_DETAIL(mp_event_wait(NULL, 0), MP_EINVAL, "mp_event_wait", "e must be initialised");
+    mp_cond *c = NULL;
+    CHECK_OK(mp_cond_new(l, &c));
+    CHECK_DETAIL(mp_cond_notify(c, 0), MP_EINVAL, "mp_cond_notify", "n must be >= 1 (got 0)");
+    CHECK_DETAIL(mp_cond_notify_all(c), MP_EPERM, "mp_cond_notify_all",
+                 "c's lock must be held by the calling thread");
+    CHECK_DETAIL(mp_cond_wait_for(c, NULL, NULL, 1), MP_EINVAL, "mp_cond_wait_for",
+                 "pred must not be NULL");
+    mp_barrier *b = NULL;
+    CHECK_DETAIL(mp_barrier_new(0, &b), MP_EINVAL, "mp_barrier_new", "parties must be 1 to");
+    CHECK_DETAIL(mp_barrier_wait(NULL, 1), MP_EINVAL, "mp_barrier_wait", "b must be initialised");
+    mp_cond_free(c);
+    mp_lock_free(l);
+}
+
+TEST(queue_details)
+{
+    mp_queue *q = NULL;
+    CHECK_DETAIL(mp_queue_new_opts(NULL, NULL), MP_EINVAL, "mp_queue_new_opts",
+                 "out must not be NULL");
+    mp_queue_opts o = MP_QUEUE_OPTS_INIT;
+    o.capacity = (size_t)1 << 31;
+    CHECK_DETAIL(mp_queue_new_opts(&o, &q), MP_EINVAL, "mp_queue_new_opts",
+                 "opts.capacity must be at most");
+    CHECK_DETAIL(mp_queue_attach(-1, &q), MP_EBADF, "mp_queue_attach", "fd must be >= 0 (got -1)");
+    CHECK_OK(mp_queue_new(4096, &q));
+    CHECK_DETAIL(mp_queue_put(q, NULL, 4, 1), MP_EINVAL, "mp_queue_put",
+                 "buf must not be NULL when len > 0");
+    CHECK_DETAIL(mp_queue_put(q, "x", 1, NAN), MP_EINVAL, "mp_queue_put", "timeout must be");
+    static char big[8192];
+    CHECK_DETAIL(mp_queue_put(q, big, sizeof big, 1), MP_EMSGSIZE, "mp_queue_put",
+                 "len must be at most");
+    CHECK_DETAIL(mp_queue_get(NULL, big, 1, NULL, 0), MP_EINVAL, "mp_queue_get",
+                 "q must not be NULL");
+    CHECK_DETAIL(mp_queue_task_done(q), MP_ENOTSUP, "mp_queue_task_done", "opts.joinable");
+    CHECK_DETAIL(mp_queue_stats_get(q, NULL), MP_EINVAL, "mp_queue_stats_get",
+                 "out must not be NULL");
+    mp_queue_free(q);
+}
+
+TEST(pipe_details)
+{
+    mp_conn *a = NULL, *b = NULL;
+    CHECK_DETAIL(mp_pipe(NULL, &b, true), MP_EINVAL, "mp_pipe", "a must not be NULL");
+    CHECK_DETAIL(mp_conn_from_fd(-1, MP_CONN_READABLE, &a), MP_EINVAL, "mp_conn_from_fd",
+                 "fd must be >= 0 (got -1)");
+    CHECK_DETAIL(mp_conn_from_fd(0, 0, &a), MP_EINVAL, "mp_conn_from_fd", "flags must be");
+    CHECK_OK(mp_pipe(&a, &b, true));
+    CHECK_DETAIL(mp_conn_send_timeout(a, NULL, 3, 1), MP_EINVAL, "mp_conn_send_timeout",
+                 "buf must not be NULL when len > 0");
+    CHECK_DETAIL(mp_conn_send_timeout(NULL, "x", 1, 1), MP_EINVAL, "mp_conn_send_timeout",
+                 "c must not be NULL");
+    char buf[4];
+    CHECK_DETAIL(mp_conn_recv(b, buf, sizeof buf, NULL, 0), MP_EINVAL, "mp_conn_recv",
+                 "len must not be NULL");
+    CHECK_DETAIL(mp_conn_poll(b, NAN), MP_EINVAL, "mp_conn_poll", "timeout must be a number");
+    CHECK_DETAIL(mp_conn_send_fd(a, -1), MP_EBADF, "mp_conn_send_fd", "fd must be an open");
+    CHECK_DETAIL(mp_conn_set_max_message(a, 0), MP_EINVAL, "mp_conn_set_max_message",
+                 "max must be > 0");
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
+TEST(future_details)
+{
+    CHECK_DETAIL(mp_future_wait(NULL, 1), MP_EINVAL, "mp_future_wait", "f must not be NULL");
+    CHECK_DETAIL(mp_future_get(NULL, NULL, 0, NULL, 1), MP_EINVAL, "mp_future_get",
+                 "f must not be NULL");
+    CHECK_DETAIL(mp_future_add_done_callback(NULL, NULL, NULL), MP_EINVAL,
+                 "mp_future_add_done_callback", "f must not be NULL");
+    CHECK_DETAIL(mp_wait(NULL, 2, MP_ALL_COMPLETED, 1), MP_EINVAL, "mp_wait",
+                 "fs must not be NULL when n > 0 (got n 2)");
+    CHECK_DETAIL(mp_wait(NULL, 0, (mp_wait_mode)42, 1), MP_EINVAL, "mp_wait",
+                 "mode must be MP_ALL_COMPLETED");
+    mp_future *fs[1] = {NULL};
+    mp_as_completed *it = NULL;
+    CHECK_DETAIL(mp_as_completed_new(fs, 1, &it), MP_EINVAL, "mp_as_completed_new",
+                 "fs[0] must not be NULL");
+    CHECK_OK(mp_as_completed_new(NULL, 0, &it));
+    mp_future *f = NULL;
+    CHECK_DETAIL(mp_as_completed_next(it, &f, NAN), MP_EINVAL, "mp_as_completed_next",
+                 "timeout must be a number");
+    CHECK_DETAIL(mp_as_completed_next(it, NULL, 0), MP_EINVAL, "mp_as_completed_next",
+                 "f must not be NULL");
+    mp_as_completed_free(it);
+}
+
+TEST(signals_and_shutdown_event_details)
+{
+    CHECK_DETAIL(mp_signals_uninstall(), MP_ESTATE, "mp_signals_uninstall",
+                 "the handlers are not installed");
+    mp_signals_opts o = MP_SIGNALS_OPTS_INIT;
+    o.shutdown.grace = -1;
+    CHECK_DETAIL(mp_signals_install(&o), MP_EINVAL, "mp_signals_install",
+                 "opts.shutdown.grace must be >= 0 (got -1)");
+    o = (mp_signals_opts)MP_SIGNALS_OPTS_INIT;
+    o.shutdown.timeout = NAN;
+    CHECK_DETAIL(mp_signals_install(&o), MP_EINVAL, "mp_signals_install",
+                 "opts.shutdown.timeout must be a number");
+    CHECK_DETAIL(mp_shutdown_event(NULL), MP_EINVAL, "mp_shutdown_event", "out must not be NULL");
+}
+
+TEST(process_join_and_stop_details)
+{
+    mp_process *p = NULL;
+    CHECK_OK(mp_process_new(nothing, NULL, "idle", &p));
+    CHECK_DETAIL(mp_process_join(p, NAN), MP_EINVAL, "mp_process_join", "timeout must be a number");
+    CHECK_DETAIL(mp_process_join(p, 1), MP_ESTATE, "mp_process_join", "idle was never started");
+    CHECK_DETAIL(mp_process_join(NULL, 1), MP_EINVAL, "mp_process_join", "p must not be NULL");
+    CHECK_DETAIL(mp_process_stop(p, -1), MP_EINVAL, "mp_process_stop",
+                 "grace must be a number >= 0 (got -1)");
+    CHECK_DETAIL(mp_process_stop(NULL, 1), MP_EINVAL, "mp_process_stop", "p must not be NULL");
+    mp_process_free(p);
+}
+
+static int pool_task(const void *arg, size_t len, mp_buf *out)
+{
+    (void)arg;
+    (void)len;
+    (void)out;
+    return 0;
+}
+
+TEST(pool_details)
+{
+    mp_pool *p = NULL;
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = -1;
+    CHECK_DETAIL(mp_pool_new(&o, &p), MP_EINVAL, "mp_pool_new", "opts.processes");
+    CHECK_DETAIL(mp_pool_new(NULL, NULL), MP_EINVAL, "mp_pool_new", "out must not be NULL");
+    CHECK_DETAIL(mp_pool_apply(NULL, pool_task, NULL, 0, NULL, 0, NULL, 1), MP_EINVAL,
+                 "mp_pool_apply", "p must not be NULL");
+    mp_map_spec s = {0};
+    CHECK_DETAIL(mp_pool_map_ex(NULL, &s), MP_EINVAL, "mp_pool_map_ex", "p must not be NULL");
+    mp_imap *it = NULL;
+    CHECK_DETAIL(mp_pool_imap_ex(NULL, &s, true, &it), MP_EINVAL, "mp_pool_imap_ex",
+                 "p must not be NULL");
+    mp_results *r = NULL;
+    CHECK_DETAIL(mp_pool_map_bytes(NULL, NULL, NULL, 0, 0, &r), MP_EINVAL,
+                 "mp_pool_map_bytes_async", "p must not be NULL");
+    CHECK_DETAIL(mp_pool_join(NULL, 1), MP_EINVAL, "mp_pool_join", "p must not be NULL");
+    CHECK_DETAIL(mp_pool_shutdown(NULL, false, NAN), MP_EINVAL, "mp_pool_shutdown",
+                 "timeout must be a number");
+    mp_pool_stats st;
+    CHECK_DETAIL(mp_pool_stats_get(NULL, &st), MP_EINVAL, "mp_pool_stats_get",
+                 "p must not be NULL");
+    CHECK_NULL(mp_pool_shared_alloc(NULL, 8));
+    CHECK_CONTAINS(mp_last_error_detail(), "mp_pool_shared_alloc: p must not be NULL");
+    CHECK_DETAIL(mp_imap_next(NULL, NULL, NULL, 1), MP_EINVAL, "mp_imap_next",
+                 "it must not be NULL");
+}
+
+/* In a one-rank world: 0 when each refusal has its code and detail, else
+ * the line of the first that has not. */
+static int comm_details_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    int x = 0;
+    if (mp_comm_send(w, &x, sizeof x, 5, 0, 1) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_send: dest must be 0 to 0 (got 5)"))
+        return __LINE__;
+    if (mp_comm_recv(w, &x, sizeof x, 0, -7, NULL, 1) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_recv: tag must be >= 0 or MP_ANY_TAG (got -7)"))
+        return __LINE__;
+    if (mp_comm_bcast(w, NULL, 4, 0, 1) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_bcast: buf must not be NULL for 4 bytes"))
+        return __LINE__;
+    if (mp_comm_barrier(w, NAN) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_barrier: timeout must be a number"))
+        return __LINE__;
+    mp_comm *d = NULL;
+    if (mp_comm_split(w, -5, 0, 1, &d) != MP_EINVAL ||
+        !strstr(mp_last_error_detail(), "mp_comm_split: color must be >= 0 or MP_UNDEFINED"))
+        return __LINE__;
+    return 0;
+}
+
+TEST(comm_details)
+{
+    CHECK_DETAIL(mp_comm_send(NULL, NULL, 0, 0, 0, 1), MP_EINVAL, "mp_comm_send",
+                 "c must be a communicator");
+    CHECK_DETAIL(mp_comm_rank(NULL), MP_EINVAL, "mp_comm_rank", "c must be a communicator");
+    char name[4];
+    CHECK_DETAIL(mp_comm_processor_name(name, 0), MP_EINVAL, "mp_comm_processor_name",
+                 "cap must be > 0");
+    CHECK_DETAIL(mp_run(0, comm_details_rank, NULL), MP_EINVAL, "mp_run_with_opts",
+                 "n must be 1 to");
+    CHECK_DETAIL(mp_run(1, NULL, NULL), MP_EINVAL, "mp_run_with_opts", "fn must not be NULL");
+    CHECK_OK(mp_run(1, comm_details_rank, NULL));
 }
 
 MPT_MAIN()

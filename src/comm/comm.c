@@ -28,6 +28,7 @@
 #include "engine.h"
 
 #include "fork_guard.h"
+#include "log.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -143,14 +144,16 @@ static void comm_atexit(void)
 int mp_comm_world(mp_comm **out)
 {
     static _Atomic bool atexit_set;
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     pthread_mutex_lock(&g.lock);
     int rc = 0;
+    const char *why = NULL;
     if (g.joined && g.pid != mp__self_pid()) {
         rc = MP_ESTATE; /* a forked copy of a rank */
+        why = "a forked copy of a rank must not join its world";
     } else if (g.closed) {
         rc = MP_ECLOSED;
+        why = "the world is finalized";
     } else if (!g.joined) {
         const mp__comm_ops *ops = engine_select(&rc);
         if (ops) {
@@ -165,6 +168,8 @@ int mp_comm_world(mp_comm **out)
         }
     }
     pthread_mutex_unlock(&g.lock);
+    if (why)
+        return mp__fail(rc, "mp_comm_world: %s", why);
     if (rc < 0)
         return rc;
     /* Leaving at exit tells the other ranks this one is done (and under
@@ -209,49 +214,79 @@ int mp_comm_finalize(void)
 
 /* ---- checks ------------------------------------------------------------------------ */
 
-static int check_comm(const mp_comm *c)
+/* Each check records what it refuses (mp_last_error_detail) under call,
+ * the public call's name. */
+static int check_comm(const char *call, const mp_comm *c)
 {
     if (!c || c->magic != MP__COMM_MAGIC)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: c must be a communicator (got %p)", call, (const void *)c);
     if (!g.joined || c->epoch != g.epoch || g.pid != mp__self_pid())
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "%s: c must belong to this process's current world", call);
     if (g.closed)
-        return MP_ECLOSED;
+        return mp__fail(MP_ECLOSED, "%s: the world is finalized", call);
     return 0;
 }
 
-static int check_rank(const mp_comm *c, int r)
+static int check_rank(const char *call, const char *what, const mp_comm *c, int r)
 {
-    return r >= 0 && r < c->size ? 0 : MP_EINVAL;
+    if (r >= 0 && r < c->size)
+        return 0;
+    return mp__fail(MP_EINVAL, "%s: %s must be 0 to %d (got %d)", call, what, c->size - 1, r);
 }
 
-static int check_source(const mp_comm *c, int r)
+static int check_source(const char *call, const mp_comm *c, int r)
 {
-    return r == MP_ANY_SOURCE ? 0 : check_rank(c, r);
+    return r == MP_ANY_SOURCE ? 0 : check_rank(call, "source", c, r);
 }
 
-static int check_buf(const void *buf, size_t len)
+static int check_tag(const char *call, const char *what, int tag, bool any)
 {
-    return buf || len == 0 ? 0 : MP_EINVAL;
+    if (tag >= 0 || (any && tag == MP_ANY_TAG))
+        return 0;
+    return mp__fail(MP_EINVAL, "%s: %s must be >= 0%s (got %d)", call, what,
+                    any ? " or MP_ANY_TAG" : "", tag);
 }
 
-static int check_timeout(double timeout, int64_t *deadline)
+static int check_buf(const char *call, const char *what, const void *buf, size_t len)
+{
+    if (buf || len == 0)
+        return 0;
+    return mp__fail(MP_EINVAL, "%s: %s must not be NULL for %zu bytes", call, what, len);
+}
+
+static bool overlap(const void *a, size_t alen, const void *b, size_t blen);
+
+static int check_apart(const char *call, const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (!overlap(a, alen, b, blen))
+        return 0;
+    return mp__fail(MP_EINVAL, "%s: the send and receive buffers must not overlap", call);
+}
+
+static int check_out(const char *call, const void *out)
+{
+    return out ? 0 : mp__fail(MP_EINVAL, "%s: out must not be NULL", call);
+}
+
+static int check_timeout(const char *call, double timeout, int64_t *deadline)
 {
     if (isnan(timeout))
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: timeout must be a number, < 0 for forever (got %g)", call,
+                        timeout);
     /* No clock read for MP_FOREVER: a call that never waits pays none. */
     *deadline = mp__deadline(timeout);
     return 0;
 }
 
 /* The bytes of count elements of type in *bytes (times mult). */
-static int check_count(mp_type type, size_t count, size_t mult, size_t *bytes)
+static int check_count(const char *call, mp_type type, size_t count, size_t mult, size_t *bytes)
 {
     size_t es;
     if (mp__comm_type_size(type, &es) < 0)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: type must be an mp_type (got %d)", call, (int)type);
     if (mult && count > SIZE_MAX / es / mult)
-        return MP_EOVERFLOW;
+        return mp__fail(MP_EOVERFLOW, "%s: count's bytes must fit a size_t (got count %zu)", call,
+                        count);
     *bytes = count * es;
     return 0;
 }
@@ -268,12 +303,12 @@ static int coll_done(mp_comm *c, int rc)
 
 int mp_comm_rank(const mp_comm *c)
 {
-    return c && c->magic == MP__COMM_MAGIC ? c->rank : MP_EINVAL;
+    return c && c->magic == MP__COMM_MAGIC ? c->rank : check_comm(__func__, c);
 }
 
 int mp_comm_size(const mp_comm *c)
 {
-    return c && c->magic == MP__COMM_MAGIC ? c->size : MP_EINVAL;
+    return c && c->magic == MP__COMM_MAGIC ? c->size : check_comm(__func__, c);
 }
 
 const char *mp_comm_engine(const mp_comm *c)
@@ -283,27 +318,32 @@ const char *mp_comm_engine(const mp_comm *c)
 
 int mp_comm_processor_name(char *buf, size_t cap)
 {
-    if (!buf || cap == 0)
-        return MP_EINVAL;
+    MP__NONNULL(buf);
+    if (cap == 0)
+        return mp__fail(MP_EINVAL, "mp_comm_processor_name: cap must be > 0 (got 0)");
     char name[256];
     if (gethostname(name, sizeof name) != 0)
         return -errno;
     name[sizeof name - 1] = '\0';
     size_t len = strlen(name);
     if (len >= cap)
-        return MP_ERANGE;
+        return mp__fail(MP_ERANGE, "mp_comm_processor_name: cap must be over %zu (got %zu)", len,
+                        cap);
     memcpy(buf, name, len + 1);
     return (int)len;
 }
 
 static int comm_make(mp_comm *c, double timeout, mp_comm **out, int color, int key, bool split)
 {
+    const char *call = split ? "mp_comm_split" : "mp_comm_dup";
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(c);
+    int rc = check_comm(call, c);
     if (rc == 0)
-        rc = out ? check_timeout(timeout, &dl) : MP_EINVAL;
+        rc = check_out(call, out);
+    if (rc == 0)
+        rc = check_timeout(call, timeout, &dl);
     if (rc == 0 && split && color < 0 && color != MP_UNDEFINED)
-        rc = MP_EINVAL;
+        rc = mp__fail(MP_EINVAL, "%s: color must be >= 0 or MP_UNDEFINED (got %d)", call, color);
     if (rc < 0)
         return rc;
     *out = NULL;
@@ -345,7 +385,7 @@ void mp_comm_free(mp_comm *c)
 void mp_comm_abort(mp_comm *c, int code)
 {
     fflush(NULL);
-    if (check_comm(c) == 0 && SLOT(c->ops, abort))
+    if (check_comm(__func__, c) == 0 && SLOT(c->ops, abort))
         c->ops->abort(c, code);
     _exit(code & 255 ? code & 255 : 1);
 }
@@ -355,17 +395,21 @@ void mp_comm_abort(mp_comm *c, int code)
 int mp_comm_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(c);
-    if (rc == 0 && (check_rank(c, dest) < 0 || tag < 0 || check_buf(buf, len) < 0))
+    int rc = check_comm(__func__, c);
+    if (rc == 0 &&
+        (check_rank(__func__, "dest", c, dest) < 0 || check_tag(__func__, "tag", tag, false) < 0 ||
+         check_buf(__func__, "buf", buf, len) < 0))
         rc = MP_EINVAL;
     if (rc == 0)
-        rc = check_timeout(timeout, &dl);
+        rc = check_timeout(__func__, timeout, &dl);
     return rc < 0 ? rc : c->ops->send(c, buf, len, dest, tag, dl);
 }
 
-static int check_recv(const mp_comm *c, const void *buf, size_t cap, int source, int tag)
+static int check_recv(const char *call, const mp_comm *c, const void *buf, size_t cap, int source,
+                      int tag)
 {
-    if (check_source(c, source) < 0 || (tag < 0 && tag != MP_ANY_TAG) || check_buf(buf, cap) < 0)
+    if (check_source(call, c, source) < 0 || check_tag(call, "tag", tag, true) < 0 ||
+        check_buf(call, "buf", buf, cap) < 0)
         return MP_EINVAL;
     return 0;
 }
@@ -374,11 +418,11 @@ int mp_comm_recv(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_comm
                  double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(c);
+    int rc = check_comm(__func__, c);
     if (rc == 0)
-        rc = check_recv(c, buf, cap, source, tag);
+        rc = check_recv(__func__, c, buf, cap, source, tag);
     if (rc == 0)
-        rc = check_timeout(timeout, &dl);
+        rc = check_timeout(__func__, timeout, &dl);
     return rc < 0 ? rc : c->ops->recv(c, buf, cap, source, tag, st, dl);
 }
 
@@ -392,14 +436,16 @@ int mp_comm_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int dest, int st
                      size_t rcap, int source, int rtag, mp_comm_status *st, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(c);
-    if (rc == 0 && (check_rank(c, dest) < 0 || stag < 0 || check_buf(sbuf, slen) < 0 ||
-                    overlap(sbuf, slen, rbuf, rcap)))
+    int rc = check_comm(__func__, c);
+    if (rc == 0 && (check_rank(__func__, "dest", c, dest) < 0 ||
+                    check_tag(__func__, "stag", stag, false) < 0 ||
+                    check_buf(__func__, "sbuf", sbuf, slen) < 0 ||
+                    check_apart(__func__, sbuf, slen, rbuf, rcap) < 0))
         rc = MP_EINVAL;
     if (rc == 0)
-        rc = check_recv(c, rbuf, rcap, source, rtag);
+        rc = check_recv(__func__, c, rbuf, rcap, source, rtag);
     if (rc == 0)
-        rc = check_timeout(timeout, &dl);
+        rc = check_timeout(__func__, timeout, &dl);
     if (rc < 0)
         return rc;
     if (SLOT(c->ops, sendrecv))
@@ -409,8 +455,10 @@ int mp_comm_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int dest, int st
 
 int mp_comm_isend(mp_comm *c, const void *buf, size_t len, int dest, int tag, mp_future **out)
 {
-    int rc = check_comm(c);
-    if (rc == 0 && (!out || check_rank(c, dest) < 0 || tag < 0 || check_buf(buf, len) < 0))
+    int rc = check_comm(__func__, c);
+    if (rc == 0 &&
+        (check_out(__func__, out) < 0 || check_rank(__func__, "dest", c, dest) < 0 ||
+         check_tag(__func__, "tag", tag, false) < 0 || check_buf(__func__, "buf", buf, len) < 0))
         rc = MP_EINVAL;
     if (out)
         *out = NULL;
@@ -419,9 +467,11 @@ int mp_comm_isend(mp_comm *c, const void *buf, size_t len, int dest, int tag, mp
 
 int mp_comm_irecv(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_future **out)
 {
-    int rc = check_comm(c);
+    int rc = check_comm(__func__, c);
     if (rc == 0)
-        rc = out ? check_recv(c, buf, cap, source, tag) : MP_EINVAL;
+        rc = check_out(__func__, out);
+    if (rc == 0)
+        rc = check_recv(__func__, c, buf, cap, source, tag);
     if (out)
         *out = NULL;
     return rc < 0 ? rc : c->ops->irecv(c, buf, cap, source, tag, out);
@@ -430,27 +480,27 @@ int mp_comm_irecv(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_fut
 int mp_comm_probe(mp_comm *c, int source, int tag, mp_comm_status *st, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(c);
+    int rc = check_comm(__func__, c);
     if (rc == 0)
-        rc = check_recv(c, NULL, 0, source, tag);
+        rc = check_recv(__func__, c, NULL, 0, source, tag);
     if (rc == 0)
-        rc = check_timeout(timeout, &dl);
+        rc = check_timeout(__func__, timeout, &dl);
     return rc < 0 ? rc : c->ops->probe(c, source, tag, st, dl);
 }
 
 /* ---- collectives ----------------------------------------------------------------------- */
 
 /* The checks every collective starts with. */
-static int coll_begin(mp_comm *c, double timeout, int64_t *dl)
+static int coll_begin(const char *call, mp_comm *c, double timeout, int64_t *dl)
 {
-    int rc = check_comm(c);
-    return rc < 0 ? rc : check_timeout(timeout, dl);
+    int rc = check_comm(call, c);
+    return rc < 0 ? rc : check_timeout(call, timeout, dl);
 }
 
 int mp_comm_barrier(mp_comm *c, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc < 0)
         return rc;
     rc = SLOT(c->ops, barrier) ? c->ops->barrier(c, dl) : mp__coll_barrier(c, dl);
@@ -460,8 +510,9 @@ int mp_comm_barrier(mp_comm *c, double timeout)
 int mp_comm_bcast(mp_comm *c, void *buf, size_t len, int root, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = coll_begin(c, timeout, &dl);
-    if (rc == 0 && (check_rank(c, root) < 0 || check_buf(buf, len) < 0))
+    int rc = coll_begin(__func__, c, timeout, &dl);
+    if (rc == 0 &&
+        (check_rank(__func__, "root", c, root) < 0 || check_buf(__func__, "buf", buf, len) < 0))
         rc = MP_EINVAL;
     if (rc < 0)
         return rc;
@@ -475,14 +526,15 @@ int mp_comm_scatter(mp_comm *c, const void *send, void *recv, size_t count, mp_t
 {
     int64_t dl = MP__NO_DEADLINE;
     size_t bytes = 0, all = 0;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0)
-        rc = check_rank(c, root);
+        rc = check_rank(__func__, "root", c, root);
     if (rc == 0)
-        rc = check_count(type, count, 1, &bytes);
+        rc = check_count(__func__, type, count, 1, &bytes);
     if (rc == 0)
-        rc = check_count(type, count, (size_t)c->size, &all);
-    if (rc == 0 && (check_buf(recv, bytes) < 0 || (c->rank == root && check_buf(send, all) < 0)))
+        rc = check_count(__func__, type, count, (size_t)c->size, &all);
+    if (rc == 0 && (check_buf(__func__, "recv", recv, bytes) < 0 ||
+                    (c->rank == root && check_buf(__func__, "send", send, all) < 0)))
         rc = MP_EINVAL;
     if (rc < 0)
         return rc;
@@ -492,17 +544,18 @@ int mp_comm_scatter(mp_comm *c, const void *send, void *recv, size_t count, mp_t
 }
 
 /* counts and displs on a rank that reads them: every block must fit. */
-static int check_blocks(const mp_comm *c, mp_type type, const size_t *counts, const size_t *displs,
-                        const void *buf)
+static int check_blocks(const char *call, const char *what, const mp_comm *c, mp_type type,
+                        const size_t *counts, const size_t *displs, const void *buf)
 {
     if (!counts || !displs)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: counts and displs must not be NULL", call);
     for (int i = 0; i < c->size; i++) {
-        size_t bytes;
+        size_t bytes = 0;
         if (displs[i] > SIZE_MAX - counts[i] ||
-            check_count(type, displs[i] + counts[i], 1, &bytes) < 0)
-            return MP_EOVERFLOW;
-        if (check_buf(buf, bytes) < 0)
+            check_count(call, type, displs[i] + counts[i], 1, &bytes) < 0)
+            return mp__fail(MP_EOVERFLOW, "%s: displs[%d] + counts[%d] must fit a size_t in bytes",
+                            call, i, i);
+        if (check_buf(call, what, buf, bytes) < 0)
             return MP_EINVAL;
     }
     return 0;
@@ -513,17 +566,18 @@ int mp_comm_scatterv(mp_comm *c, const void *send, const size_t *counts, const s
 {
     int64_t dl = MP__NO_DEADLINE;
     size_t bytes = 0;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0)
-        rc = check_rank(c, root);
+        rc = check_rank(__func__, "root", c, root);
     if (rc == 0)
-        rc = check_count(type, recv_count, 1, &bytes);
+        rc = check_count(__func__, type, recv_count, 1, &bytes);
     if (rc == 0)
-        rc = check_buf(recv, bytes);
+        rc = check_buf(__func__, "recv", recv, bytes);
     if (rc == 0 && c->rank == root)
-        rc = check_blocks(c, type, counts, displs, send);
+        rc = check_blocks(__func__, "send", c, type, counts, displs, send);
     if (rc == 0 && c->rank == root && counts[root] > recv_count)
-        rc = MP_EMSGSIZE;
+        rc = mp__fail(MP_EMSGSIZE, "%s: counts[root] must be at most recv_count %zu (got %zu)",
+                      __func__, recv_count, counts[root]);
     if (rc < 0)
         return rc;
     rc = SLOT(c->ops, scatterv)
@@ -537,14 +591,15 @@ int mp_comm_gather(mp_comm *c, const void *send, void *recv, size_t count, mp_ty
 {
     int64_t dl = MP__NO_DEADLINE;
     size_t bytes = 0, all = 0;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0)
-        rc = check_rank(c, root);
+        rc = check_rank(__func__, "root", c, root);
     if (rc == 0)
-        rc = check_count(type, count, 1, &bytes);
+        rc = check_count(__func__, type, count, 1, &bytes);
     if (rc == 0)
-        rc = check_count(type, count, (size_t)c->size, &all);
-    if (rc == 0 && (check_buf(send, bytes) < 0 || (c->rank == root && check_buf(recv, all) < 0)))
+        rc = check_count(__func__, type, count, (size_t)c->size, &all);
+    if (rc == 0 && (check_buf(__func__, "send", send, bytes) < 0 ||
+                    (c->rank == root && check_buf(__func__, "recv", recv, all) < 0)))
         rc = MP_EINVAL;
     if (rc < 0)
         return rc;
@@ -559,17 +614,18 @@ int mp_comm_gatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
 {
     int64_t dl = MP__NO_DEADLINE;
     size_t bytes = 0;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0)
-        rc = check_rank(c, root);
+        rc = check_rank(__func__, "root", c, root);
     if (rc == 0)
-        rc = check_count(type, send_count, 1, &bytes);
+        rc = check_count(__func__, type, send_count, 1, &bytes);
     if (rc == 0)
-        rc = check_buf(send, bytes);
+        rc = check_buf(__func__, "send", send, bytes);
     if (rc == 0 && c->rank == root)
-        rc = check_blocks(c, type, counts, displs, recv);
+        rc = check_blocks(__func__, "recv", c, type, counts, displs, recv);
     if (rc == 0 && c->rank == root && counts[root] != send_count)
-        rc = MP_EMSGSIZE;
+        rc = mp__fail(MP_EMSGSIZE, "%s: counts[root] must equal send_count %zu (got %zu)", __func__,
+                      send_count, counts[root]);
     if (rc < 0)
         return rc;
     rc = SLOT(c->ops, gatherv)
@@ -583,12 +639,13 @@ int mp_comm_allgather(mp_comm *c, const void *send, void *recv, size_t count, mp
 {
     int64_t dl = MP__NO_DEADLINE;
     size_t bytes = 0, all = 0;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0)
-        rc = check_count(type, count, 1, &bytes);
+        rc = check_count(__func__, type, count, 1, &bytes);
     if (rc == 0)
-        rc = check_count(type, count, (size_t)c->size, &all);
-    if (rc == 0 && (check_buf(send, bytes) < 0 || check_buf(recv, all) < 0))
+        rc = check_count(__func__, type, count, (size_t)c->size, &all);
+    if (rc == 0 && (check_buf(__func__, "send", send, bytes) < 0 ||
+                    check_buf(__func__, "recv", recv, all) < 0))
         rc = MP_EINVAL;
     if (rc < 0)
         return rc;
@@ -602,15 +659,16 @@ int mp_comm_allgatherv(mp_comm *c, const void *send, size_t send_count, void *re
 {
     int64_t dl = MP__NO_DEADLINE;
     size_t bytes = 0;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0)
-        rc = check_count(type, send_count, 1, &bytes);
+        rc = check_count(__func__, type, send_count, 1, &bytes);
     if (rc == 0)
-        rc = check_buf(send, bytes);
+        rc = check_buf(__func__, "send", send, bytes);
     if (rc == 0)
-        rc = check_blocks(c, type, counts, displs, recv);
+        rc = check_blocks(__func__, "recv", c, type, counts, displs, recv);
     if (rc == 0 && counts[c->rank] != send_count)
-        rc = MP_EMSGSIZE;
+        rc = mp__fail(MP_EMSGSIZE, "%s: counts[rank] must equal send_count %zu (got %zu)", __func__,
+                      send_count, counts[c->rank]);
     if (rc < 0)
         return rc;
     rc = SLOT(c->ops, allgatherv)
@@ -624,10 +682,11 @@ int mp_comm_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_
 {
     int64_t dl = MP__NO_DEADLINE;
     size_t all = 0;
-    int rc = coll_begin(c, timeout, &dl);
+    int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0)
-        rc = check_count(type, count, (size_t)c->size, &all);
-    if (rc == 0 && (check_buf(send, all) < 0 || check_buf(recv, all) < 0))
+        rc = check_count(__func__, type, count, (size_t)c->size, &all);
+    if (rc == 0 &&
+        (check_buf(__func__, "send", send, all) < 0 || check_buf(__func__, "recv", recv, all) < 0))
         rc = MP_EINVAL;
     if (rc < 0)
         return rc;
@@ -637,17 +696,20 @@ int mp_comm_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_
 }
 
 /* The checks of the reductions; recv is checked where it is written. */
-static int check_reduce(mp_comm *c, const void *send, const void *recv, size_t count, mp_type type,
-                        mp_op op, bool writes, double timeout, int64_t *dl)
+static int check_reduce(const char *call, mp_comm *c, const void *send, const void *recv,
+                        size_t count, mp_type type, mp_op op, bool writes, double timeout,
+                        int64_t *dl)
 {
     size_t bytes = 0;
-    int rc = coll_begin(c, timeout, dl);
+    int rc = coll_begin(call, c, timeout, dl);
     if (rc == 0)
-        rc = check_count(type, count, 1, &bytes);
-    if (rc == 0)
-        rc = mp__op_check(op, type);
-    if (rc == 0 && (check_buf(send, bytes) < 0 || (writes && check_buf(recv, bytes) < 0) ||
-                    (writes && overlap(send, bytes, recv, bytes))))
+        rc = check_count(call, type, count, 1, &bytes);
+    if (rc == 0 && (rc = mp__op_check(op, type)) < 0)
+        rc = mp__fail(rc, "%s: op must apply to type (got op %d, type %d)", call, (int)op,
+                      (int)type);
+    if (rc == 0 && (check_buf(call, "send", send, bytes) < 0 ||
+                    (writes && check_buf(call, "recv", recv, bytes) < 0) ||
+                    (writes && check_apart(call, send, bytes, recv, bytes) < 0)))
         rc = MP_EINVAL;
     return rc;
 }
@@ -656,11 +718,11 @@ int mp_comm_reduce(mp_comm *c, const void *send, void *recv, size_t count, mp_ty
                    int root, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(c);
+    int rc = check_comm(__func__, c);
     if (rc == 0)
-        rc = check_rank(c, root);
+        rc = check_rank(__func__, "root", c, root);
     if (rc == 0)
-        rc = check_reduce(c, send, recv, count, type, op, c->rank == root, timeout, &dl);
+        rc = check_reduce(__func__, c, send, recv, count, type, op, c->rank == root, timeout, &dl);
     if (rc < 0)
         return rc;
     rc = SLOT(c->ops, reduce) ? c->ops->reduce(c, send, recv, count, type, op, root, dl)
@@ -672,7 +734,7 @@ int mp_comm_allreduce(mp_comm *c, const void *send, void *recv, size_t count, mp
                       mp_op op, double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_reduce(c, send, recv, count, type, op, true, timeout, &dl);
+    int rc = check_reduce(__func__, c, send, recv, count, type, op, true, timeout, &dl);
     if (rc < 0)
         return rc;
     rc = SLOT(c->ops, allreduce) ? c->ops->allreduce(c, send, recv, count, type, op, dl)
@@ -684,7 +746,7 @@ int mp_comm_scan(mp_comm *c, const void *send, void *recv, size_t count, mp_type
                  double timeout)
 {
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_reduce(c, send, recv, count, type, op, true, timeout, &dl);
+    int rc = check_reduce(__func__, c, send, recv, count, type, op, true, timeout, &dl);
     if (rc < 0)
         return rc;
     rc = SLOT(c->ops, scan) ? c->ops->scan(c, send, recv, count, type, op, dl)

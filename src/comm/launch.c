@@ -17,6 +17,7 @@
 
 #include "fork_guard.h"
 #include "local.h"
+#include "log.h"
 #include "process.h"
 
 #include <fcntl.h>
@@ -367,10 +368,15 @@ int mp_run_with_opts(int n, mp_rank_fn fn, void *arg, const mp_run_opts *opts)
     mp_run_opts defaults = MP_RUN_OPTS_INIT;
     if (!opts)
         opts = &defaults;
-    if (n < 1 || n > MP__L_MAX_RANKS || !fn || opts->timeout != opts->timeout)
-        return MP_EINVAL;
+    if (n < 1 || n > MP__L_MAX_RANKS)
+        return mp__fail(MP_EINVAL, "mp_run_with_opts: n must be 1 to %d (got %d)", MP__L_MAX_RANKS,
+                        n);
+    MP__NONNULL(fn);
+    if (opts->timeout != opts->timeout)
+        return mp__fail(MP_EINVAL, "mp_run_with_opts: opts.timeout must be a number (got %g)",
+                        opts->timeout);
     if (!mp__comm_fork_allowed())
-        return MP_ENOTSUP;
+        return mp__fail(MP_ENOTSUP, "mp_run_with_opts: the world's engine must allow fork");
     mp__rankset *s;
     int rc = mp__rankset_new(n, opts->keep_going, opts->bind && n <= mp_cpu_count(), &s);
     if (rc < 0)

@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "engine.h"
+#include "log.h"
 
 #define USER_BASE MP__OP_USER_BASE
 #define USER_MAX  MP__OP_USER_MAX
@@ -286,8 +287,8 @@ void mp__op_apply(mp_op op, mp_type type, const void *in, void *inout, size_t co
 
 int mp_op_new(mp_op_fn fn, void *ctx, bool commute, mp_op *out)
 {
-    if (!fn || !out)
-        return MP_EINVAL;
+    MP__NONNULL(fn);
+    MP__NONNULL(out);
     pthread_mutex_lock(&users.lock);
     int rc = MP_ENOSPC;
     for (int i = 0; i < USER_MAX; i++) {
@@ -306,7 +307,7 @@ int mp_op_free(mp_op op)
 {
     int i = (int)op - USER_BASE;
     if (i < 0 || i >= USER_MAX)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "mp_op_free: op must come from mp_op_new (got %d)", (int)op);
     pthread_mutex_lock(&users.lock);
     int rc = users.ops[i].used ? 0 : MP_EINVAL;
     users.ops[i].used = false;

@@ -226,8 +226,15 @@ mp_future *mp_pool_apply_async_cb(mp_pool *p, mp_task_fn fn, const void *arg, si
 int mp_pool_apply(mp_pool *p, mp_task_fn fn, const void *arg, size_t len, void *out, size_t cap,
                   size_t *out_len, double timeout)
 {
-    if (!p || !fn || (cap && !out) || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    MP__NONNULL(p);
+    MP__NONNULL(fn);
+    if (cap && !out)
+        return mp__fail(MP_EINVAL, "mp_pool_apply: out must not be NULL when cap > 0 (got cap %zu)",
+                        cap);
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(MP_EINVAL,
+                        "mp_pool_apply: timeout must be a number, < 0 for forever (got %g)",
+                        timeout);
     mp_future *f = mp_pool_apply_async(p, fn, arg, len);
     if (!f)
         return MP_ENOMEM;

@@ -342,18 +342,24 @@ const char *mp_results_message(const mp_results *r, size_t i)
 /* ---- submission --------------------------------------------------------------------- */
 
 /* Checks the arguments.  Returns 0 or MP_EINVAL. */
-static int args_check(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n)
+static int args_check(const char *call, mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n)
 {
-    if (!p || !fn || !in || n == 0 || n > ((size_t)1 << 40))
-        return MP_EINVAL;
+    if (!p || !fn || !in)
+        return mp__fail(MP_EINVAL, "%s: %s must not be NULL", call, !p ? "p" : !fn ? "fn" : "in");
+    if (n == 0 || n > ((size_t)1 << 40))
+        return mp__fail(MP_EINVAL, "%s: n must be 1 to 2^40 (got %zu)", call, n);
     uint64_t t = 0;
     for (size_t i = 0; i < n; i++) {
-        if ((in[i].len && !in[i].data) || __builtin_add_overflow(t, (uint64_t)in[i].len, &t))
-            return MP_EINVAL;
+        if (in[i].len && !in[i].data)
+            return mp__fail(MP_EINVAL, "%s: in[%zu].data must not be NULL when its len is > 0",
+                            call, i);
+        if (__builtin_add_overflow(t, (uint64_t)in[i].len, &t))
+            return mp__fail(MP_EINVAL, "%s: the items' total length overflows at in[%zu]", call, i);
     }
     /* The items and their offsets must fit the data region. */
     if (t > DATA_RESERVE / 2 || n > DATA_RESERVE / 2 / sizeof(uint64_t))
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: the items must total at most %zu bytes (got %llu)", call,
+                        DATA_RESERVE / 2, (unsigned long long)t);
     return 0;
 }
 
@@ -403,15 +409,19 @@ static int chunk_submit(mp_pool *p, mp_results *r, size_t k, const mp_bytes *in,
 
 /* Starts the map: the results object (*out) and every chunk.  Returns 0
  * or the error that kept it from starting (then *out is NULL). */
-static int map_start(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n, size_t chunksize,
-                     mp_future *whole, mp_results **out)
+static int map_start(const char *call, mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n,
+                     size_t chunksize, mp_future *whole, mp_results **out)
 {
     *out = NULL;
-    int rc = args_check(p, fn, in, n);
+    int rc = args_check(call, p, fn, in, n);
     if (rc < 0)
         return rc;
-    if (!mp__pool_ours(p))
+    if (!mp__pool_ours(p)) {
+        /* The code itself returned, so that *out stays NULL on every path
+         * an analyser follows. */
+        (void)mp__fail(MP_ESTATE, "%s: p was made by another process", call);
         return MP_ESTATE;
+    }
     size_t workers = (size_t)mp_pool_size(p);
     size_t chunk = chunksize ? chunksize : (n + 4 * workers - 1) / (4 * workers);
     if (chunk == 0)
@@ -445,14 +455,20 @@ static int map_start(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n, s
 mp_future *mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n,
                                    size_t chunksize, mp_results **out)
 {
-    if (!out)
+    if (!out) {
+        (void)mp__fail(MP_EINVAL, "mp_pool_map_bytes_async: out must not be NULL");
         return mp__future_new_failed(MP_EINVAL, NULL);
+    }
     *out = NULL;
-    mp_future *f = p ? mp__future_new(&mp__pool_future_ops, p) : NULL;
+    if (!p) {
+        (void)mp__fail(MP_EINVAL, "mp_pool_map_bytes_async: p must not be NULL");
+        return mp__future_new_failed(MP_EINVAL, NULL);
+    }
+    mp_future *f = mp__future_new(&mp__pool_future_ops, p);
     if (!f)
-        return p ? NULL : mp__future_new_failed(MP_EINVAL, NULL);
+        return NULL;
     mp__future_ref(f); /* the map's own, dropped when it finishes */
-    int rc = map_start(p, fn, in, n, chunksize, f, out);
+    int rc = map_start("mp_pool_map_bytes_async", p, fn, in, n, chunksize, f, out);
     if (rc < 0) {
         mp__future_finish(f, rc, NULL, 0, 0, 0, NULL, -1);
         mp_future_free(f);
@@ -463,8 +479,7 @@ mp_future *mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const mp_bytes *i
 int mp_pool_map_bytes(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n, size_t chunksize,
                       mp_results **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     mp_future *f = mp_pool_map_bytes_async(p, fn, in, n, chunksize, out);
     if (!f)
         return MP_ENOMEM;
@@ -534,14 +549,15 @@ static int unordered_init(mp_imap_bytes *it)
 static int imap_start(mp_pool *p, mp_bytes_fn fn, const mp_bytes *in, size_t n, size_t chunksize,
                       bool ordered, mp_imap_bytes **out)
 {
+    const char *call = ordered ? "mp_pool_imap_bytes" : "mp_pool_imap_bytes_unordered";
     if (!out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: out must not be NULL", call);
     *out = NULL;
     mp_imap_bytes *it = calloc(1, sizeof *it);
     if (!it)
         return MP_ENOMEM;
     it->ordered = ordered;
-    int rc = map_start(p, fn, in, n, chunksize, NULL, &it->r);
+    int rc = map_start(call, p, fn, in, n, chunksize, NULL, &it->r);
     if (rc == 0 && !ordered)
         rc = unordered_init(it);
     if (rc < 0) {
@@ -596,8 +612,11 @@ static int next_chunk(mp_imap_bytes *it, double timeout)
 int mp_imap_bytes_next(mp_imap_bytes *it, const void **data, size_t *len, size_t *index,
                        double timeout)
 {
-    if (!it || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    MP__NONNULL(it);
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(MP_EINVAL,
+                        "mp_imap_bytes_next: timeout must be a number, < 0 for forever (got %g)",
+                        timeout);
     mp_results *r = it->r;
     /* it->chunk is nchunks before the first chunk. */
     bool more =

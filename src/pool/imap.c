@@ -97,13 +97,14 @@ static mp_imap *imap_alloc(mp_pool *p, const mp_map_spec *s, bool ordered)
 
 int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *s, bool ordered, mp_imap **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
-    if (!p || mp__pool_map_check(s, MODE_IMAP) < 0)
-        return MP_EINVAL;
+    MP__NONNULL(p);
+    int bad = mp__pool_map_check("mp_pool_imap_ex", s, MODE_IMAP);
+    if (bad < 0)
+        return bad;
     if (!mp__pool_ours(p))
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "mp_pool_imap_ex: p was made by another process");
     mp_imap *it = imap_alloc(p, s, ordered);
     if (!it)
         return MP_ENOMEM;
@@ -224,8 +225,10 @@ static bool imap_sleep(mp_imap *it, mp__waiter *w, int64_t deadline, void *out, 
 
 int mp_imap_next(mp_imap *it, void *out, size_t *index, double timeout)
 {
-    if (!it || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    MP__NONNULL(it);
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(
+            MP_EINVAL, "mp_imap_next: timeout must be a number, < 0 for forever (got %g)", timeout);
     int64_t deadline = mp__deadline(timeout);
     mp__waiter w = {.slot = -1};
     bool waiting = false;

@@ -54,19 +54,28 @@ void mp__pool_map_geometry(mp_pool *p, uint64_t n, uint64_t chunksize, uint64_t 
     *nunits = n / c + (n % c ? 1 : 0);
 }
 
-int mp__pool_map_check(const mp_map_spec *s, int mode)
+int mp__pool_map_check(const char *call, const mp_map_spec *s, int mode)
 {
-    if (!s || (!s->fn == !s->range_fn))
-        return MP_EINVAL;
+    if (!s)
+        return mp__fail(MP_EINVAL, "%s: s must not be NULL", call);
+    if (!s->fn == !s->range_fn)
+        return mp__fail(MP_EINVAL, "%s: exactly one of s->fn and s->range_fn must be set", call);
     if (s->n && s->in_size && !s->in)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: s->in must not be NULL when s->n and s->in_size are > 0",
+                        call);
     if (mode != MODE_IMAP && s->n && s->out_size && !s->out)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL, "%s: s->out must not be NULL when s->n and s->out_size are > 0",
+                        call);
     if (s->ctx_size > MAX_CTX || (s->ctx_size && !s->ctx))
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL,
+                        "%s: s->ctx_size must be at most %zu bytes, with s->ctx set (got %zu)",
+                        call, (size_t)MAX_CTX, s->ctx_size);
     if ((s->in_size && s->n > SIZE_MAX / s->in_size) ||
         (s->out_size && s->n > SIZE_MAX / s->out_size) || s->n > ((uint64_t)1 << 48))
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL,
+                        "%s: s->n must be at most 2^48, its arrays within the address space "
+                        "(got %zu)",
+                        call, s->n);
     return 0;
 }
 
@@ -309,7 +318,12 @@ int mp__pool_map_submit(mp_pool *p, const mp_map_spec *s, int mode, mp_future *f
 
 static mp_future *map_start(mp_pool *p, const mp_map_spec *s, int mode)
 {
-    if (!p || mp__pool_map_check(s, mode) < 0)
+    const char *call = mode == MODE_SYNC ? "mp_pool_map_ex" : "mp_pool_map_async_ex";
+    if (!p) {
+        (void)mp__fail(MP_EINVAL, "%s: p must not be NULL", call);
+        return mp__future_new_failed(MP_EINVAL, NULL);
+    }
+    if (mp__pool_map_check(call, s, mode) < 0)
         return mp__future_new_failed(MP_EINVAL, NULL);
     if (!mp__pool_ours(p))
         return mp__future_new_failed(MP_ESTATE, NULL);

@@ -419,17 +419,14 @@ static const mp__closer_ops closer_ops = {"pool", closer_close, closer_terminate
 
 int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
 {
-    if (!out)
-        return MP_EINVAL;
+    MP__NONNULL(out);
     *out = NULL;
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     if (opts)
         o = *opts;
     const char *bad = opts_check(&o);
-    if (bad) {
-        mp_log(MP_LOG_DEBUG, "mp_pool_new: %s", bad);
-        return MP_EINVAL;
-    }
+    if (bad)
+        return mp__fail(MP_EINVAL, "mp_pool_new: %s", bad);
     /* Decided once for every worker: fork while the program has no other
      * thread, else (default, auto) the forkserver; fork asked for in a
      * threaded program is refused.  Fork hands initarg over as it is, the
@@ -466,13 +463,12 @@ int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
 
 int mp_pool_size(const mp_pool *p)
 {
-    return p ? (int)p->nworkers : MP_EINVAL;
+    return p ? (int)p->nworkers : mp__fail(MP_EINVAL, "mp_pool_size: p must not be NULL");
 }
 
 int mp_pool_error(const mp_pool *p)
 {
-    if (!p)
-        return MP_EINVAL;
+    MP__NONNULL(p);
     mp_pool *mp = (mp_pool *)p;
     pthread_mutex_lock(&mp->lock);
     int rc = mp->broken;
@@ -493,10 +489,9 @@ const char *mp_pool_report(const mp_pool *p)
 
 int mp_pool_close(mp_pool *p)
 {
-    if (!p)
-        return MP_EINVAL;
+    MP__NONNULL(p);
     if (!mp__pool_ours(p))
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "mp_pool_close: p was made by another process");
     pthread_mutex_lock(&p->lock);
     if (p->state == ST_OPEN)
         p->state = ST_CLOSED;
@@ -507,10 +502,9 @@ int mp_pool_close(mp_pool *p)
 
 int mp_pool_terminate(mp_pool *p)
 {
-    if (!p)
-        return MP_EINVAL;
+    MP__NONNULL(p);
     if (!mp__pool_ours(p))
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "mp_pool_terminate: p was made by another process");
     pthread_mutex_lock(&p->lock);
     if (!p->sup_started || p->sup_quit) {
         pthread_mutex_unlock(&p->lock);
@@ -526,17 +520,19 @@ int mp_pool_terminate(mp_pool *p)
 
 int mp_pool_join(mp_pool *p, double timeout)
 {
-    if (!p || mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+    MP__NONNULL(p);
+    if (mp__timeout_check(timeout) < 0)
+        return mp__fail(
+            MP_EINVAL, "mp_pool_join: timeout must be a number, < 0 for forever (got %g)", timeout);
     if (!mp__pool_ours(p))
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "mp_pool_join: p was made by another process");
     if (mp__pool_in_callback_thread(p))
-        return MP_EDEADLK;
+        return mp__fail(MP_EDEADLK, "mp_pool_join: called from p's own callback thread");
     int64_t deadline = mp__deadline(timeout);
     pthread_mutex_lock(&p->lock);
     if (p->state == ST_OPEN && !p->broken) {
         pthread_mutex_unlock(&p->lock);
-        return MP_ESTATE;
+        return mp__fail(MP_ESTATE, "mp_pool_join: p must be closed or terminated first");
     }
     if (p->workers_gone) {
         pthread_mutex_unlock(&p->lock);
@@ -586,7 +582,10 @@ int mp_pool_join(mp_pool *p, double timeout)
 int mp_pool_shutdown(mp_pool *p, bool cancel_pending, double timeout)
 {
     if (mp__timeout_check(timeout) < 0)
-        return MP_EINVAL;
+        return mp__fail(MP_EINVAL,
+                        "mp_pool_shutdown: timeout must be a number, < 0 for forever (got %g)",
+                        timeout);
+    MP__NONNULL(p);
     int rc = mp_pool_close(p);
     if (rc < 0)
         return rc;
@@ -657,8 +656,13 @@ void mp_pool_free(mp_pool *p)
 
 void *mp_pool_shared_alloc(mp_pool *p, size_t size)
 {
-    if (!p || !size || !mp__pool_ours(p))
+    if (!p || !size || !mp__pool_ours(p)) {
+        (void)mp__fail(MP_EINVAL, "mp_pool_shared_alloc: %s",
+                       !p      ? "p must not be NULL"
+                       : !size ? "size must be > 0 (got 0)"
+                               : "p must be made by this process");
         return NULL;
+    }
     pthread_mutex_lock(&p->lock);
     size_t off = 0;
     /* A closed pool takes no more work, so it hands out no more memory for
@@ -681,8 +685,8 @@ void mp_pool_shared_free(mp_pool *p, void *ptr)
 
 int mp_pool_stats_get(mp_pool *p, mp_pool_stats *st)
 {
-    if (!p || !st)
-        return MP_EINVAL;
+    MP__NONNULL(p);
+    MP__NONNULL(st);
     pthread_mutex_lock(&p->lock);
     *st = p->stats;
     pthread_mutex_unlock(&p->lock);
@@ -691,8 +695,11 @@ int mp_pool_stats_get(mp_pool *p, mp_pool_stats *st)
 
 int mp_pool_worker_pids(mp_pool *p, pid_t *pids, size_t cap)
 {
-    if (!p || (cap && !pids))
-        return MP_EINVAL;
+    MP__NONNULL(p);
+    if (cap && !pids)
+        return mp__fail(MP_EINVAL,
+                        "mp_pool_worker_pids: pids must not be NULL when cap > 0 (got cap %zu)",
+                        cap);
     pthread_mutex_lock(&p->lock);
     int n = 0;
     for (uint32_t w = 0; w < p->nworkers; w++) {

@@ -493,7 +493,7 @@ void mp__pool_map_geometry(mp_pool *p, uint64_t n, uint64_t chunksize, uint64_t 
                            uint64_t *nunits);
 
 /* Checks a map spec for mode.  Returns 0 or MP_EINVAL.  No lock. */
-int mp__pool_map_check(const mp_map_spec *s, int mode);
+int mp__pool_map_check(const char *call, const mp_map_spec *s, int mode);
 
 /* A spec from the arguments of the simple calls. */
 mp_map_spec mp__pool_map_spec(mp_map_fn fn, const void *in, size_t n, size_t in_size, void *out,

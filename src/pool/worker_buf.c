@@ -173,8 +173,10 @@ void *mp_buf_alloc(mp_buf *b, size_t len)
 
 int mp_buf_append(mp_buf *b, const void *data, size_t len)
 {
-    if (!b || (len && !data))
-        return MP_EINVAL;
+    MP__NONNULL(b);
+    if (len && !data)
+        return mp__fail(MP_EINVAL, "mp_buf_append: data must not be NULL when len > 0 (got %zu)",
+                        len);
     void *p = mp_buf_alloc(b, len);
     if (!p)
         return len ? (b->err ? b->err : MP_ENOMEM) : 0;
