@@ -206,7 +206,7 @@ TEST(a_level_set_before_the_first_line_beats_the_environment)
 }
 
 /* log.h, mp_log_set_fd: "Logs to fd" - and mp_vlog like mp_log. */
-static void vlog_it(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void vlog_it(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
