@@ -247,6 +247,10 @@ typedef struct mp_pool_opts {
     /** mp_pool_terminate() sends SIGTERM, waits this long for the workers to
      * end, then sends SIGKILL.  0: SIGKILL at once. */
     double terminate_grace;
+    /** NULL: the workers are processes of this program.  A communicator
+     * (mproc/comm.h): the workers are its ranks - see "Workers that are
+     * ranks" above; mp_pool_new() is then collective over it. */
+    struct mp_comm *comm;
 } mp_pool_opts;
 
 /** The default options: one worker per CPU, no initializer, no task or time
@@ -255,7 +259,7 @@ typedef struct mp_pool_opts {
  * mp_pool_opts with it, then set the fields wanted. */
 #define MP_POOL_OPTS_INIT                                                                \
     {                                                                                    \
-        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0 \
+        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0, NULL \
     }
 
 /**

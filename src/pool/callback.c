@@ -83,6 +83,20 @@ int mp__pool_ev_post(mp_pool *p, void (*fn)(void *), void *arg)
     return 0;
 }
 
+void mp__pool_callbacks_end(mp_pool *p)
+{
+    pthread_mutex_lock(&p->ev_lock);
+    p->ev_quit = true;
+    bool started = p->ev_started;
+    pthread_cond_signal(&p->ev_cond);
+    pthread_mutex_unlock(&p->ev_lock);
+    if (started)
+        pthread_join(p->ev_tid, NULL);
+    pthread_mutex_lock(&p->ev_lock);
+    p->ev_closed = true;
+    pthread_mutex_unlock(&p->ev_lock);
+}
+
 bool mp__pool_in_callback_thread(mp_pool *p)
 {
     pthread_mutex_lock(&p->ev_lock);
