@@ -62,12 +62,14 @@ static int grow(unsigned char **buf, size_t *cap, size_t need)
 /* Receives the root's next message with tag (MP_ANY_TAG: any) into *buf. */
 static int recv_root(serve *s, int tag, unsigned char **buf, size_t *cap, mp_comm_status *st)
 {
-    int rc = mp_comm_probe(s->dc, 0, tag, st, MP_FOREVER);
+    int rc;
+    while ((rc = mp_comm_probe(s->dc, 0, tag, st, RP_WAIT)) == MP_ETIMEDOUT)
+        continue;
     if (rc < 0)
         return rc;
     if ((rc = grow(buf, cap, st->count ? st->count : 1)) < 0)
         return rc;
-    return mp_comm_recv(s->dc, *buf, *cap, 0, st->tag, st, MP_FOREVER);
+    return mp_comm_recv(s->dc, *buf, *cap, 0, st->tag, st, RP_WAIT);
 }
 
 /* The task's function in this image, or NULL (*err says why). */
@@ -100,9 +102,9 @@ static int send_result(serve *s, const rp_result *r, const void *data)
         memcpy(s->hdr + sizeof *r, s->fails, fl);
     if (r->msg_len)
         memcpy(s->hdr + sizeof *r + fl, s->msg, r->msg_len);
-    rc = mp_comm_send(s->dc, s->hdr, len, 0, RT_RESULT, MP_FOREVER);
+    rc = mp_comm_send(s->dc, s->hdr, len, 0, RT_RESULT, RP_WAIT);
     if (rc == 0 && r->data_len)
-        rc = mp_comm_send(s->dc, data, r->data_len, 0, RT_RDATA, MP_FOREVER);
+        rc = mp_comm_send(s->dc, data, r->data_len, 0, RT_RDATA, RP_WAIT);
     return rc;
 }
 
@@ -301,7 +303,7 @@ int mp__rpool_serve(mp_comm *dc, void *own_initarg)
     while (rc == 0)
         rc = serve_one(s);
     if (rc == 1)
-        rc = mp_comm_send(dc, "", 0, 0, RT_BYE, MP_FOREVER);
+        rc = mp_comm_send(dc, "", 0, 0, RT_BYE, RP_WAIT);
     mp__pool_worker_self = prev;
     if (s->c.res)
         munmap(s->c.res, s->c.res_cap);

@@ -620,7 +620,7 @@ static int on_result(mp_pool *p, int r, size_t len)
         if (!dst)
             return MP_ENOMEM;
         mp_comm_status st;
-        int rc = mp_comm_recv(rp->dc, dst, (size_t)h.data_len, r, RT_RDATA, &st, MP_FOREVER);
+        int rc = mp_comm_recv(rp->dc, dst, (size_t)h.data_len, r, RT_RDATA, &st, RP_WAIT);
         if (rc == 0 && st.count != h.data_len)
             rc = MP_EPROTO;
         if (rc < 0) {
@@ -641,7 +641,9 @@ static int receive(mp_pool *p)
 {
     struct mp__rpool *rp = p->ranks;
     mp_comm_status st;
-    int rc = mp_comm_probe(rp->dc, MP_ANY_SOURCE, MP_ANY_TAG, &st, MP_FOREVER);
+    int rc = mp_comm_probe(rp->dc, MP_ANY_SOURCE, MP_ANY_TAG, &st, RP_WAIT);
+    if (rc == MP_ETIMEDOUT)
+        return 0; /* nothing for an hour: look again */
     if (rc < 0)
         return rc;
     if (st.count > RP_HDR_MAX)
@@ -655,7 +657,7 @@ static int receive(mp_pool *p)
         rp->rbuf_cap = cap;
     }
     int src = st.source, tag = st.tag;
-    rc = mp_comm_recv(rp->dc, rp->rbuf, rp->rbuf_cap, src, tag, &st, MP_FOREVER);
+    rc = mp_comm_recv(rp->dc, rp->rbuf, rp->rbuf_cap, src, tag, &st, RP_WAIT);
     if (rc < 0)
         return rc;
     if (tag == RT_WAKE && src == 0) {

@@ -76,6 +76,12 @@ typedef struct rp_fail {
     int64_t code;   /* what the map function returned */
 } rp_fail;
 
+/* The longest single wait on the communicator, in seconds; waits loop.
+ * Never MP_FOREVER: the MPI engine makes a wait without a deadline one
+ * blocking MPI call that holds its lock throughout, and the root's other
+ * threads (submitting, waking the pool's thread) would wait behind it. */
+#define RP_WAIT 3600.0
+
 /* Bytes of one message the root reads before it knows better: results
  * carry at most this many failures and message bytes in their header. */
 #define RP_HDR_MAX ((size_t)64 << 20)
