@@ -121,6 +121,8 @@ static int run_apply(serve *s, const rp_task *t, void *fn)
         r.task_error = rc;
         return send_result(s, &r, NULL);
     }
+    if (!fn)
+        return MP_EPROTO;
     int rc = ((mp_task_fn)fn)(t->data_len ? s->data : NULL, (size_t)t->data_len, &b);
     if (rc == 0 && b.err)
         rc = b.err;
@@ -166,6 +168,8 @@ static void chunk_fail(serve *s, uint64_t i, int64_t code)
 /* Runs a map chunk (items one by one, or one range call) and answers. */
 static int run_chunk(serve *s, const rp_task *t, void *fn, const void *ctx)
 {
+    if (!fn)
+        return MP_EPROTO;
     size_t out_len = (size_t)(t->count * t->out_size);
     int rc = grow(&s->outs, &s->outs_cap, out_len ? out_len : 1);
     if (rc < 0)
@@ -233,8 +237,6 @@ static int run_task(serve *s, size_t len)
     }
     if (t.kind == RK_MAP || t.kind == RK_RANGE)
         return run_chunk(s, &t, fn, ctx);
-    if (t.kind == RK_APPLY && !fn)
-        return MP_EPROTO;
     s->nfails = 0;
     return run_apply(s, &t, fn);
 }
