@@ -9,6 +9,7 @@
 #include "comm_test.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 
 /* ---- task and map functions (found on the worker ranks by their place) ---- */
 
@@ -239,6 +240,46 @@ static int apply_checks(mp_pool *p, int size)
     return 0;
 }
 
+typedef struct cb_count {
+    _Atomic int ok, err;
+} cb_count;
+
+static void on_ok(mp_future *f, void *ctx)
+{
+    (void)f;
+    atomic_fetch_add(&((cb_count *)ctx)->ok, 1);
+}
+
+static void on_err(mp_future *f, void *ctx)
+{
+    (void)f;
+    atomic_fetch_add(&((cb_count *)ctx)->err, 1);
+}
+
+/* Callbacks run in the pool's callback thread, once each. */
+static int callback_checks(mp_pool *p)
+{
+    cb_count c;
+    atomic_init(&c.ok, 0);
+    atomic_init(&c.err, 0);
+    long v = 5;
+    mp_future *a = mp_pool_apply_async_cb(p, sq_task, &v, sizeof v, on_ok, on_err, &c);
+    mp_future *b = mp_pool_apply_async_cb(p, fail_task, NULL, 0, on_ok, on_err, &c);
+    mp_future *fs[2] = {a, b};
+    RK_EQ(mp_wait(fs, 2, MP_ALL_COMPLETED, 30), 2);
+    /* Callbacks run after the futures finish: a task behind them says
+     * when they have (one callback thread, in order). */
+    for (int i = 0; i < 3000 && atomic_load(&c.ok) + atomic_load(&c.err) < 2; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    RK_EQ(atomic_load(&c.ok), 1);
+    RK_EQ(atomic_load(&c.err), 1);
+    mp_future_free(a);
+    mp_future_free(b);
+    return 0;
+}
+
 static int error_checks(mp_pool *p)
 {
     /* A task's error comes back, the pool goes on. */
@@ -464,6 +505,7 @@ static int full_rank(mp_comm *w, void *arg)
         return r < 0;
     RK_PASS(apply_checks(p, size));
     RK_PASS(error_checks(p));
+    RK_PASS(callback_checks(p));
     RK_PASS(map_checks(p, size));
     RK_PASS(imap_checks(p));
     RK_PASS(bytes_checks(p));
@@ -626,6 +668,43 @@ static int free_busy_rank(mp_comm *w, void *arg)
     return 0;
 }
 
+/* shutdown(cancel_pending): what no rank started is cancelled, the rest
+ * finishes, every rank returns. */
+static int shutdown_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    mp_pool *p;
+    int r = pool_over(w, NULL, &p);
+    if (r <= 0)
+        return r < 0;
+    enum { N = 40 };
+    mp_future *fs[N];
+    int ms = 20;
+    for (int i = 0; i < N; i++)
+        fs[i] = mp_pool_apply_async(p, spin_task, &ms, sizeof ms);
+    RK_OK(mp_future_wait(fs[0], 30));
+    RK_OK(mp_pool_shutdown(p, true, 30));
+    int done = 0, cancelled = 0;
+    for (int i = 0; i < N; i++) {
+        RK_CHECK(mp_future_done(fs[i]));
+        int st = mp_future_status(fs[i]);
+        done += st == 0;
+        cancelled += st == MP_ECANCELED;
+        mp_future_free(fs[i]);
+    }
+    RK_EQ(done + cancelled, N);
+    RK_CHECK(cancelled > 0);
+    RK_CHECK(done > 0);
+    mp_pool_free(p);
+    return 0;
+}
+
+TEST_TIMEOUT(shutdown_cancels, 60)
+{
+    CHECK_EQ(run_ranks(3, shutdown_rank, NULL), 0);
+}
+
 TEST_TIMEOUT(free_with_tasks, 60)
 {
     CHECK_EQ(run_ranks(3, free_busy_rank, NULL), 0);
@@ -753,7 +832,10 @@ static int ranks_main(const char *suite)
         return 2;
     }
     printf("rank %d of %d (%s): %s %s\n", mp_comm_rank(w), mp_comm_size(w), mp_comm_engine(w),
-           suite, st ? "FAILED" : "ok");
+           suite,
+           st == 0   ? "ok"
+           : st == 7 ? "stopped serving: a rank died"
+                     : "FAILED");
     return st;
 }
 
