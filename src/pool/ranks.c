@@ -28,8 +28,8 @@
  * may call it too.  The MPI engine serialises every call behind its own
  * lock (MPI_THREAD_SERIALIZED); the local engine takes its lock on every
  * call once its progress thread runs, so mp_pool_new() starts that first,
- * from the caller's thread, with a receive nothing will ever match
- * (cancelled at free).
+ * from the caller's thread, with a receive nothing matches, cancelled at
+ * once (a receive left pending would keep that thread polling).
  *
  * Failures.  A worker rank's death under the local engine breaks the
  * engine's world: every call of every rank returns MP_EPEERDEAD from
@@ -105,7 +105,6 @@ struct mp__rpool {
     bool thr_started;
     bool term_req, quit, ended, stopping, started;
     _Atomic int wake_pending;
-    mp_future *keep;
     unsigned char keep_buf[8];
     uint64_t next_tid;
     unsigned rr;
@@ -1036,11 +1035,6 @@ void mp__rpool_destroy(struct mp__rpool *rp)
 {
     if (!rp)
         return;
-    if (rp->keep) {
-        (void)mp_future_cancel(rp->keep);
-        if (mp_future_wait(rp->keep, 1.0) == 0)
-            mp_future_free(rp->keep);
-    }
     mp_comm_free(rp->dc);
     free(rp->rk);
     free(rp->initarg);
@@ -1091,12 +1085,18 @@ static int root_setup(mp_pool *p, const mp_pool_opts *o, const mp__fnref *init_r
     rp->qtail = &rp->qhead;
     /* The local engine locks its calls only once its progress thread
      * runs: start it now, from the caller's thread, before the pool's own
-     * thread calls the engine too. */
+     * thread calls the engine too - with a receive nothing matches, taken
+     * back at once (the thread then sleeps until a request pends, and the
+     * engine keeps locking). */
     const char *eng = mp_comm_engine(rp->dc);
     if (eng && strcmp(eng, "local") == 0) {
-        int rc = mp_comm_irecv(rp->dc, rp->keep_buf, sizeof rp->keep_buf, 0, RT_KEEP, &rp->keep);
+        mp_future *keep = NULL;
+        int rc = mp_comm_irecv(rp->dc, rp->keep_buf, sizeof rp->keep_buf, 0, RT_KEEP, &keep);
         if (rc < 0)
             return rc;
+        (void)mp_future_cancel(keep);
+        if (mp_future_wait(keep, 10.0) == 0)
+            mp_future_free(keep);
     }
     int rc = mp__pool_thread_start(&rp->thr, "mproc-rpool", rp_main, p);
     if (rc < 0)
