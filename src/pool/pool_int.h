@@ -17,6 +17,9 @@
  *   settle.c      results collected, failures recorded, work cancelled
  *   callback.c    the callback thread and progress reports
  *   worker*.c     the worker process (worker.h)
+ *   ranks.c       a pool whose workers are ranks (ranks.h): every public
+ *                 call above branches there first when p->ranks is set
+ *   rank_serve.c  a worker rank's serve loop
  *
  * Who does what.  API calls (any thread) prepare jobs - argument bytes and
  * map inputs are copied into the data region outside the pool's lock -
