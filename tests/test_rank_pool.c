@@ -354,6 +354,49 @@ static int map_one(mp_pool *p, size_t n, size_t cs, bool with_ctx)
     return rc;
 }
 
+typedef struct prog {
+    _Atomic size_t calls, last, total;
+} prog;
+
+static void on_progress(size_t done, size_t total, void *ctx)
+{
+    prog *g = ctx;
+    atomic_fetch_add(&g->calls, 1);
+    atomic_store(&g->last, done);
+    atomic_store(&g->total, total);
+}
+
+/* A map's progress reaches n of n. */
+static int progress_checks(mp_pool *p)
+{
+    enum { N = 3000 };
+    static long in[N], out[N];
+    prog g;
+    atomic_init(&g.calls, 0);
+    atomic_init(&g.last, 0);
+    atomic_init(&g.total, 0);
+    mp_map_spec s = MP_MAP_SPEC_INIT;
+    s.fn = sq_map;
+    s.in = in;
+    s.n = N;
+    s.in_size = sizeof in[0];
+    s.out = out;
+    s.out_size = sizeof out[0];
+    s.chunksize = 100;
+    s.progress = on_progress;
+    s.progress_ctx = &g;
+    RK_OK(mp_pool_map_ex(p, &s));
+    /* The last report runs in the callback thread, maybe just after. */
+    for (int i = 0; i < 3000 && atomic_load(&g.last) != N; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    RK_EQ(atomic_load(&g.last), N);
+    RK_EQ(atomic_load(&g.total), N);
+    RK_CHECK(atomic_load(&g.calls) >= 1);
+    return 0;
+}
+
 static int map_checks(mp_pool *p, int size)
 {
     size_t w = (size_t)size - 1;
@@ -507,6 +550,7 @@ static int full_rank(mp_comm *w, void *arg)
     RK_PASS(error_checks(p));
     RK_PASS(callback_checks(p));
     RK_PASS(map_checks(p, size));
+    RK_PASS(progress_checks(p));
     RK_PASS(imap_checks(p));
     RK_PASS(bytes_checks(p));
     RK_PASS(stats_checks(p, size));
@@ -608,6 +652,9 @@ static int bad_rank(mp_comm *w, void *arg)
     o.task_timeout = 1;
     RK_ERR(mp_pool_new(&o, &p), MP_EINVAL);
     o.task_timeout = 0;
+    o.initarg_size = 8; /* without initarg */
+    RK_ERR(mp_pool_new(&o, &p), MP_EINVAL);
+    o.initarg_size = 0;
     o.start_method = MP_START_FORK;
     RK_ERR(mp_pool_new(&o, &p), MP_EINVAL);
     o.start_method = MP_START_DEFAULT;

@@ -167,6 +167,17 @@ static void run_progress(void *arg)
     free(e);
 }
 
+void mp__pool_progress_post(mp_pool *p, mp_progress_fn fn, void *ctx, bool bar, size_t done,
+                            size_t total, double elapsed, bool final)
+{
+    progress_ev *pe = malloc(sizeof *pe);
+    if (!pe)
+        return;
+    *pe = (progress_ev){fn, ctx, bar, final, done, total, elapsed};
+    if (mp__pool_ev_post(p, run_progress, pe) < 0)
+        free(pe);
+}
+
 /* Items of map job e finished so far, counting the items running units
  * have passed. */
 static size_t items_done(mp_pool *p, uint32_t e)

@@ -377,6 +377,11 @@ void mp__pool_callbacks_end(mp_pool *p);
 /* Whether the caller is the pool's callback thread.  Not under p->lock. */
 bool mp__pool_in_callback_thread(mp_pool *p);
 
+/* Hands one progress report (fn and ctx, the bar or not) to the callback
+ * thread. */
+void mp__pool_progress_post(mp_pool *p, mp_progress_fn fn, void *ctx, bool bar, size_t done,
+                            size_t total, double elapsed, bool final);
+
 /* Reports the progress of map job e when due (final: always, at n). */
 void mp__pool_progress_emit(mp_pool *p, uint32_t e, bool final);
 

@@ -93,6 +93,12 @@ struct rjob {
     bool has_fail;
     failure first;
     char *first_msg;
+    /* progress reports, as a process pool's, a chunk at a time */
+    mp_progress_fn progress;
+    void *progress_ctx;
+    bool bar;
+    int64_t started_ns, progress_ns;
+    uint64_t items_done;
 };
 
 struct mp__rpool {
@@ -234,6 +240,27 @@ static void job_finish(mp_pool *p, rjob *j, int status, void *res, size_t len, i
         job_free(j);
 }
 
+static uint64_t unit_count(const rjob *j, uint64_t u)
+{
+    uint64_t first = u * j->chunk;
+    return first + j->chunk <= j->n ? j->chunk : j->n - first;
+}
+
+/* Reports map job j's progress when it is due (at most every
+ * progress_interval, and at the end). */
+static void progress_due(mp_pool *p, rjob *j)
+{
+    if (!j->progress && !j->bar)
+        return;
+    int64_t now = mp__now_ns();
+    bool final = j->units_left == 0;
+    if (!final && now - j->progress_ns < mp__seconds_ns(p->opts.progress_interval))
+        return;
+    j->progress_ns = now;
+    mp__pool_progress_post(p, j->progress, j->progress_ctx, j->bar, (size_t)j->items_done,
+                           (size_t)j->n, (double)(now - j->started_ns) / 1e9, final);
+}
+
 /* Unit u of map job j is final. */
 static void unit_final(mp_pool *p, rjob *j, uint64_t u)
 {
@@ -241,14 +268,10 @@ static void unit_final(mp_pool *p, rjob *j, uint64_t u)
         return;
     j->ufinal[u] = 1;
     j->units_left--;
+    j->items_done += unit_count(j, u);
     if (j->it)
         mp__pool_imap_unit_final(p, j->it, u);
-}
-
-static uint64_t unit_count(const rjob *j, uint64_t u)
-{
-    uint64_t first = u * j->chunk;
-    return first + j->chunk <= j->n ? j->chunk : j->n - first;
+    progress_due(p, j);
 }
 
 /* Fails every unit of j not final yet (from unit `from`: the ones not
@@ -865,6 +888,10 @@ static int map_job_fill(mp_pool *p, rjob *j, const mp_map_spec *s)
     j->out_size = s->out_size;
     j->units_left = j->nunits;
     j->errors = s->errors;
+    j->progress = s->progress ? s->progress : p->opts.progress;
+    j->progress_ctx = s->progress ? s->progress_ctx : p->opts.progress_ctx;
+    j->bar = p->opts.progress_bar;
+    j->started_ns = j->progress_ns = mp__now_ns();
     if (s->in_size && s->n > SIZE_MAX / s->in_size)
         return MP_EINVAL;
     if (s->out_size && s->n > SIZE_MAX / s->out_size)
@@ -887,8 +914,6 @@ static int map_job_fill(mp_pool *p, rjob *j, const mp_map_spec *s)
 
 int mp__rpool_map_submit(mp_pool *p, const mp_map_spec *s, mp_future *f, struct mp_imap *it)
 {
-    if (s->progress || p->opts.progress || p->opts.progress_bar)
-        return mp__fail(MP_EINVAL, "mp_pool_map: a pool of ranks reports no progress");
     rjob *j = calloc(1, sizeof *j);
     if (!j)
         return MP_ENOMEM;
@@ -1059,8 +1084,6 @@ static const char *opts_refused(const mp_pool_opts *o, int size)
         return "opts.maxtasksperchild: a worker rank cannot be replaced";
     if (o->task_timeout > 0)
         return "opts.task_timeout: a worker rank cannot be stopped in a task";
-    if (o->progress || o->progress_bar)
-        return "opts.progress and opts.progress_bar: a pool of ranks reports no progress";
     if (o->initarg_size > MP__MAX_ARG || (o->initarg_size && !o->initarg))
         return "opts.initarg_size over 16 MiB, or without opts.initarg";
     return NULL;
