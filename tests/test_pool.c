@@ -713,22 +713,16 @@ static size_t tagged_wrong(const unsigned char *b, size_t n, size_t index)
 /* Each result is its own task's bytes, never a later result of the same
  * worker written over it in the result ring: 4 KB and 40 KB results, the
  * ring wrapping many times, over apply_async and map; and sizes mixed,
- * so that a result put into an emptied ring reaches past where the older
- * results ended (the supervisor's res_tail) - the next ones must not take
- * its start for free space. */
+ * so that a result at offset 0 (put into an emptied ring, or wrapped)
+ * reaches past where the older results ended (the supervisor's res_tail)
+ * - the next ones must not take its start for free space.  The ring's
+ * own cases (test_pool_ring.c) reach that state on purpose. */
 TEST(every_result_holds_its_own_tasks_bytes)
 {
     enum { N = 400 };
-    /* 0: sizes from 1 KB to 40 KB mixed, result by result.  Mixed sizes
-     * still meet a rare overwrite (about one run in tens, one result of
-     * 400): they are left to the case below, which reports it skipped
-     * until the ring's accounting is fixed, and can be run on demand with
-     * MPROC_TEST_MIXED_RESULTS=1. */
-    const size_t all[] = {4096, TAGGED_MAX, 0, 4096, TAGGED_MAX};
-    const size_t fixed[] = {4096, TAGGED_MAX, 4096, TAGGED_MAX};
-    bool mixed = getenv("MPROC_TEST_MIXED_RESULTS") != NULL;
-    const size_t *sizes = mixed ? all : fixed;
-    size_t nsizes = mixed ? MP__ARRAY_SIZE(all) : MP__ARRAY_SIZE(fixed);
+    /* 0: sizes from 1 KB to 40 KB mixed, result by result. */
+    const size_t sizes[] = {4096, TAGGED_MAX, 0, 4096, TAGGED_MAX};
+    size_t nsizes = MP__ARRAY_SIZE(sizes);
     mp_pool *p = pool_with(4);
     tagged_arg *args = malloc(N * sizeof *args);
     mp_future **fs = malloc(N * sizeof *fs);
@@ -782,16 +776,6 @@ TEST(every_result_holds_its_own_tasks_bytes)
     free(fs);
     free(args);
     mp_pool_free(p);
-}
-
-/* The mixed-size part of the case above, on its own: known to fail now
- * and then (one result of 400 holds a later result's bytes), so it says
- * so in the summary instead of passing. */
-TEST(mixed_size_results_hold_their_own_bytes)
-{
-    MPT_SKIP("known: mixed 1-40 KB apply_async results are rarely overwritten in the "
-             "worker's result ring; run every_result_holds_its_own_tasks_bytes with "
-             "MPROC_TEST_MIXED_RESULTS=1");
 }
 
 /* Builds "hello, world" in place, then cuts it back to "hello". */
