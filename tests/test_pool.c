@@ -548,6 +548,43 @@ TEST(apply_with_a_large_argument_on_a_closed_pool_is_refused)
     mp_pool_free(p);
 }
 
+/* A refused submission says why in mp_last_error_detail() as well as in
+ * its failed future.  Fails if a check returns its code without the
+ * detail, or the detail of an earlier refusal is left standing. */
+TEST(refused_submissions_say_why)
+{
+    mp_pool *p = pool_with(1);
+    static const struct {
+        mp_task_fn fn;
+        const void *arg;
+        size_t len;
+        const char *why;
+    } bad[] = {
+        {NULL, NULL, 0, "fn must not be NULL"},
+        {echo_task, NULL, 8, "arg must not be NULL when len > 0"},
+    };
+    for (size_t i = 0; i < MP__ARRAY_SIZE(bad); i++) {
+        MPT_CONTEXT("bad submission %zu", i);
+        mp_future *f = mp_pool_submit(p, bad[i].fn, bad[i].arg, bad[i].len);
+        CHECK(f != NULL);
+        CHECK_ERR(mp_future_status(f), MP_EINVAL);
+        CHECK(strstr(mp_last_error_detail(), bad[i].why) != NULL);
+        mp_future_free(f);
+    }
+    MPT_CONTEXT_CLEAR();
+    mp_future *f = mp_pool_apply_async(NULL, echo_task, "x", 1);
+    CHECK_ERR(mp_future_status(f), MP_EINVAL);
+    CHECK(strstr(mp_last_error_detail(), "pool must not be NULL") != NULL);
+    mp_future_free(f);
+    CHECK_OK(mp_pool_close(p));
+    f = mp_pool_apply_async(p, echo_task, "x", 1);
+    CHECK_ERR(mp_future_status(f), MP_ECLOSED);
+    CHECK(strstr(mp_last_error_detail(), "closed") != NULL);
+    mp_future_free(f);
+    CHECK_OK(mp_pool_join(p, 30.0));
+    mp_pool_free(p);
+}
+
 /* Builds a result of *arg bytes in small appends, a pattern of its index. */
 static int pattern_task(const void *arg, size_t len, mp_buf *out)
 {
