@@ -649,9 +649,6 @@ static int bad_rank(mp_comm *w, void *arg)
     o.maxtasksperchild = 3;
     RK_ERR(mp_pool_new(&o, &p), MP_EINVAL);
     o.maxtasksperchild = 0;
-    o.task_timeout = 1;
-    RK_ERR(mp_pool_new(&o, &p), MP_EINVAL);
-    o.task_timeout = 0;
     o.initarg_size = 8; /* without initarg */
     RK_ERR(mp_pool_new(&o, &p), MP_EINVAL);
     o.initarg_size = 0;
@@ -675,6 +672,48 @@ TEST_TIMEOUT(bad_input, 60)
     CHECK_ERR(mp_pool_new(&o, &p), MP_EINVAL);
     CHECK_NULL(p);
     CHECK_CONTAINS(mp_last_error_detail(), "single rank");
+}
+
+/* task_timeout: a task past it fails with MP_ETIMELIMIT at once; its rank
+ * runs it to the end meanwhile and takes no other task, the other rank
+ * does the rest; then the rank serves again. */
+static int timeout_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.task_timeout = 0.2;
+    mp_pool *p;
+    int r = pool_over(w, &o, &p);
+    if (r <= 0)
+        return r < 0;
+    RK_PASS(wait_ready(p, 2));
+    int ms = 1500;
+    mp_future *slow = mp_pool_apply_async(p, spin_task, &ms, sizeof ms);
+    RK_OK(mp_future_wait(slow, 30));
+    RK_ERR(mp_future_status(slow), MP_ETIMELIMIT);
+    RK_CHECK(mp_future_report(slow) && strstr(mp_future_report(slow), "task_timeout"));
+    mp_future_free(slow);
+    /* The other rank answers meanwhile. */
+    long v = 6, got = 0;
+    RK_OK(mp_pool_apply(p, sq_task, &v, sizeof v, &got, sizeof got, NULL, 30));
+    RK_EQ(got, 36);
+    /* A map chunk past the limit fails its items alone. */
+    long in[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out[8];
+    RK_OK(mp_pool_map(p, sq_map, in, 8, sizeof in[0], out, sizeof out[0], 2));
+    RK_EQ(out[7], 64);
+    mp_pool_stats st;
+    RK_OK(mp_pool_stats_get(p, &st));
+    RK_EQ(st.tasks_timed_out, 1);
+    RK_OK(mp_pool_close(p));
+    RK_OK(mp_pool_join(p, 30)); /* once the slow rank is done too */
+    mp_pool_free(p);
+    return 0;
+}
+
+TEST_TIMEOUT(task_timeout, 60)
+{
+    CHECK_EQ(run_ranks(3, timeout_rank, NULL), 0);
 }
 
 /* ---- ending ------------------------------------------------------------------------ */

@@ -121,9 +121,13 @@
  * message, up to two tasks in flight per rank; outputs come back the same
  * way.  Refused with MP_EINVAL (mp_last_error_detail() names why): a
  * communicator of one rank, processes above N-1, a start_method other than
- * MP_START_DEFAULT or MP_START_AUTO, maxtasksperchild, task_timeout > 0:
- * a rank is started by its launcher and cannot be replaced nor stopped
- * from rank 0.  Progress is reported a chunk at a time.  The
+ * MP_START_DEFAULT or MP_START_AUTO, maxtasksperchild: a rank is started
+ * by its launcher and cannot be replaced.  task_timeout (per task or map
+ * chunk) fails a task past it with MP_ETIMELIMIT at once, but its rank
+ * cannot be stopped from rank 0: it runs the task to its end, gets no
+ * other work meanwhile (with a time limit each rank has one task in flight,
+ * not two) and serves again after; its late answer is dropped.  Progress
+ * is reported a chunk at a time.  The
  * initializer runs once on each worker rank with initarg_size bytes of rank
  * 0's initarg (with initarg_size 0: that rank's own opts.initarg).  retries,
  * terminate_grace and name have no effect.  mp_pool_shared_alloc() returns

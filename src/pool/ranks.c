@@ -56,7 +56,9 @@ typedef struct rjob rjob;
 
 typedef struct rslot {
     bool busy;
-    bool init; /* the initializer, not a job's unit */
+    bool init;        /* the initializer, not a job's unit */
+    bool timed_out;   /* failed past task_timeout: its result is dropped */
+    int64_t deadline; /* task_timeout: when it fails (0: never) */
     rjob *job;
     uint64_t tid, unit;
     mp_future *sf[2]; /* the sends of the header and the data */
@@ -110,10 +112,12 @@ struct mp__rpool {
     pthread_t thr;
     bool thr_started;
     bool term_req, quit, ended, stopping, started;
+    bool one_each; /* opts.task_timeout: one task in flight per rank */
     _Atomic int wake_pending;
     unsigned char keep_buf[8];
     uint64_t next_tid;
     unsigned rr;
+    double wait_s; /* the next wait's limit: RP_WAIT, or the next deadline */
     mp__fnref init_ref;
     bool has_init;
     void *initarg;
@@ -379,6 +383,8 @@ static int send_unit(mp_pool *p, int r, rslot *s, rjob *j)
     }
     s->job = j;
     s->unit = u;
+    if (p->opts.task_timeout > 0)
+        s->deadline = mp__time_after(mp__now_ns(), mp__seconds_ns(p->opts.task_timeout));
     j->inflight++;
     if (j->next_unit == j->nunits)
         queue_remove(rp, j);
@@ -392,7 +398,9 @@ static rslot *free_slot(struct mp__rpool *rp, int r, int busy)
     if (k->state != RS_READY || k->stop_sent)
         return NULL;
     int n = k->slot[0].busy + k->slot[1].busy;
-    if (n != busy)
+    /* With a time limit, one task at a time: a second would wait behind a
+     * task that may never end. */
+    if (n != busy || (rp->one_each && n > 0))
         return NULL;
     return k->slot[0].busy ? &k->slot[1] : &k->slot[0];
 }
@@ -501,6 +509,55 @@ static void world_lost(mp_pool *p, int err)
     }
 }
 
+/* Slot s of rank r ran past task_timeout: its task fails now; the rank
+ * goes on with it (nothing stops a rank from here), gets no more work
+ * until it answers, and that answer is dropped. */
+static void slot_timed_out(mp_pool *p, int r, rslot *s)
+{
+    rjob *j = s->job;
+    s->timed_out = true;
+    p->stats.tasks_timed_out++;
+    p->stats.tasks_failed++;
+    if (!j || j->done)
+        return;
+    char *rep = mp__pool_printf("ran past task_timeout (%g s) on rank %d, which runs it to its end "
+                                "and takes no other task meanwhile",
+                                p->opts.task_timeout, r);
+    if (j->kind == RK_APPLY) {
+        job_finish(p, j, MP_ETIMELIMIT, NULL, 0, 0, rep);
+        return;
+    }
+    job_item_failed(p, j, s->unit * j->chunk, unit_count(j, s->unit), MP_ETIMELIMIT, 0, rep);
+    free(rep);
+    unit_final(p, j, s->unit);
+    if (j->units_left == 0)
+        job_finish(p, j, 0, NULL, 0, 0, NULL);
+}
+
+/* Fails the tasks past their time limit; sets how long the next wait may
+ * last. */
+static void watchdog(mp_pool *p)
+{
+    struct mp__rpool *rp = p->ranks;
+    rp->wait_s = RP_WAIT;
+    if (!rp->one_each)
+        return;
+    int64_t now = mp__now_ns(), next = MP__NO_DEADLINE;
+    for (int r = 1; r < rp->size; r++) {
+        for (int k = 0; k < 2; k++) {
+            rslot *s = &rp->rk[r].slot[k];
+            if (!s->busy || s->timed_out || !s->deadline)
+                continue;
+            if (now >= s->deadline)
+                slot_timed_out(p, r, s);
+            else if (s->deadline < next)
+                next = s->deadline;
+        }
+    }
+    if (next != MP__NO_DEADLINE && (double)(next - now) / 1e9 < RP_WAIT)
+        rp->wait_s = (double)(next - now) / 1e9 + 0.001;
+}
+
 /* ---- results ------------------------------------------------------------------ */
 
 /* The slot of rank r waiting for task tid, or NULL. */
@@ -517,7 +574,7 @@ static rslot *slot_of(struct mp__rpool *rp, int r, uint64_t tid)
  * wanted any more into scratch. */
 static unsigned char *data_dest(struct mp__rpool *rp, rslot *s, const rp_result *h, bool *owned)
 {
-    rjob *j = s->job;
+    rjob *j = s->timed_out ? NULL : s->job;
     *owned = false;
     if (j && !j->done && j->kind != RK_APPLY && h->status == 0 && j->out &&
         h->data_len == unit_count(j, s->unit) * j->out_size)
@@ -591,7 +648,7 @@ static void settle(mp_pool *p, int r, rslot *s, const rp_result *h, const unsign
     rjob *j = s->job;
     if (s->init) {
         init_done(p, r, h);
-    } else if (j && !j->done) {
+    } else if (j && !j->done && !s->timed_out) {
         p->stats.tasks_done++;
         if (j->kind == RK_APPLY) {
             char *report = NULL;
@@ -663,9 +720,9 @@ static int receive(mp_pool *p)
 {
     struct mp__rpool *rp = p->ranks;
     mp_comm_status st;
-    int rc = mp_comm_probe(rp->dc, MP_ANY_SOURCE, MP_ANY_TAG, &st, RP_WAIT);
+    int rc = mp_comm_probe(rp->dc, MP_ANY_SOURCE, MP_ANY_TAG, &st, rp->wait_s);
     if (rc == MP_ETIMEDOUT)
-        return 0; /* nothing for an hour: look again */
+        return 0; /* a time limit to check, or nothing for an hour */
     if (rc < 0)
         return rc;
     if (st.count > RP_HDR_MAX)
@@ -729,6 +786,7 @@ static int round_locked(mp_pool *p)
     }
     if ((rc = dispatch(p)) < 0)
         return rc;
+    watchdog(p); /* after dispatch: the units just sent have deadlines */
     if (!rp->stopping && (p->state != ST_OPEN || p->broken) && !rp->all)
         if ((rc = stop_all(rp)) < 0)
             return rc;
@@ -1082,8 +1140,6 @@ static const char *opts_refused(const mp_pool_opts *o, int size)
         return "opts.start_method: worker ranks are started by their launcher";
     if (o->maxtasksperchild)
         return "opts.maxtasksperchild: a worker rank cannot be replaced";
-    if (o->task_timeout > 0)
-        return "opts.task_timeout: a worker rank cannot be stopped in a task";
     if (o->initarg_size > MP__MAX_ARG || (o->initarg_size && !o->initarg))
         return "opts.initarg_size over 16 MiB, or without opts.initarg";
     return NULL;
@@ -1143,6 +1199,8 @@ static int root_new(const mp_pool_opts *o, mp_comm *dc, int size, const mp__fnre
     rp->dc = dc;
     rp->size = size;
     rp->nranks = o->processes ? o->processes : size - 1;
+    rp->one_each = o->task_timeout > 0;
+    rp->wait_s = RP_WAIT;
     p->nworkers = (uint32_t)rp->nranks;
     int rc = root_setup(p, o, init_ref);
     if (rc < 0) {
