@@ -293,10 +293,11 @@ typedef struct mp_pool_opts {
 
 /** The default options: one worker per CPU, no initializer, no task or time
  * limit, no retries, the program's start method, no progress report, 0.1 s
- * between progress calls, 1 s of grace at terminate.  Initialise every
+ * between progress calls, 1 s of grace at terminate, no comm (the workers
+ * are processes of this program).  Initialise every
  * mp_pool_opts with it, then set the fields wanted. */
-#define MP_POOL_OPTS_INIT                                                                \
-    {                                                                                    \
+#define MP_POOL_OPTS_INIT                                                                      \
+    {                                                                                          \
         0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0, NULL \
     }
 
