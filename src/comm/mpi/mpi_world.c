@@ -282,20 +282,40 @@ static void mcomm_free(mcomm *m)
     free(m);
 }
 
+/* The thread level the engine asks of MPI when it initializes MPI (see
+ * "One lock" in mpi_int.h): MPI_THREAD_SINGLE, unless MPROC_MPI_THREAD
+ * says "serialized".  Every MPI call the engine makes is already made
+ * under its mutex, one at a time, and the mutex orders them in memory;
+ * Open MPI 4.1 switches on its own locking for every level above SINGLE
+ * (FUNNELED included), which takes a mutex in each shared-memory send and
+ * a condition variable in each blocking wait and cost the 8-byte
+ * ping-pong more than half of its time.  Stacks that tie SINGLE to the
+ * thread that initialized MPI (UCX's single mode, on some clusters) are
+ * asked for SERIALIZED with MPROC_MPI_THREAD=serialized. */
+static int thread_level(void)
+{
+    const char *v = getenv("MPROC_MPI_THREAD");
+    if (v && strcmp(v, "serialized") == 0)
+        return MPI_THREAD_SERIALIZED;
+    if (v && *v && strcmp(v, "single") != 0)
+        mp_log(MP_LOG_WARNING, "comm: MPROC_MPI_THREAD=%s: want single or serialized", v);
+    return MPI_THREAD_SINGLE;
+}
+
 static int world_init(mp_comm *w)
 {
     pthread_mutex_lock(&mpe.lock);
     int flag = 0, rc = MPI_SUCCESS;
     MPI_Initialized(&flag);
     if (!flag) {
-        int provided = MPI_THREAD_SINGLE;
-        rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+        int want = thread_level(), provided = MPI_THREAD_SINGLE;
+        rc = MPI_Init_thread(NULL, NULL, want, &provided);
         mpe.inited_mpi = rc == MPI_SUCCESS;
-        if (rc == MPI_SUCCESS && provided < MPI_THREAD_SERIALIZED)
+        if (rc == MPI_SUCCESS && provided < want)
             mp_log(MP_LOG_WARNING,
-                   "comm: MPI gives thread level %d, not SERIALIZED: do not "
+                   "comm: MPI gives thread level %d, not %d: do not "
                    "wait for isend/irecv futures from other threads",
-                   provided);
+                   provided, want);
     }
     int ret = rc == MPI_SUCCESS ? 0 : MP_EIO;
     if (ret == 0) {
