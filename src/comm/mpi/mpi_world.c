@@ -217,11 +217,11 @@ static void *progress_main(void *arg)
 
 int mpe_pending_add(mreq *r)
 {
-    if (!mpe.threaded) {
+    if (!atomic_load_explicit(&mpe.threaded, memory_order_relaxed)) {
         int rc = pthread_create(&mpe.thread, NULL, progress_main, NULL);
         if (rc != 0)
             return -rc;
-        mpe.threaded = true;
+        atomic_store_explicit(&mpe.threaded, true, memory_order_release);
     }
     r->next = mpe.pending;
     mpe.pending = r;
@@ -277,6 +277,7 @@ static int mcomm_make(MPI_Comm parent, mp_comm *out)
 
 static void mcomm_free(mcomm *m)
 {
+    mpe_held_drop(m);
     MPI_Comm_free(&m->user);
     MPI_Comm_free(&m->lib);
     free(m);
@@ -366,7 +367,7 @@ static void world_fini(mp_comm *w)
     pthread_mutex_lock(&mpe.lock);
     mpe.stop = true;
     pthread_cond_signal(&mpe.wake);
-    bool joined = mpe.threaded;
+    bool joined = atomic_load(&mpe.threaded);
     pthread_mutex_unlock(&mpe.lock);
     if (joined)
         pthread_join(mpe.thread, NULL);
@@ -376,6 +377,8 @@ static void world_fini(mp_comm *w)
     if (w->impl)
         mcomm_free(w->impl);
     w->impl = NULL;
+    free(mpe.spare);
+    mpe.spare = NULL;
     int fin = 0;
     MPI_Finalized(&fin);
     if (mpe.inited_mpi && !fin)
