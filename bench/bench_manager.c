@@ -31,13 +31,28 @@
  *                                             ops / span of all loops)
  *                                             vs peer_redis_tcp_ops_per_s
  *   mproc_manager_ops_per_s_8clients_local    the same with 8 local clients
+ *   mproc_manager_tcp_floor_ops_per_s         no manager at all: one
+ *                                             64-byte frame echoed back
+ *                                             over TCP loopback per op, by
+ *                                             a second process, the same
+ *                                             loop - the floor every server
+ *                                             reached over TCP stands on
+ *                                             (its ratio to Redis is as far
+ *                                             as any server could get)
+ *                                             vs peer_redis_tcp_ops_per_s
  */
 #define _GNU_SOURCE
 #include "bench_util.h"
 
 #include <mproc.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -237,6 +252,83 @@ static void figure(const char *name, trial t, const char *unit, const char *anch
     bench_report(name, v, TRIALS, unit, anchors);
 }
 
+/* ---- the TCP floor ------------------------------------------------------------------ */
+
+enum { FRAME = 64 };
+
+static void tcp_nodelay(int fd)
+{
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        die("setsockopt TCP_NODELAY", -errno);
+}
+
+static bool io_all(int fd, unsigned char *b, bool out)
+{
+    for (size_t done = 0; done < FRAME;) {
+        ssize_t n = out ? send(fd, b + done, FRAME - done, MSG_NOSIGNAL)
+                        : recv(fd, b + done, FRAME - done, 0);
+        if (n <= 0 && !(n < 0 && errno == EINTR))
+            return false;
+        done += n > 0 ? (size_t)n : 0;
+    }
+    return true;
+}
+
+/* The echo side, in a child: every frame back as it came, until EOF. */
+static _Noreturn void tcp_echo(int lfd)
+{
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0)
+        _exit(1);
+    tcp_nodelay(fd);
+    unsigned char b[FRAME];
+    while (io_all(fd, b, false) && io_all(fd, b, true)) {
+    }
+    _exit(0);
+}
+
+static double tcp_floor_trial(int fd)
+{
+    unsigned char b[FRAME];
+    memset(b, 7, sizeof b);
+    double t0 = bench_now();
+    for (long i = 0; i < 2L * PAIRS; i++)
+        if (!io_all(fd, b, true) || !io_all(fd, b, false))
+            die("the TCP floor's echo", MP_ECONNRESET);
+    return 2.0 * PAIRS / (bench_now() - t0);
+}
+
+static void tcp_floor(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 1) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &len) < 0)
+        die("the TCP floor's listener", -errno);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", -errno);
+    if (pid == 0)
+        tcp_echo(lfd);
+    close(lfd);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+        die("the TCP floor's connect", -errno);
+    tcp_nodelay(fd);
+    double v[TRIALS];
+    tcp_floor_trial(fd); /* warm-up */
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = tcp_floor_trial(fd);
+    close(fd);
+    int status = 0;
+    (void)waitpid(pid, &status, 0);
+    bench_report("mproc_manager_tcp_floor_ops_per_s", v, TRIALS, "ops/s",
+                 "peer_redis_tcp_ops_per_s");
+}
+
 int main(void)
 {
     if (!mp_manager_available()) {
@@ -266,6 +358,7 @@ int main(void)
     figure("mproc_manager_ops_per_s_8clients_local",
            (trial){&local, LOCAL, MAXC, PAIRS_MANY, DICT_PAIRS, ""}, "ops/s",
            "py_manager_dict_ops_per_s");
+    tcp_floor();
     int rc = mp_manager_shutdown(local.m, 10);
     if (rc == 0)
         rc = mp_manager_shutdown(tcp.m, 10);

@@ -4,7 +4,8 @@
  *
  * DESIGN
  * mproc starts processes from a clean image of the program for the spawn
- * and forkserver start methods and for the tracker of named segments.
+ * and forkserver start methods, for the tracker of named segments and for
+ * a manager server (unless forking the caller is safe and chosen).
  * Such an image is the program itself, executed afresh with a descriptor
  * named in its environment (MPROC_<ROLE>=<fd>).  The library's one
  * start-up constructor, below, looks for each role's variable; when it
@@ -29,6 +30,7 @@
 #include "boot.h"
 
 #include "forkserverd.h"
+#include "managerd/role.h"
 #include "request.h"
 #include "trackerd.h"
 
@@ -44,6 +46,7 @@ static const role_entry roles[] = {
     [MP__ROLE_SPAWN] = {"MPROC_SPAWN", MP__ENV_SOCKET, mp__spawn_serve},
     [MP__ROLE_FORKSERVER] = {"MPROC_FORKSERVER", MP__ENV_SOCKET, mp__forkserver_serve},
     [MP__ROLE_TRACKER] = {"MPROC_TRACKER", MP__ENV_LISTENER, mp__tracker_serve},
+    [MP__ROLE_MANAGER] = {"MPROC_MANAGER", MP__ENV_SOCKET, mp__manager_role_serve},
 };
 
 _Static_assert(MP__ARRAY_SIZE(roles) == MP__ROLE_COUNT, "every role has an entry");

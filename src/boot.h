@@ -12,6 +12,7 @@ typedef enum mp__role {
     MP__ROLE_SPAWN,      /* runs one request, then exits: a spawn child */
     MP__ROLE_FORKSERVER, /* the forkserver */
     MP__ROLE_TRACKER,    /* the tracker of named segments */
+    MP__ROLE_MANAGER,    /* a manager server (mp_manager_start) */
     MP__ROLE_COUNT
 } mp__role;
 

@@ -46,6 +46,20 @@ typedef enum mp__tracker_point {
 /* Called, when set, at each of those instants.  NULL in normal use. */
 extern void (*mp__tracker_fault)(mp__tracker_point where);
 
+/* ---- the manager's start (src/manager/client.c) ----------------------------- */
+
+/* What a manager server started as a fresh image does wrong on purpose,
+ * for tests of a server that cannot start. */
+typedef enum mp__manager_fault {
+    MP__MF_NONE,  /* nothing: normal use */
+    MP__MF_EXIT,  /* the image exits at once, before it is ready */
+    MP__MF_STALL, /* the image never answers */
+} mp__manager_fault;
+
+/* Read by mp_manager_start() when it starts a fresh image.  MP__MF_NONE in
+ * normal use; a test sets it. */
+extern int mp__manager_start_fault;
+
 /* ---- the arena (arena.c) -------------------------------------------------- */
 
 /* Leaves a's allocator as a process killed in the middle of an allocation

@@ -1,6 +1,6 @@
 /*
  * mpt_helpers.h - helpers shared by the test programs: a gate that one
- * process waits on until another opens it, starting and finishing a child
+ * process waits on until another opens it, a latch that stays open, starting and finishing a child
  * with checks, and reaping with a verdict.  Include after mp_test.h.
  */
 #ifndef MPROC_TEST_HELPERS_H
@@ -44,6 +44,53 @@ static inline void gate_close(gate *g)
 {
     close(g->r);
     close(g->w);
+}
+
+/* A latch: waiters poll and never read, so that once opened it stays open
+ * for every waiter - tasks in several workers, which get its read end as
+ * a plain descriptor.  Made before a pool, inherited by fork workers. */
+typedef struct latch {
+    int r, w;
+} latch;
+
+static inline latch latch_new(void)
+{
+    int fds[2];
+    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
+    return (latch){fds[0], fds[1]};
+}
+
+static inline void latch_open(latch l)
+{
+    char c = 1;
+    CHECK_EQ(write(l.w, &c, 1), 1);
+}
+
+/* Returns 0 once fd (a latch's read end, or any pipe) is readable, -1
+ * after secs without. */
+static inline int latch_wait(int fd, double secs)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n;
+    do {
+        n = poll(&p, 1, (int)(secs * 1000));
+    } while (n < 0 && errno == EINTR);
+    return n > 0 ? 0 : -1;
+}
+
+static inline void latch_close(latch l)
+{
+    close(l.r);
+    close(l.w);
+}
+
+/* Reads one int another process wrote into the pipe fd, waiting at most
+ * secs for it. */
+static inline int read_int(int fd, int *v, double secs)
+{
+    if (latch_wait(fd, secs) < 0)
+        return -1;
+    return read(fd, v, sizeof *v) == (ssize_t)sizeof *v ? 0 : -1;
 }
 
 /* A pointer no constructor returns: *out is preset to it to see that a

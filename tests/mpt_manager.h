@@ -54,6 +54,11 @@ static inline void fx_start(fx *f, int kind)
     mp_manager_opts o = MP_MANAGER_OPTS_INIT;
     if (kind == K_TCP)
         o.address = "tcp://127.0.0.1:0"; /* a free port, picked at run time */
+    /* Both ways of starting a server under the whole suite: a fork of the
+     * test (the default here, single-threaded) for some kinds, a fresh
+     * image in the manager role for the others. */
+    if (kind == K_TCP || kind == K_UNIX_ENC)
+        o.start_method = MP_START_SPAWN;
     CHECK_OK(mp_manager_start(&o, &f->owner));
     CHECK(mp_manager_is_local(f->owner));
     CHECK_GE(mp_manager_pid(f->owner), 1);

@@ -24,10 +24,10 @@ TEST(probe_env)
         return;
     int fd = atoi(v);
     char line[256];
-    int n = snprintf(line, sizeof line, "main SPAWN=%s FORKSERVER=%s TRACKER=%s\n",
-                     getenv("MPROC_SPAWN") ? "set" : "unset",
-                     getenv("MPROC_FORKSERVER") ? "set" : "unset",
-                     getenv("MPROC_TRACKER") ? "set" : "unset");
+    int n = snprintf(
+        line, sizeof line, "main SPAWN=%s FORKSERVER=%s TRACKER=%s MANAGER=%s\n",
+        getenv("MPROC_SPAWN") ? "set" : "unset", getenv("MPROC_FORKSERVER") ? "set" : "unset",
+        getenv("MPROC_TRACKER") ? "set" : "unset", getenv("MPROC_MANAGER") ? "set" : "unset");
     CHECK_EQ(write(fd, line, (size_t)n), n);
 }
 
@@ -107,17 +107,18 @@ TEST(a_role_needs_a_descriptor_of_its_kind)
     int pp[2], sv[2];
     CHECK_EQ(pipe(pp), 0);
     CHECK_OK(mp__socketpair(SOCK_STREAM, sv));
-    char spawn[64], fs[64], trk[64];
+    char spawn[64], fs[64], trk[64], mgr[64];
     snprintf(spawn, sizeof spawn, "MPROC_SPAWN=%d", pp[0]);
     snprintf(fs, sizeof fs, "MPROC_FORKSERVER=%d", pp[1]);
     snprintf(trk, sizeof trk, "MPROC_TRACKER=%d", sv[1]);
-    const char *vars[] = {spawn, fs, trk};
+    snprintf(mgr, sizeof mgr, "MPROC_MANAGER=%d", pp[0]);
+    const char *vars[] = {spawn, fs, trk, mgr};
     int keep[] = {pp[0], pp[1], sv[1]};
     char out[512];
-    int st = run_image(vars, 3, keep, 3, out, sizeof out);
+    int st = run_image(vars, 4, keep, 3, out, sizeof out);
     CHECK(WIFEXITED(st));
     CHECK_EQ(WEXITSTATUS(st), 0);
-    CHECK_STREQ(out, "main SPAWN=unset FORKSERVER=unset TRACKER=unset\n");
+    CHECK_STREQ(out, "main SPAWN=unset FORKSERVER=unset TRACKER=unset MANAGER=unset\n");
     close(pp[0]);
     close(pp[1]);
     close(sv[0]);
@@ -126,12 +127,45 @@ TEST(a_role_needs_a_descriptor_of_its_kind)
 
 TEST(a_variable_that_names_nothing_is_removed_too)
 {
-    const char *vars[] = {"MPROC_SPAWN=12x", "MPROC_FORKSERVER=-3", "MPROC_TRACKER=999999"};
+    const char *vars[] = {"MPROC_SPAWN=12x", "MPROC_FORKSERVER=-3", "MPROC_TRACKER=999999",
+                          "MPROC_MANAGER="};
     char out[512];
-    int st = run_image(vars, 3, NULL, 0, out, sizeof out);
+    int st = run_image(vars, 4, NULL, 0, out, sizeof out);
     CHECK(WIFEXITED(st));
     CHECK_EQ(WEXITSTATUS(st), 0);
-    CHECK_STREQ(out, "main SPAWN=unset FORKSERVER=unset TRACKER=unset\n");
+    CHECK_STREQ(out, "main SPAWN=unset FORKSERVER=unset TRACKER=unset MANAGER=unset\n");
+}
+
+/* The manager role reads its configuration from its socket and trusts
+ * nothing in it: a message that is not one is answered with an error and
+ * the image exits, never running main() nor a server. */
+TEST(the_manager_role_refuses_a_malformed_configuration)
+{
+    if (!mp_manager_available()) {
+        printf("  skipped: built without libsodium\n");
+        return;
+    }
+    int sv[2];
+    CHECK_OK(mp__socketpair(SOCK_STREAM, sv));
+    static const char junk[] = "not a configuration";
+    CHECK_EQ(write(sv[0], junk, sizeof junk), (ssize_t)sizeof junk);
+    char var[64];
+    snprintf(var, sizeof var, "MPROC_MANAGER=%d", sv[1]);
+    const char *vars[] = {var};
+    int report;
+    pid_t pid = start_image(vars, 1, &sv[1], 1, &report);
+    close(sv[1]);
+    char answer[64] = "", want[64], out[512];
+    struct pollfd p = {.fd = sv[0], .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 30000), 1);
+    CHECK(read(sv[0], answer, sizeof answer - 1) > 0);
+    snprintf(want, sizeof want, "ERR %d\n", MP_EPROTO);
+    CHECK_STREQ(answer, want);
+    int st = finish_image(pid, report, out, sizeof out);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 1);
+    CHECK_STREQ(out, ""); /* main() never ran */
+    close(sv[0]);
 }
 
 /* The target a spawn image runs: writes its argument and its name to the

@@ -9,8 +9,11 @@
 #include "mpt_helpers.h"
 #include "mpt_manager.h"
 
+#include "comm_test.h" /* after mp_test.h */
+
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 /* Runs body(client) against a fresh server for one kind of client. */
@@ -1220,6 +1223,7 @@ TEST(shutdown_reaches_every_client)
 typedef struct starter {
     int pipe[2];
     bool detached;
+    mp_start_method method;
 } starter;
 
 /* Starts a server and reports its pid, address and key, then waits to be
@@ -1229,6 +1233,7 @@ static int start_and_report(void *arg)
     starter *s = arg;
     mp_manager_opts o = MP_MANAGER_OPTS_INIT;
     o.detached = s->detached;
+    o.start_method = s->method;
     mp_manager *m;
     if (mp_manager_start(&o, &m) != 0)
         return 1;
@@ -1258,10 +1263,10 @@ static pid_t read_report(starter *s, char *addr, char *key)
     return pid;
 }
 
-TEST(server_dies_with_its_starter)
+static void dies_with_its_starter(mp_start_method method)
 {
     SKIP_WITHOUT_MANAGER();
-    starter s = {{-1, -1}, false};
+    starter s = {{-1, -1}, false, method};
     CHECK_EQ(pipe(s.pipe), 0);
     pid_t child = fork_child(start_and_report, &s);
     char addr[300], key[32];
@@ -1273,10 +1278,20 @@ TEST(server_dies_with_its_starter)
     close(s.pipe[1]);
 }
 
-TEST(detached_server_outlives_its_starter)
+TEST(server_dies_with_its_starter)
+{
+    dies_with_its_starter(MP_START_FORK);
+}
+
+TEST(server_image_dies_with_its_starter)
+{
+    dies_with_its_starter(MP_START_SPAWN);
+}
+
+static void outlives_its_starter(mp_start_method method)
 {
     SKIP_WITHOUT_MANAGER();
-    starter s = {{-1, -1}, true};
+    starter s = {{-1, -1}, true, method};
     CHECK_EQ(pipe(s.pipe), 0);
     pid_t child = fork_child(start_and_report, &s);
     char addr[300], key[32];
@@ -1293,6 +1308,155 @@ TEST(detached_server_outlives_its_starter)
     CHECK(mpt_wait_gone(server, 10));
     close(s.pipe[0]);
     close(s.pipe[1]);
+}
+
+TEST(detached_server_outlives_its_starter)
+{
+    outlives_its_starter(MP_START_FORK);
+}
+
+TEST(detached_server_image_outlives_its_starter)
+{
+    outlives_its_starter(MP_START_SPAWN);
+}
+
+/* ---- how the server starts --------------------------------------------------------- */
+
+/* A shared mapping under a name of its own: a forked server inherits it,
+ * a fresh image of the program does not. */
+static void *map_marker(void)
+{
+    int fd = memfd_create("mpt-fork-marker", MFD_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(ftruncate(fd, 4096), 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED);
+    close(fd);
+    return p;
+}
+
+/* Whether the file /proc/PID/WHAT holds the len bytes at needle. */
+static bool proc_file_has(pid_t pid, const char *what, const void *needle, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, what);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    static char buf[1 << 20];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof buf && (k = read(fd, buf + n, sizeof buf - n)) > 0)
+        n += (size_t)k;
+    close(fd);
+    CHECK(n > 0);
+    return memmem(buf, n, needle, len) != NULL;
+}
+
+typedef struct thread_holder {
+    pthread_mutex_t lock;
+    gate held, release;
+} thread_holder;
+
+/* A thread of the program that holds a lock of its own (and stdout's)
+ * while the server starts: a fork at that instant would copy them held. */
+static void *hold_locks(void *arg)
+{
+    thread_holder *h = arg;
+    pthread_mutex_lock(&h->lock);
+    flockfile(stdout);
+    gate_open(&h->held);
+    CHECK_EQ(gate_wait(&h->release, 60), 0);
+    funlockfile(stdout);
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+TEST(start_beside_a_thread_holding_a_lock)
+{
+    SKIP_WITHOUT_MANAGER();
+    void *marker = map_marker();
+    thread_holder h = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    gate_init(&h.held);
+    gate_init(&h.release);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, hold_locks, &h), 0);
+    CHECK_EQ(gate_wait(&h.held, 30), 0);
+    /* An explicit fork is refused while the thread runs... */
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.start_method = MP_START_FORK;
+    mp_manager *m = mpt_not_null();
+    CHECK_ERR(mp_manager_start(&o, &m), MP_ETHREADS);
+    CHECK(m == NULL);
+    /* ... and the default starts a fresh image, which works. */
+    o.start_method = MP_START_DEFAULT;
+    o.address = "tcp://127.0.0.1:0";
+    CHECK_OK(mp_manager_start(&o, &m));
+    pid_t server = mp_manager_pid(m);
+    CHECK(!proc_file_has(server, "maps", "mpt-fork-marker", 15));
+    CHECK(proc_file_has(getpid(), "maps", "mpt-fork-marker", 15)); /* the check can see it */
+    mp_mdict *d;
+    CHECK_OK(mp_mdict_new(m, "beside", &d));
+    CHECK_OK(mp_mdict_set(d, "k", "v", 1));
+    mp_mdict_free(d);
+    char key[32];
+    CHECK_EQ(mp_manager_authkey(m, key, sizeof key), 32);
+    mp_manager *c;
+    mp_manager_client_opts co = MP_MANAGER_CLIENT_OPTS_INIT;
+    co.address = mp_manager_address(m);
+    co.authkey = key;
+    co.authkey_len = sizeof key;
+    CHECK_OK(mp_manager_connect_opts(&co, &c)); /* over TCP: served by the server's threads */
+    CHECK_OK(mp_mdict_new(c, "beside", &d));
+    char v[4];
+    size_t vlen = 0;
+    CHECK_OK(mp_mdict_get(d, "k", v, sizeof v, &vlen));
+    CHECK_EQ(vlen, 1);
+    mp_mdict_free(d);
+    mp_manager_free(c);
+    CHECK_OK(mp_manager_shutdown(m, 10));
+    mp_manager_free(m);
+    CHECK(mpt_wait_gone(server, 10));
+    gate_open(&h.release);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    gate_close(&h.held);
+    gate_close(&h.release);
+    munmap(marker, 4096);
+}
+
+TEST(key_not_in_the_servers_cmdline_or_environ)
+{
+    SKIP_WITHOUT_MANAGER();
+    static const char key[] = "mpt-secret-key-never-in-proc-0123456789";
+    mp_start_method methods[] = {MP_START_SPAWN, MP_START_FORK};
+    for (size_t i = 0; i < 2; i++) {
+        mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+        o.authkey = key;
+        o.authkey_len = sizeof key - 1;
+        o.start_method = methods[i];
+        mp_manager *m;
+        CHECK_OK(mp_manager_start(&o, &m));
+        pid_t server = mp_manager_pid(m);
+        CHECK_GE(server, 1);
+        /* The checks can find what they look for: a part of the key that
+         * is nowhere, and the name of the test program that is. */
+        CHECK(proc_file_has(server, "cmdline", "test_manager", 12));
+        CHECK(!proc_file_has(server, "cmdline", key, 12));
+        CHECK(!proc_file_has(server, "environ", key, 12));
+        CHECK_OK(mp_manager_shutdown(m, 10));
+        mp_manager_free(m);
+        CHECK(mpt_wait_gone(server, 10));
+    }
+}
+
+TEST(start_method_checked)
+{
+    SKIP_WITHOUT_MANAGER();
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.start_method = (mp_start_method)77;
+    mp_manager *m = mpt_not_null();
+    CHECK_ERR(mp_manager_start(&o, &m), MP_EINVAL);
+    CHECK(m == NULL);
+    CHECK(strstr(mp_last_error_detail(), "start_method") != NULL);
 }
 
 TEST(bad_arguments)
@@ -1323,4 +1487,58 @@ TEST(bad_arguments)
     mp_mitems_free(NULL);
 }
 
-MPT_MAIN()
+/* ---- a rank's manager ---------------------------------------------------------------- */
+
+/* Each rank of a world starts a manager of its own and uses it: under an
+ * engine that forbids fork (Open MPI) it is a fresh image, and an
+ * explicit fork is refused; the local engine (mprun) forks it.  Run as
+ * `mprun -n N test_manager --ranks` or `mpiexec -n N ... --ranks`. */
+static int rank_manager(mp_comm *w)
+{
+    rk_me = mp_comm_rank(w);
+    bool mpi = strcmp(mp_comm_engine(w), "mpi") == 0;
+    void *marker = map_marker();
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    mp_manager *m;
+    if (mpi) {
+        o.start_method = MP_START_FORK;
+        RK_ERR(mp_manager_start(&o, &m), MP_ENOTSUP);
+        o.start_method = MP_START_DEFAULT;
+    }
+    RK_OK(mp_manager_start(&o, &m));
+    pid_t server = mp_manager_pid(m);
+    RK_CHECK(server > 0);
+    RK_EQ(proc_file_has(server, "maps", "mpt-fork-marker", 15), !mpi);
+    mp_mdict *d;
+    int64_t v = -1;
+    RK_OK(mp_mdict_new(m, "rank", &d));
+    RK_OK(mp_mdict_set_i64(d, "me", rk_me));
+    RK_OK(mp_mdict_get_i64(d, "me", &v));
+    RK_EQ(v, rk_me);
+    mp_mdict_free(d);
+    RK_OK(mp_manager_shutdown(m, 10));
+    mp_manager_free(m);
+    munmap(marker, 4096);
+    return mp_comm_barrier(w, 60);
+}
+
+static int ranks_main(void)
+{
+    mp_comm *w;
+    int rc = mp_comm_world(&w);
+    if (rc < 0) {
+        fprintf(stderr, "test_manager: no world: %s\n", mp_err_name(rc));
+        return 100;
+    }
+    int st = mp_manager_available() ? rank_manager(w) : 0;
+    printf("rank %d of %d (%s): manager %s\n", mp_comm_rank(w), mp_comm_size(w), mp_comm_engine(w),
+           st ? "FAILED" : "ok");
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--ranks") == 0)
+        return ranks_main();
+    return mpt_run(argc, argv);
+}

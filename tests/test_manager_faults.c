@@ -8,7 +8,8 @@
 #include "mpt_helpers.h"
 #include "mpt_manager.h"
 
-#include "manager/mgr.h"
+#include "managerd/mgr.h"
+#include "testhooks.h"
 
 /* ---- a client killed holding a lock ------------------------------------------------ */
 
@@ -401,3 +402,56 @@ TEST_TIMEOUT(stalled_clients_stall_nobody, 60)
 }
 
 MPT_MAIN()
+
+/* ---- a server that cannot start ---------------------------------------------------- */
+
+/* Whether the calling process has no child left, zombie or running. */
+static bool no_child_left(void)
+{
+    return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+/* A fresh image that ends before it is ready is an error that says so,
+ * at once: not a hang until the deadline, and no process left. */
+TEST(server_image_that_ends_is_an_error)
+{
+    SKIP_WITHOUT_MANAGER();
+    mp__manager_start_fault = MP__MF_EXIT;
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.start_method = MP_START_SPAWN;
+    o.timeout = 60;
+    mp_manager *m = mpt_not_null();
+    double t0 = mpt_now();
+    CHECK_ERR(mp_manager_start(&o, &m), MP_ECHILD);
+    CHECK(mpt_now() - t0 < 30); /* the end was seen, not the deadline */
+    CHECK(m == NULL);
+    CHECK(strstr(mp_last_error_detail(), "ended before it was ready (exit 3)") != NULL);
+    CHECK(no_child_left());
+    /* Nothing was left half-done: the next start works. */
+    mp__manager_start_fault = MP__MF_NONE;
+    CHECK_OK(mp_manager_start(&o, &m));
+    pid_t server = mp_manager_pid(m);
+    CHECK_OK(mp_manager_shutdown(m, 10));
+    mp_manager_free(m);
+    CHECK(mpt_wait_gone(server, 10));
+    CHECK(no_child_left());
+}
+
+/* A fresh image that never answers is killed at the deadline. */
+TEST(server_image_that_stalls_times_out)
+{
+    SKIP_WITHOUT_MANAGER();
+    mp__manager_start_fault = MP__MF_STALL;
+    bool detached[] = {false, true};
+    for (size_t i = 0; i < 2; i++) {
+        mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+        o.start_method = MP_START_SPAWN;
+        o.timeout = 0.5;
+        o.detached = detached[i];
+        mp_manager *m = mpt_not_null();
+        CHECK_ERR(mp_manager_start(&o, &m), MP_ETIMEDOUT);
+        CHECK(m == NULL);
+        CHECK(strstr(mp_last_error_detail(), "not ready within") != NULL);
+        CHECK(no_child_left());
+    }
+}

@@ -8,7 +8,7 @@
 #include "mpt_helpers.h"
 #include "mpt_manager.h"
 
-#include "manager/mgr.h"
+#include "managerd/mgr.h"
 
 #include <fcntl.h>
 #include <libgen.h>

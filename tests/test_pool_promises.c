@@ -27,49 +27,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* A latch: tasks wait (poll, never read) until the test writes a byte;
- * once open it stays open.  Made before the pool, inherited by fork. */
-typedef struct latch {
-    int r, w;
-} latch;
-
-static latch latch_new(void)
-{
-    int fds[2];
-    CHECK_EQ(pipe2(fds, O_CLOEXEC), 0);
-    return (latch){fds[0], fds[1]};
-}
-
-static void latch_open(latch l)
-{
-    char c = 1;
-    CHECK_EQ(write(l.w, &c, 1), 1);
-}
-
-static int latch_wait(int fd, double secs)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int n;
-    do {
-        n = poll(&p, 1, (int)(secs * 1000));
-    } while (n < 0 && errno == EINTR);
-    return n > 0 ? 0 : -1;
-}
-
-static void latch_close(latch l)
-{
-    close(l.r);
-    close(l.w);
-}
-
-/* Reads one int, waiting at most secs. */
-static int read_int(int fd, int *v, double secs)
-{
-    if (latch_wait(fd, secs) < 0)
-        return -1;
-    return read(fd, v, sizeof *v) == (ssize_t)sizeof *v ? 0 : -1;
-}
-
 /* Counters shared with fork workers (made before the pool). */
 static _Atomic int *shared_ints(size_t n)
 {

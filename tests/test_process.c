@@ -14,15 +14,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Reads one int from fd, waiting at most secs.  Returns 0 or -1. */
-static int read_int(int fd, int *v, double secs)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, (int)(secs * 1000)) <= 0)
-        return -1;
-    return read(fd, v, sizeof *v) == (ssize_t)sizeof *v ? 0 : -1;
-}
-
 static int ret_arg(void *arg)
 {
     return *(int *)arg;

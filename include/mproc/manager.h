@@ -85,6 +85,7 @@
 #include <sys/types.h>
 
 #include "common.h"
+#include "process.h"
 #include "value.h"
 
 #ifdef __cplusplus
@@ -138,13 +139,23 @@ typedef struct mp_manager_opts {
     bool detached;
     /** How long mp_manager_start() waits for the server to be ready. */
     double timeout;
+    /** How mp_manager_start() starts the server.  MP_START_FORK forks the
+     * caller (the fastest start; refused with MP_ETHREADS while another
+     * thread runs, MP_ENOTSUP under an MPI engine that forbids fork);
+     * MP_START_SPAWN and MP_START_FORKSERVER run it in a fresh image of the
+     * program, which is safe from any thread; MP_START_AUTO forks when
+     * that is safe, else takes a fresh image; MP_START_DEFAULT (what
+     * MP_MANAGER_OPTS_INIT sets) follows mp_get_start_method().  A fresh
+     * image receives its key and options over a socket, never in its
+     * command line or environment. */
+    mp_start_method start_method;
 } mp_manager_opts;
 
 /** The defaults of mp_manager_opts: a private Unix socket, a random key, 256 MiB, 256 clients, tied
- * to the starter, 30 s to start. */
-#define MP_MANAGER_OPTS_INIT             \
-    {                                    \
-        NULL, NULL, 0, 0, 0, false, 30.0 \
+ * to the starter, 30 s to start, the program's start method. */
+#define MP_MANAGER_OPTS_INIT                               \
+    {                                                      \
+        NULL, NULL, 0, 0, 0, false, 30.0, MP_START_DEFAULT \
     }
 
 /** Options for mp_manager_connect_opts().  Start from
@@ -182,9 +193,13 @@ MP_EXTERN bool mp_manager_available(void);
  * caller ends (even by SIGKILL) unless opts->detached; it ignores SIGINT
  * (a Ctrl-C is the program's to handle) and stops on SIGTERM.  Linux ties
  * "ends with the caller" to the calling thread: start it from a thread
- * that outlives it.  A fork of the caller, like mp_process's default.  Blocks
- * until the server is ready, at most opts->timeout.  Returns 0 and sets
- * *out; MP_EINVAL (a bad address or option), MP_EADDRINUSE, MP_ETIMEDOUT,
+ * that outlives it.  A fork of the caller or a fresh image of the program,
+ * as opts->start_method says (a fresh image whenever another thread runs,
+ * by default).  Blocks until the server is ready, at most opts->timeout.
+ * Returns 0 and sets *out; MP_EINVAL (a bad address or option),
+ * MP_EADDRINUSE, MP_ETIMEDOUT (the server did not answer in time: it is
+ * killed), MP_ECHILD (the server ended before it was ready),
+ * MP_ETHREADS or MP_ENOTSUP (MP_START_FORK refused, see start_method),
  * MP_ENOTSUP (no libsodium), or the error that stopped the server.
  */
 MP_EXTERN int mp_manager_start(const mp_manager_opts *opts, mp_manager **out);

@@ -3,17 +3,33 @@
  * (local or remote), shutting down, and what a handle does across fork.
  *
  * DESIGN
- * Starting.  mp_manager_start() forks the server (mp__manager_serve, the
- * server process's one entry point) and waits on a pipe for its "ready"
+ * Starting.  mp_manager_start() starts the server process (whose entry
+ * point is mp__manager_serve) and waits on a descriptor for its "ready"
  * line: its pid and the addresses it bound.  Then it connects to it like
  * any client, over the server's Unix address, and so gets the fast path.
+ * The server is one of two things:
+ *   - a fresh image of the program in the manager role (boot.c,
+ *     managerd/role.c), handed its configuration over a socket - never in
+ *     its command line or environment, where other processes read it;
+ *   - a fork of the caller, the fastest start (a fork costs a fraction of
+ *     an exec and a dynamic load).
+ * A fork is taken only when it is safe and chosen: opts.start_method (by
+ * default the program's, mp_get_start_method()) is fork, or auto while no
+ * other thread runs and the MPI engine allows fork.  A fork copies the
+ * caller's memory with only the forking thread in it: a lock another
+ * thread held (malloc's, stdio's, the program's own) stays held forever in
+ * the server, which then hangs on its first allocation; and an MPI engine
+ * forbids fork outright.  A fresh image has neither problem, so it is what
+ * every other case gets.  Both kinds end the same way.
  * A server that is not detached asks for SIGTERM when its starter dies
  * (PR_SET_PDEATHSIG), and stops cleanly then; the starter's free() kills
  * and reaps it at once.  A detached server is started through an
  * intermediate process that exits at once, so that it is nobody's child
- * and outlives its starter; it leaves the session (setsid).  Both start as
- * forks of the caller, as Python's fork context does; both close every
- * descriptor they inherited before they serve.
+ * and outlives its starter; it leaves the session (setsid).  A forked
+ * server closes every descriptor it inherited before it serves; a fresh
+ * image never had them.  A server that ends before its ready line is
+ * reported with how it ended (MP_ECHILD); one that does not answer by the
+ * deadline is killed (MP_ETIMEDOUT).
  *
  * Calls.  mp__mcall() performs a request on the mapped store when the
  * handle has the fast path (exec.c, in the calling thread), else sends it
@@ -32,8 +48,12 @@
  * client of its own, with its own number.
  */
 #define _GNU_SOURCE
-#include "mgr.h"
+#include "client.h"
+#include "../boot.h"
+#include "../fork_guard.h"
 #include "../shutdown.h"
+#include "../startmethod.h"
+#include "../testhooks.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -327,35 +347,127 @@ static void kill_server(mp_manager *m)
         (void)unlink(m->unlink_path.path);
 }
 
-/* Forks the server (and, detached, an intermediate that exits at once). */
-static int fork_server(mp_manager *m, const mp__mserver_cfg *cfg, int ready[2])
+int mp__manager_start_fault = MP__MF_NONE;
+
+/* Forks the server (and, detached, an intermediate that exits at once).
+ * *ready is where its ready line will come, *child the process forked. */
+static int fork_server(const mp__mserver_cfg *cfg, int *ready, pid_t *child)
 {
+    int fds[2];
+    int rc = mp__pipe(fds, 0);
+    if (rc < 0)
+        return rc;
     sigset_t old;
     mp__signals_block_all(&old);
     pid_t pid = fork();
     if (pid == 0) {
-        mp__close(ready[0]);
+        mp__close(fds[0]);
         mp__signals_restore(&old);
         if (cfg->detached) {
             pid_t t = fork();
             if (t != 0)
                 _exit(t < 0 ? 1 : 0);
         }
-        mp__manager_serve(cfg, ready[1]);
+        mp__manager_serve(cfg, fds[1]);
     }
     int err = errno;
     mp__signals_restore(&old);
-    mp__close(ready[1]);
-    if (pid < 0)
+    mp__close(fds[1]);
+    if (pid < 0) {
+        mp__close(fds[0]);
         return -err;
-    if (cfg->detached) {
-        int st;
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-        }
-    } else {
-        m->server_pid = pid;
     }
+    *ready = fds[0];
+    *child = pid;
     return 0;
+}
+
+/* Starts the server as a fresh image in the manager role and sends it its
+ * configuration; *ready is the socket its ready line will come on, *child
+ * the image. */
+static int spawn_server(const mp__mserver_cfg *cfg, int *ready, pid_t *child)
+{
+    int sv[2];
+    int rc = mp__socketpair(SOCK_STREAM, sv);
+    if (rc < 0)
+        return rc;
+    pid_t pid;
+    rc = mp__boot_spawn(MP__ROLE_MANAGER, sv[1], &pid);
+    mp__close(sv[1]);
+    if (rc < 0) {
+        mp__close(sv[0]);
+        return mp__fail(rc, "mp_manager_start: the server's image could not be started: %s",
+                        mp_strerror(rc));
+    }
+    bool custom;
+    int log_fd = mp__log_fd(&custom);
+    /* A send that fails (the image died at once) shows as end-of-file
+     * where the ready line should be, and is reported there. */
+    (void)mp__mrole_send(sv[0], cfg, custom ? log_fd : -1, (int)mp_log_get_level(),
+                         mp__manager_start_fault);
+    *ready = sv[0];
+    *child = pid;
+    return 0;
+}
+
+/* Whether the program has a thread other than the caller and the
+ * library's own (which hold none of its locks); true when they cannot be
+ * counted. */
+static bool other_threads(void)
+{
+    int total, named;
+    bool self_named;
+    if (mp__threads_count(MP__LIBRARY_THREAD_PREFIX, &total, &named, &self_named) < 0)
+        return true;
+    return total - named - (self_named ? 0 : 1) > 0;
+}
+
+/* Whether to fork the server rather than start a fresh image (see
+ * DESIGN).  Returns 0 and sets *fork_it, or the error that refuses an
+ * explicit fork (MP_ETHREADS, MP_ENOTSUP) or MP_EINVAL. */
+static int choose_fork(mp_start_method asked, bool *fork_it)
+{
+    mp_start_method m = asked == MP_START_DEFAULT ? mp_get_start_method() : asked;
+    *fork_it = false;
+    switch (m) {
+    case MP_START_SPAWN:
+    case MP_START_FORKSERVER:
+        return 0;
+    case MP_START_FORK: {
+        mp_start_method got;
+        int rc = mp__start_method_resolve(MP_START_FORK, true, "mp_manager_start", &got);
+        *fork_it = rc == 0 && got == MP_START_FORK;
+        return rc;
+    }
+    case MP_START_AUTO:
+        *fork_it = mp__comm_fork_allowed() && !other_threads();
+        return 0;
+    default:
+        return mp__fail(MP_EINVAL,
+                        "mp_manager_start: opts.start_method is no start method (got %d)", (int)m);
+    }
+}
+
+/* After a start that failed before the server was ready: kills and reaps
+ * child (the server, or a detached one's first process) and says how it
+ * ended. */
+static int start_failed(mp_manager *m, pid_t child, int rc, double timeout)
+{
+    int st = 0;
+    (void)kill(child, SIGKILL);
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+    m->server_pid = 0;
+    if (rc == MP_ECHILD && WIFSIGNALED(st))
+        return mp__fail(rc, "mp_manager_start: the server ended before it was ready (signal %d)",
+                        WTERMSIG(st));
+    if (rc == MP_ECHILD)
+        return mp__fail(rc, "mp_manager_start: the server ended before it was ready (exit %d)",
+                        WEXITSTATUS(st));
+    if (rc == MP_ETIMEDOUT)
+        return mp__fail(rc, "mp_manager_start: the server was not ready within %g s: killed",
+                        timeout);
+    return rc;
 }
 
 /* Parses the address text of the call fn (opts.address) into *a: 0, or
@@ -393,18 +505,40 @@ static int start_config(mp_manager *m, const mp_manager_opts *o, mp__mserver_cfg
     cfg->detached = o->detached;
     cfg->forked = true;
     cfg->owner = getpid();
+    cfg->session = mp__session();
     bool custom;
     cfg->keep_fd = mp__log_fd(&custom);
     return 0;
 }
 
+/* Reads and parses the ready line; for a detached server, reaps the
+ * first process once the server is ready. */
+static int await_ready(mp_manager *m, int fd, pid_t child, int64_t deadline)
+{
+    char line[800];
+    int rc = read_ready(fd, deadline, line, sizeof line);
+    mp__close(fd);
+    if (rc == 0)
+        rc = parse_ready(m, line);
+    if (rc < 0)
+        return rc;
+    if (m->detached) {
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    return 0;
+}
+
 static int start(mp_manager *m, const mp_manager_opts *o)
 {
-    uint8_t key[DEFAULT_KEY_LEN];
-    int rc;
+    bool fork_it;
+    int rc = choose_fork(o->start_method, &fork_it);
+    if (rc < 0)
+        return rc;
     if (o->authkey) {
         rc = set_key(m, o->authkey, o->authkey_len);
     } else {
+        uint8_t key[DEFAULT_KEY_LEN];
         mp__crypto_random(key, sizeof key);
         rc = set_key(m, key, sizeof key);
         mp__crypto_wipe(key, sizeof key);
@@ -413,28 +547,23 @@ static int start(mp_manager *m, const mp_manager_opts *o)
     if (rc < 0 || (rc = start_config(m, o, &cfg)) < 0)
         return rc;
     int64_t deadline = mp__deadline(o->timeout);
-    int ready[2];
-    if ((rc = mp__pipe(ready, 0)) < 0)
-        return rc;
     m->detached = o->detached;
     m->owner_pid = getpid();
-    rc = fork_server(m, &cfg, ready);
+    int ready = -1;
+    pid_t child = 0;
+    rc = fork_it ? fork_server(&cfg, &ready, &child) : spawn_server(&cfg, &ready, &child);
     mp__crypto_wipe(cfg.master, sizeof cfg.master);
-    if (rc < 0) {
-        mp__close(ready[0]);
+    if (rc < 0)
         return rc;
-    }
-    char line[800];
-    rc = read_ready(ready[0], deadline, line, sizeof line);
-    mp__close(ready[0]);
-    if (rc == 0)
-        rc = parse_ready(m, line);
-    if (rc == 0)
-        m->has_unlink_path = m->unlink_path.family == AF_UNIX;
-    if (rc == 0 && !m->detached)
+    if (!m->detached)
+        m->server_pid = child;
+    rc = await_ready(m, ready, child, deadline);
+    if (rc < 0)
+        return start_failed(m, child, rc, o->timeout);
+    m->has_unlink_path = m->unlink_path.family == AF_UNIX;
+    if (!m->detached)
         m->server_pidfd = mp__pidfd_open(m->server_pid);
-    if (rc == 0)
-        rc = dial(m, deadline);
+    rc = dial(m, deadline);
     if (rc < 0)
         kill_server(m);
     return rc;

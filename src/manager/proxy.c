@@ -5,7 +5,7 @@
  * reply.  No call here knows which of the two happened.
  */
 #define _GNU_SOURCE
-#include "mgr.h"
+#include "client.h"
 
 struct mp_mdict {
     mp__mobj o;

@@ -121,18 +121,34 @@ static void copy_arg(void *dst, size_t len, const void *src)
     memcpy(dst, src, len);
 }
 
+/* Why a submission is refused before it reaches the pool, said in
+ * mp_last_error_detail() as well as in the failed future; or 0. */
+static int submit_refusal(mp_pool *p, mp_task_fn fn, size_t len, const void *arg)
+{
+    if (!p || !fn)
+        return mp__fail(MP_EINVAL, "pool submission: %s must not be NULL", !p ? "pool" : "fn");
+    if (len && !arg)
+        return mp__fail(MP_EINVAL,
+                        "pool submission: arg must not be NULL when len > 0 (got len %zu)", len);
+    if (len > DATA_RESERVE)
+        return mp__fail(MP_EINVAL,
+                        "pool submission: %zu argument bytes, more than the %zu a pool takes", len,
+                        DATA_RESERVE);
+    if (!mp__pool_ours(p))
+        return mp__fail(MP_ESTATE, "pool submission: the pool belongs to process %d, not this one",
+                        (int)p->owner);
+    return 0;
+}
+
 /* Submits fn with len argument bytes that fill writes straight to their
  * place in shared memory (or the job entry), from src. */
 static mp_future *apply_submit_fill(mp_pool *p, mp_task_fn fn, size_t len, mp__pool_arg_fill fill,
                                     const void *arg, apply_cbs *cbs)
 {
-    if (!p || !fn || (len && !arg) || len > DATA_RESERVE) {
+    int bad = submit_refusal(p, fn, len, arg);
+    if (bad < 0) {
         free(cbs);
-        return mp__future_new_failed(MP_EINVAL, NULL);
-    }
-    if (!mp__pool_ours(p)) {
-        free(cbs);
-        return mp__future_new_failed(MP_ESTATE, NULL);
+        return mp__future_new_failed(bad, NULL);
     }
     mp_future *f = mp__future_new(&mp__pool_future_ops, p);
     if (!f) {

@@ -24,8 +24,11 @@
 int mp__pool_refusal(mp_pool *p)
 {
     if (p->broken)
-        return p->broken;
-    return p->state != ST_OPEN ? MP_ECLOSED : 0;
+        return mp__fail(p->broken, "pool: broken, it takes no more work: %s",
+                        p->broken_report ? p->broken_report : "(no report)");
+    if (p->state != ST_OPEN)
+        return mp__fail(MP_ECLOSED, "pool: closed (or terminated), it takes no more work");
+    return 0;
 }
 
 int mp__pool_fn_id(mp_pool *p, const void *fn, uint32_t *id)
@@ -37,13 +40,18 @@ int mp__pool_fn_id(mp_pool *p, const void *fn, uint32_t *id)
         }
     }
     if (p->nfns == MP__POOL_FNS)
-        return MP_ENOSPC;
+        return mp__fail(MP_ENOSPC,
+                        "pool: already %d distinct task functions, the most a pool takes",
+                        MP__POOL_FNS);
     mp__fnent *ent = &p->fns_copy[p->nfns];
     ent->ptr = (uint64_t)(uintptr_t)fn;
     if (p->opts.start_method != MP_START_FORK) {
         int rc = mp__fnref_from_ptr(fn, &ent->ref);
         if (rc < 0)
-            return rc;
+            return mp__fail(rc,
+                            "pool: the task function at %p cannot be found by name in a "
+                            "fresh image (spawn, forkserver): is it in a loaded module?",
+                            fn);
     }
     p->fns[p->nfns] = *ent;
     p->fnptr[p->nfns] = fn;

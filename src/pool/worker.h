@@ -33,9 +33,10 @@ typedef struct wctx {
     size_t res_cap;
     uint64_t res_produced;
     size_t res_head;
-    /* Set when a result went into an empty ring (at 0): until the
-     * supervisor reads it (res_consumed passes res_fresh_at), its res_tail
-     * is the end of older results, and the unread ones start at 0. */
+    /* Set when a result was published at offset 0, as number
+     * res_fresh_at: until the supervisor reads it (res_consumed passes
+     * res_fresh_at), its res_tail is the end of older results - which the
+     * result at 0 may reach past - and the unread ones start at 0. */
     bool res_fresh;
     uint64_t res_fresh_at;
     int ev_fd;
@@ -136,5 +137,8 @@ int mp__pool_res_resize(wctx *c, size_t cap);
  * released in order by the supervisor, as an apply task's).  Returns 0 and
  * their offset, or an error (nothing is put then). */
 int mp__pool_ring_put(wctx *c, const void *data, size_t len, uint64_t *off);
+/* Counts the result of len bytes at off in the ring as produced: the
+ * supervisor is about to be told where it is. */
+void mp__pool_res_publish(wctx *c, size_t off, size_t len);
 
 #endif /* MPROC_POOL_WORKER_H */

@@ -51,12 +51,14 @@ int mp__pool_res_resize(wctx *c, size_t cap)
 }
 
 /* Where the unread results begin.  The supervisor's res_tail is the end
- * of the last result it read; a result put into the empty ring goes to 0,
- * and until the supervisor has read that one, res_tail still points past
- * the older results, wherever they ended - possibly inside the new one,
- * whose start would then look free.  The worker knows better meanwhile.
- * (res_consumed is stored after res_tail: once it has moved on, res_tail
- * is at least as new.) */
+ * of the last result it read, which is where the next one begins unless
+ * that one went to offset 0: into the empty ring, or wrapped around.  A
+ * result at 0 may then reach past the older results' end (it grew once
+ * they were read), and until the supervisor has read it, res_tail points
+ * inside it, whose start would then look free.  The worker knows better
+ * meanwhile (res_fresh).  Only the latest result at 0 needs remembering:
+ * another goes to 0 only once that one is read.  (res_consumed is stored
+ * after res_tail: once it has moved on, res_tail is at least as new.) */
 static size_t res_tail(wctx *c)
 {
     if (c->res_fresh && atomic_load(&c->slot->res_consumed) == c->res_fresh_at)
@@ -107,8 +109,6 @@ static int res_place(wctx *c, size_t need, size_t len, size_t *off, bool placed)
                     return rc == MP_ENOSPC ? MP_ENOMEM : rc;
             }
             to = 0;
-            c->res_fresh = true;
-            c->res_fresh_at = c->res_produced;
         } else if (head > tail) {
             if (c->res_cap - head >= need)
                 to = head;
@@ -191,10 +191,19 @@ int mp__pool_ring_put(wctx *c, const void *data, size_t len, uint64_t *off)
     int rc = mp_buf_append(&b, data, len);
     if (rc < 0 || b.where != MP__RES_RING)
         return rc < 0 ? rc : MP_EINVAL;
-    c->res_produced++;
-    c->res_head = b.off + b.len;
+    mp__pool_res_publish(c, b.off, b.len);
     *off = b.off;
     return 0;
+}
+
+void mp__pool_res_publish(wctx *c, size_t off, size_t len)
+{
+    if (off == 0) {
+        c->res_fresh = true;
+        c->res_fresh_at = c->res_produced;
+    }
+    c->res_produced++;
+    c->res_head = off + len;
 }
 
 int mp_task_fail(mp_buf *out, const char *fmt, ...)

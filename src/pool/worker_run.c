@@ -61,10 +61,8 @@ void mp__pool_run_apply(wctx *c, uint32_t e)
     j->u.apply.res_where = (uint32_t)b.where;
     j->u.apply.res_off = b.off;
     j->u.apply.runner = c->w;
-    if (b.where == MP__RES_RING) {
-        c->res_produced++;
-        c->res_head = b.off + b.len;
-    }
+    if (b.where == MP__RES_RING)
+        mp__pool_res_publish(c, b.off, b.len);
     /* Result first, then WRITTEN and DONE (release), then the record. */
     atomic_store_explicit(&c->slot->item, MP__APPLY_WRITTEN, memory_order_release);
     mp__pool_fault_point(MP__PP_RESULT_WRITTEN);

@@ -93,6 +93,9 @@ static mp_manager *start_server(chaos_rng *r)
     snprintf(path, sizeof path, "unix:%s/mgr.sock", chaos_dir);
     o.address = chaos_below(r, 2) ? path : NULL;
     o.memory = (size_t)4 << 20;
+    /* Either way of starting a server: the program's method (a fork here)
+     * or a fresh image in the manager role. */
+    o.start_method = chaos_below(r, 2) ? MP_START_SPAWN : MP_START_DEFAULT;
     int rc = mp_manager_start(&o, &m);
     CHAOS_CHECK(rc == 0, "mp_manager_start: %s", mp_err_name(rc));
     if (rc != 0)

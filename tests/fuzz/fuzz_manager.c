@@ -21,7 +21,7 @@
  * runs it longer.
  */
 #define _GNU_SOURCE
-#include "manager/mgr.h"
+#include "managerd/mgr.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
 
 One file per seed: a selector byte (0: request, 2: reply, 3: handshake
 message) and a well-formed message of the manager's wire format
-(src/manager/mgr.h), one for every operation, so that the fuzzer starts
+(src/managerd/mgr.h), one for every operation, so that the fuzzer starts
 from inputs that reach deep into execution.  Run it again after changing
 the format; the files are committed.
 """
@@ -13,7 +13,7 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
 
-# Operations and object types as in src/manager/mgr.h and mproc/manager.h.
+# Operations and object types as in src/managerd/mgr.h and mproc/manager.h.
 OPS = dict(PING=1, OPEN=2, REMOVE=3, TYPE=4, SHUTDOWN=5,
            D_SET=16, D_GET=17, D_DEL=18, D_HAS=19, D_LEN=20, D_KEYS=21, D_ITEMS=22,
            D_POP=23, D_SETDEFAULT=24, D_UPDATE=25, D_CLEAR=26, D_INCR=27, D_CAS=28, D_TXN=29,

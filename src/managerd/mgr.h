@@ -1,7 +1,9 @@
 /*
  * mgr.h - declarations shared by the manager's files, never installed.
  *
- * The manager is split by role:
+ * The manager is split by side.  src/managerd/ (this directory) is the
+ * server and what both sides share; it depends on nothing that starts
+ * processes, so that the start-up roles (boot.c) can run a server:
  *   wire.c        requests and replies as bytes: encode, decode, limits
  *   crypto.c      authentication proofs, key derivation, frame encryption
  *                 (libsodium), or stubs without it
@@ -16,6 +18,9 @@
  *   exec.c        one operation: validation and dispatch, the same code for
  *                 local clients and for the server
  *   server.c      the server process
+ *   role.c        the server as a start-up role: its configuration on the
+ *                 wire, and the role's entry point
+ * src/manager/ is the client side (client.h):
  *   client.c      start, connect, calls (local or remote), fork
  *   proxy.c       the public per-type calls
  */
@@ -534,6 +539,7 @@ typedef struct mp__mserver_cfg {
     bool detached; /* not tied to the starter */
     bool forked;   /* started by mp_manager_start (ignores SIGINT) */
     pid_t owner;   /* the starter, for the death signal */
+    pid_t session; /* the starter's session (mp__session), for log lines */
     int keep_fd;   /* a descriptor to keep open (the log's), or -1 */
     void (*ready)(const char *address, void *arg);
     void *ready_arg;
@@ -547,45 +553,12 @@ int mp__mserver_run(const mp__mserver_cfg *cfg, int ready_fd);
 /* The entry point of a server process: runs the server and exits. */
 _Noreturn void mp__manager_serve(const mp__mserver_cfg *cfg, int ready_fd);
 
-/* ---- the client (client.c) ------------------------------------------------- */
+/* ---- the server as a start-up role (role.c) ---------------------------------- */
 
-struct mp_manager {
-    pthread_mutex_t io; /* one call at a time on the connection */
-    pid_t pid;          /* the process the connection belongs to */
-    mp__mconn conn;
-    bool local; /* the store is mapped */
-    ms_store store;
-    uint32_t client_id;
-    uint32_t seq;
-    double rpc_timeout;
-    double timeout;
-    bool no_fastpath, encrypt;
-    uint8_t master[MC_KEY];
-    uint8_t *authkey;
-    size_t authkey_len;
-    char address[300];    /* what clients connect to */
-    mp__maddr connect_to; /* what this handle connects to */
-    /* set in the process that started the server */
-    pid_t server_pid;
-    int server_pidfd;
-    pid_t owner_pid;
-    bool detached;
-    bool dead;             /* the server is known to be gone */
-    mp__maddr unlink_path; /* a socket file to remove after killing it */
-    bool has_unlink_path;
-    struct mp__closer *closer; /* the shutdown's hold on a started server */
-    struct mp_manager *next;   /* the registry of handles (fork) */
-};
-
-/* The handle of an object (every public handle type is one). */
-typedef struct mp__mobj {
-    mp_manager *m;
-    uint32_t index, gen;
-    int type;
-} mp__mobj;
-
-/* Performs rq for m, locally or through the server.  Returns rp->status
- * (rp must be initialised and is filled). */
-int mp__mcall(mp_manager *m, mp__mreq *rq, mp__mrep *rp);
+/* Sends a fresh image in the manager role (boot.c) its configuration on
+ * sock: cfg's addresses, derived key and options, the log's descriptor
+ * (log_fd >= 0) and level.  fault is a mp__manager_fault (testhooks.h),
+ * 0 in normal use.  Returns 0 or an error. */
+int mp__mrole_send(int sock, const mp__mserver_cfg *cfg, int log_fd, int log_level, int fault);
 
 #endif /* MPROC_MANAGER_MGR_H */

@@ -461,7 +461,9 @@ _Noreturn void mp__manager_serve(const mp__mserver_cfg *cfg, int ready_fd)
         sigaction(SIGHUP, &ign, NULL);
     }
     (void)mp__thread_set_name("mproc-manager");
-    mp__self_enter_child("manager", "", mp__session(), cfg->owner); /* its name in log lines */
+    /* Its name in log lines, and the session its starter is in. */
+    mp__self_enter_child("manager", "", cfg->session > 0 ? cfg->session : mp__session(),
+                         cfg->owner);
     int rc = mp__mserver_run(cfg, ready_fd);
     if (rc < 0 && ready_fd >= 0) {
         char msg[32];
