@@ -40,6 +40,16 @@ else
     : >"$out/anchors.log"
 fi
 
+# Open MPI's two-copy path (vader's copy-in/copy-out, single copy off):
+# what mproc's pipelined path (single-copy reads refused) is held against.
+if echo " $ANCHOR_GROUPS " | grep -q " mpi " && [ -x "$anchors/build/mpi_bench" ] &&
+    [ -x "$anchors/mpi_run.sh" ] && { [ -z "${BENCH:-}" ] || echo " $BENCH " | grep -q " comm "; }; then
+    echo "# ---- anchor mpi_c_bandwidth_MBps_copyinout (mpi_bench, btl_vader_single_copy_mechanism=none)"
+    OMPI_MCA_btl_vader_single_copy_mechanism=none "$anchors/mpi_run.sh" 2 "$anchors/build/mpi_bench" 2>&1 |
+        awk '$1 == "anchor" && $2 == "mpi_c_bandwidth_MBps" { $2 = $2 "_copyinout"; print }' |
+        tee -a "$out/anchors.log"
+fi
+
 echo "# ---- mproc"
 for prog in "$build"/bench/bench_*; do
     [ -x "$prog" ] || continue

@@ -285,6 +285,60 @@ TEST(p2p_message_too_long_stays)
     CHECK_EQ(run_ok(2, msgsize_rank, NULL), 0);
 }
 
+/* The same without deadlines (the MPI engine holds such a message aside):
+ * a message too long for one receive stays first in line for its source
+ * and tag, while other tags, probes and larger receives go on in order. */
+static int msgsize_forever_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    /* (length, tag) in the order rank 1 sends them */
+    static const size_t lens[] = {300, 20, 30, 400};
+    static const int tags[] = {1, 1, 2, 1};
+    unsigned char *b = malloc(1000), small[50];
+    RK_CHECK(b);
+    if (rk_me == 1) {
+        for (int k = 0; k < 4; k++) {
+            fill(b, lens[k], (unsigned)k);
+            RK_OK(mp_comm_send(w, b, lens[k], 0, tags[k], MP_FOREVER));
+        }
+        free(b);
+        return mp_comm_barrier(w, 10);
+    }
+    mp_comm_status st = {0, 0, 0};
+    RK_ERR(mp_comm_recv(w, small, sizeof small, 1, 1, &st, MP_FOREVER), MP_EMSGSIZE);
+    RK_EQ(st.count, lens[0]);
+    /* Another tag passes the held message; a probe still sees it first. */
+    RK_OK(mp_comm_recv(w, b, 1000, 1, 2, &st, MP_FOREVER));
+    RK_EQ(st.count, lens[2]);
+    RK_EQ(differs(b, lens[2], 2), 0);
+    RK_OK(mp_comm_probe(w, MP_ANY_SOURCE, 1, &st, MP_FOREVER));
+    RK_EQ(st.count, lens[0]);
+    RK_EQ(st.source, 1);
+    mp_future *f;
+    RK_OK(mp_comm_irecv(w, b, 1000, 1, 1, &f));
+    RK_OK(mp_future_wait(f, 10));
+    RK_EQ(mp_future_status(f), 0);
+    mp_future_free(f);
+    RK_EQ(differs(b, lens[0], 0), 0);
+    RK_OK(mp_comm_recv(w, b, 1000, 1, MP_ANY_TAG, &st, MP_FOREVER));
+    RK_EQ(st.count, lens[1]);
+    RK_EQ(differs(b, lens[1], 1), 0);
+    RK_ERR(mp_comm_recv(w, small, sizeof small, MP_ANY_SOURCE, 1, &st, MP_FOREVER), MP_EMSGSIZE);
+    RK_EQ(st.count, lens[3]);
+    RK_OK(mp_comm_recv(w, b, 1000, MP_ANY_SOURCE, MP_ANY_TAG, &st, MP_FOREVER));
+    RK_EQ(st.count, lens[3]);
+    RK_EQ(st.tag, 1);
+    RK_EQ(differs(b, lens[3], 3), 0);
+    free(b);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST(p2p_message_too_long_stays_forever)
+{
+    CHECK_EQ(run_ok(2, msgsize_forever_rank, NULL), 0);
+}
+
 static int sendrecv_rank(mp_comm *w, void *arg)
 {
     size_t len = *(size_t *)arg;
@@ -793,6 +847,7 @@ static int p2p_suite(mp_comm *w)
     RK_PASS(on_pair(w, p2p_sizes_rank, NULL));
     RK_PASS(on_pair(w, order_rank, NULL));
     RK_PASS(on_pair(w, msgsize_rank, NULL));
+    RK_PASS(on_pair(w, msgsize_forever_rank, NULL));
     RK_PASS(on_pair(w, futures_rank, NULL));
     RK_PASS(on_pair(w, timeouts_alike_rank, NULL));
     if (n == 2) /* it frees its communicator, expecting the world of 2 */

@@ -158,12 +158,12 @@ static int coll_wait(mp_comm *c, int start, MPI_Request *rq, int64_t deadline, v
 int mpe_barrier(mp_comm *c, int64_t dl)
 {
     MPI_Request rq;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     int rc = coll_begin(c, dl);
     if (rc == 0)
         rc = BLOCKING(dl) ? mpe_err(MPI_Barrier(ucomm(c)))
                           : coll_wait(c, MPI_Ibarrier(ucomm(c), &rq), &rq, dl, NULL);
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -173,13 +173,13 @@ int mpe_bcast(mp_comm *c, void *buf, size_t len, int root, int64_t dl)
         return MP_EOVERFLOW;
     MPI_Request rq;
     int n = (int)len;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     int rc = coll_begin(c, dl);
     if (rc == 0)
         rc = BLOCKING(dl)
                  ? mpe_err(MPI_Bcast(buf, n, MPI_BYTE, root, ucomm(c)))
                  : coll_wait(c, MPI_Ibcast(buf, n, MPI_BYTE, root, ucomm(c), &rq), &rq, dl, NULL);
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -228,14 +228,14 @@ int mpe_scatter(mp_comm *c, const void *send, void *recv, size_t count, mp_type 
     int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0 && BLOCKING(dl))
         rc = mpe_err(MPI_Scatter(send, n, dt, recv, n, dt, root, ucomm(c)));
     else if (rc == 0)
         rc = coll_wait(c, MPI_Iscatter(send, n, dt, recv, n, dt, root, ucomm(c), &rq), &rq, dl,
                        NULL);
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -247,14 +247,14 @@ int mpe_gather(mp_comm *c, const void *send, void *recv, size_t count, mp_type t
     int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0 && BLOCKING(dl))
         rc = mpe_err(MPI_Gather(send, n, dt, recv, n, dt, root, ucomm(c)));
     else if (rc == 0)
         rc =
             coll_wait(c, MPI_Igather(send, n, dt, recv, n, dt, root, ucomm(c), &rq), &rq, dl, NULL);
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -265,13 +265,13 @@ int mpe_allgather(mp_comm *c, const void *send, void *recv, size_t count, mp_typ
     int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0 && BLOCKING(dl))
         rc = mpe_err(MPI_Allgather(send, n, dt, recv, n, dt, ucomm(c)));
     else if (rc == 0)
         rc = coll_wait(c, MPI_Iallgather(send, n, dt, recv, n, dt, ucomm(c), &rq), &rq, dl, NULL);
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -282,13 +282,13 @@ int mpe_alltoall(mp_comm *c, const void *send, void *recv, size_t count, mp_type
     int rc = moved(count, type, &dt), n = (int)count;
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0 && BLOCKING(dl))
         rc = mpe_err(MPI_Alltoall(send, n, dt, recv, n, dt, ucomm(c)));
     else if (rc == 0)
         rc = coll_wait(c, MPI_Ialltoall(send, n, dt, recv, n, dt, ucomm(c), &rq), &rq, dl, NULL);
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -329,7 +329,7 @@ int mpe_scatterv(mp_comm *c, const void *send, const size_t *counts, const size_
     if (rc < 0)
         return rc;
     int *cs = v, *ds = v ? v + n : NULL, rn = (int)recv_count;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0 && BLOCKING(dl)) {
         rc = mpe_err(MPI_Scatterv(send, cs, ds, dt, recv, rn, dt, root, ucomm(c)));
@@ -340,7 +340,7 @@ int mpe_scatterv(mp_comm *c, const void *send, const size_t *counts, const size_
     } else {
         free(v);
     }
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -356,7 +356,7 @@ int mpe_gatherv(mp_comm *c, const void *send, size_t send_count, void *recv, con
     if (rc < 0)
         return rc;
     int *cs = v, *ds = v ? v + n : NULL, sn = (int)send_count;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0 && BLOCKING(dl)) {
         rc = mpe_err(MPI_Gatherv(send, sn, dt, recv, cs, ds, dt, root, ucomm(c)));
@@ -367,7 +367,7 @@ int mpe_gatherv(mp_comm *c, const void *send, size_t send_count, void *recv, con
     } else {
         free(v);
     }
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -383,7 +383,7 @@ int mpe_allgatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
     if (rc < 0)
         return rc;
     int sn = (int)send_count;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0 && BLOCKING(dl)) {
         rc = mpe_err(MPI_Allgatherv(send, sn, dt, recv, v, v + n, dt, ucomm(c)));
@@ -394,7 +394,7 @@ int mpe_allgatherv(mp_comm *c, const void *send, size_t send_count, void *recv,
     } else {
         free(v);
     }
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -434,7 +434,7 @@ static int reduction(mp_comm *c, enum red_kind k, const void *send, void *recv, 
     int rc = typed(count, type, &dt);
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(dl);
     rc = coll_begin(c, dl);
     if (rc == 0)
         rc = op_of(op, type, &mop, &made);
@@ -448,7 +448,7 @@ static int reduction(mp_comm *c, enum red_kind k, const void *send, void *recv, 
         if (made)
             MPI_Op_free(&mop);
     }
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 

@@ -9,11 +9,18 @@
  * uses from the library comes from there, never from libmproc's hidden
  * symbols.
  *
- * One lock.  Every MPI call the engine makes is made under one mutex, so
- * MPI_THREAD_SERIALIZED is enough (Open MPI's THREAD_MULTIPLE locks every
- * call of its own, and costs the ping-pong more than a mutex nobody else
- * holds).  The caller's thread and the engine's progress thread (which
- * finishes the futures of isend and irecv) take turns through it.
+ * One lock.  Every MPI call the engine makes while its progress thread
+ * exists is made under one mutex, so MPI never sees two calls at once and
+ * MPI_THREAD_SINGLE is enough (mpi_world.c: Open MPI's higher levels lock
+ * every call of their own, and cost the ping-pong more than half its
+ * time).  The caller's thread and the progress thread (which finishes the
+ * futures of isend and irecv) take turns through it.  Before that thread
+ * exists the caller's calls are the only ones (the API allows one at a
+ * time), so a blocking call without a deadline - one that never releases
+ * the lock part-way - skips it (mpe_enter): the ping-pong pays no atomic
+ * operation of the engine's.  The thread is started only under the lock,
+ * from a call of the caller's, and `threaded` never goes back to false,
+ * so a call that sees it false cannot overlap any other MPI call.
  *
  * Two ways to wait.  An operation without a deadline is the blocking MPI
  * call itself, made with the lock held: nothing is faster, and MPI makes
@@ -40,11 +47,22 @@
  * internal tags are -2 .. -64, sent as 2 .. 64). */
 #define MPE_TAG_ABANDON 1000
 
+/* A message MPI_Mprobe matched that was longer than the receive buffer:
+ * held, first in line, for a later receive (mpi_p2p.c). */
+typedef struct mheld {
+    struct mheld *next;
+    MPI_Message msg;
+    MPI_Comm comm; /* the MPI communicator it came on (user or lib) */
+    MPI_Status st;
+    int count;
+} mheld;
+
 /* A communicator's engine part (mp_comm.impl). */
 typedef struct mcomm {
     MPI_Comm user; /* user tags */
     MPI_Comm lib;  /* the library's tags and notices */
     bool abandoned;
+    mheld *held; /* in the order they were matched */
 } mcomm;
 
 /* A request with a future (isend, irecv), or an orphan: a request a
@@ -68,11 +86,30 @@ typedef struct mpe_state {
     bool closed;
     int tag_ub;
     mreq *pending; /* futures' requests and orphans */
+    mheld *spare;  /* a record for the next held message */
     pthread_t thread;
-    bool threaded, stop;
+    _Atomic bool threaded; /* the progress thread was started */
+    bool stop;
 } mpe_state;
 
 extern mpe_state mpe;
+
+/* Takes the lock for a call with deadline, unless it may skip it (no
+ * deadline and no progress thread: see "One lock").  Returns whether it
+ * took it, for mpe_leave. */
+static inline bool mpe_enter(int64_t deadline)
+{
+    if (deadline == MP__NO_DEADLINE && !atomic_load_explicit(&mpe.threaded, memory_order_acquire))
+        return false;
+    pthread_mutex_lock(&mpe.lock);
+    return true;
+}
+
+static inline void mpe_leave(bool locked)
+{
+    if (locked)
+        pthread_mutex_unlock(&mpe.lock);
+}
 
 /* ---- mpi_world.c ---------------------------------------------------------------- */
 
@@ -130,6 +167,10 @@ int mpe_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int dest, int stag, 
 int mpe_isend(mp_comm *c, const void *buf, size_t len, int dest, int tag, mp_future **out);
 int mpe_irecv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_future **out);
 int mpe_probe(mp_comm *c, int src, int tag, mp_comm_status *st, int64_t deadline);
+
+/* Receives and drops the messages m holds (the communicator is freed).
+ * Lock held. */
+void mpe_held_drop(mcomm *m);
 
 /* Completes a request of the pending list that MPI finished: finishes
  * its future from st.  Called without the lock. */

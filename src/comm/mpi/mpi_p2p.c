@@ -3,14 +3,21 @@
  * and isend/irecv completing mp_futures.
  *
  * DESIGN
- * A receive is a probe, then MPI_Recv of exactly the message probed (its
- * source and tag), with the lock held from one to the other.  So a message
- * longer than the buffer is not received at all - MP_EMSGSIZE, and it
- * stays first in line, as on the local engine - where MPI_Recv alone would
- * truncate it and lose the rest.  Nothing can take the probed message in
- * between: no other call runs under the lock, and a receive posted
- * earlier (irecv) would have matched it when it arrived, so the probe
- * would not have seen it.  irecv is MPI_Irecv itself, whose message MPI
+ * A receive never hands MPI a buffer that may be too short: MPI_Recv
+ * alone would truncate a longer message and lose the rest, where mproc
+ * returns MP_EMSGSIZE and keeps the message first in line (as the local
+ * engine does).  Without a deadline a receive is MPI_Mprobe, which takes
+ * the message out of MPI's matching, then MPI_Mrecv of exactly that
+ * message: one matching pass.  A message longer than the buffer is then
+ * *held*: kept, matched, in the communicator's held list, which every
+ * later receive, probe and irecv on the communicator looks at before MPI.
+ * A held message from a source came before anything MPI still has from
+ * it, so looking there first keeps MPI's order.  With a deadline a
+ * receive polls with MPI_Iprobe (which takes nothing, so a timeout leaves
+ * nothing behind) and then receives exactly the message probed (its
+ * source and tag), with the lock held from one to the other: nothing can
+ * take it in between, since a receive posted earlier (irecv) would have
+ * matched it when it arrived.  irecv is MPI_Irecv itself, whose message MPI
  * matches on arrival: a longer one fails the future with MP_EMSGSIZE and
  * is lost (see docs/comm.md).
  *
@@ -83,7 +90,7 @@ int mpe_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, int64_t
     if (rc < 0)
         return rc;
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(deadline);
     if (deadline == MP__NO_DEADLINE) {
         rc = mpe_err(MPI_Send(buf, (int)len, MPI_BYTE, dest, mtag, comm));
     } else {
@@ -95,7 +102,7 @@ int mpe_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, int64_t
     }
     /* copy is freed, or owned by an orphan request (isend_finish). */
     // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -132,18 +139,103 @@ static int probe_wait(MPI_Comm comm, int src, int mtag, MPI_Status *ms, int64_t 
     }
 }
 
+/* ---- held messages -------------------------------------------------------------------- */
+
+/* The first held message of c that a receive of (src, mtag) on comm
+ * matches, as the link that points to it, or NULL. */
+static mheld **held_find(mcomm *m, MPI_Comm comm, int src, int mtag)
+{
+    for (mheld **link = &m->held; *link; link = &(*link)->next) {
+        const mheld *h = *link;
+        if (h->comm == comm && (src == MPI_ANY_SOURCE || h->st.MPI_SOURCE == src) &&
+            (mtag == MPI_ANY_TAG || h->st.MPI_TAG == mtag))
+            return link;
+    }
+    return NULL;
+}
+
+/* Keeps a matched message nobody could take (longer than the buffer) at
+ * the end of c's held list, in the record mpe.spare. */
+static void held_add(mcomm *m, MPI_Comm comm, MPI_Message msg, const MPI_Status *ms, int count)
+{
+    mheld *h = mpe.spare, **link = &m->held;
+    mpe.spare = NULL;
+    *h = (mheld){.msg = msg, .comm = comm, .st = *ms, .count = count};
+    while (*link)
+        link = &(*link)->next;
+    *link = h;
+}
+
+/* A held message into buf (cap bytes), or MP_EMSGSIZE with it kept. */
+static int held_recv(mheld **link, bool lib, void *buf, size_t cap, mp_comm_status *st)
+{
+    mheld *h = *link;
+    status_of(&h->st, lib, (size_t)h->count, st);
+    if ((size_t)h->count > cap)
+        return MP_EMSGSIZE;
+    *link = h->next;
+    int rc = mpe_err(MPI_Mrecv(buf, h->count, MPI_BYTE, &h->msg, MPI_STATUS_IGNORE));
+    free(h);
+    return rc;
+}
+
+void mpe_held_drop(mcomm *m)
+{
+    while (m->held) {
+        mheld *h = m->held;
+        m->held = h->next;
+        void *scratch = h->count ? malloc((size_t)h->count) : NULL;
+        /* Without memory, a receive of 0 bytes still takes the message
+         * (MPI reports the truncation). */
+        MPI_Mrecv(scratch, scratch ? h->count : 0, MPI_BYTE, &h->msg, MPI_STATUS_IGNORE);
+        free(scratch);
+        free(h);
+    }
+}
+
+/* A blocking receive without a deadline: MPI_Mprobe, which takes the
+ * message out of MPI's matching, then MPI_Mrecv of exactly it - one
+ * matching pass.  One longer than the buffer is held (see DESIGN). */
+static int recv_matched(mcomm *m, MPI_Comm comm, bool lib, void *buf, size_t cap, int src, int mtag,
+                        mp_comm_status *st)
+{
+    if (!mpe.spare && !(mpe.spare = malloc(sizeof *mpe.spare)))
+        return MP_ENOMEM; /* nothing taken yet */
+    MPI_Message msg;
+    MPI_Status ms;
+    int count = 0;
+    int rc = mpe_err(MPI_Mprobe(src, mtag, comm, &msg, &ms));
+    if (rc < 0)
+        return rc;
+    MPI_Get_count(&ms, MPI_BYTE, &count);
+    status_of(&ms, lib, (size_t)count, st);
+    if ((size_t)count > cap) {
+        held_add(m, comm, msg, &ms, count);
+        return MP_EMSGSIZE;
+    }
+    return mpe_err(MPI_Mrecv(buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
+}
+
 /* Receives under the lock (see DESIGN). */
 static int recv_locked(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
                        int64_t deadline)
 {
     int mtag, count = 0;
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
+    mcomm *m = c->impl;
+    bool lib = tag < MP_ANY_TAG;
+    src = src < 0 ? MPI_ANY_SOURCE : src;
+    mheld **held = m->held ? held_find(m, comm, src, mtag) : NULL;
+    if (held)
+        return held_recv(held, lib, buf, cap, st);
+    if (deadline == MP__NO_DEADLINE)
+        return recv_matched(m, comm, lib, buf, cap, src, mtag, st);
     MPI_Status ms;
-    int rc = probe_wait(comm, src < 0 ? MPI_ANY_SOURCE : src, mtag, &ms, deadline);
+    int rc = probe_wait(comm, src, mtag, &ms, deadline);
     if (rc < 0)
         return rc;
     MPI_Get_count(&ms, MPI_BYTE, &count);
-    status_of(&ms, tag < MP_ANY_TAG, (size_t)count, st);
+    status_of(&ms, lib, (size_t)count, st);
     if ((size_t)count > cap)
         return MP_EMSGSIZE;
     return mpe_err(
@@ -155,9 +247,9 @@ int mpe_recv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_comm_status
 {
     if (cap > (size_t)INT_MAX)
         cap = (size_t)INT_MAX; /* no MPI message is longer */
-    pthread_mutex_lock(&mpe.lock);
+    bool locked = mpe_enter(deadline);
     int rc = recv_locked(c, buf, cap, src, tag, st, deadline);
-    pthread_mutex_unlock(&mpe.lock);
+    mpe_leave(locked);
     return rc;
 }
 
@@ -192,10 +284,17 @@ int mpe_probe(mp_comm *c, int src, int tag, mp_comm_status *st, int64_t deadline
 {
     int mtag, count = 0;
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
+    mcomm *m = c->impl;
     MPI_Status ms;
-    pthread_mutex_lock(&mpe.lock);
-    int rc = probe_wait(comm, src < 0 ? MPI_ANY_SOURCE : src, mtag, &ms, deadline);
-    pthread_mutex_unlock(&mpe.lock);
+    src = src < 0 ? MPI_ANY_SOURCE : src;
+    bool locked = mpe_enter(deadline);
+    mheld **held = m->held ? held_find(m, comm, src, mtag) : NULL;
+    int rc = 0;
+    if (held)
+        ms = (*held)->st;
+    else
+        rc = probe_wait(comm, src, mtag, &ms, deadline);
+    mpe_leave(locked);
     if (rc < 0)
         return rc;
     MPI_Get_count(&ms, MPI_BYTE, &count);
@@ -332,12 +431,30 @@ int mpe_irecv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_future **o
     if (cap > (size_t)INT_MAX)
         cap = (size_t)INT_MAX;
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
+    mcomm *m = c->impl;
     MPI_Request rq;
+    src = src < 0 ? MPI_ANY_SOURCE : src;
     pthread_mutex_lock(&mpe.lock);
-    int rc = mpe_err(
-        MPI_Irecv(buf, (int)cap, MPI_BYTE, src < 0 ? MPI_ANY_SOURCE : src, mtag, comm, &rq));
-    if (rc == 0)
-        rc = async_start(rq, true, tag < MP_ANY_TAG, out);
+    int rc;
+    /* A held message comes first; one still too long fails the future
+     * and stays held. */
+    mheld **link = m->held ? held_find(m, comm, src, mtag) : NULL;
+    mheld *h = link ? *link : NULL;
+    if (h && (size_t)h->count > cap) {
+        *out = mpe.host->future_new_failed(MP_EMSGSIZE, NULL);
+        rc = *out ? 0 : MP_ENOMEM;
+    } else if (h) {
+        rc = mpe_err(MPI_Imrecv(buf, h->count, MPI_BYTE, &h->msg, &rq));
+        if (rc == 0) {
+            *link = h->next;
+            free(h);
+            rc = async_start(rq, true, tag < MP_ANY_TAG, out);
+        }
+    } else {
+        rc = mpe_err(MPI_Irecv(buf, (int)cap, MPI_BYTE, src, mtag, comm, &rq));
+        if (rc == 0)
+            rc = async_start(rq, true, tag < MP_ANY_TAG, out);
+    }
     pthread_mutex_unlock(&mpe.lock);
     return rc;
 }

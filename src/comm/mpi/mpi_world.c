@@ -217,11 +217,11 @@ static void *progress_main(void *arg)
 
 int mpe_pending_add(mreq *r)
 {
-    if (!mpe.threaded) {
+    if (!atomic_load_explicit(&mpe.threaded, memory_order_relaxed)) {
         int rc = pthread_create(&mpe.thread, NULL, progress_main, NULL);
         if (rc != 0)
             return -rc;
-        mpe.threaded = true;
+        atomic_store_explicit(&mpe.threaded, true, memory_order_release);
     }
     r->next = mpe.pending;
     mpe.pending = r;
@@ -277,9 +277,30 @@ static int mcomm_make(MPI_Comm parent, mp_comm *out)
 
 static void mcomm_free(mcomm *m)
 {
+    mpe_held_drop(m);
     MPI_Comm_free(&m->user);
     MPI_Comm_free(&m->lib);
     free(m);
+}
+
+/* The thread level the engine asks of MPI when it initializes MPI (see
+ * "One lock" in mpi_int.h): MPI_THREAD_SINGLE, unless MPROC_MPI_THREAD
+ * says "serialized".  Every MPI call the engine makes is already made
+ * under its mutex, one at a time, and the mutex orders them in memory;
+ * Open MPI 4.1 switches on its own locking for every level above SINGLE
+ * (FUNNELED included), which takes a mutex in each shared-memory send and
+ * a condition variable in each blocking wait and cost the 8-byte
+ * ping-pong more than half of its time.  Stacks that tie SINGLE to the
+ * thread that initialized MPI (UCX's single mode, on some clusters) are
+ * asked for SERIALIZED with MPROC_MPI_THREAD=serialized. */
+static int thread_level(void)
+{
+    const char *v = getenv("MPROC_MPI_THREAD");
+    if (v && strcmp(v, "serialized") == 0)
+        return MPI_THREAD_SERIALIZED;
+    if (v && *v && strcmp(v, "single") != 0)
+        mp_log(MP_LOG_WARNING, "comm: MPROC_MPI_THREAD=%s: want single or serialized", v);
+    return MPI_THREAD_SINGLE;
 }
 
 static int world_init(mp_comm *w)
@@ -288,14 +309,14 @@ static int world_init(mp_comm *w)
     int flag = 0, rc = MPI_SUCCESS;
     MPI_Initialized(&flag);
     if (!flag) {
-        int provided = MPI_THREAD_SINGLE;
-        rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+        int want = thread_level(), provided = MPI_THREAD_SINGLE;
+        rc = MPI_Init_thread(NULL, NULL, want, &provided);
         mpe.inited_mpi = rc == MPI_SUCCESS;
-        if (rc == MPI_SUCCESS && provided < MPI_THREAD_SERIALIZED)
+        if (rc == MPI_SUCCESS && provided < want)
             mp_log(MP_LOG_WARNING,
-                   "comm: MPI gives thread level %d, not SERIALIZED: do not "
+                   "comm: MPI gives thread level %d, not %d: do not "
                    "wait for isend/irecv futures from other threads",
-                   provided);
+                   provided, want);
     }
     int ret = rc == MPI_SUCCESS ? 0 : MP_EIO;
     if (ret == 0) {
@@ -346,7 +367,7 @@ static void world_fini(mp_comm *w)
     pthread_mutex_lock(&mpe.lock);
     mpe.stop = true;
     pthread_cond_signal(&mpe.wake);
-    bool joined = mpe.threaded;
+    bool joined = atomic_load(&mpe.threaded);
     pthread_mutex_unlock(&mpe.lock);
     if (joined)
         pthread_join(mpe.thread, NULL);
@@ -356,6 +377,8 @@ static void world_fini(mp_comm *w)
     if (w->impl)
         mcomm_free(w->impl);
     w->impl = NULL;
+    free(mpe.spare);
+    mpe.spare = NULL;
     int fin = 0;
     MPI_Finalized(&fin);
     if (mpe.inited_mpi && !fin)
