@@ -25,11 +25,11 @@
  * (terminate, cancel) are received and dropped.
  *
  * Engines.  The thread calls the communicator while the program's threads
- * may call it too.  The MPI engine serialises every call behind its own
- * lock (MPI_THREAD_SERIALIZED); the local engine takes its lock on every
- * call once its progress thread runs, so mp_pool_new() starts that first,
- * from the caller's thread, with a receive nothing matches, cancelled at
- * once (a receive left pending would keep that thread polling).
+ * may call it too.  Both engines take their lock on every call once their
+ * progress thread runs (before, the API allows one calling thread at a
+ * time and they skip it), so mp_pool_new() starts that thread first, from
+ * the caller's thread, with a receive nothing matches, cancelled at once
+ * (a receive left pending would keep that thread polling).
  *
  * Failures.  A worker rank's death under the local engine breaks the
  * engine's world: every call of every rank returns MP_EPEERDEAD from
@@ -1162,22 +1162,20 @@ static int root_setup(mp_pool *p, const mp_pool_opts *o, const mp__fnref *init_r
         rp->initarg_len = o->initarg_size;
     }
     rp->qtail = &rp->qhead;
-    /* The local engine locks its calls only once its progress thread
-     * runs: start it now, from the caller's thread, before the pool's own
-     * thread calls the engine too - with a receive nothing matches, taken
-     * back at once (the thread then sleeps until a request pends, and the
-     * engine keeps locking). */
-    const char *eng = mp_comm_engine(rp->dc);
-    if (eng && strcmp(eng, "local") == 0) {
-        mp_future *keep = NULL;
-        int rc = mp_comm_irecv(rp->dc, rp->keep_buf, sizeof rp->keep_buf, 0, RT_KEEP, &keep);
-        if (rc < 0)
-            return rc;
-        (void)mp_future_cancel(keep);
-        if (mp_future_wait(keep, 10.0) == 0)
-            mp_future_free(keep);
-    }
-    int rc = mp__pool_thread_start(&rp->thr, "mproc-rpool", rp_main, p);
+    /* Both engines lock their calls only once their progress thread runs
+     * (before, one thread calls at a time by the API's contract): start it
+     * now, from the caller's thread, before the pool's own thread calls the
+     * engine too - with a receive nothing matches, taken back at once (the
+     * thread then sleeps until a request pends, and the engine keeps
+     * locking). */
+    mp_future *keep = NULL;
+    int rc = mp_comm_irecv(rp->dc, rp->keep_buf, sizeof rp->keep_buf, 0, RT_KEEP, &keep);
+    if (rc < 0)
+        return rc;
+    (void)mp_future_cancel(keep);
+    if (mp_future_wait(keep, 10.0) == 0)
+        mp_future_free(keep);
+    rc = mp__pool_thread_start(&rp->thr, "mproc-rpool", rp_main, p);
     if (rc < 0)
         return rc;
     rp->thr_started = true;
