@@ -31,6 +31,17 @@
  *                                                         vs peer_zmq_ipc_msgs_per_s_1p1c
  *   mproc_comm_roundtrip_us           8-byte full round trip
  *                                                         vs peer_zmq_ipc_roundtrip_us
+ *   mproc_rank_pool_map_task_overhead_us_np4
+ *                                     a pool whose workers are ranks (4 ranks
+ *                                     on 2 CPUs: rank 0 maps, 3 serve):
+ *                                     map(square, 200000 int32 items), default
+ *                                     chunks, wall time / items - the workload
+ *                                     of Python's Pool(2).map
+ *                                                         vs py_pool_map_task_overhead_us_default
+ *   mproc_rank_pool_map_items_per_s_np4  the same as items per second  (no anchor)
+ *   mproc_rank_pool_apply_async_per_s_np4  10000 apply_async(square), then
+ *                                     every result in order
+ *                                                         vs py_pool_apply_async_per_s
  *
  * With --mpi, under mpiexec (launched as the anchors launch Open MPI:
  * anchors/mpi_run.sh, btl self,vader), the MPI engine's mproc_mpi_pingpong_us,
@@ -268,6 +279,92 @@ static void run(int n, mp_rank_fn fn, void *arg, const char *what)
         die(what, rc < 0 ? rc : MP_EWORKER);
 }
 
+/* ---- a pool whose workers are ranks ---------------------------------------------- */
+
+#define RP_MAP_N   200000
+#define RP_APPLY_N 10000
+
+static int rp_square(const void *in, void *out, const void *ctx)
+{
+    (void)ctx;
+    int64_t v = *(const int32_t *)in;
+    *(int64_t *)out = v * v;
+    return 0;
+}
+
+static int rp_square_task(const void *arg, size_t len, mp_buf *out)
+{
+    int64_t v = 0;
+    if (len == sizeof(int32_t))
+        v = *(const int32_t *)arg;
+    v *= v;
+    return mp_buf_append(out, &v, sizeof v);
+}
+
+static void rp_maps(mp_pool *p)
+{
+    static int32_t in[RP_MAP_N];
+    static int64_t out[RP_MAP_N];
+    for (int i = 0; i < RP_MAP_N; i++)
+        in[i] = i;
+    double us[TRIALS], rate[TRIALS];
+    for (int t = -1; t < TRIALS; t++) {
+        double t0 = bench_now();
+        CK("map", mp_pool_map(p, rp_square, in, RP_MAP_N, sizeof in[0], out, sizeof out[0], 0));
+        double dt = bench_now() - t0;
+        for (int i = 0; i < RP_MAP_N; i++)
+            if (out[i] != (int64_t)i * i)
+                die("map result", MP_EPROTO);
+        if (t >= 0) {
+            us[t] = dt * 1e6 / RP_MAP_N;
+            rate[t] = RP_MAP_N / dt;
+        }
+    }
+    bench_report("mproc_rank_pool_map_task_overhead_us_np4", us, TRIALS, "us",
+                 "py_pool_map_task_overhead_us_default");
+    bench_report("mproc_rank_pool_map_items_per_s_np4", rate, TRIALS, "items/s", NULL);
+}
+
+static void rp_applies(mp_pool *p)
+{
+    static mp_future *fs[RP_APPLY_N];
+    double rate[TRIALS];
+    for (int t = -1; t < TRIALS; t++) {
+        double t0 = bench_now();
+        for (int32_t i = 0; i < RP_APPLY_N; i++)
+            if (!(fs[i] = mp_pool_apply_async(p, rp_square_task, &i, sizeof i)))
+                die("apply_async", MP_ENOMEM);
+        for (int i = 0; i < RP_APPLY_N; i++) {
+            int64_t v = -1;
+            CK("get", mp_future_get(fs[i], &v, sizeof v, NULL, MP_FOREVER));
+            if (v != (int64_t)i * i)
+                die("apply result", MP_EPROTO);
+            mp_future_free(fs[i]);
+        }
+        if (t >= 0)
+            rate[t] = RP_APPLY_N / (bench_now() - t0);
+    }
+    bench_report("mproc_rank_pool_apply_async_per_s_np4", rate, TRIALS, "tasks/s",
+                 "py_pool_apply_async_per_s");
+}
+
+static int rank_pool(mp_comm *w, void *arg)
+{
+    (void)arg;
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.comm = w;
+    mp_pool *p;
+    CK("pool", mp_pool_new(&o, &p));
+    if (!p)
+        return 0;
+    rp_maps(p);
+    rp_applies(p);
+    CK("close", mp_pool_close(p));
+    CK("join", mp_pool_join(p, MP_FOREVER));
+    mp_pool_free(p);
+    return 0;
+}
+
 /* Under mpiexec (bench.sh runs `mpi_run.sh 2 bench_comm --mpi` and
  * `mpi_run.sh 4 bench_comm --mpi bcast`): the same figures on the MPI
  * engine, held against raw Open MPI run the same way. */
@@ -312,5 +409,12 @@ int main(int argc, char **argv)
         run(2, msgrate, NULL, "msgrate");
     if (WANT("roundtrip"))
         run(2, roundtrip, NULL, "roundtrip");
+    if (WANT("rankpool")) {
+        /* Not bound: rank 0's pool thread and the workers share 2 CPUs. */
+        fflush(stdout);
+        int rc = mp_run(4, rank_pool, NULL);
+        if (rc != 0)
+            die("rank pool", rc < 0 ? rc : MP_EWORKER);
+    }
     return 0;
 }

@@ -103,6 +103,44 @@
  * Worker processes ignore SIGINT: a Ctrl-C reaches the parent, which
  * coordinates (see mproc/future.h): a SIGINT while a thread waits in map,
  * imap_next or a future's get terminates the pool and returns MP_ECANCELED.
+ *
+ * Workers that are ranks (opts.comm; mpi4py's MPICommExecutor).  Under
+ * mprun -n N or mpiexec -n N every rank calls mp_pool_new() with
+ * opts.comm set to a communicator (the world, typically) and the same
+ * options: the call is collective (it duplicates the communicator, so the
+ * pool's messages never meet the program's).  On rank 0 it returns a pool
+ * whose workers are ranks 1..N-1 (or the first opts.processes of them),
+ * used through every call of this header.  On every other rank it serves
+ * that pool - runs the tasks rank 0 sends - until rank 0's pool is closed
+ * and done, terminated, freed, or rank 0 exits; it then returns 0 with
+ * *out NULL, and the program goes on (typically to the end of main).
+ * Functions are found on the worker ranks by their place in their module,
+ * as for spawn (the same binary on every host); one that lies in no
+ * module's code fails its submission with MP_EINVAL.  Arguments, inputs
+ * and ctx are copied at the call and travel as messages, a map chunk per
+ * message, up to two tasks in flight per rank; outputs come back the same
+ * way.  Refused with MP_EINVAL (mp_last_error_detail() names why): a
+ * communicator of one rank, processes above N-1, a start_method other than
+ * MP_START_DEFAULT or MP_START_AUTO, maxtasksperchild: a rank is started
+ * by its launcher and cannot be replaced.  task_timeout (per task or map
+ * chunk) fails a task past it with MP_ETIMELIMIT at once, but its rank
+ * cannot be stopped from rank 0: it runs the task to its end, gets no
+ * other work meanwhile (with a time limit each rank has one task in flight,
+ * not two) and serves again after; its late answer is dropped.  Progress
+ * is reported a chunk at a time.  The
+ * initializer runs once on each worker rank with initarg_size bytes of rank
+ * 0's initarg (with initarg_size 0: that rank's own opts.initarg).  retries,
+ * terminate_grace and name have no effect.  mp_pool_shared_alloc() returns
+ * NULL and mp_pool_worker_pids() 0.  Terminate and free fail the work not
+ * done with MP_ECANCELED, and return once every worker rank has finished
+ * the task it runs (a rank cannot be interrupted).  A worker rank that
+ * dies: under the local engine every call on the world fails from then on
+ * (mproc/comm.h), so its task and every other unfinished one fail with
+ * MP_EWORKER, the pool breaks (mp_pool_error() MP_EWORKER) and the other
+ * worker ranks return MP_EPEERDEAD from mp_pool_new(); under Open MPI the
+ * launcher ends the whole job.  A rank 0 that dies ends the serving ranks
+ * with MP_EPEERDEAD under the local engine (under Open MPI the launcher
+ * ends the job).  docs/pool.md, "Workers that are ranks", has the rest.
  */
 #ifndef MPROC_POOL_H
 #define MPROC_POOL_H
@@ -247,15 +285,20 @@ typedef struct mp_pool_opts {
     /** mp_pool_terminate() sends SIGTERM, waits this long for the workers to
      * end, then sends SIGKILL.  0: SIGKILL at once. */
     double terminate_grace;
+    /** NULL: the workers are processes of this program.  A communicator
+     * (mproc/comm.h): the workers are its ranks - see "Workers that are
+     * ranks" above; mp_pool_new() is then collective over it. */
+    struct mp_comm *comm;
 } mp_pool_opts;
 
 /** The default options: one worker per CPU, no initializer, no task or time
  * limit, no retries, the program's start method, no progress report, 0.1 s
- * between progress calls, 1 s of grace at terminate.  Initialise every
+ * between progress calls, 1 s of grace at terminate, no comm (the workers
+ * are processes of this program).  Initialise every
  * mp_pool_opts with it, then set the fields wanted. */
-#define MP_POOL_OPTS_INIT                                                                \
-    {                                                                                    \
-        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0 \
+#define MP_POOL_OPTS_INIT                                                                      \
+    {                                                                                          \
+        0, NULL, NULL, 0, 0, 0.0, 0, MP_START_DEFAULT, NULL, NULL, false, 0.1, NULL, 1.0, NULL \
     }
 
 /**
@@ -271,11 +314,16 @@ typedef struct mp_pool_opts {
  *               possible with an initarg to share) and the program has
  *               other threads: fork would copy their locks held;
  *   MP_ENOTSUP  fork, while a communication engine that forbids it runs;
+ *   MP_EINVAL   with opts.comm: an option a pool of ranks refuses (see
+ *               "Workers that are ranks" above);
+ *   MP_EPEERDEAD  on a worker rank: rank 0 died while it served;
  *   MP_ENOMEM   out of memory;
  *   another error when the shared memory, the eventfd, the forkserver or
  *               the supervisor thread cannot be created (a log line at
  *               MP_LOG_ERROR names which).
- * *out is NULL on failure.  Free the pool with mp_pool_free().
+ * *out is NULL on failure.  Free the pool with mp_pool_free().  With
+ * opts.comm, collective over it, and on every rank but 0 it blocks while
+ * it serves rank 0's pool, then returns 0 with *out NULL.
  */
 MP_EXTERN int mp_pool_new(const mp_pool_opts *opts, mp_pool **out);
 

@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "pool_int.h"
+#include "ranks.h"
 
 /* Cancels f while it waits in the parent as pending node n. */
 static int cancel_pending(mp_pool *p, mp_future *f, pending *n)
@@ -150,13 +151,17 @@ static mp_future *apply_submit_fill(mp_pool *p, mp_task_fn fn, size_t len, mp__p
         free(cbs);
         return mp__future_new_failed(bad, NULL);
     }
-    mp_future *f = mp__future_new(&mp__pool_future_ops, p);
+    mp_future *f = mp__future_new(p->ranks ? &mp__rpool_future_ops : &mp__pool_future_ops, p);
     if (!f) {
         free(cbs);
         return NULL;
     }
     if (cbs && mp_future_add_done_callback(f, apply_cb_trampoline, cbs) < 0)
         free(cbs);
+    if (p->ranks) {
+        mp__rpool_apply_submit(p, f, fn, len, fill, arg);
+        return f;
+    }
     mp__job job;
     memset(&job, 0, sizeof job);
     job.kind = MP__JOB_APPLY;

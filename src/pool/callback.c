@@ -83,6 +83,20 @@ int mp__pool_ev_post(mp_pool *p, void (*fn)(void *), void *arg)
     return 0;
 }
 
+void mp__pool_callbacks_end(mp_pool *p)
+{
+    pthread_mutex_lock(&p->ev_lock);
+    p->ev_quit = true;
+    bool started = p->ev_started;
+    pthread_cond_signal(&p->ev_cond);
+    pthread_mutex_unlock(&p->ev_lock);
+    if (started)
+        pthread_join(p->ev_tid, NULL);
+    pthread_mutex_lock(&p->ev_lock);
+    p->ev_closed = true;
+    pthread_mutex_unlock(&p->ev_lock);
+}
+
 bool mp__pool_in_callback_thread(mp_pool *p)
 {
     pthread_mutex_lock(&p->ev_lock);
@@ -151,6 +165,17 @@ static void run_progress(void *arg)
     if (e->bar)
         draw_bar(e);
     free(e);
+}
+
+void mp__pool_progress_post(mp_pool *p, mp_progress_fn fn, void *ctx, bool bar, size_t done,
+                            size_t total, double elapsed, bool final)
+{
+    progress_ev *pe = malloc(sizeof *pe);
+    if (!pe)
+        return;
+    *pe = (progress_ev){fn, ctx, bar, final, done, total, elapsed};
+    if (mp__pool_ev_post(p, run_progress, pe) < 0)
+        free(pe);
 }
 
 /* Items of map job e finished so far, counting the items running units

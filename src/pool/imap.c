@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "pool_int.h"
+#include "ranks.h"
 
 /* Called by the supervisor under p->lock. */
 void mp__pool_imap_unit_final(mp_pool *p, struct mp_imap *it, uint64_t u)
@@ -111,7 +112,8 @@ int mp_pool_imap_ex(mp_pool *p, const mp_map_spec *s, bool ordered, mp_imap **ou
     int rc;
     if (s->n) {
         it->job_active = true;
-        rc = mp__pool_map_submit(p, s, MODE_IMAP, NULL, it);
+        rc = p->ranks ? mp__rpool_map_submit(p, s, NULL, it)
+                      : mp__pool_map_submit(p, s, MODE_IMAP, NULL, it);
         if (rc < 0) {
             it->job_active = false;
             it->data_len = 0; /* freed by the failed submission */
@@ -265,6 +267,8 @@ void mp_imap_free(mp_imap *it)
     if (!it)
         return;
     mp_pool *p = it->pool;
+    if (p && p->ranks)
+        mp__rpool_imap_detach(p, it);
     if (p) {
         pthread_mutex_lock(&p->lock);
         pthread_mutex_lock(&it->lock);

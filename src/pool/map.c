@@ -20,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include "pool_int.h"
+#include "ranks.h"
 
 #define MAX_CTX ((size_t)16 << 20)
 
@@ -333,10 +334,11 @@ static mp_future *map_start(mp_pool *p, const mp_map_spec *s, int mode)
         pthread_mutex_unlock(&p->lock);
         return mp__future_new_failed(rc, NULL);
     }
-    mp_future *f = mp__future_new(&mp__pool_future_ops, p);
+    mp_future *f = mp__future_new(p->ranks ? &mp__rpool_future_ops : &mp__pool_future_ops, p);
     if (!f)
         return NULL;
-    int rc = mp__pool_map_submit(p, s, mode, f, NULL);
+    int rc =
+        p->ranks ? mp__rpool_map_submit(p, s, f, NULL) : mp__pool_map_submit(p, s, mode, f, NULL);
     if (rc < 0) {
         pthread_mutex_lock(&p->lock);
         const char *rep = p->broken ? p->broken_report : NULL;

@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include "pool_int.h"
+#include "ranks.h"
 #include "shutdown.h"
 #include "startmethod.h"
 
@@ -58,6 +59,16 @@ static void live_remove(mp_pool *p)
         }
     }
     pthread_mutex_unlock(&live_lock);
+}
+
+void mp__pool_live_add(mp_pool *p)
+{
+    live_add(p);
+}
+
+void mp__pool_live_remove(mp_pool *p)
+{
+    live_remove(p);
 }
 
 /* At exit, pools that were never freed are terminated before the process
@@ -242,6 +253,7 @@ static void pool_destroy(mp_pool *p)
     free(p->initarg_copy);
     free(p->broken_report);
     free(p->reset_report);
+    mp__rpool_destroy(p->ranks);
     for (uint32_t e = 0; e < MP__POOL_JOBS; e++)
         mp__pool_pjob_free(&p->pjobs[e]);
     pthread_mutex_destroy(&p->lock);
@@ -277,7 +289,7 @@ static void lock_init_adaptive(pthread_mutex_t *m)
 
 /* A pool object with its options, locks and lists, and no resources yet:
  * every descriptor -1, so that pool_destroy() can take it at any step. */
-static mp_pool *pool_alloc(const mp_pool_opts *o)
+mp_pool *mp__pool_alloc(const mp_pool_opts *o)
 {
     mp_pool *p = calloc(1, sizeof *p);
     if (!p)
@@ -427,6 +439,8 @@ int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
     const char *bad = opts_check(&o);
     if (bad)
         return mp__fail(MP_EINVAL, "mp_pool_new: %s", bad);
+    if (o.comm)
+        return mp__rpool_new(&o, out);
     /* Decided once for every worker: fork while the program has no other
      * thread, else (default, auto) the forkserver; fork asked for in a
      * threaded program is refused.  Fork hands initarg over as it is, the
@@ -435,7 +449,7 @@ int mp_pool_new(const mp_pool_opts *opts, mp_pool **out)
     int rc = mp__start_method_resolve(o.start_method, copyable, "pool", &o.start_method);
     if (rc < 0)
         return rc;
-    mp_pool *p = pool_alloc(&o);
+    mp_pool *p = mp__pool_alloc(&o);
     if (!p)
         return MP_ENOMEM;
     const char *what = "memory";
@@ -492,6 +506,8 @@ int mp_pool_close(mp_pool *p)
     MP__NONNULL(p);
     if (!mp__pool_ours(p))
         return mp__fail(MP_ESTATE, "mp_pool_close: p was made by another process");
+    if (p->ranks)
+        return mp__rpool_close(p);
     pthread_mutex_lock(&p->lock);
     if (p->state == ST_OPEN)
         p->state = ST_CLOSED;
@@ -505,6 +521,8 @@ int mp_pool_terminate(mp_pool *p)
     MP__NONNULL(p);
     if (!mp__pool_ours(p))
         return mp__fail(MP_ESTATE, "mp_pool_terminate: p was made by another process");
+    if (p->ranks)
+        return mp__rpool_terminate(p);
     pthread_mutex_lock(&p->lock);
     if (!p->sup_started || p->sup_quit) {
         pthread_mutex_unlock(&p->lock);
@@ -586,6 +604,8 @@ int mp_pool_shutdown(mp_pool *p, bool cancel_pending, double timeout)
                         "mp_pool_shutdown: timeout must be a number, < 0 for forever (got %g)",
                         timeout);
     MP__NONNULL(p);
+    if (p->ranks && mp__pool_ours(p))
+        return mp__rpool_shutdown(p, cancel_pending, timeout);
     int rc = mp_pool_close(p);
     if (rc < 0)
         return rc;
@@ -616,6 +636,10 @@ void mp_pool_free(mp_pool *p)
         mp_log(MP_LOG_ERROR, "mp_pool_free called from the pool's own callback thread: ignored");
         return;
     }
+    if (p->ranks) {
+        mp__rpool_free(p);
+        return;
+    }
     mp__shutdown_unregister(p->closer);
     p->closer = NULL;
     live_remove(p);
@@ -641,21 +665,17 @@ void mp_pool_free(mp_pool *p)
             p->ws[w].proc = NULL;
         }
     }
-    pthread_mutex_lock(&p->ev_lock);
-    p->ev_quit = true;
-    bool started = p->ev_started;
-    pthread_cond_signal(&p->ev_cond);
-    pthread_mutex_unlock(&p->ev_lock);
-    if (started)
-        pthread_join(p->ev_tid, NULL);
-    pthread_mutex_lock(&p->ev_lock);
-    p->ev_closed = true;
-    pthread_mutex_unlock(&p->ev_lock);
+    mp__pool_callbacks_end(p);
     mp__pool_release(p);
 }
 
 void *mp_pool_shared_alloc(mp_pool *p, size_t size)
 {
+    if (p && p->ranks) {
+        (void)mp__fail(MP_ENOTSUP, "mp_pool_shared_alloc: the workers of a pool of ranks share "
+                                   "no memory with the root");
+        return NULL;
+    }
     if (!p || !size || !mp__pool_ours(p)) {
         (void)mp__fail(MP_EINVAL, "mp_pool_shared_alloc: %s",
                        !p      ? "p must not be NULL"
@@ -700,6 +720,8 @@ int mp_pool_worker_pids(mp_pool *p, pid_t *pids, size_t cap)
         return mp__fail(MP_EINVAL,
                         "mp_pool_worker_pids: pids must not be NULL when cap > 0 (got cap %zu)",
                         cap);
+    if (p->ranks)
+        return 0; /* its workers are ranks, not this process's children */
     pthread_mutex_lock(&p->lock);
     int n = 0;
     for (uint32_t w = 0; w < p->nworkers; w++) {

@@ -17,6 +17,9 @@
  *   settle.c      results collected, failures recorded, work cancelled
  *   callback.c    the callback thread and progress reports
  *   worker*.c     the worker process (worker.h)
+ *   ranks.c       a pool whose workers are ranks (ranks.h): every public
+ *                 call above branches there first when p->ranks is set
+ *   rank_serve.c  a worker rank's serve loop
  *
  * Who does what.  API calls (any thread) prepare jobs - argument bytes and
  * map inputs are copied into the data region outside the pool's lock -
@@ -236,6 +239,10 @@ struct mp_pool { // NOLINT(clang-analyzer-optin.performance.Padding)
     pthread_t ev_tid;
 
     struct mp_pool *next_live; /* the list the exit handler walks */
+
+    /* Set for a pool whose workers are ranks (ranks.c): every public call
+     * branches there first. */
+    struct mp__rpool *ranks;
 };
 
 struct mp_imap {
@@ -306,6 +313,14 @@ char *mp__pool_printf(const char *fmt, ...) MP__PRINTF(1, 2);
  * that were never freed.  Called after a worker first starts. */
 void mp__pool_register_exit(void);
 
+/* A pool object with its options, locks and lists, and no resources yet.
+ * NULL when memory runs out. */
+mp_pool *mp__pool_alloc(const mp_pool_opts *o);
+
+/* Adds p to, or removes it from, the pools the exit handler ends. */
+void mp__pool_live_add(mp_pool *p);
+void mp__pool_live_remove(mp_pool *p);
+
 /* References (see object.c): the last release frees the pool.  No lock. */
 void mp__pool_hold(void *owner);
 void mp__pool_release(void *owner);
@@ -355,8 +370,17 @@ int mp__pool_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), v
  * (so: p->lock may be held, or not). */
 int mp__pool_ev_post(mp_pool *p, void (*fn)(void *), void *arg);
 
+/* Ends the callback thread once the callbacks queued have run; later
+ * posts fail.  Not under p->lock, not from the callback thread. */
+void mp__pool_callbacks_end(mp_pool *p);
+
 /* Whether the caller is the pool's callback thread.  Not under p->lock. */
 bool mp__pool_in_callback_thread(mp_pool *p);
+
+/* Hands one progress report (fn and ctx, the bar or not) to the callback
+ * thread. */
+void mp__pool_progress_post(mp_pool *p, mp_progress_fn fn, void *ctx, bool bar, size_t done,
+                            size_t total, double elapsed, bool final);
 
 /* Reports the progress of map job e when due (final: always, at n). */
 void mp__pool_progress_emit(mp_pool *p, uint32_t e, bool final);
