@@ -1554,7 +1554,7 @@ TEST(a_failing_task_says_why)
     close(logp[1]);
 }
 
-/* ---- stop points: a worker killed at each instant of the protocol ------------- */ /* ---- stop points: a worker killed at each instant of the protocol ------------- */
+/* ---- stop points: a worker killed at each instant of the protocol ------------- */
 
 /* Shared: [0] armed, [1] hits of the point, [2..] runs of each item. */
 static _Atomic int *stop_state;
@@ -2089,8 +2089,7 @@ TEST(the_supervisor_wakes_a_worker_waiting_for_space)
     latch_close(g);
 }
 
-/* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
-/* ---- initializers ------------------------------------------------------------------ */ /* ---- initializers ------------------------------------------------------------------ */
+/* ---- initializers ------------------------------------------------------------------ */
 
 static _Atomic int *init_runs;
 
