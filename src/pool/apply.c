@@ -86,18 +86,19 @@ static bool op_running(void *owner, const mp_future *f)
     return r;
 }
 
-static void op_interrupt(void *owner)
+void mp__pool_op_interrupt(void *owner)
 {
     mp_pool_terminate(owner);
 }
 
-static int op_dispatch(void *owner, void (*fn)(void *), void *arg)
+int mp__pool_op_dispatch(void *owner, void (*fn)(void *), void *arg)
 {
     return mp__pool_ev_post(owner, fn, arg);
 }
 
-const mp__future_ops mp__pool_future_ops = {mp__pool_hold, mp__pool_release, op_cancel,
-                                            op_running,    op_interrupt,     op_dispatch};
+const mp__future_ops mp__pool_future_ops = {
+    mp__pool_hold, mp__pool_release,      op_cancel,
+    op_running,    mp__pool_op_interrupt, mp__pool_op_dispatch};
 
 typedef struct apply_cbs {
     mp_future_cb ok, err;

@@ -502,6 +502,11 @@ void *mp__pool_supervisor(void *arg);
 
 /* The operations of the pool's futures. */
 extern const mp__future_ops mp__pool_future_ops;
+/* The operations a pool's futures share whatever the workers are: an
+ * interrupt terminates the pool; callbacks go to its callback thread.
+ * Any thread, without p->lock. */
+void mp__pool_op_interrupt(void *owner);
+int mp__pool_op_dispatch(void *owner, void (*fn)(void *), void *arg);
 
 /* Writes an apply task's len argument bytes to dst, from src. */
 typedef void (*mp__pool_arg_fill)(void *dst, size_t len, const void *src);

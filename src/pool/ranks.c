@@ -852,19 +852,9 @@ static bool rp_future_running(void *owner, const mp_future *f)
     return r;
 }
 
-static void rp_future_interrupt(void *owner)
-{
-    mp_pool_terminate(owner);
-}
-
-static int rp_future_dispatch(void *owner, void (*fn)(void *), void *arg)
-{
-    return mp__pool_ev_post(owner, fn, arg);
-}
-
-const mp__future_ops mp__rpool_future_ops = {mp__pool_hold,       mp__pool_release,
-                                             rp_future_cancel,    rp_future_running,
-                                             rp_future_interrupt, rp_future_dispatch};
+const mp__future_ops mp__rpool_future_ops = {mp__pool_hold,         mp__pool_release,
+                                             rp_future_cancel,      rp_future_running,
+                                             mp__pool_op_interrupt, mp__pool_op_dispatch};
 
 /* Names fn for the worker ranks: its module and offset. */
 static int job_ref(rjob *j, const void *fn, const char *call)
