@@ -25,7 +25,14 @@
  *
  * Messages.  A message of up to `eager` bytes is copied into the ring of
  * its pair (a 16-byte header, the bytes, padded to a cache line), and the
- * sender returns.  A larger one is a rendezvous: the sender fills one of
+ * sender returns.  The header's first word, a stamp made from the record's
+ * position in the ring, is written last: a receiver waits on the line its
+ * next record starts on and nothing else, and the line that tells it a
+ * message came is the line that brings the message (an 8-byte message
+ * costs one cache line's transfer).  A stamp from the ring's previous lap
+ * (or zero) says the record is not there yet; the receiver zeroes the
+ * first word of every other line of a record it takes, so that a
+ * message's bytes never pass for a stamp in the next lap.  A larger one is a rendezvous: the sender fills one of
  * its rdv slots and sends a 16-byte request naming it; the receiver, once
  * a receive matches, claims the slot (compare-and-swap) and copies the
  * bytes straight from the sender's memory with one process_vm_readv - a
@@ -77,7 +84,7 @@
 
 #define MP__L_LINE      64
 #define MP__L_MAGIC     0x31306d6d6f636c6dULL /* "mlcomm01" */
-#define MP__L_VERSION   1u
+#define MP__L_VERSION   2u
 #define MP__L_MAX_RANKS 256
 #define MP__L_RDV_SLOTS 64
 #define MP__L_PIECE     ((uint64_t)64 << 10)  /* pipeline piece */
@@ -173,23 +180,33 @@ typedef struct mp__lcomm {
     mp__lbslot bc[MP__L_BC_SLOTS];
 } mp__lcomm;
 
-/* The ring's indices (bytes ever written and read), then its data. */
+/* The receiver's index (bytes ever read), then the ring's data.  The
+ * sender's index lives in the records' stamps (see "Messages"). */
 typedef struct mp__lring {
-    alignas(MP__L_LINE) _Atomic uint64_t tail; /* written by the sender */
     alignas(MP__L_LINE) _Atomic uint64_t head; /* written by the receiver */
     _Atomic uint32_t want_space;               /* the sender waits for room */
 } mp__lring;
-#define MP__LRING_HDR ((uint64_t)2 * MP__L_LINE)
+#define MP__LRING_HDR ((uint64_t)MP__L_LINE)
 
 enum { MP__REC_EAGER = 1, MP__REC_RTS = 2 };
 
+/* A record's header, on a line of its own start.  The stamp is written
+ * last (release), read first (acquire). */
 typedef struct mp__lrec {
-    uint32_t len; /* payload bytes */
+    uint32_t stamp; /* mp__lrec_stamp(its position); 0 or older: not there yet */
+    uint16_t kind;
+    uint16_t len; /* payload bytes (eager <= 16 KiB) */
     int32_t tag;
     uint32_t ctx;
-    uint16_t kind;
-    uint16_t pad;
 } mp__lrec;
+
+/* The stamp of a record at ring position pos (a multiple of the line):
+ * odd, so never the zero of a new or cleared line, and different from the
+ * stamp one lap (ring_bytes) before, whatever the ring's size. */
+static inline uint32_t mp__lrec_stamp(uint64_t pos)
+{
+    return (uint32_t)(pos / MP__L_LINE) << 1 | 1u;
+}
 
 typedef struct mp__lrts {
     uint64_t len;
@@ -216,10 +233,10 @@ typedef struct lpeer {
     uint64_t out_tail, out_head; /* our tail; the last head we read */
     mp__lring *in;               /* ring from the peer */
     unsigned char *in_data;
-    uint64_t in_head, in_tail; /* our head; the last tail we read */
-    lreq_list sendq;           /* sends waiting their turn, in order */
-    int posted_from;           /* posted receives naming this peer */
-    int pidfd;                 /* -1 until needed */
+    uint64_t in_head; /* our head */
+    lreq_list sendq;  /* sends waiting their turn, in order */
+    int posted_from;  /* posted receives naming this peer */
+    int pidfd;        /* -1 until needed */
 } lpeer;
 
 typedef struct lworld {

@@ -240,6 +240,12 @@ static void ring_write(const lworld *w, unsigned char *data, uint64_t pos, const
         memcpy(data, (const char *)src + first, len - first);
 }
 
+/* The first word of the ring line at pos, where a record's stamp goes. */
+static _Atomic uint32_t *stamp_at(const lworld *w, unsigned char *data, uint64_t pos)
+{
+    return (_Atomic uint32_t *)(void *)(data + (pos & (w->lay.ring_bytes - 1)));
+}
+
 /* Writes one record to dest's ring if it fits.  Returns 1 when written,
  * 0 when the ring is full, MP_EPROTO when the peer's head is impossible. */
 static int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int tag, const void *p,
@@ -260,58 +266,54 @@ static int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int tag, c
             return 0;
         }
     }
-    mp__lrec rec = {(uint32_t)n, tag, ctx, kind, 0};
     /* Records start on a line, and the ring is a whole number of lines:
-     * the header never wraps. */
-    memcpy(pe->out_data + (pe->out_tail & (room - 1)), &rec, sizeof rec);
+     * the header never wraps.  Everything but the stamp first, then the
+     * stamp, released: it tells the receiver the record is whole. */
+    mp__lrec rec = {0, kind, (uint16_t)n, tag, ctx};
+    unsigned char *at = pe->out_data + (pe->out_tail & (room - 1));
+    memcpy(at + sizeof rec.stamp, (const unsigned char *)&rec + sizeof rec.stamp,
+           sizeof rec - sizeof rec.stamp);
     if (n)
         ring_write(w, pe->out_data, pe->out_tail + sizeof rec, p, n);
+    atomic_store_explicit(stamp_at(w, pe->out_data, pe->out_tail), mp__lrec_stamp(pe->out_tail),
+                          memory_order_release);
     pe->out_tail += need;
-    /* Release: the record is visible before the tail that covers it. */
-    atomic_store_explicit(&pe->out->tail, pe->out_tail, memory_order_release);
     mp__lw_notify(w, dest);
     return 1;
 }
 
 /* The record at the head of src's ring.  Returns 1 with *rec, 0 when the
- * ring is empty, MP_EPROTO for anything but a valid record. */
+ * ring is empty (the line holds zero or the stamp of the lap before),
+ * MP_EPROTO for anything but a valid record. */
 static int ring_peek(lworld *w, int src, mp__lrec *rec)
 {
     lpeer *pe = &w->peers[src];
-    uint64_t room = w->lay.ring_bytes;
-    if (pe->in_head == pe->in_tail) {
-        uint64_t tail = atomic_load_explicit(&pe->in->tail, memory_order_acquire);
-        if (tail == pe->in_head)
-            return 0;
-        if (tail < pe->in_head || tail - pe->in_head > room || (tail - pe->in_head) % MP__L_LINE)
-            return MP_EPROTO;
-        pe->in_tail = tail;
+    _Atomic uint32_t *sp = stamp_at(w, pe->in_data, pe->in_head);
+    uint32_t stamp = atomic_load_explicit(sp, memory_order_acquire);
+    if (stamp != mp__lrec_stamp(pe->in_head)) {
+        uint64_t lap = w->lay.ring_bytes;
+        bool empty =
+            stamp == 0 || (pe->in_head >= lap && stamp == mp__lrec_stamp(pe->in_head - lap));
+        return empty ? 0 : MP_EPROTO;
     }
-    memcpy(rec, pe->in_data + (pe->in_head & (room - 1)), sizeof *rec);
+    memcpy(rec, (const void *)sp, sizeof *rec);
     bool ok = (rec->kind == MP__REC_EAGER && rec->len <= w->lay.eager) ||
               (rec->kind == MP__REC_RTS && rec->len == sizeof(mp__lrts));
-    if (!ok || rec_bytes(rec->len) > pe->in_tail - pe->in_head)
-        return MP_EPROTO;
-    return 1;
+    return ok ? 1 : MP_EPROTO;
 }
 
 /* Drops the head record of src's ring, and tells a sender that waits for
- * room. */
-/* Read-ahead: lines of the records after this one that are complete
- * already (below the tail we read), so that their transfers from the
- * sender's cache overlap with this record's copy instead of each waiting
- * its turn.  Never the line at the tail, which the sender may be writing. */
-#define READ_AHEAD_LINES 4
-
+ * room.  The first word of each line after the header held message bytes:
+ * zeroed, so that it cannot pass for a stamp when a record starts there in
+ * the next lap (the sender writes there only after it sees our head move
+ * past, so the zero comes first). */
 static void ring_pop(lworld *w, int src, const mp__lrec *rec)
 {
     lpeer *pe = &w->peers[src];
-    pe->in_head += rec_bytes(rec->len);
-    uint64_t ahead = pe->in_tail - pe->in_head;
-    if (ahead > (uint64_t)READ_AHEAD_LINES * MP__L_LINE)
-        ahead = (uint64_t)READ_AHEAD_LINES * MP__L_LINE;
-    for (uint64_t off = 0; off < ahead; off += MP__L_LINE)
-        __builtin_prefetch(pe->in_data + ((pe->in_head + off) & (w->lay.ring_bytes - 1)), 0, 3);
+    uint64_t need = rec_bytes(rec->len);
+    for (uint64_t off = MP__L_LINE; off < need; off += MP__L_LINE)
+        atomic_store_explicit(stamp_at(w, pe->in_data, pe->in_head + off), 0, memory_order_relaxed);
+    pe->in_head += need;
     atomic_store_explicit(&pe->in->head, pe->in_head, memory_order_release);
     /* Store - fence - load against the sender's want_space - fence - head
      * (ring_put, then its wait). */
@@ -875,19 +877,48 @@ static void status_out(const lcomm *c, const lreq *q, mp_comm_status *st)
     }
 }
 
-/* A receive from src that the message at the head of src's ring answers
- * at once, when nothing else could claim that message first (no earlier
- * receive posted, nothing unexpected, no other thread).  Returns 1 when it
- * received; 0 sends the call down the general path. */
-static int recv_now(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st)
+/* Whether a message waiting in unex would answer a receive of tag from
+ * world rank src on ctx. */
+static bool unex_has(const lworld *w, uint32_t ctx, int src, int tag)
+{
+    const lreq q = {.ctx = ctx, .peer = src, .tag = tag};
+    for (const lmsg *m = w->unex.head; m; m = m->next)
+        if (matches(&q, m->ctx, m->src, m->tag))
+            return true;
+    return false;
+}
+
+/* A blocking receive from a known source when nothing else could claim
+ * that source's next message first (no receive posted before it, nothing
+ * unexpected that it would take, no other thread): it waits on the line
+ * where that ring's next record starts - one line, not every ring - and
+ * takes the message from there.  Returns 1 when it received, 0 to send the
+ * call down the general path (what came is not for it: another tag or
+ * communicator, a rendezvous, too long), or an error of the wait. */
+static int recv_direct(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
+                       int64_t deadline)
 {
     lworld *w = c->w;
-    if (w->threaded || w->posted.head || w->unex.head || src < 0)
+    if (w->threaded || w->posted.head || src < 0)
         return 0;
     int wsrc = c->group[src];
+    if (w->unex.head && unex_has(w, c->ctx, wsrc, tag))
+        return 0;
+    /* Collective traffic stops when the communicator's collectives break. */
+    const lcomm *health = tag < MP_ANY_TAG ? c : NULL;
+    lwait wt = LWAIT_INIT(deadline);
     mp__lrec rec;
-    if (ring_peek(w, wsrc, &rec) != 1 || rec.kind != MP__REC_EAGER || rec.ctx != c->ctx ||
-        rec.len > cap || (tag == MP_ANY_TAG ? rec.tag < 0 : rec.tag != tag))
+    int rc;
+    while ((rc = ring_peek(w, wsrc, &rec)) == 0) {
+        rc = mp__lw_pause(w, &wt, health, wsrc);
+        if (rc < 0)
+            break;
+    }
+    mp__lw_end(w, &wt);
+    if (rc != 1)
+        return rc;
+    if (rec.kind != MP__REC_EAGER || rec.ctx != c->ctx || rec.len > cap ||
+        (tag == MP_ANY_TAG ? rec.tag < 0 : rec.tag != tag))
         return 0;
     ring_read(w, w->peers[wsrc].in_data, w->peers[wsrc].in_head + sizeof rec, buf, rec.len);
     ring_pop(w, wsrc, &rec);
@@ -902,8 +933,9 @@ int mp__lp_recv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_statu
     lworld *w = c->w;
     if (broken(w))
         return MP_EPEERDEAD;
-    if (recv_now(c, buf, cap, src, tag, st))
-        return 0;
+    int rc = recv_direct(c, buf, cap, src, tag, st, deadline);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     lreq q = {.kind = RQ_RECV,
               .comm = c,
               .ctx = c->ctx,
@@ -912,7 +944,7 @@ int mp__lp_recv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_statu
               .rbuf = buf,
               .len = cap};
     lock(w);
-    int rc = post_recv(w, &q);
+    rc = post_recv(w, &q);
     if (rc == 0)
         rc = q.phase == PH_DONE ? q.rc : run(w, c, &q, NULL, deadline);
     unlock(w);

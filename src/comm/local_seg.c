@@ -56,6 +56,8 @@ int mp__lseg_layout(int n, mp__llayout *lay)
                               : (4u << 10);
     lay->ring_bytes = ring;
     lay->eager = ring / 4 < (16u << 10) ? ring / 4 : (16u << 10);
+    /* A record's length is 16 bits (local.h). */
+    _Static_assert((16u << 10) <= UINT16_MAX, "eager length fits mp__lrec.len");
     uint64_t off = round_up(sizeof(mp__lhdr), PAGE);
     lay->off_ranks = off;
     off = round_up(off + (uint64_t)n * sizeof(mp__lrank), PAGE);
@@ -184,13 +186,11 @@ static void peer_init(lworld *w, int p)
     pe->in = (mp__lring *)(rings + ((uint64_t)p * (uint64_t)w->n + (uint64_t)w->me) * stride);
     pe->out_data = (unsigned char *)pe->out + MP__LRING_HDR;
     pe->in_data = (unsigned char *)pe->in + MP__LRING_HDR;
-    /* This process alone writes our tail and our head: their values in
-     * shared memory are ours to trust.  Ranks start at once, so a peer
-     * may have sent already; its tail is read when needed. */
-    pe->out_tail = atomic_load(&pe->out->tail);
-    pe->out_head = atomic_load(&pe->out->head);
-    pe->in_head = atomic_load(&pe->in->head);
-    pe->in_tail = pe->in_head;
+    /* A rank attaches once, to a new segment: every ring starts empty, at
+     * position 0, and a peer may have sent already. */
+    pe->out_tail = 0;
+    pe->out_head = 0;
+    pe->in_head = 0;
     pe->pidfd = -1;
 }
 
