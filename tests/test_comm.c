@@ -248,6 +248,150 @@ TEST(p2p_keeps_order)
     CHECK_EQ(run_ok(2, order_rank, NULL), 0);
 }
 
+/* Rank 1 floods rank 0 (more than its ring holds, so it waits for room)
+ * while rank 0 takes rank 2's messages by name, one tag first: those
+ * receives wait on rank 2's ring alone, meet records for the other tag
+ * and a rendezvous there, and must leave everything else in order.  Every
+ * message arrives once, in the order of its sender and tag. */
+enum { FLOOD = 6000, NAMED = 3000 };
+
+static size_t flood_len(unsigned i)
+{
+    return 8 + i % 120;
+}
+
+static size_t named_len(unsigned i)
+{
+    return i % 500 == 250 ? 70000 : 4 + i % 60;
+}
+
+static int named_tag(unsigned i)
+{
+    return i % 4 == 3 ? 3 : 2;
+}
+
+/* Takes rank 1's next flood message (number *next), by name or from any
+ * source. */
+static int flood_take(mp_comm *w, unsigned char *b, unsigned *next, bool any)
+{
+    mp_comm_status st;
+    RK_OK(mp_comm_recv(w, b, 70000, any ? MP_ANY_SOURCE : 1, any ? MP_ANY_TAG : 1, &st, 20));
+    RK_EQ(st.source, 1);
+    RK_EQ(st.tag, 1);
+    RK_EQ(st.count, flood_len(*next));
+    RK_EQ(differs(b, st.count, *next), 0);
+    ++*next;
+    return 0;
+}
+
+/* Takes rank 2's messages of tag, in order, and every 100th a flood one. */
+static int named_take(mp_comm *w, unsigned char *b, int tag, unsigned *flooded)
+{
+    for (unsigned i = 0; i < NAMED; i++) {
+        if (named_tag(i) != tag)
+            continue;
+        mp_comm_status st;
+        RK_OK(mp_comm_recv(w, b, 70000, 2, tag, &st, 20));
+        RK_EQ(st.source, 2);
+        RK_EQ(st.tag, tag);
+        RK_EQ(st.count, named_len(i));
+        RK_EQ(differs(b, st.count, 100000 + i), 0);
+        if (i % 100 == 0 && *flooded < FLOOD)
+            RK_PASS(flood_take(w, b, flooded, false));
+    }
+    return 0;
+}
+
+static int flood_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    unsigned char *b = malloc(70000);
+    RK_CHECK(b);
+    if (rk_me == 1) {
+        for (unsigned i = 0; i < FLOOD; i++) {
+            fill(b, flood_len(i), i);
+            RK_OK(mp_comm_send(w, b, flood_len(i), 0, 1, 20));
+        }
+    } else if (rk_me == 2) {
+        for (unsigned i = 0; i < NAMED; i++) {
+            fill(b, named_len(i), 100000 + i);
+            RK_OK(mp_comm_send(w, b, named_len(i), 0, named_tag(i), 20));
+        }
+    } else if (rk_me == 0) {
+        unsigned flooded = 0;
+        RK_PASS(named_take(w, b, 2, &flooded));
+        RK_PASS(named_take(w, b, 3, &flooded));
+        while (flooded < FLOOD)
+            RK_PASS(flood_take(w, b, &flooded, flooded % 7 == 0));
+        RK_ERR(mp_comm_probe(w, MP_ANY_SOURCE, MP_ANY_TAG, NULL, 0), MP_ETIMEDOUT);
+    }
+    free(b);
+    return mp_comm_barrier(w, 20);
+}
+
+TEST_TIMEOUT(p2p_named_source_amid_a_flood, 120)
+{
+    CHECK_EQ(run_ok(3, flood_rank, NULL), 0);
+    CHECK_EQ(run_ok(4, flood_rank, NULL), 0);
+}
+
+/* Bytes of a message that look like the stamp and header of the record to
+ * come at their line in the ring's next lap are not taken for one: the
+ * receiver zeroes them when it takes the message.  (The world's ring from
+ * rank 0 to rank 1 starts empty, at position 0: the records' positions are
+ * known.) */
+static int forged_stamp_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    mp__llayout lay;
+    RK_OK(mp__lseg_layout(2, &lay));
+    /* Records of exactly eager bytes, ring_bytes / eager of them a lap. */
+    size_t len = lay.eager - sizeof(mp__lrec);
+    uint64_t per_lap = lay.ring_bytes / lay.eager;
+    unsigned char *b = calloc(1, len);
+    RK_CHECK(b);
+    mp_comm_status st;
+    if (rk_me == 0) {
+        for (uint64_t i = 0; i < per_lap; i++) {
+            uint64_t pos = i * lay.eager;
+            for (uint64_t off = MP__L_LINE; off < lay.eager; off += MP__L_LINE) {
+                mp__lrec fake = {mp__lrec_stamp(pos + off + lay.ring_bytes), MP__REC_EAGER, 8, 7,
+                                 0};
+                memcpy(b + off - sizeof fake, &fake, sizeof fake);
+            }
+            RK_OK(mp_comm_send(w, b, len, 1, 7, 10));
+        }
+        /* One line at the start of the next lap; the line after it held
+         * the first forgery. */
+        RK_OK(mp_comm_send(w, "first", 6, 1, 7, 10));
+        RK_OK(mp_comm_recv(w, b, 1, 1, 8, NULL, 10));
+        uint64_t v = 42;
+        RK_OK(mp_comm_send(w, &v, sizeof v, 1, 7, 10));
+    } else if (rk_me == 1) {
+        for (uint64_t i = 0; i < per_lap; i++) {
+            RK_OK(mp_comm_recv(w, b, len, 0, 7, &st, 10));
+            RK_EQ(st.count, len);
+        }
+        RK_OK(mp_comm_recv(w, b, len, 0, 7, &st, 10));
+        RK_EQ(st.count, 6);
+        RK_CHECK(strcmp((const char *)b, "first") == 0);
+        RK_ERR(mp_comm_recv(w, b, len, 0, 7, &st, 0.05), MP_ETIMEDOUT);
+        RK_OK(mp_comm_send(w, "", 1, 0, 8, 10));
+        uint64_t v = 0;
+        RK_OK(mp_comm_recv(w, &v, sizeof v, 0, 7, &st, 10));
+        RK_EQ(v, 42);
+    }
+    free(b);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST(p2p_message_bytes_never_pass_for_a_stamp)
+{
+    CHECK_EQ(run_ok(2, forged_stamp_rank, NULL), 0);
+}
+
 static int msgsize_rank(mp_comm *w, void *arg)
 {
     (void)arg;
@@ -711,6 +855,39 @@ TEST(rank_killed_mid_collective)
     o.keep_going = false;
     CHECK_ERR(mp_run_with_opts(4, die_rank, &a, &o), MP_EWORKER);
     CHECK_EQ(codes[0], -SIGKILL);
+}
+
+/* A rank waiting on the ring of the very peer that dies learns it within
+ * its timeout, and the next receive, even from any source, fails at once. */
+static int ring_death_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    char b[8] = "go";
+    if (rk_me == 1) {
+        RK_OK(mp_comm_recv(w, b, sizeof b, 0, 1, NULL, 10));
+        raise(SIGKILL);
+    }
+    RK_OK(mp_comm_send(w, b, sizeof b, 1, 1, 10));
+    double t0 = mpt_now();
+    RK_ERR(mp_comm_recv(w, b, sizeof b, 1, 2, NULL, 20), MP_EPEERDEAD);
+    RK_CHECK(mpt_now() - t0 < 10);
+    t0 = mpt_now();
+    RK_ERR(mp_comm_recv(w, b, sizeof b, MP_ANY_SOURCE, MP_ANY_TAG, NULL, 20), MP_EPEERDEAD);
+    RK_CHECK(mpt_now() - t0 < 1);
+    return 0;
+}
+
+TEST(rank_killed_while_a_peer_waits_on_its_ring)
+{
+    int codes[2];
+    mp_run_opts o = MP_RUN_OPTS_INIT;
+    o.keep_going = true;
+    o.timeout = 40;
+    o.exitcodes = codes;
+    CHECK_ERR(mp_run_with_opts(2, ring_death_rank, NULL, &o), MP_EWORKER);
+    CHECK_EQ(codes[0], 0);
+    CHECK_EQ(codes[1], -SIGKILL);
 }
 
 /* Without any launcher watching, a waiting rank still finds its dead peer
