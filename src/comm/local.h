@@ -154,23 +154,36 @@ typedef struct mp__lbulk {
     alignas(MP__L_LINE) _Atomic uint64_t taken;  /* bytes the receiver copied out */
 } mp__lbulk;
 
-/* A broadcast slot holds a chunk of the message (MP__BC_DATA), or says
- * where the whole message lies in the root's memory, for readers to copy
- * it from there (MP__BC_REMOTE: the root waits for them). */
-enum { MP__BC_DATA = 1, MP__BC_REMOTE = 2 };
+/* A broadcast slot holds a chunk of the message (MP__BC_DATA), or a
+ * message small enough to travel in the slot's own line (MP__BC_INLINE:
+ * a reader's one transfer brings the news and the bytes), or says where
+ * the whole message lies in the root's memory, for readers to copy it
+ * from there (MP__BC_REMOTE: the root waits for them). */
+enum { MP__BC_DATA = 1, MP__BC_REMOTE = 2, MP__BC_INLINE = 3 };
+#define MP__L_BC_INLINE 24
 
 typedef struct mp__lbslot {
     alignas(MP__L_LINE) _Atomic uint64_t stamp; /* 1 + the chunk number it holds */
-    _Atomic uint32_t left;                      /* readers that have not copied it */
     uint32_t len;
     uint32_t kind; /* MP__BC_* */
     int32_t pid;   /* MP__BC_REMOTE: the root, its buffer, its length */
+    uint32_t pad;
     uint64_t addr;
     uint64_t rlen;
+    unsigned char inl[MP__L_BC_INLINE]; /* MP__BC_INLINE: the message */
 } mp__lbslot;
 
-/* A communicator's block; page-aligned data follows: MP__L_BC_SLOTS
- * broadcast chunks, then n + 1 reduction pieces. */
+/* How many broadcast chunks a member has finished (as root or reader),
+ * on a line of its own that only that member writes: a root reuses a
+ * slot once every member is past it, and readers count themselves off
+ * with a plain store, not a read-modify-write on the slot's line. */
+typedef struct mp__lbdone {
+    alignas(MP__L_LINE) _Atomic uint64_t done;
+} mp__lbdone;
+
+/* A communicator's block, then n mp__lbdone lines; page-aligned data
+ * follows (at mp__lcomm_head(n)): MP__L_BC_SLOTS broadcast chunks, then
+ * n + 1 reduction pieces. */
 typedef struct mp__lcomm {
     alignas(MP__L_LINE) _Atomic uint32_t refs; /* members still using it; 0: free */
     uint32_t ctx;
@@ -179,6 +192,12 @@ typedef struct mp__lcomm {
     alignas(MP__L_LINE) _Atomic uint32_t bar_gen;
     mp__lbslot bc[MP__L_BC_SLOTS];
 } mp__lcomm;
+
+/* The bytes of a communicator block before its data, for n ranks. */
+static inline uint64_t mp__lcomm_head(uint64_t n)
+{
+    return (sizeof(mp__lcomm) + n * sizeof(mp__lbdone) + 4095) / 4096 * 4096;
+}
 
 /* The receiver's index (bytes ever read), then the ring's data.  The
  * sender's index lives in the records' stamps (see "Messages"). */
@@ -285,10 +304,12 @@ struct lcomm {
     mp__lcomm *shm;
     unsigned char *bc_data, *red_data;
     int size, rank;
-    int *group;       /* comm rank -> world rank */
-    int *inv;         /* world rank -> comm rank, or -1 */
-    uint64_t bc_next; /* broadcast chunks so far */
-    int remote;       /* large broadcasts read from the root: 1 yes, -1 no, 0 not known */
+    int *group;          /* comm rank -> world rank */
+    int *inv;            /* world rank -> comm rank, or -1 */
+    mp__lbdone *bc_done; /* per member: broadcast chunks finished */
+    uint64_t bc_next;    /* broadcast chunks so far */
+    uint64_t bc_past;    /* chunks every member is known to have finished */
+    int remote;          /* large broadcasts read from the root: 1 yes, -1 no, 0 not known */
 };
 
 /* A wait in progress (see mp__lw_pause). */

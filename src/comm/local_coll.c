@@ -68,7 +68,8 @@ static void lc_attach_block(lcomm *c, int slot)
         return;
     unsigned char *b = block_of(w, slot);
     c->shm = (mp__lcomm *)b;
-    c->bc_data = b + ((sizeof(mp__lcomm) + PAGE - 1) / PAGE) * PAGE;
+    c->bc_done = (mp__lbdone *)(b + sizeof(mp__lcomm));
+    c->bc_data = b + mp__lcomm_head((uint64_t)w->n);
     c->red_data = c->bc_data + MP__L_BC_SLOTS * MP__L_BC_CHUNK;
 }
 
@@ -151,10 +152,11 @@ static int block_take(lworld *w, int size, uint32_t ctx)
         atomic_store(&b->abandoned, 0);
         atomic_store(&b->bar_count, 0);
         atomic_store(&b->bar_gen, 0);
-        for (int i = 0; i < MP__L_BC_SLOTS; i++) {
+        for (int i = 0; i < MP__L_BC_SLOTS; i++)
             atomic_store(&b->bc[i].stamp, 0);
-            atomic_store(&b->bc[i].left, 0);
-        }
+        mp__lbdone *done = (mp__lbdone *)(b + 1);
+        for (int i = 0; i < w->n; i++)
+            atomic_store(&done[i].done, 0);
         return s;
     }
     return -1;
@@ -368,17 +370,41 @@ static int wait_u64(lcomm *c, _Atomic uint64_t *word, uint64_t want, int64_t dea
     return rc;
 }
 
-static int wait_zero(lcomm *c, _Atomic uint32_t *word, int64_t deadline)
+/* The fewest broadcast chunks any member has finished. */
+static uint64_t bc_least(const lcomm *c)
 {
+    uint64_t least = UINT64_MAX;
+    for (int i = 0; i < c->size; i++) {
+        uint64_t d = atomic_load_explicit(&c->bc_done[i].done, memory_order_acquire);
+        if (d < least)
+            least = d;
+    }
+    return least;
+}
+
+/* Waits until every member has finished `want` broadcast chunks.  Returns
+ * 0 or an error. */
+static int wait_past(lcomm *c, uint64_t want, int64_t deadline)
+{
+    if (c->bc_past >= want)
+        return 0;
     lwait wt = LWAIT_INIT(deadline);
     int rc = 0;
-    while (atomic_load_explicit(word, memory_order_acquire) != 0) {
+    while ((c->bc_past = bc_least(c)) < want) {
         rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
         if (rc < 0)
             break;
     }
     mp__lw_end(c->w, &wt);
     return rc;
+}
+
+/* This member has finished chunk k: counts itself off, and wakes a root
+ * that may wait for that (to reuse the slot, or for its buffer back). */
+static void bc_finished(lcomm *c, uint64_t k)
+{
+    atomic_store_explicit(&c->bc_done[c->rank].done, k + 1, memory_order_release);
+    mp__lw_notify_members(c->w, c);
 }
 
 /* The word every rank's memory holds at a known place, for the probe. */
@@ -423,18 +449,18 @@ static int bcast_remote(lcomm *c, void *buf, size_t len, bool root, int64_t dead
     mp__lbslot *slot = &c->shm->bc[k % MP__L_BC_SLOTS];
     int rc;
     if (root) {
-        rc = wait_zero(c, &slot->left, deadline);
-        if (rc < 0)
+        /* The slot's readers from MP__L_BC_SLOTS chunks ago are done. */
+        if (k >= MP__L_BC_SLOTS && (rc = wait_past(c, k + 1 - MP__L_BC_SLOTS, deadline)) < 0)
             return rc;
-        atomic_store_explicit(&slot->left, (uint32_t)c->size - 1, memory_order_relaxed);
         slot->kind = MP__BC_REMOTE;
         slot->pid = (int32_t)c->w->pid;
         slot->addr = (uint64_t)(uintptr_t)buf;
         slot->rlen = len;
         atomic_store_explicit(&slot->stamp, k + 1, memory_order_release);
+        atomic_store_explicit(&c->bc_done[c->rank].done, k + 1, memory_order_relaxed);
         mp__lw_notify_members(c->w, c);
         /* The buffer must stay as it is until every reader has it. */
-        return wait_zero(c, &slot->left, deadline);
+        return wait_past(c, k + 1, deadline);
     }
     rc = wait_u64(c, &slot->stamp, k + 1, deadline);
     if (rc < 0)
@@ -443,39 +469,38 @@ static int bcast_remote(lcomm *c, void *buf, size_t len, bool root, int64_t dead
         rc = MP_EPROTO;
     else
         rc = mp__vm_read(slot->pid, slot->addr, buf, len);
-    if (atomic_fetch_sub(&slot->left, 1) == 1)
-        mp__lw_notify_members(c->w, c); /* the root waits for the last */
+    bc_finished(c, k); /* even on failure: the root waits for it */
     return rc == MP_ESRCH ? MP_EPEERDEAD : rc;
 }
 
-/* One chunk of a broadcast: chunk number k, clen bytes at p. */
+/* One chunk of a broadcast: chunk number k, clen bytes at p.  A chunk of
+ * up to MP__L_BC_INLINE bytes travels in the slot's line. */
 static int bcast_chunk(lcomm *c, unsigned char *p, size_t clen, bool root, int64_t deadline)
 {
     uint64_t k = c->bc_next++;
     mp__lbslot *slot = &c->shm->bc[k % MP__L_BC_SLOTS];
     unsigned char *data = c->bc_data + (k % MP__L_BC_SLOTS) * MP__L_BC_CHUNK;
+    uint32_t kind = clen <= MP__L_BC_INLINE ? MP__BC_INLINE : MP__BC_DATA;
     int rc;
     if (root) {
         /* The slot's readers from MP__L_BC_SLOTS chunks ago are done. */
-        rc = wait_zero(c, &slot->left, deadline);
-        if (rc < 0)
+        if (k >= MP__L_BC_SLOTS && (rc = wait_past(c, k + 1 - MP__L_BC_SLOTS, deadline)) < 0)
             return rc;
-        atomic_store_explicit(&slot->left, (uint32_t)c->size - 1, memory_order_relaxed);
-        slot->kind = MP__BC_DATA;
+        slot->kind = kind;
         slot->len = (uint32_t)clen;
-        memcpy(data, p, clen);
+        memcpy(kind == MP__BC_INLINE ? slot->inl : data, p, clen);
         atomic_store_explicit(&slot->stamp, k + 1, memory_order_release);
+        atomic_store_explicit(&c->bc_done[c->rank].done, k + 1, memory_order_relaxed);
         mp__lw_notify_members(c->w, c);
         return 0;
     }
     rc = wait_u64(c, &slot->stamp, k + 1, deadline);
     if (rc < 0)
         return rc;
-    if (slot->kind != MP__BC_DATA || slot->len != clen)
+    if (slot->kind != kind || slot->len != clen)
         return MP_EPROTO; /* the ranks disagree on the size */
-    memcpy(p, data, clen);
-    if (atomic_fetch_sub(&slot->left, 1) == 1)
-        mp__lw_notify_members(c->w, c); /* a root may wait to reuse the slot */
+    memcpy(p, kind == MP__BC_INLINE ? slot->inl : data, clen);
+    bc_finished(c, k);
     return 0;
 }
 

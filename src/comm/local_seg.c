@@ -66,7 +66,7 @@ int mp__lseg_layout(int n, mp__llayout *lay)
     lay->bulk_stride = round_up(sizeof(mp__lbulk), PAGE) + MP__L_BULK;
     lay->off_bulk = off;
     off += (uint64_t)n * lay->bulk_stride;
-    lay->comm_stride = round_up(sizeof(mp__lcomm), PAGE) + MP__L_BC_SLOTS * MP__L_BC_CHUNK +
+    lay->comm_stride = mp__lcomm_head((uint64_t)n) + MP__L_BC_SLOTS * MP__L_BC_CHUNK +
                        ((uint64_t)n + 1) * MP__L_RED_CHUNK;
     lay->off_comms = off;
     off += MP__L_COMMS * lay->comm_stride;
