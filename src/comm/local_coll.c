@@ -9,15 +9,18 @@
  * in the block's shared memory instead of sending N messages from a root:
  *
  *   barrier    a counter and a generation: each rank adds one to the
- *              counter; the last resets it and bumps the generation, which
- *              the others wait for.
+ *              counter; the last (mp_comm_barrier: member 0, once all
+ *              came) resets it and bumps the generation, which the others
+ *              wait for.
  *   bcast      16 slots of 64 KiB: the root writes each chunk of the
- *              message once into the next slot, stamps it with its number
- *              and goes on; every other rank copies it out as soon as it
- *              is stamped, in parallel with the others and with the root's
- *              next chunk, and counts itself off.  A slot is written again
- *              only once all its readers counted off, so the root of a
- *              small broadcast returns at once, without waiting for anyone.
+ *              message once into the next slot (up to 24 bytes into the
+ *              slot's own line), stamps it with its number and goes on;
+ *              every other rank copies it out as soon as it is stamped, in
+ *              parallel with the others and with the root's next chunk,
+ *              and counts itself off on a line of its own.  A slot is
+ *              written again only once all its readers counted off, so the
+ *              root of a small broadcast returns at once, without waiting
+ *              for anyone.
  *              From 32 KiB, where the kernel lets ranks read each other's
  *              memory, a slot only says where the message lies in the
  *              root's memory: every reader copies it from there at once
@@ -330,6 +333,44 @@ static int lbarrier(lcomm *c, int64_t deadline)
     return rc;
 }
 
+/* The barrier of mp_comm_barrier: member 0 releases the others once all
+ * have arrived (internal barriers are released by the last to arrive,
+ * which saves a hand-off when member 0 is not the last).  Member 0 leaves
+ * first, and a collective rooted there that follows (the usual pattern) is
+ * under way when the others arrive at it: with more ranks than CPUs they
+ * find its data instead of waiting, yielding, for a root the scheduler has
+ * not run yet.  Barrier and collective together take as long either way. */
+static int lbarrier_led(lcomm *c, int64_t deadline)
+{
+    mp__lcomm *s = c->shm;
+    uint32_t n = (uint32_t)c->size;
+    uint32_t gen = atomic_load_explicit(&s->bar_gen, memory_order_acquire);
+    if (atomic_fetch_add(&s->bar_count, 1) == n - 1 && c->rank != 0)
+        mp__lw_notify(c->w, c->group[0]);
+    lwait wt = LWAIT_INIT(deadline);
+    int rc = 0;
+    if (c->rank == 0) {
+        while (atomic_load_explicit(&s->bar_count, memory_order_acquire) != n) {
+            rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
+            if (rc < 0)
+                break;
+        }
+        if (rc == 0) {
+            atomic_store_explicit(&s->bar_count, 0, memory_order_relaxed);
+            atomic_fetch_add(&s->bar_gen, 1);
+            mp__lw_notify_members(c->w, c);
+        }
+    } else {
+        while (atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen) {
+            rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
+            if (rc < 0)
+                break;
+        }
+    }
+    mp__lw_end(c->w, &wt);
+    return rc;
+}
+
 /* A collective does not start on a broken world, or once the
  * communicator's collectives were abandoned.  A member that has ended
  * cleanly may have finished this very collective already: only a wait
@@ -347,7 +388,7 @@ static int local_barrier(mp_comm *c, int64_t deadline)
         return rc;
     if (!lc->shm)
         return mp__coll_barrier(c, deadline);
-    return lbarrier(lc, deadline);
+    return lbarrier_led(lc, deadline);
 }
 
 /* Waits until *word == want (a value beyond it is MP_EPROTO: the ranks
