@@ -13,6 +13,8 @@
 #include "comm_test.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 
 /* ---- values and their sequential reductions --------------------------------------- */
 
@@ -492,6 +494,115 @@ TEST_TIMEOUT(coll_4_ranks_no_single_copy, 300)
 {
     mp__lp_set_cma(false);
     coll_on(4);
+}
+
+/* ---- the barrier, small broadcasts ----------------------------------------------------- */
+
+/* Each rank's count of barriers it arrived at, in memory the ranks share
+ * (mapped before mp_run forks them). */
+typedef struct arrivals {
+    _Atomic int at[8];
+} arrivals;
+
+/* Busy for about us microseconds (no sleep: the point is who arrives last,
+ * not to wait for it). */
+static void busy(double us)
+{
+    double t0 = mpt_now();
+    while ((mpt_now() - t0) * 1e6 < us)
+        ;
+}
+
+/* No rank leaves a barrier before every member arrived at it, whoever
+ * arrives last (member 0 or another), on the world and on a communicator
+ * whose member 0 is the world's last rank; now and then the late one is
+ * late enough for the others to sleep. */
+static int barrier_on(mp_comm *c, arrivals *a, int rounds)
+{
+    int n = mp_comm_size(c), me = mp_comm_rank(c);
+    for (int i = 0; i < rounds; i++) {
+        int late = i % n;
+        if (me == late)
+            busy(i % 50 == 7 ? 3000 : i % 3 == 0 ? 20 : 0);
+        atomic_store(&a->at[me], i + 1);
+        RK_OK(mp_comm_barrier(c, 30));
+        for (int q = 0; q < n; q++)
+            RK_CHECK(atomic_load(&a->at[q]) >= i + 1);
+        /* Nobody arrives at the next one before everybody left this. */
+        RK_OK(mp_comm_barrier(c, 30));
+    }
+    return 0;
+}
+
+static int barrier_rank(mp_comm *w, void *arg)
+{
+    arrivals *a = arg;
+    rk_me = mp_comm_rank(w);
+    int n = mp_comm_size(w);
+    RK_PASS(barrier_on(w, &a[0], 300));
+    mp_comm *rev;
+    RK_OK(mp_comm_split(w, 0, n - 1 - rk_me, 30, &rev));
+    RK_CHECK(rev);
+    RK_EQ(mp_comm_rank(rev), n - 1 - rk_me);
+    RK_PASS(barrier_on(rev, &a[1], 300));
+    mp_comm_free(rev);
+    return 0;
+}
+
+TEST_TIMEOUT(barrier_holds_everyone, 120)
+{
+    const int ns[] = {2, 3, 4, 7};
+    for (size_t k = 0; k < MP__ARRAY_SIZE(ns); k++) {
+        arrivals *a =
+            mmap(NULL, 2 * sizeof *a, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        CHECK(a != MAP_FAILED);
+        memset(a, 0, 2 * sizeof *a);
+        mp_run_opts o = MP_RUN_OPTS_INIT;
+        o.timeout = 100;
+        CHECK_EQ(mp_run_with_opts(ns[k], barrier_rank, a, &o), 0);
+        munmap(a, 2 * sizeof *a);
+    }
+}
+
+/* Many small broadcasts from changing roots, of sizes around what fits a
+ * slot's line (24 bytes) and above: the 16 slots are reused many times
+ * over, each time by a root other than the last one's; then one root runs
+ * ahead of a late reader, and must not write a slot it has not read. */
+static int small_bcast_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    int n = mp_comm_size(w);
+    const size_t lens[] = {0, 1, 8, 23, 24, 25, 64, 200};
+    for (int i = 0; i < 500; i++) {
+        size_t len = lens[(size_t)i % MP__ARRAY_SIZE(lens)];
+        int root = (i / 3) % n;
+        /* Each broadcast's own bytes: a slot read one lap late differs. */
+        unsigned char b[201];
+        if (rk_me == root)
+            bfill(b, len, root, i);
+        else
+            memset(b, 0, sizeof b);
+        RK_OK(mp_comm_bcast(w, b, len, root, 30));
+        RK_EQ(bdiff(b, len, root, i), 0);
+        if (i % 97 == 0)
+            busy(200); /* a root or reader behind the others */
+    }
+    if (rk_me == n - 1)
+        busy(5000);
+    for (int i = 0; i < 100; i++) {
+        uint64_t v = rk_me == 0 ? 1000 + (uint64_t)i : 0;
+        RK_OK(mp_comm_bcast(w, &v, sizeof v, 0, 30));
+        RK_EQ(v, 1000 + i);
+    }
+    return mp_comm_barrier(w, 30);
+}
+
+TEST(bcast_small_from_changing_roots)
+{
+    CHECK_EQ(mp_run(2, small_bcast_rank, NULL), 0);
+    CHECK_EQ(mp_run(3, small_bcast_rank, NULL), 0);
+    CHECK_EQ(mp_run(7, small_bcast_rank, NULL), 0);
 }
 
 /* ---- communicators ------------------------------------------------------------------ */
