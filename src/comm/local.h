@@ -18,8 +18,9 @@
  *   bulk      per rank, a 256 KiB staging area for the large messages it
  *             sends when single-copy reads are not allowed.
  *   comms     32 communicator blocks: context id, the barrier's counter and
- *             generation, the broadcast slots and their data, and a
- *             reduction area of n + 1 pieces.
+ *             generation, the broadcast slots, each member's count of
+ *             broadcast chunks finished, the slots' data, and a reduction
+ *             area of n + 1 pieces.
  *   rings     per ordered pair (i, j), a single-producer single-consumer
  *             ring of messages from i to j.
  *
