@@ -441,11 +441,27 @@ static int wait_past(lcomm *c, uint64_t want, int64_t deadline)
 }
 
 /* This member has finished chunk k: counts itself off, and wakes a root
- * that may wait for that (to reuse the slot, or for its buffer back). */
+ * that may wait for that (to reuse the slot, or for its buffer back).
+ * Only a member whose count was the last below k + 1 wakes anyone: what a
+ * root waits for is every member past a chunk, and a wake-up before that
+ * only puts it back to sleep (with more ranks than CPUs, where waits are
+ * long enough to sleep, one per reader and broadcast). */
 static void bc_finished(lcomm *c, uint64_t k)
 {
+    lworld *w = c->w;
     atomic_store_explicit(&c->bc_done[c->rank].done, k + 1, memory_order_release);
-    mp__lw_notify_members(c->w, c);
+    mp__lw_fence(w);
+    bool asleep = false;
+    for (int i = 0; i < c->size && !asleep; i++)
+        asleep = atomic_load_explicit(&w->ranks[c->group[i]].sleepers, memory_order_relaxed) != 0;
+    if (!asleep)
+        return;
+    /* Two members finishing at once each read the other's count after
+     * storing their own: with a full fence between, one of them sees
+     * both. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (bc_least(c) > k)
+        mp__lw_notify_members(w, c);
 }
 
 /* The word every rank's memory holds at a known place, for the probe. */
