@@ -2011,6 +2011,21 @@ TEST(a_task_closing_every_descriptor_wedges_nothing)
 
 /* Waits (at most secs) until worker slot 0 of p says it waits for the
  * supervisor to free space. */
+/* Takes p->lock once no submitted work waits in the parent for a free
+ * entry: the supervisor publishes that work, and holding it back before
+ * then would leave the worker nothing to wait with. */
+static bool lock_when_published(mp_pool *p, double secs)
+{
+    double end = mpt_now() + secs;
+    pthread_mutex_lock(&p->lock);
+    while (p->pend_head && mpt_now() < end) {
+        pthread_mutex_unlock(&p->lock);
+        mp__sleep_ns(1000000); /* polls a state, bounded */
+        pthread_mutex_lock(&p->lock);
+    }
+    return !p->pend_head;
+}
+
 static bool slot0_waits(mp_pool *p, double secs)
 {
     double end = mpt_now() + secs;
@@ -2060,7 +2075,7 @@ TEST(the_supervisor_wakes_a_worker_waiting_for_space)
     s.errors = errs;
     s.chunksize = N;
     mp_future *f = mp_pool_map_async_ex(p, &s);
-    pthread_mutex_lock(&p->lock);
+    CHECK(lock_when_published(p, 30.0));
     latch_open(g);
     bool waited = slot0_waits(p, 30.0);
     pthread_mutex_unlock(&p->lock);
@@ -2074,7 +2089,7 @@ TEST(the_supervisor_wakes_a_worker_waiting_for_space)
     int a1[2] = {g.r, 4 << 20}, a2[2] = {-1, 4 << 20};
     mp_future *b1 = mp_pool_apply_async(p, gate_then_big_task, a1, sizeof a1);
     mp_future *b2 = mp_pool_apply_async(p, gate_then_big_task, a2, sizeof a2);
-    pthread_mutex_lock(&p->lock);
+    CHECK(lock_when_published(p, 30.0));
     latch_open(g);
     waited = slot0_waits(p, 30.0);
     pthread_mutex_unlock(&p->lock);
