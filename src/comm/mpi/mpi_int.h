@@ -29,11 +29,24 @@
  * until it completes or the deadline passes (MPI calls take no timeouts).
  * What a timeout leaves behind is MPI's to keep: see docs/comm.md.
  *
- * Communicators.  Each mp_comm has two MPI communicators, duplicates of
- * its parent: one for the user's tags (0 .. MPI_TAG_UB), one for the
- * library's own (the negative tags of engine.h, sent as their negation,
- * and the notice that a rank abandoned the collectives).  So MP_ANY_TAG
- * is MPI_ANY_TAG on the first one and never sees the library's messages.
+ * Communicators.  Each mp_comm has two MPI communicators over the same
+ * ranks: one for the user's tags (0 .. MPI_TAG_UB), one for the library's
+ * own (the negative tags of engine.h, sent as their negation, and the
+ * notice that a rank abandoned the collectives).  So MP_ANY_TAG is
+ * MPI_ANY_TAG on the first one and never sees the library's messages.
+ * They are made with MPI_Comm_create_group, never MPI_Comm_dup or
+ * MPI_Comm_split: in Open MPI 4.1 those agree on the new context id with
+ * a nonblocking allreduce on the parent, which registers the nonblocking
+ * collectives' progress function for as long as the parent lives - the
+ * world's for the whole run - and every poll of every wait then calls it
+ * (a tenth of a waiting rank's samples, and of the broadcast loop's
+ * rate).  MPI_Comm_create_group agrees with point-to-point messages among
+ * the members instead, on the parent with a tag of ours (MPE_TAG_CREATE):
+ * the world's internal communicator is made from MPI_COMM_WORLD, its user
+ * one from that, and a dup's or a split's from the parent's internal
+ * communicator, which carries no receive of any tag.  A split gathers
+ * every rank's color and key first (MPI_Allgather, a blocking collective,
+ * which registers nothing) and makes the group of each color.
  */
 #ifndef MPROC_COMM_MPI_INT_H
 #define MPROC_COMM_MPI_INT_H
@@ -46,6 +59,10 @@
  * rank sends every other when it abandons the collectives (engine.h's
  * internal tags are -2 .. -64, sent as 2 .. 64). */
 #define MPE_TAG_ABANDON 1000
+
+/* The tag MPI_Comm_create_group agrees on a new communicator with, on
+ * its parent (mpi_world.c). */
+#define MPE_TAG_CREATE 1001
 
 /* A message MPI_Mprobe matched that was longer than the receive buffer:
  * held, first in line, for a later receive (mpi_p2p.c). */

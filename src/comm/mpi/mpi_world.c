@@ -247,32 +247,58 @@ void mpe_orphan(MPI_Request rq, void *owned)
 
 /* ---- communicators -------------------------------------------------------------------- */
 
-/* A new communicator's engine part from parent (MPI_COMM_NULL: none). */
-static int mcomm_make(MPI_Comm parent, mp_comm *out)
+/* One MPI communicator over the members of group, from parent: created
+ * with MPI_Comm_create_group, not MPI_Comm_dup or MPI_Comm_split (see
+ * "Communicators" in mpi_int.h).  Collective over the group's members. */
+static int twin(MPI_Comm parent, MPI_Group group, int tag, MPI_Comm *out)
 {
-    if (parent == MPI_COMM_NULL) {
-        out->impl = NULL;
+    int rc = MPI_Comm_create_group(parent, group, tag, out);
+    if (rc == MPI_SUCCESS)
+        MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN);
+    return rc;
+}
+
+/* A new communicator's engine part: the members of group, agreed on
+ * parent (group MPI_GROUP_EMPTY, or one this rank is not in: none). */
+static int mcomm_make(MPI_Comm parent, MPI_Group group, mp_comm *out)
+{
+    int me = MPI_UNDEFINED;
+    out->impl = NULL;
+    if (group != MPI_GROUP_EMPTY)
+        MPI_Group_rank(group, &me);
+    if (me == MPI_UNDEFINED)
         return 0;
-    }
     mcomm *m = calloc(1, sizeof *m);
     if (!m)
         return MP_ENOMEM;
-    int rc = MPI_Comm_dup(parent, &m->user);
+    /* lib first, so that user is made over lib: parent only ever carries
+     * the library's own tags, never a receive of any tag. */
+    int rc = twin(parent, group, MPE_TAG_CREATE, &m->lib);
     if (rc == MPI_SUCCESS) {
-        rc = MPI_Comm_dup(parent, &m->lib);
+        rc = twin(m->lib, group, MPE_TAG_CREATE, &m->user);
         if (rc != MPI_SUCCESS)
-            MPI_Comm_free(&m->user);
+            MPI_Comm_free(&m->lib);
     }
     if (rc != MPI_SUCCESS) {
         free(m);
         return mpe_err(rc);
     }
-    MPI_Comm_set_errhandler(m->user, MPI_ERRORS_RETURN);
-    MPI_Comm_set_errhandler(m->lib, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m->user, &out->rank);
     MPI_Comm_size(m->user, &out->size);
     out->impl = m;
     return 0;
+}
+
+/* mcomm_make over every member of comm (the world, a dup). */
+static int mcomm_whole(MPI_Comm parent, MPI_Comm of, mp_comm *out)
+{
+    MPI_Group g;
+    int rc = MPI_Comm_group(of, &g);
+    if (rc != MPI_SUCCESS)
+        return mpe_err(rc);
+    rc = mcomm_make(parent, g, out);
+    MPI_Group_free(&g);
+    return rc;
 }
 
 static void mcomm_free(mcomm *m)
@@ -324,7 +350,7 @@ static int world_init(mp_comm *w)
         int *ub = NULL, has = 0;
         MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &has);
         mpe.tag_ub = has && ub ? *ub : 32767;
-        ret = mcomm_make(MPI_COMM_WORLD, w);
+        ret = mcomm_whole(MPI_COMM_WORLD, MPI_COMM_WORLD, w);
     }
     mpe.closed = ret < 0;
     pthread_mutex_unlock(&mpe.lock);
@@ -399,8 +425,44 @@ static int engine_dup(mp_comm *c, mp_comm *out, int64_t deadline)
 {
     (void)deadline; /* MPI_Comm_dup has no nonblocking form in MPI 3.1 */
     pthread_mutex_lock(&mpe.lock);
-    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : mcomm_make(((mcomm *)c->impl)->user, out);
+    const mcomm *m = c->impl;
+    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : mcomm_whole(m->lib, m->user, out);
     pthread_mutex_unlock(&mpe.lock);
+    return rc;
+}
+
+/* The group of the ranks of c with color, in the order of (key, rank):
+ * MPI_Comm_split's rule, from an allgather of every rank's pair. */
+static int split_group(mp_comm *c, int color, int key, MPI_Group *out)
+{
+    const mcomm *m = c->impl;
+    *out = MPI_GROUP_EMPTY;
+    int mine[2] = {color, key}, *all = malloc(sizeof(int) * 2 * (size_t)c->size);
+    int *ranks = malloc(sizeof(int) * (size_t)c->size);
+    int rc = all && ranks ? mpe_err(MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, m->lib))
+                          : MP_ENOMEM;
+    int n = 0;
+    for (int r = 0; rc == 0 && color != MP_UNDEFINED && r < c->size; r++) {
+        if (all[2 * r] != color)
+            continue;
+        /* Insertion by key, stable in rank order: n stays small enough. */
+        int at = n++;
+        while (at > 0 && all[2 * ranks[at - 1] + 1] > all[2 * r + 1]) {
+            ranks[at] = ranks[at - 1];
+            at--;
+        }
+        ranks[at] = r;
+    }
+    if (rc == 0 && n > 0) {
+        MPI_Group whole;
+        rc = mpe_err(MPI_Comm_group(m->lib, &whole));
+        if (rc == 0) {
+            rc = mpe_err(MPI_Group_incl(whole, n, ranks, out));
+            MPI_Group_free(&whole);
+        }
+    }
+    free(all);
+    free(ranks);
     return rc;
 }
 
@@ -408,16 +470,12 @@ static int engine_split(mp_comm *c, int color, int key, mp_comm *out, int64_t de
 {
     (void)deadline;
     pthread_mutex_lock(&mpe.lock);
-    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : 0;
-    MPI_Comm part = MPI_COMM_NULL;
+    MPI_Group g = MPI_GROUP_EMPTY;
+    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : split_group(c, color, key, &g);
     if (rc == 0)
-        rc = mpe_err(MPI_Comm_split(((mcomm *)c->impl)->user,
-                                    color == MP_UNDEFINED ? MPI_UNDEFINED : color, key, &part));
-    if (rc == 0) {
-        rc = mcomm_make(part, out);
-        if (part != MPI_COMM_NULL)
-            MPI_Comm_free(&part);
-    }
+        rc = mcomm_make(((mcomm *)c->impl)->lib, g, out);
+    if (g != MPI_GROUP_EMPTY)
+        MPI_Group_free(&g);
     pthread_mutex_unlock(&mpe.lock);
     return rc;
 }
