@@ -64,23 +64,48 @@
  * its parent (mpi_world.c). */
 #define MPE_TAG_CREATE 1001
 
-/* A message MPI_Mprobe matched that was longer than the receive buffer:
+/* Messages (mpi_p2p.c).  One of up to MPE_SMALL bytes travels as one MPI
+ * message of its bytes.  A longer one travels as two: its *head*, exactly
+ * MPE_HEAD bytes on its own tag - its first MPE_HEAD_DATA bytes, then an
+ * mtrail - and its *body*, the rest, on the internal communicator with
+ * the tag the trailer names (MPE_TAG_BODY and up).  So no message on a
+ * user or library tag is longer than MPE_HEAD bytes, and a receive posted
+ * with room for MPE_HEAD bytes never truncates one. */
+#define MPE_HEAD      4032
+#define MPE_SMALL     (MPE_HEAD - 1)
+#define MPE_TRAIL_MAG 0x6d706864u /* "mphd" */
+typedef struct mtrail {
+    uint64_t len; /* the whole message's length, > MPE_SMALL */
+    int32_t btag; /* its body's tag on the internal communicator */
+    uint32_t magic;
+} mtrail;
+#define MPE_HEAD_DATA (MPE_HEAD - (int)sizeof(mtrail))
+#define MPE_TAG_BODY  2048
+
+/* A message received, or whose head was, that a receive could not take
+ * (longer than its buffer, or its body did not come before the deadline):
  * held, first in line, for a later receive (mpi_p2p.c). */
 typedef struct mheld {
     struct mheld *next;
-    MPI_Message msg;
     MPI_Comm comm; /* the MPI communicator it came on (user or lib) */
-    MPI_Status st;
-    int count;
+    int source, tag;
+    size_t len;   /* the message's length */
+    int btag;     /* its body's tag, or -1: data holds all of it */
+    size_t ndata; /* bytes in data: len, or MPE_HEAD_DATA */
+    unsigned char data[];
 } mheld;
 
 /* A communicator's engine part (mp_comm.impl). */
 typedef struct mcomm {
     MPI_Comm user; /* user tags */
-    MPI_Comm lib;  /* the library's tags and notices */
+    MPI_Comm lib;  /* the library's tags and notices, and bodies */
     bool abandoned;
-    mheld *held; /* in the order they were matched */
+    mheld *held;   /* in the order they were taken from MPI */
+    uint32_t *seq; /* per destination: bodies sent, for their tags */
 } mcomm;
+
+/* Where a receive request is (mreq.stage). */
+enum { MPE_R_HEAD, MPE_R_BODY };
 
 /* A request with a future (isend, irecv), or an orphan: a request a
  * timed-out call left in flight, kept until MPI completes it. */
@@ -92,6 +117,13 @@ typedef struct mreq {
     bool lib_tag;  /* received on the internal communicator */
     void *owned;   /* freed when it completes (an orphan's copy) */
     mcomm *holder; /* comm kept alive by the request, or NULL */
+    /* A receive: the caller's buffer, the bounce buffer MPI writes the
+     * first message into when buf is shorter than MPE_HEAD, the stage it
+     * is at, and what it got (len, source, MPI tag). */
+    unsigned char *buf, *bounce;
+    size_t cap, len;
+    int stage, source, tag;
+    MPI_Comm lib; /* where its body comes from */
 } mreq;
 
 /* The engine's state: one per process. */
@@ -103,7 +135,6 @@ typedef struct mpe_state {
     bool closed;
     int tag_ub;
     mreq *pending; /* futures' requests and orphans */
-    mheld *spare;  /* a record for the next held message */
     pthread_t thread;
     _Atomic bool threaded; /* the progress thread was started */
     bool stop;
@@ -189,9 +220,14 @@ int mpe_probe(mp_comm *c, int src, int tag, mp_comm_status *st, int64_t deadline
  * Lock held. */
 void mpe_held_drop(mcomm *m);
 
-/* Completes a request of the pending list that MPI finished: finishes
- * its future from st.  Called without the lock. */
-void mpe_req_done(mreq *r, const MPI_Status *st, int rc);
+/* A receive request MPI completed with st and rc: a whole message, or a
+ * head whose body it now receives (r->rq is then that receive).  Lock
+ * held.  Returns whether r is done, with its outcome in *rc. */
+bool mpe_recv_step(mreq *r, const MPI_Status *st, int *rc);
+
+/* Finishes the future of a request that is done, with rc.  Called
+ * without the lock. */
+void mpe_req_done(mreq *r, int rc);
 
 extern const mp__future_ops mpe_future_ops;
 

@@ -160,8 +160,9 @@ int mpe_wait(MPI_Request *rq, MPI_Status *st, int64_t deadline, mp_comm *abandon
 /* ---- the progress thread ----------------------------------------------------------- */
 
 /* Tests every pending request once; moves the completed ones to *done
- * with their status.  Lock held. */
-static void progress_pass(mreq **done, MPI_Status *sts, int *rcs, int *ndone, int cap)
+ * with their outcome (a receive whose head came goes on to its body).
+ * Lock held. */
+static void progress_pass(mreq **done, int *rcs, int *ndone, int cap)
 {
     mreq **link = &mpe.pending;
     while (*link && *ndone < cap) {
@@ -173,10 +174,14 @@ static void progress_pass(mreq **done, MPI_Status *sts, int *rcs, int *ndone, in
             link = &r->next;
             continue;
         }
+        rc = mpe_err(rc);
+        if (r->recv && !mpe_recv_step(r, &st, &rc)) {
+            link = &r->next; /* its body is on its way */
+            continue;
+        }
         *link = r->next;
         done[*ndone] = r;
-        sts[*ndone] = st;
-        rcs[*ndone] = mpe_err(rc);
+        rcs[*ndone] = rc;
         (*ndone)++;
     }
 }
@@ -186,7 +191,6 @@ static void *progress_main(void *arg)
     (void)arg;
     enum { BATCH = 64 };
     mreq *done[BATCH];
-    MPI_Status sts[BATCH];
     int rcs[BATCH];
     unsigned idle = 0;
     int64_t since = now_ns();
@@ -199,10 +203,10 @@ static void *progress_main(void *arg)
             continue;
         }
         int n = 0;
-        progress_pass(done, sts, rcs, &n, BATCH);
+        progress_pass(done, rcs, &n, BATCH);
         pthread_mutex_unlock(&mpe.lock);
         for (int i = 0; i < n; i++)
-            mpe_req_done(done[i], &sts[i], rcs[i]);
+            mpe_req_done(done[i], rcs[i]);
         if (n) {
             idle = 0;
             since = now_ns();
@@ -285,6 +289,13 @@ static int mcomm_make(MPI_Comm parent, MPI_Group group, mp_comm *out)
     }
     MPI_Comm_rank(m->user, &out->rank);
     MPI_Comm_size(m->user, &out->size);
+    m->seq = calloc((size_t)out->size, sizeof *m->seq);
+    if (!m->seq) {
+        MPI_Comm_free(&m->user);
+        MPI_Comm_free(&m->lib);
+        free(m);
+        return MP_ENOMEM;
+    }
     out->impl = m;
     return 0;
 }
@@ -306,6 +317,7 @@ static void mcomm_free(mcomm *m)
     mpe_held_drop(m);
     MPI_Comm_free(&m->user);
     MPI_Comm_free(&m->lib);
+    free(m->seq);
     free(m);
 }
 
@@ -383,7 +395,10 @@ static void fail_pending(void)
         if (r->fut)
             mpe.host->future_finish(r->fut, MP_ECLOSED, NULL, 0, 0, 0, NULL, -1);
         /* An orphan's copy may still be read by MPI until MPI_Finalize:
-         * it is left to the end of the program. */
+         * it is left to the end of the program.  A receive's bounce
+         * buffer is done with (cancelled or complete). */
+        if (r->recv)
+            free(r->bounce);
         free(r);
     }
 }
@@ -403,8 +418,6 @@ static void world_fini(mp_comm *w)
     if (w->impl)
         mcomm_free(w->impl);
     w->impl = NULL;
-    free(mpe.spare);
-    mpe.spare = NULL;
     int fin = 0;
     MPI_Finalized(&fin);
     if (mpe.inited_mpi && !fin)
