@@ -18,7 +18,13 @@
  * every object of that one is then refused (epoch), never used.
  *
  * Every call checks its arguments here, so that engines see only valid
- * ones.  A collective that fails part-way on one rank (a timeout, a
+ * ones.  Fast paths: the calls a latency-bound program makes in a loop
+ * (send, recv, bcast, barrier) first test all their conditions at once,
+ * inline, for the common case - valid arguments and no deadline - and
+ * call the engine straight away; only when that test fails do they run
+ * the checks one by one, which name what they refuse.  (Each function
+ * the call passes through is another cache line of code, and after a
+ * wait those are often cold.)  A collective that fails part-way on one rank (a timeout, a
  * resource error) breaks the communicator's collectives for every rank
  * (the engine's abandon), since the others cannot finish it without this
  * rank; a dead peer or a collective another rank abandoned already need
@@ -227,6 +233,14 @@ static int check_comm(const char *call, const mp_comm *c)
     return 0;
 }
 
+/* check_comm's test alone, inline, for the fast paths below: one
+ * branch-free look at c and the world, no call. */
+static inline bool comm_live(const mp_comm *c)
+{
+    return c && c->magic == MP__COMM_MAGIC && c->epoch == g.epoch && g.joined && !g.closed &&
+           g.pid == mp__self_pid();
+}
+
 static int check_rank(const char *call, const char *what, const mp_comm *c, int r)
 {
     if (r >= 0 && r < c->size)
@@ -292,9 +306,10 @@ static int check_count(const char *call, mp_type type, size_t count, size_t mult
 }
 
 /* What a collective's outcome means for the communicator (see DESIGN). */
-static int coll_done(mp_comm *c, int rc)
+static inline int coll_done(mp_comm *c, int rc)
 {
-    if (rc < 0 && rc != MP_EPEERDEAD && rc != MP_EABANDONED && SLOT(c->ops, abandon))
+    if (__builtin_expect(rc < 0, 0) && rc != MP_EPEERDEAD && rc != MP_EABANDONED &&
+        SLOT(c->ops, abandon))
         c->ops->abandon(c);
     return rc;
 }
@@ -392,17 +407,31 @@ void mp_comm_abort(mp_comm *c, int code)
 
 /* ---- point to point ------------------------------------------------------------------- */
 
-int mp_comm_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, double timeout)
+/* The checks of mp_comm_send, each with its error (the fast path's
+ * test failed). */
+static int send_checked(mp_comm *c, const void *buf, size_t len, int dest, int tag, double timeout)
 {
+    const char *call = "mp_comm_send";
     int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(__func__, c);
-    if (rc == 0 &&
-        (check_rank(__func__, "dest", c, dest) < 0 || check_tag(__func__, "tag", tag, false) < 0 ||
-         check_buf(__func__, "buf", buf, len) < 0))
+    int rc = check_comm(call, c);
+    if (rc == 0 && (check_rank(call, "dest", c, dest) < 0 ||
+                    check_tag(call, "tag", tag, false) < 0 || check_buf(call, "buf", buf, len) < 0))
         rc = MP_EINVAL;
     if (rc == 0)
-        rc = check_timeout(__func__, timeout, &dl);
+        rc = check_timeout(call, timeout, &dl);
     return rc < 0 ? rc : c->ops->send(c, buf, len, dest, tag, dl);
+}
+
+int mp_comm_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, double timeout)
+{
+    /* The blocking send with valid arguments goes straight to the engine
+     * (see "Fast paths" above); anything else gets every check and its
+     * error. */
+    if (__builtin_expect(comm_live(c) && (unsigned)dest < (unsigned)c->size && tag >= 0 &&
+                             (buf || !len) && timeout < 0,
+                         1))
+        return c->ops->send(c, buf, len, dest, tag, MP__NO_DEADLINE);
+    return send_checked(c, buf, len, dest, tag, timeout);
 }
 
 static int check_recv(const char *call, const mp_comm *c, const void *buf, size_t cap, int source,
@@ -414,16 +443,28 @@ static int check_recv(const char *call, const mp_comm *c, const void *buf, size_
     return 0;
 }
 
+static int recv_checked(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_comm_status *st,
+                        double timeout)
+{
+    const char *call = "mp_comm_recv";
+    int64_t dl = MP__NO_DEADLINE;
+    int rc = check_comm(call, c);
+    if (rc == 0)
+        rc = check_recv(call, c, buf, cap, source, tag);
+    if (rc == 0)
+        rc = check_timeout(call, timeout, &dl);
+    return rc < 0 ? rc : c->ops->recv(c, buf, cap, source, tag, st, dl);
+}
+
 int mp_comm_recv(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_comm_status *st,
                  double timeout)
 {
-    int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(__func__, c);
-    if (rc == 0)
-        rc = check_recv(__func__, c, buf, cap, source, tag);
-    if (rc == 0)
-        rc = check_timeout(__func__, timeout, &dl);
-    return rc < 0 ? rc : c->ops->recv(c, buf, cap, source, tag, st, dl);
+    if (__builtin_expect(comm_live(c) &&
+                             ((unsigned)source < (unsigned)c->size || source == MP_ANY_SOURCE) &&
+                             (tag >= 0 || tag == MP_ANY_TAG) && (buf || !cap) && timeout < 0,
+                         1))
+        return c->ops->recv(c, buf, cap, source, tag, st, MP__NO_DEADLINE);
+    return recv_checked(c, buf, cap, source, tag, st, timeout);
 }
 
 static bool overlap(const void *a, size_t alen, const void *b, size_t blen)
@@ -499,6 +540,8 @@ static int coll_begin(const char *call, mp_comm *c, double timeout, int64_t *dl)
 
 int mp_comm_barrier(mp_comm *c, double timeout)
 {
+    if (__builtin_expect(comm_live(c) && timeout < 0 && SLOT(c->ops, barrier), 1))
+        return coll_done(c, c->ops->barrier(c, MP__NO_DEADLINE));
     int64_t dl = MP__NO_DEADLINE;
     int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc < 0)
@@ -509,6 +552,10 @@ int mp_comm_barrier(mp_comm *c, double timeout)
 
 int mp_comm_bcast(mp_comm *c, void *buf, size_t len, int root, double timeout)
 {
+    if (__builtin_expect(comm_live(c) && (unsigned)root < (unsigned)c->size && (buf || !len) &&
+                             timeout < 0 && SLOT(c->ops, bcast),
+                         1))
+        return coll_done(c, c->ops->bcast(c, buf, len, root, MP__NO_DEADLINE));
     int64_t dl = MP__NO_DEADLINE;
     int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0 &&
