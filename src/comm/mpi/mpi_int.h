@@ -44,7 +44,13 @@
  * the members instead, on the parent with a tag of ours (MPE_TAG_CREATE):
  * the world's internal communicator is made from MPI_COMM_WORLD, its user
  * one from that, and a dup's or a split's from the parent's internal
- * communicator, which carries no receive of any tag.  A split gathers
+ * communicator, which carries no receive of any tag.  When the engine
+ * initialized MPI itself, the world's user communicator is MPI_COMM_WORLD
+ * itself: no other code of the program can have messages there (it would
+ * have had to initialize MPI first), and Open MPI's ob1 serves
+ * MPI_COMM_WORLD faster than any communicator made later - 20 to 40 ns
+ * of an 8-byte ping-pong's 230 ns hop, measured with raw MPI calls on
+ * both.  A split gathers
  * every rank's color and key first (MPI_Allgather, a blocking collective,
  * which registers nothing) and makes the group of each color.
  */

@@ -221,8 +221,8 @@ static int held_add(mcomm *m, MPI_Comm comm, int source, int tag, size_t len, in
     mheld *h = malloc(sizeof *h + ndata), **link = &m->held;
     if (!h)
         return MP_ENOMEM;
-    *h = (mheld){.comm = comm, .source = source, .tag = tag, .len = len, .btag = btag,
-                 .ndata = ndata};
+    *h = (mheld){
+        .comm = comm, .source = source, .tag = tag, .len = len, .btag = btag, .ndata = ndata};
     memcpy(h->data, data, ndata);
     while (*link)
         link = &(*link)->next;
@@ -569,8 +569,8 @@ static bool recv_head(mreq *r, int *rc)
         return true;
     }
     r->stage = MPE_R_BODY;
-    *rc = mpe_err(MPI_Irecv(r->buf + MPE_HEAD_DATA, (int)blen, MPI_BYTE, r->source, btag, r->lib,
-                            &r->rq));
+    *rc = mpe_err(
+        MPI_Irecv(r->buf + MPE_HEAD_DATA, (int)blen, MPI_BYTE, r->source, btag, r->lib, &r->rq));
     return *rc < 0;
 }
 
@@ -736,8 +736,12 @@ int mpe_irecv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_future **o
     mreq *r = calloc(1, sizeof *r);
     if (!r)
         return MP_ENOMEM;
-    *r = (mreq){.recv = true, .lib_tag = tag < MP_ANY_TAG, .buf = buf, .cap = cap,
-                .lib = m->lib, .stage = MPE_R_HEAD};
+    *r = (mreq){.recv = true,
+                .lib_tag = tag < MP_ANY_TAG,
+                .buf = buf,
+                .cap = cap,
+                .lib = m->lib,
+                .stage = MPE_R_HEAD};
     pthread_mutex_lock(&mpe.lock);
     int rc;
     mheld **link = m->held ? held_find(m, comm, src, mtag) : NULL;

@@ -262,9 +262,18 @@ static int twin(MPI_Comm parent, MPI_Group group, int tag, MPI_Comm *out)
     return rc;
 }
 
+/* Frees one of a communicator's MPI communicators (MPI_COMM_WORLD is
+ * MPI's own). */
+static void comm_drop(MPI_Comm *mc)
+{
+    if (*mc != MPI_COMM_WORLD)
+        MPI_Comm_free(mc);
+}
+
 /* A new communicator's engine part: the members of group, agreed on
- * parent (group MPI_GROUP_EMPTY, or one this rank is not in: none). */
-static int mcomm_make(MPI_Comm parent, MPI_Group group, mp_comm *out)
+ * parent (group MPI_GROUP_EMPTY, or one this rank is not in: none); user,
+ * when not MPI_COMM_NULL, is its user communicator, else one is made. */
+static int mcomm_make(MPI_Comm parent, MPI_Group group, MPI_Comm user, mp_comm *out)
 {
     int me = MPI_UNDEFINED;
     out->impl = NULL;
@@ -277,8 +286,9 @@ static int mcomm_make(MPI_Comm parent, MPI_Group group, mp_comm *out)
         return MP_ENOMEM;
     /* lib first, so that user is made over lib: parent only ever carries
      * the library's own tags, never a receive of any tag. */
+    m->user = user;
     int rc = twin(parent, group, MPE_TAG_CREATE, &m->lib);
-    if (rc == MPI_SUCCESS) {
+    if (rc == MPI_SUCCESS && user == MPI_COMM_NULL) {
         rc = twin(m->lib, group, MPE_TAG_CREATE, &m->user);
         if (rc != MPI_SUCCESS)
             MPI_Comm_free(&m->lib);
@@ -291,7 +301,7 @@ static int mcomm_make(MPI_Comm parent, MPI_Group group, mp_comm *out)
     MPI_Comm_size(m->user, &out->size);
     m->seq = calloc((size_t)out->size, sizeof *m->seq);
     if (!m->seq) {
-        MPI_Comm_free(&m->user);
+        comm_drop(&m->user);
         MPI_Comm_free(&m->lib);
         free(m);
         return MP_ENOMEM;
@@ -301,13 +311,13 @@ static int mcomm_make(MPI_Comm parent, MPI_Group group, mp_comm *out)
 }
 
 /* mcomm_make over every member of comm (the world, a dup). */
-static int mcomm_whole(MPI_Comm parent, MPI_Comm of, mp_comm *out)
+static int mcomm_whole(MPI_Comm parent, MPI_Comm of, MPI_Comm user, mp_comm *out)
 {
     MPI_Group g;
     int rc = MPI_Comm_group(of, &g);
     if (rc != MPI_SUCCESS)
         return mpe_err(rc);
-    rc = mcomm_make(parent, g, out);
+    rc = mcomm_make(parent, g, user, out);
     MPI_Group_free(&g);
     return rc;
 }
@@ -315,7 +325,7 @@ static int mcomm_whole(MPI_Comm parent, MPI_Comm of, mp_comm *out)
 static void mcomm_free(mcomm *m)
 {
     mpe_held_drop(m);
-    MPI_Comm_free(&m->user);
+    comm_drop(&m->user);
     MPI_Comm_free(&m->lib);
     free(m->seq);
     free(m);
@@ -362,7 +372,10 @@ static int world_init(mp_comm *w)
         int *ub = NULL, has = 0;
         MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &has);
         mpe.tag_ub = has && ub ? *ub : 32767;
-        ret = mcomm_whole(MPI_COMM_WORLD, MPI_COMM_WORLD, w);
+        /* MPI_COMM_WORLD itself carries the world's user tags when MPI is
+         * ours (see "Communicators" in mpi_int.h). */
+        MPI_Comm user = mpe.inited_mpi ? MPI_COMM_WORLD : MPI_COMM_NULL;
+        ret = mcomm_whole(MPI_COMM_WORLD, MPI_COMM_WORLD, user, w);
     }
     mpe.closed = ret < 0;
     pthread_mutex_unlock(&mpe.lock);
@@ -439,7 +452,7 @@ static int engine_dup(mp_comm *c, mp_comm *out, int64_t deadline)
     (void)deadline; /* MPI_Comm_dup has no nonblocking form in MPI 3.1 */
     pthread_mutex_lock(&mpe.lock);
     const mcomm *m = c->impl;
-    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : mcomm_whole(m->lib, m->user, out);
+    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : mcomm_whole(m->lib, m->user, MPI_COMM_NULL, out);
     pthread_mutex_unlock(&mpe.lock);
     return rc;
 }
@@ -486,7 +499,7 @@ static int engine_split(mp_comm *c, int color, int key, mp_comm *out, int64_t de
     MPI_Group g = MPI_GROUP_EMPTY;
     int rc = mpe_abandon_seen(c) ? MP_EABANDONED : split_group(c, color, key, &g);
     if (rc == 0)
-        rc = mcomm_make(((mcomm *)c->impl)->lib, g, out);
+        rc = mcomm_make(((mcomm *)c->impl)->lib, g, MPI_COMM_NULL, out);
     if (g != MPI_GROUP_EMPTY)
         MPI_Group_free(&g);
     pthread_mutex_unlock(&mpe.lock);
