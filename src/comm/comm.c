@@ -49,6 +49,9 @@
 static struct {
     pthread_mutex_t lock;
     bool joined, closed;
+    /* joined, not closed, and this is the process that joined: what the
+     * fast paths test (a fork's child clears it, see comm_forked). */
+    bool live;
     pid_t pid;      /* the process that joined */
     uint32_t epoch; /* bumped at each join */
     void *dl;       /* the MPI engine's library */
@@ -147,6 +150,27 @@ static void comm_atexit(void)
     (void)mp_comm_finalize();
 }
 
+/* In a child of fork: not a rank (the checks that name why compare the
+ * pids). */
+static void comm_forked(void)
+{
+    g.live = false;
+}
+
+static void comm_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, comm_forked);
+}
+
+/* This process joined: it is a rank (g.lock held). */
+static void comm_joined(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, comm_atfork);
+    g.joined = g.live = true;
+    g.pid = mp__self_pid();
+}
+
 int mp_comm_world(mp_comm **out)
 {
     static _Atomic bool atexit_set;
@@ -168,8 +192,7 @@ int mp_comm_world(mp_comm **out)
             rc = ops->world_init(&g.world);
         }
         if (rc == 0) {
-            g.joined = true;
-            g.pid = mp__self_pid();
+            comm_joined();
             mp__comm_fork_set(ops->caps & MP__COMM_CAP_FORK);
         }
     }
@@ -193,15 +216,14 @@ int mp__comm_enter_forked(void *base, size_t size, int rank, mp_comm **out)
      * forget it without touching it (its objects now fail the epoch
      * check).  The lock may have been copied held by a parent thread. */
     pthread_mutex_init(&g.lock, NULL);
-    g.joined = g.closed = false;
+    g.joined = g.closed = g.live = false;
     g.dl = NULL;
     g.world = (mp_comm){
         .magic = MP__COMM_MAGIC, .epoch = ++g.epoch, .is_world = true, .ops = &mp__comm_local_ops};
     int rc = mp__local_world_forked(&g.world, base, size, rank);
     if (rc < 0)
         return rc;
-    g.joined = true;
-    g.pid = mp__self_pid();
+    comm_joined();
     *out = &g.world;
     return 0;
 }
@@ -211,6 +233,7 @@ int mp_comm_finalize(void)
     pthread_mutex_lock(&g.lock);
     if (g.joined && !g.closed && g.pid == mp__self_pid()) {
         g.closed = true;
+        g.live = false;
         g.world.ops->world_fini(&g.world);
         mp__comm_fork_set(true);
     }
@@ -233,12 +256,11 @@ static int check_comm(const char *call, const mp_comm *c)
     return 0;
 }
 
-/* check_comm's test alone, inline, for the fast paths below: one
- * branch-free look at c and the world, no call. */
+/* check_comm's test alone, inline, for the fast paths below: a look at
+ * c and at one flag of the world, no call. */
 static inline bool comm_live(const mp_comm *c)
 {
-    return c && c->magic == MP__COMM_MAGIC && c->epoch == g.epoch && g.joined && !g.closed &&
-           g.pid == mp__self_pid();
+    return c && c->magic == MP__COMM_MAGIC && c->epoch == g.epoch && g.live;
 }
 
 static int check_rank(const char *call, const char *what, const mp_comm *c, int r)
