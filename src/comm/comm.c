@@ -427,6 +427,37 @@ void mp_comm_abort(mp_comm *c, int code)
     _exit(code & 255 ? code & 255 : 1);
 }
 
+/* The way engines without the threaded slot turn their lock on: their
+ * progress thread, started by a receive nothing matches (nothing is ever
+ * sent on MP__TAG_THREADED), withdrawn at once - a receive left pending
+ * would keep that thread polling. */
+static int threaded_by_receive(mp_comm *c)
+{
+    mp_future *f = NULL;
+    int rc = c->ops->irecv(c, NULL, 0, 0, MP__TAG_THREADED, &f);
+    if (rc < 0)
+        return rc;
+    (void)mp_future_cancel(f);
+    /* A cancelled receive finishes at once; one that does not is left to
+     * its engine rather than waited for (its buffer is empty). */
+    if (mp_future_wait(f, 10.0) == 0)
+        mp_future_free(f);
+    return 0;
+}
+
+int mp__comm_threaded(mp_comm *c)
+{
+    int rc = check_comm("mp__comm_threaded", c);
+    if (rc < 0)
+        return rc;
+    int (*fn)(mp_comm *) = SLOT(c->ops, threaded);
+    rc = fn ? fn(c) : threaded_by_receive(c);
+    if (rc == MP_ENOTSUP)
+        return mp__fail(rc, "the %s engine cannot serve several threads (see the log)",
+                        c->ops->name);
+    return rc;
+}
+
 /* ---- point to point ------------------------------------------------------------------- */
 
 /* The checks of mp_comm_send, each with its error (the fast path's

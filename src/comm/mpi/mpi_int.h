@@ -9,18 +9,20 @@
  * uses from the library comes from there, never from libmproc's hidden
  * symbols.
  *
- * One lock.  Every MPI call the engine makes while its progress thread
- * exists is made under one mutex, so MPI never sees two calls at once and
- * MPI_THREAD_SINGLE is enough (mpi_world.c: Open MPI's higher levels lock
- * every call of their own, and cost the ping-pong more than half its
- * time).  The caller's thread and the progress thread (which finishes the
- * futures of isend and irecv) take turns through it.  Before that thread
- * exists the caller's calls are the only ones (the API allows one at a
- * time), so a blocking call without a deadline - one that never releases
- * the lock part-way - skips it (mpe_enter): the ping-pong pays no atomic
- * operation of the engine's.  The thread is started only under the lock,
- * from a call of the caller's, and `threaded` never goes back to false,
- * so a call that sees it false cannot overlap any other MPI call.
+ * One lock.  Every MPI call the engine makes while another thread may
+ * make one is made under one mutex, so MPI never sees two calls at once
+ * and MPI_THREAD_SINGLE is enough (mpi_world.c: Open MPI's higher levels
+ * lock every call of their own, and cost the ping-pong more than half its
+ * time).  Another thread may call once the progress thread (which
+ * finishes the futures of isend and irecv) exists, or once the library
+ * said several threads will call (the `threaded` slot, mpi_world.c).
+ * Before either, the caller's calls are the only ones (the API allows one
+ * at a time), so a blocking call without a deadline - one that never
+ * releases the lock part-way - skips it (mpe_enter): the ping-pong pays no
+ * atomic operation of the engine's.  `locking` is set only from a call of
+ * the caller's, under the lock, before any other thread exists, and never
+ * goes back to false, so a call that sees it false cannot overlap any
+ * other MPI call.
  *
  * Two ways to wait.  An operation without a deadline is the blocking MPI
  * call itself, made with the lock held: nothing is faster, and MPI makes
@@ -140,9 +142,12 @@ typedef struct mpe_state {
     bool inited_mpi; /* we called MPI_Init (else the program did) */
     bool closed;
     int tag_ub;
-    mreq *pending; /* futures' requests and orphans */
+    mreq *pending;  /* futures' requests and orphans */
+    int level_got;  /* the thread level MPI gives */
+    int level_want; /* what we asked (when inited_mpi) */
     pthread_t thread;
-    _Atomic bool threaded; /* the progress thread was started */
+    bool thread_on;       /* the progress thread was started */
+    _Atomic bool locking; /* every call takes the lock (see "One lock") */
     bool stop;
 } mpe_state;
 
@@ -153,7 +158,7 @@ extern mpe_state mpe;
  * took it, for mpe_leave. */
 static inline bool mpe_enter(int64_t deadline)
 {
-    if (deadline == MP__NO_DEADLINE && !atomic_load_explicit(&mpe.threaded, memory_order_acquire))
+    if (deadline == MP__NO_DEADLINE && !atomic_load_explicit(&mpe.locking, memory_order_acquire))
         return false;
     pthread_mutex_lock(&mpe.lock);
     return true;

@@ -221,11 +221,13 @@ static void *progress_main(void *arg)
 
 int mpe_pending_add(mreq *r)
 {
-    if (!atomic_load_explicit(&mpe.threaded, memory_order_relaxed)) {
+    if (!mpe.thread_on) {
+        /* Locking first: the thread calls MPI as soon as it runs. */
+        atomic_store_explicit(&mpe.locking, true, memory_order_release);
         int rc = pthread_create(&mpe.thread, NULL, progress_main, NULL);
         if (rc != 0)
             return -rc;
-        atomic_store_explicit(&mpe.threaded, true, memory_order_release);
+        mpe.thread_on = true;
     }
     r->next = mpe.pending;
     mpe.pending = r;
@@ -360,6 +362,7 @@ static int world_init(mp_comm *w)
         int want = thread_level(), provided = MPI_THREAD_SINGLE;
         rc = MPI_Init_thread(NULL, NULL, want, &provided);
         mpe.inited_mpi = rc == MPI_SUCCESS;
+        mpe.level_want = want;
         if (rc == MPI_SUCCESS && provided < want)
             mp_log(MP_LOG_WARNING,
                    "comm: MPI gives thread level %d, not %d: do not "
@@ -367,6 +370,8 @@ static int world_init(mp_comm *w)
                    provided, want);
     }
     int ret = rc == MPI_SUCCESS ? 0 : MP_EIO;
+    if (ret == 0)
+        MPI_Query_thread(&mpe.level_got);
     if (ret == 0) {
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         int *ub = NULL, has = 0;
@@ -421,7 +426,7 @@ static void world_fini(mp_comm *w)
     pthread_mutex_lock(&mpe.lock);
     mpe.stop = true;
     pthread_cond_signal(&mpe.wake);
-    bool joined = atomic_load(&mpe.threaded);
+    bool joined = mpe.thread_on;
     pthread_mutex_unlock(&mpe.lock);
     if (joined)
         pthread_join(mpe.thread, NULL);
@@ -534,6 +539,30 @@ static void engine_abandon(mp_comm *c)
     pthread_mutex_unlock(&mpe.lock);
 }
 
+/* Several threads call from now on (engine.h): every call takes the lock.
+ * They can when MPI serves serialized calls from any thread: at
+ * MPI_THREAD_SERIALIZED or above, or at the MPI_THREAD_SINGLE the engine
+ * chose itself (see thread_level).  A program that initialized MPI
+ * at SINGLE or FUNNELED promised MPI that one thread calls it. */
+static int engine_threaded(mp_comm *c)
+{
+    (void)c;
+    pthread_mutex_lock(&mpe.lock);
+    bool can =
+        mpe.inited_mpi ? mpe.level_got >= mpe.level_want : mpe.level_got >= MPI_THREAD_SERIALIZED;
+    if (can)
+        atomic_store_explicit(&mpe.locking, true, memory_order_release);
+    pthread_mutex_unlock(&mpe.lock);
+    if (can)
+        return 0;
+    mp_log(MP_LOG_ERROR,
+           "comm: MPI runs at thread level %d (%s), which lets one thread call it; "
+           "several threads need MPI_THREAD_SERIALIZED (%d) or more",
+           mpe.level_got, mpe.inited_mpi ? "as MPI gave it" : "as the program initialized it",
+           MPI_THREAD_SERIALIZED);
+    return MP_ENOTSUP;
+}
+
 static const mp__comm_ops mpi_ops = {
     .version = MP__COMM_OPS_VERSION,
     .size = sizeof(mp__comm_ops),
@@ -567,6 +596,7 @@ static const mp__comm_ops mpi_ops = {
     .reduce = mpe_reduce,
     .allreduce = mpe_allreduce,
     .scan = mpe_scan,
+    .threaded = engine_threaded,
 };
 
 /* The entry point comm.c's loader calls (engine.h). */
