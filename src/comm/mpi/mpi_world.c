@@ -474,11 +474,12 @@ static int split_group(mp_comm *c, int color, int key, MPI_Group *out)
                           : MP_ENOMEM;
     int n = 0;
     for (int r = 0; rc == 0 && color != MP_UNDEFINED && r < c->size; r++) {
-        if (all[2 * r] != color)
+        const int *pair = all + 2 * (size_t)r;
+        if (pair[0] != color)
             continue;
         /* Insertion by key, stable in rank order: n stays small enough. */
         int at = n++;
-        while (at > 0 && all[2 * ranks[at - 1] + 1] > all[2 * r + 1]) {
+        while (at > 0 && all[2 * (size_t)ranks[at - 1] + 1] > pair[1]) {
             ranks[at] = ranks[at - 1];
             at--;
         }
