@@ -15,6 +15,7 @@
 #   ANCHOR_GROUPS='c py'     anchor groups to run (run_all.sh), default: c py,
 #                            and mpi when mpirun is installed
 #   ANCHORS_DIR=...          where the anchors are (default ../shared/anchors)
+#   PAIRS=3                  rounds of the paired latency figures (0: none)
 #   RESULTS_DIR=...          where the picture and the table go (default
 #                            bench/results): ratios.svg and ratios.md, one bar
 #                            and one row per figure (scripts/bench_report.sh)
@@ -74,6 +75,53 @@ if [ -x "$comm" ] && command -v mpirun >/dev/null 2>&1 && [ -x "$anchors/mpi_run
         ANCHOR_MPI_TIMEOUT=300 "$anchors/mpi_run.sh" "$np" "$comm" "$@" 2>&1 |
             tee -a "$out/mproc.log" | grep -a '^# .*trials' || echo "# bench_comm --mpi -n $np FAILED" >&2
     done
+fi
+
+# Latency figures, paired.  On a virtual machine the host may place the two
+# CPUs close together (a cache line moves between them in ~40 ns) or far
+# apart (~220 ns), and may change that between one program and the next:
+# the anchors measured minutes earlier can have run in the other placement.
+# So the 2-rank latency figures of both engines are measured again in
+# PAIRS rounds, each running raw Open MPI and then mproc back to back, and
+# each side's median over the rounds replaces its single figure.  Every
+# round prints the cache-line hand-off it ran at.
+PAIRS=${PAIRS:-3}
+paired_names='_pingpong_us$|_bcast_8B_us$|_bcast_8B_us_loop$'
+if [ "$PAIRS" -gt 0 ] && echo " $ANCHOR_GROUPS " | grep -q " mpi " && [ -x "$anchors/build/mpi_bench" ] &&
+    [ -x "$comm" ] && { [ -z "${BENCH:-}" ] || echo " $BENCH " | grep -q " comm "; }; then
+    echo "# ---- paired latency rounds ($PAIRS: raw Open MPI, then mproc, back to back)"
+    for round in $(seq "$PAIRS"); do
+        line=""
+        [ -x "$anchors/build/limits_cacheline" ] &&
+            line=$("$anchors/build/limits_cacheline" 2>/dev/null | awk '$1 == "anchor" && $2 == "limit_cacheline_pingpong_ns_proc" { print $3 " " $4 }')
+        {
+            "$anchors/mpi_run.sh" 2 "$anchors/build/mpi_bench" 2>&1 | grep -a '^anchor '
+            "$comm" pingpong
+            "$comm" bcast
+            "$anchors/mpi_run.sh" 2 "$comm" --mpi pingpong 2>&1
+            "$anchors/mpi_run.sh" 2 "$comm" --mpi bcast 2>&1
+        } | awk -v re="$paired_names" '($1 == "anchor" || $1 == "bench") && $2 ~ re' >"$out/round.$round"
+        echo "# round $round (cache line hand-off ${line:-unmeasured}):" \
+            "$(awk '{ printf "%s %s  ", $2, $3 }' "$out/round.$round")"
+    done
+    cat "$out"/round.* | awk '
+        { k = $1 " " $2; n[k]++; v[k, n[k]] = $3 + 0; rest[k] = $4 " " $5 }
+        END {
+            for (k in n) {
+                m = n[k]
+                for (i = 1; i <= m; i++)
+                    for (j = i + 1; j <= m; j++)
+                        if (v[k, j] < v[k, i]) { t = v[k, i]; v[k, i] = v[k, j]; v[k, j] = t }
+                med = m % 2 ? v[k, (m + 1) / 2] : (v[k, m / 2] + v[k, m / 2 + 1]) / 2
+                print k, med, rest[k]
+            }
+        }' | sort >"$out/paired"
+    grep -a '^anchor ' "$out/paired" >>"$out/anchors.log"
+    # The paired medians replace the single run's lines of the same names.
+    awk 'FNR == NR { if ($1 == "bench") drop[$2] = 1; next } !($1 == "bench" && $2 in drop)' \
+        "$out/paired" "$out/mproc.log" >"$out/mproc.unpaired"
+    { cat "$out/mproc.unpaired"; grep -a '^bench ' "$out/paired"; } >"$out/mproc.log"
+    sed 's/^/# paired median: /' "$out/paired"
 fi
 
 echo

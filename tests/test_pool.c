@@ -2011,21 +2011,6 @@ TEST(a_task_closing_every_descriptor_wedges_nothing)
 
 /* Waits (at most secs) until worker slot 0 of p says it waits for the
  * supervisor to free space. */
-/* Takes p->lock once no submitted work waits in the parent for a free
- * entry: the supervisor publishes that work, and holding it back before
- * then would leave the worker nothing to wait with. */
-static bool lock_when_published(mp_pool *p, double secs)
-{
-    double end = mpt_now() + secs;
-    pthread_mutex_lock(&p->lock);
-    while (p->pend_head && mpt_now() < end) {
-        pthread_mutex_unlock(&p->lock);
-        mp__sleep_ns(1000000); /* polls a state, bounded */
-        pthread_mutex_lock(&p->lock);
-    }
-    return !p->pend_head;
-}
-
 static bool slot0_waits(mp_pool *p, double secs)
 {
     double end = mpt_now() + secs;
@@ -2059,7 +2044,10 @@ static int gate_then_big_task(const void *arg, size_t len, mp_buf *out)
  * 100 ms: fails when the supervisor does not wake the worker. */
 TEST(the_supervisor_wakes_a_worker_waiting_for_space)
 {
-    latch g = latch_new();
+    /* Both gates before the pool: its worker inherits them.  One made
+     * later would reuse the first's descriptor number, which in the
+     * worker still names the first gate, open by then. */
+    latch g = latch_new(), g2 = latch_new();
     mp_pool *p = pool_with(1);
     long x = 2, r = 0;
     CHECK_OK(mp_pool_apply(p, square_task, &x, sizeof x, &r, sizeof r, NULL, 30.0));
@@ -2075,7 +2063,7 @@ TEST(the_supervisor_wakes_a_worker_waiting_for_space)
     s.errors = errs;
     s.chunksize = N;
     mp_future *f = mp_pool_map_async_ex(p, &s);
-    CHECK(lock_when_published(p, 30.0));
+    pthread_mutex_lock(&p->lock);
     latch_open(g);
     bool waited = slot0_waits(p, 30.0);
     pthread_mutex_unlock(&p->lock);
@@ -2084,13 +2072,12 @@ TEST(the_supervisor_wakes_a_worker_waiting_for_space)
     CHECK_ERR(errs[N - 1], MP_ETASK);
     mp_future_free(f);
     /* Two results of 4 MiB: the second waits until the first is read. */
-    latch_close(g);
-    g = latch_new();
-    int a1[2] = {g.r, 4 << 20}, a2[2] = {-1, 4 << 20};
+    int a1[2] = {g2.r, 4 << 20}, a2[2] = {-1, 4 << 20};
     mp_future *b1 = mp_pool_apply_async(p, gate_then_big_task, a1, sizeof a1);
     mp_future *b2 = mp_pool_apply_async(p, gate_then_big_task, a2, sizeof a2);
-    CHECK(lock_when_published(p, 30.0));
-    latch_open(g);
+    CHECK_ERR(mp_future_wait(b1, 0.05), MP_ETIMEDOUT); /* the gate holds it */
+    pthread_mutex_lock(&p->lock);
+    latch_open(g2);
     waited = slot0_waits(p, 30.0);
     pthread_mutex_unlock(&p->lock);
     CHECK(waited);
@@ -2102,6 +2089,7 @@ TEST(the_supervisor_wakes_a_worker_waiting_for_space)
     mp_future_free(b2);
     mp_pool_free(p);
     latch_close(g);
+    latch_close(g2);
 }
 
 /* ---- initializers ------------------------------------------------------------------ */
