@@ -483,6 +483,70 @@ TEST(p2p_message_too_long_stays_forever)
     CHECK_EQ(run_ok(2, msgsize_forever_rank, NULL), 0);
 }
 
+/* Lengths around the MPI engine's 4032-byte head (a message of up to 4031
+ * bytes is one MPI message there, a longer one a head and a body): each
+ * arrives whole; one too long for a receive - with a deadline or without,
+ * with a buffer shorter than a head or longer - stays first in line, and
+ * a probe, an irecv or a larger receive then gets it; a probe of a long
+ * message nothing took yet tells its whole length. */
+static int long_msgs_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    static const size_t lens[] = {4031, 4032, 4033, 9000, 70000, 9000};
+    enum { N = 6, MAXLEN = 70000, MID = 5000 };
+    unsigned char *b = malloc(MAXLEN), *mid = malloc(MID), small[100];
+    RK_CHECK(b && mid);
+    if (rk_me == 1) {
+        for (int k = 0; k < N; k++) {
+            fill(b, lens[k], (unsigned)k);
+            RK_OK(mp_comm_send(w, b, lens[k], 0, k == N - 1 ? 4 : 3, k % 2 ? 10 : MP_FOREVER));
+        }
+        free(b);
+        free(mid);
+        return mp_comm_barrier(w, 10);
+    }
+    for (int k = 0; k < N - 1; k++) {
+        double t = k % 2 ? 10 : MP_FOREVER;
+        mp_comm_status st = {0, 0, 0};
+        RK_ERR(mp_comm_recv(w, small, sizeof small, 1, 3, &st, t), MP_EMSGSIZE);
+        RK_EQ(st.count, lens[k]);
+        if (lens[k] > MID) {
+            RK_ERR(mp_comm_recv(w, mid, MID, MP_ANY_SOURCE, 3, &st, t), MP_EMSGSIZE);
+            RK_EQ(st.count, lens[k]);
+        }
+        RK_OK(mp_comm_probe(w, 1, 3, &st, 10));
+        RK_EQ(st.count, lens[k]);
+        memset(b, 0, MAXLEN);
+        if (k == 3) {
+            mp_future *f;
+            RK_OK(mp_comm_irecv(w, b, MAXLEN, 1, 3, &f));
+            RK_OK(mp_future_wait(f, 10));
+            RK_EQ(mp_future_status(f), 0);
+            mp_future_free(f);
+        } else {
+            RK_OK(mp_comm_recv(w, b, MAXLEN, 1, MP_ANY_TAG, &st, t));
+            RK_EQ(st.count, lens[k]);
+            RK_EQ(st.tag, 3);
+        }
+        RK_EQ(differs(b, lens[k], (unsigned)k), 0);
+    }
+    mp_comm_status st = {0, 0, 0};
+    RK_OK(mp_comm_probe(w, MP_ANY_SOURCE, 4, &st, 10));
+    RK_EQ(st.count, lens[N - 1]);
+    RK_OK(mp_comm_recv(w, b, MAXLEN, 1, 4, &st, MP_FOREVER));
+    RK_EQ(st.count, lens[N - 1]);
+    RK_EQ(differs(b, lens[N - 1], N - 1), 0);
+    free(b);
+    free(mid);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST(p2p_long_messages_stay_first_in_line)
+{
+    CHECK_EQ(run_ok(2, long_msgs_rank, NULL), 0);
+}
+
 static int sendrecv_rank(mp_comm *w, void *arg)
 {
     size_t len = *(size_t *)arg;
@@ -967,6 +1031,65 @@ TEST(finalize_closes)
     CHECK_EQ(run_ok(3, finalize_rank, NULL), 0);
 }
 
+/* ---- the engine's threaded slot ------------------------------------------------------- */
+
+static int slot_calls, irecv_calls, irecv_tag;
+
+static int fake_threaded(mp_comm *c)
+{
+    (void)c;
+    slot_calls++;
+    return 0;
+}
+
+static int fake_refuses(mp_comm *c)
+{
+    (void)c;
+    return MP_ENOTSUP;
+}
+
+static int fake_irecv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_future **out)
+{
+    (void)c, (void)buf, (void)cap, (void)src;
+    irecv_calls++;
+    irecv_tag = tag;
+    *out = mp__future_new_failed(MP_ECANCELED, NULL);
+    return *out ? 0 : MP_ENOMEM;
+}
+
+/* mp__comm_threaded calls the engine's slot and passes on its refusal; an
+ * engine whose table ends before the slot (built before it) is switched
+ * by the receive on MP__TAG_THREADED instead; the local engine, whose
+ * slot is empty, goes on working after it. */
+TEST(threaded_slot_is_called)
+{
+    mp_comm *w;
+    CHECK_EQ(mp_comm_world(&w), 0);
+    mp__comm_ops ops = *w->ops;
+    ops.threaded = fake_threaded;
+    ops.irecv = fake_irecv;
+    mp_comm fake = *w;
+    fake.ops = &ops;
+    CHECK_EQ(mp__comm_threaded(&fake), 0);
+    CHECK_EQ(slot_calls, 1);
+    CHECK_EQ(irecv_calls, 0);
+    ops.threaded = fake_refuses;
+    CHECK_EQ(mp__comm_threaded(&fake), MP_ENOTSUP);
+    ops.threaded = fake_threaded;
+    ops.size = (uint32_t)offsetof(mp__comm_ops, threaded);
+    CHECK_EQ(mp__comm_threaded(&fake), 0);
+    CHECK_EQ(slot_calls, 1);
+    CHECK_EQ(irecv_calls, 1);
+    CHECK_EQ(irecv_tag, MP__TAG_THREADED);
+    CHECK_EQ(mp__comm_threaded(NULL), MP_EINVAL);
+
+    CHECK_EQ(mp__comm_threaded(w), 0);
+    char out[4] = "abc", in[4] = "";
+    CHECK_EQ(mp_comm_send(w, out, sizeof out, 0, 1, 10), 0);
+    CHECK_EQ(mp_comm_recv(w, in, sizeof in, 0, 1, NULL, MP_FOREVER), 0);
+    CHECK_EQ(memcmp(in, out, sizeof in), 0);
+}
+
 /* ---- the same checks under a launcher ----------------------------------------------- */
 
 /* Runs fn on a communicator of world ranks 0 and 1 (the others wait), for
@@ -1025,6 +1148,7 @@ static int p2p_suite(mp_comm *w)
     RK_PASS(on_pair(w, order_rank, NULL));
     RK_PASS(on_pair(w, msgsize_rank, NULL));
     RK_PASS(on_pair(w, msgsize_forever_rank, NULL));
+    RK_PASS(on_pair(w, long_msgs_rank, NULL));
     RK_PASS(on_pair(w, futures_rank, NULL));
     RK_PASS(on_pair(w, timeouts_alike_rank, NULL));
     if (n == 2) /* it frees its communicator, expecting the world of 2 */

@@ -18,7 +18,13 @@
  * every object of that one is then refused (epoch), never used.
  *
  * Every call checks its arguments here, so that engines see only valid
- * ones.  A collective that fails part-way on one rank (a timeout, a
+ * ones.  Fast paths: the calls a latency-bound program makes in a loop
+ * (send, recv, bcast, barrier) first test all their conditions at once,
+ * inline, for the common case - valid arguments and no deadline - and
+ * call the engine straight away; only when that test fails do they run
+ * the checks one by one, which name what they refuse.  (Each function
+ * the call passes through is another cache line of code, and after a
+ * wait those are often cold.)  A collective that fails part-way on one rank (a timeout, a
  * resource error) breaks the communicator's collectives for every rank
  * (the engine's abandon), since the others cannot finish it without this
  * rank; a dead peer or a collective another rank abandoned already need
@@ -43,6 +49,9 @@
 static struct {
     pthread_mutex_t lock;
     bool joined, closed;
+    /* joined, not closed, and this is the process that joined: what the
+     * fast paths test (a fork's child clears it, see comm_forked). */
+    bool live;
     pid_t pid;      /* the process that joined */
     uint32_t epoch; /* bumped at each join */
     void *dl;       /* the MPI engine's library */
@@ -141,6 +150,27 @@ static void comm_atexit(void)
     (void)mp_comm_finalize();
 }
 
+/* In a child of fork: not a rank (the checks that name why compare the
+ * pids). */
+static void comm_forked(void)
+{
+    g.live = false;
+}
+
+static void comm_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, comm_forked);
+}
+
+/* This process joined: it is a rank (g.lock held). */
+static void comm_joined(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, comm_atfork);
+    g.joined = g.live = true;
+    g.pid = mp__self_pid();
+}
+
 int mp_comm_world(mp_comm **out)
 {
     static _Atomic bool atexit_set;
@@ -162,8 +192,7 @@ int mp_comm_world(mp_comm **out)
             rc = ops->world_init(&g.world);
         }
         if (rc == 0) {
-            g.joined = true;
-            g.pid = mp__self_pid();
+            comm_joined();
             mp__comm_fork_set(ops->caps & MP__COMM_CAP_FORK);
         }
     }
@@ -187,15 +216,14 @@ int mp__comm_enter_forked(void *base, size_t size, int rank, mp_comm **out)
      * forget it without touching it (its objects now fail the epoch
      * check).  The lock may have been copied held by a parent thread. */
     pthread_mutex_init(&g.lock, NULL);
-    g.joined = g.closed = false;
+    g.joined = g.closed = g.live = false;
     g.dl = NULL;
     g.world = (mp_comm){
         .magic = MP__COMM_MAGIC, .epoch = ++g.epoch, .is_world = true, .ops = &mp__comm_local_ops};
     int rc = mp__local_world_forked(&g.world, base, size, rank);
     if (rc < 0)
         return rc;
-    g.joined = true;
-    g.pid = mp__self_pid();
+    comm_joined();
     *out = &g.world;
     return 0;
 }
@@ -205,6 +233,7 @@ int mp_comm_finalize(void)
     pthread_mutex_lock(&g.lock);
     if (g.joined && !g.closed && g.pid == mp__self_pid()) {
         g.closed = true;
+        g.live = false;
         g.world.ops->world_fini(&g.world);
         mp__comm_fork_set(true);
     }
@@ -225,6 +254,13 @@ static int check_comm(const char *call, const mp_comm *c)
     if (g.closed)
         return mp__fail(MP_ECLOSED, "%s: the world is finalized", call);
     return 0;
+}
+
+/* check_comm's test alone, inline, for the fast paths below: a look at
+ * c and at one flag of the world, no call. */
+static inline bool comm_live(const mp_comm *c)
+{
+    return c && c->magic == MP__COMM_MAGIC && c->epoch == g.epoch && g.live;
 }
 
 static int check_rank(const char *call, const char *what, const mp_comm *c, int r)
@@ -292,9 +328,10 @@ static int check_count(const char *call, mp_type type, size_t count, size_t mult
 }
 
 /* What a collective's outcome means for the communicator (see DESIGN). */
-static int coll_done(mp_comm *c, int rc)
+static inline int coll_done(mp_comm *c, int rc)
 {
-    if (rc < 0 && rc != MP_EPEERDEAD && rc != MP_EABANDONED && SLOT(c->ops, abandon))
+    if (__builtin_expect(rc < 0, 0) && rc != MP_EPEERDEAD && rc != MP_EABANDONED &&
+        SLOT(c->ops, abandon))
         c->ops->abandon(c);
     return rc;
 }
@@ -390,19 +427,64 @@ void mp_comm_abort(mp_comm *c, int code)
     _exit(code & 255 ? code & 255 : 1);
 }
 
+/* The way engines without the threaded slot turn their lock on: their
+ * progress thread, started by a receive nothing matches (nothing is ever
+ * sent on MP__TAG_THREADED), withdrawn at once - a receive left pending
+ * would keep that thread polling. */
+static int threaded_by_receive(mp_comm *c)
+{
+    mp_future *f = NULL;
+    int rc = c->ops->irecv(c, NULL, 0, 0, MP__TAG_THREADED, &f);
+    if (rc < 0)
+        return rc;
+    (void)mp_future_cancel(f);
+    /* A cancelled receive finishes at once; one that does not is left to
+     * its engine rather than waited for (its buffer is empty). */
+    if (mp_future_wait(f, 10.0) == 0)
+        mp_future_free(f);
+    return 0;
+}
+
+int mp__comm_threaded(mp_comm *c)
+{
+    int rc = check_comm("mp__comm_threaded", c);
+    if (rc < 0)
+        return rc;
+    int (*fn)(mp_comm *) = SLOT(c->ops, threaded);
+    rc = fn ? fn(c) : threaded_by_receive(c);
+    if (rc == MP_ENOTSUP)
+        return mp__fail(rc, "the %s engine cannot serve several threads (see the log)",
+                        c->ops->name);
+    return rc;
+}
+
 /* ---- point to point ------------------------------------------------------------------- */
+
+/* The checks of mp_comm_send, each with its error (the fast path's
+ * test failed). */
+static int send_checked(mp_comm *c, const void *buf, size_t len, int dest, int tag, double timeout)
+{
+    const char *call = "mp_comm_send";
+    int64_t dl = MP__NO_DEADLINE;
+    int rc = check_comm(call, c);
+    if (rc == 0 && (check_rank(call, "dest", c, dest) < 0 ||
+                    check_tag(call, "tag", tag, false) < 0 || check_buf(call, "buf", buf, len) < 0))
+        rc = MP_EINVAL;
+    if (rc == 0)
+        rc = check_timeout(call, timeout, &dl);
+    return rc < 0 ? rc : c->ops->send(c, buf, len, dest, tag, dl);
+}
 
 int mp_comm_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, double timeout)
 {
-    int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(__func__, c);
-    if (rc == 0 &&
-        (check_rank(__func__, "dest", c, dest) < 0 || check_tag(__func__, "tag", tag, false) < 0 ||
-         check_buf(__func__, "buf", buf, len) < 0))
-        rc = MP_EINVAL;
-    if (rc == 0)
-        rc = check_timeout(__func__, timeout, &dl);
-    return rc < 0 ? rc : c->ops->send(c, buf, len, dest, tag, dl);
+    /* The blocking send with valid arguments goes straight to the engine
+     * (see "Fast paths" above); anything else gets every check and its
+     * error. */
+    if (__builtin_expect(comm_live(c) && (unsigned)dest < (unsigned)c->size && tag >= 0 &&
+                             (buf || !len) && timeout < 0,
+                         1))
+        return c->ops->send(c, buf, len, dest, tag, MP__NO_DEADLINE);
+    return send_checked(c, buf, len, dest, tag, timeout);
 }
 
 static int check_recv(const char *call, const mp_comm *c, const void *buf, size_t cap, int source,
@@ -414,16 +496,28 @@ static int check_recv(const char *call, const mp_comm *c, const void *buf, size_
     return 0;
 }
 
+static int recv_checked(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_comm_status *st,
+                        double timeout)
+{
+    const char *call = "mp_comm_recv";
+    int64_t dl = MP__NO_DEADLINE;
+    int rc = check_comm(call, c);
+    if (rc == 0)
+        rc = check_recv(call, c, buf, cap, source, tag);
+    if (rc == 0)
+        rc = check_timeout(call, timeout, &dl);
+    return rc < 0 ? rc : c->ops->recv(c, buf, cap, source, tag, st, dl);
+}
+
 int mp_comm_recv(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_comm_status *st,
                  double timeout)
 {
-    int64_t dl = MP__NO_DEADLINE;
-    int rc = check_comm(__func__, c);
-    if (rc == 0)
-        rc = check_recv(__func__, c, buf, cap, source, tag);
-    if (rc == 0)
-        rc = check_timeout(__func__, timeout, &dl);
-    return rc < 0 ? rc : c->ops->recv(c, buf, cap, source, tag, st, dl);
+    if (__builtin_expect(comm_live(c) &&
+                             ((unsigned)source < (unsigned)c->size || source == MP_ANY_SOURCE) &&
+                             (tag >= 0 || tag == MP_ANY_TAG) && (buf || !cap) && timeout < 0,
+                         1))
+        return c->ops->recv(c, buf, cap, source, tag, st, MP__NO_DEADLINE);
+    return recv_checked(c, buf, cap, source, tag, st, timeout);
 }
 
 static bool overlap(const void *a, size_t alen, const void *b, size_t blen)
@@ -499,6 +593,8 @@ static int coll_begin(const char *call, mp_comm *c, double timeout, int64_t *dl)
 
 int mp_comm_barrier(mp_comm *c, double timeout)
 {
+    if (__builtin_expect(comm_live(c) && timeout < 0 && SLOT(c->ops, barrier), 1))
+        return coll_done(c, c->ops->barrier(c, MP__NO_DEADLINE));
     int64_t dl = MP__NO_DEADLINE;
     int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc < 0)
@@ -509,6 +605,10 @@ int mp_comm_barrier(mp_comm *c, double timeout)
 
 int mp_comm_bcast(mp_comm *c, void *buf, size_t len, int root, double timeout)
 {
+    if (__builtin_expect(comm_live(c) && (unsigned)root < (unsigned)c->size && (buf || !len) &&
+                             timeout < 0 && SLOT(c->ops, bcast),
+                         1))
+        return coll_done(c, c->ops->bcast(c, buf, len, root, MP__NO_DEADLINE));
     int64_t dl = MP__NO_DEADLINE;
     int rc = coll_begin(__func__, c, timeout, &dl);
     if (rc == 0 &&

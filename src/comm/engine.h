@@ -69,6 +69,7 @@ enum {
     MP__TAG_REDUCE = -8,
     MP__TAG_SCAN = -9,
     MP__TAG_SPLIT = -10,
+    MP__TAG_THREADED = -11, /* never sent: see mp__comm_ops.threaded */
     MP__TAG_MIN = -64
 };
 
@@ -149,6 +150,22 @@ struct mp__comm_ops {
                      int64_t deadline);
     int (*scan)(mp_comm *c, const void *send, void *recv, size_t count, mp_type type, mp_op op,
                 int64_t deadline);
+
+    /* Several threads will call from now on (mp__comm_threaded): from the
+     * return on, every call of the engine must be safe while another
+     * thread is in another call - each takes the engine's lock - and it
+     * may not skip that lock any more.  Called from the one thread that
+     * calls the engine so far, before the others start.  Returns 0, or
+     * MP_ENOTSUP when the engine cannot serve several threads (MPI
+     * initialized by the program with a thread level below
+     * MPI_THREAD_SERIALIZED).  Idempotent.
+     * NULL - an engine built before this slot, or one with nothing of its
+     * own to do: mp__comm_threaded switches it the way such engines
+     * switch to their lock, by starting their progress thread (an irecv
+     * nothing matches, on MP__TAG_THREADED, cancelled at once).  The
+     * local engine leaves it NULL: its progress thread is what turns its
+     * lock on. */
+    int (*threaded)(mp_comm *c);
 };
 
 /* The slot field of ops, or NULL when the engine's table is older than
@@ -178,6 +195,15 @@ typedef const mp__comm_ops *(*mp__comm_engine_fn)(const mp__comm_host *host);
 /* ---- comm.c ----------------------------------------------------------------- */
 
 /* (Whether fork is allowed under the engine in use: fork_guard.h.) */
+
+/* Several threads will call c's engine from now on (a pool whose workers
+ * are ranks: its own thread and the program's).  Call it from the only
+ * thread that has called the engine so far, before any other does; it
+ * holds for every communicator of the world.  Returns 0, MP_ENOTSUP when
+ * the engine cannot serve several threads (the reason is logged and in
+ * mp_last_error_detail), or an error of c's checks.  See
+ * mp__comm_ops.threaded. */
+int mp__comm_threaded(mp_comm *c);
 
 /* In a child forked by mp_run: makes this process rank `rank` of the local
  * world whose segment the child inherited mapped at base.  Returns 0 and

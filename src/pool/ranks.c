@@ -25,11 +25,12 @@
  * (terminate, cancel) are received and dropped.
  *
  * Engines.  The thread calls the communicator while the program's threads
- * may call it too.  Both engines take their lock on every call once their
- * progress thread runs (before, the API allows one calling thread at a
- * time and they skip it), so mp_pool_new() starts that thread first, from
- * the caller's thread, with a receive nothing matches, cancelled at once
- * (a receive left pending would keep that thread polling).
+ * may call it too.  The engines skip their lock while one thread calls
+ * them (the API allows one at a time), so mp_pool_new() tells them first,
+ * from the caller's thread (mp__comm_threaded): from then on they lock.
+ * An engine that cannot serve several threads (MPI initialized by the
+ * program below MPI_THREAD_SERIALIZED) fails mp_pool_new with
+ * MP_ENOTSUP.
  *
  * Failures.  A worker rank's death under the local engine breaks the
  * engine's world: every call of every rank returns MP_EPEERDEAD from
@@ -43,14 +44,11 @@
  */
 #define _GNU_SOURCE
 #include "ranks.h"
+#include "comm/engine.h"
 #include "fnref.h"
 #include "shutdown.h"
 
 enum { RS_NEW, RS_READY, RS_GONE };
-
-/* A tag nothing is ever sent with: the receive that keeps the local
- * engine locked. */
-#define RT_KEEP 99
 
 typedef struct rjob rjob;
 
@@ -114,7 +112,6 @@ struct mp__rpool {
     bool term_req, quit, ended, stopping, started;
     bool one_each; /* opts.task_timeout: one task in flight per rank */
     _Atomic int wake_pending;
-    unsigned char keep_buf[8];
     uint64_t next_tid;
     unsigned rr;
     double wait_s; /* the next wait's limit: RP_WAIT, or the next deadline */
@@ -1152,19 +1149,12 @@ static int root_setup(mp_pool *p, const mp_pool_opts *o, const mp__fnref *init_r
         rp->initarg_len = o->initarg_size;
     }
     rp->qtail = &rp->qhead;
-    /* Both engines lock their calls only once their progress thread runs
-     * (before, one thread calls at a time by the API's contract): start it
-     * now, from the caller's thread, before the pool's own thread calls the
-     * engine too - with a receive nothing matches, taken back at once (the
-     * thread then sleeps until a request pends, and the engine keeps
-     * locking). */
-    mp_future *keep = NULL;
-    int rc = mp_comm_irecv(rp->dc, rp->keep_buf, sizeof rp->keep_buf, 0, RT_KEEP, &keep);
+    /* The engines skip their lock while one thread calls them: tell them
+     * now, from the caller's thread, before the pool's own thread calls
+     * too. */
+    int rc = mp__comm_threaded(rp->dc);
     if (rc < 0)
         return rc;
-    (void)mp_future_cancel(keep);
-    if (mp_future_wait(keep, 10.0) == 0)
-        mp_future_free(keep);
     rc = mp__pool_thread_start(&rp->thr, "mproc-rpool", rp_main, p);
     if (rc < 0)
         return rc;

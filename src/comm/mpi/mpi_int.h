@@ -9,18 +9,20 @@
  * uses from the library comes from there, never from libmproc's hidden
  * symbols.
  *
- * One lock.  Every MPI call the engine makes while its progress thread
- * exists is made under one mutex, so MPI never sees two calls at once and
- * MPI_THREAD_SINGLE is enough (mpi_world.c: Open MPI's higher levels lock
- * every call of their own, and cost the ping-pong more than half its
- * time).  The caller's thread and the progress thread (which finishes the
- * futures of isend and irecv) take turns through it.  Before that thread
- * exists the caller's calls are the only ones (the API allows one at a
- * time), so a blocking call without a deadline - one that never releases
- * the lock part-way - skips it (mpe_enter): the ping-pong pays no atomic
- * operation of the engine's.  The thread is started only under the lock,
- * from a call of the caller's, and `threaded` never goes back to false,
- * so a call that sees it false cannot overlap any other MPI call.
+ * One lock.  Every MPI call the engine makes while another thread may
+ * make one is made under one mutex, so MPI never sees two calls at once
+ * and MPI_THREAD_SINGLE is enough (mpi_world.c: Open MPI's higher levels
+ * lock every call of their own, and cost the ping-pong more than half its
+ * time).  Another thread may call once the progress thread (which
+ * finishes the futures of isend and irecv) exists, or once the library
+ * said several threads will call (the `threaded` slot, mpi_world.c).
+ * Before either, the caller's calls are the only ones (the API allows one
+ * at a time), so a blocking call without a deadline - one that never
+ * releases the lock part-way - skips it (mpe_enter): the ping-pong pays no
+ * atomic operation of the engine's.  `locking` is set only from a call of
+ * the caller's, under the lock, before any other thread exists, and never
+ * goes back to false, so a call that sees it false cannot overlap any
+ * other MPI call.
  *
  * Two ways to wait.  An operation without a deadline is the blocking MPI
  * call itself, made with the lock held: nothing is faster, and MPI makes
@@ -29,11 +31,30 @@
  * until it completes or the deadline passes (MPI calls take no timeouts).
  * What a timeout leaves behind is MPI's to keep: see docs/comm.md.
  *
- * Communicators.  Each mp_comm has two MPI communicators, duplicates of
- * its parent: one for the user's tags (0 .. MPI_TAG_UB), one for the
- * library's own (the negative tags of engine.h, sent as their negation,
- * and the notice that a rank abandoned the collectives).  So MP_ANY_TAG
- * is MPI_ANY_TAG on the first one and never sees the library's messages.
+ * Communicators.  Each mp_comm has two MPI communicators over the same
+ * ranks: one for the user's tags (0 .. MPI_TAG_UB), one for the library's
+ * own (the negative tags of engine.h, sent as their negation, and the
+ * notice that a rank abandoned the collectives).  So MP_ANY_TAG is
+ * MPI_ANY_TAG on the first one and never sees the library's messages.
+ * They are made with MPI_Comm_create_group, never MPI_Comm_dup or
+ * MPI_Comm_split: in Open MPI 4.1 those agree on the new context id with
+ * a nonblocking allreduce on the parent, which registers the nonblocking
+ * collectives' progress function for as long as the parent lives - the
+ * world's for the whole run - and every poll of every wait then calls it
+ * (a tenth of a waiting rank's samples, and of the broadcast loop's
+ * rate).  MPI_Comm_create_group agrees with point-to-point messages among
+ * the members instead, on the parent with a tag of ours (MPE_TAG_CREATE):
+ * the world's internal communicator is made from MPI_COMM_WORLD, its user
+ * one from that, and a dup's or a split's from the parent's internal
+ * communicator, which carries no receive of any tag.  When the engine
+ * initialized MPI itself, the world's user communicator is MPI_COMM_WORLD
+ * itself: no other code of the program can have messages there (it would
+ * have had to initialize MPI first), and Open MPI's ob1 serves
+ * MPI_COMM_WORLD faster than any communicator made later - 20 to 40 ns
+ * of an 8-byte ping-pong's 230 ns hop, measured with raw MPI calls on
+ * both.  A split gathers
+ * every rank's color and key first (MPI_Allgather, a blocking collective,
+ * which registers nothing) and makes the group of each color.
  */
 #ifndef MPROC_COMM_MPI_INT_H
 #define MPROC_COMM_MPI_INT_H
@@ -47,23 +68,52 @@
  * internal tags are -2 .. -64, sent as 2 .. 64). */
 #define MPE_TAG_ABANDON 1000
 
-/* A message MPI_Mprobe matched that was longer than the receive buffer:
+/* The tag MPI_Comm_create_group agrees on a new communicator with, on
+ * its parent (mpi_world.c). */
+#define MPE_TAG_CREATE 1001
+
+/* Messages (mpi_p2p.c).  One of up to MPE_SMALL bytes travels as one MPI
+ * message of its bytes.  A longer one travels as two: its *head*, exactly
+ * MPE_HEAD bytes on its own tag - its first MPE_HEAD_DATA bytes, then an
+ * mtrail - and its *body*, the rest, on the internal communicator with
+ * the tag the trailer names (MPE_TAG_BODY and up).  So no message on a
+ * user or library tag is longer than MPE_HEAD bytes, and a receive posted
+ * with room for MPE_HEAD bytes never truncates one. */
+#define MPE_HEAD      4032
+#define MPE_SMALL     (MPE_HEAD - 1)
+#define MPE_TRAIL_MAG 0x6d706864u /* "mphd" */
+typedef struct mtrail {
+    uint64_t len; /* the whole message's length, > MPE_SMALL */
+    int32_t btag; /* its body's tag on the internal communicator */
+    uint32_t magic;
+} mtrail;
+#define MPE_HEAD_DATA (MPE_HEAD - (int)sizeof(mtrail))
+#define MPE_TAG_BODY  2048
+
+/* A message received, or whose head was, that a receive could not take
+ * (longer than its buffer, or its body did not come before the deadline):
  * held, first in line, for a later receive (mpi_p2p.c). */
 typedef struct mheld {
     struct mheld *next;
-    MPI_Message msg;
     MPI_Comm comm; /* the MPI communicator it came on (user or lib) */
-    MPI_Status st;
-    int count;
+    int source, tag;
+    size_t len;   /* the message's length */
+    int btag;     /* its body's tag, or -1: data holds all of it */
+    size_t ndata; /* bytes in data: len, or MPE_HEAD_DATA */
+    unsigned char data[];
 } mheld;
 
 /* A communicator's engine part (mp_comm.impl). */
 typedef struct mcomm {
     MPI_Comm user; /* user tags */
-    MPI_Comm lib;  /* the library's tags and notices */
+    MPI_Comm lib;  /* the library's tags and notices, and bodies */
     bool abandoned;
-    mheld *held; /* in the order they were matched */
+    mheld *held;   /* in the order they were taken from MPI */
+    uint32_t *seq; /* per destination: bodies sent, for their tags */
 } mcomm;
+
+/* Where a receive request is (mreq.stage). */
+enum { MPE_R_HEAD, MPE_R_BODY };
 
 /* A request with a future (isend, irecv), or an orphan: a request a
  * timed-out call left in flight, kept until MPI completes it. */
@@ -75,6 +125,13 @@ typedef struct mreq {
     bool lib_tag;  /* received on the internal communicator */
     void *owned;   /* freed when it completes (an orphan's copy) */
     mcomm *holder; /* comm kept alive by the request, or NULL */
+    /* A receive: the caller's buffer, the bounce buffer MPI writes the
+     * first message into when buf is shorter than MPE_HEAD, the stage it
+     * is at, and what it got (len, source, MPI tag). */
+    unsigned char *buf, *bounce;
+    size_t cap, len;
+    int stage, source, tag;
+    MPI_Comm lib; /* where its body comes from */
 } mreq;
 
 /* The engine's state: one per process. */
@@ -85,10 +142,12 @@ typedef struct mpe_state {
     bool inited_mpi; /* we called MPI_Init (else the program did) */
     bool closed;
     int tag_ub;
-    mreq *pending; /* futures' requests and orphans */
-    mheld *spare;  /* a record for the next held message */
+    mreq *pending;  /* futures' requests and orphans */
+    int level_got;  /* the thread level MPI gives */
+    int level_want; /* what we asked (when inited_mpi) */
     pthread_t thread;
-    _Atomic bool threaded; /* the progress thread was started */
+    bool thread_on;       /* the progress thread was started */
+    _Atomic bool locking; /* every call takes the lock (see "One lock") */
     bool stop;
 } mpe_state;
 
@@ -99,7 +158,7 @@ extern mpe_state mpe;
  * took it, for mpe_leave. */
 static inline bool mpe_enter(int64_t deadline)
 {
-    if (deadline == MP__NO_DEADLINE && !atomic_load_explicit(&mpe.threaded, memory_order_acquire))
+    if (deadline == MP__NO_DEADLINE && !atomic_load_explicit(&mpe.locking, memory_order_acquire))
         return false;
     pthread_mutex_lock(&mpe.lock);
     return true;
@@ -172,9 +231,14 @@ int mpe_probe(mp_comm *c, int src, int tag, mp_comm_status *st, int64_t deadline
  * Lock held. */
 void mpe_held_drop(mcomm *m);
 
-/* Completes a request of the pending list that MPI finished: finishes
- * its future from st.  Called without the lock. */
-void mpe_req_done(mreq *r, const MPI_Status *st, int rc);
+/* A receive request MPI completed with st and rc: a whole message, or a
+ * head whose body it now receives (r->rq is then that receive).  Lock
+ * held.  Returns whether r is done, with its outcome in *rc. */
+bool mpe_recv_step(mreq *r, const MPI_Status *st, int *rc);
+
+/* Finishes the future of a request that is done, with rc.  Called
+ * without the lock. */
+void mpe_req_done(mreq *r, int rc);
 
 extern const mp__future_ops mpe_future_ops;
 

@@ -3,23 +3,33 @@
  * and isend/irecv completing mp_futures.
  *
  * DESIGN
- * A receive never hands MPI a buffer that may be too short: MPI_Recv
- * alone would truncate a longer message and lose the rest, where mproc
- * returns MP_EMSGSIZE and keeps the message first in line (as the local
- * engine does).  Without a deadline a receive is MPI_Mprobe, which takes
- * the message out of MPI's matching, then MPI_Mrecv of exactly that
- * message: one matching pass.  A message longer than the buffer is then
- * *held*: kept, matched, in the communicator's held list, which every
+ * Receives are posted before their message comes, as a plain MPI_Recv
+ * is: MPI then matches the message on arrival and copies it straight
+ * into the buffer.  Probing first (MPI_Mprobe, then MPI_Mrecv) would make
+ * every message an unexpected one - copied into a fragment of MPI's own,
+ * matched a second time, copied out - at half the ping-pong's speed.  But
+ * a receive posted with a buffer shorter than its message truncates it
+ * and loses the rest, where mproc returns MP_EMSGSIZE and keeps the
+ * message first in line.  So no message longer than MPE_HEAD bytes ever
+ * travels on a tag a receive may match: a longer one is a head and a body
+ * (mpi_int.h, "Messages"), and a receive posts MPE_HEAD bytes - into the
+ * caller's buffer when it has room for them, else into a bounce buffer
+ * and copied (a buffer that short only takes messages that short).  A
+ * head whose message fits is followed at once by a receive of its body
+ * (by source and its own tag) after the head's bytes.
+ *
+ * Held messages.  A message a receive took from MPI but could not hand
+ * over - longer than the buffer (a short one whole, a long one as its head
+ * with its body left in MPI), or a body that did not come before the
+ * deadline - is *held*: kept in the communicator's held list, which every
  * later receive, probe and irecv on the communicator looks at before MPI.
  * A held message from a source came before anything MPI still has from
- * it, so looking there first keeps MPI's order.  With a deadline a
- * receive polls with MPI_Iprobe (which takes nothing, so a timeout leaves
- * nothing behind) and then receives exactly the message probed (its
- * source and tag), with the lock held from one to the other: nothing can
- * take it in between, since a receive posted earlier (irecv) would have
- * matched it when it arrived.  irecv is MPI_Irecv itself, whose message MPI
- * matches on arrival: a longer one fails the future with MP_EMSGSIZE and
- * is lost (see docs/comm.md).
+ * it, so looking there first keeps MPI's order.
+ *
+ * Deadlines.  A receive with one is MPI_Irecv, tested until it completes
+ * or the deadline passes; then MPI_Cancel withdraws it (MPI can cancel a
+ * receive nothing matched yet, and one that matched meanwhile is simply
+ * received).  A probe polls MPI_Iprobe, which takes nothing.
  *
  * A send with a deadline sends a copy: MPI cannot cancel a send (Open
  * MPI's ob1 ignores MPI_Cancel on one), so a send that times out stays in
@@ -40,45 +50,133 @@ static int check_tag(int tag)
     return tag > mpe.tag_ub ? MP_EINVAL : 0;
 }
 
-static void status_of(const MPI_Status *ms, bool lib, size_t count, mp_comm_status *st)
+static void status_set(int source, int mtag, bool lib, size_t len, mp_comm_status *st)
 {
     if (!st)
         return;
-    st->source = ms->MPI_SOURCE;
-    st->tag = lib ? -ms->MPI_TAG : ms->MPI_TAG;
-    st->count = count;
+    st->source = source;
+    st->tag = lib ? -mtag : mtag;
+    st->count = len;
 }
 
-/* ---- blocking calls -------------------------------------------------------------------- */
-
-/* Starts a send of buf; with a deadline, of a copy (in *copy). */
-static int isend_start(MPI_Comm comm, const void *buf, size_t len, int dest, int mtag,
-                       int64_t deadline, MPI_Request *rq, void **copy)
+static int64_t now_ns(void)
 {
-    *copy = NULL;
-    if (deadline != MP__NO_DEADLINE && len) {
-        *copy = malloc(len);
-        if (!*copy)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- sends ---------------------------------------------------------------------------- */
+
+/* The head of a message longer than MPE_SMALL, to dest, into head: its
+ * first bytes and the trailer naming its body's tag. */
+static void head_make(mcomm *m, const void *buf, size_t len, int dest, unsigned char *head)
+{
+    int32_t span = mpe.tag_ub - MPE_TAG_BODY + 1;
+    mtrail t = {.len = len,
+                .btag = MPE_TAG_BODY + (int32_t)(m->seq[dest]++ % (uint32_t)span),
+                .magic = MPE_TRAIL_MAG};
+    memcpy(head, buf, MPE_HEAD_DATA);
+    memcpy(head + MPE_HEAD_DATA, &t, sizeof t);
+}
+
+static int32_t head_btag(const unsigned char *head)
+{
+    mtrail t;
+    memcpy(&t, head + MPE_HEAD_DATA, sizeof t);
+    return t.btag;
+}
+
+/* A send in flight: one or two requests, each with what it owns. */
+typedef struct msend {
+    MPI_Request rq[2];
+    void *owned[2];
+} msend;
+
+/* Starts a send of buf: rq[0] its only message, or its head and rq[1]
+ * its body.  copy: send copies (a deadline may leave them in flight). */
+static int send_start(mp_comm *c, MPI_Comm comm, const void *buf, size_t len, int dest, int mtag,
+                      bool copy, msend *s)
+{
+    mcomm *m = c->impl;
+    *s = (msend){{MPI_REQUEST_NULL, MPI_REQUEST_NULL}, {NULL, NULL}};
+    const void *first = buf;
+    int n0 = (int)len;
+    if (len > MPE_SMALL) {
+        unsigned char *head = malloc(MPE_HEAD);
+        if (!head)
             return MP_ENOMEM;
-        memcpy(*copy, buf, len);
-        buf = *copy;
+        head_make(m, buf, len, dest, head);
+        s->owned[0] = head;
+        first = head;
+        n0 = MPE_HEAD;
+    } else if (copy && len) {
+        s->owned[0] = malloc(len);
+        if (!s->owned[0])
+            return MP_ENOMEM;
+        first = memcpy(s->owned[0], buf, len);
     }
-    int rc = mpe_err(MPI_Isend(buf, (int)len, MPI_BYTE, dest, mtag, comm, rq));
+    /* What first and body point to is owned by s (freed by send_finish,
+     * or by the orphan a timeout leaves). */
+    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
+    int rc = mpe_err(MPI_Isend(first, n0, MPI_BYTE, dest, mtag, comm, &s->rq[0]));
+    if (rc == 0 && len > MPE_SMALL) {
+        const unsigned char *body = (const unsigned char *)buf + MPE_HEAD_DATA;
+        size_t blen = len - MPE_HEAD_DATA;
+        if (copy && !(s->owned[1] = malloc(blen))) {
+            rc = MP_ENOMEM;
+        } else {
+            if (copy)
+                body = memcpy(s->owned[1], body, blen);
+            // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
+            rc = mpe_err(MPI_Isend(body, (int)blen, MPI_BYTE, dest, head_btag(s->owned[0]), m->lib,
+                                   &s->rq[1]));
+        }
+    }
     if (rc < 0) {
-        free(*copy);
-        *copy = NULL;
+        /* A head already sent cannot be taken back: MPI finishes it. */
+        if (s->rq[0] != MPI_REQUEST_NULL)
+            mpe_orphan(s->rq[0], s->owned[0]);
+        else
+            free(s->owned[0]);
+        free(s->owned[1]);
     }
     return rc;
 }
 
-/* Waits for a send isend_start began; on a timeout it stays in flight. */
-static int isend_finish(MPI_Request *rq, void *copy, int64_t deadline)
+/* Waits for a send send_start began; what times out stays in flight. */
+static int send_finish(msend *s, int64_t deadline)
 {
-    int rc = mpe_wait(rq, MPI_STATUS_IGNORE, deadline, NULL);
-    if (rc == MP_ETIMEDOUT)
-        mpe_orphan(*rq, copy);
-    else
-        free(copy);
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        if (s->rq[i] == MPI_REQUEST_NULL) {
+            free(s->owned[i]);
+            continue;
+        }
+        int one = rc == 0 ? mpe_wait(&s->rq[i], MPI_STATUS_IGNORE, deadline, NULL) : rc;
+        if (one == MP_ETIMEDOUT)
+            mpe_orphan(s->rq[i], s->owned[i]);
+        else
+            free(s->owned[i]);
+        if (rc == 0)
+            rc = one;
+    }
+    return rc;
+}
+
+/* A send without a deadline: MPI_Send of the message, or of its head and
+ * its body. */
+static int send_now(mp_comm *c, MPI_Comm comm, const void *buf, size_t len, int dest, int mtag)
+{
+    if (len <= MPE_SMALL)
+        return mpe_err(MPI_Send(buf, (int)len, MPI_BYTE, dest, mtag, comm));
+    mcomm *m = c->impl;
+    unsigned char head[MPE_HEAD];
+    head_make(m, buf, len, dest, head);
+    int rc = mpe_err(MPI_Send(head, MPE_HEAD, MPI_BYTE, dest, mtag, comm));
+    if (rc == 0)
+        rc = mpe_err(MPI_Send((const unsigned char *)buf + MPE_HEAD_DATA,
+                              (int)(len - MPE_HEAD_DATA), MPI_BYTE, dest, head_btag(head), m->lib));
     return rc;
 }
 
@@ -92,21 +190,230 @@ int mpe_send(mp_comm *c, const void *buf, size_t len, int dest, int tag, int64_t
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
     bool locked = mpe_enter(deadline);
     if (deadline == MP__NO_DEADLINE) {
-        rc = mpe_err(MPI_Send(buf, (int)len, MPI_BYTE, dest, mtag, comm));
+        rc = send_now(c, comm, buf, len, dest, mtag);
     } else {
-        MPI_Request rq;
-        void *copy;
-        rc = isend_start(comm, buf, len, dest, mtag, deadline, &rq, &copy);
+        msend s;
+        rc = send_start(c, comm, buf, len, dest, mtag, true, &s);
         if (rc == 0)
-            rc = isend_finish(&rq, copy, deadline);
+            rc = send_finish(&s, deadline);
     }
-    /* copy is freed, or owned by an orphan request (isend_finish). */
-    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
     mpe_leave(locked);
     return rc;
 }
 
-/* Waits for a message (src, tag) on comm.  Lock held; returns with it. */
+/* ---- held messages -------------------------------------------------------------------- */
+
+/* The first held message of c that a receive of (src, mtag) on comm
+ * matches, as the link that points to it, or NULL. */
+static mheld **held_find(mcomm *m, MPI_Comm comm, int src, int mtag)
+{
+    for (mheld **link = &m->held; *link; link = &(*link)->next) {
+        const mheld *h = *link;
+        if (h->comm == comm && (src == MPI_ANY_SOURCE || h->source == src) &&
+            (mtag == MPI_ANY_TAG || h->tag == mtag))
+            return link;
+    }
+    return NULL;
+}
+
+/* Holds a message taken from MPI at the end of m's held list: ndata
+ * bytes of data, and (btag >= 0) a body still in MPI.  Without memory the
+ * message is lost: MP_ENOMEM. */
+static int held_add(mcomm *m, MPI_Comm comm, int source, int tag, size_t len, int btag,
+                    const void *data, size_t ndata)
+{
+    mheld *h = malloc(sizeof *h + ndata), **link = &m->held;
+    if (!h)
+        return MP_ENOMEM;
+    *h = (mheld){
+        .comm = comm, .source = source, .tag = tag, .len = len, .btag = btag, .ndata = ndata};
+    memcpy(h->data, data, ndata);
+    while (*link)
+        link = &(*link)->next;
+    *link = h;
+    return 0;
+}
+
+/* A body that will never be received: taken from MPI and dropped, by
+ * the progress thread (its sender may still be sending it). */
+static void body_drop(MPI_Comm lib, int source, int btag, size_t blen)
+{
+    void *scratch = blen ? malloc(blen) : NULL;
+    MPI_Request rq;
+    /* Without memory, a receive of 0 bytes still takes it (MPI reports
+     * the truncation). */
+    if (MPI_Irecv(scratch, scratch ? (int)blen : 0, MPI_BYTE, source, btag, lib, &rq) ==
+        MPI_SUCCESS)
+        mpe_orphan(rq, scratch);
+    else
+        free(scratch);
+}
+
+void mpe_held_drop(mcomm *m)
+{
+    while (m->held) {
+        mheld *h = m->held;
+        m->held = h->next;
+        if (h->btag >= 0)
+            body_drop(m->lib, h->source, h->btag, h->len - MPE_HEAD_DATA);
+        free(h);
+    }
+}
+
+/* ---- receives --------------------------------------------------------------------------- */
+
+/* Receives into buf (n bytes) from (src, mtag) on comm: MPI_Recv, or
+ * with a deadline MPI_Irecv tested until then and withdrawn after.
+ * Lock held for a deadline.  Returns 0, MP_ETIMEDOUT (nothing taken) or
+ * an error. */
+static int recv_one(void *buf, int n, int src, int mtag, MPI_Comm comm, MPI_Status *ms,
+                    int64_t deadline)
+{
+    if (deadline == MP__NO_DEADLINE)
+        return mpe_err(MPI_Recv(buf, n, MPI_BYTE, src, mtag, comm, ms));
+    MPI_Request rq;
+    int rc = mpe_err(MPI_Irecv(buf, n, MPI_BYTE, src, mtag, comm, &rq));
+    if (rc == 0)
+        rc = mpe_wait(&rq, ms, deadline, NULL);
+    if (rc != MP_ETIMEDOUT)
+        return rc;
+    int cancelled = 0;
+    MPI_Cancel(&rq);
+    rc = mpe_err(MPI_Wait(&rq, ms));
+    MPI_Test_cancelled(ms, &cancelled);
+    return cancelled ? MP_ETIMEDOUT : rc;
+}
+
+/* The length a head announces (mpi_int.h), or 0 when it is no head. */
+static size_t head_len(const unsigned char *head, int *btag)
+{
+    mtrail t;
+    memcpy(&t, head + MPE_HEAD_DATA, sizeof t);
+    if (t.magic != MPE_TRAIL_MAG || t.len <= MPE_SMALL ||
+        t.len - MPE_HEAD_DATA > (uint64_t)INT_MAX || t.btag < MPE_TAG_BODY || t.btag > mpe.tag_ub)
+        return 0;
+    *btag = t.btag;
+    return (size_t)t.len;
+}
+
+/* Receives the body of a message of len bytes, after the head's data
+ * already in buf.  MP_ETIMEDOUT: nothing taken, the caller holds it. */
+static int body_recv(mcomm *m, int source, unsigned char *buf, size_t len, int btag,
+                     int64_t deadline)
+{
+    MPI_Status bs;
+    int count = 0, blen = (int)(len - MPE_HEAD_DATA);
+    int rc = recv_one(buf + MPE_HEAD_DATA, blen, source, btag, m->lib, &bs, deadline);
+    if (rc == 0 && (MPI_Get_count(&bs, MPI_BYTE, &count) != MPI_SUCCESS || count != blen))
+        rc = MP_EPROTO;
+    return rc;
+}
+
+/* A held message into buf (cap bytes), or MP_EMSGSIZE with it kept (or
+ * MP_ETIMEDOUT, kept in its place: its body did not come in time). */
+static int held_recv(mcomm *m, mheld **link, bool lib, void *buf, size_t cap, mp_comm_status *st,
+                     int64_t deadline)
+{
+    mheld *h = *link;
+    status_set(h->source, h->tag, lib, h->len, st);
+    if (h->len > cap)
+        return MP_EMSGSIZE;
+    memcpy(buf, h->data, h->ndata);
+    int rc = h->btag >= 0 ? body_recv(m, h->source, buf, h->len, h->btag, deadline) : 0;
+    if (rc == MP_ETIMEDOUT)
+        return rc;
+    *link = h->next;
+    free(h);
+    return rc;
+}
+
+/* Receives a message posted first (see DESIGN).  Lock held for a
+ * deadline. */
+static int recv_posted(mcomm *m, MPI_Comm comm, bool lib, void *buf, size_t cap, int src, int mtag,
+                       mp_comm_status *st, int64_t deadline)
+{
+    unsigned char bounce[MPE_HEAD];
+    unsigned char *into = cap >= MPE_HEAD ? buf : bounce;
+    MPI_Status ms = {0};
+    int count = 0, btag = -1;
+    int rc = recv_one(into, MPE_HEAD, src, mtag, comm, &ms, deadline);
+    if (rc < 0)
+        return rc == MP_EMSGSIZE ? MP_EPROTO : rc; /* a message over MPE_HEAD */
+    MPI_Get_count(&ms, MPI_BYTE, &count);
+    size_t len = count < MPE_HEAD ? (size_t)count : head_len(into, &btag);
+    if (len == 0 && count == MPE_HEAD)
+        return MP_EPROTO;
+    status_set(ms.MPI_SOURCE, ms.MPI_TAG, lib, len, st);
+    if (len > cap) {
+        int held = held_add(m, comm, ms.MPI_SOURCE, ms.MPI_TAG, len, btag, into,
+                            btag < 0 ? len : MPE_HEAD_DATA);
+        return held < 0 ? held : MP_EMSGSIZE;
+    }
+    if (btag < 0) {
+        if (into != buf)
+            memcpy(buf, into, len);
+        return 0;
+    }
+    /* A message this long fits only a buffer that took its head. */
+    rc = body_recv(m, ms.MPI_SOURCE, buf, len, btag, deadline);
+    if (rc == MP_ETIMEDOUT) {
+        int held = held_add(m, comm, ms.MPI_SOURCE, ms.MPI_TAG, len, btag, buf, MPE_HEAD_DATA);
+        rc = held < 0 ? held : rc;
+    }
+    return rc;
+}
+
+static int recv_locked(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
+                       int64_t deadline)
+{
+    int mtag;
+    MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
+    mcomm *m = c->impl;
+    bool lib = tag < MP_ANY_TAG;
+    src = src < 0 ? MPI_ANY_SOURCE : src;
+    mheld **held = m->held ? held_find(m, comm, src, mtag) : NULL;
+    if (held)
+        return held_recv(m, held, lib, buf, cap, st, deadline);
+    return recv_posted(m, comm, lib, buf, cap, src, mtag, st, deadline);
+}
+
+int mpe_recv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
+             int64_t deadline)
+{
+    if (cap > (size_t)INT_MAX + MPE_HEAD_DATA)
+        cap = (size_t)INT_MAX + MPE_HEAD_DATA; /* no message is longer */
+    bool locked = mpe_enter(deadline);
+    int rc = recv_locked(c, buf, cap, src, tag, st, deadline);
+    mpe_leave(locked);
+    return rc;
+}
+
+int mpe_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int dest, int stag, void *rbuf,
+                 size_t rcap, int src, int rtag, mp_comm_status *st, int64_t deadline)
+{
+    int mtag, rc = fits_int(slen);
+    if (rc == 0)
+        rc = check_tag(stag);
+    if (rc < 0)
+        return rc;
+    if (rcap > (size_t)INT_MAX + MPE_HEAD_DATA)
+        rcap = (size_t)INT_MAX + MPE_HEAD_DATA;
+    MPI_Comm comm = mpe_comm_of(c, stag, &mtag);
+    msend s;
+    pthread_mutex_lock(&mpe.lock);
+    rc = send_start(c, comm, sbuf, slen, dest, mtag, deadline != MP__NO_DEADLINE, &s);
+    if (rc == 0) {
+        rc = recv_locked(c, rbuf, rcap, src, rtag, st, deadline);
+        int src_rc = send_finish(&s, deadline);
+        if (rc == 0)
+            rc = src_rc;
+    }
+    pthread_mutex_unlock(&mpe.lock);
+    return rc;
+}
+
+/* Waits for a message (src, tag) on comm without taking it.  Lock held
+ * for a deadline. */
 static int probe_wait(MPI_Comm comm, int src, int mtag, MPI_Status *ms, int64_t deadline)
 {
     if (deadline == MP__NO_DEADLINE)
@@ -119,9 +426,7 @@ static int probe_wait(MPI_Comm comm, int src, int mtag, MPI_Status *ms, int64_t 
             return mpe_err(rc);
         if (flag)
             return 0;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        int64_t now = now_ns();
         if (now >= deadline)
             return MP_ETIMEDOUT;
         if (!start)
@@ -139,145 +444,21 @@ static int probe_wait(MPI_Comm comm, int src, int mtag, MPI_Status *ms, int64_t 
     }
 }
 
-/* ---- held messages -------------------------------------------------------------------- */
-
-/* The first held message of c that a receive of (src, mtag) on comm
- * matches, as the link that points to it, or NULL. */
-static mheld **held_find(mcomm *m, MPI_Comm comm, int src, int mtag)
+/* A probe that found a head: takes it (the exact message probed: nothing
+ * else can match it first, see mpe_probe) and holds it, to learn the
+ * message's length. */
+static int probe_head(mcomm *m, MPI_Comm comm, MPI_Status *ms, size_t *len)
 {
-    for (mheld **link = &m->held; *link; link = &(*link)->next) {
-        const mheld *h = *link;
-        if (h->comm == comm && (src == MPI_ANY_SOURCE || h->st.MPI_SOURCE == src) &&
-            (mtag == MPI_ANY_TAG || h->st.MPI_TAG == mtag))
-            return link;
-    }
-    return NULL;
-}
-
-/* Keeps a matched message nobody could take (longer than the buffer) at
- * the end of c's held list, in the record mpe.spare. */
-static void held_add(mcomm *m, MPI_Comm comm, MPI_Message msg, const MPI_Status *ms, int count)
-{
-    mheld *h = mpe.spare, **link = &m->held;
-    mpe.spare = NULL;
-    *h = (mheld){.msg = msg, .comm = comm, .st = *ms, .count = count};
-    while (*link)
-        link = &(*link)->next;
-    *link = h;
-}
-
-/* A held message into buf (cap bytes), or MP_EMSGSIZE with it kept. */
-static int held_recv(mheld **link, bool lib, void *buf, size_t cap, mp_comm_status *st)
-{
-    mheld *h = *link;
-    status_of(&h->st, lib, (size_t)h->count, st);
-    if ((size_t)h->count > cap)
-        return MP_EMSGSIZE;
-    *link = h->next;
-    int rc = mpe_err(MPI_Mrecv(buf, h->count, MPI_BYTE, &h->msg, MPI_STATUS_IGNORE));
-    free(h);
-    return rc;
-}
-
-void mpe_held_drop(mcomm *m)
-{
-    while (m->held) {
-        mheld *h = m->held;
-        m->held = h->next;
-        void *scratch = h->count ? malloc((size_t)h->count) : NULL;
-        /* Without memory, a receive of 0 bytes still takes the message
-         * (MPI reports the truncation). */
-        MPI_Mrecv(scratch, scratch ? h->count : 0, MPI_BYTE, &h->msg, MPI_STATUS_IGNORE);
-        free(scratch);
-        free(h);
-    }
-}
-
-/* A blocking receive without a deadline: MPI_Mprobe, which takes the
- * message out of MPI's matching, then MPI_Mrecv of exactly it - one
- * matching pass.  One longer than the buffer is held (see DESIGN). */
-static int recv_matched(mcomm *m, MPI_Comm comm, bool lib, void *buf, size_t cap, int src, int mtag,
-                        mp_comm_status *st)
-{
-    if (!mpe.spare && !(mpe.spare = malloc(sizeof *mpe.spare)))
-        return MP_ENOMEM; /* nothing taken yet */
-    MPI_Message msg;
-    MPI_Status ms;
-    int count = 0;
-    int rc = mpe_err(MPI_Mprobe(src, mtag, comm, &msg, &ms));
+    unsigned char head[MPE_HEAD];
+    int btag = -1;
+    int rc = mpe_err(
+        MPI_Recv(head, MPE_HEAD, MPI_BYTE, ms->MPI_SOURCE, ms->MPI_TAG, comm, MPI_STATUS_IGNORE));
     if (rc < 0)
         return rc;
-    MPI_Get_count(&ms, MPI_BYTE, &count);
-    status_of(&ms, lib, (size_t)count, st);
-    if ((size_t)count > cap) {
-        held_add(m, comm, msg, &ms, count);
-        return MP_EMSGSIZE;
-    }
-    return mpe_err(MPI_Mrecv(buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
-}
-
-/* Receives under the lock (see DESIGN). */
-static int recv_locked(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
-                       int64_t deadline)
-{
-    int mtag, count = 0;
-    MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
-    mcomm *m = c->impl;
-    bool lib = tag < MP_ANY_TAG;
-    src = src < 0 ? MPI_ANY_SOURCE : src;
-    mheld **held = m->held ? held_find(m, comm, src, mtag) : NULL;
-    if (held)
-        return held_recv(held, lib, buf, cap, st);
-    if (deadline == MP__NO_DEADLINE)
-        return recv_matched(m, comm, lib, buf, cap, src, mtag, st);
-    MPI_Status ms;
-    int rc = probe_wait(comm, src, mtag, &ms, deadline);
-    if (rc < 0)
-        return rc;
-    MPI_Get_count(&ms, MPI_BYTE, &count);
-    status_of(&ms, lib, (size_t)count, st);
-    if ((size_t)count > cap)
-        return MP_EMSGSIZE;
-    return mpe_err(
-        MPI_Recv(buf, count, MPI_BYTE, ms.MPI_SOURCE, ms.MPI_TAG, comm, MPI_STATUS_IGNORE));
-}
-
-int mpe_recv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
-             int64_t deadline)
-{
-    if (cap > (size_t)INT_MAX)
-        cap = (size_t)INT_MAX; /* no MPI message is longer */
-    bool locked = mpe_enter(deadline);
-    int rc = recv_locked(c, buf, cap, src, tag, st, deadline);
-    mpe_leave(locked);
-    return rc;
-}
-
-int mpe_sendrecv(mp_comm *c, const void *sbuf, size_t slen, int dest, int stag, void *rbuf,
-                 size_t rcap, int src, int rtag, mp_comm_status *st, int64_t deadline)
-{
-    int mtag, rc = fits_int(slen);
-    if (rc == 0)
-        rc = check_tag(stag);
-    if (rc < 0)
-        return rc;
-    if (rcap > (size_t)INT_MAX)
-        rcap = (size_t)INT_MAX;
-    MPI_Comm comm = mpe_comm_of(c, stag, &mtag);
-    MPI_Request rq;
-    void *copy;
-    pthread_mutex_lock(&mpe.lock);
-    rc = isend_start(comm, sbuf, slen, dest, mtag, deadline, &rq, &copy);
-    if (rc == 0) {
-        rc = recv_locked(c, rbuf, rcap, src, rtag, st, deadline);
-        int src_rc = isend_finish(&rq, copy, deadline);
-        if (rc == 0)
-            rc = src_rc;
-    }
-    /* copy is freed, or owned by an orphan request (isend_finish). */
-    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
-    pthread_mutex_unlock(&mpe.lock);
-    return rc;
+    *len = head_len(head, &btag);
+    if (!*len)
+        return MP_EPROTO;
+    return held_add(m, comm, ms->MPI_SOURCE, ms->MPI_TAG, *len, btag, head, MPE_HEAD_DATA);
 }
 
 int mpe_probe(mp_comm *c, int src, int tag, mp_comm_status *st, int64_t deadline)
@@ -286,20 +467,28 @@ int mpe_probe(mp_comm *c, int src, int tag, mp_comm_status *st, int64_t deadline
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
     mcomm *m = c->impl;
     MPI_Status ms;
+    size_t len = 0;
     src = src < 0 ? MPI_ANY_SOURCE : src;
     bool locked = mpe_enter(deadline);
     mheld **held = m->held ? held_find(m, comm, src, mtag) : NULL;
     int rc = 0;
-    if (held)
-        ms = (*held)->st;
-    else
+    if (held) {
+        status_set((*held)->source, (*held)->tag, tag < MP_ANY_TAG, (*held)->len, st);
+    } else {
+        /* From the probe to the receive of a head the lock is held (or
+         * this is the only thread): no receive can take the message in
+         * between, and one posted earlier would have matched it. */
         rc = probe_wait(comm, src, mtag, &ms, deadline);
+        if (rc == 0)
+            MPI_Get_count(&ms, MPI_BYTE, &count);
+        len = (size_t)count;
+        if (rc == 0 && count >= MPE_HEAD)
+            rc = probe_head(m, comm, &ms, &len);
+        if (rc == 0)
+            status_set(ms.MPI_SOURCE, ms.MPI_TAG, tag < MP_ANY_TAG, len, st);
+    }
     mpe_leave(locked);
-    if (rc < 0)
-        return rc;
-    MPI_Get_count(&ms, MPI_BYTE, &count);
-    status_of(&ms, tag < MP_ANY_TAG, (size_t)count, st);
-    return 0;
+    return rc;
 }
 
 /* ---- requests with futures ------------------------------------------------------------ */
@@ -314,8 +503,8 @@ static void fut_release(void *owner)
     (void)owner;
 }
 
-/* Withdraws a receive nobody matched (MPI_Cancel works on receives); a
- * send cannot be withdrawn. */
+/* Withdraws a receive nothing matched yet (MPI_Cancel works on receives;
+ * a body is on its way once its head came); a send cannot be withdrawn. */
 static int fut_cancel(void *owner, mp_future *f)
 {
     (void)owner;
@@ -324,7 +513,7 @@ static int fut_cancel(void *owner, mp_future *f)
     while (*link && (*link)->fut != f)
         link = &(*link)->next;
     mreq *r = *link;
-    if (!r || !r->recv) {
+    if (!r || !r->recv || r->stage != MPE_R_HEAD) {
         pthread_mutex_unlock(&mpe.lock);
         return MP_EBUSY;
     }
@@ -334,10 +523,19 @@ static int fut_cancel(void *owner, mp_future *f)
     MPI_Cancel(&r->rq);
     int rc = mpe_err(MPI_Wait(&r->rq, &ms));
     MPI_Test_cancelled(&ms, &cancelled);
-    pthread_mutex_unlock(&mpe.lock);
+    bool done = true;
     if (cancelled)
         rc = MP_ECANCELED;
-    mpe_req_done(r, &ms, rc);
+    else if (!mpe_recv_step(r, &ms, &rc))
+        done = mpe_pending_add(r) < 0; /* its body comes: it goes on */
+    if (!done) {
+        pthread_mutex_unlock(&mpe.lock);
+        return MP_EBUSY;
+    }
+    if (rc == 0 && r->stage == MPE_R_BODY) /* no thread: receive the body here */
+        rc = mpe_err(MPI_Wait(&r->rq, MPI_STATUS_IGNORE));
+    pthread_mutex_unlock(&mpe.lock);
+    mpe_req_done(r, rc);
     return cancelled ? 0 : MP_EBUSY;
 }
 
@@ -356,17 +554,62 @@ static void fut_interrupt(void *owner)
 const mp__future_ops mpe_future_ops = {fut_hold,    fut_release,   fut_cancel,
                                        fut_running, fut_interrupt, NULL};
 
-void mpe_req_done(mreq *r, const MPI_Status *st, int rc)
+/* A head a receive request got: the whole message's length, and its body
+ * posted into the buffer (or, too long for it, dropped).  Lock held. */
+static bool recv_head(mreq *r, int *rc)
+{
+    int btag = -1;
+    const unsigned char *head = r->bounce ? r->bounce : r->buf;
+    r->len = head_len(head, &btag);
+    if (!r->len) {
+        *rc = MP_EPROTO;
+        return true;
+    }
+    size_t blen = r->len - MPE_HEAD_DATA;
+    if (r->len > r->cap) {
+        /* An irecv's message too long for it is lost (docs/comm.md). */
+        body_drop(r->lib, r->source, btag, blen);
+        *rc = MP_EMSGSIZE;
+        return true;
+    }
+    r->stage = MPE_R_BODY;
+    *rc = mpe_err(
+        MPI_Irecv(r->buf + MPE_HEAD_DATA, (int)blen, MPI_BYTE, r->source, btag, r->lib, &r->rq));
+    return *rc < 0;
+}
+
+bool mpe_recv_step(mreq *r, const MPI_Status *st, int *rc)
+{
+    int count = 0;
+    if (*rc < 0)
+        return true;
+    MPI_Get_count(st, MPI_BYTE, &count);
+    if (r->stage == MPE_R_BODY) {
+        if ((size_t)count != r->len - MPE_HEAD_DATA)
+            *rc = MP_EPROTO;
+        return true;
+    }
+    r->source = st->MPI_SOURCE;
+    r->tag = st->MPI_TAG;
+    if (count >= MPE_HEAD)
+        return recv_head(r, rc);
+    r->len = (size_t)count;
+    if (r->len > r->cap)
+        *rc = MP_EMSGSIZE; /* lost, as a longer one is */
+    else if (r->bounce)
+        memcpy(r->buf, r->bounce, r->len);
+    return true;
+}
+
+void mpe_req_done(mreq *r, int rc)
 {
     if (r->fut) {
         mp_comm_status *res = NULL;
         size_t len = 0;
         if (r->recv && rc == 0) {
-            int count = 0;
-            MPI_Get_count(st, MPI_BYTE, &count);
             res = malloc(sizeof *res);
             if (res) {
-                status_of(st, r->lib_tag, (size_t)count, res);
+                status_set(r->source, r->tag, r->lib_tag, r->len, res);
                 len = sizeof *res;
             } else {
                 rc = MP_ENOMEM;
@@ -374,38 +617,44 @@ void mpe_req_done(mreq *r, const MPI_Status *st, int rc)
         }
         mpe.host->future_finish(r->fut, rc, res, len, 0, 0, NULL, -1);
     }
+    free(r->bounce);
     free(r->owned);
     free(r);
 }
 
-/* Tries rq once; a finished one makes a future born finished, a pending
- * one a request the progress thread finishes.  Lock held. */
-static int async_start(MPI_Request rq, bool recv, bool lib, mp_future **out)
+/* Makes r's future and tries r's request once: a finished one makes a
+ * future born finished, a pending one a request the progress thread
+ * finishes.  Lock held.  On failure r is freed (its request left to
+ * MPI). */
+static int async_start(mreq *r, mp_future **out)
 {
-    int flag = 0;
-    MPI_Status ms;
-    int rc = mpe_err(MPI_Test(&rq, &flag, &ms));
-    mreq *r = calloc(1, sizeof *r);
-    mp_future *f = r ? mpe.host->future_new(&mpe_future_ops, NULL) : NULL;
+    mp_future *f = mpe.host->future_new(&mpe_future_ops, NULL);
     if (!f) {
+        mpe_orphan(r->rq, r->bounce);
+        r->bounce = NULL;
+        free(r->owned);
         free(r);
-        mpe_orphan(rq, NULL);
         return MP_ENOMEM;
     }
-    *r = (mreq){.rq = rq, .fut = f, .recv = recv, .lib_tag = lib};
-    if (flag || rc < 0) {
-        pthread_mutex_unlock(&mpe.lock);
-        mpe_req_done(r, &ms, rc);
-        pthread_mutex_lock(&mpe.lock);
-    } else if (mpe_pending_add(r) < 0) {
-        /* No thread to finish it: wait here (the request is started). */
-        rc = mpe_err(MPI_Wait(&r->rq, &ms));
-        pthread_mutex_unlock(&mpe.lock);
-        mpe_req_done(r, &ms, rc);
-        pthread_mutex_lock(&mpe.lock);
-    }
+    r->fut = f;
     *out = f;
-    return 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Status ms;
+        int rc = mpe_err(MPI_Test(&r->rq, &flag, &ms));
+        if (!flag && rc == 0) {
+            if (mpe_pending_add(r) == 0)
+                return 0;
+            /* No thread to finish it: wait here (the request is started). */
+            rc = mpe_err(MPI_Wait(&r->rq, &ms));
+        }
+        if (r->recv && !mpe_recv_step(r, &ms, &rc))
+            continue; /* a body to receive next */
+        pthread_mutex_unlock(&mpe.lock);
+        mpe_req_done(r, rc);
+        pthread_mutex_lock(&mpe.lock);
+        return 0;
+    }
 }
 
 int mpe_isend(mp_comm *c, const void *buf, size_t len, int dest, int tag, mp_future **out)
@@ -416,44 +665,104 @@ int mpe_isend(mp_comm *c, const void *buf, size_t len, int dest, int tag, mp_fut
     if (rc < 0)
         return rc;
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
-    MPI_Request rq;
+    mreq *r = calloc(1, sizeof *r);
+    if (!r)
+        return MP_ENOMEM;
+    msend s;
     pthread_mutex_lock(&mpe.lock);
-    rc = mpe_err(MPI_Isend(buf, (int)len, MPI_BYTE, dest, mtag, comm, &rq));
-    if (rc == 0)
-        rc = async_start(rq, false, false, out);
+    rc = send_start(c, comm, buf, len, dest, mtag, false, &s);
+    if (rc == 0) {
+        /* The future follows the message, or its body; a head is the
+         * engine's own copy, finished on its own. */
+        int last = s.rq[1] != MPI_REQUEST_NULL, flag = 0;
+        if (last && MPI_Test(&s.rq[0], &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag)
+            free(s.owned[0]);
+        else if (last)
+            mpe_orphan(s.rq[0], s.owned[0]);
+        r->rq = s.rq[last];
+        rc = async_start(r, out);
+        r = NULL;
+    }
     pthread_mutex_unlock(&mpe.lock);
+    free(r);
     return rc;
+}
+
+/* An irecv of a held message: born finished when it is whole, else with
+ * its body's receive started. */
+static int irecv_held(mcomm *m, mheld **link, mreq *r, mp_future **out)
+{
+    mheld *h = *link;
+    if (h->len > r->cap) {
+        /* Still too long: the future fails and the message stays held. */
+        free(r);
+        *out = mpe.host->future_new_failed(MP_EMSGSIZE, NULL);
+        return *out ? 0 : MP_ENOMEM;
+    }
+    r->fut = mpe.host->future_new(&mpe_future_ops, NULL);
+    if (!r->fut) {
+        free(r);
+        return MP_ENOMEM;
+    }
+    *out = r->fut;
+    *link = h->next;
+    memcpy(r->buf, h->data, h->ndata);
+    r->source = h->source;
+    r->tag = h->tag;
+    r->len = h->len;
+    int rc = 0;
+    if (h->btag >= 0) {
+        r->stage = MPE_R_BODY;
+        rc = mpe_err(MPI_Irecv(r->buf + MPE_HEAD_DATA, (int)(h->len - MPE_HEAD_DATA), MPI_BYTE,
+                               h->source, h->btag, m->lib, &r->rq));
+        if (rc == 0 && mpe_pending_add(r) == 0) {
+            free(h);
+            return 0;
+        }
+        if (rc == 0) /* no thread to finish it: wait here */
+            rc = mpe_err(MPI_Wait(&r->rq, MPI_STATUS_IGNORE));
+    }
+    free(h);
+    pthread_mutex_unlock(&mpe.lock);
+    mpe_req_done(r, rc);
+    pthread_mutex_lock(&mpe.lock);
+    return 0;
 }
 
 int mpe_irecv(mp_comm *c, void *buf, size_t cap, int src, int tag, mp_future **out)
 {
     int mtag;
-    if (cap > (size_t)INT_MAX)
-        cap = (size_t)INT_MAX;
+    if (cap > (size_t)INT_MAX + MPE_HEAD_DATA)
+        cap = (size_t)INT_MAX + MPE_HEAD_DATA;
     MPI_Comm comm = mpe_comm_of(c, tag, &mtag);
     mcomm *m = c->impl;
-    MPI_Request rq;
     src = src < 0 ? MPI_ANY_SOURCE : src;
+    mreq *r = calloc(1, sizeof *r);
+    if (!r)
+        return MP_ENOMEM;
+    *r = (mreq){.recv = true,
+                .lib_tag = tag < MP_ANY_TAG,
+                .buf = buf,
+                .cap = cap,
+                .lib = m->lib,
+                .stage = MPE_R_HEAD};
     pthread_mutex_lock(&mpe.lock);
     int rc;
-    /* A held message comes first; one still too long fails the future
-     * and stays held. */
     mheld **link = m->held ? held_find(m, comm, src, mtag) : NULL;
-    mheld *h = link ? *link : NULL;
-    if (h && (size_t)h->count > cap) {
-        *out = mpe.host->future_new_failed(MP_EMSGSIZE, NULL);
-        rc = *out ? 0 : MP_ENOMEM;
-    } else if (h) {
-        rc = mpe_err(MPI_Imrecv(buf, h->count, MPI_BYTE, &h->msg, &rq));
-        if (rc == 0) {
-            *link = h->next;
-            free(h);
-            rc = async_start(rq, true, tag < MP_ANY_TAG, out);
-        }
+    if (link) {
+        rc = irecv_held(m, link, r, out);
     } else {
-        rc = mpe_err(MPI_Irecv(buf, (int)cap, MPI_BYTE, src, mtag, comm, &rq));
-        if (rc == 0)
-            rc = async_start(rq, true, tag < MP_ANY_TAG, out);
+        if (cap < MPE_HEAD && !(r->bounce = malloc(MPE_HEAD)))
+            rc = MP_ENOMEM;
+        else
+            rc = mpe_err(MPI_Irecv(r->bounce ? r->bounce : r->buf, MPE_HEAD, MPI_BYTE, src, mtag,
+                                   comm, &r->rq));
+        if (rc == 0) {
+            rc = async_start(r, out);
+        } else {
+            free(r->bounce);
+            free(r);
+        }
     }
     pthread_mutex_unlock(&mpe.lock);
     return rc;

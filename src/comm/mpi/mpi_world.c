@@ -160,8 +160,9 @@ int mpe_wait(MPI_Request *rq, MPI_Status *st, int64_t deadline, mp_comm *abandon
 /* ---- the progress thread ----------------------------------------------------------- */
 
 /* Tests every pending request once; moves the completed ones to *done
- * with their status.  Lock held. */
-static void progress_pass(mreq **done, MPI_Status *sts, int *rcs, int *ndone, int cap)
+ * with their outcome (a receive whose head came goes on to its body).
+ * Lock held. */
+static void progress_pass(mreq **done, int *rcs, int *ndone, int cap)
 {
     mreq **link = &mpe.pending;
     while (*link && *ndone < cap) {
@@ -173,10 +174,14 @@ static void progress_pass(mreq **done, MPI_Status *sts, int *rcs, int *ndone, in
             link = &r->next;
             continue;
         }
+        rc = mpe_err(rc);
+        if (r->recv && !mpe_recv_step(r, &st, &rc)) {
+            link = &r->next; /* its body is on its way */
+            continue;
+        }
         *link = r->next;
         done[*ndone] = r;
-        sts[*ndone] = st;
-        rcs[*ndone] = mpe_err(rc);
+        rcs[*ndone] = rc;
         (*ndone)++;
     }
 }
@@ -186,7 +191,6 @@ static void *progress_main(void *arg)
     (void)arg;
     enum { BATCH = 64 };
     mreq *done[BATCH];
-    MPI_Status sts[BATCH];
     int rcs[BATCH];
     unsigned idle = 0;
     int64_t since = now_ns();
@@ -199,10 +203,10 @@ static void *progress_main(void *arg)
             continue;
         }
         int n = 0;
-        progress_pass(done, sts, rcs, &n, BATCH);
+        progress_pass(done, rcs, &n, BATCH);
         pthread_mutex_unlock(&mpe.lock);
         for (int i = 0; i < n; i++)
-            mpe_req_done(done[i], &sts[i], rcs[i]);
+            mpe_req_done(done[i], rcs[i]);
         if (n) {
             idle = 0;
             since = now_ns();
@@ -217,11 +221,13 @@ static void *progress_main(void *arg)
 
 int mpe_pending_add(mreq *r)
 {
-    if (!atomic_load_explicit(&mpe.threaded, memory_order_relaxed)) {
+    if (!mpe.thread_on) {
+        /* Locking first: the thread calls MPI as soon as it runs. */
+        atomic_store_explicit(&mpe.locking, true, memory_order_release);
         int rc = pthread_create(&mpe.thread, NULL, progress_main, NULL);
         if (rc != 0)
             return -rc;
-        atomic_store_explicit(&mpe.threaded, true, memory_order_release);
+        mpe.thread_on = true;
     }
     r->next = mpe.pending;
     mpe.pending = r;
@@ -247,39 +253,83 @@ void mpe_orphan(MPI_Request rq, void *owned)
 
 /* ---- communicators -------------------------------------------------------------------- */
 
-/* A new communicator's engine part from parent (MPI_COMM_NULL: none). */
-static int mcomm_make(MPI_Comm parent, mp_comm *out)
+/* One MPI communicator over the members of group, from parent: created
+ * with MPI_Comm_create_group, not MPI_Comm_dup or MPI_Comm_split (see
+ * "Communicators" in mpi_int.h).  Collective over the group's members. */
+static int twin(MPI_Comm parent, MPI_Group group, int tag, MPI_Comm *out)
 {
-    if (parent == MPI_COMM_NULL) {
-        out->impl = NULL;
+    int rc = MPI_Comm_create_group(parent, group, tag, out);
+    if (rc == MPI_SUCCESS)
+        MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN);
+    return rc;
+}
+
+/* Frees one of a communicator's MPI communicators (MPI_COMM_WORLD is
+ * MPI's own). */
+static void comm_drop(MPI_Comm *mc)
+{
+    if (*mc != MPI_COMM_WORLD)
+        MPI_Comm_free(mc);
+}
+
+/* A new communicator's engine part: the members of group, agreed on
+ * parent (group MPI_GROUP_EMPTY, or one this rank is not in: none); user,
+ * when not MPI_COMM_NULL, is its user communicator, else one is made. */
+static int mcomm_make(MPI_Comm parent, MPI_Group group, MPI_Comm user, mp_comm *out)
+{
+    int me = MPI_UNDEFINED;
+    out->impl = NULL;
+    if (group != MPI_GROUP_EMPTY)
+        MPI_Group_rank(group, &me);
+    if (me == MPI_UNDEFINED)
         return 0;
-    }
     mcomm *m = calloc(1, sizeof *m);
     if (!m)
         return MP_ENOMEM;
-    int rc = MPI_Comm_dup(parent, &m->user);
-    if (rc == MPI_SUCCESS) {
-        rc = MPI_Comm_dup(parent, &m->lib);
+    /* lib first, so that user is made over lib: parent only ever carries
+     * the library's own tags, never a receive of any tag. */
+    m->user = user;
+    int rc = twin(parent, group, MPE_TAG_CREATE, &m->lib);
+    if (rc == MPI_SUCCESS && user == MPI_COMM_NULL) {
+        rc = twin(m->lib, group, MPE_TAG_CREATE, &m->user);
         if (rc != MPI_SUCCESS)
-            MPI_Comm_free(&m->user);
+            MPI_Comm_free(&m->lib);
     }
     if (rc != MPI_SUCCESS) {
         free(m);
         return mpe_err(rc);
     }
-    MPI_Comm_set_errhandler(m->user, MPI_ERRORS_RETURN);
-    MPI_Comm_set_errhandler(m->lib, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m->user, &out->rank);
     MPI_Comm_size(m->user, &out->size);
+    m->seq = calloc((size_t)out->size, sizeof *m->seq);
+    if (!m->seq) {
+        comm_drop(&m->user);
+        MPI_Comm_free(&m->lib);
+        free(m);
+        return MP_ENOMEM;
+    }
     out->impl = m;
     return 0;
+}
+
+/* mcomm_make over every member of comm (the world, a dup). */
+static int mcomm_whole(MPI_Comm parent, MPI_Comm of, MPI_Comm user, mp_comm *out)
+{
+    MPI_Group g;
+    int rc = MPI_Comm_group(of, &g);
+    if (rc != MPI_SUCCESS)
+        return mpe_err(rc);
+    rc = mcomm_make(parent, g, user, out);
+    MPI_Group_free(&g);
+    return rc;
 }
 
 static void mcomm_free(mcomm *m)
 {
     mpe_held_drop(m);
-    MPI_Comm_free(&m->user);
+    comm_drop(&m->user);
     MPI_Comm_free(&m->lib);
+    free(m->seq);
     free(m);
 }
 
@@ -312,6 +362,7 @@ static int world_init(mp_comm *w)
         int want = thread_level(), provided = MPI_THREAD_SINGLE;
         rc = MPI_Init_thread(NULL, NULL, want, &provided);
         mpe.inited_mpi = rc == MPI_SUCCESS;
+        mpe.level_want = want;
         if (rc == MPI_SUCCESS && provided < want)
             mp_log(MP_LOG_WARNING,
                    "comm: MPI gives thread level %d, not %d: do not "
@@ -319,12 +370,17 @@ static int world_init(mp_comm *w)
                    provided, want);
     }
     int ret = rc == MPI_SUCCESS ? 0 : MP_EIO;
+    if (ret == 0)
+        MPI_Query_thread(&mpe.level_got);
     if (ret == 0) {
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         int *ub = NULL, has = 0;
         MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &has);
         mpe.tag_ub = has && ub ? *ub : 32767;
-        ret = mcomm_make(MPI_COMM_WORLD, w);
+        /* MPI_COMM_WORLD itself carries the world's user tags when MPI is
+         * ours (see "Communicators" in mpi_int.h). */
+        MPI_Comm user = mpe.inited_mpi ? MPI_COMM_WORLD : MPI_COMM_NULL;
+        ret = mcomm_whole(MPI_COMM_WORLD, MPI_COMM_WORLD, user, w);
     }
     mpe.closed = ret < 0;
     pthread_mutex_unlock(&mpe.lock);
@@ -357,7 +413,10 @@ static void fail_pending(void)
         if (r->fut)
             mpe.host->future_finish(r->fut, MP_ECLOSED, NULL, 0, 0, 0, NULL, -1);
         /* An orphan's copy may still be read by MPI until MPI_Finalize:
-         * it is left to the end of the program. */
+         * it is left to the end of the program.  A receive's bounce
+         * buffer is done with (cancelled or complete). */
+        if (r->recv)
+            free(r->bounce);
         free(r);
     }
 }
@@ -367,7 +426,7 @@ static void world_fini(mp_comm *w)
     pthread_mutex_lock(&mpe.lock);
     mpe.stop = true;
     pthread_cond_signal(&mpe.wake);
-    bool joined = atomic_load(&mpe.threaded);
+    bool joined = mpe.thread_on;
     pthread_mutex_unlock(&mpe.lock);
     if (joined)
         pthread_join(mpe.thread, NULL);
@@ -377,8 +436,6 @@ static void world_fini(mp_comm *w)
     if (w->impl)
         mcomm_free(w->impl);
     w->impl = NULL;
-    free(mpe.spare);
-    mpe.spare = NULL;
     int fin = 0;
     MPI_Finalized(&fin);
     if (mpe.inited_mpi && !fin)
@@ -399,8 +456,45 @@ static int engine_dup(mp_comm *c, mp_comm *out, int64_t deadline)
 {
     (void)deadline; /* MPI_Comm_dup has no nonblocking form in MPI 3.1 */
     pthread_mutex_lock(&mpe.lock);
-    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : mcomm_make(((mcomm *)c->impl)->user, out);
+    const mcomm *m = c->impl;
+    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : mcomm_whole(m->lib, m->user, MPI_COMM_NULL, out);
     pthread_mutex_unlock(&mpe.lock);
+    return rc;
+}
+
+/* The group of the ranks of c with color, in the order of (key, rank):
+ * MPI_Comm_split's rule, from an allgather of every rank's pair. */
+static int split_group(mp_comm *c, int color, int key, MPI_Group *out)
+{
+    const mcomm *m = c->impl;
+    *out = MPI_GROUP_EMPTY;
+    int mine[2] = {color, key}, *all = malloc(sizeof(int) * 2 * (size_t)c->size);
+    int *ranks = malloc(sizeof(int) * (size_t)c->size);
+    int rc = all && ranks ? mpe_err(MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, m->lib))
+                          : MP_ENOMEM;
+    int n = 0;
+    for (int r = 0; rc == 0 && color != MP_UNDEFINED && r < c->size; r++) {
+        const int *pair = all + 2 * (size_t)r;
+        if (pair[0] != color)
+            continue;
+        /* Insertion by key, stable in rank order: n stays small enough. */
+        int at = n++;
+        while (at > 0 && all[2 * (size_t)ranks[at - 1] + 1] > pair[1]) {
+            ranks[at] = ranks[at - 1];
+            at--;
+        }
+        ranks[at] = r;
+    }
+    if (rc == 0 && n > 0) {
+        MPI_Group whole;
+        rc = mpe_err(MPI_Comm_group(m->lib, &whole));
+        if (rc == 0) {
+            rc = mpe_err(MPI_Group_incl(whole, n, ranks, out));
+            MPI_Group_free(&whole);
+        }
+    }
+    free(all);
+    free(ranks);
     return rc;
 }
 
@@ -408,16 +502,12 @@ static int engine_split(mp_comm *c, int color, int key, mp_comm *out, int64_t de
 {
     (void)deadline;
     pthread_mutex_lock(&mpe.lock);
-    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : 0;
-    MPI_Comm part = MPI_COMM_NULL;
+    MPI_Group g = MPI_GROUP_EMPTY;
+    int rc = mpe_abandon_seen(c) ? MP_EABANDONED : split_group(c, color, key, &g);
     if (rc == 0)
-        rc = mpe_err(MPI_Comm_split(((mcomm *)c->impl)->user,
-                                    color == MP_UNDEFINED ? MPI_UNDEFINED : color, key, &part));
-    if (rc == 0) {
-        rc = mcomm_make(part, out);
-        if (part != MPI_COMM_NULL)
-            MPI_Comm_free(&part);
-    }
+        rc = mcomm_make(((mcomm *)c->impl)->lib, g, MPI_COMM_NULL, out);
+    if (g != MPI_GROUP_EMPTY)
+        MPI_Group_free(&g);
     pthread_mutex_unlock(&mpe.lock);
     return rc;
 }
@@ -448,6 +538,30 @@ static void engine_abandon(mp_comm *c)
         }
     }
     pthread_mutex_unlock(&mpe.lock);
+}
+
+/* Several threads call from now on (engine.h): every call takes the lock.
+ * They can when MPI serves serialized calls from any thread: at
+ * MPI_THREAD_SERIALIZED or above, or at the MPI_THREAD_SINGLE the engine
+ * chose itself (see thread_level).  A program that initialized MPI
+ * at SINGLE or FUNNELED promised MPI that one thread calls it. */
+static int engine_threaded(mp_comm *c)
+{
+    (void)c;
+    pthread_mutex_lock(&mpe.lock);
+    bool can =
+        mpe.inited_mpi ? mpe.level_got >= mpe.level_want : mpe.level_got >= MPI_THREAD_SERIALIZED;
+    if (can)
+        atomic_store_explicit(&mpe.locking, true, memory_order_release);
+    pthread_mutex_unlock(&mpe.lock);
+    if (can)
+        return 0;
+    mp_log(MP_LOG_ERROR,
+           "comm: MPI runs at thread level %d (%s), which lets one thread call it; "
+           "several threads need MPI_THREAD_SERIALIZED (%d) or more",
+           mpe.level_got, mpe.inited_mpi ? "as MPI gave it" : "as the program initialized it",
+           MPI_THREAD_SERIALIZED);
+    return MP_ENOTSUP;
 }
 
 static const mp__comm_ops mpi_ops = {
@@ -483,6 +597,7 @@ static const mp__comm_ops mpi_ops = {
     .reduce = mpe_reduce,
     .allreduce = mpe_allreduce,
     .scan = mpe_scan,
+    .threaded = engine_threaded,
 };
 
 /* The entry point comm.c's loader calls (engine.h). */
