@@ -1258,8 +1258,11 @@ static pid_t read_report(starter *s, char *addr, char *key)
     CHECK_GE(n, 32);
     msg[n] = '\0';
     int pid = 0, off = 0;
-    CHECK_EQ(sscanf(msg, "%d %299s %n", &pid, addr, &off), 2);
-    memcpy(key, msg + off, 32);
+    /* Exactly one space before the key: a directive's space would skip a
+     * key byte that happens to be white space too. */
+    CHECK_EQ(sscanf(msg, "%d %299s%n", &pid, addr, &off), 2);
+    CHECK_GE(n, off + 1 + 32);
+    memcpy(key, msg + off + 1, 32);
     return pid;
 }
 
