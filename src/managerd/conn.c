@@ -137,9 +137,68 @@ int mp__mconn_send(mp__mconn *c, size_t len, int64_t deadline)
     return write_all(c, c->tx, 4 + total, deadline);
 }
 
-/* Makes the receive buffer hold at least n bytes of the stream.  Without
- * a deadline the read blocks in the kernel (one system call per frame
- * where a poll would add a second); with one, poll() waits first. */
+/* How long a read first looks without sleeping.  A request or reply on
+ * this machine comes back after a few microseconds of CPU work, while
+ * waking a thread asleep in recv() or poll() costs a kernel wake-up at
+ * each end of a round trip (about 7 us each on the reference VM): looking
+ * for a while first takes a loopback round trip below the cost of those
+ * wake-ups.  The look is bounded, so an idle connection sleeps in the
+ * kernel as before; only one thread of a process looks at a time, and
+ * only with more than one CPU; and a process whose looks come back empty
+ * stops looking for a while (twice as long each time, up to LOOK_OFF_MAX
+ * reads), so that a server with many connections, or a machine full of
+ * clients whose answers take longer than a look, does not fill the CPUs
+ * with threads that look. */
+#define LOOK_NS      ((int64_t)40 * 1000)
+#define LOOK_OFF_MAX 1024
+
+static _Atomic int lookers;
+static _Atomic int look_cpus; /* the CPU count, once known */
+static _Atomic int look_skip; /* reads left without a look */
+static _Atomic int look_off;  /* how many the next empty look skips */
+
+/* Reads what the socket holds without sleeping, for up to LOOK_NS (and
+ * not past deadline) while no other thread of the process looks.
+ * Returns recv()'s result; -1 with EAGAIN when nothing came. */
+static ssize_t recv_look(int fd, void *buf, size_t n, int64_t deadline)
+{
+    int cpus = atomic_load_explicit(&look_cpus, memory_order_relaxed), none = 0;
+    if (cpus == 0) {
+        cpus = mp__cpu_count();
+        atomic_store_explicit(&look_cpus, cpus, memory_order_relaxed);
+    }
+    if (cpus < 2 || atomic_load_explicit(&look_skip, memory_order_relaxed) > 0 ||
+        !atomic_compare_exchange_strong(&lookers, &none, 1)) {
+        if (atomic_load_explicit(&look_skip, memory_order_relaxed) > 0)
+            atomic_fetch_sub_explicit(&look_skip, 1, memory_order_relaxed);
+        errno = EAGAIN;
+        return -1;
+    }
+    int64_t end = mp__now_ns() + LOOK_NS;
+    if (deadline != MP__NO_DEADLINE && deadline < end)
+        end = deadline;
+    ssize_t k;
+    do {
+        k = recv(fd, buf, n, MSG_DONTWAIT);
+    } while (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && mp__now_ns() < end);
+    int saved = errno;
+    if (k < 0 && (saved == EAGAIN || saved == EWOULDBLOCK)) {
+        int off = atomic_load_explicit(&look_off, memory_order_relaxed);
+        off = off ? (off < LOOK_OFF_MAX ? off * 2 : off) : 1;
+        atomic_store_explicit(&look_off, off, memory_order_relaxed);
+        atomic_store_explicit(&look_skip, off, memory_order_relaxed);
+    } else {
+        atomic_store_explicit(&look_off, 0, memory_order_relaxed);
+    }
+    atomic_store(&lookers, 0);
+    errno = saved;
+    return k;
+}
+
+/* Makes the receive buffer hold at least n bytes of the stream.  After a
+ * look (recv_look), without a deadline the read blocks in the kernel (one
+ * system call per frame where a poll would add a second); with one,
+ * poll() waits first. */
 static int fill(mp__mconn *c, size_t n, int64_t deadline, bool start)
 {
     if (n > c->rx_cap) {
@@ -151,14 +210,15 @@ static int fill(mp__mconn *c, size_t n, int64_t deadline, bool start)
         c->rx_cap = cap;
     }
     while (c->rx_len < n) {
-        ssize_t k;
+        ssize_t k = recv_look(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, deadline);
+        bool nothing = k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
         /* A blocking read is bounded by SO_RCVTIMEO when one is set; it
          * may serve a deadline at least that far away. */
         bool block = deadline == MP__NO_DEADLINE ||
                      (c->rcvtimeo_ns > 0 && mp__remaining_ns(deadline) >= c->rcvtimeo_ns);
-        if (block) {
+        if (nothing && block) {
             k = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
-        } else {
+        } else if (nothing) {
             int rc = mp__poll_fd(c->fd, POLLIN, deadline);
             if (rc < 0)
                 return rc;
