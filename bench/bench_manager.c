@@ -35,10 +35,10 @@
  *                                             64-byte frame echoed back
  *                                             over TCP loopback per op, by
  *                                             a second process, the same
- *                                             loop - the floor every server
- *                                             reached over TCP stands on
- *                                             (its ratio to Redis is as far
- *                                             as any server could get)
+ *                                             loop, with blocking reads -
+ *                                             the floor of a server whose
+ *                                             reads sleep in the kernel
+ *                                             (the manager's look first)
  *                                             vs peer_redis_tcp_ops_per_s
  */
 #define _GNU_SOURCE
