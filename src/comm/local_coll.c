@@ -312,6 +312,18 @@ static void local_abandon(mp_comm *c)
 
 /* ---- collectives in shared memory --------------------------------------------------- */
 
+/* Waits until the barrier's generation moves past gen. */
+static int bar_wait_gen(lcomm *c, uint32_t gen, lwait *wt)
+{
+    int rc = 0;
+    while (atomic_load_explicit(&c->shm->bar_gen, memory_order_acquire) == gen) {
+        rc = mp__lw_pause(c->w, wt, c, LW_ALL);
+        if (rc < 0)
+            break;
+    }
+    return rc;
+}
+
 static int lbarrier(lcomm *c, int64_t deadline)
 {
     mp__lcomm *s = c->shm;
@@ -323,12 +335,7 @@ static int lbarrier(lcomm *c, int64_t deadline)
         return 0;
     }
     lwait wt = LWAIT_INIT(deadline);
-    int rc = 0;
-    while (atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen) {
-        rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
-        if (rc < 0)
-            break;
-    }
+    int rc = bar_wait_gen(c, gen, &wt);
     mp__lw_end(c->w, &wt);
     return rc;
 }
@@ -361,11 +368,7 @@ static int lbarrier_led(lcomm *c, int64_t deadline)
             mp__lw_notify_members(c->w, c);
         }
     } else {
-        while (atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen) {
-            rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
-            if (rc < 0)
-                break;
-        }
+        rc = bar_wait_gen(c, gen, &wt);
     }
     mp__lw_end(c->w, &wt);
     return rc;
