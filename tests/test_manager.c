@@ -1490,6 +1490,83 @@ TEST(bad_arguments)
     mp_mitems_free(NULL);
 }
 
+/* ---- an idle connection ------------------------------------------------------------- */
+
+/* CPU time process pid has used so far (all its threads), in
+ * microseconds. */
+static long long cpu_us_of(pid_t pid)
+{
+    clockid_t clk;
+    struct timespec ts;
+    CHECK_EQ(clock_getcpuclockid(pid, &clk), 0);
+    CHECK_EQ(clock_gettime(clk, &ts), 0);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Lets wall time pass; nothing is waited for, the window is measured. */
+static void let_time_pass(double secs)
+{
+    struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* A manager read looks at its socket without sleeping before it blocks
+ * (recv_look in conn.c), but only for a bounded while: a connection with
+ * nothing to read must sleep in the kernel, both at the server (its
+ * connection thread between requests) and at a client blocked in a
+ * request the server answers late (an event wait that times out).  A look
+ * without bound burns the whole 300 ms window on a CPU; the bound allows
+ * 10 % of it.  With one CPU there is no look and nothing to skip. */
+TEST(idle_connection_costs_no_cpu)
+{
+    SKIP_WITHOUT_MANAGER();
+    fx f;
+    fx_start(&f, K_UNIX);
+    pid_t server = mp_manager_pid(f.owner), me = getpid();
+    mp_mdict *d;
+    mp_mevent *e;
+    CHECK_OK(mp_mdict_new(f.client, "idle", &d));
+    CHECK_OK(mp_mevent_new(f.client, "never-set", &e));
+    /* Round trips first, so that the reads at both ends look. */
+    for (int i = 0; i < 200; i++) {
+        int64_t v = -1;
+        CHECK_OK(mp_mdict_set_i64(d, "n", i));
+        CHECK_OK(mp_mdict_get_i64(d, "n", &v));
+        CHECK_EQ(v, i);
+    }
+
+    long long s0 = cpu_us_of(server), c0 = cpu_us_of(me);
+    double t0 = mpt_now();
+    let_time_pass(0.3);
+    long long idle_server = cpu_us_of(server) - s0, idle_client = cpu_us_of(me) - c0;
+    double idle_wall = mpt_now() - t0;
+
+    s0 = cpu_us_of(server);
+    c0 = cpu_us_of(me);
+    t0 = mpt_now();
+    CHECK_ERR(mp_mevent_wait(e, 0.3), MP_ETIMEDOUT);
+    long long late_server = cpu_us_of(server) - s0, late_client = cpu_us_of(me) - c0;
+    double late_wall = mpt_now() - t0;
+
+    printf("  idle %.0f ms: server %.2f ms CPU, client %.2f ms; "
+           "late answer %.0f ms: server %.2f ms, client %.2f ms\n",
+           idle_wall * 1e3, (double)idle_server / 1e3, (double)idle_client / 1e3, late_wall * 1e3,
+           (double)late_server / 1e3, (double)late_client / 1e3);
+    CHECK(late_wall >= 0.3);
+    CHECK_LE(idle_server, 30000);
+    CHECK_LE(idle_client, 30000);
+    CHECK_LE(late_server, 30000);
+    CHECK_LE(late_client, 30000);
+    /* The connection still serves after its sleep. */
+    int64_t v = -1;
+    CHECK_OK(mp_mdict_get_i64(d, "n", &v));
+    CHECK_EQ(v, 199);
+    mp_mevent_free(e);
+    mp_mdict_free(d);
+    fx_stop(&f);
+}
+
 /* ---- a rank's manager ---------------------------------------------------------------- */
 
 /* Each rank of a world starts a manager of its own and uses it: under an
