@@ -462,7 +462,8 @@ int mp__comm_threaded(mp_comm *c)
 
 /* The checks of mp_comm_send, each with its error (the fast path's
  * test failed). */
-static int send_checked(mp_comm *c, const void *buf, size_t len, int dest, int tag, double timeout)
+static MP__COLD int send_checked(mp_comm *c, const void *buf, size_t len, int dest, int tag,
+                                 double timeout)
 {
     const char *call = "mp_comm_send";
     int64_t dl = MP__NO_DEADLINE;
@@ -496,8 +497,8 @@ static int check_recv(const char *call, const mp_comm *c, const void *buf, size_
     return 0;
 }
 
-static int recv_checked(mp_comm *c, void *buf, size_t cap, int source, int tag, mp_comm_status *st,
-                        double timeout)
+static MP__COLD int recv_checked(mp_comm *c, void *buf, size_t cap, int source, int tag,
+                                 mp_comm_status *st, double timeout)
 {
     const char *call = "mp_comm_recv";
     int64_t dl = MP__NO_DEADLINE;

@@ -396,7 +396,14 @@ void mp__lw_notify_members(lworld *w, const lcomm *c);
  * MP_EABANDONED (only with a communicator whose collectives broke).  Call
  * mp__lw_end once the wait is over, whatever its outcome. */
 int mp__lw_pause(lworld *w, lwait *wt, const lcomm *c, int need);
-void mp__lw_end(lworld *w, lwait *wt);
+
+static inline void mp__lw_end(lworld *w, lwait *wt)
+{
+    if (wt->sleeping) {
+        atomic_fetch_sub(&w->ranks[w->me].sleepers, 1);
+        wt->sleeping = false;
+    }
+}
 
 /* The health check alone: 0, MP_EPEERDEAD or MP_EABANDONED. */
 int mp__lw_health(lworld *w, const lcomm *c, int need);

@@ -216,6 +216,33 @@ static uint64_t rec_bytes(uint64_t payload)
     return (sizeof(mp__lrec) + payload + MP__L_LINE - 1) & ~(uint64_t)(MP__L_LINE - 1);
 }
 
+/* The longest payload copied by copy_short: a record of two lines. */
+#define SHORT_MAX (2 * MP__L_LINE - sizeof(mp__lrec))
+
+/* Copies n <= SHORT_MAX bytes without a call: 16-byte moves, the last
+ * one overlapping, as a library memcpy makes of a short copy after its
+ * call and its dispatch on the length. */
+static inline void copy_short(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (n >= 16) {
+        for (size_t i = 0; i + 16 < n; i += 16)
+            memcpy(d + i, s + i, 16);
+        memcpy(d + n - 16, s + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else if (n) {
+        d[0] = s[0];
+        d[n / 2] = s[n / 2];
+        d[n - 1] = s[n - 1];
+    }
+}
+
 /* Copies len bytes between a ring's data and flat memory, from the ring
  * position pos, wrapping at the end. */
 static void ring_read(const lworld *w, const unsigned char *data, uint64_t pos, void *dst,
@@ -248,8 +275,8 @@ static _Atomic uint32_t *stamp_at(const lworld *w, unsigned char *data, uint64_t
 
 /* Writes one record to dest's ring if it fits.  Returns 1 when written,
  * 0 when the ring is full, MP_EPROTO when the peer's head is impossible. */
-static int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int tag, const void *p,
-                    size_t n)
+static inline int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int tag, const void *p,
+                           size_t n)
 {
     lpeer *pe = &w->peers[dest];
     uint64_t need = rec_bytes(n), room = w->lay.ring_bytes;
@@ -268,13 +295,20 @@ static int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int tag, c
     }
     /* Records start on a line, and the ring is a whole number of lines:
      * the header never wraps.  Everything but the stamp first, then the
-     * stamp, released: it tells the receiver the record is whole. */
-    mp__lrec rec = {0, kind, (uint16_t)n, tag, ctx};
+     * stamp, released: it tells the receiver the record is whole.  The
+     * header's fields are stored one by one: a header built on the stack
+     * and copied over would be read back across its fields' stores, which
+     * the CPU cannot forward - a stall on every message. */
     unsigned char *at = pe->out_data + (pe->out_tail & (room - 1));
-    memcpy(at + sizeof rec.stamp, (const unsigned char *)&rec + sizeof rec.stamp,
-           sizeof rec - sizeof rec.stamp);
-    if (n)
-        ring_write(w, pe->out_data, pe->out_tail + sizeof rec, p, n);
+    mp__lrec *h = (mp__lrec *)(void *)at;
+    h->kind = kind;
+    h->len = (uint16_t)n;
+    h->tag = tag;
+    h->ctx = ctx;
+    if (n <= SHORT_MAX && (pe->out_tail & (room - 1)) + need <= room)
+        copy_short(at + sizeof *h, p, n);
+    else
+        ring_write(w, pe->out_data, pe->out_tail + sizeof *h, p, n);
     atomic_store_explicit(stamp_at(w, pe->out_data, pe->out_tail), mp__lrec_stamp(pe->out_tail),
                           memory_order_release);
     pe->out_tail += need;
@@ -314,7 +348,7 @@ static int ring_peek(lworld *w, int src, mp__lrec *rec)
  * zeroed, so that it cannot pass for a stamp when a record starts there in
  * the next lap (the sender writes there only after it sees our head move
  * past, so the zero comes first). */
-static void ring_pop(lworld *w, int src, const mp__lrec *rec)
+static inline void ring_pop(lworld *w, int src, const mp__lrec *rec)
 {
     lpeer *pe = &w->peers[src];
     uint64_t need = rec_bytes(rec->len);
@@ -853,6 +887,21 @@ static void run_finished(lworld *w)
 
 /* ---- blocking calls ------------------------------------------------------------------ */
 
+/* A blocking send that waits its turn: behind other sends to the peer,
+ * too long for the ring, or the ring full.  Called with the lock held. */
+static MP__COLD int send_queued(lcomm *c, const void *buf, size_t len, int wd, int tag,
+                                int64_t deadline)
+{
+    lworld *w = c->w;
+    lreq q = {
+        .kind = RQ_SEND, .comm = c, .ctx = c->ctx, .peer = wd, .tag = tag, .sbuf = buf, .len = len};
+    sendq_add(w, &q);
+    int rc = run(w, c, &q, NULL, deadline);
+    unlock(w);
+    run_finished(w);
+    return rc;
+}
+
 int mp__lp_send(lcomm *c, const void *buf, size_t len, int dest, int tag, int64_t deadline)
 {
     lworld *w = c->w;
@@ -867,13 +916,7 @@ int mp__lp_send(lcomm *c, const void *buf, size_t len, int dest, int tag, int64_
             return rc < 0 ? rc : 0;
         }
     }
-    lreq q = {
-        .kind = RQ_SEND, .comm = c, .ctx = c->ctx, .peer = wd, .tag = tag, .sbuf = buf, .len = len};
-    sendq_add(w, &q);
-    int rc = run(w, c, &q, NULL, deadline);
-    unlock(w);
-    run_finished(w);
-    return rc;
+    return send_queued(c, buf, len, wd, tag, deadline);
 }
 
 static void status_out(const lcomm *c, const lreq *q, mp_comm_status *st)
@@ -902,8 +945,8 @@ static bool unex_has(const lworld *w, uint32_t ctx, int src, int tag)
  * takes the message from there.  Returns 1 when it received, 0 to send the
  * call down the general path (what came is not for it: another tag or
  * communicator, a rendezvous, too long), or an error of the wait. */
-static int recv_direct(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
-                       int64_t deadline)
+static inline int recv_direct(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
+                              int64_t deadline)
 {
     lworld *w = c->w;
     if (w->threaded || w->posted.head || src < 0)
@@ -927,22 +970,25 @@ static int recv_direct(lcomm *c, void *buf, size_t cap, int src, int tag, mp_com
     if (rec.kind != MP__REC_EAGER || rec.ctx != c->ctx || rec.len > cap ||
         (tag == MP_ANY_TAG ? rec.tag < 0 : rec.tag != tag))
         return 0;
-    ring_read(w, w->peers[wsrc].in_data, w->peers[wsrc].in_head + sizeof rec, buf, rec.len);
+    const unsigned char *data = w->peers[wsrc].in_data;
+    uint64_t at = w->peers[wsrc].in_head + sizeof rec;
+    uint64_t off = at & (w->lay.ring_bytes - 1);
+    if (rec.len <= SHORT_MAX && off + rec.len <= w->lay.ring_bytes)
+        copy_short(buf, data + off, rec.len);
+    else
+        ring_read(w, data, at, buf, rec.len);
     ring_pop(w, wsrc, &rec);
     if (st)
         *st = (mp_comm_status){src, rec.tag, rec.len};
     return 1;
 }
 
-int mp__lp_recv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
-                int64_t deadline)
+/* A blocking receive through the posted list: what recv_direct cannot
+ * take from one ring. */
+static MP__COLD int recv_posted(lcomm *c, void *buf, size_t cap, int src, int tag,
+                                mp_comm_status *st, int64_t deadline)
 {
     lworld *w = c->w;
-    if (broken(w))
-        return MP_EPEERDEAD;
-    int rc = recv_direct(c, buf, cap, src, tag, st, deadline);
-    if (rc != 0)
-        return rc < 0 ? rc : 0;
     lreq q = {.kind = RQ_RECV,
               .comm = c,
               .ctx = c->ctx,
@@ -951,7 +997,7 @@ int mp__lp_recv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_statu
               .rbuf = buf,
               .len = cap};
     lock(w);
-    rc = post_recv(w, &q);
+    int rc = post_recv(w, &q);
     if (rc == 0)
         rc = q.phase == PH_DONE ? q.rc : run(w, c, &q, NULL, deadline);
     unlock(w);
@@ -959,6 +1005,17 @@ int mp__lp_recv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_statu
     if (rc == 0 || rc == MP_EMSGSIZE)
         status_out(c, &q, st);
     return rc;
+}
+
+int mp__lp_recv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_comm_status *st,
+                int64_t deadline)
+{
+    if (broken(c->w))
+        return MP_EPEERDEAD;
+    int rc = recv_direct(c, buf, cap, src, tag, st, deadline);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    return recv_posted(c, buf, cap, src, tag, st, deadline);
 }
 
 int mp__lp_sendrecv(lcomm *c, const void *sbuf, size_t slen, int dest, int stag, void *rbuf,
