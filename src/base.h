@@ -23,7 +23,11 @@
 #define MP__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 /* For the slow half of a call whose fast half runs per message: kept out
  * of line, so that the fast half needs no stack frame of its own. */
+#if defined(__GNUC__)
 #define MP__COLD __attribute__((cold, noinline))
+#else
+#define MP__COLD
+#endif
 /* A process's name, and the numbers that place it in the tree of
  * processes ("1:2"), with their terminating NUL. */
 #define MP__MAX_NAME 64
