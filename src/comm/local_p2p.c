@@ -217,7 +217,7 @@ static uint64_t rec_bytes(uint64_t payload)
 }
 
 /* The longest payload copied by copy_short: a record of two lines. */
-#define SHORT_MAX (2 * MP__L_LINE - sizeof(mp__lrec))
+#define SHORT_MAX ((size_t)2 * MP__L_LINE - sizeof(mp__lrec))
 
 /* Copies n <= SHORT_MAX bytes without a call: 16-byte moves, the last
  * one overlapping, as a library memcpy makes of a short copy after its
