@@ -41,6 +41,17 @@ static int run_ok(int n, mp_rank_fn fn, void *arg)
     return mp_run_with_opts(n, fn, arg, &o);
 }
 
+/* Options for a run in which a rank is meant to die: the others go on,
+ * and every rank's exit status lands in codes. */
+static mp_run_opts opts_keep_going(int *codes)
+{
+    mp_run_opts o = MP_RUN_OPTS_INIT;
+    o.keep_going = true;
+    o.timeout = 40;
+    o.exitcodes = codes;
+    return o;
+}
+
 /* ---- the world ---------------------------------------------------------------------- */
 
 TEST(world_of_one)
@@ -940,10 +951,7 @@ static int die_rank(mp_comm *w, void *arg)
 TEST(rank_killed_mid_collective)
 {
     int codes[4];
-    mp_run_opts o = MP_RUN_OPTS_INIT;
-    o.keep_going = true;
-    o.timeout = 40;
-    o.exitcodes = codes;
+    mp_run_opts o = opts_keep_going(codes);
     die_arg a = {2, 1};
     CHECK_ERR(mp_run_with_opts(4, die_rank, &a, &o), MP_EWORKER);
     CHECK_EQ(codes[0], 0);
@@ -984,10 +992,7 @@ static int ring_death_rank(mp_comm *w, void *arg)
 TEST(rank_killed_while_a_peer_waits_on_its_ring)
 {
     int codes[2];
-    mp_run_opts o = MP_RUN_OPTS_INIT;
-    o.keep_going = true;
-    o.timeout = 40;
-    o.exitcodes = codes;
+    mp_run_opts o = opts_keep_going(codes);
     CHECK_ERR(mp_run_with_opts(2, ring_death_rank, NULL, &o), MP_EWORKER);
     CHECK_EQ(codes[0], 0);
     CHECK_EQ(codes[1], -SIGKILL);

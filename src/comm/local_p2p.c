@@ -244,25 +244,32 @@ static inline void copy_short(void *dst, const void *src, size_t n)
 }
 
 /* Copies len bytes between a ring's data and flat memory, from the ring
- * position pos, wrapping at the end. */
-static void ring_read(const lworld *w, const unsigned char *data, uint64_t pos, void *dst,
-                      size_t len)
+ * position pos, wrapping at the end.  A short payload that does not wrap
+ * (every small message) is copied inline. */
+static inline void ring_read(const lworld *w, const unsigned char *data, uint64_t pos, void *dst,
+                             size_t len)
 {
     uint64_t mask = w->lay.ring_bytes - 1, at = pos & mask;
+    if (len <= SHORT_MAX && at + len <= w->lay.ring_bytes) {
+        copy_short(dst, data + at, len);
+        return;
+    }
     size_t first = len < w->lay.ring_bytes - at ? len : (size_t)(w->lay.ring_bytes - at);
-    if (first)
-        memcpy(dst, data + at, first);
+    memcpy(dst, data + at, first);
     if (first < len)
         memcpy((char *)dst + first, data, len - first);
 }
 
-static void ring_write(const lworld *w, unsigned char *data, uint64_t pos, const void *src,
-                       size_t len)
+static inline void ring_write(const lworld *w, unsigned char *data, uint64_t pos, const void *src,
+                              size_t len)
 {
     uint64_t mask = w->lay.ring_bytes - 1, at = pos & mask;
+    if (len <= SHORT_MAX && at + len <= w->lay.ring_bytes) {
+        copy_short(data + at, src, len);
+        return;
+    }
     size_t first = len < w->lay.ring_bytes - at ? len : (size_t)(w->lay.ring_bytes - at);
-    if (first)
-        memcpy(data + at, src, first);
+    memcpy(data + at, src, first);
     if (first < len)
         memcpy(data, (const char *)src + first, len - first);
 }
@@ -305,10 +312,7 @@ static inline int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int
     h->len = (uint16_t)n;
     h->tag = tag;
     h->ctx = ctx;
-    if (n <= SHORT_MAX && (pe->out_tail & (room - 1)) + need <= room)
-        copy_short(at + sizeof *h, p, n);
-    else
-        ring_write(w, pe->out_data, pe->out_tail + sizeof *h, p, n);
+    ring_write(w, pe->out_data, pe->out_tail + sizeof *h, p, n);
     atomic_store_explicit(stamp_at(w, pe->out_data, pe->out_tail), mp__lrec_stamp(pe->out_tail),
                           memory_order_release);
     pe->out_tail += need;
@@ -970,13 +974,7 @@ static inline int recv_direct(lcomm *c, void *buf, size_t cap, int src, int tag,
     if (rec.kind != MP__REC_EAGER || rec.ctx != c->ctx || rec.len > cap ||
         (tag == MP_ANY_TAG ? rec.tag < 0 : rec.tag != tag))
         return 0;
-    const unsigned char *data = w->peers[wsrc].in_data;
-    uint64_t at = w->peers[wsrc].in_head + sizeof rec;
-    uint64_t off = at & (w->lay.ring_bytes - 1);
-    if (rec.len <= SHORT_MAX && off + rec.len <= w->lay.ring_bytes)
-        copy_short(buf, data + off, rec.len);
-    else
-        ring_read(w, data, at, buf, rec.len);
+    ring_read(w, w->peers[wsrc].in_data, w->peers[wsrc].in_head + sizeof rec, buf, rec.len);
     ring_pop(w, wsrc, &rec);
     if (st)
         *st = (mp_comm_status){src, rec.tag, rec.len};
