@@ -33,8 +33,10 @@
  * costs one cache line's transfer).  A stamp from the ring's previous lap
  * (or zero) says the record is not there yet; the receiver zeroes the
  * first word of every other line of a record it takes, so that a
- * message's bytes never pass for a stamp in the next lap.  A larger one is a rendezvous: the sender fills one of
- * its rdv slots and sends a 16-byte request naming it; the receiver, once
+ * message's bytes never pass for a stamp in the next lap.
+ *
+ * A larger message is a rendezvous: the sender fills one of its rdv
+ * slots and sends a 16-byte request naming it; the receiver, once
  * a receive matches, claims the slot (compare-and-swap) and copies the
  * bytes straight from the sender's memory with one process_vm_readv - a
  * single copy - then marks the slot done.  Where the kernel refuses that

@@ -467,6 +467,22 @@ static void bc_finished(lcomm *c, uint64_t k)
         mp__lw_notify_members(w, c);
 }
 
+/* The root's wait before it writes chunk k: the readers of that slot's
+ * chunk from MP__L_BC_SLOTS chunks ago are done with it. */
+static int slot_wait_free(lcomm *c, uint64_t k, int64_t deadline)
+{
+    return k < MP__L_BC_SLOTS ? 0 : wait_past(c, k + 1 - MP__L_BC_SLOTS, deadline);
+}
+
+/* The root publishes chunk k, written into slot: stamped, the root
+ * counted off, the readers woken. */
+static void slot_publish(lcomm *c, mp__lbslot *slot, uint64_t k)
+{
+    atomic_store_explicit(&slot->stamp, k + 1, memory_order_release);
+    atomic_store_explicit(&c->bc_done[c->rank].done, k + 1, memory_order_relaxed);
+    mp__lw_notify_members(c->w, c);
+}
+
 /* The word every rank's memory holds at a known place, for the probe. */
 static const uint64_t probe_word = 0x6d70636f6d6d3031ULL;
 
@@ -509,16 +525,13 @@ static int bcast_remote(lcomm *c, void *buf, size_t len, bool root, int64_t dead
     mp__lbslot *slot = &c->shm->bc[k % MP__L_BC_SLOTS];
     int rc;
     if (root) {
-        /* The slot's readers from MP__L_BC_SLOTS chunks ago are done. */
-        if (k >= MP__L_BC_SLOTS && (rc = wait_past(c, k + 1 - MP__L_BC_SLOTS, deadline)) < 0)
+        if ((rc = slot_wait_free(c, k, deadline)) < 0)
             return rc;
         slot->kind = MP__BC_REMOTE;
         slot->pid = (int32_t)c->w->pid;
         slot->addr = (uint64_t)(uintptr_t)buf;
         slot->rlen = len;
-        atomic_store_explicit(&slot->stamp, k + 1, memory_order_release);
-        atomic_store_explicit(&c->bc_done[c->rank].done, k + 1, memory_order_relaxed);
-        mp__lw_notify_members(c->w, c);
+        slot_publish(c, slot, k);
         /* The buffer must stay as it is until every reader has it. */
         return wait_past(c, k + 1, deadline);
     }
@@ -543,15 +556,12 @@ static int bcast_chunk(lcomm *c, unsigned char *p, size_t clen, bool root, int64
     uint32_t kind = clen <= MP__L_BC_INLINE ? MP__BC_INLINE : MP__BC_DATA;
     int rc;
     if (root) {
-        /* The slot's readers from MP__L_BC_SLOTS chunks ago are done. */
-        if (k >= MP__L_BC_SLOTS && (rc = wait_past(c, k + 1 - MP__L_BC_SLOTS, deadline)) < 0)
+        if ((rc = slot_wait_free(c, k, deadline)) < 0)
             return rc;
         slot->kind = kind;
         slot->len = (uint32_t)clen;
         memcpy(kind == MP__BC_INLINE ? slot->inl : data, p, clen);
-        atomic_store_explicit(&slot->stamp, k + 1, memory_order_release);
-        atomic_store_explicit(&c->bc_done[c->rank].done, k + 1, memory_order_relaxed);
-        mp__lw_notify_members(c->w, c);
+        slot_publish(c, slot, k);
         return 0;
     }
     rc = wait_u64(c, &slot->stamp, k + 1, deadline);
