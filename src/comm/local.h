@@ -64,6 +64,19 @@
  * receiver writes its head to), and the receiver, after moving its head,
  * wakes it the same way.
  *
+ * Telling the head.  A receiver that wrote its head after every message
+ * would pull that line away from a sender that reads it, once per
+ * message, in a stream; instead it tells its head (and wakes a sender
+ * that asked for room) once per sixteenth of the ring, when it finds the
+ * ring empty, and whenever it waits (mp__lw_pause): room it made is
+ * always told before it waits for anything.  A sender that finds the
+ * ring full therefore waits for a sixteenth of it, not for each message,
+ * and between two waits of the receiver it may see a little less room
+ * than there is, as if the ring were a sixteenth shorter.  The sender, for its part, asks for the lines of its
+ * next records in a writable state up to 16 lines ahead (never past the
+ * head it was told), so that in a stream the transfers of lines from the
+ * receiver's cache overlap instead of each waiting at its store.
+ *
  * Failures.  The launcher marks a rank that ends (done if it exited with
  * 0, dead otherwise, which also sets `broken`) before it reaps it, and
  * rings every bell.  A sleeping rank also wakes every few milliseconds and
@@ -253,9 +266,12 @@ typedef struct lpeer {
     mp__lring *out; /* ring to the peer */
     unsigned char *out_data;
     uint64_t out_tail, out_head; /* our tail; the last head we read */
+    uint64_t out_owned;          /* lines before it were asked for to write */
     mp__lring *in;               /* ring from the peer */
     unsigned char *in_data;
     uint64_t in_head; /* our head */
+    uint64_t in_told; /* the head the sender was last told */
+    bool in_listed;   /* in the world's untold list */
     lreq_list sendq;  /* sends waiting their turn, in order */
     int posted_from;  /* posted receives naming this peer */
     int pidfd;        /* -1 until needed */
@@ -277,6 +293,8 @@ typedef struct lworld {
     lreq_list rdv_out;  /* our rendezvous sends */
     lreq_list rdv_in;   /* pipelined receives in progress */
     lreq_list finished; /* futures to finish once the lock is dropped */
+    int *untold;        /* peers whose ring head moved since it was told */
+    int nuntold;
     int posted_any;     /* posted receives from MP_ANY_SOURCE */
     int nsendq;         /* peers with sends waiting */
     uint64_t rdv_free;  /* our free rdv slots, one bit each */
@@ -420,6 +438,10 @@ int mp__lp_sendrecv(lcomm *c, const void *sbuf, size_t slen, int dest, int stag,
 int mp__lp_isend(lcomm *c, const void *buf, size_t len, int dest, int tag, mp_future **out);
 int mp__lp_irecv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_future **out);
 int mp__lp_probe(lcomm *c, int src, int tag, mp_comm_status *st, int64_t deadline);
+
+/* Tells every sender the head of its ring that moved since it was last
+ * told (see "Telling the head").  Called by a wait, without the lock. */
+void mp__lp_tell_all(lworld *w);
 
 /* Sets up and tears down the process's matching engine.  fini stops the
  * progress thread and fails what is pending with MP_ECLOSED. */

@@ -216,6 +216,16 @@ static uint64_t rec_bytes(uint64_t payload)
     return (sizeof(mp__lrec) + payload + MP__L_LINE - 1) & ~(uint64_t)(MP__L_LINE - 1);
 }
 
+/* A receiver tells its head once per this many bytes read, at least
+ * (local.h, "Telling the head"); a power of two. */
+static uint64_t tell_every(const lworld *w)
+{
+    return w->lay.ring_bytes / 16;
+}
+
+/* Lines a sender asks for ahead of its tail. */
+#define OWN_AHEAD 16
+
 /* The longest payload copied by copy_short: a record of two lines. */
 #define SHORT_MAX ((size_t)2 * MP__L_LINE - sizeof(mp__lrec))
 
@@ -280,6 +290,22 @@ static _Atomic uint32_t *stamp_at(const lworld *w, unsigned char *data, uint64_t
     return (_Atomic uint32_t *)(void *)(data + (pos & (w->lay.ring_bytes - 1)));
 }
 
+/* Asks for the lines of the next records to write, up to OWN_AHEAD lines
+ * past the tail and never past what the receiver told us it read: in a
+ * stream each line then comes from the receiver's cache while earlier
+ * ones are still on their way, instead of each stalling its own stores. */
+static inline void ring_own_ahead(const lworld *w, lpeer *pe)
+{
+    uint64_t room = w->lay.ring_bytes;
+    uint64_t from = pe->out_owned > pe->out_tail ? pe->out_owned : pe->out_tail;
+    uint64_t to = pe->out_tail + OWN_AHEAD * MP__L_LINE;
+    if (to > pe->out_head + room)
+        to = pe->out_head + room;
+    for (; from < to; from += MP__L_LINE)
+        mp__prefetch_write(pe->out_data + (from & (room - 1)));
+    pe->out_owned = from;
+}
+
 /* Writes one record to dest's ring if it fits.  Returns 1 when written,
  * 0 when the ring is full, MP_EPROTO when the peer's head is impossible. */
 static inline int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int tag, const void *p,
@@ -316,26 +342,51 @@ static inline int ring_put(lworld *w, int dest, uint16_t kind, uint32_t ctx, int
     atomic_store_explicit(stamp_at(w, pe->out_data, pe->out_tail), mp__lrec_stamp(pe->out_tail),
                           memory_order_release);
     pe->out_tail += need;
-    /* Own the line the next record starts on now, while the receiver is
-     * busy with this one: it was last written a lap ago (256 KiB back, out
-     * of this CPU's caches), and taking it at the next send would cost a
-     * transfer from the receiver's cache on top of the one that brings the
-     * record over; taken now, the next send only has to invalidate the
-     * receiver's copy, as a line bounced between two CPUs does. */
-    __builtin_prefetch(pe->out_data + (pe->out_tail & (room - 1)), 1, 3);
+    ring_own_ahead(w, pe);
     mp__lw_notify(w, dest);
     return 1;
 }
 
+/* Tells src's sender our head, and wakes it if it waits for room.
+ * Store - fence - load against the sender's want_space - fence - head
+ * (ring_put, then its wait). */
+static void ring_tell(lworld *w, int src)
+{
+    lpeer *pe = &w->peers[src];
+    pe->in_told = pe->in_head;
+    atomic_store_explicit(&pe->in->head, pe->in_head, memory_order_release);
+    mp__lw_fence(w);
+    if (atomic_load_explicit(&pe->in->want_space, memory_order_relaxed)) {
+        atomic_store_explicit(&pe->in->want_space, 0, memory_order_relaxed);
+        mp__lw_notify(w, src);
+    }
+}
+
+void mp__lp_tell_all(lworld *w)
+{
+    lock(w);
+    for (int i = 0; i < w->nuntold; i++) {
+        int src = w->untold[i];
+        w->peers[src].in_listed = false;
+        if (w->peers[src].in_head != w->peers[src].in_told)
+            ring_tell(w, src);
+    }
+    w->nuntold = 0;
+    unlock(w);
+}
+
 /* The record at the head of src's ring.  Returns 1 with *rec, 0 when the
  * ring is empty (the line holds zero or the stamp of the lap before),
- * MP_EPROTO for anything but a valid record. */
+ * MP_EPROTO for anything but a valid record.  An empty ring's sender is
+ * told our head: it may be waiting for room. */
 static int ring_peek(lworld *w, int src, mp__lrec *rec)
 {
     lpeer *pe = &w->peers[src];
     _Atomic uint32_t *sp = stamp_at(w, pe->in_data, pe->in_head);
     uint32_t stamp = atomic_load_explicit(sp, memory_order_acquire);
     if (stamp != mp__lrec_stamp(pe->in_head)) {
+        if (pe->in_head != pe->in_told)
+            ring_tell(w, src);
         uint64_t lap = w->lay.ring_bytes;
         bool empty =
             stamp == 0 || (pe->in_head >= lap && stamp == mp__lrec_stamp(pe->in_head - lap));
@@ -347,25 +398,24 @@ static int ring_peek(lworld *w, int src, mp__lrec *rec)
     return ok ? 1 : MP_EPROTO;
 }
 
-/* Drops the head record of src's ring, and tells a sender that waits for
- * room.  The first word of each line after the header held message bytes:
- * zeroed, so that it cannot pass for a stamp when a record starts there in
- * the next lap (the sender writes there only after it sees our head move
- * past, so the zero comes first). */
+/* Drops the head record of src's ring.  The first word of each line
+ * after the header held message bytes: zeroed, so that it cannot pass for
+ * a stamp when a record starts there in the next lap (the sender writes
+ * there only after it is told our head moved past, so the zero comes
+ * first).  The sender is told the new head only once per tell_every
+ * bytes (local.h, "Telling the head"); else src joins the untold list. */
 static inline void ring_pop(lworld *w, int src, const mp__lrec *rec)
 {
     lpeer *pe = &w->peers[src];
-    uint64_t need = rec_bytes(rec->len);
+    uint64_t need = rec_bytes(rec->len), was = pe->in_head;
     for (uint64_t off = MP__L_LINE; off < need; off += MP__L_LINE)
-        atomic_store_explicit(stamp_at(w, pe->in_data, pe->in_head + off), 0, memory_order_relaxed);
-    pe->in_head += need;
-    atomic_store_explicit(&pe->in->head, pe->in_head, memory_order_release);
-    /* Store - fence - load against the sender's want_space - fence - head
-     * (ring_put, then its wait). */
-    mp__lw_fence(w);
-    if (atomic_load_explicit(&pe->in->want_space, memory_order_relaxed)) {
-        atomic_store_explicit(&pe->in->want_space, 0, memory_order_relaxed);
-        mp__lw_notify(w, src);
+        atomic_store_explicit(stamp_at(w, pe->in_data, was + off), 0, memory_order_relaxed);
+    pe->in_head = was + need;
+    if ((was ^ pe->in_head) >= tell_every(w)) {
+        ring_tell(w, src);
+    } else if (!pe->in_listed) {
+        pe->in_listed = true;
+        w->untold[w->nuntold++] = src;
     }
 }
 
@@ -1387,6 +1437,7 @@ int mp__lp_init(lworld *w)
 
 void mp__lp_fini(lworld *w)
 {
+    mp__lp_tell_all(w);
     if (w->threaded) {
         atomic_store(&w->stop, true);
         atomic_fetch_add(&w->kick, 1);

@@ -218,7 +218,10 @@ int mp__lw_attach(void *base, size_t size, bool owns, int me, lworld **out)
     w->lay = h->layout;
     w->ranks = rank_blk(base, 0);
     w->peers = calloc((size_t)w->n, sizeof *w->peers);
-    if (!w->peers) {
+    w->untold = calloc((size_t)w->n, sizeof *w->untold);
+    if (!w->peers || !w->untold) {
+        free(w->peers);
+        free(w->untold);
         free(w);
         return MP_ENOMEM;
     }
@@ -234,6 +237,7 @@ int mp__lw_attach(void *base, size_t size, bool owns, int me, lworld **out)
     if (rc < 0) {
         mp__lp_fini(w);
         free(w->peers);
+        free(w->untold);
         pthread_mutex_destroy(&w->lock);
         free(w);
         return rc;
@@ -280,6 +284,9 @@ void mp__lw_detach(lworld *w)
         mp__close(w->peers[p].pidfd);
     free(w->peers);
     w->peers = NULL;
+    free(w->untold);
+    w->untold = NULL;
+    w->nuntold = 0;
     if (w->owns_map)
         mp__unmap(w->base, w->size);
     w->base = NULL;
@@ -428,6 +435,11 @@ int mp__lw_pause(lworld *w, lwait *wt, const lcomm *c, int need)
      * deadline skips the first look's: most waits end within a few looks,
      * and a clock read (30 ns here) is a good part of a hand-off. */
     unsigned poll = wt->polls++;
+    /* Room this rank made in its rings is told before it waits (local.h,
+     * "Telling the head"), and again now and then: the wait's own
+     * progress may have taken more. */
+    if ((poll & 15) == 0 && (w->threaded || w->nuntold))
+        mp__lp_tell_all(w);
     if ((poll & 15) == 0 && (poll || wt->deadline != MP__NO_DEADLINE)) {
         int64_t now = mp__now_ns();
         if (wt->start == 0) {
@@ -465,6 +477,8 @@ int mp__lw_pause(lworld *w, lwait *wt, const lcomm *c, int need)
     /* Register as a sleeper, then let the caller look once more before
      * the next call sleeps (see local.h, "Waiting and waking"). */
     mp__lrank *rk = &w->ranks[w->me];
+    if (w->threaded || w->nuntold)
+        mp__lp_tell_all(w);
     wt->seen = atomic_load(&rk->bell);
     atomic_fetch_add(&rk->sleepers, 1);
     mp__lw_fence_heavy(w);

@@ -121,6 +121,19 @@ static inline void mp__cpu_relax(void)
 #endif
 }
 
+/* Asks for the line at p in a state this CPU may write, ahead of a store
+ * to it.  A plain prefetch fetches it shared, and the store would then
+ * still have to take it from every other cache that holds it. */
+static inline void mp__prefetch_write(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    /* PREFETCHW: a CPU without it executes a NOP. */
+    __asm__("prefetchw %0" ::"m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 /* ---- futex (futex.c) ---------------------------------------------------- */
 /* Futexes here are always process-shared (never FUTEX_PRIVATE_FLAG): the
  * words they wait on live in memory shared between processes. */
