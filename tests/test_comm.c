@@ -442,6 +442,59 @@ TEST_TIMEOUT(p2p_short_payloads_every_length_and_place, 120)
     CHECK_EQ(run_ok(2, short_lens_rank, NULL), 0);
 }
 
+/* Room a receiver makes in its ring is told to the sender before the
+ * receiver waits for anything (local.h, "Telling the head").  Rank 0
+ * fills rank 1's ring (its next send times out), rank 1 takes a few
+ * records - fewer than a sixteenth of the ring, so none of them is told
+ * as it is taken - says so on the other ring, and waits in a barrier;
+ * rank 0 must then fit as many records again.  Everything comes through
+ * once, in order, and the send that timed out is not delivered. */
+#define TOLD_TAKE 20
+
+static int told_rank(mp_comm *w, void *arg)
+{
+    (void)arg;
+    rk_me = mp_comm_rank(w);
+    uint64_t msg[8] = {0};
+    uint64_t sent = 0;
+    if (rk_me == 0) {
+        int rc;
+        while ((rc = mp_comm_send(w, msg, sizeof msg, 1, 3, 0.05)) == 0)
+            msg[0] = ++sent;
+        RK_EQ(rc, MP_ETIMEDOUT);
+        RK_CHECK(sent > TOLD_TAKE);
+        RK_OK(mp_comm_barrier(w, 10));
+        RK_OK(mp_comm_recv(w, NULL, 0, 1, 4, NULL, 10));
+        for (int i = 0; i < TOLD_TAKE; i++) {
+            RK_OK(mp_comm_send(w, msg, sizeof msg, 1, 3, 10));
+            msg[0] = ++sent;
+        }
+        RK_OK(mp_comm_barrier(w, 10));
+        RK_OK(mp_comm_send(w, &sent, sizeof sent, 1, 5, 10));
+    } else {
+        RK_OK(mp_comm_barrier(w, 10));
+        uint64_t next = 0;
+        for (; next < TOLD_TAKE; next++) {
+            RK_OK(mp_comm_recv(w, msg, sizeof msg, 0, 3, NULL, 10));
+            RK_EQ(msg[0], next);
+        }
+        RK_OK(mp_comm_send(w, NULL, 0, 0, 4, 10));
+        RK_OK(mp_comm_barrier(w, 10));
+        RK_OK(mp_comm_recv(w, &sent, sizeof sent, 0, 5, NULL, 10));
+        for (; next < sent; next++) {
+            RK_OK(mp_comm_recv(w, msg, sizeof msg, 0, 3, NULL, 10));
+            RK_EQ(msg[0], next);
+        }
+        RK_ERR(mp_comm_recv(w, msg, sizeof msg, 0, 3, NULL, 0.05), MP_ETIMEDOUT);
+    }
+    return mp_comm_barrier(w, 10);
+}
+
+TEST(p2p_room_is_told_before_a_wait)
+{
+    CHECK_EQ(run_ok(2, told_rank, NULL), 0);
+}
+
 static int msgsize_rank(mp_comm *w, void *arg)
 {
     (void)arg;
