@@ -15,7 +15,7 @@
 #   ANCHOR_GROUPS='c py'     anchor groups to run (run_all.sh), default: c py,
 #                            and mpi when mpirun is installed
 #   ANCHORS_DIR=...          where the anchors are (default ../shared/anchors)
-#   PAIRS=3                  rounds of the paired latency figures (0: none)
+#   PAIRS=5                  rounds of the paired figures (0: none)
 #   RESULTS_DIR=...          where the picture and the table go (default
 #                            bench/results): ratios.svg and ratios.md, one bar
 #                            and one row per figure (scripts/bench_report.sh)
@@ -77,29 +77,36 @@ if [ -x "$comm" ] && command -v mpirun >/dev/null 2>&1 && [ -x "$anchors/mpi_run
     done
 fi
 
-# Latency figures, paired.  On a virtual machine the host may place the two
-# CPUs close together (a cache line moves between them in ~40 ns) or far
-# apart (~220 ns), and may change that between one program and the next:
-# the anchors measured minutes earlier can have run in the other placement.
-# So the 2-rank latency figures of both engines are measured again in
-# PAIRS rounds, each running raw Open MPI and then mproc back to back, and
-# each side's median over the rounds replaces its single figure.  Every
-# round prints the cache-line hand-off it ran at.
-PAIRS=${PAIRS:-3}
-paired_names='_pingpong_us$|_bcast_8B_us$|_bcast_8B_us_loop$'
+# Figures that follow placement, paired.  On a virtual machine the host
+# may place the two CPUs close together (a cache line moves between them
+# in ~40 ns) or far apart (~220 ns), and may change that between one
+# program and the next: the anchors measured minutes earlier can have run
+# in the other placement, and latency, bandwidth and broadcasts all follow
+# it.  So the figures of both engines that have an Open MPI anchor are
+# measured again in PAIRS rounds, each running raw Open MPI and then mproc
+# back to back (2 ranks, then 4 on 2 CPUs; the MPI engine, the closest
+# call, right after its anchor), and each side's median over
+# the rounds replaces its single figure.  The message rate joins the
+# rounds too (its anchor, ZeroMQ's, does not follow placement): its
+# median over them.  Every round prints the cache-line hand-off it ran at.
+PAIRS=${PAIRS:-5}
+paired_names='_pingpong_us$|_bandwidth_MBps$|_bcast_(8B|1MiB)_us(_loop)?(_np4_oversub(_loop)?)?$|_msgs_per_s_1p1c$'
 if [ "$PAIRS" -gt 0 ] && echo " $ANCHOR_GROUPS " | grep -q " mpi " && [ -x "$anchors/build/mpi_bench" ] &&
     [ -x "$comm" ] && { [ -z "${BENCH:-}" ] || echo " $BENCH " | grep -q " comm "; }; then
-    echo "# ---- paired latency rounds ($PAIRS: raw Open MPI, then mproc, back to back)"
+    echo "# ---- paired rounds ($PAIRS: raw Open MPI, then mproc, back to back)"
     for round in $(seq "$PAIRS"); do
         line=""
         [ -x "$anchors/build/limits_cacheline" ] &&
             line=$("$anchors/build/limits_cacheline" 2>/dev/null | awk '$1 == "anchor" && $2 == "limit_cacheline_pingpong_ns_proc" { print $3 " " $4 }')
         {
             "$anchors/mpi_run.sh" 2 "$anchors/build/mpi_bench" 2>&1 | grep -a '^anchor '
+            "$anchors/mpi_run.sh" 2 "$comm" --mpi 2>&1
             "$comm" pingpong
+            "$comm" bandwidth
+            "$comm" msgrate
+            "$anchors/mpi_run.sh" 4 "$anchors/build/mpi_bench" bcast np4_oversub 2>&1 | grep -a '^anchor '
             "$comm" bcast
-            "$anchors/mpi_run.sh" 2 "$comm" --mpi pingpong 2>&1
-            "$anchors/mpi_run.sh" 2 "$comm" --mpi bcast 2>&1
+            ANCHOR_MPI_TIMEOUT=300 "$anchors/mpi_run.sh" 4 "$comm" --mpi bcast 2>&1
         } | awk -v re="$paired_names" '($1 == "anchor" || $1 == "bench") && $2 ~ re' >"$out/round.$round"
         echo "# round $round (cache line hand-off ${line:-unmeasured}):" \
             "$(awk '{ printf "%s %s  ", $2, $3 }' "$out/round.$round")"
