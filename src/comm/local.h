@@ -39,7 +39,15 @@
  * slots and sends a 16-byte request naming it; the receiver, once
  * a receive matches, claims the slot (compare-and-swap) and copies the
  * bytes straight from the sender's memory with one process_vm_readv - a
- * single copy - then marks the slot done.  Where the kernel refuses that
+ * single copy - then marks the slot done.  A long one (MP__L_HELP_MIN
+ * bytes or more, each rank on a CPU of its own) is copied by both sides
+ * at once: the receiver offers the sender the second half (its buffer's
+ * address and where the half starts), copies the first, and then either
+ * takes the offer back, if the sender has not taken it, and copies the
+ * second half too, or waits for the sender, which writes it into the
+ * receiver's buffer with process_vm_writev.  Either way each byte is
+ * copied once, and a sender that is not waiting in the library costs
+ * the receiver nothing.  Where the kernel refuses that
  * (ptrace rules, seccomp), the receiver asks for a pipeline instead, and
  * the sender streams the message through its bulk area in 64 KiB pieces
  * that the receiver copies out as they come (two copies, overlapped).
@@ -104,6 +112,7 @@
 #define MP__L_MAX_RANKS 256
 #define MP__L_RDV_SLOTS 64
 #define MP__L_PIECE     ((uint64_t)64 << 10)  /* pipeline piece */
+#define MP__L_HELP_MIN  ((uint64_t)64 << 10)  /* rendezvous copied by both sides */
 #define MP__L_BULK      ((uint64_t)256 << 10) /* per-rank staging area */
 #define MP__L_COMMS     32
 #define MP__L_BC_SLOTS  16
@@ -157,11 +166,23 @@ enum {
 #define MP__RDV_KIND(s)    ((s)&0xffu)
 #define MP__RDV_GEN(s)     ((s) >> 8)
 
+/* A claimed rendezvous's second part: who copies it (see "Messages"). */
+enum {
+    MP__HELP_NONE = 0,
+    MP__HELP_OFFERED = 1, /* the receiver offers the sender [cut, len) */
+    MP__HELP_TAKEN = 2,   /* the sender copies it into the receiver's buffer */
+    MP__HELP_DONE = 3,    /* the sender copied it */
+    MP__HELP_FAILED = 4,  /* the sender could not: the receiver copies it */
+    MP__HELP_SELF = 5     /* the receiver took the offer back and copies it */
+};
+
 typedef struct mp__lrdv {
     alignas(MP__L_LINE) _Atomic uint32_t state;
-    uint32_t pad;
-    uint64_t addr; /* in the sender's address space */
+    _Atomic uint32_t help; /* MP__HELP_*, for the claim in force */
+    uint64_t addr;         /* in the sender's address space */
     uint64_t len;
+    uint64_t raddr; /* the receiver's buffer, in its address space */
+    uint64_t cut;   /* where the sender's part starts */
 } mp__lrdv;
 
 /* The pipeline's counters, then MP__L_BULK bytes of staging. */
@@ -302,6 +323,7 @@ typedef struct lworld {
     int bulk_slot; /* the rdv slot streaming through our bulk area, -1 */
     int npending;  /* requests with a future, not finished */
     bool cma;      /* single-copy reads allowed, as far as we know */
+    bool cma_seen; /* one worked: senders may be offered part of a copy */
     bool oversub;  /* more ranks than CPUs: yield while polling */
     bool own_cpu;  /* bound to one CPU: poll without yielding */
     bool asym;     /* membarrier registered: publishers need no fence */

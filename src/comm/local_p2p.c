@@ -44,6 +44,7 @@ enum {
     PH_QUEUED = 1, /* send in sendq, receive in posted */
     PH_RDV,        /* send: request sent, waiting for the receiver */
     PH_PIPE_IN,    /* receive: pipelined transfer under way */
+    PH_HELP_IN,    /* receive: the sender copies the rest */
     PH_DONE
 };
 
@@ -62,7 +63,7 @@ struct lreq {
     mp_comm_status st; /* receive: st.source is a world rank until finished */
     int slot;          /* rendezvous slot (ours for sends, the sender's for receives) */
     uint32_t gen;
-    uint64_t moved; /* pipeline bytes */
+    uint64_t moved; /* pipeline bytes; PH_HELP_IN: where the sender's part starts */
     mp_future *fut;
 };
 
@@ -191,7 +192,7 @@ static void unlink_req(lworld *w, lreq *q)
             w->nsendq--;
     } else if (q->phase == PH_RDV) {
         rq_remove(&w->rdv_out, q);
-    } else if (q->phase == PH_PIPE_IN) {
+    } else if (q->phase == PH_PIPE_IN || q->phase == PH_HELP_IN) {
         rq_remove(&w->rdv_in, q);
     }
 }
@@ -466,9 +467,60 @@ static int rdv_claim(lworld *w, int src, const mp__lrts *rts, mp__lrdv **out)
     return 0;
 }
 
+/* Ends claimed rendezvous q with rc: tells its sender, and finishes q. */
+static void rdv_end(lworld *w, lreq *q, int src, mp__lrdv *r, int rc)
+{
+    atomic_store_explicit(&r->state, MP__RDV(q->gen, rc == 0 ? MP__RDV_DONE : MP__RDV_FAILED),
+                          memory_order_release);
+    mp__lw_notify(w, src);
+    finish(w, q, rc == MP_ESRCH ? MP_EPEERDEAD : rc);
+}
+
+/* Where the part of a rendezvous of len bytes that its receiver offers the
+ * sender starts (local.h, "Messages"): half way, on a page; len when the
+ * receiver copies it all - a short one, ranks that share CPUs (the sender
+ * would copy on the receiver's time), or before any single-copy read
+ * worked. */
+static uint64_t help_cut(const lworld *w, uint64_t len)
+{
+    if (len < MP__L_HELP_MIN || w->oversub || !w->cma_seen)
+        return len;
+    return len / 2 & ~(uint64_t)4095;
+}
+
+enum { TAKE_PIPE = 1, TAKE_HELPED = 2 };
+
+/* Copies claimed rendezvous q of len bytes from src's memory, offering
+ * src its second part.  Returns 0 when q has it all, TAKE_HELPED when the
+ * sender took that part (q's own outcome in q->rc: the sender's copy
+ * must end before q does, even after an error of ours), or an error. */
+static int rdv_read(lworld *w, lreq *q, int src, mp__lrdv *r, uint64_t len)
+{
+    pid_t pid = (pid_t)atomic_load(&w->ranks[src].pid);
+    uint64_t cut = help_cut(w, len);
+    if (cut < len) {
+        r->raddr = (uint64_t)(uintptr_t)q->rbuf;
+        r->cut = cut;
+        atomic_store_explicit(&r->help, MP__HELP_OFFERED, memory_order_release);
+        mp__lw_notify(w, src);
+    }
+    int rc = mp__vm_read(pid, r->addr, q->rbuf, (size_t)cut);
+    if (rc == 0)
+        w->cma_seen = true;
+    if (cut == len)
+        return rc;
+    uint32_t offered = MP__HELP_OFFERED;
+    if (atomic_compare_exchange_strong(&r->help, &offered, MP__HELP_SELF))
+        return rc < 0 ? rc : mp__vm_read(pid, r->addr + cut, (char *)q->rbuf + cut, (size_t)(len - cut));
+    q->moved = cut;
+    q->rc = rc;
+    return TAKE_HELPED;
+}
+
 /* Receives a claimed rendezvous into q: in one copy when the kernel lets
- * us read the sender's memory, else by asking for the pipeline.  Returns
- * 0 (q is done, or the pipeline is under way) or an error. */
+ * us read the sender's memory (shared with the sender for a long one),
+ * else by asking for the pipeline.  Returns 0 (q is done, or the rest is
+ * under way) or an error. */
 static int rdv_take(lworld *w, lreq *q, int src, mp__lrdv *r, const mp__lrts *rts)
 {
     q->slot = (int)rts->slot;
@@ -479,30 +531,26 @@ static int rdv_take(lworld *w, lreq *q, int src, mp__lrdv *r, const mp__lrts *rt
     } else if (src == w->me) {
         memcpy(q->rbuf, (const void *)(uintptr_t)r->addr, (size_t)rts->len);
     } else if (w->cma) {
-        pid_t pid = (pid_t)atomic_load(&w->ranks[src].pid);
-        rc = mp__vm_read(pid, r->addr, q->rbuf, (size_t)rts->len);
+        rc = rdv_read(w, q, src, r, rts->len);
         if (rc == MP_EPERM || rc == MP_ENOSYS || rc == -EACCES) {
             w->cma = false; /* refused: pipelines from now on */
-            rc = 1;
+            rc = TAKE_PIPE;
         }
     } else {
-        rc = 1;
+        rc = TAKE_PIPE;
     }
-    if (rc == 1) {
-        q->moved = 0;
+    if (rc == TAKE_PIPE || rc == TAKE_HELPED) {
         unlink_req(w, q);
-        q->phase = PH_PIPE_IN;
+        q->phase = rc == TAKE_PIPE ? PH_PIPE_IN : PH_HELP_IN;
         rq_push(&w->rdv_in, q);
-        atomic_store_explicit(&r->state, MP__RDV(rts->gen, MP__RDV_PIPE), memory_order_release);
-        mp__lw_notify(w, src);
+        if (rc == TAKE_PIPE) {
+            q->moved = 0;
+            atomic_store_explicit(&r->state, MP__RDV(rts->gen, MP__RDV_PIPE), memory_order_release);
+            mp__lw_notify(w, src);
+        }
         return 0;
     }
-    atomic_store_explicit(&r->state, MP__RDV(rts->gen, rc == 0 ? MP__RDV_DONE : MP__RDV_FAILED),
-                          memory_order_release);
-    mp__lw_notify(w, src);
-    if (rc == MP_ESRCH)
-        rc = MP_EPEERDEAD;
-    finish(w, q, rc);
+    rdv_end(w, q, src, r, rc);
     return 0;
 }
 
@@ -678,6 +726,7 @@ static int send_step(lworld *w, lreq *q)
     mp__lrdv *r = rdv_of(w, w->me, (uint32_t)slot);
     r->addr = (uint64_t)(uintptr_t)q->sbuf;
     r->len = q->len;
+    atomic_store_explicit(&r->help, MP__HELP_NONE, memory_order_relaxed);
     /* Release: the address and length are visible before the state that
      * offers them (a receiver reads them after its acquiring claim). */
     atomic_store_explicit(&r->state, MP__RDV(gen, MP__RDV_POSTED), memory_order_release);
@@ -724,6 +773,25 @@ static int push(lworld *w, lreq *q)
     return 0;
 }
 
+/* Copies the second part of our rendezvous send q into its receiver's
+ * buffer if the receiver offers it (local.h, "Messages"). */
+static void rdv_help(lworld *w, lreq *q, mp__lrdv *r)
+{
+    uint32_t offered = MP__HELP_OFFERED;
+    if (atomic_load_explicit(&r->help, memory_order_relaxed) != offered ||
+        !atomic_compare_exchange_strong(&r->help, &offered, MP__HELP_TAKEN))
+        return;
+    uint64_t cut = r->cut;
+    int rc = MP_EPROTO;
+    if (cut > 0 && cut < q->len) {
+        pid_t pid = (pid_t)atomic_load(&w->ranks[q->peer].pid);
+        rc = mp__vm_write(pid, r->raddr + cut, (const char *)q->sbuf + cut, q->len - cut);
+    }
+    atomic_store_explicit(&r->help, rc == 0 ? MP__HELP_DONE : MP__HELP_FAILED,
+                          memory_order_release);
+    mp__lw_notify(w, q->peer);
+}
+
 /* One step of our rendezvous send q.  Returns 1 when it finished, 0 while
  * it goes on, or an error. */
 static int rdv_send_step(lworld *w, lreq *q)
@@ -734,7 +802,9 @@ static int rdv_send_step(lworld *w, lreq *q)
         return MP_EPROTO;
     switch (MP__RDV_KIND(s)) {
     case MP__RDV_POSTED:
+        return 0;
     case MP__RDV_CLAIMED:
+        rdv_help(w, q, r);
         return 0;
     case MP__RDV_DONE:
     case MP__RDV_FAILED:
@@ -791,6 +861,39 @@ static int pipe_step(lworld *w, lreq *q)
     return q->phase == PH_DONE;
 }
 
+/* One step of receive q while its sender copies the rest of the message
+ * (PH_HELP_IN).  Returns 1 when it finished, 0 while it goes on. */
+static int help_step(lworld *w, lreq *q)
+{
+    int src = q->st.source;
+    mp__lrdv *r = rdv_of(w, src, (uint32_t)q->slot);
+    uint32_t h = atomic_load_explicit(&r->help, memory_order_acquire);
+    if (h == MP__HELP_TAKEN)
+        return 0;
+    int rc = q->rc;
+    if (h == MP__HELP_FAILED && rc == 0) {
+        pid_t pid = (pid_t)atomic_load(&w->ranks[src].pid);
+        rc = mp__vm_read(pid, r->addr + q->moved, (char *)q->rbuf + q->moved,
+                         q->st.count - q->moved);
+    } else if (h != MP__HELP_DONE && h != MP__HELP_FAILED) {
+        rc = MP_EPROTO;
+    }
+    rdv_end(w, q, src, r, rc);
+    return 1;
+}
+
+/* Waits until the sender of receive q (PH_HELP_IN), which q is about to
+ * end without it, is out of q's buffer: its copy (one system call) ended,
+ * or the sender ended.  A second at most, whatever happens. */
+static void help_settle(lworld *w, const lreq *q)
+{
+    const mp__lrdv *r = rdv_of(w, q->st.source, (uint32_t)q->slot);
+    int64_t until = mp__now_ns() + 1000000000;
+    while (atomic_load_explicit(&r->help, memory_order_acquire) == MP__HELP_TAKEN &&
+           atomic_load(&w->ranks[q->st.source].state) < MP__LR_DONE && mp__now_ns() < until)
+        sched_yield();
+}
+
 /* ---- progress ---------------------------------------------------------------------- */
 
 /* One pass over everything pending: queued sends, rendezvous in both
@@ -819,7 +922,7 @@ static int progress(lworld *w, bool all)
     }
     for (lreq *q = w->rdv_in.head, *next; q; q = next) {
         next = q->next;
-        int rc = pipe_step(w, q);
+        int rc = q->phase == PH_HELP_IN ? help_step(w, q) : pipe_step(w, q);
         if (rc < 0)
             finish(w, q, err = rc);
     }
@@ -859,9 +962,12 @@ static bool withdraw(lworld *w, lreq *q, int rc)
 }
 
 /* Ends q because its peer is gone or the world broke.  A slot a dead
- * receiver had claimed is never reused. */
+ * receiver had claimed is never reused; a sender still copying into a
+ * receive's buffer is let finish first. */
 static void abandon(lworld *w, lreq *q, int rc)
 {
+    if (q->phase == PH_HELP_IN)
+        help_settle(w, q);
     if (!withdraw(w, q, rc))
         finish(w, q, rc);
 }
@@ -1306,7 +1412,7 @@ static bool fut_running(void *owner, const mp_future *f)
     lworld *w = owner;
     lock(w);
     const lreq *q = find_async(w, f);
-    bool r = q && (q->phase == PH_RDV || q->phase == PH_PIPE_IN);
+    bool r = q && (q->phase == PH_RDV || q->phase == PH_PIPE_IN || q->phase == PH_HELP_IN);
     unlock(w);
     return r;
 }
