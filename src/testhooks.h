@@ -82,4 +82,19 @@ mp__mutex *mp__lock_mutex(mp_lock *l);
  * slices.  false in normal use. */
 extern bool mp__wait_degraded;
 
+/* ---- ranks' long messages (comm/local_p2p.c) -------------------------------- */
+
+/* The instants of a rendezvous copied by both sides (comm/local.h,
+ * "Messages") that tests choose. */
+typedef enum mp__comm_point {
+    MP__CP_HELP_OFFERED, /* a receiver offered the second part, before its own copy */
+    MP__CP_HELP_TAKE,    /* a sender sees the offer: nonzero leaves it */
+    MP__CP_HELP_WRITE    /* a sender took it, before it writes: nonzero fails the write */
+} mp__comm_point;
+
+/* Called, when set, at each of those instants (in the rank that is
+ * there), with the slot's MP__HELP_* word, which a test may wait on.
+ * NULL in normal use. */
+extern int (*mp__comm_fault)(mp__comm_point where, _Atomic uint32_t *help);
+
 #endif /* MP__TESTHOOKS_H */

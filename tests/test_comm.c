@@ -10,6 +10,7 @@
 #include "comm/local.h"
 #include "comm_test.h"
 #include "mpt_helpers.h"
+#include "testhooks.h"
 
 #include <math.h>
 
@@ -493,6 +494,143 @@ static int told_rank(mp_comm *w, void *arg)
 TEST(p2p_room_is_told_before_a_wait)
 {
     CHECK_EQ(run_ok(2, told_rank, NULL), 0);
+}
+
+/* ---- long messages copied by both sides (local.h, "Messages") ---------------------- */
+
+/* Which path a test drives a shared copy down, through the test hook. */
+typedef enum help_path {
+    HP_SHARED,     /* the sender copies the second half */
+    HP_DECLINED,   /* the sender leaves the offer: the receiver copies it all */
+    HP_WRITE_FAILS /* the sender's write fails: the receiver copies the rest */
+} help_path;
+
+static help_path hp;
+static bool hp_hit; /* the sender wrote its half of this message */
+static int hp_msgs; /* messages it wrote its half of */
+
+/* Waits (10 s at most) until the sender answered the offer. */
+static void help_wait_answer(_Atomic uint32_t *help)
+{
+    double t0 = mpt_now();
+    while (atomic_load(help) == MP__HELP_OFFERED && mpt_now() - t0 < 10)
+        sched_yield();
+}
+
+static int help_fault(mp__comm_point where, _Atomic uint32_t *help)
+{
+    if (where == MP__CP_HELP_OFFERED && hp != HP_DECLINED)
+        help_wait_answer(help); /* the receiver: let the sender take it first */
+    if (where == MP__CP_HELP_TAKE)
+        return hp == HP_DECLINED;
+    if (where == MP__CP_HELP_WRITE) {
+        hp_hit = true;
+        return hp == HP_WRITE_FAILS;
+    }
+    return 0;
+}
+
+/* Sizes around the threshold and the halves' page rounding, and long. */
+static const size_t help_sizes[] = {(size_t)64 << 10,        ((size_t)64 << 10) + 1,
+                                    ((size_t)128 << 10) + 4095, (size_t)1 << 20,
+                                    ((size_t)3 << 20) + 17,      (size_t)16 << 20};
+
+static int help_rank(mp_comm *w, void *arg)
+{
+    hp = *(const help_path *)arg;
+    rk_me = mp_comm_rank(w);
+    size_t most = (size_t)16 << 20;
+    unsigned char *b = malloc(most + 2);
+    RK_CHECK(b);
+    /* The first long message shows single-copy reads work; shared copies
+     * start with the next. */
+    if (rk_me == 0)
+        RK_OK(mp_comm_send(w, b, (size_t)1 << 20, 1, 1, 10));
+    else
+        RK_OK(mp_comm_recv(w, b, (size_t)1 << 20, 0, 1, NULL, 10));
+    mp__comm_fault = help_fault;
+    for (size_t i = 0; i < MP__ARRAY_SIZE(help_sizes); i++) {
+        size_t n = help_sizes[i];
+        if (rk_me == 0) {
+            fill(b, n, (unsigned)i);
+            hp_hit = false;
+            RK_OK(mp_comm_send(w, b, n, 1, 2, 10));
+            hp_msgs += hp_hit;
+        } else {
+            /* One byte off alignment, a guard byte on each side. */
+            memset(b, 0xa5, n + 2);
+            mp_comm_status st;
+            RK_OK(mp_comm_recv(w, b + 1, n, 0, 2, &st, 10));
+            RK_EQ(st.count, n);
+            RK_EQ(differs(b + 1, n, (unsigned)i), 0);
+            RK_EQ(b[0], 0xa5);
+            RK_EQ(b[n + 1], 0xa5);
+        }
+    }
+    mp__comm_fault = NULL;
+    /* Every message took the path asked for: the receiver waited for the
+     * sender to take its half, unless the sender left them all. */
+    if (rk_me == 0)
+        RK_EQ(hp_msgs, hp == HP_DECLINED ? 0 : (int)MP__ARRAY_SIZE(help_sizes));
+    free(b);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST_TIMEOUT(p2p_long_messages_copied_by_both_sides, 120)
+{
+    help_path paths[] = {HP_SHARED, HP_DECLINED, HP_WRITE_FAILS};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(paths); i++)
+        CHECK_EQ(run_ok(2, help_rank, &paths[i]), 0);
+}
+
+/* A rank killed in the middle of a shared copy: the sender once it took
+ * its half, or the receiver once its sender took it.  The other learns
+ * it (MP_EPEERDEAD) instead of waiting for the half that never comes. */
+static int help_victim;
+
+static int help_die_fault(mp__comm_point where, _Atomic uint32_t *help)
+{
+    if (where == MP__CP_HELP_OFFERED) {
+        help_wait_answer(help);
+        if (help_victim == 1)
+            raise(SIGKILL);
+    }
+    if (where == MP__CP_HELP_WRITE && help_victim == 0)
+        raise(SIGKILL);
+    return 0;
+}
+
+static int help_die_rank(mp_comm *w, void *arg)
+{
+    help_victim = *(const int *)arg;
+    rk_me = mp_comm_rank(w);
+    size_t n = (size_t)4 << 20;
+    unsigned char *b = malloc(n);
+    RK_CHECK(b);
+    if (rk_me == 0)
+        RK_OK(mp_comm_send(w, b, n, 1, 1, 10));
+    else
+        RK_OK(mp_comm_recv(w, b, n, 0, 1, NULL, 10));
+    mp__comm_fault = help_die_fault;
+    double t0 = mpt_now();
+    if (rk_me == 0)
+        RK_ERR(mp_comm_send(w, b, n, 1, 1, MP_FOREVER), MP_EPEERDEAD);
+    else
+        RK_ERR(mp_comm_recv(w, b, n, 0, 1, NULL, MP_FOREVER), MP_EPEERDEAD);
+    RK_CHECK(mpt_now() - t0 < 10);
+    free(b);
+    return 0;
+}
+
+TEST(rank_killed_in_a_shared_copy)
+{
+    for (int victim = 0; victim < 2; victim++) {
+        int codes[2];
+        mp_run_opts o = opts_keep_going(codes);
+        CHECK_ERR(mp_run_with_opts(2, help_die_rank, &victim, &o), MP_EWORKER);
+        CHECK_EQ(codes[victim], -SIGKILL);
+        CHECK_EQ(codes[1 - victim], 0);
+    }
 }
 
 static int msgsize_rank(mp_comm *w, void *arg)

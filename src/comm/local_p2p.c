@@ -35,6 +35,7 @@
  */
 #define _GNU_SOURCE
 #include "local.h"
+#include "../testhooks.h"
 
 #include <signal.h>
 
@@ -490,6 +491,8 @@ static uint64_t help_cut(const lworld *w, uint64_t len)
 
 enum { TAKE_PIPE = 1, TAKE_HELPED = 2 };
 
+int (*mp__comm_fault)(mp__comm_point where, _Atomic uint32_t *help);
+
 /* Copies claimed rendezvous q of len bytes from src's memory, offering
  * src its second part.  Returns 0 when q has it all, TAKE_HELPED when the
  * sender took that part (q's own outcome in q->rc: the sender's copy
@@ -503,6 +506,8 @@ static int rdv_read(lworld *w, lreq *q, int src, mp__lrdv *r, uint64_t len)
         r->cut = cut;
         atomic_store_explicit(&r->help, MP__HELP_OFFERED, memory_order_release);
         mp__lw_notify(w, src);
+        if (mp__comm_fault)
+            (void)mp__comm_fault(MP__CP_HELP_OFFERED, &r->help);
     }
     int rc = mp__vm_read(pid, r->addr, q->rbuf, (size_t)cut);
     if (rc == 0)
@@ -779,11 +784,14 @@ static void rdv_help(lworld *w, lreq *q, mp__lrdv *r)
 {
     uint32_t offered = MP__HELP_OFFERED;
     if (atomic_load_explicit(&r->help, memory_order_relaxed) != offered ||
+        (mp__comm_fault && mp__comm_fault(MP__CP_HELP_TAKE, &r->help)) ||
         !atomic_compare_exchange_strong(&r->help, &offered, MP__HELP_TAKEN))
         return;
     uint64_t cut = r->cut;
     int rc = MP_EPROTO;
-    if (cut > 0 && cut < q->len) {
+    if (mp__comm_fault && mp__comm_fault(MP__CP_HELP_WRITE, &r->help)) {
+        rc = MP_EIO;
+    } else if (cut > 0 && cut < q->len) {
         pid_t pid = (pid_t)atomic_load(&w->ranks[q->peer].pid);
         rc = mp__vm_write(pid, r->raddr + cut, (const char *)q->sbuf + cut, q->len - cut);
     }
