@@ -84,10 +84,11 @@ extern bool mp__wait_degraded;
 
 /* ---- ranks' long messages (comm/local_p2p.c) -------------------------------- */
 
-/* The instants of a rendezvous copied by both sides (comm/local.h,
- * "Messages") that tests choose. */
+/* The instants of a rendezvous or a large broadcast copied by both sides
+ * (comm/local.h, "Messages" and MP__BC_REMOTE) that tests choose.  The
+ * receiver is a broadcast's reader, the sender its root. */
 typedef enum mp__comm_point {
-    MP__CP_HELP_OFFERED, /* a receiver offered the second part, before its own copy */
+    MP__CP_HELP_OFFERED, /* a receiver offered the last part, before its own copy */
     MP__CP_HELP_TAKE,    /* a sender sees the offer: nonzero leaves it */
     MP__CP_HELP_WRITE    /* a sender took it, before it writes: nonzero fails the write */
 } mp__comm_point;

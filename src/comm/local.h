@@ -195,7 +195,10 @@ typedef struct mp__lbulk {
  * message small enough to travel in the slot's own line (MP__BC_INLINE:
  * a reader's one transfer brings the news and the bytes), or says where
  * the whole message lies in the root's memory, for readers to copy it
- * from there (MP__BC_REMOTE: the root waits for them). */
+ * from there (MP__BC_REMOTE: the root waits for them, and meanwhile
+ * copies into each reader's buffer the last 1/n of the message, when the
+ * reader offers it in its mp__lbdone line as a rendezvous's receiver
+ * does: every CPU copies (n - 1)/n of a message, not one of them all). */
 enum { MP__BC_DATA = 1, MP__BC_REMOTE = 2, MP__BC_INLINE = 3 };
 #define MP__L_BC_INLINE 24
 
@@ -216,6 +219,13 @@ typedef struct mp__lbslot {
  * with a plain store, not a read-modify-write on the slot's line. */
 typedef struct mp__lbdone {
     alignas(MP__L_LINE) _Atomic uint64_t done;
+    /* The part of a large broadcast this member offers the root to copy
+     * into its buffer, as a rendezvous's receiver offers its sender. */
+    _Atomic uint32_t help; /* MP__HELP_* */
+    uint32_t pad;
+    uint64_t hk;    /* for broadcast chunk hk - 1 */
+    uint64_t raddr; /* the member's buffer, in its address space */
+    uint64_t cut;   /* where the root's part starts */
 } mp__lbdone;
 
 /* A communicator's block, then n mp__lbdone lines; page-aligned data

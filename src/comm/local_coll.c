@@ -50,6 +50,7 @@
  */
 #define _GNU_SOURCE
 #include "local.h"
+#include "../testhooks.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -517,14 +518,118 @@ static int remote_probe(lcomm *c, int64_t deadline)
     return rc;
 }
 
+/* Copies into the buffer of each reader of remote broadcast k that
+ * offers it the reader's last part (local.h, MP__BC_REMOTE).  Returns
+ * whether it copied anything. */
+static bool bc_help(lcomm *c, uint64_t k, const void *buf, size_t len)
+{
+    bool any = false;
+    for (int i = 0; i < c->size; i++) {
+        mp__lbdone *d = &c->bc_done[i];
+        uint32_t offered = MP__HELP_OFFERED;
+        if (i == c->rank || atomic_load_explicit(&d->help, memory_order_relaxed) != offered ||
+            (mp__comm_fault && mp__comm_fault(MP__CP_HELP_TAKE, &d->help)) ||
+            !atomic_compare_exchange_strong(&d->help, &offered, MP__HELP_TAKEN))
+            continue;
+        uint64_t cut = d->cut;
+        int rc = MP_EPROTO;
+        if (mp__comm_fault && mp__comm_fault(MP__CP_HELP_WRITE, &d->help))
+            rc = MP_EIO;
+        else if (d->hk == k + 1 && cut > 0 && cut < len)
+            rc = mp__vm_write((pid_t)atomic_load(&c->w->ranks[c->group[i]].pid), d->raddr + cut,
+                              (const char *)buf + cut, len - cut);
+        atomic_store_explicit(&d->help, rc == 0 ? MP__HELP_DONE : MP__HELP_FAILED,
+                              memory_order_release);
+        mp__lw_notify(c->w, c->group[i]);
+        any = true;
+    }
+    return any;
+}
+
+/* The root of remote broadcast k waits until every reader has it (its
+ * buffer must stay as it is until then), copying the parts they offer. */
+static int bc_root_wait(lcomm *c, uint64_t k, const void *buf, size_t len, int64_t deadline)
+{
+    lwait wt = LWAIT_INIT(deadline);
+    int rc = 0;
+    while ((c->bc_past = bc_least(c)) < k + 1) {
+        if (bc_help(c, k, buf, len))
+            continue;
+        rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
+        if (rc < 0)
+            break;
+    }
+    mp__lw_end(c->w, &wt);
+    return rc;
+}
+
+/* Where the root's part of a remote broadcast of len bytes starts, for a
+ * reader to offer it: the last 1/n, on a page; len for none (a short
+ * message, or ranks sharing CPUs, where the root would copy on a
+ * reader's time). */
+static uint64_t bc_cut(const lcomm *c, uint64_t len)
+{
+    if (len < MP__L_HELP_MIN || c->w->oversub)
+        return len;
+    return (len - len / (uint64_t)c->size) & ~(uint64_t)4095;
+}
+
+/* A reader of remote broadcast k: copies its part of the root's buffer
+ * and learns who copies the rest.  The root's copy into buf, once taken,
+ * is waited out whatever happens (a second at most if the root is stuck
+ * in it): buf is the caller's again when this returns. */
+static int bc_read(lcomm *c, uint64_t k, const mp__lbslot *slot, void *buf, size_t len, int root)
+{
+    mp__lbdone *d = &c->bc_done[c->rank];
+    uint64_t cut = bc_cut(c, len);
+    if (cut < len) {
+        d->hk = k + 1;
+        d->raddr = (uint64_t)(uintptr_t)buf;
+        d->cut = cut;
+        atomic_store_explicit(&d->help, MP__HELP_OFFERED, memory_order_release);
+        mp__lw_notify_members(c->w, c);
+        if (mp__comm_fault)
+            (void)mp__comm_fault(MP__CP_HELP_OFFERED, &d->help);
+    }
+    int rc = mp__vm_read(slot->pid, slot->addr, buf, (size_t)cut);
+    if (cut == len)
+        return rc;
+    uint32_t offered = MP__HELP_OFFERED;
+    if (atomic_compare_exchange_strong(&d->help, &offered, MP__HELP_SELF))
+        return rc < 0 ? rc
+                      : mp__vm_read(slot->pid, slot->addr + cut, (char *)buf + cut, (size_t)(len - cut));
+    lwait wt = LWAIT_INIT(MP__NO_DEADLINE);
+    const _Atomic uint32_t *root_state = &c->w->ranks[c->group[root]].state;
+    int64_t until = 0;
+    uint32_t h;
+    while ((h = atomic_load_explicit(&d->help, memory_order_acquire)) == MP__HELP_TAKEN &&
+           atomic_load(root_state) < MP__LR_DONE) {
+        if (until == 0) {
+            if (mp__lw_pause(c->w, &wt, c, LW_ALL) < 0)
+                until = mp__now_ns() + 1000000000; /* a write in flight ends first */
+        } else if (mp__now_ns() >= until) {
+            break;
+        } else {
+            sched_yield();
+        }
+    }
+    mp__lw_end(c->w, &wt);
+    if (h == MP__HELP_TAKEN)
+        return rc < 0 ? rc : MP_EPEERDEAD;
+    if (h == MP__HELP_FAILED && rc == 0)
+        rc = mp__vm_read(slot->pid, slot->addr + cut, (char *)buf + cut, (size_t)(len - cut));
+    return rc;
+}
+
 /* A large broadcast that readers copy straight from the root's buffer, one
- * copy each and all at once; the root waits until they have. */
-static int bcast_remote(lcomm *c, void *buf, size_t len, bool root, int64_t deadline)
+ * copy each and all at once; the root waits until they have, copying the
+ * parts they offer meanwhile. */
+static int bcast_remote(lcomm *c, void *buf, size_t len, int root, int64_t deadline)
 {
     uint64_t k = c->bc_next++;
     mp__lbslot *slot = &c->shm->bc[k % MP__L_BC_SLOTS];
     int rc;
-    if (root) {
+    if (c->rank == root) {
         if ((rc = slot_wait_free(c, k, deadline)) < 0)
             return rc;
         slot->kind = MP__BC_REMOTE;
@@ -532,8 +637,7 @@ static int bcast_remote(lcomm *c, void *buf, size_t len, bool root, int64_t dead
         slot->addr = (uint64_t)(uintptr_t)buf;
         slot->rlen = len;
         slot_publish(c, slot, k);
-        /* The buffer must stay as it is until every reader has it. */
-        return wait_past(c, k + 1, deadline);
+        return bc_root_wait(c, k, buf, len, deadline);
     }
     rc = wait_u64(c, &slot->stamp, k + 1, deadline);
     if (rc < 0)
@@ -541,7 +645,7 @@ static int bcast_remote(lcomm *c, void *buf, size_t len, bool root, int64_t dead
     if (slot->kind != MP__BC_REMOTE || slot->rlen != len || slot->pid <= 0)
         rc = MP_EPROTO;
     else
-        rc = mp__vm_read(slot->pid, slot->addr, buf, len);
+        rc = bc_read(c, k, slot, buf, len, root);
     bc_finished(c, k); /* even on failure: the root waits for it */
     return rc == MP_ESRCH ? MP_EPEERDEAD : rc;
 }
@@ -588,7 +692,7 @@ static int local_bcast(mp_comm *c, void *buf, size_t len, int root, int64_t dead
         if (lc->remote == 0 && (rc = remote_probe(lc, deadline)) < 0)
             return rc;
         if (lc->remote > 0)
-            return bcast_remote(lc, buf, len, lc->rank == root, deadline);
+            return bcast_remote(lc, buf, len, root, deadline);
     }
     for (size_t off = 0; off < len; off += MP__L_BC_CHUNK) {
         size_t clen = len - off < MP__L_BC_CHUNK ? len - off : (size_t)MP__L_BC_CHUNK;
