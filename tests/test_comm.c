@@ -583,9 +583,52 @@ TEST_TIMEOUT(p2p_long_messages_copied_by_both_sides, 120)
         CHECK_EQ(run_ok(2, help_rank, &paths[i]), 0);
 }
 
-/* A rank killed in the middle of a shared copy: the sender once it took
- * its half, or the receiver once its sender took it.  The other learns
- * it (MP_EPEERDEAD) instead of waiting for the half that never comes. */
+/* The same for a large broadcast, which its root (the sender here) helps
+ * its reader copy, on every path. */
+static int help_bcast_rank(mp_comm *w, void *arg)
+{
+    hp = *(const help_path *)arg;
+    rk_me = mp_comm_rank(w);
+    size_t most = (size_t)16 << 20;
+    unsigned char *b = malloc(most + 2);
+    RK_CHECK(b);
+    /* The first large broadcast learns that the ranks may read each
+     * other's memory; shared copies start with the next. */
+    RK_OK(mp_comm_bcast(w, b, (size_t)1 << 20, 0, 10));
+    mp__comm_fault = help_fault;
+    for (size_t i = 0; i < MP__ARRAY_SIZE(help_sizes); i++) {
+        size_t n = help_sizes[i];
+        if (rk_me == 0) {
+            fill(b, n, (unsigned)i);
+            hp_hit = false;
+            RK_OK(mp_comm_bcast(w, b, n, 0, 10));
+            hp_msgs += hp_hit;
+        } else {
+            memset(b, 0xa5, n + 2);
+            RK_OK(mp_comm_bcast(w, b + 1, n, 0, 10));
+            RK_EQ(differs(b + 1, n, (unsigned)i), 0);
+            RK_EQ(b[0], 0xa5);
+            RK_EQ(b[n + 1], 0xa5);
+        }
+    }
+    mp__comm_fault = NULL;
+    if (rk_me == 0)
+        RK_EQ(hp_msgs, hp == HP_DECLINED ? 0 : (int)MP__ARRAY_SIZE(help_sizes));
+    free(b);
+    return mp_comm_barrier(w, 10);
+}
+
+TEST_TIMEOUT(coll_large_bcast_copied_by_root_and_reader, 120)
+{
+    help_path paths[] = {HP_SHARED, HP_DECLINED, HP_WRITE_FAILS};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(paths); i++)
+        CHECK_EQ(run_ok(2, help_bcast_rank, &paths[i]), 0);
+}
+
+/* A rank killed in the middle of a shared copy: the sender (or a
+ * broadcast's root) once it took its part, or the receiver (a reader)
+ * once its sender took it.  The other learns it (MP_EPEERDEAD) instead
+ * of waiting for the part that never comes. */
 static int help_victim;
 
 static int help_die_fault(mp__comm_point where, _Atomic uint32_t *help)
@@ -602,18 +645,23 @@ static int help_die_fault(mp__comm_point where, _Atomic uint32_t *help)
 
 static int help_die_rank(mp_comm *w, void *arg)
 {
-    help_victim = *(const int *)arg;
+    const char *how = arg; /* "p0": the sender dies, "b1": the reader of a broadcast... */
+    help_victim = how[1] - '0';
     rk_me = mp_comm_rank(w);
     size_t n = (size_t)4 << 20;
     unsigned char *b = malloc(n);
     RK_CHECK(b);
-    if (rk_me == 0)
+    if (how[0] == 'b')
+        RK_OK(mp_comm_bcast(w, b, n, 0, 10));
+    else if (rk_me == 0)
         RK_OK(mp_comm_send(w, b, n, 1, 1, 10));
     else
         RK_OK(mp_comm_recv(w, b, n, 0, 1, NULL, 10));
     mp__comm_fault = help_die_fault;
     double t0 = mpt_now();
-    if (rk_me == 0)
+    if (*(const char *)arg == 'b')
+        RK_ERR(mp_comm_bcast(w, b, n, 0, MP_FOREVER), MP_EPEERDEAD);
+    else if (rk_me == 0)
         RK_ERR(mp_comm_send(w, b, n, 1, 1, MP_FOREVER), MP_EPEERDEAD);
     else
         RK_ERR(mp_comm_recv(w, b, n, 0, 1, NULL, MP_FOREVER), MP_EPEERDEAD);
@@ -624,10 +672,12 @@ static int help_die_rank(mp_comm *w, void *arg)
 
 TEST(rank_killed_in_a_shared_copy)
 {
-    for (int victim = 0; victim < 2; victim++) {
-        int codes[2];
+    /* A message's sender, its receiver, a broadcast's root, its reader. */
+    const char *hows[] = {"p0", "p1", "b0", "b1"};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(hows); i++) {
+        int codes[2], victim = hows[i][1] - '0';
         mp_run_opts o = opts_keep_going(codes);
-        CHECK_ERR(mp_run_with_opts(2, help_die_rank, &victim, &o), MP_EWORKER);
+        CHECK_ERR(mp_run_with_opts(2, help_die_rank, (void *)hows[i], &o), MP_EWORKER);
         CHECK_EQ(codes[victim], -SIGKILL);
         CHECK_EQ(codes[1 - victim], 0);
     }
