@@ -166,7 +166,9 @@ enum {
 #define MP__RDV_KIND(s)    ((s)&0xffu)
 #define MP__RDV_GEN(s)     ((s) >> 8)
 
-/* A claimed rendezvous's second part: who copies it (see "Messages"). */
+/* A long copy's last part, which its receiver offers the sender (a
+ * broadcast's reader its root) to write into the receiver's buffer while
+ * the receiver copies the rest (see "Messages"): who copies it. */
 enum {
     MP__HELP_NONE = 0,
     MP__HELP_OFFERED = 1, /* the receiver offers the sender [cut, len) */
@@ -176,13 +178,20 @@ enum {
     MP__HELP_SELF = 5     /* the receiver took the offer back and copies it */
 };
 
-typedef struct mp__lrdv {
-    alignas(MP__L_LINE) _Atomic uint32_t state;
-    _Atomic uint32_t help; /* MP__HELP_*, for the claim in force */
-    uint64_t addr;         /* in the sender's address space */
-    uint64_t len;
+typedef struct mp__lhelp {
+    _Atomic uint32_t state; /* MP__HELP_* */
+    uint32_t pad;
+    uint64_t tag;   /* the copy it is for: a claim's generation, a broadcast's chunk + 1 */
     uint64_t raddr; /* the receiver's buffer, in its address space */
     uint64_t cut;   /* where the sender's part starts */
+} mp__lhelp;
+
+typedef struct mp__lrdv {
+    alignas(MP__L_LINE) _Atomic uint32_t state;
+    uint32_t pad;
+    uint64_t addr; /* in the sender's address space */
+    uint64_t len;
+    mp__lhelp help; /* for the claim in force */
 } mp__lrdv;
 
 /* The pipeline's counters, then MP__L_BULK bytes of staging. */
@@ -219,13 +228,7 @@ typedef struct mp__lbslot {
  * with a plain store, not a read-modify-write on the slot's line. */
 typedef struct mp__lbdone {
     alignas(MP__L_LINE) _Atomic uint64_t done;
-    /* The part of a large broadcast this member offers the root to copy
-     * into its buffer, as a rendezvous's receiver offers its sender. */
-    _Atomic uint32_t help; /* MP__HELP_* */
-    uint32_t pad;
-    uint64_t hk;    /* for broadcast chunk hk - 1 */
-    uint64_t raddr; /* the member's buffer, in its address space */
-    uint64_t cut;   /* where the root's part starts */
+    mp__lhelp help; /* what of a large broadcast this member offers the root */
 } mp__lbdone;
 
 /* A communicator's block, then n mp__lbdone lines; page-aligned data
@@ -470,6 +473,32 @@ int mp__lp_sendrecv(lcomm *c, const void *sbuf, size_t slen, int dest, int stag,
 int mp__lp_isend(lcomm *c, const void *buf, size_t len, int dest, int tag, mp_future **out);
 int mp__lp_irecv(lcomm *c, void *buf, size_t cap, int src, int tag, mp_future **out);
 int mp__lp_probe(lcomm *c, int src, int tag, mp_comm_status *st, int64_t deadline);
+
+/* Long copies shared by both sides (see "Messages"; local_seg.c).  Where
+ * the sender's part of a copy of len bytes between n ranks starts: the
+ * last 1/n, on a page; len for none - a short copy, or ranks that share
+ * CPUs (the sender would copy on the receiver's time). */
+uint64_t mp__lh_cut(const lworld *w, uint64_t len, int n);
+
+/* The receiver offers h's part [cut, ...) of buf, for the copy tag, and
+ * wakes the rank that serves it. */
+void mp__lh_offer(lworld *w, mp__lhelp *h, int server, void *buf, uint64_t cut, uint64_t tag);
+
+/* The receiver, its own part copied, takes the offer back unless the
+ * sender took it.  Returns whether it did (it then copies the rest). */
+bool mp__lh_reclaim(mp__lhelp *h);
+
+/* The sender: if h offers the part of copy tag (len bytes from buf), takes
+ * it and writes it into process pid's buffer; the outcome (done, failed)
+ * goes into h.  Returns whether it took it (the caller wakes the
+ * receiver). */
+bool mp__lh_serve(mp__lhelp *h, uint64_t tag, pid_t pid, const void *buf, uint64_t len);
+
+/* The receiver, about to end a copy without the sender's part (an error,
+ * a dead peer), waits until the sender is out of its buffer: its write
+ * (one system call) ended, or world rank server ended.  A second at most,
+ * whatever happens.  Returns h's state then. */
+uint32_t mp__lh_settle(lworld *w, mp__lhelp *h, int server);
 
 /* Tells every sender the head of its ring that moved since it was last
  * told (see "Telling the head").  Called by a wait, without the lock. */

@@ -50,7 +50,6 @@
  */
 #define _GNU_SOURCE
 #include "local.h"
-#include "../testhooks.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -525,23 +524,12 @@ static bool bc_help(lcomm *c, uint64_t k, const void *buf, size_t len)
 {
     bool any = false;
     for (int i = 0; i < c->size; i++) {
-        mp__lbdone *d = &c->bc_done[i];
-        uint32_t offered = MP__HELP_OFFERED;
-        if (i == c->rank || atomic_load_explicit(&d->help, memory_order_relaxed) != offered ||
-            (mp__comm_fault && mp__comm_fault(MP__CP_HELP_TAKE, &d->help)) ||
-            !atomic_compare_exchange_strong(&d->help, &offered, MP__HELP_TAKEN))
-            continue;
-        uint64_t cut = d->cut;
-        int rc = MP_EPROTO;
-        if (mp__comm_fault && mp__comm_fault(MP__CP_HELP_WRITE, &d->help))
-            rc = MP_EIO;
-        else if (d->hk == k + 1 && cut > 0 && cut < len)
-            rc = mp__vm_write((pid_t)atomic_load(&c->w->ranks[c->group[i]].pid), d->raddr + cut,
-                              (const char *)buf + cut, len - cut);
-        atomic_store_explicit(&d->help, rc == 0 ? MP__HELP_DONE : MP__HELP_FAILED,
-                              memory_order_release);
-        mp__lw_notify(c->w, c->group[i]);
-        any = true;
+        int wr = c->group[i];
+        if (i != c->rank && mp__lh_serve(&c->bc_done[i].help, k + 1,
+                                         (pid_t)atomic_load(&c->w->ranks[wr].pid), buf, len)) {
+            mp__lw_notify(c->w, wr);
+            any = true;
+        }
     }
     return any;
 }
@@ -563,60 +551,34 @@ static int bc_root_wait(lcomm *c, uint64_t k, const void *buf, size_t len, int64
     return rc;
 }
 
-/* Where the root's part of a remote broadcast of len bytes starts, for a
- * reader to offer it: the last 1/n, on a page; len for none (a short
- * message, or ranks sharing CPUs, where the root would copy on a
- * reader's time). */
-static uint64_t bc_cut(const lcomm *c, uint64_t len)
-{
-    if (len < MP__L_HELP_MIN || c->w->oversub)
-        return len;
-    return (len - len / (uint64_t)c->size) & ~(uint64_t)4095;
-}
-
 /* A reader of remote broadcast k: copies its part of the root's buffer
  * and learns who copies the rest.  The root's copy into buf, once taken,
- * is waited out whatever happens (a second at most if the root is stuck
- * in it): buf is the caller's again when this returns. */
+ * is waited out whatever happens (mp__lh_settle): buf is the caller's
+ * again when this returns. */
 static int bc_read(lcomm *c, uint64_t k, const mp__lbslot *slot, void *buf, size_t len, int root)
 {
-    mp__lbdone *d = &c->bc_done[c->rank];
-    uint64_t cut = bc_cut(c, len);
-    if (cut < len) {
-        d->hk = k + 1;
-        d->raddr = (uint64_t)(uintptr_t)buf;
-        d->cut = cut;
-        atomic_store_explicit(&d->help, MP__HELP_OFFERED, memory_order_release);
-        mp__lw_notify_members(c->w, c);
-        if (mp__comm_fault)
-            (void)mp__comm_fault(MP__CP_HELP_OFFERED, &d->help);
-    }
+    mp__lhelp *h = &c->bc_done[c->rank].help;
+    uint64_t cut = mp__lh_cut(c->w, len, c->size);
+    if (cut < len)
+        mp__lh_offer(c->w, h, c->group[root], buf, cut, k + 1);
     int rc = mp__vm_read(slot->pid, slot->addr, buf, (size_t)cut);
     if (cut == len)
         return rc;
-    uint32_t offered = MP__HELP_OFFERED;
-    if (atomic_compare_exchange_strong(&d->help, &offered, MP__HELP_SELF))
+    if (mp__lh_reclaim(h))
         return rc < 0 ? rc
                       : mp__vm_read(slot->pid, slot->addr + cut, (char *)buf + cut, (size_t)(len - cut));
     lwait wt = LWAIT_INIT(MP__NO_DEADLINE);
-    const _Atomic uint32_t *root_state = &c->w->ranks[c->group[root]].state;
-    int64_t until = 0;
-    uint32_t h;
-    while ((h = atomic_load_explicit(&d->help, memory_order_acquire)) == MP__HELP_TAKEN &&
-           atomic_load(root_state) < MP__LR_DONE) {
-        if (until == 0) {
-            if (mp__lw_pause(c->w, &wt, c, LW_ALL) < 0)
-                until = mp__now_ns() + 1000000000; /* a write in flight ends first */
-        } else if (mp__now_ns() >= until) {
+    uint32_t state;
+    while ((state = atomic_load_explicit(&h->state, memory_order_acquire)) == MP__HELP_TAKEN) {
+        if (mp__lw_pause(c->w, &wt, c, LW_ALL) < 0) {
+            state = mp__lh_settle(c->w, h, c->group[root]);
             break;
-        } else {
-            sched_yield();
         }
     }
     mp__lw_end(c->w, &wt);
-    if (h == MP__HELP_TAKEN)
+    if (state == MP__HELP_TAKEN)
         return rc < 0 ? rc : MP_EPEERDEAD;
-    if (h == MP__HELP_FAILED && rc == 0)
+    if (state == MP__HELP_FAILED && rc == 0)
         rc = mp__vm_read(slot->pid, slot->addr + cut, (char *)buf + cut, (size_t)(len - cut));
     return rc;
 }

@@ -35,7 +35,6 @@
  */
 #define _GNU_SOURCE
 #include "local.h"
-#include "../testhooks.h"
 
 #include <signal.h>
 
@@ -477,45 +476,25 @@ static void rdv_end(lworld *w, lreq *q, int src, mp__lrdv *r, int rc)
     finish(w, q, rc == MP_ESRCH ? MP_EPEERDEAD : rc);
 }
 
-/* Where the part of a rendezvous of len bytes that its receiver offers the
- * sender starts (local.h, "Messages"): half way, on a page; len when the
- * receiver copies it all - a short one, ranks that share CPUs (the sender
- * would copy on the receiver's time), or before any single-copy read
- * worked. */
-static uint64_t help_cut(const lworld *w, uint64_t len)
-{
-    if (len < MP__L_HELP_MIN || w->oversub || !w->cma_seen)
-        return len;
-    return len / 2 & ~(uint64_t)4095;
-}
-
 enum { TAKE_PIPE = 1, TAKE_HELPED = 2 };
 
-int (*mp__comm_fault)(mp__comm_point where, _Atomic uint32_t *help);
-
 /* Copies claimed rendezvous q of len bytes from src's memory, offering
- * src its second part.  Returns 0 when q has it all, TAKE_HELPED when the
- * sender took that part (q's own outcome in q->rc: the sender's copy
- * must end before q does, even after an error of ours), or an error. */
+ * src its second half once a single-copy read has worked.  Returns 0 when
+ * q has it all, TAKE_HELPED when the sender took that part (q's own
+ * outcome in q->rc: the sender's copy must end before q does, even after
+ * an error of ours), or an error. */
 static int rdv_read(lworld *w, lreq *q, int src, mp__lrdv *r, uint64_t len)
 {
     pid_t pid = (pid_t)atomic_load(&w->ranks[src].pid);
-    uint64_t cut = help_cut(w, len);
-    if (cut < len) {
-        r->raddr = (uint64_t)(uintptr_t)q->rbuf;
-        r->cut = cut;
-        atomic_store_explicit(&r->help, MP__HELP_OFFERED, memory_order_release);
-        mp__lw_notify(w, src);
-        if (mp__comm_fault)
-            (void)mp__comm_fault(MP__CP_HELP_OFFERED, &r->help);
-    }
+    uint64_t cut = w->cma_seen ? mp__lh_cut(w, len, 2) : len;
+    if (cut < len)
+        mp__lh_offer(w, &r->help, src, q->rbuf, cut, q->gen);
     int rc = mp__vm_read(pid, r->addr, q->rbuf, (size_t)cut);
     if (rc == 0)
         w->cma_seen = true;
     if (cut == len)
         return rc;
-    uint32_t offered = MP__HELP_OFFERED;
-    if (atomic_compare_exchange_strong(&r->help, &offered, MP__HELP_SELF))
+    if (mp__lh_reclaim(&r->help))
         return rc < 0 ? rc : mp__vm_read(pid, r->addr + cut, (char *)q->rbuf + cut, (size_t)(len - cut));
     q->moved = cut;
     q->rc = rc;
@@ -731,7 +710,7 @@ static int send_step(lworld *w, lreq *q)
     mp__lrdv *r = rdv_of(w, w->me, (uint32_t)slot);
     r->addr = (uint64_t)(uintptr_t)q->sbuf;
     r->len = q->len;
-    atomic_store_explicit(&r->help, MP__HELP_NONE, memory_order_relaxed);
+    atomic_store_explicit(&r->help.state, MP__HELP_NONE, memory_order_relaxed);
     /* Release: the address and length are visible before the state that
      * offers them (a receiver reads them after its acquiring claim). */
     atomic_store_explicit(&r->state, MP__RDV(gen, MP__RDV_POSTED), memory_order_release);
@@ -778,28 +757,6 @@ static int push(lworld *w, lreq *q)
     return 0;
 }
 
-/* Copies the second part of our rendezvous send q into its receiver's
- * buffer if the receiver offers it (local.h, "Messages"). */
-static void rdv_help(lworld *w, lreq *q, mp__lrdv *r)
-{
-    uint32_t offered = MP__HELP_OFFERED;
-    if (atomic_load_explicit(&r->help, memory_order_relaxed) != offered ||
-        (mp__comm_fault && mp__comm_fault(MP__CP_HELP_TAKE, &r->help)) ||
-        !atomic_compare_exchange_strong(&r->help, &offered, MP__HELP_TAKEN))
-        return;
-    uint64_t cut = r->cut;
-    int rc = MP_EPROTO;
-    if (mp__comm_fault && mp__comm_fault(MP__CP_HELP_WRITE, &r->help)) {
-        rc = MP_EIO;
-    } else if (cut > 0 && cut < q->len) {
-        pid_t pid = (pid_t)atomic_load(&w->ranks[q->peer].pid);
-        rc = mp__vm_write(pid, r->raddr + cut, (const char *)q->sbuf + cut, q->len - cut);
-    }
-    atomic_store_explicit(&r->help, rc == 0 ? MP__HELP_DONE : MP__HELP_FAILED,
-                          memory_order_release);
-    mp__lw_notify(w, q->peer);
-}
-
 /* One step of our rendezvous send q.  Returns 1 when it finished, 0 while
  * it goes on, or an error. */
 static int rdv_send_step(lworld *w, lreq *q)
@@ -812,7 +769,10 @@ static int rdv_send_step(lworld *w, lreq *q)
     case MP__RDV_POSTED:
         return 0;
     case MP__RDV_CLAIMED:
-        rdv_help(w, q, r);
+        /* The receiver may offer us part of the copy (local.h, "Messages"). */
+        if (mp__lh_serve(&r->help, q->gen, (pid_t)atomic_load(&w->ranks[q->peer].pid), q->sbuf,
+                         q->len))
+            mp__lw_notify(w, q->peer);
         return 0;
     case MP__RDV_DONE:
     case MP__RDV_FAILED:
@@ -875,7 +835,7 @@ static int help_step(lworld *w, lreq *q)
 {
     int src = q->st.source;
     mp__lrdv *r = rdv_of(w, src, (uint32_t)q->slot);
-    uint32_t h = atomic_load_explicit(&r->help, memory_order_acquire);
+    uint32_t h = atomic_load_explicit(&r->help.state, memory_order_acquire);
     if (h == MP__HELP_TAKEN)
         return 0;
     int rc = q->rc;
@@ -888,18 +848,6 @@ static int help_step(lworld *w, lreq *q)
     }
     rdv_end(w, q, src, r, rc);
     return 1;
-}
-
-/* Waits until the sender of receive q (PH_HELP_IN), which q is about to
- * end without it, is out of q's buffer: its copy (one system call) ended,
- * or the sender ended.  A second at most, whatever happens. */
-static void help_settle(lworld *w, const lreq *q)
-{
-    const mp__lrdv *r = rdv_of(w, q->st.source, (uint32_t)q->slot);
-    int64_t until = mp__now_ns() + 1000000000;
-    while (atomic_load_explicit(&r->help, memory_order_acquire) == MP__HELP_TAKEN &&
-           atomic_load(&w->ranks[q->st.source].state) < MP__LR_DONE && mp__now_ns() < until)
-        sched_yield();
 }
 
 /* ---- progress ---------------------------------------------------------------------- */
@@ -975,7 +923,7 @@ static bool withdraw(lworld *w, lreq *q, int rc)
 static void abandon(lworld *w, lreq *q, int rc)
 {
     if (q->phase == PH_HELP_IN)
-        help_settle(w, q);
+        (void)mp__lh_settle(w, &rdv_of(w, q->st.source, (uint32_t)q->slot)->help, q->st.source);
     if (!withdraw(w, q, rc))
         finish(w, q, rc);
 }

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "local.h"
+#include "../testhooks.h"
 
 #include <poll.h>
 #include <sched.h>
@@ -293,6 +294,63 @@ void mp__lw_detach(lworld *w)
     /* What is left (the lock, the closed engine) lives while a future
      * holds it. */
     mp__lw_unref(w);
+}
+
+/* ---- long copies shared by both sides --------------------------------------------- */
+
+int (*mp__comm_fault)(mp__comm_point where, _Atomic uint32_t *help);
+
+uint64_t mp__lh_cut(const lworld *w, uint64_t len, int n)
+{
+    if (len < MP__L_HELP_MIN || w->oversub || n < 2)
+        return len;
+    return (len - len / (uint64_t)n) & ~(uint64_t)4095;
+}
+
+void mp__lh_offer(lworld *w, mp__lhelp *h, int server, void *buf, uint64_t cut, uint64_t tag)
+{
+    h->tag = tag;
+    h->raddr = (uint64_t)(uintptr_t)buf;
+    h->cut = cut;
+    atomic_store_explicit(&h->state, MP__HELP_OFFERED, memory_order_release);
+    mp__lw_notify(w, server);
+    if (mp__comm_fault)
+        (void)mp__comm_fault(MP__CP_HELP_OFFERED, &h->state);
+}
+
+bool mp__lh_reclaim(mp__lhelp *h)
+{
+    uint32_t offered = MP__HELP_OFFERED;
+    return atomic_compare_exchange_strong(&h->state, &offered, MP__HELP_SELF);
+}
+
+uint32_t mp__lh_settle(lworld *w, mp__lhelp *h, int server)
+{
+    int64_t until = mp__now_ns() + 1000000000;
+    uint32_t state;
+    while ((state = atomic_load_explicit(&h->state, memory_order_acquire)) == MP__HELP_TAKEN &&
+           atomic_load(&w->ranks[server].state) < MP__LR_DONE && mp__now_ns() < until)
+        sched_yield();
+    return state;
+}
+
+bool mp__lh_serve(mp__lhelp *h, uint64_t tag, pid_t pid, const void *buf, uint64_t len)
+{
+    uint32_t offered = MP__HELP_OFFERED;
+    if (atomic_load_explicit(&h->state, memory_order_relaxed) != offered ||
+        (mp__comm_fault && mp__comm_fault(MP__CP_HELP_TAKE, &h->state)) ||
+        !atomic_compare_exchange_strong(&h->state, &offered, MP__HELP_TAKEN))
+        return false;
+    /* Checked: the receiver's word, from shared memory. */
+    uint64_t cut = h->cut;
+    int rc = MP_EPROTO;
+    if (mp__comm_fault && mp__comm_fault(MP__CP_HELP_WRITE, &h->state))
+        rc = MP_EIO;
+    else if (h->tag == tag && cut > 0 && cut < len)
+        rc = mp__vm_write(pid, h->raddr + cut, (const char *)buf + cut, (size_t)(len - cut));
+    atomic_store_explicit(&h->state, rc == 0 ? MP__HELP_DONE : MP__HELP_FAILED,
+                          memory_order_release);
+    return true;
 }
 
 /* ---- waking ------------------------------------------------------------------------ */
