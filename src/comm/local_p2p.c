@@ -225,7 +225,7 @@ static uint64_t tell_every(const lworld *w)
 }
 
 /* Lines a sender asks for ahead of its tail. */
-#define OWN_AHEAD 16
+#define OWN_AHEAD ((uint64_t)16)
 
 /* The longest payload copied by copy_short: a record of two lines. */
 #define SHORT_MAX ((size_t)2 * MP__L_LINE - sizeof(mp__lrec))

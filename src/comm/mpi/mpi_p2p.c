@@ -316,9 +316,9 @@ static int body_recv(mcomm *m, int source, unsigned char *buf, size_t len, int b
                      int64_t deadline)
 {
     MPI_Status bs;
-    int count = 0, blen = (int)(len - MPE_HEAD_DATA);
+    int blen = (int)(len - MPE_HEAD_DATA);
     int rc = recv_one(buf + MPE_HEAD_DATA, blen, source, btag, m->lib, &bs, deadline);
-    if (rc == 0 && (count = bytes_of(&bs)) != blen)
+    if (rc == 0 && bytes_of(&bs) != blen)
         rc = MP_EPROTO;
     return rc;
 }
