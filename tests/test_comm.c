@@ -535,32 +535,47 @@ static const size_t help_sizes[] = {(size_t)64 << 10,        ((size_t)64 << 10) 
                                     ((size_t)128 << 10) + 4095, (size_t)1 << 20,
                                     ((size_t)3 << 20) + 17,      (size_t)16 << 20};
 
+typedef struct help_case {
+    help_path path;
+    bool bcast; /* a broadcast from rank 0, else a message to rank 1 */
+} help_case;
+
+/* Moves n bytes at buf from rank 0 to rank 1, as hc says. */
+static int help_move(mp_comm *w, const help_case *hc, void *buf, size_t n, mp_comm_status *st)
+{
+    st->count = n;
+    if (hc->bcast)
+        return mp_comm_bcast(w, buf, n, 0, 10);
+    if (rk_me == 0)
+        return mp_comm_send(w, buf, n, 1, 2, 10);
+    return mp_comm_recv(w, buf, n, 0, 2, st, 10);
+}
+
 static int help_rank(mp_comm *w, void *arg)
 {
-    hp = *(const help_path *)arg;
+    const help_case *hc = arg;
+    hp = hc->path;
     rk_me = mp_comm_rank(w);
     size_t most = (size_t)16 << 20;
     unsigned char *b = malloc(most + 2);
     RK_CHECK(b);
-    /* The first long message shows single-copy reads work; shared copies
-     * start with the next. */
-    if (rk_me == 0)
-        RK_OK(mp_comm_send(w, b, (size_t)1 << 20, 1, 1, 10));
-    else
-        RK_OK(mp_comm_recv(w, b, (size_t)1 << 20, 0, 1, NULL, 10));
+    mp_comm_status st;
+    /* The first long message shows single-copy reads work (the first
+     * large broadcast, that the ranks may read each other's memory);
+     * shared copies start with the next. */
+    RK_OK(help_move(w, hc, b, (size_t)1 << 20, &st));
     mp__comm_fault = help_fault;
     for (size_t i = 0; i < MP__ARRAY_SIZE(help_sizes); i++) {
         size_t n = help_sizes[i];
         if (rk_me == 0) {
             fill(b, n, (unsigned)i);
             hp_hit = false;
-            RK_OK(mp_comm_send(w, b, n, 1, 2, 10));
+            RK_OK(help_move(w, hc, b, n, &st));
             hp_msgs += hp_hit;
         } else {
             /* One byte off alignment, a guard byte on each side. */
             memset(b, 0xa5, n + 2);
-            mp_comm_status st;
-            RK_OK(mp_comm_recv(w, b + 1, n, 0, 2, &st, 10));
+            RK_OK(help_move(w, hc, b + 1, n, &st));
             RK_EQ(st.count, n);
             RK_EQ(differs(b + 1, n, (unsigned)i), 0);
             RK_EQ(b[0], 0xa5);
@@ -569,60 +584,32 @@ static int help_rank(mp_comm *w, void *arg)
     }
     mp__comm_fault = NULL;
     /* Every message took the path asked for: the receiver waited for the
-     * sender to take its half, unless the sender left them all. */
+     * sender to take its part, unless the sender left them all. */
     if (rk_me == 0)
         RK_EQ(hp_msgs, hp == HP_DECLINED ? 0 : (int)MP__ARRAY_SIZE(help_sizes));
     free(b);
     return mp_comm_barrier(w, 10);
+}
+
+static void help_paths(bool bcast)
+{
+    help_path paths[] = {HP_SHARED, HP_DECLINED, HP_WRITE_FAILS};
+    for (size_t i = 0; i < MP__ARRAY_SIZE(paths); i++) {
+        help_case hc = {paths[i], bcast};
+        CHECK_EQ(run_ok(2, help_rank, &hc), 0);
+    }
 }
 
 TEST_TIMEOUT(p2p_long_messages_copied_by_both_sides, 120)
 {
-    help_path paths[] = {HP_SHARED, HP_DECLINED, HP_WRITE_FAILS};
-    for (size_t i = 0; i < MP__ARRAY_SIZE(paths); i++)
-        CHECK_EQ(run_ok(2, help_rank, &paths[i]), 0);
+    help_paths(false);
 }
 
-/* The same for a large broadcast, which its root (the sender here) helps
- * its reader copy, on every path. */
-static int help_bcast_rank(mp_comm *w, void *arg)
-{
-    hp = *(const help_path *)arg;
-    rk_me = mp_comm_rank(w);
-    size_t most = (size_t)16 << 20;
-    unsigned char *b = malloc(most + 2);
-    RK_CHECK(b);
-    /* The first large broadcast learns that the ranks may read each
-     * other's memory; shared copies start with the next. */
-    RK_OK(mp_comm_bcast(w, b, (size_t)1 << 20, 0, 10));
-    mp__comm_fault = help_fault;
-    for (size_t i = 0; i < MP__ARRAY_SIZE(help_sizes); i++) {
-        size_t n = help_sizes[i];
-        if (rk_me == 0) {
-            fill(b, n, (unsigned)i);
-            hp_hit = false;
-            RK_OK(mp_comm_bcast(w, b, n, 0, 10));
-            hp_msgs += hp_hit;
-        } else {
-            memset(b, 0xa5, n + 2);
-            RK_OK(mp_comm_bcast(w, b + 1, n, 0, 10));
-            RK_EQ(differs(b + 1, n, (unsigned)i), 0);
-            RK_EQ(b[0], 0xa5);
-            RK_EQ(b[n + 1], 0xa5);
-        }
-    }
-    mp__comm_fault = NULL;
-    if (rk_me == 0)
-        RK_EQ(hp_msgs, hp == HP_DECLINED ? 0 : (int)MP__ARRAY_SIZE(help_sizes));
-    free(b);
-    return mp_comm_barrier(w, 10);
-}
-
+/* The same for a large broadcast, whose root (the sender here) helps its
+ * reader copy it. */
 TEST_TIMEOUT(coll_large_bcast_copied_by_root_and_reader, 120)
 {
-    help_path paths[] = {HP_SHARED, HP_DECLINED, HP_WRITE_FAILS};
-    for (size_t i = 0; i < MP__ARRAY_SIZE(paths); i++)
-        CHECK_EQ(run_ok(2, help_bcast_rank, &paths[i]), 0);
+    help_paths(true);
 }
 
 /* A rank killed in the middle of a shared copy: the sender (or a
