@@ -341,7 +341,10 @@ bool mp__lh_serve(mp__lhelp *h, uint64_t tag, pid_t pid, const void *buf, uint64
         (mp__comm_fault && mp__comm_fault(MP__CP_HELP_TAKE, &h->state)) ||
         !atomic_compare_exchange_strong(&h->state, &offered, MP__HELP_TAKEN))
         return false;
-    /* Checked: the receiver's word, from shared memory. */
+    /* The offer comes from shared memory: its tag and cut are checked;
+     * the buffer's address only the receiver can judge (a wrong one fails
+     * the write, which hands the part back, or lands in the receiver's
+     * own memory, where its offer put it). */
     uint64_t cut = h->cut;
     int rc = MP_EPROTO;
     if (mp__comm_fault && mp__comm_fault(MP__CP_HELP_WRITE, &h->state))
