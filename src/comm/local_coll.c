@@ -426,15 +426,36 @@ static uint64_t bc_least(const lcomm *c)
     return least;
 }
 
-/* Waits until every member has finished `want` broadcast chunks.  Returns
- * 0 or an error. */
-static int wait_past(lcomm *c, uint64_t want, int64_t deadline)
+/* Copies into the buffer of each reader of remote broadcast k that
+ * offers it the reader's last part (local.h, MP__BC_REMOTE).  Returns
+ * whether it copied anything. */
+static bool bc_help(lcomm *c, uint64_t k, const void *buf, size_t len)
+{
+    bool any = false;
+    for (int i = 0; i < c->size; i++) {
+        int wr = c->group[i];
+        if (i != c->rank && mp__lh_serve(&c->bc_done[i].help, k + 1,
+                                         (pid_t)atomic_load(&c->w->ranks[wr].pid), buf, len)) {
+            mp__lw_notify(c->w, wr);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* Waits until every member has finished `want` broadcast chunks.  serve:
+ * NULL, or the root's buffer (len bytes) of remote broadcast want - 1,
+ * whose readers' offered parts it copies meanwhile.  Returns 0 or an
+ * error. */
+static int wait_past(lcomm *c, uint64_t want, const void *serve, size_t len, int64_t deadline)
 {
     if (c->bc_past >= want)
         return 0;
     lwait wt = LWAIT_INIT(deadline);
     int rc = 0;
     while ((c->bc_past = bc_least(c)) < want) {
+        if (serve && bc_help(c, want - 1, serve, len))
+            continue;
         rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
         if (rc < 0)
             break;
@@ -471,7 +492,7 @@ static void bc_finished(lcomm *c, uint64_t k)
  * chunk from MP__L_BC_SLOTS chunks ago are done with it. */
 static int slot_wait_free(lcomm *c, uint64_t k, int64_t deadline)
 {
-    return k < MP__L_BC_SLOTS ? 0 : wait_past(c, k + 1 - MP__L_BC_SLOTS, deadline);
+    return k < MP__L_BC_SLOTS ? 0 : wait_past(c, k + 1 - MP__L_BC_SLOTS, NULL, 0, deadline);
 }
 
 /* The root publishes chunk k, written into slot: stamped, the root
@@ -517,40 +538,6 @@ static int remote_probe(lcomm *c, int64_t deadline)
     return rc;
 }
 
-/* Copies into the buffer of each reader of remote broadcast k that
- * offers it the reader's last part (local.h, MP__BC_REMOTE).  Returns
- * whether it copied anything. */
-static bool bc_help(lcomm *c, uint64_t k, const void *buf, size_t len)
-{
-    bool any = false;
-    for (int i = 0; i < c->size; i++) {
-        int wr = c->group[i];
-        if (i != c->rank && mp__lh_serve(&c->bc_done[i].help, k + 1,
-                                         (pid_t)atomic_load(&c->w->ranks[wr].pid), buf, len)) {
-            mp__lw_notify(c->w, wr);
-            any = true;
-        }
-    }
-    return any;
-}
-
-/* The root of remote broadcast k waits until every reader has it (its
- * buffer must stay as it is until then), copying the parts they offer. */
-static int bc_root_wait(lcomm *c, uint64_t k, const void *buf, size_t len, int64_t deadline)
-{
-    lwait wt = LWAIT_INIT(deadline);
-    int rc = 0;
-    while ((c->bc_past = bc_least(c)) < k + 1) {
-        if (bc_help(c, k, buf, len))
-            continue;
-        rc = mp__lw_pause(c->w, &wt, c, LW_ALL);
-        if (rc < 0)
-            break;
-    }
-    mp__lw_end(c->w, &wt);
-    return rc;
-}
-
 /* A reader of remote broadcast k: copies its part of the root's buffer
  * and learns who copies the rest.  The root's copy into buf, once taken,
  * is waited out whatever happens (mp__lh_settle): buf is the caller's
@@ -564,21 +551,20 @@ static int bc_read(lcomm *c, uint64_t k, const mp__lbslot *slot, void *buf, size
     int rc = mp__vm_read(slot->pid, slot->addr, buf, (size_t)cut);
     if (cut == len)
         return rc;
-    if (mp__lh_reclaim(h))
-        return rc < 0 ? rc
-                      : mp__vm_read(slot->pid, slot->addr + cut, (char *)buf + cut, (size_t)(len - cut));
-    lwait wt = LWAIT_INIT(MP__NO_DEADLINE);
-    uint32_t state;
-    while ((state = atomic_load_explicit(&h->state, memory_order_acquire)) == MP__HELP_TAKEN) {
-        if (mp__lw_pause(c->w, &wt, c, LW_ALL) < 0) {
-            state = mp__lh_settle(c->w, h, c->group[root]);
-            break;
+    uint32_t state = MP__HELP_SELF;
+    if (!mp__lh_reclaim(h)) {
+        lwait wt = LWAIT_INIT(MP__NO_DEADLINE);
+        while ((state = atomic_load_explicit(&h->state, memory_order_acquire)) == MP__HELP_TAKEN) {
+            if (mp__lw_pause(c->w, &wt, c, LW_ALL) < 0) {
+                state = mp__lh_settle(c->w, h, c->group[root]);
+                break;
+            }
         }
+        mp__lw_end(c->w, &wt);
     }
-    mp__lw_end(c->w, &wt);
     if (state == MP__HELP_TAKEN)
         return rc < 0 ? rc : MP_EPEERDEAD;
-    if (state == MP__HELP_FAILED && rc == 0)
+    if (state != MP__HELP_DONE && rc == 0) /* taken back, or the root's write failed */
         rc = mp__vm_read(slot->pid, slot->addr + cut, (char *)buf + cut, (size_t)(len - cut));
     return rc;
 }
@@ -599,7 +585,8 @@ static int bcast_remote(lcomm *c, void *buf, size_t len, int root, int64_t deadl
         slot->addr = (uint64_t)(uintptr_t)buf;
         slot->rlen = len;
         slot_publish(c, slot, k);
-        return bc_root_wait(c, k, buf, len, deadline);
+        /* The buffer must stay as it is until every reader has it. */
+        return wait_past(c, k + 1, buf, len, deadline);
     }
     rc = wait_u64(c, &slot->stamp, k + 1, deadline);
     if (rc < 0)

@@ -478,6 +478,15 @@ static void rdv_end(lworld *w, lreq *q, int src, mp__lrdv *r, int rc)
 
 enum { TAKE_PIPE = 1, TAKE_HELPED = 2 };
 
+/* Copies the part of claimed rendezvous r from cut to len that the
+ * receiver was to leave its sender, into rbuf. */
+static int rdv_read_rest(lworld *w, int src, const mp__lrdv *r, void *rbuf, uint64_t cut,
+                         uint64_t len)
+{
+    pid_t pid = (pid_t)atomic_load(&w->ranks[src].pid);
+    return mp__vm_read(pid, r->addr + cut, (char *)rbuf + cut, (size_t)(len - cut));
+}
+
 /* Copies claimed rendezvous q of len bytes from src's memory, offering
  * src its second half once a single-copy read has worked.  Returns 0 when
  * q has it all, TAKE_HELPED when the sender took that part (q's own
@@ -495,7 +504,7 @@ static int rdv_read(lworld *w, lreq *q, int src, mp__lrdv *r, uint64_t len)
     if (cut == len)
         return rc;
     if (mp__lh_reclaim(&r->help))
-        return rc < 0 ? rc : mp__vm_read(pid, r->addr + cut, (char *)q->rbuf + cut, (size_t)(len - cut));
+        return rc < 0 ? rc : rdv_read_rest(w, src, r, q->rbuf, cut, len);
     q->moved = cut;
     q->rc = rc;
     return TAKE_HELPED;
@@ -840,9 +849,7 @@ static int help_step(lworld *w, lreq *q)
         return 0;
     int rc = q->rc;
     if (h == MP__HELP_FAILED && rc == 0) {
-        pid_t pid = (pid_t)atomic_load(&w->ranks[src].pid);
-        rc = mp__vm_read(pid, r->addr + q->moved, (char *)q->rbuf + q->moved,
-                         q->st.count - q->moved);
+        rc = rdv_read_rest(w, src, r, q->rbuf, q->moved, q->st.count);
     } else if (h != MP__HELP_DONE && h != MP__HELP_FAILED) {
         rc = MP_EPROTO;
     }
