@@ -117,8 +117,8 @@
  * messages: a sender that never waits for room stays ahead of its
  * receiver, which then reads lines the sender's cache already gave up
  * instead of pulling each out of it (measured on 1 MiB messages: 2.2-3.0
- * GB/s with the two CPUs far apart, 5.5-9.3 near, where a 64-512 KiB
- * area that the message wraps around moved 1.6-2.5 in both).  The segment is a memfd: a rank's area takes memory only as
+ * GB/s with the two CPUs far apart, 5.5-13.7 near, where a 64-512 KiB
+ * area that the message wraps around moved 1.6-2.6 in both).  The segment is a memfd: a rank's area takes memory only as
  * far as its longest pipelined message reached. */
 #define MP__L_BULK      ((uint64_t)4 << 20)
 #define MP__L_COMMS     32
