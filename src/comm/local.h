@@ -111,15 +111,16 @@
 #define MP__L_VERSION   2u
 #define MP__L_MAX_RANKS 256
 #define MP__L_RDV_SLOTS 64
-#define MP__L_PIECE     ((uint64_t)64 << 10)  /* pipeline piece */
-#define MP__L_HELP_MIN  ((uint64_t)64 << 10)  /* rendezvous copied by both sides */
+#define MP__L_PIECE     ((uint64_t)64 << 10) /* pipeline piece */
+#define MP__L_HELP_MIN  ((uint64_t)64 << 10) /* rendezvous copied by both sides */
 /* Per-rank staging area.  Larger than a CPU's L2 and than most long
  * messages: a sender that never waits for room stays ahead of its
  * receiver, which then reads lines the sender's cache already gave up
  * instead of pulling each out of it (measured on 1 MiB messages: 2.2-3.0
  * GB/s with the two CPUs far apart, 5.5-13.7 near, where a 64-512 KiB
- * area that the message wraps around moved 1.6-2.6 in both).  The segment is a memfd: a rank's area takes memory only as
- * far as its longest pipelined message reached. */
+ * area that the message wraps around moved 1.6-2.6 in both).  The
+ * segment is a memfd: a rank's area takes memory only as far as its
+ * longest pipelined message reached. */
 #define MP__L_BULK      ((uint64_t)4 << 20)
 #define MP__L_COMMS     32
 #define MP__L_BC_SLOTS  16
@@ -336,9 +337,9 @@ typedef struct lworld {
     lreq_list finished; /* futures to finish once the lock is dropped */
     int *untold;        /* peers whose ring head moved since it was told */
     int nuntold;
-    int posted_any;     /* posted receives from MP_ANY_SOURCE */
-    int nsendq;         /* peers with sends waiting */
-    uint64_t rdv_free;  /* our free rdv slots, one bit each */
+    int posted_any;    /* posted receives from MP_ANY_SOURCE */
+    int nsendq;        /* peers with sends waiting */
+    uint64_t rdv_free; /* our free rdv slots, one bit each */
     uint32_t rdv_gen[MP__L_RDV_SLOTS];
     int bulk_slot; /* the rdv slot streaming through our bulk area, -1 */
     int npending;  /* requests with a future, not finished */
