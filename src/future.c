@@ -60,6 +60,7 @@
 #define _GNU_SOURCE
 #include "future.h"
 #include "log.h"
+#include "testhooks.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -161,6 +162,8 @@ static void waiter_atfork_child(void)
 
 static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
 
+void (*mp__waiter_fault)(void);
+
 static void waiter_register_atfork(void)
 {
     pthread_atfork(NULL, NULL, waiter_atfork_child);
@@ -193,6 +196,9 @@ void mp__waiter_begin(mp__waiter *w)
         return;
     }
     pthread_mutex_lock(&intr.lock);
+    /* The generation before the handler can move it: a SIGINT the handler
+     * catches from the moment it is installed interrupts this wait. */
+    w->gen = atomic_load(&intr_gen);
     if (intr.users == 0) {
         struct sigaction cur;
         if (sigaction(SIGINT, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
@@ -205,6 +211,8 @@ void mp__waiter_begin(mp__waiter *w)
              * at once instead of being restarted. */
             sa.sa_flags = 0;
             intr.installed = sigaction(SIGINT, &sa, &intr.old) == 0;
+            if (intr.installed && mp__waiter_fault)
+                mp__waiter_fault();
         } else {
             intr.installed = false;
         }
@@ -213,7 +221,6 @@ void mp__waiter_begin(mp__waiter *w)
         intr.users++;
         w->catching = true;
     }
-    w->gen = atomic_load(&intr_gen);
     pthread_mutex_unlock(&intr.lock);
 }
 

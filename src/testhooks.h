@@ -35,6 +35,12 @@ typedef enum mp__queue_point {
  * there).  NULL in normal use; a test sets it in a child that must die. */
 extern void (*mp__queue_fault)(mp__queue_point where);
 
+/* ---- waits (future.c) ------------------------------------------------------ */
+
+/* Called, when set, the instant a wait has installed its SIGINT handler,
+ * before it goes on: a test raises SIGINT there.  NULL in normal use. */
+extern void (*mp__waiter_fault)(void);
+
 /* ---- the tracker's client (tracker.c) -------------------------------------- */
 
 /* The instants of starting the tracker where a program may die. */

@@ -563,6 +563,31 @@ TEST(sigint_interrupts_a_mixed_wait)
     interrupt_case(0, 6, send_sigint);
 }
 
+static void raise_sigint(void)
+{
+    CHECK_EQ(raise(SIGINT), 0);
+}
+
+/* A SIGINT that comes the instant the handler is installed, before the
+ * wait has done anything else, still interrupts it: the wait reads the
+ * handler's generation before installing it. */
+TEST(sigint_the_instant_the_handler_is_in)
+{
+    mp_event *e;
+    CHECK_OK(mp_event_new(&e));
+    mp_waitable set[] = {mp_waitable_event(e)};
+    mp__waiter_fault = raise_sigint;
+    double t0 = mpt_now();
+    int rc = mp_wait_any(set, 1, 20.0);
+    mp__waiter_fault = NULL;
+    CHECK_ERR(rc, MP_ECANCELED);
+    CHECK(mpt_now() - t0 < 10);
+    struct sigaction sa;
+    CHECK_EQ(sigaction(SIGINT, NULL, &sa), 0);
+    CHECK(sa.sa_handler == SIG_DFL);
+    mp_event_free(e);
+}
+
 TEST(a_shutdown_cancels_a_wait)
 {
     /* A future and a descriptor: not the child nor the queue, which the
