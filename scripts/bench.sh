@@ -15,7 +15,7 @@
 #   ANCHOR_GROUPS='c py'     anchor groups to run (run_all.sh), default: c py,
 #                            and mpi when mpirun is installed
 #   ANCHORS_DIR=...          where the anchors are (default ../shared/anchors)
-#   PAIRS=5                  rounds of the paired figures (0: none)
+#   PAIRS=7                  rounds of the paired figures (0: none)
 #   RESULTS_DIR=...          where the picture and the table go (default
 #                            bench/results): ratios.svg and ratios.md, one bar
 #                            and one row per figure (scripts/bench_report.sh)
@@ -25,6 +25,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 anchors=${ANCHORS_DIR:-$root/../shared/anchors}
 out=$(mktemp -d /tmp/mproc-bench.XXXXXX)
 trap 'rm -rf "$out"' EXIT
+: >"$out/placed" # figures held in one placement (the paired rounds)
 
 if [ -z "${ANCHOR_GROUPS:-}" ]; then
     ANCHOR_GROUPS="c py"
@@ -88,53 +89,102 @@ fi
 # call, right after its anchor), and each side's median over
 # the rounds replaces its single figure.  The message rate joins the
 # rounds too (its anchor, ZeroMQ's, does not follow placement): its
-# median over them.  Every round prints the cache-line hand-off it ran at.
-PAIRS=${PAIRS:-5}
+# median over them.
+#
+# Placement.  The host also moves the CPUs within a round, so a probe
+# (bench/placement.c, 0.1 s) measures the cache-line hand-off before and
+# after each program, and the program's figures are marked with the
+# placement both saw: near (under 25 ns), mid (under 120) or far, or
+# none when they differ.  A figure is then held against its anchor in
+# the placement where the two have the most runs in common (each side's
+# median there), and only without a placement in common against the
+# medians over all rounds.  Every round prints where each figure ran.
+PAIRS=${PAIRS:-7}
+probe="$build/bench/placement"
+
+# placed CMD...: CMD's anchor and bench lines, each led by the placement
+# the probe saw both before and after it, and the two hand-offs in ns
+# (mid@41-38; see above).
+placed() {
+    local before after
+    before=$("$probe" 2>/dev/null)
+    "$@" 2>&1 | grep -a -E '^(anchor|bench) ' >"$out/prog"
+    after=$("$probe" 2>/dev/null)
+    awk -v a="$before" -v b="$after" '
+        function where(ns) { return ns == "" ? "none" : ns < 25 ? "near" : ns < 120 ? "mid" : "far" }
+        BEGIN { p = (where(a) == where(b) ? where(a) : "none") "@" a "-" b }
+        { print p, $0 }' "$out/prog"
+}
 paired_names='_pingpong_us$|_bandwidth_MBps$|_bcast_(8B|1MiB)_us(_loop)?(_np4_oversub(_loop)?)?$|_msgs_per_s_1p1c$'
 if [ "$PAIRS" -gt 0 ] && echo " $ANCHOR_GROUPS " | grep -q " mpi " && [ -x "$anchors/build/mpi_bench" ] &&
     [ -x "$comm" ] && { [ -z "${BENCH:-}" ] || echo " $BENCH " | grep -q " comm "; }; then
     echo "# ---- paired rounds ($PAIRS: raw Open MPI, then mproc, back to back)"
+    [ -x "$probe" ] || probe=false
     for round in $(seq "$PAIRS"); do
-        line=""
-        [ -x "$anchors/build/limits_cacheline" ] &&
-            line=$("$anchors/build/limits_cacheline" 2>/dev/null | awk '$1 == "anchor" && $2 == "limit_cacheline_pingpong_ns_proc" { print $3 " " $4 }')
         {
-            "$anchors/mpi_run.sh" 2 "$anchors/build/mpi_bench" 2>&1 | grep -a '^anchor '
-            "$anchors/mpi_run.sh" 2 "$comm" --mpi 2>&1
-            "$comm" pingpong
-            "$comm" bandwidth
-            "$comm" msgrate
-            "$anchors/mpi_run.sh" 4 "$anchors/build/mpi_bench" bcast np4_oversub 2>&1 | grep -a '^anchor '
-            "$comm" bcast
-            ANCHOR_MPI_TIMEOUT=300 "$anchors/mpi_run.sh" 4 "$comm" --mpi bcast 2>&1
-        } | awk -v re="$paired_names" '($1 == "anchor" || $1 == "bench") && $2 ~ re' >"$out/round.$round"
-        echo "# round $round (cache line hand-off ${line:-unmeasured}):" \
-            "$(awk '{ printf "%s %s  ", $2, $3 }' "$out/round.$round")"
+            placed "$anchors/mpi_run.sh" 2 "$anchors/build/mpi_bench"
+            placed "$anchors/mpi_run.sh" 2 "$comm" --mpi
+            placed "$comm" pingpong
+            placed "$comm" bandwidth
+            placed "$comm" msgrate
+            placed "$anchors/mpi_run.sh" 4 "$anchors/build/mpi_bench" bcast np4_oversub
+            placed "$comm" bcast
+            placed env ANCHOR_MPI_TIMEOUT=300 "$anchors/mpi_run.sh" 4 "$comm" --mpi bcast
+        } | awk -v re="$paired_names" '$3 ~ re' >"$out/round.$round"
+        echo "# round $round:" "$(awk '{ printf "%s %s (%s)  ", $3, $4, $1 }' "$out/round.$round")"
     done
-    cat "$out"/round.* | awk '
-        { k = $1 " " $2; n[k]++; v[k, n[k]] = $3 + 0; rest[k] = $4 " " $5 }
+    # Each side's median over all rounds (paired) and, for each bench
+    # figure, both sides' medians in the placement they share most
+    # (placed: figure, anchor, its value there, placement, runs of each).
+    cat "$out"/round.* | awk -v paired="$out/paired" -v placed="$out/placed" '
+        function median(key, m,    i, j, t) {
+            for (i = 1; i <= m; i++)
+                for (j = i + 1; j <= m; j++)
+                    if (v[key, j] < v[key, i]) { t = v[key, i]; v[key, i] = v[key, j]; v[key, j] = t }
+            return m % 2 ? v[key, (m + 1) / 2] : (v[key, m / 2] + v[key, m / 2 + 1]) / 2
+        }
+        { k = $2 " " $3; n[k]++; v[k, n[k]] = $4 + 0; rest[k] = $5 " " $6
+          split($1, at, "@"); kp = k " " at[1]; n[kp]++; v[kp, n[kp]] = $4 + 0 }
         END {
+            split("near mid far", where, " ")
             for (k in n) {
-                m = n[k]
-                for (i = 1; i <= m; i++)
-                    for (j = i + 1; j <= m; j++)
-                        if (v[k, j] < v[k, i]) { t = v[k, i]; v[k, i] = v[k, j]; v[k, j] = t }
-                med = m % 2 ? v[k, (m + 1) / 2] : (v[k, m / 2] + v[k, m / 2 + 1]) / 2
-                print k, med, rest[k]
+                if (split(k, f, " ") != 2) continue
+                print k, median(k, n[k]), rest[k] >paired
+                if (f[1] != "bench") continue
+                split(rest[k], r, " "); split(r[2], anchors, ",")
+                a = "anchor " anchors[1]
+                best = ""; most = 0; runs = 0
+                for (i = 1; i <= 3; i++) {
+                    p = where[i]; both = n[k " " p] < n[a " " p] ? n[k " " p] : n[a " " p]
+                    if (both > most || (both == most && both > 0 && n[k " " p] + n[a " " p] > runs)) {
+                        most = both; best = p; runs = n[k " " p] + n[a " " p]
+                    }
+                }
+                if (best != "")
+                    print f[2], anchors[1], median(k " " best, n[k " " best]), \
+                        median(a " " best, n[a " " best]), best, n[k " " best], n[a " " best] >placed
             }
-        }' | sort >"$out/paired"
+        }'
+    sort -o "$out/paired" "$out/paired"
     grep -a '^anchor ' "$out/paired" >>"$out/anchors.log"
-    # The paired medians replace the single run's lines of the same names.
+    # The paired medians replace the single run's lines of the same names;
+    # a figure held in one placement takes its median there.
     awk 'FNR == NR { if ($1 == "bench") drop[$2] = 1; next } !($1 == "bench" && $2 in drop)' \
         "$out/paired" "$out/mproc.log" >"$out/mproc.unpaired"
-    { cat "$out/mproc.unpaired"; grep -a '^bench ' "$out/paired"; } >"$out/mproc.log"
-    sed 's/^/# paired median: /' "$out/paired"
+    awk -v placed="$out/placed" '
+        FILENAME == placed { val[$1] = $3; next }
+        $1 == "bench" && ($2 in val) { $3 = val[$2] }
+        { print }' "$out/placed" "$out/paired" | grep -a '^bench ' | cat "$out/mproc.unpaired" - >"$out/mproc.log"
+    sed 's/^/# paired median (all rounds): /' "$out/paired"
+    awk '{ printf "# held in one placement: %s %s vs %s %s (%s: %d and %d runs)\n", $1, $3, $2, $4, $5, $6, $7 }' \
+        "$out/placed"
 fi
 
 echo
 echo "# ==== figures (ratio > 1: mproc ahead)"
 awk '
-    FNR == NR { if ($1 == "anchor") { av[$2] = $3; au[$2] = $4 } next }
+    FILENAME == placed { pv[$1, $2] = $4; next }
+    FILENAME == anchors { if ($1 == "anchor") { av[$2] = $3; au[$2] = $4 } next }
     $1 == "bench" {
         n = split($5, list, ",")
         lower = ($4 == "us" || $4 == "ns" || $4 == "ms" || $4 == "s")
@@ -142,12 +192,14 @@ awk '
         for (i = 1; i <= n; i++) {
             a = list[i]
             if (!(a in av)) { printf "%-44s %12s %-7s vs %-40s (not measured)\n", $2, $3, $4, a; continue }
-            r = lower ? (av[a] / $3) : ($3 / av[a])
-            printf "%-44s %12s %-7s vs %-40s %12s %-7s ratio %8.2fx\n", $2, $3, $4, a, av[a], au[a], r
-            printf "%s\t%s\t%s\t%s\t%s\t%s\t%.4g\n", $2, $3, $4, a, av[a], au[a], r >tsv
+            x = (($2, a) in pv) ? pv[$2, a] : av[a]
+            r = lower ? (x / $3) : ($3 / x)
+            printf "%-44s %12s %-7s vs %-40s %12s %-7s ratio %8.2fx\n", $2, $3, $4, a, x, au[a], r
+            printf "%s\t%s\t%s\t%s\t%s\t%s\t%.4g\n", $2, $3, $4, a, x, au[a], r >tsv
         }
     }
-' tsv="$out/ratios.tsv" "$out/anchors.log" "$out/mproc.log"
+' tsv="$out/ratios.tsv" placed="$out/placed" anchors="$out/anchors.log" \
+    "$out/placed" "$out/anchors.log" "$out/mproc.log"
 
 results=${RESULTS_DIR:-$root/bench/results}
 if [ -s "$out/ratios.tsv" ]; then
