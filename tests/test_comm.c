@@ -856,6 +856,27 @@ TEST(p2p_sendrecv_ring)
     }
 }
 
+/* The ring above, then the world's sum of ones, which must be its size. */
+static int most_rank(mp_comm *w, void *arg)
+{
+    RK_OK(sendrecv_rank(w, arg));
+    int one = 1, sum = 0;
+    RK_OK(mp_comm_allreduce(w, &one, &sum, 1, MP_TYPE_i, MP_OP_SUM, 30));
+    RK_EQ(sum, mp_comm_size(w));
+    return 0;
+}
+
+/* As many ranks as a world takes (each with its rings, rendezvous slots
+ * and 4 MiB staging area in the segment): a long message round the ring,
+ * by single-copy reads, then through the pipeline. */
+TEST_TIMEOUT(the_most_ranks_a_world_takes, 120)
+{
+    size_t len = (size_t)100 << 10;
+    CHECK_EQ(run_ok(MP__L_MAX_RANKS, most_rank, &len), 0);
+    mp__lp_set_cma(false);
+    CHECK_EQ(run_ok(MP__L_MAX_RANKS, most_rank, &len), 0);
+}
+
 static int self_rank(mp_comm *w, void *arg)
 {
     (void)arg;
