@@ -12,15 +12,13 @@
  * processes pinned to CPUs 0 and 1 passing a counter in one shared line),
  * shortened to about 0.1 s: the median of 5 trials of 20 000 hand-offs.
  */
-#define _GNU_SOURCE
+#include "bench_util.h"
+
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define HANDOFFS 20000u
@@ -34,13 +32,6 @@ static void pin(int cpu)
     (void)sched_setaffinity(0, sizeof set, &set);
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* Waits until the line holds want; then writes want + 1 (the other side's
  * turn). */
 static void turn(_Atomic uint64_t *line, uint64_t want)
@@ -48,12 +39,6 @@ static void turn(_Atomic uint64_t *line, uint64_t want)
     while (atomic_load_explicit(line, memory_order_acquire) != want)
         __builtin_ia32_pause();
     atomic_store_explicit(line, want + 1, memory_order_release);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(void)
@@ -79,13 +64,12 @@ int main(void)
     pin(0);
     double ns[TRIALS];
     for (int t = 0; t < TRIALS; t++) {
-        double t0 = now_ns();
+        double t0 = bench_now();
         for (uint64_t v = 2 * (uint64_t)t * HANDOFFS; v < 2 * (uint64_t)(t + 1) * HANDOFFS; v += 2)
             turn(line, v);
-        ns[t] = (now_ns() - t0) / (2.0 * HANDOFFS);
+        ns[t] = (bench_now() - t0) * 1e9 / (2.0 * HANDOFFS);
     }
     waitpid(pid, NULL, 0);
-    qsort(ns, TRIALS, sizeof ns[0], cmp);
-    printf("%.0f\n", ns[TRIALS / 2]);
+    printf("%.0f\n", bench_median(ns, TRIALS));
     return 0;
 }
